@@ -1,0 +1,317 @@
+"""The agent core: one loop that answers requests and runs the periodic duties.
+
+Requests are handled one at a time, in arrival order, on the loop thread (the MQTT callback only
+queues them). Periodic duties (idle check, heartbeat, firewall reconcile, sshd health) are due by
+the injected clock, so tests move time by hand and call ``tick()``. Long work (preload) and the
+Spot watcher run on threads of their own and report through events.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from . import __version__, disk
+from .activity import ActivitySource
+from .config import Config
+from .errors import AgentError, ErrorCode, ProtocolError, RequestFailed
+from .firewall import Firewall
+from .idle import IdleMonitor
+from .imds import Imds
+from .link import Link
+from .logsink import LogSink
+from .protocol import (
+    ERROR_TYPE,
+    Empty,
+    EventType,
+    FirewallSync,
+    OpenSftp,
+    Preload,
+    Request,
+    RequestType,
+    Shutdown,
+    StopGame,
+    encode,
+    error_body,
+    new_id,
+    parse_request,
+)
+from .seams import Clock, Runner
+from .sftp import SftpService
+from .supervisor import GameSupervisor
+
+log = logging.getLogger(__name__)
+
+_INBOX_MAX: Final = 256
+_SSHD_CHECK_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the agent drives; optional parts are None when disabled by config."""
+
+    link: Link
+    clock: Clock
+    runner: Runner
+    sink: LogSink
+    activity: ActivitySource
+    firewall: Firewall | None = None
+    sftp: SftpService | None = None
+    imds: Imds | None = None
+
+
+class Agent:
+    """Answers the backend and looks after the game (DESIGN.md §4)."""
+
+    def __init__(self, cfg: Config, services: Services) -> None:
+        self.cfg = cfg
+        self._s = services
+        self._clock = services.clock
+        self._inbox: queue.Queue[bytes] = queue.Queue(_INBOX_MAX)
+        self._stopping = threading.Event()
+        self._started = self._clock.monotonic()
+        self.game = GameSupervisor(
+            cfg.launch, services.sink, services.clock, services.runner, self._game_exited
+        )
+        self.idle = IdleMonitor(cfg.idle, services.clock)
+        self.players: int | None = None
+        self._due: dict[str, float] = {}
+        self._preloading = threading.Lock()
+        self._spot_seen = False
+        self._handlers: dict[RequestType, Callable[[Any], dict[str, Any]]] = {
+            RequestType.GAME_START: self._start_game,
+            RequestType.GAME_STOP: self._stop_game,
+            RequestType.GAME_SAVE: self._save_game,
+            RequestType.STATUS: self._status,
+            RequestType.SFTP_OPEN: self._open_sftp,
+            RequestType.DISK_EXTEND: self._extend_disk,
+            RequestType.DISK_PRELOAD: self._preload,
+            RequestType.FIREWALL_SYNC: self._firewall_sync,
+            RequestType.SHUTDOWN: self._shutdown,
+        }
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, reconcile the firewall, start the game if configured, announce readiness."""
+        self._s.link.start(self._enqueue)
+        if self._s.firewall is not None:
+            try:
+                self._s.firewall.reconcile()
+            except AgentError as exc:
+                self.emit(EventType.AGENT_ERROR, {"code": exc.code.value, "message": f"firewall: {exc}"})
+        if self.cfg.launch.autostart:
+            try:
+                self.game.start()
+            except AgentError as exc:
+                self.emit(EventType.AGENT_ERROR, {"code": exc.code.value, "message": str(exc)})
+        self.idle.reset()
+        self.emit(EventType.READY, {"version": __version__, "game_running": self.game.status().running})
+
+    def run(self) -> None:
+        """Serve until a shutdown request or ``request_stop``."""
+        while not self._stopping.is_set():
+            try:
+                raw = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                pass
+            else:
+                self.handle(raw)
+            self.tick()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def close(self) -> None:
+        """Stop the game, sshd, the log sink and the link."""
+        self.game.stop()
+        if self._s.sftp is not None:
+            self._s.sftp.stop()
+        self._s.sink.close()
+        self._s.link.stop()
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _enqueue(self, raw: bytes) -> None:
+        try:
+            self._inbox.put_nowait(raw)
+        except queue.Full:
+            log.error("inbox full; dropped a %d-byte request", len(raw))
+
+    def emit(self, event: EventType, body: dict[str, Any]) -> None:
+        self._s.link.send(encode(new_id(), event.value, body))
+
+    def handle(self, raw: bytes) -> None:
+        """Answer one request; every failure becomes an ``error`` reply and the agent goes on."""
+        req_id: str | None = None
+        try:
+            req = parse_request(raw)
+            req_id = req.id
+            body = self._handlers[req.type](req.body)
+        except ProtocolError as exc:
+            self._reply(exc.request_id, ERROR_TYPE, error_body(exc.code, str(exc)))
+            return
+        except AgentError as exc:
+            self._reply(req_id, ERROR_TYPE, error_body(exc.code, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("request %s failed", req_id)
+            message = f"internal error: {type(exc).__name__}"
+            self._reply(req_id, ERROR_TYPE, error_body(ErrorCode.FAILED, message))
+            return
+        self._reply(req.id, req.type.reply_type, body)
+        if req.type is RequestType.SHUTDOWN:
+            self._after_shutdown(req)
+
+    def _reply(self, req_id: str | None, msg_type: str, body: dict[str, Any]) -> None:
+        self._s.link.send(encode(req_id, msg_type, body))
+
+    # -- periodic duties ----------------------------------------------------------------------
+
+    def _due_now(self, name: str, every: float) -> bool:
+        now = self._clock.monotonic()
+        if now >= self._due.get(name, 0.0):
+            self._due[name] = now + every
+            return True
+        return False
+
+    def tick(self) -> None:
+        """Run whichever periodic duties are due by the clock."""
+        if self._due_now("idle", self.cfg.idle.check_interval_s):
+            self.check_idle()
+        if self._due_now("heartbeat", self.cfg.heartbeat_interval_s):
+            st = self.game.status()
+            self.emit(EventType.HEARTBEAT, {"game_running": st.running, "players": self.players,
+                                            "idle_s": round(self.idle.idle_s())})
+        fw = self._s.firewall
+        if fw is not None and self._due_now("firewall", self.cfg.firewall.reconcile_interval_s):
+            try:
+                fw.reconcile()
+            except AgentError as exc:
+                log.error("firewall reconcile failed: %s", exc)
+        if self._s.sftp is not None and self._due_now("sshd", _SSHD_CHECK_S):
+            self._s.sftp.keep_alive()
+
+    def check_idle(self) -> None:
+        """Count players and advance the idle state machine, publishing what changed."""
+        try:
+            players = self._s.activity.players()
+        except AgentError as exc:
+            log.warning("player count unavailable: %s", exc)
+            return
+        if players != self.players:
+            self.emit(EventType.PLAYERS, {"count": players, "previous": self.players})
+            self.players = players
+        event = self.idle.observe(players)
+        if event is not None:
+            self.emit(event.type, event.body)
+
+    # -- game events --------------------------------------------------------------------------
+
+    def _game_exited(self, code: int, restart_in: float | None, restarts: int) -> None:
+        self.emit(EventType.GAME_EXITED,
+                  {"exit_code": code, "restart_in_s": restart_in, "restarts": restarts})
+
+    def on_spot_notice(self, notice: dict[str, Any]) -> None:
+        """Save and stop the game once, then tell the backend (called by the Spot watcher)."""
+        if self._spot_seen:
+            return
+        self._spot_seen = True
+        saved = False
+        try:
+            saved = self.game.save()
+        except AgentError as exc:
+            log.error("save on spot notice failed: %s", exc)
+        stopped = self.game.stop()
+        self.emit(EventType.SPOT_NOTICE, {"action": notice.get("action"), "time": notice.get("time"),
+                                          "saved": saved, "game_stopped": stopped.was_running})
+
+    # -- request handlers ---------------------------------------------------------------------
+
+    def _start_game(self, _body: Empty) -> dict[str, Any]:
+        pid, started = self.game.start()
+        if started:
+            self.idle.reset()
+        return {"pid": pid, "started": started}
+
+    def _stop_game(self, body: StopGame) -> dict[str, Any]:
+        result = self.game.stop(body.grace_s)
+        return {"was_running": result.was_running, "exit_code": result.exit_code, "killed": result.killed}
+
+    def _save_game(self, _body: Empty) -> dict[str, Any]:
+        return {"saved": self.game.save(), "synced": True}
+
+    def _status(self, _body: Empty) -> dict[str, Any]:
+        st = self.game.status()
+        used = disk.usage(self.cfg.data.mountpoint)
+        fw = self._s.firewall
+        grants = fw.grants() if fw is not None else None
+        return {
+            "game": {"running": st.running, "pid": st.pid,
+                     "uptime_s": round(st.uptime_s, 1) if st.uptime_s is not None else None,
+                     "restarts": st.restarts, "last_exit_code": st.last_exit_code},
+            "players": self.players,
+            "idle": {"state": self.idle.state.value, "idle_s": round(self.idle.idle_s())},
+            "disk": asdict(used) | {"mountpoint": str(self.cfg.data.mountpoint)} if used else None,
+            "firewall": {"v4": sum(1 for a in grants if a.version == 4),
+                         "v6": sum(1 for a in grants if a.version == 6)} if grants is not None else None,
+            "agent": {"version": __version__, "uptime_s": round(self._clock.monotonic() - self._started, 1)},
+        }
+
+    def _open_sftp(self, body: OpenSftp) -> dict[str, Any]:
+        if self._s.sftp is None:
+            raise RequestFailed("sftp is disabled on this instance", ErrorCode.UNAVAILABLE)
+        return asdict(self._s.sftp.open(body.ttl_s, body.host))
+
+    def _extend_disk(self, _body: Empty) -> dict[str, Any]:
+        return disk.extend(self._s.runner, self.cfg.data.mountpoint, self.cfg.data.device)
+
+    def _preload(self, body: Preload) -> dict[str, Any]:
+        device = disk.data_device(self._s.runner, self.cfg.data.mountpoint, self.cfg.data.device)
+        if not self._preloading.acquire(blocking=False):
+            raise RequestFailed("a preload is already running", ErrorCode.CONFLICT)
+
+        def work() -> None:
+            try:
+                done, secs = disk.preload(
+                    device, block_size=body.block_size,
+                    progress=lambda n, total: self.emit(EventType.PRELOAD_PROGRESS, {
+                        "bytes_read": n, "bytes_total": total,
+                        "percent": round(100 * n / total, 1) if total else 100.0}),
+                )
+                self.emit(EventType.PRELOAD_DONE, {"device": str(device), "bytes_read": done,
+                                                   "seconds": round(secs, 2)})
+            except AgentError as exc:
+                self.emit(EventType.AGENT_ERROR, {"code": exc.code.value, "message": f"preload: {exc}"})
+            finally:
+                self._preloading.release()
+
+        threading.Thread(target=work, name="preload", daemon=True).start()
+        return {"started": True, "device": str(device)}
+
+    def _firewall_sync(self, body: FirewallSync) -> dict[str, Any]:
+        if self._s.firewall is None:
+            raise RequestFailed("the firewall is disabled on this instance", ErrorCode.UNAVAILABLE)
+        return self._s.firewall.sync(body)
+
+    def _shutdown(self, body: Shutdown) -> dict[str, Any]:
+        return {"stopping": True, "poweroff": body.poweroff and self.cfg.shutdown_command is not None}
+
+    def _after_shutdown(self, req: Request) -> None:
+        assert isinstance(req.body, Shutdown)
+        try:
+            self.game.save()
+        except AgentError as exc:
+            log.error("save before shutdown failed: %s", exc)
+        self.game.stop()
+        self.request_stop()
+        if req.body.poweroff and self.cfg.shutdown_command:
+            self._s.runner.run(self.cfg.shutdown_command, check=False)

@@ -1,0 +1,182 @@
+"""The game process: start, stop (stop command or signal, SIGKILL after grace), save, restart on crash.
+
+The game runs in its own session so a stop reaches every child it forked. A watcher thread per
+process ships its output and, when it dies without being asked to, restarts it after an
+exponential backoff (reset once a run lasted a minute) and reports the exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Final
+
+from .config import GameConfig
+from .errors import CommandFailed, ErrorCode, GameError
+from .logsink import LogSink
+from .seams import Clock, Runner
+
+log = logging.getLogger(__name__)
+
+_STABLE_RUN_S: Final = 60.0
+
+OnExit = Callable[[int, float | None, int], None]
+"""Called with (exit code, seconds until the restart or None, restarts so far)."""
+
+
+@dataclass(frozen=True)
+class GameStatus:
+    running: bool
+    pid: int | None
+    uptime_s: float | None
+    restarts: int
+    last_exit_code: int | None
+
+
+@dataclass(frozen=True)
+class StopResult:
+    was_running: bool
+    exit_code: int | None
+    killed: bool
+
+
+class GameSupervisor:
+    """Owns at most one game process at a time."""
+
+    def __init__(self, cfg: GameConfig, sink: LogSink, clock: Clock, runner: Runner, on_exit: OnExit) -> None:
+        self._cfg = cfg
+        self._sink = sink
+        self._clock = clock
+        self._runner = runner
+        self._on_exit = on_exit
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._want_running = False
+        self._wake = threading.Event()
+        self._backoff = cfg.restart_backoff_s
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+
+    def start(self) -> tuple[int, bool]:
+        """Start the game unless it runs; returns (pid, started now). Raises GameError."""
+        with self._lock:
+            self._want_running = True
+            if self._proc is not None and self._proc.poll() is None:
+                return self._proc.pid, False
+            return self._spawn(), True
+
+    def stop(self, grace_s: float | None = None) -> StopResult:
+        """Stop the game and wait for it; SIGKILL its process group after the grace period."""
+        grace = self._cfg.stop_grace_s if grace_s is None else grace_s
+        with self._lock:
+            self._want_running = False
+            self._wake.set()
+            proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return StopResult(False, proc.returncode if proc else None, False)
+        if self._cfg.stop_command:
+            try:
+                self._runner.run(self._cfg.stop_command, timeout=max(grace, 1.0), check=False,
+                                 env=self._env())
+            except CommandFailed as exc:
+                log.warning("stop command failed: %s; signalling instead", exc)
+                self._signal(proc, self._cfg.stop_signal)
+        else:
+            self._signal(proc, self._cfg.stop_signal)
+        killed = False
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            log.warning("game ignored the stop for %.0fs; SIGKILL", grace)
+            self._signal(proc, signal.SIGKILL)
+            proc.wait(10)
+            killed = True
+        return StopResult(True, proc.returncode, killed)
+
+    def save(self) -> bool:
+        """Run the game's save command if it has one, then flush the file systems."""
+        saved = False
+        if self._cfg.save_command and self.status().running:
+            timeout = max(self._cfg.stop_grace_s, 10.0)
+            self._runner.run(self._cfg.save_command, timeout=timeout, env=self._env())
+            saved = True
+        os.sync()
+        return saved
+
+    def status(self) -> GameStatus:
+        with self._lock:
+            proc = self._proc
+            running = proc is not None and proc.poll() is None
+            return GameStatus(
+                running=running,
+                pid=proc.pid if proc is not None and running else None,
+                uptime_s=self._clock.monotonic() - self._started_at if running else None,
+                restarts=self.restarts,
+                last_exit_code=self.last_exit_code,
+            )
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self._cfg.env}
+
+    def _spawn(self) -> int:
+        try:
+            proc = subprocess.Popen(
+                self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except OSError as exc:
+            message = f"cannot launch {self._cfg.command[0]}: {exc.strerror or exc}"
+            raise GameError(message, ErrorCode.FAILED) from exc
+        self._proc = proc
+        self._started_at = self._clock.monotonic()
+        self._wake.clear()
+        for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            assert stream is not None
+            threading.Thread(target=self._pump, args=(name, stream), daemon=True, name=f"game-{name}").start()
+        threading.Thread(target=self._watch, args=(proc,), daemon=True, name="game-watch").start()
+        log.info("game started, pid %d", proc.pid)
+        return proc.pid
+
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self._sink.write(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        stream.close()
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        with self._lock:
+            if self._proc is not proc:
+                return
+            self.last_exit_code = code
+            if not self._want_running:
+                self._on_exit(code, None, self.restarts)
+                return
+            ran = self._clock.monotonic() - self._started_at
+            if ran >= _STABLE_RUN_S:
+                self._backoff = self._cfg.restart_backoff_s
+            delay = self._backoff
+            self._backoff = min(self._backoff * 2, self._cfg.restart_backoff_max_s)
+        log.warning("game exited with %d after %.1fs; restart in %.1fs", code, ran, delay)
+        self._on_exit(code, delay, self.restarts)
+        if self._wake.wait(delay):
+            return
+        with self._lock:
+            if not self._want_running or self._proc is not proc:
+                return
+            self.restarts += 1
+            try:
+                self._spawn()
+            except GameError as exc:
+                log.error("restart failed: %s", exc)
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
