@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from . import __version__, disk
 from .activity import ActivitySource
@@ -22,7 +22,6 @@ from .errors import AgentError, ErrorCode, ProtocolError, RequestFailed
 from .firewall import Firewall
 from .idle import IdleMonitor
 from .imds import Imds
-from .link import Link
 from .logsink import LogSink
 from .protocol import (
     ERROR_TYPE,
@@ -43,6 +42,9 @@ from .protocol import (
 from .seams import Clock, Runner
 from .sftp import SftpService
 from .supervisor import GameSupervisor
+
+if TYPE_CHECKING:
+    from .link import Link  # the protocol only; awscrt loads when the MQTT link is built
 
 log = logging.getLogger(__name__)
 

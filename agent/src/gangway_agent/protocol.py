@@ -290,3 +290,49 @@ _BODY_PARSERS: Final[dict[RequestType, Callable[[_Body], Body]]] = {
     RequestType.FIREWALL_SYNC: _firewall,
     RequestType.SHUTDOWN: _shutdown,
 }
+
+
+def _fields(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
+    "game.start.reply": _fields("pid", "started"),
+    "game.stop.reply": _fields("was_running", "exit_code", "killed"),
+    "game.save.reply": _fields("saved", "synced"),
+    "status.reply": _fields("game", "players", "idle", "disk", "firewall", "agent"),
+    "sftp.open.reply": _fields("uri", "username", "password", "host_key_sha256", "expires_at"),
+    "disk.extend.reply": _fields(
+        "device", "partition", "filesystem", "size_before_bytes", "size_after_bytes"
+    ),
+    "disk.preload.reply": _fields("started", "device"),
+    "firewall.sync.reply": _fields("applied", "removed", "v4", "v6"),
+    "shutdown.reply": _fields("stopping", "poweroff"),
+    ERROR_TYPE: _fields("code", "message"),
+    EventType.READY: _fields("version", "game_running"),
+    EventType.HEARTBEAT: _fields("game_running", "players", "idle_s"),
+    EventType.PLAYERS: _fields("count", "previous"),
+    EventType.IDLE_WARNING: _fields("idle_s", "shutdown_in_s"),
+    EventType.IDLE_CLEARED: _fields("players"),
+    EventType.IDLE_SHUTDOWN: _fields("idle_s"),
+    EventType.SPOT_NOTICE: _fields("action", "time", "saved", "game_stopped"),
+    EventType.GAME_EXITED: _fields("exit_code", "restart_in_s", "restarts"),
+    EventType.PRELOAD_PROGRESS: _fields("bytes_read", "bytes_total", "percent"),
+    EventType.PRELOAD_DONE: _fields("device", "bytes_read", "seconds"),
+    EventType.AGENT_ERROR: _fields("code", "message"),
+}
+"""The body keys of every reply and event the agent sends (contract/README.md)."""
+
+
+def parse_outgoing(raw: bytes) -> Envelope:
+    """Decode a reply or event and check its body has exactly the documented keys. Raises ProtocolError."""
+    env = parse_envelope(raw)
+    fields = OUTGOING_FIELDS.get(env.type)
+    if fields is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown reply/event type {env.type!r}", env.id)
+    if env.id is None and env.type != ERROR_TYPE:
+        raise ProtocolError(ErrorCode.BAD_ENVELOPE, "replies and events carry an id", env.id)
+    if set(env.body) != fields:
+        message = f"{env.type} body keys {sorted(env.body)} != {sorted(fields)}"
+        raise ProtocolError(ErrorCode.BAD_BODY, message, env.id)
+    return env
