@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_fakes import PKI, Broker, FakeClock, make_pki, start_broker  # noqa: E402
+from agent_fakes import PKI, Broker, FakeClock, make_pki, start_broker
 
 
 def require(*binaries: str, root: bool = True) -> None:

@@ -125,8 +125,8 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_console_script_fails_cleanly_and_imports_little(tmp_path: Path) -> None:
     """The real process: a clear message and exit 2; importing the CLI loads neither boto3 nor awscrt."""
     (tmp_path / "bad.toml").write_text("[mqtt]\n")
-    proc = subprocess.run([sys.executable, "-m", "gangway_agent.cli", "-c", str(tmp_path / "bad.toml")],
-                          capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONWARNINGS": ""})
+    argv = [sys.executable, "-m", "gangway_agent.cli", "-c", str(tmp_path / "bad.toml")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=dict(os.environ))
     assert proc.returncode == 2
     assert "config error: missing required key tenant" in proc.stderr
     probe = "import sys, gangway_agent.cli; print(sorted(m for m in ('boto3', 'awscrt') if m in sys.modules))"

@@ -76,7 +76,8 @@ def test_firewall_examples_decode() -> None:
     (b'{"id": "1", "type": "firewall.sync", "body": {"mode": "all"}}', ErrorCode.BAD_BODY),
     (b'{"id": "1", "type": "firewall.sync", "body": {"mode": "full", "grants": [{"address": "1.2.3.4/24",'
      b' "expires_at": 1}]}}', ErrorCode.BAD_BODY),
-    (b'{"id": "1", "type": "firewall.sync", "body": {"mode": "full", "revoke": ["1.2.3.4"]}}', ErrorCode.BAD_BODY),
+    (b'{"id": "1", "type": "firewall.sync", "body": {"mode": "full", "revoke": ["1.2.3.4"]}}',
+     ErrorCode.BAD_BODY),
     (b'{"id": "1", "type": "sftp.open", "body": {"ttl_s": 5}}', ErrorCode.BAD_BODY),
     (b'{"id": "1", "type": "shutdown", "body": {"poweroff": "yes"}}', ErrorCode.BAD_BODY),
     (b'{"id": "1", "type": "status", "body": {}, "pad": "' + b"x" * MAX_MESSAGE_BYTES + b'"}',
