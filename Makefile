@@ -1,0 +1,62 @@
+# Two commands do all set-up on a fresh machine: `make run` (the local stack) and `make test`.
+# Both build .venv from the pinned requirements and, when run as root, install the Debian packages
+# the real-component tests and the local stack need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REQS := requirements.txt requirements-dev.txt pyproject.toml $(wildcard agent/requirements*.txt agent/pyproject.toml)
+STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-12)
+# mosquitto: the MQTT broker; nftables/iproute2: the agent's firewall tests in network namespaces;
+# openssh-server: the agent's SFTP service; openssl: test certificates.
+SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2
+STAGE ?= dev
+
+.PHONY: venv system-deps test lint typecheck pytest run bench register package clean
+
+$(STAMP): $(REQS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e . $(if $(wildcard agent/pyproject.toml),-e agent,)
+	$(if $(wildcard agent/requirements-dev.txt),$(BIN)/pip install -q -r agent/requirements-dev.txt,)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
+	else echo "not root (or no apt): not installing $(SYSTEM_PACKAGES); tests needing them will skip"; fi
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+	$(if $(wildcard agent/src),$(BIN)/mypy --config-file agent/pyproject.toml agent/src agent/tests,)
+
+pytest: venv system-deps
+	$(BIN)/pytest -q tests $(wildcard agent/tests)
+
+test: lint typecheck pytest
+
+run: venv system-deps
+	$(BIN)/gangway run
+
+bench: venv system-deps
+	$(BIN)/python bench/cold_start.py
+	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
+	@cat bench/results.json
+
+register: venv
+	$(BIN)/gangway register $(if $(GUILD),--guild $(GUILD),)
+
+package: venv
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
+
+clean:
+	rm -rf $(VENV) .local build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""gangway's Lambda code: everything here ships to AWS with app.py."""

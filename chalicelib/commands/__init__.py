@@ -1,0 +1,21 @@
+"""Our command catalogue, built by importing each module once (their decorators declare into it)."""
+
+from __future__ import annotations
+
+from chalicelib.commands import admin, servers, welcome
+from chalicelib.commands.catalogue import GameName, jobs, registry
+from chalicelib.commands.context import Context, Services, interaction_of_job
+
+registry.validate()
+
+__all__ = [
+    "Context",
+    "GameName",
+    "Services",
+    "admin",
+    "interaction_of_job",
+    "jobs",
+    "registry",
+    "servers",
+    "welcome",
+]

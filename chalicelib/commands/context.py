@@ -1,0 +1,75 @@
+"""The context a handler receives: the interaction, its tenant, the caller's level and the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from chalicelib.config import Settings
+from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Level
+from chalicelib.errors import NotSetUp
+from chalicelib.games import GameStore
+from chalicelib.jobs import JobMessage
+from chalicelib.tenancy import Tenant, TenantStore, level_of
+
+__all__ = ["Context", "Services", "interaction_of_job"]
+
+
+@dataclass(frozen=True)
+class Services:
+    """What handlers may use; built once per container in wiring.py."""
+
+    settings: Settings
+    tenants: TenantStore
+    games: GameStore
+    registry: CommandRegistry
+
+
+class Context:
+    """One interaction being handled; the tenant is resolved once, from the guild."""
+
+    def __init__(self, interaction: Interaction, services: Services) -> None:
+        self._interaction = interaction
+        self.services = services
+
+    @property
+    def interaction(self) -> Interaction:
+        return self._interaction
+
+    @cached_property
+    def tenant(self) -> Tenant | None:
+        gid = self._interaction.guild_id
+        return None if gid is None else self.services.tenants.get(gid)
+
+    @property
+    def has_tenant(self) -> bool:
+        return self.tenant is not None
+
+    @cached_property
+    def level(self) -> Level:
+        it = self._interaction
+        return level_of(self.tenant, it.role_ids, it.permissions)
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant's id; handlers that need one are only reached when it exists."""
+        if self.tenant is None:
+            raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.")
+        return self.tenant.tenant_id
+
+
+def interaction_of_job(msg: JobMessage) -> Interaction:
+    """The interaction a job continues, rebuilt from its message (the jobs Lambda has nothing else)."""
+    return Interaction(
+        id=msg.interaction_id,
+        type=InteractionType.APPLICATION_COMMAND,
+        application_id=msg.application_id,
+        token=msg.token,
+        user_id=msg.user_id,
+        user_name=msg.user_name,
+        guild_id=msg.tenant_id,
+        channel_id=msg.channel_id,
+        role_ids=frozenset(msg.role_ids),
+        permissions=msg.permissions,
+        command=msg.command,
+    )

@@ -1,0 +1,113 @@
+"""Commands for the main role: /games and /status, and the autocomplete of game names."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from chalicelib.commands.catalogue import GameName, jobs, registry
+from chalicelib.commands.context import Context
+from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
+from chalicelib.errors import NotFound
+from chalicelib.games import Game, GameState, check_name
+
+__all__ = ["games", "status"]
+
+
+def _ts(epoch: float) -> str:
+    """A Discord timestamp that each reader sees in their own time zone (DESIGN.md §2a)."""
+    return f"<t:{int(epoch)}:R>"
+
+
+@registry.command(level=Level.MAIN)
+def games(ctx: Context, game: GameName | None = None) -> Reply:
+    """List this server's games, or show one game's details.
+
+    Args:
+        game: The game to show
+    """
+    if game is not None:
+        found = ctx.services.games.get(ctx.tenant_id, check_name(game))
+        if found is None:
+            raise NotFound(
+                f"The game `{game}` does not exist on this server. `/games` lists the ones that do."
+            )
+        return Reply(embeds=(_details(found),), ephemeral=True)
+    listed = ctx.services.games.list(ctx.tenant_id)
+    if not listed:
+        hint = (
+            "Create one with `/newgame`."
+            if ctx.level >= Level.ADMIN
+            else "An admin can create one with `/newgame`."
+        )
+        return Reply(content=f"This server has no games yet. {hint}", ephemeral=True)
+    counts = Counter(g.state for g in listed)
+    summary = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
+    lines = [
+        f"{g.state.emoji} **{g.name}** · {g.state.word}" + (f" · {g.description}" if g.description else "")
+        for g in listed
+    ]
+    return Reply(
+        embeds=(Embed(title=f"Games ({len(listed)}: {summary})", description="\n".join(lines)),),
+        ephemeral=True,
+    )
+
+
+def _details(game: Game) -> Embed:
+    return Embed(
+        title=f"{game.state.emoji} {game.name}",
+        description=game.description or "No description yet.",
+        fields=(
+            EmbedField(name="Status", value=game.state.word, inline=True),
+            EmbedField(name="Created", value=_ts(game.created_at), inline=True),
+            EmbedField(name="Last change", value=_ts(game.updated_at), inline=True),
+        ),
+    )
+
+
+@registry.autocomplete("games")
+def game_names(ctx: Context, partial: str) -> Choices:
+    """The tenant's game names starting with what the caller typed."""
+    names = ctx.services.games.names(ctx.tenant_id, partial.strip().lower())
+    return Choices(tuple(Choice(name=n, value=n) for n in names))
+
+
+@registry.command()
+def status(ctx: Context) -> Deferred:
+    """Check that gangway is working here, and how this server is set up."""
+    return Deferred(Job("status", {"queued_at": time.time()}), ephemeral=True)
+
+
+@jobs.job("status")
+def status_report(ctx: Context, queued_at: float) -> Reply:
+    """Runs in the jobs Lambda: the whole path Discord → endpoint → queue → job → webhook works."""
+    tenant = ctx.services.tenants.require(ctx.tenant_id)
+    listed = ctx.services.games.list(ctx.tenant_id)
+    counts = Counter(g.state for g in listed)
+    by_state = ", ".join(f"{counts.get(s, 0)} {s.word}" for s in GameState) if listed else "none yet"
+    delay_ms = max(0.0, (time.time() - float(queued_at)) * 1000)
+
+    def roles(ids: frozenset[str]) -> str:
+        return " ".join(f"<@&{r}>" for r in sorted(ids)) or "not chosen yet (run `/setup`)"
+
+    return Reply(
+        embeds=(
+            Embed(
+                title="✅ gangway is working here",
+                description=f"Your access: **{ctx.level.label}**. This reply went through the job queue "
+                f"in {delay_ms:.0f} ms.",
+                fields=(
+                    EmbedField(name="Main role", value=roles(tenant.main_role_ids), inline=True),
+                    EmbedField(name="Admin role", value=roles(tenant.admin_role_ids), inline=True),
+                    EmbedField(
+                        name="AWS account",
+                        value=f"{tenant.account_mode} account, region `{tenant.region}`",
+                        inline=False,
+                    ),
+                    EmbedField(name=f"Games ({len(listed)})", value=by_state, inline=False),
+                    EmbedField(name="Set up", value=f"{_ts(tenant.created_at)} by <@{tenant.created_by}>"),
+                ),
+            ),
+        ),
+        ephemeral=True,
+    )

@@ -1,0 +1,84 @@
+"""Settings: the only module that reads the environment (style lesson L15).
+
+`.chalice/config.json` sets these variables per stage; the local stack and tests set them too. Everything
+else receives a `Settings` value, so a test can build one by hand and nothing reads `os.environ` behind
+its back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Final
+
+__all__ = ["Settings", "settings"]
+
+DISCORD_API: Final = "https://discord.com/api/v10"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, typed, with the defaults a fresh deployment uses."""
+
+    stage: str = "local"
+    region: str = "us-east-1"
+    discord_public_key: str = ""
+    discord_application_id: str = ""
+    discord_api_url: str = DISCORD_API
+    # Locally the token comes straight from the environment; in AWS it is a Secrets Manager entry.
+    discord_bot_token: str | None = field(default=None, repr=False)
+    discord_bot_token_secret: str | None = None
+    tenants_table: str = "gangway-tenants"
+    games_table: str = "gangway-games"
+    interactions_table: str = "gangway-interactions"
+    jobs_queue: str = "gangway-jobs"
+    aws_endpoint_url: str | None = None
+    xray_daemon_address: str | None = None
+    tracing: bool = False
+    in_lambda: bool = False
+    site_url: str = ""
+    # A job that failed this many deliveries tells the user instead of being retried again.
+    job_max_receives: int = 3
+    # How long a warm Lambda trusts its cached copy of a tenant's roles.
+    tenant_cache_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the process environment (or `env`) once."""
+        e = os.environ if env is None else env
+        region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or cls.region
+        return cls(
+            stage=e.get("GANGWAY_STAGE", cls.stage),
+            region=region,
+            discord_public_key=e.get("DISCORD_PUBLIC_KEY", ""),
+            discord_application_id=e.get("DISCORD_APPLICATION_ID", ""),
+            discord_api_url=e.get("DISCORD_API_URL", DISCORD_API).rstrip("/"),
+            discord_bot_token=e.get("DISCORD_BOT_TOKEN") or None,
+            discord_bot_token_secret=e.get("DISCORD_BOT_TOKEN_SECRET") or None,
+            tenants_table=e.get("TENANTS_TABLE", cls.tenants_table),
+            games_table=e.get("GAMES_TABLE", cls.games_table),
+            interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
+            jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),
+            aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
+            xray_daemon_address=e.get("AWS_XRAY_DAEMON_ADDRESS") or None,
+            # In Lambda with active tracing the runtime sets _X_AMZN_TRACE_ID; locally a daemon address
+            # (or GANGWAY_TRACING=1) turns tracing on.
+            tracing=_flag(e.get("GANGWAY_TRACING"))
+            or bool(e.get("AWS_XRAY_DAEMON_ADDRESS") and e.get("GANGWAY_TRACING", "1") != "0"),
+            in_lambda=bool(e.get("AWS_LAMBDA_FUNCTION_NAME")),
+            site_url=e.get("SITE_URL", "").rstrip("/"),
+            job_max_receives=int(e.get("JOB_MAX_RECEIVES", str(cls.job_max_receives))),
+            tenant_cache_seconds=float(e.get("TENANT_CACHE_SECONDS", str(cls.tenant_cache_seconds))),
+        )
+
+
+@cache
+def settings() -> Settings:
+    """The process-wide settings, read once (models bind their table names from it)."""
+    return Settings.from_env()

@@ -1,0 +1,102 @@
+"""Game rows of one tenant at a time; conditions become domain errors (lesson L9)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib.errors import Conflict, ValidationError
+from chalicelib.games.models import GameRecord
+from chalicelib.games.states import GameState
+
+__all__ = ["GAME_NAME", "Game", "GameStore", "check_name"]
+
+GAME_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+def check_name(name: str) -> str:
+    """The name if it is a valid game name.
+
+    Raises:
+        ValidationError: it is not 2-32 lowercase letters, digits or inner hyphens.
+    """
+    if not GAME_NAME.fullmatch(name):
+        raise ValidationError(
+            f"`{name[:40]}` isn't a valid game name: use 2-32 lowercase letters, digits or hyphens "
+            "(for example `valheim` or `mc-survival`)."
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Game:
+    """A game as handlers see it."""
+
+    tenant_id: str
+    name: str
+    description: str
+    state: GameState
+    created_at: float
+    updated_at: float
+    version: int
+
+
+def _to_game(rec: GameRecord) -> Game:
+    return Game(
+        tenant_id=rec.tenant_id,
+        name=rec.name,
+        description=rec.description,
+        state=GameState(rec.state),
+        created_at=float(rec.created_at),
+        updated_at=float(rec.updated_at),
+        version=int(rec.version or 0),
+    )
+
+
+class GameStore:
+    """Reads and writes games; every method takes the tenant id explicitly."""
+
+    def list(self, tenant_id: str) -> list[Game]:
+        """All of a tenant's games, by name (one Query on the tenant's partition)."""
+        return [_to_game(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
+
+    def get(self, tenant_id: str, name: str) -> Game | None:
+        try:
+            return _to_game(GameRecord.get(tenant_id, name, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def names(self, tenant_id: str, prefix: str = "", limit: int = 25) -> list[str]:
+        """Names starting with `prefix`, for autocomplete (a key-condition query, no scan)."""
+        cond = GameRecord.name.startswith(prefix) if prefix else None
+        rows = GameRecord.query(tenant_id, cond, limit=limit, attributes_to_get=["name"])
+        return [r.name for r in rows]
+
+    def create(self, tenant_id: str, name: str, *, description: str, created_by: str) -> Game:
+        """Add a stopped game.
+
+        Raises:
+            ValidationError: bad name.  Conflict: the tenant already has a game of that name.
+        """
+        now = int(time.time())
+        rec = GameRecord(
+            tenant_id,
+            check_name(name),
+            description=description,
+            state=GameState.STOPPED.value,
+            created_by=created_by,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            rec.save(condition=GameRecord.name.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                raise Conflict(f"There is already a game called `{name}`.") from exc
+            raise
+        return _to_game(rec)

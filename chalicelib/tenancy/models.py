@@ -1,0 +1,37 @@
+"""PynamoDB model of a tenant: one Discord guild bound to one AWS account (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, VersionAttribute
+from pynamodb.models import Model
+
+from chalicelib.config import settings
+
+__all__ = ["TenantRecord"]
+
+_S = settings()
+
+
+class TenantRecord(Model):
+    """A guild's configuration; the partition key is the tenant id (the guild id)."""
+
+    class Meta:
+        table_name = _S.tenants_table
+        region = _S.region
+        host = _S.aws_endpoint_url
+        billing_mode = "PAY_PER_REQUEST"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    # DynamoDB has no empty sets: a missing attribute means "no roles chosen yet".
+    main_role_ids = UnicodeSetAttribute(null=True)
+    admin_role_ids = UnicodeSetAttribute(null=True)
+    # "hosting" (the bot's own account) or "customer" (an assumed role in the guild's own account).
+    account_mode = UnicodeAttribute(default="hosting")
+    aws_account_id = UnicodeAttribute(null=True)
+    role_arn = UnicodeAttribute(null=True)
+    external_id = UnicodeAttribute(null=True)
+    region = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    version = VersionAttribute()

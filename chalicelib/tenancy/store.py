@@ -1,0 +1,170 @@
+"""Tenant storage with a short in-process cache, and the caller's access level.
+
+A warm Lambda answers many interactions for the same guild; re-reading its roles each time would cost
+a DynamoDB round trip per /help. The cache holds a tenant for `ttl` seconds and is dropped on every
+write made through this store, so a change made here is seen at once and elsewhere within `ttl`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from chalicelib.discord import Level, Permission
+from chalicelib.errors import Conflict, NotSetUp
+from chalicelib.tenancy.models import TenantRecord
+
+__all__ = ["RoleKind", "Tenant", "TenantStore", "level_of"]
+
+RoleKind = Literal["main", "admin"]
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A guild's configuration as the rest of the code sees it."""
+
+    tenant_id: str
+    main_role_ids: frozenset[str]
+    admin_role_ids: frozenset[str]
+    account_mode: str
+    region: str
+    created_by: str
+    created_at: float
+    version: int
+
+    @property
+    def roles_configured(self) -> bool:
+        return bool(self.main_role_ids and self.admin_role_ids)
+
+
+def level_of(tenant: Tenant | None, role_ids: Iterable[str], permissions: int) -> Level:
+    """The caller's level: server administrators and the admin role are admins; the main role is main."""
+    if permissions & Permission.ADMINISTRATOR:
+        return Level.ADMIN
+    if tenant is None:
+        return Level.WELCOME
+    roles = set(role_ids)
+    if roles & tenant.admin_role_ids:
+        return Level.ADMIN
+    if roles & tenant.main_role_ids:
+        return Level.MAIN
+    return Level.WELCOME
+
+
+def _to_tenant(rec: TenantRecord) -> Tenant:
+    return Tenant(
+        tenant_id=rec.tenant_id,
+        main_role_ids=frozenset(rec.main_role_ids or ()),
+        admin_role_ids=frozenset(rec.admin_role_ids or ()),
+        account_mode=rec.account_mode,
+        region=rec.region,
+        created_by=rec.created_by,
+        created_at=float(rec.created_at),
+        version=int(rec.version or 0),
+    )
+
+
+class TenantStore:
+    """Reads and writes tenants; every method takes the tenant id explicitly."""
+
+    def __init__(
+        self, *, default_region: str, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._region = default_region
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant, from cache when fresh; None if the guild never ran /setup."""
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        tenant = self.read(tenant_id)
+        with self._lock:
+            self._cache[tenant_id] = (now, tenant)
+        return tenant
+
+    def read(self, tenant_id: str) -> Tenant | None:
+        """A strongly consistent read that bypasses the cache (for decisions that change state)."""
+        try:
+            return _to_tenant(TenantRecord.get(tenant_id, consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def require(self, tenant_id: str) -> Tenant:
+        """The tenant, or NotSetUp."""
+        tenant = self.get(tenant_id)
+        if tenant is None:
+            raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.")
+        return tenant
+
+    def ensure(self, tenant_id: str, *, created_by: str, now: float | None = None) -> tuple[Tenant, bool]:
+        """Create the tenant on the hosting account if it does not exist; (tenant, created)."""
+        stamp = time.time() if now is None else now
+        rec = TenantRecord(
+            tenant_id,
+            region=self._region,
+            created_by=created_by,
+            created_at=int(stamp),
+            updated_at=int(stamp),
+        )
+        try:
+            rec.save(condition=TenantRecord.tenant_id.does_not_exist())
+            created = True
+        except PutError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            created = False
+        self._forget(tenant_id)
+        tenant = self.read(tenant_id)
+        if tenant is None:  # deleted between the two calls
+            raise Conflict("The server's configuration changed while saving; run `/setup` again.")
+        return tenant, created
+
+    def set_roles(self, tenant_id: str, kind: RoleKind, role_ids: Iterable[str]) -> Tenant:
+        """Replace the main or admin role set (a versioned write).
+
+        Raises:
+            NotSetUp: no such tenant.  Conflict: changed concurrently.
+        """
+        try:
+            rec = TenantRecord.get(tenant_id, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.") from exc
+        roles = set(role_ids) or None
+        attr = TenantRecord.main_role_ids if kind == "main" else TenantRecord.admin_role_ids
+        actions = [attr.set(roles) if roles else attr.remove(), TenantRecord.updated_at.set(int(time.time()))]
+        try:
+            rec.update(actions=actions)
+        except UpdateError as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                raise Conflict(
+                    "Someone changed the server's settings at the same moment; try again."
+                ) from exc
+            raise
+        finally:
+            self._forget(tenant_id)
+        return _to_tenant(rec)
+
+    def delete(self, tenant_id: str) -> None:
+        """Remove the tenant's row (issue 3 removes its other rows first)."""
+        try:
+            TenantRecord.get(tenant_id, consistent_read=True).delete()
+        except DoesNotExist:
+            pass
+        finally:
+            self._forget(tenant_id)
+
+    def _forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._cache.pop(tenant_id, None)

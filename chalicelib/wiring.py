@@ -1,0 +1,155 @@
+"""The composition root: every long-lived object is built here, once per container, on first use.
+
+Nothing heavy is imported at module load: the PING path builds only the verify key and the endpoint;
+boto3, PynamoDB, the command catalogue and X-Ray load when the first real interaction or job needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.config import Settings, settings
+from chalicelib.discord.endpoint import InteractionEndpoint
+from chalicelib.discord.verify import load_verify_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from chalicelib.commands import Services
+    from chalicelib.discord.dispatch import Dispatcher
+    from chalicelib.discord.rest import DiscordRest, Transport
+    from chalicelib.jobs import JobMessage, JobRunner
+    from chalicelib.tracing import Tracer
+
+__all__ = ["Container", "container"]
+
+logging.getLogger("chalicelib").setLevel(logging.INFO)
+
+
+class Container:
+    """Builds and holds the app's objects for one set of settings."""
+
+    def __init__(self, cfg: Settings, *, discord_transport: Transport | None = None) -> None:
+        self.settings = cfg
+        self._transport = discord_transport
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._bot_token: str | None = None
+
+    @cached_property
+    def endpoint(self) -> InteractionEndpoint:
+        """The interactions endpoint; its dispatcher is built on the first non-PING request."""
+        key = load_verify_key(self.settings.discord_public_key)
+        return InteractionEndpoint(key, self._answer)
+
+    def _answer(self) -> Any:
+        answer: Any = self.dispatcher.answer
+        return answer
+
+    @cached_property
+    def tracer(self) -> Tracer:
+        from chalicelib.tracing import NullTracer, XRayTracer
+
+        if not self.settings.tracing:
+            return NullTracer()
+        return XRayTracer(
+            service=f"gangway-{self.settings.stage}",
+            daemon_address=self.settings.xray_daemon_address,
+            in_lambda=self.settings.in_lambda,
+        )
+
+    @cached_property
+    def services(self) -> Services:
+        from chalicelib.commands import Services, registry
+        from chalicelib.games import GameStore
+        from chalicelib.tenancy import TenantStore
+
+        return Services(
+            settings=self.settings,
+            tenants=TenantStore(default_region=self.settings.region, ttl=self.settings.tenant_cache_seconds),
+            games=GameStore(),
+            registry=registry,
+        )
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from chalicelib.commands import Context, registry
+        from chalicelib.discord.dispatch import Dispatcher
+        from chalicelib.jobs import SqsJobQueue
+
+        services = self.services
+        return Dispatcher(
+            registry,
+            lambda it: Context(it, services),
+            SqsJobQueue(self.sqs, self.settings.jobs_queue),
+            self.tracer,
+        )
+
+    @cached_property
+    def rest(self) -> DiscordRest:
+        from chalicelib.discord.rest import DiscordRest, urllib_transport
+
+        return DiscordRest(
+            self.settings.discord_api_url, self.bot_token, transport=self._transport or urllib_transport
+        )
+
+    @cached_property
+    def job_runner(self) -> JobRunner:
+        from chalicelib.commands import Context, interaction_of_job, jobs
+        from chalicelib.jobs import InteractionLedger, JobRunner
+
+        services = self.services
+
+        def context_for(msg: JobMessage) -> Context:
+            return Context(interaction_of_job(msg), services)
+
+        return JobRunner(
+            jobs=jobs,
+            context_for=context_for,
+            ledger=InteractionLedger(),
+            rest=self.rest,
+            tracer=self.tracer,
+            max_receives=self.settings.job_max_receives,
+        )
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service`, pointed at the embedded emulator when configured."""
+        with self._lock:
+            if service not in self._clients:
+                import boto3
+
+                self._clients[service] = boto3.client(
+                    service, region_name=self.settings.region, endpoint_url=self.settings.aws_endpoint_url
+                )
+            return self._clients[service]
+
+    def sqs(self) -> SQSClient:
+        sqs: SQSClient = self.client("sqs")
+        return sqs
+
+    def bot_token(self) -> str | None:
+        """The bot token: from the environment locally, from Secrets Manager in AWS (read once)."""
+        if self.settings.discord_bot_token:
+            return self.settings.discord_bot_token
+        if self._bot_token is None and self.settings.discord_bot_token_secret:
+            secret = self.client("secretsmanager").get_secret_value(
+                SecretId=self.settings.discord_bot_token_secret
+            )
+            self._bot_token = str(secret["SecretString"]).strip()
+        return self._bot_token
+
+
+_container: Container | None = None
+_container_lock = threading.Lock()
+
+
+def container() -> Container:
+    """The process-wide container, built from the environment's settings."""
+    global _container  # noqa: PLW0603 - the one composition root of a Lambda container
+    with _container_lock:
+        if _container is None:
+            _container = Container(settings())
+        return _container

@@ -1,0 +1,89 @@
+"""The embedded AWS emulator (moto server) and the resources the app expects in it.
+
+Tables are created from the same PynamoDB models the app uses; queues get a dead-letter queue like
+the deployed ones. Step Functions execution is switched on (feasibility.md §2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+
+__all__ = ["Emulator", "create_resources", "fake_credentials"]
+
+
+def fake_credentials(region: str = "us-east-1") -> dict[str, str]:
+    """Environment that keeps boto3 away from any real account."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
+class Emulator:
+    """A moto server on loopback, in this process."""
+
+    def __init__(self, port: int) -> None:
+        # moto's Step Functions engine calls back into moto on MOTO_PORT (feasibility.md §2, gotcha 2).
+        os.environ["MOTO_PORT"] = str(port)
+        from moto.server import ThreadedMotoServer
+
+        for name in ("werkzeug", "moto.stepfunctions.parser"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+
+    def start(self) -> Emulator:
+        self._server.start()
+        req = urllib.request.Request(  # noqa: S310 - the loopback emulator
+            self.url + "/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - loopback emulator
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def create_resources(
+    settings: Settings, sqs: Any, dynamodb: Any, *, visibility_timeout: int = 30
+) -> dict[str, str]:
+    """Create every table and queue the app uses (idempotent); returns queue URLs by name."""
+    from chalicelib.games import GameRecord
+    from chalicelib.jobs import InteractionRecord
+    from chalicelib.tenancy import TenantRecord
+
+    for model in (TenantRecord, GameRecord, InteractionRecord):
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    dynamodb.update_time_to_live(
+        TableName=settings.interactions_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+    urls: dict[str, str] = {}
+    dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    urls[settings.jobs_queue] = sqs.create_queue(
+        QueueName=settings.jobs_queue,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(settings.job_max_receives)}
+            ),
+        },
+    )["QueueUrl"]
+    urls[settings.jobs_queue + "-dlq"] = dlq
+    return urls

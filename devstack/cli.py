@@ -1,0 +1,146 @@
+"""The `gangway` command: run the local stack, play a Discord user against it, register commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+DEFAULT_STATE = Path(".local")
+
+
+def _load_stack(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "stack.json"
+    if not path.exists():
+        sys.exit(f"no local stack found at {path}: start one with `make run`")
+    stack: dict[str, Any] = json.loads(path.read_text())
+    return stack
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from devstack.stack import Ports, Stack
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ports = Ports.auto() if args.auto_ports else Ports()
+    stack = Stack(Path(args.state_dir), ports)
+    try:
+        info = stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    for key in ("api_url", "discord_api_url", "site_url", "mqtt_url", "aws_endpoint_url"):
+        print(f"{key:>18}: {info[key]}")
+    print(f"{'stack.json':>18}: {Path(args.state_dir) / 'stack.json'}")
+    print(
+        'ready: try `gangway discord "/setup"` then `gangway discord "/help"`; Ctrl-C stops everything',
+        flush=True,
+    )
+    stack.serve()
+    return 0
+
+
+def _cmd_discord(args: argparse.Namespace) -> int:
+    from chalicelib.commands import registry
+    from devstack.discord_user import DiscordUser, Who
+
+    stack = _load_stack(Path(args.state_dir))
+    who = Who(
+        guild_id=None if args.dm else args.guild,
+        user_id=args.user,
+        role_ids=tuple(r for r in args.roles.split(",") if r),
+        permissions=0 if args.member else Who().permissions,
+    )
+    user = DiscordUser.from_stack(stack, who)
+    if args.component:
+        payload = user.component(args.component, args.values.split(",") if args.values is not None else None)
+    else:
+        payload = user.line(args.line, registry)
+    status, body = user.post(payload)
+    print(json.dumps({"status": status, "response": body}, indent=2))
+    deferred = isinstance(body, dict) and body.get("type") in (5, 6)
+    if deferred and args.wait > 0:
+        token = payload["token"]
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(stack["discord_api_url"] + "/_calls", timeout=5) as resp:  # noqa: S310
+                calls = [c for c in json.loads(resp.read()) if token in c["path"]]
+            if calls:
+                print(json.dumps({"follow_ups": calls}, indent=2).replace(token, "<token>"))
+                break
+            time.sleep(0.1)
+        else:
+            print(f"no follow-up within {args.wait}s", file=sys.stderr)
+            return 1
+    return 0 if status == 200 else 1
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from chalicelib.commands import registry
+    from chalicelib.discord.rest import DiscordRest
+
+    payload = registry.to_payload()
+    if args.print:
+        print(registry.payload_json(), end="")
+        return 0
+    if args.local:
+        stack = _load_stack(Path(args.state_dir))
+        api, app_id, token = stack["discord_api_url"], stack["application_id"], "local-bot-token"
+    else:
+        api = os.environ.get("DISCORD_API_URL", "https://discord.com/api/v10")
+        app_id = os.environ.get("DISCORD_APPLICATION_ID", "")
+        token = os.environ.get("DISCORD_BOT_TOKEN", "")
+        if not app_id or not token:
+            sys.exit("set DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN (or use --local)")
+    rest = DiscordRest(api, lambda: token)
+    result = rest.put_commands(app_id, payload, guild_id=args.guild)
+    scope = f"guild {args.guild}" if args.guild else "global"
+    print(f"registered {len(result)} commands ({scope}): " + ", ".join(f"/{c['name']}" for c in result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
+    parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="bring the local stack up (Ctrl-C stops it)")
+    run.add_argument(
+        "--auto-ports", action="store_true", help="pick free ports instead of 8000-8002/1883/5000"
+    )
+    run.set_defaults(fn=_cmd_run)
+
+    dis = sub.add_parser("discord", help='send a signed interaction, e.g. gangway discord "/games"')
+    dis.add_argument("line", nargs="?", default="/help", help='a command line such as "/games game:valheim"')
+    dis.add_argument("--component", help="send a component interaction with this custom_id instead")
+    dis.add_argument("--values", help="comma-separated select values for --component")
+    dis.add_argument("--guild", default="100000000000000001")
+    dis.add_argument("--user", default="200000000000000002")
+    dis.add_argument("--roles", default="", help="comma-separated role ids of the caller")
+    dis.add_argument("--member", action="store_true", help="send as a member without server permissions")
+    dis.add_argument("--dm", action="store_true", help="send from a direct message (no guild)")
+    dis.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for a deferred reply's follow-up"
+    )
+    dis.set_defaults(fn=_cmd_discord)
+
+    reg = sub.add_parser("register", help="bulk-overwrite the slash commands (global or one guild)")
+    reg.add_argument("--guild", help="register to this guild only (instant; for development)")
+    reg.add_argument("--local", action="store_true", help="register against the local stack's stand-in")
+    reg.add_argument("--print", action="store_true", help="print the payload instead of sending it")
+    reg.set_defaults(fn=_cmd_register)
+
+    args = parser.parse_args(argv)
+    result: int = args.fn(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""A stand-in for Discord's REST API: records every call and answers like Discord does.
+
+`GET /_calls` lists `{method, path, json, time, auth, status}`; `DELETE /_calls` clears it.
+`POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
+"status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
+Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
+check that none was sent; bot routes answer 401 without `Authorization: Bot …`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+
+__all__ = ["DiscordStandIn"]
+
+_WEBHOOK: Final = re.compile(r"^/webhooks/(\d+)/([^/]+)(/messages/(@original|\d+))?$")
+_CHANNEL_MESSAGES: Final = re.compile(r"^/channels/(\d+)/messages$")
+_COMMANDS: Final = re.compile(r"^/applications/(\d+)(/guilds/(\d+))?/commands$")
+_MAX_BODY: Final = 1 << 20
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+        self.faults: list[dict[str, Any]] = []
+        self.next_id = 900000000000000000
+
+    def new_id(self) -> str:
+        with self.lock:
+            self.next_id += 1
+            return str(self.next_id)
+
+
+class DiscordStandIn:
+    """The stand-in server; `start()` serves it on a thread, `url` is its base."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = _State()
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="discord-standin", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> DiscordStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def calls(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return list(self.state.calls)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: _State
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        if self.path == "/_calls":
+            with self.state.lock:
+                self._send(200, list(self.state.calls))
+            return
+        self._handle("GET")
+
+    def do_DELETE(self) -> None:
+        if self.path == "/_calls":
+            with self.state.lock:
+                self.state.calls.clear()
+                self.state.faults.clear()
+            self._send(204, None)
+            return
+        self._handle("DELETE")
+
+    def do_POST(self) -> None:
+        if self.path == "/_faults":
+            fault = self._body()
+            if not isinstance(fault, dict):
+                self._send(400, {"message": "a fault is an object"})
+                return
+            with self.state.lock:
+                self.state.faults.append({"times": 1, **fault})
+            self._send(204, None)
+            return
+        self._handle("POST")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    # -- Discord's behaviour ----------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        payload = self._body()
+        auth = self.headers.get("Authorization")
+        call = {
+            "method": method,
+            "path": path,
+            "json": payload,
+            "time": time.time(),
+            "auth": auth.split(" ", 1)[0] if auth else None,
+        }
+        status, body, headers = self._fault(method, path) or self._answer(method, path, payload, auth)
+        call["status"] = status
+        with self.state.lock:
+            self.state.calls.append(call)
+        self._send(status, body, headers)
+
+    def _fault(self, method: str, path: str) -> tuple[int, Any, dict[str, str]] | None:
+        with self.state.lock:
+            for fault in self.state.faults:
+                if fault.get("method", method) == method and fault.get("path_contains", "") in path:
+                    fault["times"] -= 1
+                    if fault["times"] <= 0:
+                        self.state.faults.remove(fault)
+                    break
+            else:
+                return None
+        status = int(fault.get("status", 500))
+        if status == 429:
+            retry = float(fault.get("retry_after", 0.1))
+            body = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
+            return 429, body, {"Retry-After": str(retry), "X-RateLimit-Scope": "user"}
+        return status, {"message": fault.get("message", "injected"), "code": fault.get("code", 0)}, {}
+
+    def _answer(
+        self, method: str, path: str, payload: Any, auth: str | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        limits = {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1.0"}
+        hook = _WEBHOOK.match(path)
+        if hook and method in ("PATCH", "POST", "GET"):
+            message = {"id": self.state.new_id(), "type": 0, **(payload if isinstance(payload, dict) else {})}
+            return 200, message, limits
+        if hook and method == "DELETE":
+            return 204, None, limits
+        if not (auth or "").startswith("Bot "):
+            return 401, {"message": "401: Unauthorized", "code": 0}, {}
+        chan = _CHANNEL_MESSAGES.match(path)
+        if chan and method == "POST":
+            message = {"id": self.state.new_id(), "channel_id": chan.group(1), **(payload or {})}
+            return 200, message, limits
+        cmds = _COMMANDS.match(path)
+        if cmds and method in ("PUT", "GET"):
+            listed = payload if isinstance(payload, list) else []
+            out = [{"id": self.state.new_id(), "application_id": cmds.group(1), **c} for c in listed]
+            return 200, out, limits
+        return 404, {"message": "404: Not Found", "code": 0}, {}
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _MAX_BODY:
+            return None
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode(errors="replace")
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

@@ -1,0 +1,105 @@
+"""Feeds SQS queues to the same handler functions the Lambdas use, as Lambda's event source would.
+
+Each message becomes a one-record SQS event; the handler's success deletes it, an exception leaves it
+for redelivery after the visibility timeout (so ApproximateReceiveCount grows as in AWS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LambdaContext", "Pump", "sqs_event"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LambdaContext:
+    """The few context attributes Chalice and our handlers read."""
+
+    function_name: str
+    aws_request_id: str = ""
+    memory_limit_in_mb: int = 512
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def sqs_event(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """The Lambda event for one received SQS message."""
+    body = message["Body"]
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": body,
+                "attributes": dict(message.get("Attributes", {})),
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        ]
+    }
+
+
+class Pump:
+    """One thread per queue binding; `stop()` ends them within a second."""
+
+    def __init__(self, sqs: Any, region: str) -> None:
+        self._sqs = sqs
+        self._region = region
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def bind(self, queue_url: str, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        thread = threading.Thread(
+            target=self._loop, args=(queue_url, arn, name, handler), name=f"pump-{name}", daemon=True
+        )
+        self._threads.append(thread)
+
+    def start(self) -> Pump:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _loop(self, url: str, arn: str, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                got = self._sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageSystemAttributeNames=["All"],
+                )
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("pump %s: receive failed", name)
+                self._stop.wait(1)
+                continue
+            for message in got.get("Messages", []):
+                event = sqs_event(message, arn, self._region)
+                try:
+                    handler(event, LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4())))
+                except Exception:
+                    log.exception("pump %s: handler failed; the message will be redelivered", name)
+                    continue
+                self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

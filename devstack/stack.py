@@ -1,0 +1,179 @@
+"""`gangway run`: bring every part up on loopback, write `.local/stack.json`, stop all on Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from devstack.aws import Emulator, create_resources, fake_credentials
+from devstack.discord_api import DiscordStandIn
+from devstack.discord_user import snowflake
+from devstack.pump import Pump
+
+__all__ = ["Ports", "Stack", "free_port"]
+
+log = logging.getLogger("gangway.stack")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where each part listens; `auto()` picks free ports (tests run beside a running stack)."""
+
+    api: int = 8000
+    discord: int = 8001
+    site: int = 8002
+    mqtt: int = 1883
+    aws: int = 5000
+
+    @classmethod
+    def auto(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
+
+
+class _QuietSiteHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+class Stack:
+    """The whole local system in one process (plus Mosquitto as a child process)."""
+
+    def __init__(self, state_dir: Path, ports: Ports) -> None:
+        self.state_dir = state_dir
+        self.ports = ports
+        self._stoppers: list[Any] = []
+
+    def start(self) -> dict[str, Any]:
+        """Start every part and return the stack description written to stack.json."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        app_id = snowflake()
+        p = self.ports
+        aws_url = f"http://127.0.0.1:{p.aws}"
+        discord = DiscordStandIn(port=p.discord).start()
+        self._stoppers.append(discord.stop)
+        site_url = self._serve_site()
+        env = {
+            **fake_credentials(),
+            "GANGWAY_STAGE": "local",
+            "AWS_ENDPOINT_URL": aws_url,
+            "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
+            "DISCORD_APPLICATION_ID": app_id,
+            "DISCORD_API_URL": discord.url,
+            "DISCORD_BOT_TOKEN": "local-bot-token",
+            "SITE_URL": site_url,
+            "TENANT_CACHE_SECONDS": os.environ.get("TENANT_CACHE_SECONDS", "2"),
+        }
+        # The app reads its settings from the environment once, like a Lambda container.
+        os.environ.update(env)
+        emulator = Emulator(p.aws).start()
+        self._stoppers.append(emulator.stop)
+
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        import app as app_module
+        from chalicelib.wiring import container
+
+        c = container()
+        urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
+        pump = Pump(c.sqs(), c.settings.region)
+        pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
+        pump.start()
+        self._stoppers.append(pump.stop)
+
+        server = create_local_server(app_module.app, Config.create(chalice_stage="local"), "127.0.0.1", p.api)
+        thread = threading.Thread(target=server.server.serve_forever, name="api", daemon=True)
+        thread.start()
+        self._stoppers.append(server.shutdown)
+
+        mqtt_url = self._start_mosquitto()
+        stack = {
+            "api_url": f"http://127.0.0.1:{p.api}",
+            "discord_api_url": discord.url,
+            "site_url": site_url,
+            "mqtt_url": mqtt_url,
+            "aws_endpoint_url": aws_url,
+            "application_id": app_id,
+            "public_key": key.verify_key.encode().hex(),
+            "signing_key": key.encode().hex(),
+            "pid": os.getpid(),
+        }
+        path = self.state_dir / "stack.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stack, indent=2) + "\n")
+        tmp.replace(path)
+        return stack
+
+    def _serve_site(self) -> str:
+        handler = functools.partial(_QuietSiteHandler, directory=str(ROOT / "site"))
+        server = ThreadingHTTPServer(("127.0.0.1", self.ports.site), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="site", daemon=True).start()
+        self._stoppers.append(server.shutdown)
+        return f"http://127.0.0.1:{self.ports.site}"
+
+    def _start_mosquitto(self) -> str | None:
+        binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
+        if binary is None:
+            log.warning("mosquitto is not installed: the stack runs without an MQTT broker")
+            return None
+        conf = self.state_dir / "mosquitto.conf"
+        conf.write_text(
+            "per_listener_settings false\npersistence false\nset_tcp_nodelay true\n"
+            f"listener {self.ports.mqtt} 127.0.0.1\nallow_anonymous true\n"
+        )
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+        def stop() -> None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            if proc.poll() is None:
+                proc.kill()
+
+        self._stoppers.append(stop)
+        return f"mqtt://127.0.0.1:{self.ports.mqtt}"
+
+    def stop(self) -> None:
+        while self._stoppers:
+            with contextlib.suppress(Exception):
+                self._stoppers.pop()()
+
+    def serve(self) -> None:
+        """Run until SIGINT/SIGTERM, then stop every part."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        try:
+            done.wait()
+        finally:
+            self.stop()
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / "stack.json").unlink()
