@@ -228,16 +228,20 @@ class Broker:
                 self.proc.wait(5)
 
 
-def start_broker(workdir: Path, pki: PKI, plain_port: int | None = None) -> Broker:
+def start_broker(
+    workdir: Path, pki: PKI, plain_port: int | None = None, tls_port: int | None = None,
+    persist: bool = False,
+) -> Broker:
     """Start mosquitto with its own config; stop it with ``Broker.stop``."""
     plain = plain_port or free_port()
-    tls = free_port()
+    tls = tls_port or free_port()
     (workdir / "acl").write_text(ACL)
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"""\
 user root
 per_listener_settings true
-persistence false
+persistence {"true" if persist else "false"}
+persistence_location {workdir}/
 set_tcp_nodelay true
 log_dest stderr
 listener {plain} 127.0.0.1
@@ -326,3 +330,96 @@ def config_dict(tmp: Path, *, game_port: int = 0, **extra: Any) -> dict[str, Any
     }
     data.update(extra)
     return data
+
+
+# -- the backend side of MQTT, for tests ----------------------------------------------------------
+
+
+class BackendClient:
+    """Plays the backend: publishes requests on ``cmd`` and collects everything on ``evt``."""
+
+    def __init__(self, host: str, port: int, *, pki: PKI | None = None, cn: str = "backend",
+                 client_id: str = "test-backend", persistent: bool = False) -> None:
+        from awscrt import mqtt5
+        from awsiot import mqtt5_client_builder
+
+        self._mqtt5 = mqtt5
+        self.messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.raw: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self._subscribed = threading.Event()
+        self._stopped = threading.Event()
+        common: dict[str, Any] = {
+            "on_publish_received": self._on_publish,
+            "on_lifecycle_connection_success": self._on_connected,
+            "on_lifecycle_stopped": lambda _d: self._stopped.set(),
+            "min_reconnect_delay_ms": 100,
+            "max_reconnect_delay_ms": 500,
+            "client_id": client_id,
+        }
+        if persistent:
+            common["session_behavior"] = mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS
+            common["session_expiry_interval_sec"] = 300
+        if pki is not None:
+            cert, key = pki.clients[cn]
+            self._client = mqtt5_client_builder.mtls_from_path(
+                endpoint=host, port=port, cert_filepath=str(cert), pri_key_filepath=str(key),
+                ca_filepath=str(pki.ca), **common)
+        else:
+            options = mqtt5.ClientOptions(
+                host_name=host, port=port,
+                connect_options=mqtt5.ConnectPacket(
+                    client_id=client_id,
+                    session_expiry_interval_sec=common.get("session_expiry_interval_sec"),
+                ),
+                session_behavior=common.get("session_behavior"),
+                on_publish_callback_fn=self._on_publish,
+                on_lifecycle_event_connection_success_fn=self._on_connected,
+                on_lifecycle_event_stopped_fn=common["on_lifecycle_stopped"],
+                min_reconnect_delay_ms=100, max_reconnect_delay_ms=500)
+            self._client = mqtt5.Client(options)
+        self._client.start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("backend test client did not connect")
+
+    def _on_connected(self, data: Any) -> None:
+        if getattr(data.connack_packet, "session_present", False):
+            self._subscribed.set()
+            return
+        m = self._mqtt5
+        sub = m.SubscribePacket(subscriptions=[m.Subscription("gangway/+/+/evt", m.QoS.AT_LEAST_ONCE)])
+        self._client.subscribe(sub).add_done_callback(lambda _f: self._subscribed.set())
+
+    def _on_publish(self, data: Any) -> None:
+        packet = data.publish_packet
+        payload = bytes(packet.payload or b"")
+        self.raw.put((packet.topic, payload))
+        try:
+            msg = json.loads(payload)
+            self.seen.append((packet.topic, msg))
+            self.messages.put((packet.topic, msg))
+        except ValueError:
+            pass
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        m = self._mqtt5
+        fut = self._client.publish(m.PublishPacket(topic=topic, payload=payload, qos=m.QoS.AT_LEAST_ONCE))
+        return int(fut.result(10).puback.reason_code)
+
+    def request(self, tenant: str, game: str, msg_type: str, body: dict[str, Any] | None = None,
+                msg_id: str | None = None, timeout: float = 15.0) -> dict[str, Any]:
+        msg_id = msg_id or f"req-{time.monotonic_ns()}"
+        payload = json.dumps({"id": msg_id, "type": msg_type, "body": body or {}}).encode()
+        self.publish(f"gangway/{tenant}/{game}/cmd", payload)
+        return self.wait(lambda _t, m: m.get("id") == msg_id, timeout)
+
+    def wait(self, match: Callable[[str, dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            topic, msg = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            if match(topic, msg):
+                return msg
+
+    def stop(self) -> None:
+        self._client.stop()
+        self._stopped.wait(5)
