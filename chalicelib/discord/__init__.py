@@ -18,7 +18,7 @@ from chalicelib.discord.components import (
 from chalicelib.discord.endpoint import HttpReply, InteractionEndpoint
 from chalicelib.discord.interaction import Interaction, parse_interaction
 from chalicelib.discord.options import Autocomplete, Length, OneOf, Range
-from chalicelib.discord.payloads import ButtonStyle, InteractionType, MessageFlag, Permission
+from chalicelib.discord.payloads import ButtonStyle, CallbackType, InteractionType, MessageFlag, Permission
 from chalicelib.discord.replies import (
     Choice,
     Choices,
@@ -39,6 +39,7 @@ __all__ = [
     "Autocomplete",
     "Button",
     "ButtonStyle",
+    "CallbackType",
     "Choice",
     "Choices",
     "Command",

@@ -173,6 +173,8 @@ class Dispatcher:
         if permission is not None and not has_permission(caller.interaction.permissions, permission):
             words = _PERMISSION_WORDS.get(permission, permission.name or "a special")
             raise Forbidden(f"You need the **{words}** permission to use {what}.")
+        if needs_tenant and caller.interaction.guild_id is None:
+            raise NotSetUp("gangway works inside a Discord server: use its commands there, not in DMs.")
         if needs_tenant and not caller.has_tenant:
             raise NotSetUp(
                 "This server isn't set up for gangway yet. Someone with the **Manage Server** "

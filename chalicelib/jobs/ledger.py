@@ -8,6 +8,7 @@ a failed Discord call re-sends the reply without running the job again.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,7 +53,7 @@ class InteractionLedger:
             kind=kind,
             status=JobStatus.RUNNING.value,
             lease_until=now + self._lease,
-            expires_at=int(now + _KEEP_SECONDS),
+            expires_at=datetime.fromtimestamp(now + _KEEP_SECONDS, tz=UTC),
         )
         fresh = InteractionRecord.interaction_id.does_not_exist()
         abandoned = (InteractionRecord.status == JobStatus.RUNNING.value) & (

@@ -1,0 +1,95 @@
+"""Shared fixtures: one embedded moto server and one Discord stand-in per session, a real Ed25519 key.
+
+Settings are read from the environment once (like a Lambda container), so the environment is set here,
+before anything imports `chalicelib`. Each test gets its own guild (tenant), so tests never see each
+other's rows even though they share tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+
+from devstack.aws import fake_credentials
+from devstack.stack import free_port
+
+AWS_PORT = free_port()
+DISCORD_PORT = free_port()
+SIGNING_KEY = SigningKey.generate()
+APPLICATION_ID = "111111111111111111"
+
+os.environ.update(fake_credentials())
+os.environ.update(
+    {
+        "GANGWAY_STAGE": "test",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{AWS_PORT}",
+        "DISCORD_PUBLIC_KEY": SIGNING_KEY.verify_key.encode().hex(),
+        "DISCORD_APPLICATION_ID": APPLICATION_ID,
+        "DISCORD_API_URL": f"http://127.0.0.1:{DISCORD_PORT}",
+        "DISCORD_BOT_TOKEN": "test-bot-token",
+        "TENANTS_TABLE": "test-tenants",
+        "GAMES_TABLE": "test-games",
+        "INTERACTIONS_TABLE": "test-interactions",
+        "JOBS_QUEUE": "test-jobs",
+        "JOB_MAX_RECEIVES": "3",
+    }
+)
+os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
+os.environ.pop("GANGWAY_TRACING", None)
+
+from devstack.aws import Emulator, create_resources  # noqa: E402
+from devstack.discord_api import DiscordStandIn  # noqa: E402
+from devstack.discord_user import DiscordUser, Who, snowflake  # noqa: E402
+from tests.helpers import Harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    emu = Emulator(AWS_PORT).start()
+    from chalicelib.wiring import container
+
+    c = container()
+    create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1)
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[DiscordStandIn]:
+    server = DiscordStandIn(port=DISCORD_PORT).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def guild() -> str:
+    """A fresh guild id: a tenant of this test alone."""
+    return snowflake()
+
+
+@pytest.fixture
+def admin(guild: str) -> Who:
+    """A server administrator of the test's guild."""
+    return Who(guild_id=guild, user_id=snowflake(), user_name="admin")
+
+
+@pytest.fixture
+def user(admin: Who) -> DiscordUser:
+    return DiscordUser(SIGNING_KEY, APPLICATION_ID, who=admin)
+
+
+@pytest.fixture
+def harness(emulator: Emulator, standin: DiscordStandIn, user: DiscordUser) -> Iterator[Harness]:
+    """The app behind Chalice's test client, the jobs queue and the stand-in, driven as Discord would."""
+    h = Harness(user=user, standin=standin)
+    yield h
+    h.close()
+
+
+def body_of(resp: Any) -> Any:
+    return json.loads(resp.body) if resp.body else None
