@@ -45,12 +45,17 @@ class Harness:
         for i, msg in enumerate(self.events):
             if msg["type"] == msg_type:
                 return self.events.pop(i)
-        return self.link.next_of(msg_type, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.link.sent.get(timeout=max(0.01, deadline - time.monotonic()))
+            if msg["type"] == msg_type:
+                return msg
+            self.events.append(msg)
 
 
 def make_agent(tmp: Path, *, runner: ScriptedRunner | None = None, firewall: bool = False,
-               **launch: Any) -> tuple[Harness, Agent]:
-    data = config_dict(tmp, game_port=free_port())
+               top: dict[str, Any] | None = None, **launch: Any) -> tuple[Harness, Agent]:
+    data = config_dict(tmp, game_port=free_port()) | (top or {})
     data["launch"].update(launch)
     cfg = config.parse(data)
     clock, link, run = FakeClock(), MemoryLink(), runner or ScriptedRunner()
