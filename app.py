@@ -5,8 +5,7 @@ Each binding hands the request or event to an object built in `chalicelib.wiring
 
 from __future__ import annotations
 
-from chalice import Chalice, Response
-from chalice.app import SQSEvent
+from chalice.app import Chalice, Response, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.config import settings
@@ -17,6 +16,7 @@ app = Chalice(app_name="gangway")
 @app.route("/discord/interactions", methods=["POST"], content_types=["application/json"])
 def interactions() -> Response:
     req = app.current_request
+    assert req is not None  # Chalice sets it for every route call
     reply = wiring.container().endpoint.handle(req.raw_body, req.headers)
     return Response(body=reply.body.decode(), status_code=reply.status, headers=dict(reply.headers))
 

@@ -121,7 +121,8 @@ class Container:
             if service not in self._clients:
                 import boto3
 
-                self._clients[service] = boto3.client(
+                make: Any = boto3.client
+                self._clients[service] = make(
                     service, region_name=self.settings.region, endpoint_url=self.settings.aws_endpoint_url
                 )
             return self._clients[service]

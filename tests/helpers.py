@@ -61,7 +61,7 @@ class Harness:
             AttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
         )
-        return list(got.get("Messages", []))
+        return [dict(m) for m in got.get("Messages", [])]
 
     def deliver(self, message: dict[str, Any], *, delete: bool = True) -> Any:
         """Invoke the jobs handler with `message` exactly as the SQS event source would."""

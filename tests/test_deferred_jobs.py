@@ -30,7 +30,10 @@ def _set_up(harness: Harness) -> None:
 def _deferred_status(harness: Harness, who: Who | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Send /status and return (interaction, its queued SQS message) without running the job."""
     payload, answer = harness.command("status", who=who)
-    assert answer == {"type": CallbackType.DEFERRED_CHANNEL_MESSAGE, "data": {"flags": int(MessageFlag.EPHEMERAL)}}
+    assert answer == {
+        "type": CallbackType.DEFERRED_CHANNEL_MESSAGE,
+        "data": {"flags": int(MessageFlag.EPHEMERAL)},
+    }
     for _ in range(5):
         for message in harness.receive_jobs(wait=1):
             if payload["token"] in message["Body"]:
@@ -125,9 +128,24 @@ def test_old_job_skips_the_dead_token_and_posts_public_replies_to_the_channel(ha
 
 def test_malformed_job_messages_are_dropped_without_side_effects(harness: Harness) -> None:
     before = len(harness.standin.calls())
-    for body in ["", "not json", "[]", json.dumps({"kind": "status"}), "x" * 70000,
-                 json.dumps({"interaction_id": "1", "application_id": "1", "token": "t", "tenant_id": "1",
-                             "user_id": "1", "kind": "../etc", "created_at": 1})]:
+    for body in [
+        "",
+        "not json",
+        "[]",
+        json.dumps({"kind": "status"}),
+        "x" * 70000,
+        json.dumps(
+            {
+                "interaction_id": "1",
+                "application_id": "1",
+                "token": "t",
+                "tenant_id": "1",
+                "user_id": "1",
+                "kind": "../etc",
+                "created_at": 1,
+            }
+        ),
+    ]:
         message = {"MessageId": snowflake(), "ReceiptHandle": "h", "Body": body, "Attributes": {}}
         harness.deliver(message, delete=False)
     assert len(harness.standin.calls()) == before

@@ -45,8 +45,14 @@ def _forgeries(harness: Harness) -> dict[str, tuple[bytes, dict[str, str]]]:
         "wrong key": (body, {**good, "X-Signature-Ed25519": wrong_key_sig}),
         "tampered body": (body.replace(b'"id": "1"', b'"id": "2"'), good),
         "other timestamp than signed": (body, {**good, "X-Signature-Timestamp": str(int(ts) + 1)}),
-        "stale timestamp": (body, {**ct, "X-Signature-Ed25519": stale_sig, "X-Signature-Timestamp": stale_ts}),
-        "future timestamp": (body, {**ct, "X-Signature-Ed25519": future_sig, "X-Signature-Timestamp": future_ts}),
+        "stale timestamp": (
+            body,
+            {**ct, "X-Signature-Ed25519": stale_sig, "X-Signature-Timestamp": stale_ts},
+        ),
+        "future timestamp": (
+            body,
+            {**ct, "X-Signature-Ed25519": future_sig, "X-Signature-Timestamp": future_ts},
+        ),
     }
 
 
@@ -91,7 +97,16 @@ def test_headers_are_case_insensitive(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"\xff\xfe", b"[]", b'"ping"', b"{}", b'{"type": 99}', b'{"type": 2}', b'{"type": 2, "id": "x"}'],
+    [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'"ping"',
+        b"{}",
+        b'{"type": 99}',
+        b'{"type": 2}',
+        b'{"type": 2, "id": "x"}',
+    ],
 )
 def test_signed_non_interaction_is_400(harness: Harness, body: bytes) -> None:
     status, answer = harness.post_raw(body, harness.user.sign(body))

@@ -84,7 +84,9 @@ def test_games_is_refused_to_members_without_the_main_role(harness: Harness) -> 
 def test_games_with_no_games_says_how_to_create_one(harness: Harness) -> None:
     _setup(harness)
     _, answer = harness.command("games", who=_member(harness, MAIN_ROLE))
-    assert answer["data"]["content"] == "This server has no games yet. An admin can create one with `/newgame`."
+    assert (
+        answer["data"]["content"] == "This server has no games yet. An admin can create one with `/newgame`."
+    )
     _, answer = harness.command("games", who=_member(harness, ADMIN_ROLE))
     assert answer["data"]["content"] == "This server has no games yet. Create one with `/newgame`."
 

@@ -33,7 +33,7 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
                 f"The game `{game}` does not exist on this server. `/games` lists the ones that do."
             )
         return Reply(embeds=(_details(found),), ephemeral=True)
-    listed = ctx.services.games.list(ctx.tenant_id)
+    listed = ctx.services.games.all(ctx.tenant_id)
     if not listed:
         hint = (
             "Create one with `/newgame`."
@@ -82,7 +82,7 @@ def status(ctx: Context) -> Deferred:
 def status_report(ctx: Context, queued_at: float) -> Reply:
     """Runs in the jobs Lambda: the whole path Discord → endpoint → queue → job → webhook works."""
     tenant = ctx.services.tenants.require(ctx.tenant_id)
-    listed = ctx.services.games.list(ctx.tenant_id)
+    listed = ctx.services.games.all(ctx.tenant_id)
     counts = Counter(g.state for g in listed)
     by_state = ", ".join(f"{counts.get(s, 0)} {s.word}" for s in GameState) if listed else "none yet"
     delay_ms = max(0.0, (time.time() - float(queued_at)) * 1000)

@@ -111,7 +111,7 @@ class Dispatcher:
             deferred = isinstance(resp, Deferred)
             span.annotate("deferred", deferred)
             span.annotate("outcome", "ok")
-            if deferred:
+            if isinstance(resp, Deferred):
                 self._jobs.enqueue(self._caller_for(it), resp, self._tracer.trace_header())
             return resp
 

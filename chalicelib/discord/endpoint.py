@@ -58,8 +58,10 @@ class InteractionEndpoint:
         self._answer: Callable[[object], HttpReply] | None = None
         self._clock = clock
 
-    def handle(self, body: bytes, headers: Mapping[str, str]) -> HttpReply:
+    def handle(self, body: bytes | str, headers: Mapping[str, str]) -> HttpReply:
         """Answer the request with `body` (raw bytes) and `headers` (any case)."""
+        if isinstance(body, str):
+            body = body.encode()
         try:
             if len(body) > MAX_BODY_BYTES:
                 raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")

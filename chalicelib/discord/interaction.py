@@ -97,8 +97,8 @@ def parse_interaction(body: Any) -> Interaction:
     """
     raw = _obj(body, "interaction")
     try:
-        kind = InteractionType(raw.get("type"))
-    except ValueError as exc:
+        kind = InteractionType(raw["type"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest("unknown interaction type") from exc
     if kind is InteractionType.PING:
         return Interaction(id="0", type=kind, application_id="0", token="", user_id="0")

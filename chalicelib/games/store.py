@@ -61,7 +61,7 @@ def _to_game(rec: GameRecord) -> Game:
 class GameStore:
     """Reads and writes games; every method takes the tenant id explicitly."""
 
-    def list(self, tenant_id: str) -> list[Game]:
+    def all(self, tenant_id: str) -> list[Game]:
         """All of a tenant's games, by name (one Query on the tenant's partition)."""
         return [_to_game(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
 

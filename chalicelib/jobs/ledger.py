@@ -8,9 +8,9 @@ a failed Discord call re-sends the reply without running the job again.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.discord import Level, Permission
 from chalicelib.errors import Conflict, NotSetUp
@@ -143,7 +144,10 @@ class TenantStore:
             raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.") from exc
         roles = set(role_ids) or None
         attr = TenantRecord.main_role_ids if kind == "main" else TenantRecord.admin_role_ids
-        actions = [attr.set(roles) if roles else attr.remove(), TenantRecord.updated_at.set(int(time.time()))]
+        actions: list[Action] = [
+            attr.set(roles) if roles else attr.remove(),
+            TenantRecord.updated_at.set(int(time.time())),
+        ]
         try:
             rec.update(actions=actions)
         except UpdateError as exc:
