@@ -36,6 +36,13 @@ def require(*binaries: str, root: bool = True) -> None:
     pytest.skip(reason)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here too, so `pytest tests agent/tests` from the repository root (--strict-markers) knows it.
+    config.addinivalue_line(
+        "markers", "requires(*binaries, root=True): needs these programs and root; skip, or fail if CI=true"
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("requires"):
