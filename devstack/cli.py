@@ -29,6 +29,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from devstack.stack import Ports, Stack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "pynamodb", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ports = Ports.auto() if args.auto_ports else Ports()
     stack = Stack(Path(args.state_dir), ports)
     try:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +95,8 @@ class Stack:
         from chalice.config import Config
         from chalice.local import create_local_server
 
+        if str(ROOT) not in sys.path:  # app.py lives at the project root, like the Lambda bundle's
+            sys.path.insert(0, str(ROOT))
         import app as app_module
         from chalicelib.wiring import container
 

@@ -1,0 +1,168 @@
+"""The local stack as a user meets it: `gangway run` in a subprocess, driven only through stack.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.discord_user import DiscordUser, Who, snowflake
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.stack
+
+
+def _clean_env() -> dict[str, str]:
+    """The parent's test settings must not leak into the stack: it configures itself."""
+    drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("stack")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
+        cwd=ROOT,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    path = state / "stack.json"
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.1)
+    info: dict[str, Any] = json.loads(path.read_text())
+    info["_proc"], info["_state"] = proc, state
+    yield info
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _calls(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(stack["discord_api_url"] + "/_calls", timeout=5) as resp:
+        calls: list[dict[str, Any]] = json.loads(resp.read())
+        return calls
+
+
+def test_stack_json_names_every_part(stack: dict[str, Any]) -> None:
+    for key in (
+        "api_url",
+        "discord_api_url",
+        "site_url",
+        "mqtt_url",
+        "aws_endpoint_url",
+        "application_id",
+        "public_key",
+        "signing_key",
+    ):
+        assert key in stack
+    with urllib.request.urlopen(stack["site_url"] + "/", timeout=5) as resp:
+        assert b"gangway" in resp.read()
+
+
+def test_a_user_sets_up_a_guild_and_gets_answers_and_a_deferred_follow_up(stack: dict[str, Any]) -> None:
+    guild = snowflake()
+    admin = DiscordUser.from_stack(stack, Who(guild_id=guild, user_id=snowflake()))
+    assert admin.post({"type": 1})[1] == {"type": 1}
+    forged = json.dumps({"type": 1}).encode()
+    assert admin.post(forged, {**admin.sign(forged), "X-Signature-Ed25519": "ab" * 64})[0] == 401
+
+    status, answer = admin.post(admin.command("setup"))
+    assert status == 200 and answer["type"] == 4
+    status, answer = admin.post(admin.component("setup:main", ["400000000000000001"]))
+    assert answer["type"] == 7
+
+    status, answer = admin.post(admin.command("help"))
+    assert (status, answer["type"]) == (200, 4)
+
+    member = DiscordUser.from_stack(
+        stack, Who(guild_id=guild, user_id=snowflake(), role_ids=("400000000000000001",), permissions=0)
+    )
+    status, answer = member.post(member.command("games"))
+    assert status == 200 and "no games yet" in answer["data"]["content"]
+
+    payload = admin.command("status")
+    sent = time.monotonic()
+    status, answer = admin.post(payload)
+    assert (status, answer["type"]) == (200, 5)
+    while time.monotonic() - sent < 5:
+        follow = [c for c in _calls(stack) if payload["token"] in c["path"]]
+        if follow:
+            break
+        time.sleep(0.05)
+    assert follow, "no follow-up within 5 s"
+    assert follow[0]["method"] == "PATCH" and follow[0]["auth"] is None
+    assert "gangway is working here" in json.dumps(follow[0]["json"])
+
+
+def test_cli_plays_a_discord_user_and_prints_the_follow_up(stack: dict[str, Any]) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "--state-dir",
+            str(stack["_state"]),
+            "discord",
+            "/status",
+            "--guild",
+            snowflake(),
+        ],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # A guild that never ran /setup is pointed to it (inline, no follow-up needed).
+    assert run.returncode == 0, run.stderr
+    assert "/setup" in run.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), "discord", "/setup"],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), "discord", "/status"],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert '"follow_ups"' in run.stdout and "<token>" in run.stdout
+
+
+def test_ctrl_c_stops_every_part(stack: dict[str, Any]) -> None:
+    proc: subprocess.Popen[str] = stack["_proc"]
+    ports = [
+        int(stack[k].rsplit(":", 1)[1])
+        for k in ("api_url", "discord_api_url", "site_url", "aws_endpoint_url", "mqtt_url")
+        if stack.get(k)
+    ]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert not (stack["_state"] / "stack.json").exists()
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
