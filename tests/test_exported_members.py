@@ -1,0 +1,83 @@
+"""Each domain package states its public surface in `__all__`; this pins it (lesson L12)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+SURFACES = {
+    "chalicelib.discord": {
+        "ActionRow",
+        "Autocomplete",
+        "Button",
+        "ButtonStyle",
+        "CallbackType",
+        "Choice",
+        "Choices",
+        "Command",
+        "CommandRegistry",
+        "Deferred",
+        "Embed",
+        "EmbedField",
+        "HttpReply",
+        "Interaction",
+        "InteractionEndpoint",
+        "InteractionType",
+        "Job",
+        "Length",
+        "Level",
+        "LinkButton",
+        "MessageFlag",
+        "Modal",
+        "OneOf",
+        "Permission",
+        "Range",
+        "Reply",
+        "Response",
+        "RoleSelect",
+        "Route",
+        "SelectOption",
+        "StringSelect",
+        "TextInput",
+        "Update",
+        "callback_body",
+        "error_reply",
+        "load_verify_key",
+        "message_body",
+        "parse_interaction",
+        "verify_request",
+    },
+    "chalicelib.games": {"GAME_NAME", "Game", "GameRecord", "GameState", "GameStore", "check_name"},
+    "chalicelib.tenancy": {"RoleKind", "Tenant", "TenantRecord", "TenantStore", "level_of"},
+    "chalicelib.jobs": {
+        "TOKEN_LIFETIME",
+        "Claim",
+        "InteractionLedger",
+        "InteractionRecord",
+        "JobMessage",
+        "JobRegistry",
+        "JobRunner",
+        "JobStatus",
+        "SqsJobQueue",
+    },
+    "chalicelib.commands": {
+        "Context",
+        "GameName",
+        "Services",
+        "admin",
+        "interaction_of_job",
+        "jobs",
+        "registry",
+        "servers",
+        "welcome",
+    },
+}
+
+
+@pytest.mark.parametrize("package", sorted(SURFACES))
+def test_package_exports_exactly_its_public_surface(package: str) -> None:
+    module = importlib.import_module(package)
+    assert set(module.__all__) == SURFACES[package]
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name} is exported but missing"
