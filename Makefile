@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-1
 SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2
 STAGE ?= dev
 
-.PHONY: venv system-deps test lint typecheck pytest run bench register package clean
+.PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,8 +55,13 @@ bench: venv system-deps
 register: venv
 	$(BIN)/gangway register $(if $(GUILD),--guild $(GUILD),)
 
+# app.py binds the jobs handler to the stage's queue name when Chalice imports it, so export it here.
 package: venv
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
+	JOBS_QUEUE=gangway-$(STAGE)-jobs AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
+	  $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
+
+deploy-app: venv
+	JOBS_QUEUE=gangway-$(STAGE)-jobs $(BIN)/chalice deploy --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .local build .mypy_cache .ruff_cache .pytest_cache
