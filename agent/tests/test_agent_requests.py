@@ -239,3 +239,23 @@ def test_grants_survive_a_restart_and_reconcile_prunes(tmp_path: Path) -> None:
     assert again.reconcile() == 1
     assert "198.51.100.2 timeout 940s" in (runner.calls[-1][1] or "")
     assert "198.51.100.1" not in (runner.calls[-1][1] or "")
+
+
+@pytest.mark.requires(root=True)
+def test_game_runs_as_its_own_user(tmp_path: Path) -> None:
+    h, agent = make_agent(tmp_path, command=["sh", "-c", "id -u; sleep 30"], cwd="/", user="nobody")
+    try:
+        h.ask("game.start")
+        log = tmp_path / "logs" / "game.log"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (log.exists() and "stdout 65534" in log.read_text()):
+            time.sleep(0.05)
+        assert "stdout 65534" in log.read_text()
+    finally:
+        agent.close()
+    bad, agent = make_agent(tmp_path, user="no-such-user-here")
+    try:
+        reply = bad.ask("game.start")
+        assert reply["type"] == "error" and "cannot launch" in reply["body"]["message"]
+    finally:
+        agent.close()

@@ -68,6 +68,8 @@ class GameConfig:
     ports: Ports = Ports()
     player_probe: tuple[str, ...] | None = None
     autostart: bool = True
+    user: str | None = None
+    group: str | None = None
     restart_backoff_s: float = 2.0
     restart_backoff_max_s: float = 300.0
 
@@ -276,6 +278,8 @@ def _game(s: _Section) -> GameConfig:
         ports=Ports(tcp=ports.port_list("tcp"), udp=ports.port_list("udp")),
         player_probe=s.argv("player_probe", optional=True),
         autostart=s.boolean("autostart", True),
+        user=s.string("user", None),
+        group=s.string("group", None),
         restart_backoff_s=s.number("restart_backoff_s", 2.0, minimum=0.01),
         restart_backoff_max_s=s.number("restart_backoff_max_s", 300.0, minimum=0.01),
     )

@@ -55,6 +55,8 @@ class MqttLink:
         self._stopped = threading.Event()
         self._on_message: OnMessage | None = None
         self._client: Any = None
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
         self.dropped = 0
 
     @property
@@ -79,9 +81,12 @@ class MqttLink:
                 return
         self._publish(payload)
 
-    def stop(self) -> None:
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Wait (bounded) for in-flight publishes, e.g. the reply to ``shutdown``, then disconnect."""
         if self._client is None:
             return
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, flush_timeout)
         self._connected.clear()
         self._client.stop()
         self._stopped.wait(5)
@@ -115,6 +120,9 @@ class MqttLink:
         packet = mqtt5.PublishPacket(topic=self._pub_topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE)
 
         def done(fut: Future[Any]) -> None:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
             try:
                 code = int(fut.result().puback.reason_code)
             except Exception as exc:
@@ -128,6 +136,8 @@ class MqttLink:
         client = self._client
         if client is None:
             return
+        with self._lock:
+            self._in_flight += 1
         client.publish(packet).add_done_callback(done)
 
     def _on_connected(self, _data: Any) -> None:

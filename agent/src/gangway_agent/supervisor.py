@@ -130,9 +130,10 @@ class GameSupervisor:
             proc = subprocess.Popen(
                 self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                user=self._cfg.user, group=self._cfg.group,
             )
-        except OSError as exc:
-            message = f"cannot launch {self._cfg.command[0]}: {exc.strerror or exc}"
+        except (OSError, KeyError) as exc:  # KeyError: launch.user or launch.group does not exist
+            message = f"cannot launch {self._cfg.command[0]}: {getattr(exc, 'strerror', None) or exc}"
             raise GameError(message, ErrorCode.FAILED) from exc
         self._proc = proc
         self._started_at = self._clock.monotonic()
@@ -165,16 +166,18 @@ class GameSupervisor:
             self._backoff = min(self._backoff * 2, self._cfg.restart_backoff_max_s)
         log.warning("game exited with %d after %.1fs; restart in %.1fs", code, ran, delay)
         self._on_exit(code, delay, self.restarts)
-        if self._wake.wait(delay):
-            return
-        with self._lock:
-            if not self._want_running or self._proc is not proc:
-                return
-            self.restarts += 1
-            try:
-                self._spawn()
-            except GameError as exc:
-                log.error("restart failed: %s", exc)
+        while not self._wake.wait(delay):
+            with self._lock:
+                if not self._want_running or self._proc is not proc:
+                    return
+                self.restarts += 1
+                try:
+                    self._spawn()
+                    return
+                except GameError as exc:
+                    delay = self._backoff
+                    self._backoff = min(self._backoff * 2, self._cfg.restart_backoff_max_s)
+                    log.error("restart failed: %s; next try in %.1fs", exc, delay)
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
