@@ -58,7 +58,7 @@ def _mutations() -> st.SearchStrategy[dict[str, Any]]:
 
     def mutate(args: tuple[dict[str, Any], tuple[str, ...], Any]) -> dict[str, Any]:
         payload, path, value = args
-        payload = json.loads(json.dumps(payload))
+        payload = dict(json.loads(json.dumps(payload)))
         target = payload
         for key in path[:-1]:
             target = target.setdefault(key, {}) if isinstance(target.get(key), dict) else {}

@@ -111,44 +111,20 @@ def test_a_user_sets_up_a_guild_and_gets_answers_and_a_deferred_follow_up(stack:
     assert "gangway is working here" in json.dumps(follow[0]["json"])
 
 
-def test_cli_plays_a_discord_user_and_prints_the_follow_up(stack: dict[str, Any]) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devstack",
-            "--state-dir",
-            str(stack["_state"]),
-            "discord",
-            "/status",
-            "--guild",
-            snowflake(),
-        ],
-        cwd=ROOT,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+def _gangway(stack: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), *args]
+    return subprocess.run(
+        command, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_cli_plays_a_discord_user_and_prints_the_follow_up(stack: dict[str, Any]) -> None:
     # A guild that never ran /setup is pointed to it (inline, no follow-up needed).
+    run = _gangway(stack, "discord", "/status", "--guild", snowflake())
     assert run.returncode == 0, run.stderr
     assert "/setup" in run.stdout
-    run = subprocess.run(
-        [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), "discord", "/setup"],
-        cwd=ROOT,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    run = subprocess.run(
-        [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), "discord", "/status"],
-        cwd=ROOT,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    assert _gangway(stack, "discord", "/setup").returncode == 0
+    run = _gangway(stack, "discord", "/status")
     assert run.returncode == 0, run.stderr
     assert '"follow_ups"' in run.stdout and "<token>" in run.stdout
 

@@ -44,7 +44,7 @@ def test_command_subsegment_carries_annotations_and_jobs_continue_the_trace(
     harness: Harness, daemon: socket.socket
 ) -> None:
     harness.command("setup")
-    address = "127.0.0.1:%d" % daemon.getsockname()[1]
+    address = f"127.0.0.1:{daemon.getsockname()[1]}"
     traced = Container(dataclasses.replace(settings(), tracing=True, xray_daemon_address=address))
 
     body = json.dumps(harness.user.command("help")).encode()
