@@ -274,6 +274,8 @@ FAKE_GAME = r'''
 """A stand-in game server: listens on TCP, holds connections, obeys (or ignores) SIGTERM."""
 import os, signal, socket, sys, threading, time
 port = int(os.environ.get("GAME_PORT", "0"))
+with open("game.pid", "w") as fh:
+    fh.write(str(os.getpid()))
 if os.environ.get("CRASH"):
     print("crashing", flush=True)
     sys.exit(3)

@@ -132,3 +132,9 @@ def test_console_script_fails_cleanly_and_imports_little(tmp_path: Path) -> None
     probe = "import sys, gangway_agent.cli; print(sorted(m for m in ('boto3', 'awscrt') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["agent.toml", "local.json"])
+def test_shipped_examples_are_valid(name: str) -> None:
+    cfg = config.load(Path(__file__).resolve().parents[1] / "examples" / name)
+    assert cfg.tenant and cfg.game

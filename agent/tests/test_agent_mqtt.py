@@ -119,6 +119,7 @@ def test_acl_keeps_an_agent_to_its_own_topics(tmp_path: Path, pki: PKI, broker: 
         link.stop()
 
 
+@pytest.mark.requires("mosquitto_pub", root=False)
 def test_a_certificate_is_required(tmp_path: Path, pki: PKI, broker: Broker) -> None:
     proc = subprocess.run(
         ["mosquitto_pub", "-h", "localhost", "-p", str(broker.tls_port), "--cafile", str(pki.ca),

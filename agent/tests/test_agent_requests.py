@@ -134,7 +134,7 @@ def test_stop_and_save_commands(tmp_path: Path) -> None:
     marker = tmp_path / "saved"
     h, agent = make_agent(
         tmp_path, save_command=["touch", str(marker)],
-        stop_command=["sh", "-c", "pkill -TERM -f fake_game.py; true"],
+        stop_command=["sh", "-c", "kill -TERM $(cat game.pid)"],
     )
     try:
         h.ask("game.start")
