@@ -62,7 +62,7 @@ class ScriptedRunner:
 
     def run(
         self, argv: Sequence[str], *, input_text: str | None = None, timeout: float = 30.0,
-        check: bool = True, env: Mapping[str, str] | None = None,
+        check: bool = True, env: Mapping[str, str] | None = None, cwd: Path | None = None,
     ) -> Completed:
         args = tuple(argv)
         self.calls.append((args, input_text))

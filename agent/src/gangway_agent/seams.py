@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from .errors import CommandFailed
@@ -48,7 +49,7 @@ class Runner(Protocol):
 
     def run(
         self, argv: Sequence[str], *, input_text: str | None = None, timeout: float = 30.0,
-        check: bool = True, env: Mapping[str, str] | None = None,
+        check: bool = True, env: Mapping[str, str] | None = None, cwd: Path | None = None,
     ) -> Completed:
         """Run ``argv``; raise CommandFailed on a non-zero exit when ``check``."""
         ...
@@ -59,13 +60,13 @@ class SubprocessRunner:
 
     def run(
         self, argv: Sequence[str], *, input_text: str | None = None, timeout: float = 30.0,
-        check: bool = True, env: Mapping[str, str] | None = None,
+        check: bool = True, env: Mapping[str, str] | None = None, cwd: Path | None = None,
     ) -> Completed:
         args = tuple(argv)
         try:
             proc = subprocess.run(
                 args, input=input_text, capture_output=True, text=True, timeout=timeout,
-                env=dict(env) if env is not None else None, check=False,
+                env=dict(env) if env is not None else None, cwd=cwd, check=False,
             )
         except FileNotFoundError as exc:
             raise CommandFailed(args, 127, f"not found: {exc.filename}") from exc

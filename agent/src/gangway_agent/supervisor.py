@@ -84,7 +84,7 @@ class GameSupervisor:
         if self._cfg.stop_command:
             try:
                 self._runner.run(self._cfg.stop_command, timeout=max(grace, 1.0), check=False,
-                                 env=self._env())
+                                 env=self._env(), cwd=self._cfg.cwd)
             except CommandFailed as exc:
                 log.warning("stop command failed: %s; signalling instead", exc)
                 self._signal(proc, self._cfg.stop_signal)
@@ -105,7 +105,7 @@ class GameSupervisor:
         saved = False
         if self._cfg.save_command and self.status().running:
             timeout = max(self._cfg.stop_grace_s, 10.0)
-            self._runner.run(self._cfg.save_command, timeout=timeout, env=self._env())
+            self._runner.run(self._cfg.save_command, timeout=timeout, env=self._env(), cwd=self._cfg.cwd)
             saved = True
         os.sync()
         return saved
