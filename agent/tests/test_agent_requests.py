@@ -259,3 +259,11 @@ def test_game_runs_as_its_own_user(tmp_path: Path) -> None:
         assert reply["type"] == "error" and "cannot launch" in reply["body"]["message"]
     finally:
         agent.close()
+
+
+def test_a_redelivered_request_gets_the_same_reply_without_running_again(h: Harness) -> None:
+    raw = b'{"id": "dup-1", "type": "game.start", "body": {}}'
+    first = h.send(raw)
+    assert first["body"]["started"] is True
+    assert h.send(raw) == first  # a re-run would have answered started: false
+    assert h.ask("game.start")["body"]["started"] is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _INBOX_MAX: Final = 256
+_REMEMBERED_REPLIES: Final = 256
 _SSHD_CHECK_S: Final = 30.0
 
 
@@ -82,6 +84,7 @@ class Agent:
         self.idle = IdleMonitor(cfg.idle, services.clock)
         self.players: int | None = None
         self._due: dict[str, float] = {}
+        self._answered: OrderedDict[str, bytes] = OrderedDict()
         self._preloading = threading.Lock()
         self._spot_seen = False
         self._handlers: dict[RequestType, Callable[[Any], dict[str, Any]]] = {
@@ -152,11 +155,18 @@ class Agent:
         self._s.link.send(encode(new_id(), event.value, body))
 
     def handle(self, raw: bytes) -> None:
-        """Answer one request; every failure becomes an ``error`` reply and the agent goes on."""
+        """Answer one request; every failure becomes an ``error`` reply and the agent goes on.
+
+        QoS 1 may deliver a request twice: a recently answered id gets its reply again, not a re-run.
+        """
         req_id: str | None = None
         try:
             req = parse_request(raw)
             req_id = req.id
+            cached = self._answered.get(req.id)
+            if cached is not None:
+                self._s.link.send(cached)
+                return
             body = self._handlers[req.type](req.body)
         except ProtocolError as exc:
             self._reply(exc.request_id, ERROR_TYPE, error_body(exc.code, str(exc)))
@@ -174,7 +184,12 @@ class Agent:
             self._after_shutdown(req)
 
     def _reply(self, req_id: str | None, msg_type: str, body: dict[str, Any]) -> None:
-        self._s.link.send(encode(req_id, msg_type, body))
+        payload = encode(req_id, msg_type, body)
+        if req_id is not None:
+            self._answered[req_id] = payload
+            while len(self._answered) > _REMEMBERED_REPLIES:
+                self._answered.popitem(last=False)
+        self._s.link.send(payload)
 
     # -- periodic duties ----------------------------------------------------------------------
 

@@ -56,12 +56,14 @@ class FileShipper:
 class CloudWatchShipper:
     """PutLogEvents into ``group``, one stream per agent start (no sequence tokens needed any more)."""
 
-    def __init__(self, group: str, stream: str) -> None:
-        try:
-            import boto3  # only hosts that ship to CloudWatch pay for importing boto3
-        except ImportError as exc:
-            raise ConfigError("logs.sink = cloudwatch needs the [cloudwatch] extra (boto3)") from exc
-        self._client: Any = boto3.client("logs")
+    def __init__(self, group: str, stream: str, client: Any = None) -> None:
+        if client is None:
+            try:
+                import boto3  # only hosts that ship to CloudWatch pay for importing boto3
+            except ImportError as exc:
+                raise ConfigError("logs.sink = cloudwatch needs the [cloudwatch] extra (boto3)") from exc
+            client = boto3.client("logs")
+        self._client: Any = client
         self.group, self.stream = group, stream
         exists = self._client.exceptions.ResourceAlreadyExistsException
         with contextlib.suppress(exists):
@@ -73,13 +75,13 @@ class CloudWatchShipper:
         events: list[dict[str, Any]] = []
         size = 0
         for line in batch:
-            text = line.text or " "
+            message = f"{line.stream} {line.text or ' '}"
             # PutLogEvents counts 26 bytes of overhead per event (CloudWatch Logs quotas).
-            cost = len(text.encode()) + 26
+            cost = len(message.encode()) + 26
             if len(events) >= _CW_MAX_EVENTS or size + cost > _CW_MAX_BYTES:
                 self._put(events)
                 events, size = [], 0
-            events.append({"timestamp": int(line.at * 1000), "message": f"{line.stream} {text}"})
+            events.append({"timestamp": int(line.at * 1000), "message": message})
             size += cost
         if events:
             self._put(events)
