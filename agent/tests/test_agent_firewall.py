@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from agent_fakes import FakeClock, ScriptedRunner
 
+from gangway_agent.activity import ConntrackFile, Watched
+from gangway_agent.config import Ports
 from gangway_agent.firewall import SET_V4, Firewall
 from gangway_agent.protocol import parse_request
 from gangway_agent.seams import SubprocessRunner, SystemClock
@@ -32,8 +34,14 @@ def serve(port):
     s.bind(("{HOST_IP}", port)); s.listen(64)
     while True:
         c, _ = s.accept(); c.close()
+def serve_udp(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("{HOST_IP}", port))
+    while True:
+        data, peer = s.recvfrom(2048); s.sendto(data, peer)
 for p in ({GAME}, {SFTP}, {OTHER}):
     threading.Thread(target=serve, args=(p,), daemon=True).start()
+threading.Thread(target=serve_udp, args=({GAME},), daemon=True).start()
 print("up", flush=True)
 time.sleep(120)
 """
@@ -54,11 +62,28 @@ print(json.dumps(results))
 """
 
 
+UDP_CLIENT = f"""
+import socket, sys
+for src in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((src, 0)); s.settimeout(0.5)
+    s.sendto(b"hello", ("{HOST_IP}", {GAME}))
+    try:
+        s.recv(100); print(src, "answered")
+    except OSError:
+        print(src, "silent")
+"""
+
+
 @dataclass
 class Lab:
     host: str
     client: str
     firewall: Firewall
+    server_pid: int
+
+    def udp(self, *sources: str) -> str:
+        argv = ["ip", "netns", "exec", self.client, sys.executable, "-c", UDP_CLIENT, *sources]
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
     def reach(self, *targets: tuple[str, int]) -> dict[tuple[str, int], bool]:
         argv = ["ip", "netns", "exec", self.client, sys.executable, "-c", CLIENT,
@@ -94,7 +119,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         fw = Firewall(table="gangway", tcp_ports=[GAME, SFTP], udp_ports=[GAME], runner=SubprocessRunner(),
                       clock=SystemClock(), state_file=tmp_path / "grants.json",
                       nft=("ip", "netns", "exec", host, "nft"))
-        yield Lab(host, client, fw)
+        yield Lab(host, client, fw, server.pid)
     finally:
         if server is not None:
             server.kill()
@@ -145,6 +170,19 @@ def test_full_sync_replaces_and_reconcile_heals(lab: Lab) -> None:
                              SET_V4], capture_output=True, text=True, check=True).stdout
     elem = json.loads(listed)["nftables"][1]["set"]["elem"][0]["elem"]
     assert elem["val"] == STRANGER and 1100 < elem["timeout"] <= 1200
+
+
+@pytest.mark.requires("nft", "ip")
+def test_conntrack_counts_udp_and_tcp_players_the_firewall_lets_in(lab: Lab) -> None:
+    """UDP players are invisible to the socket tables (one unconnected server socket) but not to conntrack."""
+    lab.firewall.reconcile()
+    _sync(lab, {"mode": "full", "grants": [{"address": GRANTED, "expires_at": time.time() + 600}]})
+    # /proc/<pid>/net is the network namespace of that process: the game server's, here.
+    players = ConntrackFile(Watched.of(Ports(tcp=(GAME,), udp=(GAME,))),
+                            Path(f"/proc/{lab.server_pid}/net/nf_conntrack"))
+    assert players.players() == 0
+    assert lab.udp(GRANTED, STRANGER).split("\n")[:2] == [f"{GRANTED} answered", f"{STRANGER} silent"]
+    assert players.players() == 1  # the stranger's datagram was dropped, so it is no player
 
 
 def test_table_text_without_udp_ports() -> None:

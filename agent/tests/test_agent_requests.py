@@ -214,6 +214,16 @@ def test_firewall_sync_requests_become_nft_batches(tmp_path: Path) -> None:
             "add element inet gwtest allowed_v4 { 198.51.100.8 timeout 600s }",
         ]
         assert h.ask("status")["body"]["firewall"] == {"v4": 1, "v6": 1}
+        # the periodic reconcile re-applies the whole table, on the clock
+        calls = len(runner.calls)
+        h.agent.tick()
+        h.agent.tick()
+        h.clock.advance(299)
+        h.agent.tick()
+        assert len(runner.calls) == calls + 1
+        h.clock.advance(1)
+        h.agent.tick()
+        assert len(runner.calls) == calls + 2 and "delete table inet gwtest" in (runner.calls[-1][1] or "")
         # a failing nft is an error reply, and the agent goes on
         runner.on(["nft"], Completed(("nft",), 1, "", "Error: syntax error"))
         reply = h.ask("firewall.sync", {"mode": "full", "grants": []})
