@@ -201,21 +201,27 @@ class Agent:
         return False
 
     def tick(self) -> None:
-        """Run whichever periodic duties are due by the clock."""
-        if self._due_now("idle", self.cfg.idle.check_interval_s):
-            self.check_idle()
-        if self._due_now("heartbeat", self.cfg.heartbeat_interval_s):
-            st = self.game.status()
-            self.emit(EventType.HEARTBEAT, {"game_running": st.running, "players": self.players,
-                                            "idle_s": round(self.idle.idle_s())})
-        fw = self._s.firewall
-        if fw is not None and self._due_now("firewall", self.cfg.firewall.reconcile_interval_s):
+        """Run whichever periodic duties are due by the clock; a failing duty never stops the loop."""
+        duties: list[tuple[str, float, Callable[[], object]]] = [
+            ("idle", self.cfg.idle.check_interval_s, self.check_idle),
+            ("heartbeat", self.cfg.heartbeat_interval_s, self._heartbeat),
+        ]
+        if self._s.firewall is not None:
+            duties.append(("firewall", self.cfg.firewall.reconcile_interval_s, self._s.firewall.reconcile))
+        if self._s.sftp is not None:
+            duties.append(("sshd", _SSHD_CHECK_S, self._s.sftp.keep_alive))
+        for name, every, duty in duties:
+            if not self._due_now(name, every):
+                continue
             try:
-                fw.reconcile()
-            except AgentError as exc:
-                log.error("firewall reconcile failed: %s", exc)
-        if self._s.sftp is not None and self._due_now("sshd", _SSHD_CHECK_S):
-            self._s.sftp.keep_alive()
+                duty()
+            except Exception:
+                log.exception("periodic %s failed", name)
+
+    def _heartbeat(self) -> None:
+        st = self.game.status()
+        self.emit(EventType.HEARTBEAT, {"game_running": st.running, "players": self.players,
+                                        "idle_s": round(self.idle.idle_s())})
 
     def check_idle(self) -> None:
         """Count players and advance the idle state machine, publishing what changed."""

@@ -126,9 +126,10 @@ class MqttLink:
             try:
                 code = int(fut.result().puback.reason_code)
             except Exception as exc:
-                log.warning("publish failed (%s); queued for the next connection", exc)
-                with self._lock:
-                    self._queue.appendleft(payload)
+                # Usually a disconnect failed it: queue it again (or resend, if we are back already).
+                log.warning("publish failed (%s); sending it again", exc)
+                if self._client is not None:
+                    self.send(payload)
                 return
             if code >= 0x80:
                 log.error("broker refused publish on %s: reason %d", self._pub_topic, code)
