@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_fakes import PKI, BackendClient, Broker, config_dict, free_port, start_broker
+from agent_fakes import PKI, BackendClient, Broker, config_dict, free_port, start_broker, wait_port
 
 from gangway_agent import config
 from gangway_agent.link import MqttLink
@@ -89,6 +90,32 @@ def test_requests_replies_and_events_round_trip_over_mtls(
     done = backend.request("t1", "alpha", "shutdown")
     assert done["body"] == {"stopping": True, "poweroff": False}
     assert agent_proc.wait(20) == 0
+
+
+def test_sigterm_stops_the_game_then_the_agent(tmp_path: Path, broker: Broker) -> None:
+    game_port = free_port()
+    data = config_dict(tmp_path, game_port=game_port)
+    data["mqtt"] = {"endpoint": "127.0.0.1", "port": broker.plain_port, "transport": "plain"}
+    data["launch"]["autostart"] = True
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(data))
+    backend = BackendClient("127.0.0.1", broker.plain_port, client_id="sigterm-backend")
+    proc = subprocess.Popen([sys.executable, "-m", "gangway_agent.cli", "-c", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert backend.wait(lambda t, m: m["type"] == "ready", timeout=20)["body"]["game_running"]
+        wait_port(game_port)  # the game is up, its SIGTERM handler installed
+        game_pid = int((tmp_path / "game.pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        exited = backend.wait(lambda t, m: m["type"] == "game.exited")
+        assert exited["body"] == {"exit_code": 0, "restart_in_s": None, "restarts": 0}
+        assert not Path(f"/proc/{game_pid}").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        backend.stop()
 
 
 def test_acl_keeps_an_agent_to_its_own_topics(tmp_path: Path, pki: PKI, broker: Broker,

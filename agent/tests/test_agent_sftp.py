@@ -119,5 +119,5 @@ def test_open_needs_a_host_to_advertise(tmp_path: Path) -> None:
                       clock=FakeClock())
     with pytest.raises(RequestFailed, match="no host to advertise"):
         svc.open(None, None)
-    assert "ForceCommand internal-sftp -d /" in svc.render_config()
+    assert "ForceCommand internal-sftp -d /game" in svc.render_config()
     assert "pam_exec.so expose_authtok quiet" in svc.render_pam()

@@ -88,7 +88,7 @@ class SftpConfig:
     port: int = 2222
     listen: str = "0.0.0.0"
     chroot: Path = Path("/srv/gangway")
-    start_dir: str = "/"
+    start_dir: str = "/game"
     user: str = "gangway"
     advertise_host: str | None = None
     otp_ttl_s: float = 900.0
@@ -191,7 +191,7 @@ def parse(data: object) -> Config:
         port=sf.port("port", 2222),
         listen=sf.string("listen", "0.0.0.0"),
         chroot=Path(sf.string("chroot", "/srv/gangway")),
-        start_dir=sf.string("start_dir", "/"),
+        start_dir=sf.string("start_dir", "/game"),
         user=sf.name("user", "gangway"),
         advertise_host=sf.string("advertise_host", None),
         otp_ttl_s=sf.number("otp_ttl_s", 900.0, minimum=1),
