@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -146,12 +148,26 @@ def test_acl_keeps_an_agent_to_its_own_topics(tmp_path: Path, pki: PKI, broker: 
         link.stop()
 
 
-@pytest.mark.requires("mosquitto_pub", root=False)
-def test_a_certificate_is_required(tmp_path: Path, pki: PKI, broker: Broker) -> None:
-    proc = subprocess.run(
-        ["mosquitto_pub", "-h", "localhost", "-p", str(broker.tls_port), "--cafile", str(pki.ca),
-         "-t", "gangway/t1/alpha/evt", "-m", "x"], capture_output=True, text=True, timeout=20)
-    assert proc.returncode != 0
+# MQTT 5 CONNECT: protocol "MQTT", level 5, clean start, keep-alive 60, no properties, client id "x".
+_CONNECT = b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01x"
+
+
+def _connack(pki: PKI, port: int, client_cert: tuple[Path, Path] | None) -> bytes:
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if client_cert is not None:
+        ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(_CONNECT)
+            return tls.recv(16)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+
+
+def test_a_certificate_is_required(pki: PKI, broker: Broker) -> None:
+    assert _connack(pki, broker.tls_port, pki.clients["t1/alpha"])[:1] == b"\x20"  # CONNACK
+    assert _connack(pki, broker.tls_port, None) == b""
 
 
 @pytest.mark.requires("mosquitto", root=False)
