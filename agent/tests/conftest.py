@@ -63,7 +63,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 @pytest.fixture
 def broker(tmp_path: Path, pki: PKI) -> Iterator[Broker]:
     """A real Mosquitto with a plain and an mTLS listener and an IoT-policy-like ACL."""
-    require("mosquitto")
+    require("mosquitto", root=False)
     b = start_broker(tmp_path, pki)
     try:
         yield b
