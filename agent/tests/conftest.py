@@ -17,7 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agent_fakes import PKI, Broker, FakeClock, make_pki, start_broker
+from agent_broker import PKI, Broker, make_pki, start_broker
+from agent_fakes import FakeClock
 
 
 def require(*binaries: str, root: bool = True) -> None:

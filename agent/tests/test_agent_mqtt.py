@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_fakes import PKI, BackendClient, Broker, config_dict, free_port, start_broker, wait_port
+from agent_broker import PKI, BackendClient, Broker, start_broker
+from agent_fakes import config_dict, free_port, wait_port
 
 from gangway_agent import config
 from gangway_agent.link import MqttLink
