@@ -5,10 +5,15 @@ Each binding hands the request or event to an object built in `chalicelib.wiring
 
 from __future__ import annotations
 
-from chalice.app import Chalice, Response, SQSEvent
+from typing import TYPE_CHECKING
+
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.config import settings
+
+if TYPE_CHECKING:
+    from chalicelib.access import ApiReply
 
 app = Chalice(app_name="gangway")
 
@@ -27,3 +32,41 @@ def jobs(event: SQSEvent) -> None:
         attrs = record.to_dict().get("attributes", {})
         receives = int(attrs.get("ApproximateReceiveCount", "1"))
         wiring.container().job_runner.run(record.body, receives, attrs.get("AWSTraceHeader"))
+
+
+# -- player access (issue 5): the IPAuth page's API and the reaper of expired grants ------------------
+
+
+def _ipauth_request() -> tuple[Request, str]:
+    req = app.current_request
+    assert req is not None
+    # The address API Gateway saw; X-Forwarded-For and friends are never trusted.
+    return req, str((req.context.get("identity") or {}).get("sourceIp") or "")
+
+
+def _ipauth_response(reply: ApiReply) -> Response:
+    return Response(body=reply.json(), status_code=reply.status, headers=dict(reply.headers))
+
+
+@app.route("/ipauth/authorize", methods=["POST"], content_types=["application/json"])
+def ipauth_authorize() -> Response:
+    req, source_ip = _ipauth_request()
+    return _ipauth_response(wiring.container().ipauth.authorize(req.raw_body, req.headers, source_ip))
+
+
+@app.route("/ipauth/check", methods=["GET"])
+def ipauth_check() -> Response:
+    req, source_ip = _ipauth_request()
+    return _ipauth_response(wiring.container().ipauth.check(req.headers, source_ip))
+
+
+@app.route("/ipauth/authorize", methods=["OPTIONS"])
+@app.route("/ipauth/check", methods=["OPTIONS"])
+def ipauth_preflight() -> Response:
+    req, _ = _ipauth_request()
+    return _ipauth_response(wiring.container().ipauth.preflight(req.headers))
+
+
+@app.schedule(Rate(10, unit=Rate.MINUTES))
+def reaper(event: CloudWatchEvent) -> None:
+    wiring.container().access.reap()

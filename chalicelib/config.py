@@ -47,6 +47,16 @@ class Settings:
     job_max_receives: int = 3
     # How long a warm Lambda trusts its cached copy of a tenant's roles.
     tenant_cache_seconds: float = 30.0
+    # Player access (chalicelib/access): grants, guest-link uses and rate counters, and the KMS key
+    # that seals IPAuth tokens.
+    grants_table: str = "gangway-grants"
+    access_table: str = "gangway-access"
+    ratelimit_table: str = "gangway-ratelimits"
+    ipauth_key_id: str = "alias/gangway-ipauth"
+    # Where agent commands go: a broker URL locally (mqtt://host:port); in AWS the iot-data API
+    # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
+    mqtt_url: str | None = None
+    iot_data_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +85,12 @@ class Settings:
             site_url=e.get("SITE_URL", "").rstrip("/"),
             job_max_receives=int(e.get("JOB_MAX_RECEIVES", str(cls.job_max_receives))),
             tenant_cache_seconds=float(e.get("TENANT_CACHE_SECONDS", str(cls.tenant_cache_seconds))),
+            grants_table=e.get("GRANTS_TABLE", cls.grants_table),
+            access_table=e.get("ACCESS_TABLE", cls.access_table),
+            ratelimit_table=e.get("RATELIMIT_TABLE", cls.ratelimit_table),
+            ipauth_key_id=e.get("IPAUTH_KEY_ID", cls.ipauth_key_id),
+            mqtt_url=e.get("MQTT_URL") or None,
+            iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
         )
 
 

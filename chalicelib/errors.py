@@ -12,9 +12,12 @@
     └── RequestError         the HTTP request itself is unacceptable; rendered as a status code
         ├── BadRequest       400: signed but not JSON, or not an interaction
         ├── Unauthorized     401: missing, malformed or wrong signature, stale timestamp
-        └── PayloadTooLarge  413: body over the endpoint's limit
+        ├── LinkRejected     403: an IPAuth link that is invalid, expired or used up (`code` says which)
+        ├── PayloadTooLarge  413: body over the endpoint's limit
+        └── TooManyRequests  429: too many tries for one link or from one address
 
-Domain code raises; the interaction endpoint and the job runner render (discord/replies.py).
+Domain code raises; the interaction endpoint and the job runner render (discord/replies.py); the
+IPAuth API renders RequestErrors as JSON (access/api.py).
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ __all__ = [
     "DiscordApiError",
     "Forbidden",
     "InfraError",
+    "LinkRejected",
     "NotFound",
     "NotSetUp",
     "PayloadTooLarge",
     "RequestError",
+    "TooManyRequests",
     "Unauthorized",
     "UserError",
     "ValidationError",
@@ -105,3 +110,23 @@ class PayloadTooLarge(RequestError):
     """The body is larger than any interaction Discord sends."""
 
     STATUS = 413
+
+
+class LinkRejected(RequestError):
+    """An IPAuth link that cannot be used; `code` is "invalid", "expired" or "used_up" (the page's state)."""
+
+    STATUS = 403
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TooManyRequests(RequestError):
+    """Too many tries for one link or from one address; retry after `retry_after` seconds."""
+
+    STATUS = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

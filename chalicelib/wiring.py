@@ -18,6 +18,8 @@ from chalicelib.discord.verify import load_verify_key
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+    from chalicelib.access import AccessService, IpAuthApi
+    from chalicelib.agents import Publisher
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
@@ -72,7 +74,44 @@ class Container:
             tenants=TenantStore(default_region=self.settings.region, ttl=self.settings.tenant_cache_seconds),
             games=GameStore(),
             registry=registry,
+            access=lambda: self.access,
         )
+
+    @cached_property
+    def access(self) -> AccessService:
+        """Player access: links, grants, checks and expiry (chalicelib/access)."""
+        from chalicelib.access import AccessService, FirewallSync, GrantStore, TokenSealer
+
+        services = self.services
+        return AccessService(
+            sealer=TokenSealer(lambda: self.client("kms"), self.settings.ipauth_key_id),
+            grants=GrantStore(),
+            tenants=services.tenants,
+            games=services.games,
+            firewall=FirewallSync(lambda: self.publisher, services.games),
+            site_url=self.settings.site_url,
+        )
+
+    @cached_property
+    def ipauth(self) -> IpAuthApi:
+        """The REST API behind the IPAuth page."""
+        from chalicelib.access import IpAuthApi, RateLimiter
+
+        return IpAuthApi(self.access, RateLimiter(), site_url=self.settings.site_url)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """Where agent commands go: the local broker when MQTT_URL is set, else IoT Core's data API."""
+        from chalicelib.agents import IotDataPublisher, MqttPublisher
+
+        if self.settings.mqtt_url:
+            return MqttPublisher(self.settings.mqtt_url)
+        import boto3
+
+        make: Any = boto3.client
+        # Locally without a broker the emulator stands in (moto records iot-data publishes).
+        endpoint = self.settings.iot_data_endpoint or self.settings.aws_endpoint_url
+        return IotDataPublisher(make("iot-data", region_name=self.settings.region, endpoint_url=endpoint))
 
     @cached_property
     def dispatcher(self) -> Dispatcher:

@@ -73,6 +73,7 @@ def create_resources(
         TableName=settings.interactions_table,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
     )
+    _create_access_resources(settings)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -87,3 +88,27 @@ def create_resources(
     )["QueueUrl"]
     urls[settings.jobs_queue + "-dlq"] = dlq
     return urls
+
+
+def _create_access_resources(settings: Settings) -> None:
+    """Player access: the grant, access and rate-limit tables (TTL on `purge_at`) and the KMS key that
+    seals IPAuth tokens, under the alias the settings name."""
+    import boto3
+
+    from chalicelib.access import AccessRecord, GrantRecord, RateRecord
+
+    dynamodb = boto3.client("dynamodb", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    for model in (GrantRecord, AccessRecord, RateRecord):
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    for table in (settings.grants_table, settings.access_table, settings.ratelimit_table):
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purge_at"}
+        )
+    kms = boto3.client("kms", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    alias = settings.ipauth_key_id
+    if alias.startswith("alias/"):
+        aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
+        if alias not in aliases:
+            key = kms.create_key(Description="gangway IPAuth link tokens", KeyUsage="ENCRYPT_DECRYPT")
+            kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])

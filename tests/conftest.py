@@ -37,6 +37,7 @@ os.environ.update(
         "INTERACTIONS_TABLE": "test-interactions",
         "JOBS_QUEUE": "test-jobs",
         "JOB_MAX_RECEIVES": "3",
+        "SITE_URL": "https://site.gangway.test",  # the IPAuth page's origin (CORS, links)
     }
 )
 os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
@@ -93,3 +94,35 @@ def harness(emulator: Emulator, standin: DiscordStandIn, user: DiscordUser) -> I
 
 def body_of(resp: Any) -> Any:
     return json.loads(resp.body) if resp.body else None
+
+
+# -- player access (issue 5) -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Mosquitto for the session; skipped (failed under CI=true) when it is not installed."""
+    from tests.access_helpers import mosquitto
+
+    with mosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def agent_link(emulator: Emulator, mqtt_broker: Any, guild: str) -> Iterator[Any]:
+    """The app publishes agent commands to the real broker; yields a subscriber to this guild's `cmd`s."""
+    from chalicelib.agents import MqttPublisher
+    from tests.access_helpers import Subscriber
+
+    c = container_for_tests()
+    c.__dict__["publisher"] = MqttPublisher(mqtt_broker.url)  # what wiring builds when MQTT_URL is set
+    sub = Subscriber(mqtt_broker.host, mqtt_broker.port, f"gangway/{guild}/+/cmd")
+    yield sub
+    sub.close()
+    c.__dict__.pop("publisher", None)
+
+
+def container_for_tests() -> Any:
+    from chalicelib.wiring import container
+
+    return container()

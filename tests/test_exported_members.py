@@ -65,6 +65,7 @@ SURFACES = {
         "Context",
         "GameName",
         "Services",
+        "access",
         "admin",
         "interaction_of_job",
         "jobs",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.commands import admin, servers, welcome
+from chalicelib.commands import access, admin, servers, welcome
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context, Services, interaction_of_job
 
@@ -12,6 +12,7 @@ __all__ = [
     "Context",
     "GameName",
     "Services",
+    "access",
     "admin",
     "interaction_of_job",
     "jobs",

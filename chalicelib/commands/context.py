@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
+from chalicelib.access import AccessService
 from chalicelib.config import Settings
 from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Level
 from chalicelib.errors import NotSetUp
@@ -23,6 +25,8 @@ class Services:
     tenants: TenantStore
     games: GameStore
     registry: CommandRegistry
+    # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
+    access: Callable[[], AccessService]
 
 
 class Context:

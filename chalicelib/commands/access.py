@@ -1,0 +1,158 @@
+"""Player access commands: /addip, /addguestip, /ip and /ipsettings (issue 5).
+
+Links are private things: every answer here is ephemeral (DESIGN.md §2), never a DM.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from chalicelib.access import AccessPolicy, Grant
+from chalicelib.commands.catalogue import registry
+from chalicelib.commands.context import Context
+from chalicelib.discord import ActionRow, Embed, EmbedField, Level, LinkButton, Range, Reply
+from chalicelib.errors import ValidationError
+from chalicelib.games import GameState
+
+__all__ = ["addguestip", "addip", "ip", "ipsettings"]
+
+
+def _ts(epoch: int, style: str = "R") -> str:
+    return f"<t:{int(epoch)}:{style}>"
+
+
+def _button(label: str, url: str) -> tuple[ActionRow, ...]:
+    return (ActionRow((LinkButton(label, url),)),)
+
+
+def _need_site(ctx: Context) -> None:
+    if not ctx.services.settings.site_url:
+        raise ValidationError("The IPAuth page isn't configured for this deployment (SITE_URL is empty).")
+
+
+@registry.command()
+def addip(ctx: Context) -> Reply:
+    """Let your current IP address through the game servers' firewall (a personal link)."""
+    _need_site(ctx)
+    now = int(time.time())
+    access = ctx.services.access()
+    link = access.member_link(ctx.tenant_id, ctx.interaction.user_id, now)
+    days = access.grants.policy(ctx.tenant_id).member_days
+    text = (
+        "Open this **personal link** on the device you play on: it detects your IP address and lets it "
+        f"through the firewall of this server's games for {days} days. If you did this before, it replaces "
+        f"your previous address.\nThe link works until {_ts(link.claims.expires_at)}; don't share it "
+        "(guests can get their own with `/addguestip`).\n" + f"<{link.url}>"
+    )
+    return Reply(content=text, components=_button("Authorise my IP address", link.url), ephemeral=True)
+
+
+@registry.command(level=Level.MAIN)
+def addguestip(ctx: Context, uses: Annotated[int, Range(1, 100)] | None = None) -> Reply:
+    """Get a shareable link that lets guests outside Discord join for a few days.
+
+    Args:
+        uses: How many addresses the link may authorise (default 10)
+    """
+    _need_site(ctx)
+    now = int(time.time())
+    access = ctx.services.access()
+    link = access.guest_link(ctx.tenant_id, now, max_uses=uses)
+    days = access.grants.policy(ctx.tenant_id).guest_days
+    text = (
+        "Share this **guest link** with people outside Discord. Each person who opens it gets their IP "
+        f"address through the firewall of this server's games for {days} days.\n"
+        f"It works for up to **{link.claims.max_uses}** addresses until {_ts(link.claims.expires_at, 'f')} "
+        f"({_ts(link.claims.expires_at)}). Members should use `/addip` for long-term access.\n"
+        f"```\n{link.url}\n```"
+    )
+    return Reply(content=text, components=_button("Open the guest link", link.url), ephemeral=True)
+
+
+@registry.command()
+def ip(ctx: Context) -> Reply:
+    """Show the running games' addresses and whether your IP address is let in."""
+    now = int(time.time())
+    running = [g for g in ctx.services.games.all(ctx.tenant_id) if g.state is GameState.RUNNING]
+    if running:
+        # Issue 4 (the game lifecycle) adds each instance's address and DNS name to the game.
+        lines = "\n".join(
+            f"{GameState.RUNNING.emoji} **{g.name}** · running · address not published yet "
+            "(it appears here once the server has finished starting)"
+            for g in running
+        )
+    else:
+        lines = "No games are running right now. When one is, its address and DNS name show here."
+    grant = ctx.services.access().member_grant(ctx.tenant_id, ctx.interaction.user_id, now)
+    return Reply(
+        embeds=(
+            Embed(
+                title="Game servers",
+                description=lines,
+                fields=(EmbedField(name="Your IP address", value=_your_grant(grant)),),
+            ),
+        ),
+        ephemeral=True,
+    )
+
+
+def _your_grant(grant: Grant | None) -> str:
+    if grant is None:
+        return (
+            "You haven't let an address in yet (or it expired). Use `/addip` on the device you play on; "
+            "without it the game servers' firewall won't let you connect."
+        )
+    return (
+        f"`{grant.address}` is let in until {_ts(grant.expires_at, 'f')} ({_ts(grant.expires_at)}). "
+        "Playing from somewhere else? Use `/addip` there: it replaces this address."
+    )
+
+
+@registry.command(level=Level.ADMIN)
+def ipsettings(
+    ctx: Context,
+    member_days: Annotated[int, Range(1, 365)] | None = None,
+    guest_days: Annotated[int, Range(1, 30)] | None = None,
+    max_grants: Annotated[int, Range(1, 1000)] | None = None,
+    guest_link_uses: Annotated[int, Range(1, 100)] | None = None,
+) -> Reply:
+    """Show or change how long IP access lasts and how many addresses are let in.
+
+    Args:
+        member_days: Days a member's address stays let in (default 90)
+        guest_days: Days a guest's address stays let in, and a guest link works (default 3)
+        max_grants: Most addresses let in at once; guests, then the oldest, make room (default 200)
+        guest_link_uses: Default number of addresses one guest link may let in (default 10)
+    """
+    store = ctx.services.access().grants
+    current = store.policy(ctx.tenant_id)
+    changes = {
+        k: v
+        for k, v in {
+            "member_days": member_days,
+            "guest_days": guest_days,
+            "max_grants": max_grants,
+            "guest_link_uses": guest_link_uses,
+        }.items()
+        if v is not None
+    }
+    policy = AccessPolicy(**{**current.__dict__, **changes})
+    if changes:
+        store.set_policy(ctx.tenant_id, policy, int(time.time()))
+    intro = "✅ Saved. Changes apply to addresses let in from now on." if changes else "Current settings."
+    return Reply(
+        embeds=(
+            Embed(
+                title="IP access settings",
+                description=intro,
+                fields=(
+                    EmbedField(name="Members", value=f"{policy.member_days} days", inline=True),
+                    EmbedField(name="Guests", value=f"{policy.guest_days} days", inline=True),
+                    EmbedField(name="Most addresses", value=str(policy.max_grants), inline=True),
+                    EmbedField(name="Guest link uses", value=str(policy.guest_link_uses), inline=True),
+                ),
+            ),
+        ),
+        ephemeral=True,
+    )
