@@ -1,0 +1,62 @@
+"""`python -m deploy {deploy,destroy,cost,check}` (the Makefile's deploy, destroy and cost targets)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deploy.cost import idle_cost
+from deploy.policy import policy_problems, template_policies
+from deploy.stack import Deployment
+from deploy.template import ROOT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, about in (
+        ("deploy", "build, deploy the stack, upload the site, register the commands"),
+        ("destroy", "back up the tables, empty the site bucket, delete the stack"),
+        ("cost", "the idle monthly cost of the built template"),
+        ("check", "the least-privilege check of policies/*.json and the built template"),
+    ):
+        p = sub.add_parser(name, help=about)
+        p.add_argument("--stage", required=True)
+        p.add_argument("--build-dir", default=str(ROOT / "build"))
+        if name in ("deploy", "destroy"):
+            p.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")
+        if name == "deploy":
+            p.add_argument("--guild", help="register the commands to this guild only (instant)")
+            p.add_argument("--no-build", action="store_true", help="use build/<stage>/ as it is")
+    args = parser.parse_args(argv)
+    dep = Deployment(args.stage, build_dir=Path(args.build_dir), dry_run=getattr(args, "dry_run", False))
+    built = Path(args.build_dir) / args.stage / "sam.json"
+    if args.cmd == "deploy":
+        template = built if args.no_build else dep.build()
+        dep.deploy(template, guild=args.guild)
+    elif args.cmd == "destroy":
+        dep.destroy()
+    elif args.cmd == "cost":
+        sys.stdout.write(idle_cost(json.loads(built.read_text())).table() + "\n")
+    else:
+        problems = [
+            p
+            for f in sorted((ROOT / "policies").glob("*.json"))
+            for p in policy_problems(json.loads(f.read_text()), f.name)
+        ]
+        tpl = json.loads(built.read_text())
+        problems += [
+            p
+            for where, kind, doc in template_policies(tpl)
+            for p in policy_problems(doc, where, kind=kind, stage=args.stage)
+        ]
+        sys.stdout.write("\n".join(problems or ["least privilege: no problems"]) + "\n")
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

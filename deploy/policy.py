@@ -1,0 +1,170 @@
+"""Least privilege, checked: every Allow names its actions and scopes its resources (issue 8).
+
+`policies/*.json` are shared by all stages and accounts (Chalice copies a policy file verbatim), so
+there a resource may leave region, account and stage open but must name one of our resources
+(`gangway…`). In the merged template `scope_policy` has filled region, account and stage in, so there
+nothing may stay open that could be narrowed. `"Resource": "*"` is allowed only for actions that have
+no resource-level permissions (Service Authorization Reference, per service: "Resource types: -") and
+in a KMS key policy, where `*` means the key itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Literal
+
+__all__ = [
+    "NO_RESOURCE_LEVEL",
+    "PolicyKind",
+    "policy_problems",
+    "scope_policy",
+    "template_policies",
+]
+
+Json = dict[str, Any]
+PolicyKind = Literal["identity", "resource", "key"]
+
+# Actions without resource-level permissions: "*" is the only resource they accept.
+# Sources: Service Authorization Reference pages for AWS X-Ray and CloudWatch Logs (log delivery for
+# vended logs, which Step Functions logging needs: Step Functions developer guide, "Logging using
+# CloudWatch Logs", IAM policies for logging).
+NO_RESOURCE_LEVEL: Final = frozenset(
+    {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
+)
+
+_ARN: Final = re.compile(
+    r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<rest>.+)$"
+)
+# A reference to another resource of the stack, e.g. "${SiteBucket.Arn}/*" or "${AgentEventsQueue.Arn}".
+_RESOURCE_REF: Final = re.compile(r"^\$\{(?!AWS::)[A-Za-z0-9]+(\.[A-Za-z]+)?\}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def scope_policy(doc: Mapping[str, Any], stage: str) -> Json:
+    """A policy file's document for one stage's stack: region, account and stage filled in.
+
+    `arn:aws:dynamodb:*:*:table/gangway-*-games` becomes
+    `{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/gangway-dev-games"}`.
+    Actions, Sids and conditions are kept as they are, so the template cannot drift from the file.
+    """
+    out: Json = json.loads(json.dumps(doc))
+    for stmt in out["Statement"]:
+        if "Resource" in stmt:
+            scoped = [_scope_resource(r, stage) for r in _as_list(stmt["Resource"])]
+            stmt["Resource"] = scoped if isinstance(stmt["Resource"], list) else scoped[0]
+    return out
+
+
+def _scope_resource(resource: Any, stage: str) -> Any:
+    if not isinstance(resource, str):
+        return resource
+    m = _ARN.match(resource)
+    if m is None:
+        return resource
+    rest = m["rest"].replace("${", "${!")  # keep IAM policy variables literal inside Fn::Sub
+    rest = rest.replace("gangway-*-", f"gangway-{stage}-").replace("gangway/*/", f"gangway/{stage}/")
+    rest = rest.replace("gangway-*", f"gangway-{stage}-*")
+    region = "${AWS::Region}" if m["region"] == "*" else m["region"]
+    account = "${AWS::AccountId}" if m["account"] == "*" else m["account"]
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:{m['service']}:{region}:{account}:{rest}"}
+
+
+def policy_problems(
+    doc: Mapping[str, Any], where: str, *, kind: PolicyKind = "identity", stage: str | None = None
+) -> list[str]:
+    """Every way `doc` grants more than it could; empty when it is least privilege.
+
+    `stage=None` checks a shared policy file (region, account and stage may stay open); with a stage,
+    a policy of that stage's template (nothing may stay open). Deny statements only take away.
+    """
+    problems: list[str] = []
+    for n, stmt in enumerate(_as_list(doc.get("Statement", []))):
+        if stmt.get("Effect") != "Allow":
+            continue
+        label = f"{where}: statement {stmt.get('Sid') or n}"
+        if "NotAction" in stmt or "NotResource" in stmt:
+            problems.append(f"{label}: NotAction/NotResource in an Allow grants everything else")
+            continue
+        actions = [a for a in _as_list(stmt.get("Action", [])) if isinstance(a, str)]
+        problems += [f"{label}: wildcard action {a!r}" for a in actions if "*" in a]
+        for resource in _as_list(stmt.get("Resource", [])):
+            problem = _resource_problem(resource, actions, kind=kind, stage=stage)
+            if problem:
+                problems.append(f"{label}: {problem}")
+    return problems
+
+
+def _resource_problem(
+    resource: Any, actions: list[str], *, kind: PolicyKind, stage: str | None
+) -> str | None:
+    if isinstance(resource, dict):
+        if "Ref" in resource or "Fn::GetAtt" in resource:
+            return None  # one resource of the stack
+        sub = resource.get("Fn::Sub")
+        text = sub[0] if isinstance(sub, list) else sub
+        if not isinstance(text, str):
+            return f"resource {resource!r} cannot be checked"
+        return _text_problem(text, actions, kind=kind, stage=stage)
+    if isinstance(resource, str):
+        return _text_problem(resource, actions, kind=kind, stage=stage)
+    return f"resource {resource!r} cannot be checked"
+
+
+def _text_problem(text: str, actions: list[str], *, kind: PolicyKind, stage: str | None) -> str | None:
+    if text == "*":
+        if kind == "key" or all(a in NO_RESOURCE_LEVEL for a in actions):
+            return None
+        return f'"Resource": "*" for {sorted(set(actions) - NO_RESOURCE_LEVEL)}, which can be scoped'
+    if _RESOURCE_REF.match(text):
+        return None  # a resource of the stack (an object path after it, like "/*", stays inside it)
+    m = _ARN.match(text)
+    if m is None:
+        return f"resource {text!r} is not an ARN"
+    if stage is not None and "*" in (m["region"], m["account"]):
+        return f"resource {text!r} leaves the region or account open"
+    rest = m["rest"]
+    if "gangway" not in rest:
+        return f"resource {text!r} does not name one of gangway's resources"
+    if "*" in rest and stage is not None:
+        before = rest.split("*", 1)[0]
+        scoped = (f"gangway-{stage}-", f"gangway/{stage}/", f"gangway_{stage}_")
+        if not any(s in before for s in scoped):
+            return f"resource {text!r} has a wildcard before the stage's name prefix"
+    return None
+
+
+def template_policies(template: Mapping[str, Any]) -> Iterator[tuple[str, PolicyKind, Json]]:
+    """Every permission policy inside a template: (where, kind, document). Trust policies are skipped."""
+    for name, res in template.get("Resources", {}).items():
+        rtype, props = res.get("Type", ""), res.get("Properties", {})
+        if rtype == "AWS::IAM::Role":
+            for p in props.get("Policies", []):
+                yield f"{name}.{p.get('PolicyName')}", "identity", p["PolicyDocument"]
+        elif rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") or rtype == "AWS::IoT::Policy":
+            yield name, "identity", props["PolicyDocument"]
+        elif rtype == "AWS::KMS::Key":
+            yield name, "key", props["KeyPolicy"]
+        elif rtype in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+            yield name, "resource", props["PolicyDocument"]
+        elif rtype == "AWS::Serverless::Function":
+            for p in _as_list(props.get("Policies", [])):
+                if isinstance(p, dict) and "Statement" in p:
+                    yield name, "identity", p

@@ -1,0 +1,516 @@
+"""`make deploy` and `make destroy` with boto3: build, package, deploy the stack, upload the site, register.
+
+Deploy, in order: build the merged template (`deploy.template` in a fresh process, then `chalice package
+--merge-template`); make sure the artifacts stack (`deploy/bootstrap.json`) exists; upload the Lambda
+package and the template there (what `aws cloudformation package` does); create or update the stage's
+stack through a change set; fill SiteUrl on the first create; put the bot token when one is given;
+upload `site/`; register the slash commands; print the interactions endpoint URL.
+
+Destroy: back up the tables, empty the site bucket, delete the stack, and say what stays.
+
+Against the embedded emulator (`AWS_ENDPOINT_URL` set) the same code runs with two adaptations: moto
+cannot run the SAM transform, so it runs here with aws-sam-translator (the translator CloudFormation
+itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from deploy.template import ROOT, SECRETS, UNSET_SECRET, Stage
+
+__all__ = [
+    "EMULATOR_SKIPS",
+    "Deployment",
+    "for_emulator",
+    "site_files",
+]
+
+Json = dict[str, Any]
+ARTIFACTS_STACK: Final = "gangway-artifacts"
+CAPABILITIES: Final = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+# Resource types moto 5.2's CloudFormation cannot create (it skips them with a warning), plus the
+# API deployment and stage (moto does not import a RestApi's OpenAPI body, so it has no methods).
+EMULATOR_SKIPS: Final = frozenset(
+    {
+        "AWS::ApiGateway::Deployment",
+        "AWS::ApiGateway::Stage",
+        "AWS::CloudFront::Distribution",
+        "AWS::CloudFront::OriginAccessControl",
+        "AWS::CloudFront::ResponseHeadersPolicy",
+        "AWS::CloudWatch::Alarm",
+        "AWS::IoT::TopicRule",
+        "AWS::S3::BucketPolicy",
+        "AWS::SecretsManager::Secret",
+        "AWS::SNS::Subscription",
+    }
+)
+# Text types get a charset; HTML and the service worker are revalidated on every load so a deploy
+# shows at once, everything else is cached for an hour.
+_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+_NO_CACHE: Final = ("index.html", "sw.js")
+_PREVIOUS: Final = "\0previous"  # a parameter value meaning "keep the stack's current value"
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def site_files(site: Path) -> Iterator[tuple[str, Path, str, str]]:
+    """Every file of the site as (key, path, Content-Type, Cache-Control)."""
+    for path in sorted(p for p in site.rglob("*") if p.is_file()):
+        key = path.relative_to(site).as_posix()
+        ctype = _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        cache = "no-cache" if path.name in _NO_CACHE or path.suffix == ".html" else "public, max-age=3600"
+        yield key, path, ctype, cache
+
+
+def _refs(value: Any) -> set[str]:
+    """Logical ids a piece of template refers to (Ref, Fn::GetAtt, ${...} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else str(v).split(".")[0])
+            elif k == "Fn::Sub":
+                text = v[0] if isinstance(v, list) else v
+                found |= {m.split(".")[0] for m in _sub_names(text)}
+            found |= _refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= _refs(v)
+    return found
+
+
+def _sub_names(text: str) -> list[str]:
+    import re
+
+    return [m for m in re.findall(r"\$\{([^}!]+)\}", text) if not m.startswith("AWS::")]
+
+
+def for_emulator(sam: Mapping[str, Any]) -> tuple[Json, list[str]]:
+    """The SAM template as plain CloudFormation the emulator can create, and what was left out."""
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    cfn: Json = transform(json.loads(json.dumps(sam)), {"AWS::Region": region}, None)
+    skipped = sorted(k for k, r in cfn["Resources"].items() if r["Type"] in EMULATOR_SKIPS)
+    gone = set(skipped)
+    changed = True
+    while changed:  # drop whatever depends on a dropped resource, transitively
+        changed = False
+        for name, res in list(cfn["Resources"].items()):
+            if name not in gone and _refs(res) & gone:
+                gone.add(name)
+                skipped.append(name)
+                changed = True
+    for name in gone:
+        del cfn["Resources"][name]
+    cfn["Outputs"] = {k: v for k, v in cfn.get("Outputs", {}).items() if not _refs(v) & gone}
+    for res in cfn["Resources"].values():
+        if res["Type"] == "AWS::ApiGateway::RestApi":  # CloudFormation takes it from the body's title
+            res["Properties"].setdefault("Name", res["Properties"]["Body"]["info"]["title"])
+    return cfn, skipped
+
+
+@dataclass
+class Deployment:
+    """One stage's stack in one account and region, reached through boto3 (or printed, when dry)."""
+
+    stage: str
+    build_dir: Path = ROOT / "build"
+    dry_run: bool = False
+    endpoint_url: str | None = field(default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL") or None)
+    region: str = field(
+        default_factory=lambda: (
+            os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        )
+    )
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    say: Callable[[str], None] = _say
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def stack_name(self) -> str:
+        return f"gangway-{self.stage}"
+
+    @property
+    def emulated(self) -> bool:
+        return self.endpoint_url is not None
+
+    @property
+    def _poll(self) -> Json:
+        return {"Delay": 1 if self.emulated else 5, "MaxAttempts": 720}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            import boto3
+
+            make: Callable[..., Any] = boto3.client
+            self._clients[service] = make(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        return self._clients[service]
+
+    # -- build -------------------------------------------------------------------------------------
+
+    def build(self, workflows: Path | None = None) -> Path:
+        """Write `build/<stage>/sam.json` (merged) and `deployment.zip`; returns the template's path."""
+        merge = self.build_dir / f"{self.stage}.resources.json"
+        out = self.build_dir / self.stage
+        gen = [sys.executable, "-m", "deploy.template", "--stage", self.stage, "--out", str(merge)]
+        if workflows is not None:
+            gen += ["--workflows", str(workflows)]
+        chalice = [
+            str(Path(sys.executable).parent / "chalice"),
+            "package",
+            "--stage",
+            self.stage,
+            "--merge-template",
+            str(merge),
+            str(out),
+        ]
+        env = {**self.env, "JOBS_QUEUE": Stage.load(self.stage).jobs_queue, "AWS_DEFAULT_REGION": self.region}
+        for cmd in (gen, chalice):
+            self.say("$ " + " ".join(cmd))
+            if not self.dry_run:
+                subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        return out / "sam.json"
+
+    # -- deploy ------------------------------------------------------------------------------------
+
+    def deploy(self, template_path: Path, *, site: Path = ROOT / "site", guild: str | None = None) -> Json:
+        """Everything after the build; returns the stack's outputs."""
+        if self.dry_run:
+            self._plan_deploy(template_path, site, guild)
+            return {}
+        sam = json.loads(template_path.read_text())
+        bucket = self._artifacts_bucket()
+        zip_path = template_path.parent / "deployment.zip"
+        code_key = f"{self.stage}/{_sha256(zip_path.read_bytes())}.zip"
+        self._upload_once(bucket, code_key, zip_path.read_bytes())
+        for res in sam["Resources"].values():
+            if res["Type"] == "AWS::Serverless::Function":
+                res["Properties"]["CodeUri"] = f"s3://{bucket}/{code_key}"
+        params = self._parameters(sam)
+        outputs = self._apply(self.stack_name, sam, params, bucket)
+        site_url = outputs.get("SiteURL", "")
+        if site_url and params.get("SiteUrl") != site_url:
+            self.say(f"SiteUrl is now {site_url}: updating the functions' SITE_URL")
+            outputs = self._apply(self.stack_name, sam, {**params, "SiteUrl": site_url}, bucket)
+        self._fill_bot_token()
+        if "SiteBucketName" in outputs:
+            self.upload_site(outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"))
+        self._register(sam, guild)
+        self.say("")
+        self.say(
+            f"Interactions Endpoint URL (Developer Portal, General Information):\n  "
+            f"{outputs.get('InteractionsEndpointURL', '(no output: see the stack)')}"
+        )
+        if site_url:
+            self.say(f"Site: {site_url}")
+        return outputs
+
+    def _plan_deploy(self, template_path: Path, site: Path, guild: str | None) -> None:
+        say = self.say
+        say(f"# deploy stage {self.stage} to {self.region} as stack {self.stack_name}")
+        say(f"ensure stack {ARTIFACTS_STACK} from deploy/bootstrap.json (the artifacts bucket)")
+        say(f"upload {template_path.parent / 'deployment.zip'} to s3://<artifacts>/{self.stage}/<sha256>.zip")
+        say(f"upload {template_path} to s3://<artifacts>/{self.stage}/<sha256>.template.json")
+        say(f"create and execute a change set for {self.stack_name} with {' '.join(CAPABILITIES)}")
+        say("update the stack once more with SiteUrl=<SiteURL output> when it changed")
+        say(f"put DISCORD_BOT_TOKEN into gangway/{self.stage}/discord-bot-token when set")
+        for key, _, ctype, cache in site_files(site):
+            say(f"put s3://<SiteBucketName>/{key} Content-Type={ctype!r} Cache-Control={cache!r}")
+        say("invalidate /* on the site's CloudFront distribution")
+        say("$ .venv/bin/gangway register" + (f" --guild {guild}" if guild else ""))
+        say("print the InteractionsEndpointURL output")
+
+    def _artifacts_bucket(self) -> str:
+        body = json.loads((ROOT / "deploy" / "bootstrap.json").read_text())
+        outputs = self._apply(ARTIFACTS_STACK, body, {}, None)
+        return str(outputs["ArtifactsBucketName"])
+
+    def _upload_once(self, bucket: str, key: str, data: bytes) -> None:
+        s3 = self.client("s3")
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+            return
+        except s3.exceptions.ClientError:
+            pass
+        self.say(f"uploading s3://{bucket}/{key} ({len(data) // 1024} KiB)")
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def _stack(self, name: str) -> Json | None:
+        cfn = self.client("cloudformation")
+        try:
+            stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+        except cfn.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+        stack: Json | None = stacks[0] if stacks else None
+        if stack is not None and stack["StackStatus"] == "REVIEW_IN_PROGRESS":
+            return None  # a change set that never ran: the stack does not exist yet
+        return stack
+
+    def _parameters(self, sam: Mapping[str, Any]) -> dict[str, str]:
+        """Parameter values to pass; the ones not given keep their previous value (or default)."""
+        given: dict[str, str] = {}
+        for param, var in (
+            ("DiscordPublicKey", "DISCORD_PUBLIC_KEY"),
+            ("DiscordApplicationId", "DISCORD_APPLICATION_ID"),
+            ("AlarmEmail", "ALARM_EMAIL"),
+        ):
+            if self.env.get(var):
+                given[param] = self.env[var]
+        stack = self._stack(self.stack_name)
+        previous = {
+            p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters", [])
+        }
+        if "SiteUrl" in previous:
+            given.setdefault("SiteUrl", previous["SiteUrl"])
+        given["IotDataEndpoint"] = self._iot_endpoint()
+        for key, (name, _) in SECRETS.items():
+            given[f"{key}SecretExists"] = (
+                "true" if self._secret_outside_stack(f"gangway/{self.stage}/{name}") else "false"
+            )
+        declared = set(sam.get("Parameters", {}))
+        return {k: v for k, v in given.items() if k in declared} | {
+            k: _PREVIOUS for k in declared if k not in given and k in previous
+        }
+
+    def _iot_endpoint(self) -> str:
+        try:
+            host = self.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        except Exception:  # the endpoint is optional until agents exist; the stack must still deploy
+            return ""
+        return f"https://{host}"
+
+    def _secret_outside_stack(self, name: str) -> bool:
+        """True when the secret exists and this stack did not create it (hand-made, or kept by destroy)."""
+        sm = self.client("secretsmanager")
+        try:
+            tags = {t["Key"]: t["Value"] for t in sm.describe_secret(SecretId=name).get("Tags", [])}
+        except sm.exceptions.ResourceNotFoundException:
+            return False
+        return tags.get("aws:cloudformation:stack-name") != self.stack_name
+
+    def _apply(
+        self, name: str, sam: Mapping[str, Any], params: Mapping[str, str], bucket: str | None
+    ) -> dict[str, str]:
+        """Create or update stack `name` through a change set; returns its outputs."""
+        cfn = self.client("cloudformation")
+        template: Json = dict(sam)
+        if self.emulated and "Transform" in template:
+            template, skipped = for_emulator(template)
+            self.say(
+                f"emulator: SAM translated here; left out (moto cannot create them): {', '.join(skipped)}"
+            )
+        exists = self._stack(name) is not None
+        body = json.dumps(template)
+        source: Json = {"TemplateBody": body}
+        if bucket and not self.emulated:
+            key = f"{self.stage}/{_sha256(body.encode())}.template.json"
+            self._upload_once(bucket, key, body.encode())
+            source = {"TemplateURL": f"https://{bucket}.s3.{self.region}.amazonaws.com/{key}"}
+        parameters = [
+            {"ParameterKey": k, "UsePreviousValue": True}
+            if v == _PREVIOUS
+            else {"ParameterKey": k, "ParameterValue": v}
+            for k, v in params.items()
+        ]
+        change_set = f"gangway-{int(time.time())}"
+        self.say(f"{'updating' if exists else 'creating'} stack {name}")
+        cfn.create_change_set(
+            StackName=name,
+            ChangeSetName=change_set,
+            ChangeSetType="UPDATE" if exists else "CREATE",
+            Parameters=parameters,
+            Capabilities=CAPABILITIES,
+            **source,
+        )
+        try:
+            cfn.get_waiter("change_set_create_complete").wait(
+                StackName=name, ChangeSetName=change_set, WaiterConfig=self._poll
+            )
+        except Exception:
+            desc = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
+            reason = desc.get("StatusReason", "")
+            if "didn't contain changes" in reason or "No updates" in reason:
+                cfn.delete_change_set(StackName=name, ChangeSetName=change_set)
+                self.say(f"stack {name}: no changes")
+                return self._outputs(name)
+            raise RuntimeError(f"change set for {name} failed: {reason}") from None
+        cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
+        waiter = "stack_update_complete" if exists else "stack_create_complete"
+        try:
+            cfn.get_waiter(waiter).wait(StackName=name, WaiterConfig=self._poll)
+        except Exception:
+            raise RuntimeError(f"stack {name} failed:\n" + "\n".join(self._failures(name))) from None
+        return self._outputs(name)
+
+    def _outputs(self, name: str) -> dict[str, str]:
+        stack = self._stack(name) or {}
+        return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def _failures(self, name: str) -> list[str]:
+        events = self.client("cloudformation").describe_stack_events(StackName=name)["StackEvents"]
+        return [
+            f"  {e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+            for e in events
+            if e["ResourceStatus"].endswith("FAILED")
+        ][:10]
+
+    # -- the bot token and the commands ------------------------------------------------------------
+
+    @property
+    def _token_secret(self) -> str:
+        return f"gangway/{self.stage}/discord-bot-token"
+
+    def _fill_bot_token(self) -> None:
+        token = self.env.get("DISCORD_BOT_TOKEN")
+        if not token or token == self.bot_token():
+            return
+        sm = self.client("secretsmanager")
+        try:
+            sm.put_secret_value(SecretId=self._token_secret, SecretString=token)
+        except sm.exceptions.ResourceNotFoundException:  # only where the stack could not make it (emulator)
+            sm.create_secret(Name=self._token_secret, SecretString=token)
+        self.say(f"put the bot token into {self._token_secret}")
+
+    def bot_token(self) -> str | None:
+        """The stored bot token, or None while the secret is missing or still unset."""
+        sm = self.client("secretsmanager")
+        try:
+            value = str(sm.get_secret_value(SecretId=self._token_secret)["SecretString"]).strip()
+        except sm.exceptions.ResourceNotFoundException:
+            return None
+        return None if value in ("", UNSET_SECRET) else value
+
+    def _register(self, sam: Mapping[str, Any], guild: str | None) -> None:
+        app_id = self.env.get("DISCORD_APPLICATION_ID") or self._parameter("DiscordApplicationId", sam)
+        token = self.env.get("DISCORD_BOT_TOKEN") or self.bot_token()
+        if not app_id or not token:
+            self.say(
+                "not registering the slash commands: set DISCORD_APPLICATION_ID and DISCORD_BOT_TOKEN "
+                "(or fill the secret) and run make deploy again"
+            )
+            return
+        gangway = Path(sys.executable).parent / "gangway"
+        cmd = [str(gangway), "register", *(["--guild", guild] if guild else [])]
+        self.say("$ " + " ".join(cmd))
+        subprocess.run(
+            cmd, check=True, env={**self.env, "DISCORD_APPLICATION_ID": app_id, "DISCORD_BOT_TOKEN": token}
+        )
+
+    def _parameter(self, key: str, sam: Mapping[str, Any]) -> str:
+        stack = self._stack(self.stack_name) or {}
+        for p in stack.get("Parameters", []):
+            if p["ParameterKey"] == key:
+                return str(p.get("ParameterValue", ""))
+        return str(sam.get("Parameters", {}).get(key, {}).get("Default", ""))
+
+    # -- the site ----------------------------------------------------------------------------------
+
+    def upload_site(self, bucket: str, site: Path, distribution: str | None = None) -> list[str]:
+        """Make the bucket hold exactly `site/` with the right types; invalidate CloudFront's copy."""
+        s3 = self.client("s3")
+        keys = []
+        for key, path, ctype, cache in site_files(site):
+            s3.put_object(
+                Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=ctype, CacheControl=cache
+            )
+            keys.append(key)
+        stale = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+            if o["Key"] not in keys
+        ]
+        if stale:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale]})
+        self.say(
+            f"site: {len(keys)} files in s3://{bucket}" + (f", {len(stale)} stale removed" if stale else "")
+        )
+        if distribution:
+            self.client("cloudfront").create_invalidation(
+                DistributionId=distribution,
+                InvalidationBatch={
+                    "Paths": {"Quantity": 1, "Items": ["/*"]},
+                    "CallerReference": str(time.time()),
+                },
+            )
+        return keys
+
+    # -- destroy -----------------------------------------------------------------------------------
+
+    def destroy(self) -> list[str]:
+        """Back up the tables, empty the site bucket, delete the stack; returns what is kept."""
+        if self.dry_run:
+            for line in (
+                f"# destroy stack {self.stack_name} in {self.region}",
+                "back up every table of the stack (DynamoDB on-demand backups, kept)",
+                "empty the site bucket",
+                f"delete stack {self.stack_name} and wait",
+            ):
+                self.say(line)
+            return []
+        stack = self._stack(self.stack_name)
+        if stack is None:
+            self.say(f"stack {self.stack_name} does not exist: nothing to destroy")
+            return []
+        cfn, kept = self.client("cloudformation"), []
+        resources = cfn.list_stack_resources(StackName=self.stack_name)["StackResourceSummaries"]
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        for r in resources:
+            if r["ResourceType"] == "AWS::DynamoDB::Table" and r.get("PhysicalResourceId"):
+                table = r["PhysicalResourceId"]
+                arn = self.client("dynamodb").create_backup(TableName=table, BackupName=f"{table}-{stamp}")
+                kept.append(f"backup {arn['BackupDetails']['BackupArn']} (restore-table-from-backup)")
+        bucket = self._outputs(self.stack_name).get("SiteBucketName")
+        if bucket:
+            s3 = self.client("s3")
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if objects:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+            self.say(f"emptied s3://{bucket}")
+        self.say(f"deleting stack {self.stack_name}")
+        cfn.delete_stack(StackName=self.stack_name)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=self.stack_name, WaiterConfig=self._poll)
+        kept += [
+            f"secret gangway/{self.stage}/{name} (DeletionPolicy Retain; $0.40/month until you delete it; "
+            "the next deploy adopts it)"
+            for name, _ in SECRETS.values()
+        ]
+        kept.append("the KMS key, scheduled for deletion in 7 days (cancel-key-deletion brings it back)")
+        kept.append(f"stack {ARTIFACTS_STACK} (Lambda packages of every stage; delete it by hand when done)")
+        self.say("deleted. Kept:")
+        for line in kept:
+            self.say(f"  {line}")
+        return kept
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
