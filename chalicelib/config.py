@@ -35,6 +35,11 @@ class Settings:
     discord_bot_token: str | None = field(default=None, repr=False)
     discord_bot_token_secret: str | None = None
     tenants_table: str = "gangway-tenants"
+    audit_table: str = "gangway-audit"
+    # The hosting account customers' roles trust (its id; looked up with STS when empty), and where
+    # CloudFormation's quick-create link finds the customer role template (an S3 https URL in AWS).
+    hosting_account_id: str = ""
+    customer_template_url: str = ""
     games_table: str = "gangway-games"
     interactions_table: str = "gangway-interactions"
     jobs_queue: str = "gangway-jobs"
@@ -72,6 +77,9 @@ class Settings:
             discord_bot_token=e.get("DISCORD_BOT_TOKEN") or None,
             discord_bot_token_secret=e.get("DISCORD_BOT_TOKEN_SECRET") or None,
             tenants_table=e.get("TENANTS_TABLE", cls.tenants_table),
+            audit_table=e.get("AUDIT_TABLE", cls.audit_table),
+            hosting_account_id=e.get("HOSTING_ACCOUNT_ID", ""),
+            customer_template_url=e.get("CUSTOMER_TEMPLATE_URL", ""),
             games_table=e.get("GAMES_TABLE", cls.games_table),
             interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
             jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),

@@ -6,7 +6,8 @@
     │   ├── NotFound         no such game / command / component
     │   ├── Conflict         the thing changed under us (version, duplicate, wrong state)
     │   ├── Forbidden        the caller's roles do not allow it
-    │   └── NotSetUp         the guild has not run /setup yet
+    │   ├── NotSetUp         the guild has not run /setup yet
+    │   └── AccountUnreachable  the tenant's AWS role cannot be assumed (they can fix it)
     ├── InfraError           our fault or AWS's; shown as a generic apology, details only in logs
     │   └── DiscordApiError  Discord's REST API answered with an error
     └── RequestError         the HTTP request itself is unacceptable; rendered as a status code
@@ -25,6 +26,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AccountUnreachable",
     "BadRequest",
     "BotError",
     "Conflict",
@@ -73,6 +75,10 @@ class Forbidden(UserError):
 
 class NotSetUp(UserError):
     """The guild has no tenant yet."""
+
+
+class AccountUnreachable(UserError):
+    """The tenant's own AWS account refused our role assumption; an admin must fix the role."""
 
 
 class InfraError(BotError):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
     from chalicelib.jobs import JobMessage, JobRunner
+    from chalicelib.tenancy import CredentialsBroker
     from chalicelib.tracing import Tracer
 
 __all__ = ["Container", "container"]
@@ -40,6 +41,7 @@ class Container:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._bot_token: str | None = None
+        self._hosting_account: str | None = None
 
     @cached_property
     def endpoint(self) -> InteractionEndpoint:
@@ -65,17 +67,49 @@ class Container:
 
     @cached_property
     def services(self) -> Services:
+        from chalicelib.access import AccessRecord, GrantRecord
         from chalicelib.commands import Services, registry
-        from chalicelib.games import GameStore
-        from chalicelib.tenancy import TenantStore
+        from chalicelib.games import GameRecord, GameStore
+        from chalicelib.jobs import InteractionRecord
+        from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
         return Services(
             settings=self.settings,
             tenants=TenantStore(default_region=self.settings.region, ttl=self.settings.tenant_cache_seconds),
             games=GameStore(),
             registry=registry,
+            audit=AuditLog(),
+            broker=self.broker,
+            verifier=Verifier(self.broker),
+            tenant_tables=(GameRecord, InteractionRecord, GrantRecord, AccessRecord),
+            hosting_account=self.hosting_account_id,
             access=lambda: self.access,
         )
+
+    @cached_property
+    def broker(self) -> CredentialsBroker:
+        """The only source of AWS access for a tenant (chalicelib/tenancy/broker.py)."""
+        from chalicelib.tenancy import AuditLog, CredentialsBroker
+
+        def hosting_session() -> Any:
+            import boto3
+
+            return boto3.Session(region_name=self.settings.region)
+
+        return CredentialsBroker(
+            sts=lambda: self.client("sts"),
+            hosting_session=hosting_session,
+            audit=AuditLog(),
+            endpoint_url=self.settings.aws_endpoint_url,
+        )
+
+    def hosting_account_id(self) -> str:
+        """The account customers' roles trust: configured, or asked of STS once per container."""
+        if self._hosting_account is None:
+            self._hosting_account = self.settings.hosting_account_id or str(
+                self.client("sts").get_caller_identity()["Account"]
+            )
+        return self._hosting_account
 
     @cached_property
     def access(self) -> AccessService:

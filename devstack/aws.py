@@ -64,15 +64,15 @@ def create_resources(
     """Create every table and queue the app uses (idempotent); returns queue URLs by name."""
     from chalicelib.games import GameRecord
     from chalicelib.jobs import InteractionRecord
-    from chalicelib.tenancy import TenantRecord
+    from chalicelib.tenancy import AuditRecord, TenantRecord
 
-    for model in (TenantRecord, GameRecord, InteractionRecord):
+    for model in (TenantRecord, GameRecord, InteractionRecord, AuditRecord):
         if not model.exists():
             model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
-    dynamodb.update_time_to_live(
-        TableName=settings.interactions_table,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
+    for table in (settings.interactions_table, settings.audit_table):
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
     _create_access_resources(settings)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]

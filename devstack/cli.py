@@ -108,6 +108,29 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """The operator's plan switch: show or set a tenant's plan."""
+    if args.local:
+        from devstack.aws import fake_credentials
+
+        stack = _load_stack(Path(args.state_dir))
+        os.environ.update({**fake_credentials(), "AWS_ENDPOINT_URL": stack["aws_endpoint_url"]})
+    elif args.stage:
+        os.environ["TENANTS_TABLE"] = f"gangway-{args.stage}-tenants"
+    from chalicelib.tenancy import PLANS, TenantStore
+
+    store = TenantStore(default_region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    tenant = store.read(args.guild)
+    if tenant is None:
+        sys.exit(f"guild {args.guild} has no tenant (it never ran /setup)")
+    if args.set:
+        if args.set not in PLANS:
+            sys.exit(f"unknown plan {args.set!r}; plans: {', '.join(PLANS)}")
+        tenant = store.set_plan(args.guild, args.set)
+    print(f"guild {args.guild}: plan {tenant.plan}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
@@ -138,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     reg.add_argument("--local", action="store_true", help="register against the local stack's stand-in")
     reg.add_argument("--print", action="store_true", help="print the payload instead of sending it")
     reg.set_defaults(fn=_cmd_register)
+
+    pln = sub.add_parser("plan", help="show or set a guild's plan (operator)")
+    pln.add_argument("--guild", required=True)
+    pln.add_argument("--set", help="the plan to set: free, community or pro")
+    pln.add_argument("--local", action="store_true", help="against the local stack")
+    pln.add_argument("--stage", help="the deployed stage whose tables to use (dev, prod)")
+    pln.set_defaults(fn=_cmd_plan)
 
     args = parser.parse_args(argv)
     result: int = args.fn(args)

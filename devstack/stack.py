@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nacl.signing import SigningKey
 
@@ -54,8 +54,17 @@ class Ports:
 
 
 class _QuietSiteHandler(SimpleHTTPRequestHandler):
+    # The customer-role template is published beside the site, as the deploy step does in S3.
+    _PUBLISHED: ClassVar[dict[str, Path]] = {
+        "/gangway-customer-role.yaml": ROOT / "policies" / "customer-role.yaml"
+    }
+
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+    def translate_path(self, path: str) -> str:
+        published = self._PUBLISHED.get(path.split("?", 1)[0])
+        return str(published) if published else super().translate_path(path)
 
 
 class Stack:
@@ -85,6 +94,8 @@ class Stack:
             "DISCORD_API_URL": discord.url,
             "DISCORD_BOT_TOKEN": "local-bot-token",
             "SITE_URL": site_url,
+            # Agent commands go to the stack's Mosquitto (started below) instead of IoT Core.
+            "MQTT_URL": f"mqtt://127.0.0.1:{p.mqtt}",
             "TENANT_CACHE_SECONDS": os.environ.get("TENANT_CACHE_SECONDS", "2"),
         }
         # The app reads its settings from the environment once, like a Lambda container.
@@ -104,6 +115,8 @@ class Stack:
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
+        # The reaper runs every 10 minutes in AWS; GANGWAY_REAPER_SECONDS shortens it here.
+        pump.every(float(os.environ.get("GANGWAY_REAPER_SECONDS", "600")), "reaper", app_module.reaper)
         pump.start()
         self._stoppers.append(pump.stop)
 
@@ -131,7 +144,12 @@ class Stack:
         return stack
 
     def _serve_site(self) -> str:
-        handler = functools.partial(_QuietSiteHandler, directory=str(ROOT / "site"))
+        # The page finds the API through config.json, which the deploy step writes next to it in S3.
+        config = self.state_dir / "site-config.json"
+        config.write_text(json.dumps({"api_url": f"http://127.0.0.1:{self.ports.api}"}) + "\n")
+        published = {**_QuietSiteHandler._PUBLISHED, "/config.json": config}
+        site_handler = type("_SiteHandler", (_QuietSiteHandler,), {"_PUBLISHED": published})
+        handler = functools.partial(site_handler, directory=str(ROOT / "site"))
         server = ThreadingHTTPServer(("127.0.0.1", self.ports.site), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="site", daemon=True).start()

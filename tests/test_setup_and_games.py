@@ -31,9 +31,11 @@ def test_setup_registers_the_guild_and_offers_role_selects(harness: Harness) -> 
     data = answer["data"]
     assert data["flags"] == int(MessageFlag.EPHEMERAL)
     assert "now connected" in data["embeds"][0]["description"]
-    selects = [row["components"][0] for row in data["components"]]
+    selects = [row["components"][0] for row in data["components"][:2]]
     assert [s["custom_id"] for s in selects] == ["setup:main", "setup:admin"]
     assert all(s["type"] == ComponentType.ROLE_SELECT for s in selects)
+    buttons = [b["custom_id"] for b in data["components"][2]["components"]]
+    assert buttons == ["setup:connect", "setup:hosting", "setup:remove"]
     tenant = TenantStore(default_region="us-east-1").read(harness.user.who.guild_id or "")
     assert tenant is not None and tenant.created_by == harness.user.who.user_id
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.commands import access, admin, servers, welcome
+from chalicelib.commands import access, accounts, admin, audit, servers, welcome
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context, Services, interaction_of_job
 
@@ -13,7 +13,9 @@ __all__ = [
     "GameName",
     "Services",
     "access",
+    "accounts",
     "admin",
+    "audit",
     "interaction_of_job",
     "jobs",
     "registry",

@@ -1,44 +1,64 @@
-"""/setup: register the guild as a tenant and choose its main and admin roles with role selects."""
+"""/setup: register the guild as a tenant, choose its roles, pick its AWS account, or remove it.
+
+Everything after the first /setup happens on the settings message's components; each custom_id
+carries what the next step needs, and every step re-checks Manage Server.
+"""
 
 from __future__ import annotations
 
-from chalicelib.commands.catalogue import registry
+from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
-from chalicelib.discord import ActionRow, Embed, EmbedField, Permission, Reply, RoleSelect, Update
-from chalicelib.tenancy import RoleKind, Tenant
+from chalicelib.discord import (
+    ActionRow,
+    Button,
+    ButtonStyle,
+    Deferred,
+    Embed,
+    EmbedField,
+    Job,
+    Permission,
+    Reply,
+    RoleSelect,
+    Update,
+)
+from chalicelib.errors import Conflict
+from chalicelib.games import GameState
+from chalicelib.tenancy import RoleKind, Tenant, plan_named, purge_tenant
 
-__all__ = ["choose_roles", "setup"]
+__all__ = ["account_summary", "choose_roles", "settings_view", "setup"]
 
 _ROLE_HELP = {
     "main": "can list, start and stop games, and get guest links",
     "admin": "can also create, change and delete games and change these settings",
 }
+MANAGE = Permission.MANAGE_GUILD
 
 
-@registry.command(permission=Permission.MANAGE_GUILD, needs_tenant=False)
+@registry.command(permission=MANAGE, needs_tenant=False)
 def setup(ctx: Context) -> Reply:
     """Connect this server to gangway and choose who may run games.
 
-    Needs the Manage Server permission. Running it again shows the current settings to change them.
+    Needs the Manage Server permission. Running it again shows the current settings to change them,
+    switch AWS accounts, or remove gangway from the server.
     """
-    tenant, created = ctx.services.tenants.ensure(
-        ctx.interaction.guild_id or "", created_by=ctx.interaction.user_id
-    )
+    it = ctx.interaction
+    tenant, created = ctx.services.tenants.ensure(it.guild_id or "", created_by=it.user_id)
     intro = (
-        "✅ This server is now connected to gangway."
+        "✅ This server is now connected to gangway. Pick the roles below; games run in gangway's "
+        "hosting account until you connect your own."
         if created
         else "This server is connected to gangway. Change its settings below."
     )
-    return Reply(embeds=(_view(tenant, intro),), components=_selects(tenant), ephemeral=True)
+    return Reply(embeds=(settings_view(tenant, intro),), components=_components(tenant), ephemeral=True)
 
 
-@registry.route("setup:main", permission=Permission.MANAGE_GUILD)
+@registry.route("setup:main", permission=MANAGE)
 def choose_main(ctx: Context) -> Update:
     """The main-role select was changed."""
     return choose_roles(ctx, "main")
 
 
-@registry.route("setup:admin", permission=Permission.MANAGE_GUILD)
+@registry.route("setup:admin", permission=MANAGE)
 def choose_admin(ctx: Context) -> Update:
     """The admin-role select was changed."""
     return choose_roles(ctx, "admin")
@@ -50,26 +70,97 @@ def choose_roles(ctx: Context, kind: RoleKind) -> Update:
     note = f"✅ Saved the {kind} role."
     if tenant.roles_configured:
         note += " Setup is complete: members with these roles can now use gangway (`/help` shows how)."
-    return Update(embeds=(_view(tenant, note),), components=_selects(tenant))
+    return Update(embeds=(settings_view(tenant, note),), components=_components(tenant))
 
 
-def _view(tenant: Tenant, intro: str) -> Embed:
+@registry.route("setup:hosting", permission=MANAGE)
+def use_hosting(ctx: Context) -> Update:
+    """Run this server's games in gangway's own AWS account."""
+    _require_no_running_games(ctx, "switch accounts")
+    tenant = ctx.services.tenants.use_hosting_account(ctx.tenant_id, ctx.services.settings.region)
+    ctx.services.broker.forget(ctx.tenant_id)
+    return Update(
+        embeds=(settings_view(tenant, "✅ Games now run in gangway's hosting account."),),
+        components=_components(tenant),
+    )
+
+
+@registry.route("setup:remove", permission=MANAGE)
+def remove(ctx: Context, *confirm: str) -> Reply | Deferred:
+    """Ask for confirmation, then remove the tenant in the jobs Lambda."""
+    if confirm != ("confirm",):
+        return Reply(
+            content="**Remove gangway from this server?** This deletes its games, settings, audit log and "
+            "every other record gangway keeps for it. Snapshots in your own AWS account are left there.",
+            components=(
+                ActionRow((Button("Yes, remove gangway", "setup:remove:confirm", ButtonStyle.DANGER),)),
+            ),
+            ephemeral=True,
+        )
+    _require_no_running_games(ctx, "remove gangway")
+    return Deferred(Job("tenant.remove"), update=True)
+
+
+@jobs.job("tenant.remove")
+def remove_tenant(ctx: Context) -> Update:
+    """Delete every row of the tenant (games, ledger, audit, and whatever else registers), then itself."""
+    tenant_id = ctx.tenant_id
+    _require_no_running_games(ctx, "remove gangway")
+    counts = purge_tenant(tenant_id, ctx.services.tenant_tables)
+    ctx.services.broker.forget(tenant_id)
+    ctx.services.tenants.get(tenant_id)  # refresh the cache: the tenant is gone
+    removed = sum(counts.values())
+    return Update(
+        content=f"gangway was removed from this server ({removed} records deleted). Snapshots in your AWS "
+        "account were left there. Run `/setup` to start again.",
+    )
+
+
+def _require_no_running_games(ctx: Context, what: str) -> None:
+    busy = [g.name for g in ctx.services.games.all(ctx.tenant_id) if g.state is not GameState.STOPPED]
+    if busy:
+        raise Conflict(f"Stop these games before you {what}: " + ", ".join(f"`{n}`" for n in busy) + ".")
+
+
+def account_summary(tenant: Tenant) -> str:
+    """One paragraph on where this tenant's games run."""
+    if tenant.account_mode == "customer":
+        text = f"Your account `{tenant.aws_account_id}`, region `{tenant.region}`"
+        if tenant.verified_at:
+            text += f", verified <t:{int(tenant.verified_at)}:R>"
+    else:
+        text = f"gangway's hosting account, region `{tenant.region}`"
+    if tenant.pending_role_arn:
+        text += f"\nConnecting `{tenant.pending_role_arn}`: not verified yet"
+    if tenant.verify_problem:
+        text += f"\n❌ Last check: {tenant.verify_problem}"
+    return text
+
+
+def settings_view(tenant: Tenant, intro: str) -> Embed:
     def mentions(ids: frozenset[str]) -> str:
         return " ".join(f"<@&{r}>" for r in sorted(ids)) or "*not chosen yet*"
 
+    plan = plan_named(tenant.plan)
     return Embed(
         title="gangway setup",
         description=intro,
         fields=(
             EmbedField(name="Main role", value=f"{mentions(tenant.main_role_ids)}\n{_ROLE_HELP['main']}"),
             EmbedField(name="Admin role", value=f"{mentions(tenant.admin_role_ids)}\n{_ROLE_HELP['admin']}"),
-            EmbedField(name="AWS account", value=f"{tenant.account_mode} account, region `{tenant.region}`"),
+            EmbedField(name="AWS account", value=account_summary(tenant)),
+            EmbedField(name="Plan", value=f"**{plan.name}** (`/plan` shows usage and limits)"),
         ),
         footer="Server administrators always count as admins.",
     )
 
 
-def _selects(tenant: Tenant) -> tuple[ActionRow, ...]:
+def _components(tenant: Tenant) -> tuple[ActionRow, ...]:
+    account_buttons = (
+        Button("Connect your AWS account", "setup:connect", ButtonStyle.PRIMARY),
+        Button("Use gangway's hosting account", "setup:hosting", disabled=tenant.account_mode == "hosting"),
+        Button("Remove gangway…", "setup:remove", ButtonStyle.DANGER),
+    )
     return (
         ActionRow(
             (
@@ -89,4 +180,5 @@ def _selects(tenant: Tenant) -> tuple[ActionRow, ...]:
                 ),
             )
         ),
+        ActionRow(account_buttons),
     )

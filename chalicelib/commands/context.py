@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from chalicelib.access import AccessService
 from chalicelib.config import Settings
@@ -12,7 +13,7 @@ from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Le
 from chalicelib.errors import NotSetUp
 from chalicelib.games import GameStore
 from chalicelib.jobs import JobMessage
-from chalicelib.tenancy import Tenant, TenantStore, level_of
+from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore, Verifier, level_of
 
 __all__ = ["Context", "Services", "interaction_of_job"]
 
@@ -25,6 +26,12 @@ class Services:
     tenants: TenantStore
     games: GameStore
     registry: CommandRegistry
+    audit: AuditLog
+    broker: CredentialsBroker
+    verifier: Verifier
+    # Every table with rows per tenant (its partition key is the tenant id): purged on removal.
+    tenant_tables: tuple[Any, ...]
+    hosting_account: Callable[[], str]
     # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
     access: Callable[[], AccessService]
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib.jobs.models import InteractionRecord
 
@@ -73,14 +73,22 @@ class InteractionLedger:
             return Claim(run=False, stored_reply=existing.reply_json)
         return Claim(run=False)  # DONE, or RUNNING elsewhere under a live lease
 
-    def ran(self, tenant_id: str, interaction_id: str, reply_json: str) -> None:
-        """The job finished; keep its reply until it is delivered."""
-        InteractionRecord(tenant_id, interaction_id).update(
-            actions=[
-                InteractionRecord.status.set(JobStatus.RAN.value),
-                InteractionRecord.reply_json.set(reply_json),
-            ]
-        )
+    def ran(self, tenant_id: str, interaction_id: str, reply_json: str) -> bool:
+        """The job finished; keep its reply until it is delivered. False if the record is gone (the job
+        removed its own tenant), in which case nothing is written back."""
+        try:
+            InteractionRecord(tenant_id, interaction_id).update(
+                actions=[
+                    InteractionRecord.status.set(JobStatus.RAN.value),
+                    InteractionRecord.reply_json.set(reply_json),
+                ],
+                condition=InteractionRecord.interaction_id.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            return False
+        return True
 
     def done(self, tenant_id: str, interaction_id: str, via: str) -> None:
         InteractionRecord(tenant_id, interaction_id).update(

@@ -78,14 +78,16 @@ class JobRunner:
         if not claim.run and claim.stored_reply is None:
             log.info("job %s for %s already handled", msg.kind, msg.interaction_id)
             return "duplicate"
+        kept = True
         if claim.stored_reply is not None:
             reply_json = claim.stored_reply
         else:
             reply = self._execute(msg, receive_count)
-            reply_json = json.dumps(_body(reply, msg))
-            self._ledger.ran(msg.tenant_id, msg.interaction_id, reply_json)
+            reply_json = json.dumps(_body(reply))
+            kept = self._ledger.ran(msg.tenant_id, msg.interaction_id, reply_json)
         via = self._deliver(msg, json.loads(reply_json))
-        self._ledger.done(msg.tenant_id, msg.interaction_id, via)
+        if kept:
+            self._ledger.done(msg.tenant_id, msg.interaction_id, via)
         return via
 
     def _execute(self, msg: JobMessage, receive_count: int) -> Reply | Update:
@@ -133,7 +135,7 @@ class JobRunner:
         return "channel"
 
 
-def _body(reply: Reply | Update, msg: JobMessage) -> dict[str, Any]:
+def _body(reply: Reply | Update) -> dict[str, Any]:
     body = message_body(reply)
     # The deferral fixed the visibility; an edit cannot change it (discord-protocol.md §4).
     body.pop("flags", None)

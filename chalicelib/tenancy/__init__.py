@@ -1,8 +1,35 @@
-"""Tenants: one Discord guild bound to one AWS account, and who counts as main or admin there."""
+"""Tenants: one Discord guild bound to one AWS account; roles, plans, the credentials broker and audit."""
 
 from __future__ import annotations
 
-from chalicelib.tenancy.models import TenantRecord
+from chalicelib.tenancy.audit import AuditEntry, AuditLog
+from chalicelib.tenancy.broker import ClientHook, CredentialsBroker, TenantAccess
+from chalicelib.tenancy.models import AuditRecord, TenantRecord
+from chalicelib.tenancy.onboarding import REGIONS, Verifier, VerifyResult, check_role_arn, quick_create_link
+from chalicelib.tenancy.plans import PLANS, Plan, Usage, plan_named
+from chalicelib.tenancy.removal import purge_tenant
 from chalicelib.tenancy.store import RoleKind, Tenant, TenantStore, level_of
 
-__all__ = ["RoleKind", "Tenant", "TenantRecord", "TenantStore", "level_of"]
+__all__ = [
+    "PLANS",
+    "REGIONS",
+    "AuditEntry",
+    "AuditLog",
+    "AuditRecord",
+    "ClientHook",
+    "CredentialsBroker",
+    "Plan",
+    "RoleKind",
+    "Tenant",
+    "TenantAccess",
+    "TenantRecord",
+    "TenantStore",
+    "Usage",
+    "Verifier",
+    "VerifyResult",
+    "check_role_arn",
+    "level_of",
+    "plan_named",
+    "purge_tenant",
+    "quick_create_link",
+]

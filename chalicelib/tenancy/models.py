@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute, VersionAttribute
+from pynamodb.attributes import (
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    VersionAttribute,
+)
 from pynamodb.models import Model
 
 from chalicelib.config import settings
 
-__all__ = ["TenantRecord"]
+__all__ = ["AuditRecord", "TenantRecord"]
 
 _S = settings()
 
@@ -26,12 +32,39 @@ class TenantRecord(Model):
     main_role_ids = UnicodeSetAttribute(null=True)
     admin_role_ids = UnicodeSetAttribute(null=True)
     # "hosting" (the bot's own account) or "customer" (an assumed role in the guild's own account).
+    # A customer account counts only once verified; until then the pending_* fields hold the offer.
     account_mode = UnicodeAttribute(default="hosting")
     aws_account_id = UnicodeAttribute(null=True)
     role_arn = UnicodeAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
     region = UnicodeAttribute()
+    pending_role_arn = UnicodeAttribute(null=True)
+    pending_region = UnicodeAttribute(null=True)
+    verified_at = NumberAttribute(null=True)
+    verify_problem = UnicodeAttribute(null=True)
+    plan = UnicodeAttribute(default="free")
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     version = VersionAttribute()
+
+
+class AuditRecord(Model):
+    """Who used a tenant's AWS access, for what, on what, and how it went; newest last in the sort key."""
+
+    class Meta:
+        table_name = _S.audit_table
+        region = _S.region
+        host = _S.aws_endpoint_url
+        billing_mode = "PAY_PER_REQUEST"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    # "<epoch ms, 13 digits>#<random>": sorts by time, unique under concurrency.
+    entry_id = UnicodeAttribute(range_key=True)
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    resource = UnicodeAttribute(default="")
+    outcome = UnicodeAttribute()
+    purpose = UnicodeAttribute(default="")
+    at = NumberAttribute()
+    expires_at = TTLAttribute()

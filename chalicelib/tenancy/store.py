@@ -7,6 +7,7 @@ write made through this store, so a change made here is seen at once and elsewhe
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,6 +39,14 @@ class Tenant:
     created_by: str
     created_at: float
     version: int
+    plan: str = "free"
+    role_arn: str | None = None
+    external_id: str | None = None
+    aws_account_id: str | None = None
+    pending_role_arn: str | None = None
+    pending_region: str | None = None
+    verified_at: float | None = None
+    verify_problem: str | None = None
 
     @property
     def roles_configured(self) -> bool:
@@ -68,6 +77,14 @@ def _to_tenant(rec: TenantRecord) -> Tenant:
         created_by=rec.created_by,
         created_at=float(rec.created_at),
         version=int(rec.version or 0),
+        plan=rec.plan,
+        role_arn=rec.role_arn,
+        external_id=rec.external_id,
+        aws_account_id=rec.aws_account_id,
+        pending_role_arn=rec.pending_role_arn,
+        pending_region=rec.pending_region,
+        verified_at=None if rec.verified_at is None else float(rec.verified_at),
+        verify_problem=rec.verify_problem,
     )
 
 
@@ -138,23 +155,78 @@ class TenantStore:
         Raises:
             NotSetUp: no such tenant.  Conflict: changed concurrently.
         """
+        roles = set(role_ids) or None
+        attr = TenantRecord.main_role_ids if kind == "main" else TenantRecord.admin_role_ids
+        return self._update(tenant_id, [attr.set(roles) if roles else attr.remove()])
+
+    def offer_customer_account(self, tenant_id: str) -> Tenant:
+        """Give the tenant its ExternalId (once; random, never reused across tenants)."""
+        tenant = self._current(tenant_id)
+        if tenant.external_id:
+            return tenant
+        return self._update(tenant_id, [TenantRecord.external_id.set("gw-" + secrets.token_urlsafe(24))])
+
+    def set_pending_role(self, tenant_id: str, role_arn: str, region: str) -> Tenant:
+        """Remember the role an admin pasted, to verify; nothing counts as verified yet."""
+        return self._update(
+            tenant_id,
+            [TenantRecord.pending_role_arn.set(role_arn), TenantRecord.pending_region.set(region)],
+        )
+
+    def mark_verified(self, tenant_id: str, *, role_arn: str, region: str, account_id: str) -> Tenant:
+        """Switch the tenant to its verified customer account."""
+        return self._update(
+            tenant_id,
+            [
+                TenantRecord.account_mode.set("customer"),
+                TenantRecord.role_arn.set(role_arn),
+                TenantRecord.region.set(region),
+                TenantRecord.aws_account_id.set(account_id),
+                TenantRecord.verified_at.set(int(time.time())),
+                TenantRecord.verify_problem.remove(),
+                TenantRecord.pending_role_arn.remove(),
+                TenantRecord.pending_region.remove(),
+            ],
+        )
+
+    def mark_verify_failed(self, tenant_id: str, problem: str) -> Tenant:
+        """Record why verification failed; the tenant's working account is unchanged."""
+        return self._update(tenant_id, [TenantRecord.verify_problem.set(problem[:1000])])
+
+    def use_hosting_account(self, tenant_id: str, region: str) -> Tenant:
+        """Run this tenant's games in the hosting account (the ExternalId is kept for a later switch)."""
+        return self._update(
+            tenant_id,
+            [
+                TenantRecord.account_mode.set("hosting"),
+                TenantRecord.region.set(region),
+                TenantRecord.role_arn.remove(),
+                TenantRecord.aws_account_id.remove(),
+                TenantRecord.verified_at.remove(),
+            ],
+        )
+
+    def set_plan(self, tenant_id: str, plan: str) -> Tenant:
+        """The operator's choice of plan (validated by the caller against PLANS)."""
+        return self._update(tenant_id, [TenantRecord.plan.set(plan)])
+
+    def _current(self, tenant_id: str) -> Tenant:
+        tenant = self.read(tenant_id)
+        if tenant is None:
+            raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.")
+        return tenant
+
+    def _update(self, tenant_id: str, actions: list[Action]) -> Tenant:
+        """One versioned update; a concurrent change is a Conflict, never a lost write."""
         try:
             rec = TenantRecord.get(tenant_id, consistent_read=True)
         except DoesNotExist as exc:
             raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.") from exc
-        roles = set(role_ids) or None
-        attr = TenantRecord.main_role_ids if kind == "main" else TenantRecord.admin_role_ids
-        actions: list[Action] = [
-            attr.set(roles) if roles else attr.remove(),
-            TenantRecord.updated_at.set(int(time.time())),
-        ]
         try:
-            rec.update(actions=actions)
+            rec.update(actions=[*actions, TenantRecord.updated_at.set(int(time.time()))])
         except UpdateError as exc:
             if exc.cause_response_code == _CONDITION_FAILED:
-                raise Conflict(
-                    "Someone changed the server's settings at the same moment; try again."
-                ) from exc
+                raise Conflict("Someone changed these settings at the same moment; try again.") from exc
             raise
         finally:
             self._forget(tenant_id)
