@@ -111,6 +111,59 @@ def test_a_user_sets_up_a_guild_and_gets_answers_and_a_deferred_follow_up(stack:
     assert "gangway is working here" in json.dumps(follow[0]["json"])
 
 
+def _follow_up(stack: dict[str, Any], token: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        calls = [c for c in _calls(stack) if token in c["path"]]
+        if calls:
+            return calls[-1]
+        time.sleep(0.05)
+    raise AssertionError("no follow-up within 10 s")
+
+
+def test_onboarding_a_customer_account_end_to_end(stack: dict[str, Any]) -> None:
+    """/setup → Connect → role ARN form → Verify, against a role in the stack's emulator."""
+    import boto3
+
+    admin = DiscordUser.from_stack(stack, Who(guild_id=snowflake(), user_id=snowflake()))
+    admin.post(admin.command("setup"))
+    _, answer = admin.post(admin.component("setup:connect"))
+    external_id = answer["data"]["content"].split("ExternalId `", 1)[1].split("`", 1)[0]
+    template = answer["data"]["components"][0]["components"][1]["url"]
+    with urllib.request.urlopen(template, timeout=5) as resp:
+        assert b"sts:ExternalId" in resp.read()
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=stack["aws_endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+    arn = iam.create_role(
+        RoleName=f"gangway-access-Role-{snowflake()}", AssumeRolePolicyDocument=json.dumps(trust)
+    )["Role"]["Arn"]
+    _, answer = admin.post(admin.modal_submit("setup:role", {"role_arn": arn, "region": "eu-central-1"}))
+    assert answer["type"] == 7
+    payload = admin.component("setup:verify")
+    assert admin.post(payload)[1] == {"type": 6}
+    edit = _follow_up(stack, payload["token"])
+    assert "Your AWS account is connected" in json.dumps(edit["json"])
+    _, answer = admin.post(admin.command("setup"))
+    assert "Your account `123456789012`, region `eu-central-1`" in json.dumps(answer)
+
+
 def _gangway(stack: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), *args]
     return subprocess.run(
