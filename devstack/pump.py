@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LambdaContext", "Pump", "sqs_event"]
+__all__ = ["LambdaContext", "Pump", "scheduled_event", "sqs_event"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ def sqs_event(message: dict[str, Any], queue_arn: str, region: str) -> dict[str,
     }
 
 
+def scheduled_event(name: str, region: str) -> dict[str, Any]:
+    """The EventBridge "Scheduled Event" a Chalice `@app.schedule` function receives."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:000000000000:rule/gangway-local-{name}"],
+        "detail": {},
+    }
+
+
 class Pump:
     """One thread per queue binding; `stop()` ends them within a second."""
 
@@ -68,6 +84,18 @@ class Pump:
             target=self._loop, args=(queue_url, arn, name, handler), name=f"pump-{name}", daemon=True
         )
         self._threads.append(thread)
+
+    def every(self, seconds: float, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        """Fire a schedule binding every `seconds` (first after one interval), as EventBridge would."""
+
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    handler(scheduled_event(name, self._region), LambdaContext(function_name=name))
+                except Exception:
+                    log.exception("schedule %s: handler failed", name)
+
+        self._threads.append(threading.Thread(target=loop, name=f"schedule-{name}", daemon=True))
 
     def start(self) -> Pump:
         for thread in self._threads:

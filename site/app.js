@@ -1,0 +1,189 @@
+// gangway IPAuth page: reads the link's token from the URL fragment, asks the API to let this
+// browser's address in, and shows one of a few states. No framework, no build step.
+// The API's origin comes from config.json (written by the deploy step, served by the local stack).
+
+const TOKEN = /^g1\.[0-9]{1,24}\.[A-Za-z0-9_-]{16,2048}$/;
+
+const $ = (id) => document.getElementById(id);
+
+const TEXT = {
+  working: ["Letting your IP address in…", "Checking your link and detecting your address. This takes a second."],
+  success: ["You're in", "Your IP address can now reach this Discord server's game servers."],
+  replaced: ["You're in", "Your IP address can now reach the game servers. It replaced the address you let in before."],
+  already: ["Already let in", "This address was already let in with this link. Nothing else to do."],
+  expired: ["This link has expired", "Links only work for a while. Run /addip in Discord for a fresh one (guests: ask for a new guest link)."],
+  used_up: ["This guest link is used up", "It has let in as many addresses as it allows. Ask the person who shared it for a new one, or use /addip if you're a member."],
+  invalid: ["This link isn't valid", "Part of it may be missing or changed. Open the exact link the bot gave you, or run /addip in Discord for a new one."],
+  rate_limited: ["Too many tries", "Please wait a few minutes, then open the link again."],
+  error: ["Something went wrong", "We couldn't reach gangway. Nothing was changed. Check your connection and try again."],
+  checking: ["Checking your address…", "Looking up whether your IP address is let in."],
+  "checked-in": ["Your address is let in", "This IP address can reach the game servers of the Discord servers below."],
+  "checked-out": ["Your address isn't let in", "Run /addip in a Discord server that uses gangway and open the link on this device."],
+};
+
+let lastAction = null;
+
+function show(state, extra = {}) {
+  const [title, message] = TEXT[state];
+  const card = $("card");
+  card.dataset.state = state;
+  card.setAttribute("aria-busy", state === "working" || state === "checking" ? "true" : "false");
+  $("title").textContent = extra.title || title;
+  $("message").textContent = extra.message || message;
+  const details = extra.details;
+  $("details").hidden = !details;
+  if (details) {
+    $("address").textContent = details.address;
+    const when = new Date(details.expires_at * 1000);
+    const expires = $("expires");
+    expires.dateTime = when.toISOString();
+    expires.textContent = details.expires_at ? formatDate(when) : "—";
+    $("relative").textContent = details.expires_at ? `(${relative(when)})` : "";
+    $("games-row").hidden = !details.games;
+    $("games").textContent = details.games || "";
+  }
+  $("howto").hidden = !extra.howto;
+  $("next").hidden = !extra.next;
+  $("next").textContent = extra.next || "";
+  $("retry").hidden = !extra.retry;
+  if (state !== "working" && state !== "checking") {
+    $("title").focus({ preventScroll: true });
+  }
+}
+
+function formatDate(d) {
+  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(d);
+}
+
+function relative(d) {
+  const seconds = (d.getTime() - Date.now()) / 1000;
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  if (Math.abs(seconds) >= 3 * 86400) return rtf.format(Math.round(seconds / 86400), "day");
+  if (Math.abs(seconds) >= 2 * 3600) return rtf.format(Math.round(seconds / 3600), "hour");
+  return rtf.format(Math.round(seconds / 60), "minute");
+}
+
+function gamesText(body) {
+  if (!body.games || body.games.length === 0) return "No games yet: they will use this access once created.";
+  const running = new Set(body.running || []);
+  return body.games.map((g) => (running.has(g) ? `${g} (running)` : g)).join(", ");
+}
+
+async function apiBase() {
+  const resp = await fetch("config.json", { cache: "no-store" });
+  if (!resp.ok) throw new Error(`config.json: ${resp.status}`);
+  const cfg = await resp.json();
+  if (typeof cfg.api_url !== "string" || !cfg.api_url) throw new Error("config.json has no api_url");
+  return cfg.api_url.replace(/\/+$/, "");
+}
+
+async function call(path, init) {
+  const base = await apiBase();
+  const resp = await fetch(base + path, {
+    ...init,
+    mode: "cors",
+    credentials: "omit",
+    cache: "no-store",
+    referrerPolicy: "no-referrer",
+  });
+  let body = {};
+  try {
+    body = await resp.json();
+  } catch {
+    body = {};
+  }
+  return { status: resp.status, body, retryAfter: resp.headers.get("Retry-After") };
+}
+
+function showFailure(result, retryable) {
+  const code = result.body && result.body.error && result.body.error.code;
+  if (result.status === 403 && (code === "expired" || code === "used_up" || code === "invalid")) {
+    show(code);
+  } else if (result.status === 429) {
+    const minutes = Math.max(1, Math.ceil(Number(result.retryAfter || 60) / 60));
+    show("rate_limited", { message: `Please wait about ${minutes} minute${minutes === 1 ? "" : "s"}, then open the link again.` });
+  } else if (result.status === 400 || result.status === 413) {
+    show("invalid");
+  } else {
+    show("error", { retry: retryable });
+  }
+}
+
+async function authorize(token) {
+  lastAction = () => authorize(token);
+  show("working");
+  let result;
+  try {
+    result = await call("/ipauth/authorize", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token }),
+    });
+  } catch {
+    show("error", { retry: true });
+    return;
+  }
+  if (result.status !== 200) {
+    showFailure(result, true);
+    return;
+  }
+  const b = result.body;
+  const state = b.status === "already" ? "already" : b.status === "replaced" ? "replaced" : "success";
+  const until = formatDate(new Date(b.expires_at * 1000));
+  show(state, {
+    details: { address: b.address, expires_at: b.expires_at, games: gamesText(b) },
+    howto: true,
+    next: b.status === "already" ? `It stays let in until ${until}.` : "",
+  });
+}
+
+async function check() {
+  lastAction = check;
+  show("checking");
+  let result;
+  try {
+    result = await call("/ipauth/check", { method: "GET" });
+  } catch {
+    show("error", { retry: true });
+    return;
+  }
+  if (result.status !== 200) {
+    showFailure(result, true);
+    return;
+  }
+  const b = result.body;
+  if (!b.authorised) {
+    show("checked-out", { details: { address: b.address, expires_at: 0 } });
+    $("expires").textContent = "not let in";
+    return;
+  }
+  const latest = b.grants[0];
+  const count = b.grants.length;
+  show("checked-in", {
+    details: {
+      address: b.address,
+      expires_at: latest.expires_at,
+      games: null,
+    },
+    message: `This IP address can reach the game servers of ${count} Discord server${count === 1 ? "" : "s"} using gangway.`,
+    howto: true,
+  });
+}
+
+function main() {
+  $("retry").addEventListener("click", () => lastAction && lastAction());
+  const raw = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+  if (raw) {
+    // Keep the secret out of the address bar, the history and anything copied from them.
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  if (!raw) {
+    check();
+  } else if (!TOKEN.test(raw)) {
+    show("invalid");
+  } else {
+    authorize(raw);
+  }
+}
+
+main();
