@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-1
 SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2
 STAGE ?= dev
 
-.PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean
+.PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean \
+	template deploy destroy cost
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,23 @@ package: venv
 
 deploy-app: venv
 	JOBS_QUEUE=gangway-$(STAGE)-jobs $(BIN)/chalice deploy --stage $(STAGE)
+
+# The whole system as one CloudFormation stack per stage (deploy/, README "Deploying").
+# template: build/$(STAGE)/sam.json = deploy/template.py's resources merged into Chalice's package.
+template: venv
+	$(BIN)/python -m deploy.template --stage $(STAGE) --out build/$(STAGE).resources.json
+	JOBS_QUEUE=gangway-$(STAGE)-jobs AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
+	  $(BIN)/chalice package --stage $(STAGE) --merge-template build/$(STAGE).resources.json build/$(STAGE)
+
+# DRY_RUN=1 prints the steps; GUILD=<id> registers the commands to one guild.
+deploy: venv
+	$(BIN)/python -m deploy deploy --stage $(STAGE) $(if $(GUILD),--guild $(GUILD),) $(if $(DRY_RUN),--dry-run,)
+
+destroy: venv
+	$(BIN)/python -m deploy destroy --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
+
+cost: template
+	$(BIN)/python -m deploy cost --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .local build .mypy_cache .ruff_cache .pytest_cache

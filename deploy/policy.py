@@ -47,6 +47,16 @@ NO_RESOURCE_LEVEL: Final = frozenset(
     }
 )
 
+# Pseudo parameters in an Fn::Sub ARN stand for one definite value each.
+_PSEUDO: Final = {
+    "${AWS::Partition}": "aws",
+    "${AWS::Region}": "region",
+    "${AWS::AccountId}": "account",
+    "${AWS::URLSuffix}": "amazonaws.com",
+    "${!": "${",
+}
+# Condition keys that pin a statement to named resources when the resource ARN cannot.
+_SCOPING_CONDITION_KEYS: Final = frozenset({"kms:ResourceAliases", "kms:RequestAlias"})
 _ARN: Final = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<rest>.+)$"
 )
@@ -70,7 +80,18 @@ def scope_policy(doc: Mapping[str, Any], stage: str) -> Json:
         if "Resource" in stmt:
             scoped = [_scope_resource(r, stage) for r in _as_list(stmt["Resource"])]
             stmt["Resource"] = scoped if isinstance(stmt["Resource"], list) else scoped[0]
+        for test in stmt.get("Condition", {}).values():
+            for key, value in test.items():
+                values = [_scope_name(v, stage) for v in _as_list(value)]
+                test[key] = values if isinstance(value, list) else values[0]
     return out
+
+
+def _scope_name(value: Any, stage: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.replace("gangway-*-", f"gangway-{stage}-").replace("gangway/*/", f"gangway/{stage}/")
+    return value.replace("gangway-*", f"gangway-{stage}-*")
 
 
 def _scope_resource(resource: Any, stage: str) -> Any:
@@ -80,8 +101,8 @@ def _scope_resource(resource: Any, stage: str) -> Any:
     if m is None:
         return resource
     rest = m["rest"].replace("${", "${!")  # keep IAM policy variables literal inside Fn::Sub
-    rest = rest.replace("gangway-*-", f"gangway-{stage}-").replace("gangway/*/", f"gangway/{stage}/")
-    rest = rest.replace("gangway-*", f"gangway-{stage}-*")
+    if m["service"] != "iot":  # MQTT topics are gangway/{tenant}/{game}/...: no stage in them
+        rest = _scope_name(rest, stage)
     region = "${AWS::Region}" if m["region"] == "*" else m["region"]
     account = "${AWS::AccountId}" if m["account"] == "*" else m["account"]
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:{m['service']}:{region}:{account}:{rest}"}
@@ -105,15 +126,34 @@ def policy_problems(
             continue
         actions = [a for a in _as_list(stmt.get("Action", [])) if isinstance(a, str)]
         problems += [f"{label}: wildcard action {a!r}" for a in actions if "*" in a]
+        scoped_by_condition = _condition_names_ours(stmt.get("Condition", {}), stage)
         for resource in _as_list(stmt.get("Resource", [])):
-            problem = _resource_problem(resource, actions, kind=kind, stage=stage)
+            problem = _resource_problem(
+                resource, actions, kind=kind, stage=stage, scoped_by_condition=scoped_by_condition
+            )
             if problem:
                 problems.append(f"{label}: {problem}")
     return problems
 
 
+def _condition_names_ours(condition: Mapping[str, Any], stage: str | None) -> bool:
+    """True when a condition pins the resource to one of ours, e.g. kms:ResourceAliases alias/gangway-dev-*.
+
+    That is how IAM scopes a KMS key whose id the policy cannot know (KMS developer guide, "Use aliases
+    to control access to KMS keys").
+    """
+    ours = "gangway-" if stage is None else f"gangway-{stage}-"
+    return any(
+        isinstance(v, str) and ours in v
+        for test in condition.values()
+        for key, value in test.items()
+        if key in _SCOPING_CONDITION_KEYS
+        for v in _as_list(value)
+    )
+
+
 def _resource_problem(
-    resource: Any, actions: list[str], *, kind: PolicyKind, stage: str | None
+    resource: Any, actions: list[str], *, kind: PolicyKind, stage: str | None, scoped_by_condition: bool
 ) -> str | None:
     if isinstance(resource, dict):
         if "Ref" in resource or "Fn::GetAtt" in resource:
@@ -122,13 +162,19 @@ def _resource_problem(
         text = sub[0] if isinstance(sub, list) else sub
         if not isinstance(text, str):
             return f"resource {resource!r} cannot be checked"
-        return _text_problem(text, actions, kind=kind, stage=stage)
+        for pseudo, value in _PSEUDO.items():
+            text = text.replace(pseudo, value)
+        return _text_problem(text, actions, kind=kind, stage=stage, scoped_by_condition=scoped_by_condition)
     if isinstance(resource, str):
-        return _text_problem(resource, actions, kind=kind, stage=stage)
+        return _text_problem(
+            resource, actions, kind=kind, stage=stage, scoped_by_condition=scoped_by_condition
+        )
     return f"resource {resource!r} cannot be checked"
 
 
-def _text_problem(text: str, actions: list[str], *, kind: PolicyKind, stage: str | None) -> str | None:
+def _text_problem(
+    text: str, actions: list[str], *, kind: PolicyKind, stage: str | None, scoped_by_condition: bool
+) -> str | None:
     if text == "*":
         if kind == "key" or all(a in NO_RESOURCE_LEVEL for a in actions):
             return None
@@ -141,8 +187,12 @@ def _text_problem(text: str, actions: list[str], *, kind: PolicyKind, stage: str
     if stage is not None and "*" in (m["region"], m["account"]):
         return f"resource {text!r} leaves the region or account open"
     rest = m["rest"]
+    if scoped_by_condition or "${iot:Connection.Thing." in rest:
+        return None  # pinned by a condition, or by the connected thing itself (one value per client)
     if "gangway" not in rest:
         return f"resource {text!r} does not name one of gangway's resources"
+    if m["service"] == "iot" and rest.startswith(("topic/gangway/", "topicfilter/gangway/")):
+        return None  # MQTT topics carry tenant and game, not the stage (DESIGN.md section 4)
     if "*" in rest and stage is not None:
         before = rest.split("*", 1)[0]
         scoped = (f"gangway-{stage}-", f"gangway/{stage}/", f"gangway_{stage}_")

@@ -3,7 +3,7 @@
 Deploy, in order: build the merged template (`deploy.template` in a fresh process, then `chalice package
 --merge-template`); make sure the artifacts stack (`deploy/bootstrap.json`) exists; upload the Lambda
 package and the template there (what `aws cloudformation package` does); create or update the stage's
-stack through a change set; fill SiteUrl on the first create; put the bot token when one is given;
+stack and wait; fill SiteUrl on the first create; put the bot token when one is given;
 upload `site/`; register the slash commands; print the interactions endpoint URL.
 
 Destroy: back up the tables, empty the site bucket, delete the stack, and say what stays.
@@ -68,7 +68,6 @@ _TYPES: Final = {
     ".txt": "text/plain; charset=utf-8",
 }
 _NO_CACHE: Final = ("index.html", "sw.js")
-_PREVIOUS: Final = "\0previous"  # a parameter value meaning "keep the stack's current value"
 
 
 def _say(line: str) -> None:
@@ -237,7 +236,7 @@ class Deployment:
         say(f"ensure stack {ARTIFACTS_STACK} from deploy/bootstrap.json (the artifacts bucket)")
         say(f"upload {template_path.parent / 'deployment.zip'} to s3://<artifacts>/{self.stage}/<sha256>.zip")
         say(f"upload {template_path} to s3://<artifacts>/{self.stage}/<sha256>.template.json")
-        say(f"create and execute a change set for {self.stack_name} with {' '.join(CAPABILITIES)}")
+        say(f"create or update stack {self.stack_name} with {' '.join(CAPABILITIES)}, and wait")
         say("update the stack once more with SiteUrl=<SiteURL output> when it changed")
         say(f"put DISCORD_BOT_TOKEN into gangway/{self.stage}/discord-bot-token when set")
         for key, _, ctype, cache in site_files(site):
@@ -270,8 +269,12 @@ class Deployment:
                 return None
             raise
         stack: Json | None = stacks[0] if stacks else None
-        if stack is not None and stack["StackStatus"] == "REVIEW_IN_PROGRESS":
-            return None  # a change set that never ran: the stack does not exist yet
+        if stack is not None and stack["StackStatus"] == "ROLLBACK_COMPLETE":
+            # A first create that failed leaves an empty stack that can only be deleted.
+            self.say(f"stack {name} failed its first create earlier: deleting it before trying again")
+            cfn.delete_stack(StackName=name)
+            cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig=self._poll)
+            return None
         return stack
 
     def _parameters(self, sam: Mapping[str, Any]) -> dict[str, str]:
@@ -288,17 +291,16 @@ class Deployment:
         previous = {
             p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters", [])
         }
-        if "SiteUrl" in previous:
-            given.setdefault("SiteUrl", previous["SiteUrl"])
         given["IotDataEndpoint"] = self._iot_endpoint()
         for key, (name, _) in SECRETS.items():
             given[f"{key}SecretExists"] = (
                 "true" if self._secret_outside_stack(f"gangway/{self.stage}/{name}") else "false"
             )
         declared = set(sam.get("Parameters", {}))
-        return {k: v for k, v in given.items() if k in declared} | {
-            k: _PREVIOUS for k in declared if k not in given and k in previous
-        }
+        # Not given: keep the stack's current value (passed explicitly rather than UsePreviousValue,
+        # which moto cannot resolve for parameters left at their default; no parameter is NoEcho).
+        merged = {**previous, **given}
+        return {k: merged[k] for k in sorted(declared) if k in merged}
 
     def _iot_endpoint(self) -> str:
         try:
@@ -319,7 +321,7 @@ class Deployment:
     def _apply(
         self, name: str, sam: Mapping[str, Any], params: Mapping[str, str], bucket: str | None
     ) -> dict[str, str]:
-        """Create or update stack `name` through a change set; returns its outputs."""
+        """Create or update stack `name` and wait for it; returns its outputs."""
         cfn = self.client("cloudformation")
         template: Json = dict(sam)
         if self.emulated and "Transform" in template:
@@ -334,35 +336,21 @@ class Deployment:
             key = f"{self.stage}/{_sha256(body.encode())}.template.json"
             self._upload_once(bucket, key, body.encode())
             source = {"TemplateURL": f"https://{bucket}.s3.{self.region}.amazonaws.com/{key}"}
-        parameters = [
-            {"ParameterKey": k, "UsePreviousValue": True}
-            if v == _PREVIOUS
-            else {"ParameterKey": k, "ParameterValue": v}
-            for k, v in params.items()
-        ]
-        change_set = f"gangway-{int(time.time())}"
+        parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]
         self.say(f"{'updating' if exists else 'creating'} stack {name}")
-        cfn.create_change_set(
-            StackName=name,
-            ChangeSetName=change_set,
-            ChangeSetType="UPDATE" if exists else "CREATE",
-            Parameters=parameters,
-            Capabilities=CAPABILITIES,
-            **source,
-        )
-        try:
-            cfn.get_waiter("change_set_create_complete").wait(
-                StackName=name, ChangeSetName=change_set, WaiterConfig=self._poll
-            )
-        except Exception:
-            desc = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
-            reason = desc.get("StatusReason", "")
-            if "didn't contain changes" in reason or "No updates" in reason:
-                cfn.delete_change_set(StackName=name, ChangeSetName=change_set)
+        args: Json = {"StackName": name, "Parameters": parameters, "Capabilities": CAPABILITIES, **source}
+        if exists:
+            try:
+                cfn.update_stack(**args)
+            except cfn.exceptions.ClientError as exc:
+                if "No updates are to be performed" not in str(exc):
+                    raise
                 self.say(f"stack {name}: no changes")
                 return self._outputs(name)
-            raise RuntimeError(f"change set for {name} failed: {reason}") from None
-        cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
+        else:
+            cfn.create_stack(
+                **args, OnFailure="ROLLBACK", Tags=[{"Key": "gangway:stage", "Value": self.stage}]
+            )
         waiter = "stack_update_complete" if exists else "stack_create_complete"
         try:
             cfn.get_waiter(waiter).wait(StackName=name, WaiterConfig=self._poll)

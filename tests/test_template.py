@@ -1,0 +1,353 @@
+"""The deployment template: built from the code, lint-clean, least privilege, priced (issue 8).
+
+The merged template is built once per module the way `make template` builds it (the generator in a
+fresh process, then `chalice package --merge-template`), once as the tree is and once with a sample
+workflow so the state-machine path is proven before the first real workflow lands.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint  # type: ignore[import-untyped]
+from pynamodb.attributes import TTLAttribute
+from pynamodb.models import Model
+
+from chalicelib.config import Settings
+from deploy.cost import PRICES, idle_cost
+from deploy.policy import NO_RESOURCE_LEVEL, policy_problems, scope_policy, template_policies
+from deploy.stack import Deployment
+from deploy.template import ROOT, SECRETS, Stage, build
+
+STAGE = "dev"
+SAMPLE_WORKFLOW = {
+    "Comment": "One step through the steps queue, as every workflow does (DESIGN.md section 3)",
+    "StartAt": "Step",
+    "States": {
+        "Step": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {
+                "QueueUrl": "${StepsQueueUrl}",
+                "MessageBody": {"step": "demo", "input.$": "$", "token.$": "$$.Task.Token"},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def build_template(out: Path, workflows: Path | None = None) -> dict[str, Any]:
+    dep = Deployment(STAGE, build_dir=out, say=lambda _: None)
+    return dict(json.loads(dep.build(workflows=workflows).read_text()))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return build_template(tmp_path_factory.mktemp("build"))
+
+
+@pytest.fixture(scope="module")
+def with_workflow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("workflows")
+    (folder / "demo.asl.json").write_text(json.dumps(SAMPLE_WORKFLOW))
+    return build_template(tmp_path_factory.mktemp("build"), folder)
+
+
+def of_type(tpl: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {k: r for k, r in tpl["Resources"].items() if r["Type"] == rtype}
+
+
+def app_models() -> list[type[Model]]:
+    for path in sorted((ROOT / "chalicelib").glob("*/models.py")):
+        importlib.import_module(f"chalicelib.{path.parent.name}.models")
+    found, todo = [], list(Model.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("chalicelib."):
+            found.append(cls)
+    return found
+
+
+# -- lint --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["as_is", "with_workflow"])
+def test_merged_template_lints_clean(variant: str, request: pytest.FixtureRequest) -> None:
+    tpl = request.getfixturevalue("template" if variant == "as_is" else "with_workflow")
+    matches = lint(json.dumps(tpl), regions=["us-east-1", "eu-west-1"])
+    assert [str(m) for m in matches] == []
+
+
+def test_bootstrap_template_lints_clean() -> None:
+    assert [str(m) for m in lint((ROOT / "deploy" / "bootstrap.json").read_text())] == []
+
+
+# -- tables from the models --------------------------------------------------------------------------
+
+
+def test_every_model_has_a_table_with_its_keys_ttl_pitr_and_encryption(template: dict[str, Any]) -> None:
+    tables = {r["Properties"]["TableName"]: r for r in of_type(template, "AWS::DynamoDB::Table").values()}
+    models = app_models()
+    assert len(tables) == len(models) >= 3
+    for model in models:
+        suffix = model.Meta.table_name.rsplit("-", 1)[-1]  # test-tenants here, gangway-dev-tenants there
+        res = tables[f"gangway-{STAGE}-{suffix}"]
+        props = res["Properties"]
+        keys = {
+            a.attr_name: ("HASH" if a.is_hash_key else "RANGE")
+            for a in model.get_attributes().values()
+            if a.is_hash_key or a.is_range_key
+        }
+        assert {k["AttributeName"]: k["KeyType"] for k in props["KeySchema"]} == keys
+        assert props["KeySchema"][0]["KeyType"] == "HASH"
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        ttl = [a.attr_name for a in model.get_attributes().values() if isinstance(a, TTLAttribute)]
+        if ttl:
+            assert props["TimeToLiveSpecification"] == {"AttributeName": ttl[0], "Enabled": True}
+        else:
+            assert "TimeToLiveSpecification" not in props
+        assert res["UpdateReplacePolicy"] == "Retain"
+
+
+def test_every_function_is_told_every_table_name_the_template_creates(template: dict[str, Any]) -> None:
+    tables = {r["Properties"]["TableName"] for r in of_type(template, "AWS::DynamoDB::Table").values()}
+    table_vars = {f.name.upper() for f in fields(Settings) if f.name.endswith("_table")}
+    for name, fn in of_type(template, "AWS::Serverless::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        told = {v for k, v in env.items() if k in table_vars}
+        assert told == tables, name
+        assert env["IPAUTH_KEY_ID"] == f"alias/gangway-{STAGE}-ipauth"
+        assert env["DISCORD_PUBLIC_KEY"] == {"Ref": "DiscordPublicKey"}
+
+
+# -- queues, alarms, IoT, site, key, secrets ---------------------------------------------------------
+
+
+def test_jobs_queue_outlasts_the_function_and_parks_poison_messages_after_the_runners_last_try(
+    template: dict[str, Any],
+) -> None:
+    q = template["Resources"]["JobsQueue"]["Properties"]
+    assert q["QueueName"] == Stage.load(STAGE).jobs_queue
+    assert q["VisibilityTimeout"] > template["Resources"]["Jobs"]["Properties"]["Timeout"]
+    max_receives = int(Stage.load(STAGE).env["JOB_MAX_RECEIVES"])
+    assert q["RedrivePolicy"]["maxReceiveCount"] > max_receives
+    assert q["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsQueueDeadLetter", "Arn"]}
+    # 15-minute interaction token (discord-protocol.md): the runner's retries fit inside it.
+    assert q["VisibilityTimeout"] * max_receives <= 15 * 60
+    assert template["Resources"]["Jobs"]["DependsOn"] == ["JobsQueue"]
+
+
+def test_every_queue_has_a_dead_letter_queue_with_an_alarm_on_its_depth(
+    with_workflow: dict[str, Any],
+) -> None:
+    queues = of_type(with_workflow, "AWS::SQS::Queue")
+    alarms = of_type(with_workflow, "AWS::CloudWatch::Alarm").values()
+    watched = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    mains = {k: q for k, q in queues.items() if not k.endswith("DeadLetter")}
+    assert set(mains) == {"JobsQueue", "AgentEventsQueue", "StepsQueue"}
+    for name, q in mains.items():
+        dlq = q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert dlq in queues and dlq in watched, name
+    for q in queues.values():
+        assert q["Properties"]["SqsManagedSseEnabled"] is True
+    for a in alarms:
+        assert a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_agent_events_reach_their_queue_through_the_iot_rule(template: dict[str, Any]) -> None:
+    rule = template["Resources"]["AgentEventsRule"]["Properties"]["TopicRulePayload"]
+    assert "FROM 'gangway/+/+/evt'" in rule["Sql"]
+    assert rule["Actions"][0]["Sqs"]["QueueUrl"] == {"Ref": "AgentEventsQueue"}
+    assert rule["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": "AgentEventsQueueDeadLetter"}
+
+
+def test_instances_may_use_only_their_own_things_topics(template: dict[str, Any]) -> None:
+    doc = template["Resources"]["InstancePolicy"]["Properties"]["PolicyDocument"]
+    own = "gangway/${!iot:Connection.Thing.Attributes[tenant]}/${!iot:Connection.Thing.Attributes[game]}"
+    grants = {s["Action"][0]: s["Resource"]["Fn::Sub"] for s in doc["Statement"]}
+    assert set(grants) == {"iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+    assert grants["iot:Connect"].endswith(":client/${!iot:Connection.Thing.ThingName}")
+    assert grants["iot:Publish"].endswith(f":topic/{own}/evt")
+    assert grants["iot:Subscribe"].endswith(f":topicfilter/{own}/cmd")
+    assert grants["iot:Receive"].endswith(f":topic/{own}/cmd")
+
+
+def test_site_is_a_private_bucket_behind_cloudfront_with_csp_and_hsts(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    block = res["SiteBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    origin = res["SiteDistribution"]["Properties"]["DistributionConfig"]["Origins"][0]
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["SiteOriginAccessControl", "Id"]}
+    reader = res["SiteBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert reader["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert "${SiteDistribution}" in reader["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"]
+    headers = res["SiteSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    csp = headers["ContentSecurityPolicy"]["ContentSecurityPolicy"]["Fn::Sub"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "${RestAPI}" in csp
+    assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
+    assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "no-referrer"
+
+
+def test_link_token_key_rotates_and_its_alias_is_the_one_the_app_reads(template: dict[str, Any]) -> None:
+    res = template["Resources"]
+    assert res["LinkTokenKey"]["Properties"]["EnableKeyRotation"] is True
+    assert res["LinkTokenKeyAlias"]["Properties"]["AliasName"] == Stage.load(STAGE).env["IPAUTH_KEY_ID"]
+
+
+def test_operator_secrets_are_kept_when_the_stack_goes_and_adopted_when_they_exist(
+    template: dict[str, Any],
+) -> None:
+    secrets = of_type(template, "AWS::SecretsManager::Secret")
+    names = {s["Properties"]["Name"] for s in secrets.values()}
+    assert Stage.load(STAGE).env["DISCORD_BOT_TOKEN_SECRET"] in names
+    assert len(secrets) == len(SECRETS)
+    for key, secret in secrets.items():
+        assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+        cond = template["Conditions"][secret["Condition"]]
+        assert cond == {"Fn::Equals": [{"Ref": key.removesuffix("Secret") + "SecretExists"}, "false"]}
+
+
+# -- workflows ---------------------------------------------------------------------------------------
+
+
+def test_each_workflow_file_becomes_a_state_machine_with_logging_and_tracing(
+    with_workflow: dict[str, Any], template: dict[str, Any]
+) -> None:
+    assert of_type(template, "AWS::StepFunctions::StateMachine") == {}  # none in the tree yet
+    machines = of_type(with_workflow, "AWS::StepFunctions::StateMachine")
+    assert list(machines) == ["DemoStateMachine"]
+    props = machines["DemoStateMachine"]["Properties"]
+    assert props["StateMachineName"] == f"gangway-{STAGE}-demo"
+    assert json.loads(props["DefinitionString"]) == SAMPLE_WORKFLOW
+    assert props["DefinitionSubstitutions"] == {"StepsQueueUrl": {"Ref": "StepsQueue"}}
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+
+
+def test_a_workflow_with_an_unknown_placeholder_fails_the_build(tmp_path: Path) -> None:
+    (tmp_path / "bad.asl.json").write_text(
+        json.dumps(
+            {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": "${NoSuchThing}", "End": True}}}
+        )
+    )
+    with pytest.raises(ValueError, match="NoSuchThing"):
+        build(Stage.load(STAGE), [], workflows=tmp_path)
+
+
+# -- least privilege ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "policies").glob("*.json")), ids=lambda p: p.name)
+def test_policy_files_name_actions_and_scope_resources(path: Path) -> None:
+    assert policy_problems(json.loads(path.read_text()), path.name) == []
+
+
+@pytest.mark.parametrize("variant", ["as_is", "with_workflow"])
+def test_every_policy_in_the_merged_template_is_least_privilege(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    tpl = request.getfixturevalue("template" if variant == "as_is" else "with_workflow")
+    found = list(template_policies(tpl))
+    assert {kind for _, kind, _ in found} == {"identity", "resource", "key"}
+    problems = [p for where, kind, doc in found for p in policy_problems(doc, where, kind=kind, stage=STAGE)]
+    assert problems == []
+
+
+def test_function_roles_are_their_policy_files_scoped_to_the_stage(template: dict[str, Any]) -> None:
+    stage = Stage.load(STAGE)
+    for name, cfg in stage.functions.items():
+        role = next(
+            r
+            for k, r in of_type(template, "AWS::IAM::Role").items()
+            if k.lower() == name.replace("_", "") + "role"
+        )
+        doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
+        assert role["Properties"]["Policies"] == [
+            {
+                "PolicyName": role["Properties"]["Policies"][0]["PolicyName"],
+                "PolicyDocument": scope_policy(doc, STAGE),
+            }
+        ]
+
+
+def allow(action: Any, resource: Any, **extra: Any) -> dict[str, Any]:
+    return {"Statement": [{"Sid": "S", "Effect": "Allow", "Action": action, "Resource": resource, **extra}]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "stage", "complaint"),
+    [
+        (allow("dynamodb:*", "arn:aws:dynamodb:*:*:table/gangway-*-games"), None, "wildcard action"),
+        (allow("*", "arn:aws:dynamodb:*:*:table/gangway-*-games"), None, "wildcard action"),
+        (allow(["dynamodb:GetItem"], "*"), None, '"Resource": "*"'),
+        (allow(["dynamodb:GetItem"], "arn:aws:dynamodb:*:*:table/*"), None, "does not name"),
+        (
+            allow(
+                ["dynamodb:GetItem"],
+                {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:*:*:table/gangway-dev-games"},
+            ),
+            "dev",
+            "region or account",
+        ),
+        (allow(["dynamodb:GetItem"], "arn:aws:dynamodb:us-east-1:1:table/gangway-*-games"), "dev", "stage"),
+        ({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]}, None, "NotAction"),
+        (allow(["kms:Decrypt"], "arn:aws:kms:*:*:key/*"), None, "does not name"),
+    ],
+)
+def test_the_policy_check_catches_what_could_be_narrower(
+    doc: dict[str, Any], stage: str | None, complaint: str
+) -> None:
+    problems = policy_problems(doc, "p.json", stage=stage)
+    assert problems and complaint in problems[0]
+
+
+def test_the_policy_check_accepts_what_cannot_be_narrower() -> None:
+    xray = allow(sorted(NO_RESOURCE_LEVEL), "*")
+    aliased = allow(
+        ["kms:Decrypt"],
+        "arn:aws:kms:*:*:key/*",
+        Condition={"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/gangway-*-ipauth"}},
+    )
+    deny_all = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}]}
+    key_policy = allow(["kms:Decrypt"], "*")
+    assert policy_problems(xray, "x") == policy_problems(aliased, "k") == policy_problems(deny_all, "d") == []
+    assert policy_problems(key_policy, "key", kind="key") == []
+
+
+# -- what it costs idle ------------------------------------------------------------------------------
+
+
+def test_idle_cost_is_priced_from_every_resource_in_the_template(template: dict[str, Any]) -> None:
+    prices = json.loads(PRICES.read_text())
+    assert prices["source"] and prices["date"]
+    cost = idle_cost(template)
+    n = {rtype: count for rtype, count, _, _ in cost.lines}
+    expected = (
+        n["AWS::SecretsManager::Secret"] * 0.40
+        + n["AWS::KMS::Key"] * 1.00
+        + n["AWS::CloudWatch::Alarm"] * 0.10
+        + n["AWS::S3::Bucket"] * 0.01
+    )
+    assert cost.total == pytest.approx(expected)
+    assert n["AWS::SecretsManager::Secret"] == 2 and n["AWS::KMS::Key"] == 1
+    assert "idle total" in cost.table()
+
+
+def test_a_resource_type_without_a_price_fails_the_cost(template: dict[str, Any]) -> None:
+    tpl = {"Resources": {**template["Resources"], "X": {"Type": "AWS::EC2::NatGateway", "Properties": {}}}}
+    with pytest.raises(KeyError, match="NatGateway"):
+        idle_cost(tpl)
