@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 REQS := requirements.txt requirements-dev.txt pyproject.toml $(wildcard agent/requirements*.txt agent/pyproject.toml)
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-12)
 # mosquitto: the MQTT broker; nftables/iproute2: the agent's firewall tests in network namespaces;
-# openssh-server: the agent's SFTP service; openssl: test certificates.
-SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2
+# openssh-server: the agent's SFTP service; openssl: test certificates; chromium: the IPAuth page's
+# browser tests (Playwright drives /usr/bin/chromium; no `playwright install`).
+SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean \

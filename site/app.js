@@ -41,10 +41,9 @@ function show(state, extra = {}) {
     $("relative").textContent = details.expires_at ? `(${relative(when)})` : "";
     $("games-row").hidden = !details.games;
     $("games").textContent = details.games || "";
+    $("games").classList.toggle("note", Boolean(details.gamesNote));
   }
   $("howto").hidden = !extra.howto;
-  $("next").hidden = !extra.next;
-  $("next").textContent = extra.next || "";
   $("retry").hidden = !extra.retry;
   if (state !== "working" && state !== "checking") {
     $("title").focus({ preventScroll: true });
@@ -129,11 +128,9 @@ async function authorize(token) {
   }
   const b = result.body;
   const state = b.status === "already" ? "already" : b.status === "replaced" ? "replaced" : "success";
-  const until = formatDate(new Date(b.expires_at * 1000));
   show(state, {
-    details: { address: b.address, expires_at: b.expires_at, games: gamesText(b) },
+    details: { address: b.address, expires_at: b.expires_at, games: gamesText(b), gamesNote: !b.games.length },
     howto: true,
-    next: b.status === "already" ? `It stays let in until ${until}.` : "",
   });
 }
 
@@ -170,9 +167,13 @@ async function check() {
   });
 }
 
-function main() {
-  $("retry").addEventListener("click", () => lastAction && lastAction());
-  const raw = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+function route() {
+  let raw;
+  try {
+    raw = decodeURIComponent(window.location.hash.replace(/^#/, ""));
+  } catch {
+    raw = "%"; // a broken escape: not a link we made
+  }
   if (raw) {
     // Keep the secret out of the address bar, the history and anything copied from them.
     history.replaceState(null, "", window.location.pathname + window.location.search);
@@ -186,4 +187,7 @@ function main() {
   }
 }
 
-main();
+$("retry").addEventListener("click", () => lastAction && lastAction());
+// A second link pasted into the same tab changes only the fragment: no reload, so listen for it.
+window.addEventListener("hashchange", route);
+route();

@@ -146,7 +146,11 @@ class IpAuthApi:
     def _cors(self, headers: Mapping[str, str]) -> dict[str, str]:
         origin = _header(headers, "origin")
         if self._origin and origin == self._origin:
-            return {"Access-Control-Allow-Origin": self._origin}
+            # Retry-After is not a CORS-safelisted header: the page needs it exposed to read it.
+            return {
+                "Access-Control-Allow-Origin": self._origin,
+                "Access-Control-Expose-Headers": "Retry-After",
+            }
         return {}
 
     def _check_origin(self, headers: Mapping[str, str]) -> None:

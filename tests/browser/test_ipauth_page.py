@@ -1,0 +1,285 @@
+"""The IPAuth page in real headless Chromium (Playwright driving Debian's /usr/bin/chromium) against the
+local stack in a subprocess: the page is served from the site origin and calls the API cross-origin.
+
+Each page state is saved as a screenshot under `.local/screenshots/ipauth/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.discord_user import DiscordUser, Who, snowflake
+from tests.access_helpers import Subscriber, require_program
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / ".local" / "screenshots" / "ipauth"
+# feasibility.md §9: the flags that make Debian's Chromium start fast and quietly here.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+pytestmark = pytest.mark.stack
+
+
+def _clean_env() -> dict[str, str]:
+    drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in {"SITE_URL", "MQTT_URL"}}
+    return keep
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return require_program("chromium", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[dict[str, Any]]:
+    require_program("mosquitto", "/usr/sbin/mosquitto")
+    state = tmp_path_factory.mktemp("ipauth-stack")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
+        cwd=ROOT,
+        env=_clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    path = state / "stack.json"
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.1)
+    info: dict[str, Any] = json.loads(path.read_text())
+    yield info
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context; any Content-Security-Policy violation the page logs fails the test."""
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    pg = context.new_page()
+    violations: list[str] = []
+    pg.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    yield pg
+    assert violations == []
+    context.close()
+
+
+def _aws(stack: dict[str, Any], service: str) -> Any:
+    import boto3
+
+    make: Any = boto3.client
+    return make(
+        service,
+        region_name="us-east-1",
+        endpoint_url=stack["aws_endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _tenant(stack: dict[str, Any]) -> tuple[str, DiscordUser]:
+    guild = snowflake()
+    admin = DiscordUser.from_stack(stack, Who(guild_id=guild, user_id=snowflake()))
+    status, _ = admin.post(admin.command("setup"))
+    assert status == 200
+    return guild, admin
+
+
+def _link(user: DiscordUser, command: str, **options: Any) -> str:
+    status, answer = user.post(user.command(command, options))
+    assert status == 200 and answer["data"]["flags"] == 64, answer
+    url: str = answer["data"]["components"][0]["components"][0]["url"]
+    return url
+
+
+def _grants(stack: dict[str, Any], tenant: str) -> list[dict[str, Any]]:
+    items = _aws(stack, "dynamodb").query(
+        TableName="gangway-grants",
+        KeyConditionExpression="tenant_id = :t",
+        ExpressionAttributeValues={":t": {"S": tenant}},
+        ConsistentRead=True,
+    )["Items"]
+    return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+
+
+def _state(page: Any, expected: str, shot: str | None = None) -> None:
+    from playwright.sync_api import expect
+
+    page.wait_for_selector(f"#card[data-state='{expected}']", timeout=10_000)
+    expect(page.locator("#card")).to_have_attribute("aria-busy", "false" if expected != "working" else "true")
+    if shot:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+
+
+def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
+    stack: dict[str, Any], page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    guild, admin = _tenant(stack)
+    now = int(time.time())
+    _aws(stack, "dynamodb").put_item(
+        TableName="gangway-games",
+        Item={
+            "tenant_id": {"S": guild},
+            "name": {"S": "valheim"},
+            "description": {"S": ""},
+            "state": {"S": "RUNNING"},
+            "created_by": {"S": "1"},
+            "created_at": {"N": str(now)},
+            "updated_at": {"N": str(now)},
+            "version": {"N": "1"},
+        },
+    )
+    host, port = stack["mqtt_url"].removeprefix("mqtt://").split(":")
+    agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
+    try:
+        url = _link(admin, "addip")
+        assert url.startswith(stack["site_url"] + "/#g1.")
+        page.goto(url)
+        _state(page, "success", "success")
+        expect(page.locator("#address")).to_have_text("127.0.0.1")
+        expect(page.locator("#games")).to_contain_text("valheim (running)")
+        expect(page.locator("#title")).to_be_focused()  # screen readers land on the result
+        assert "#" not in page.url  # the secret left the address bar
+        grants = _grants(stack, guild)
+        assert [(g["address"], g["kind"]) for g in grants] == [("127.0.0.1", "member")]
+        topic, msg = agent.next(timeout=10)
+        assert topic == f"gangway/{guild}/valheim/cmd" and msg["type"] == "firewall.sync"
+        assert msg["body"]["mode"] == "delta"
+        assert msg["body"]["grants"] == [{"address": "127.0.0.1", "expires_at": int(grants[0]["expires_at"])}]
+    finally:
+        agent.close()
+
+    page.goto(url)
+    _state(page, "already", "already-authorised")
+    page.goto(stack["site_url"] + "/")
+    _state(page, "checked-in", "check-authorised")
+    expect(page.locator("#address")).to_have_text("127.0.0.1")
+
+
+def test_success_fits_a_phone_screen(stack: dict[str, Any], browser: Any) -> None:
+    _, admin = _tenant(stack)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        pg = context.new_page()
+        pg.goto(_link(admin, "addip"))
+        _state(pg, "success", "success-phone")
+        width = pg.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 375  # no sideways scrolling
+    finally:
+        context.close()
+
+
+def _sealer(stack: dict[str, Any]) -> Any:
+    from chalicelib.access import TokenSealer
+
+    kms = _aws(stack, "kms")
+    return TokenSealer(lambda: kms, "alias/gangway-ipauth")
+
+
+def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
+    stack: dict[str, Any], page: Any
+) -> None:
+    from chalicelib.access import LinkKind
+
+    guild, admin = _tenant(stack)
+    other, _ = _tenant(stack)
+    expired, _ = _sealer(stack).seal(
+        tenant_id=guild, kind=LinkKind.MEMBER, issued_at=int(time.time()) - 3 * 86400, lifetime_s=86400, user_id="5"
+    )
+    page.goto(f"{stack['site_url']}/#{expired}")
+    _state(page, "expired", "expired-link")
+
+    token = _link(admin, "addip").split("#", 1)[1]
+    head, tid, blob = token.split(".")
+    tampered = f"{head}.{tid}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
+    page.goto(f"{stack['site_url']}/#{tampered}")
+    _state(page, "invalid", "invalid-link")
+
+    page.goto(f"{stack['site_url']}/#{head}.{other}.{blob}")  # this tenant's link presented as another's
+    _state(page, "invalid")
+    page.goto(f"{stack['site_url']}/#not-a-link")
+    _state(page, "invalid")
+    assert _grants(stack, guild) == [] and _grants(stack, other) == []
+
+
+def test_a_used_up_guest_link_says_so(stack: dict[str, Any], page: Any) -> None:
+    guild, admin = _tenant(stack)
+    url = _link(admin, "addguestip", uses=1)
+    # Another guest already spent the only use (the local gateway sees every browser as 127.0.0.1).
+    claims = _sealer(stack).open(url.split("#", 1)[1], now=int(time.time()))
+    _aws(stack, "dynamodb").put_item(
+        TableName="gangway-access",
+        Item={"tenant_id": {"S": guild}, "item": {"S": f"link#{claims.nonce}"}, "uses": {"N": "1"}},
+    )
+    page.goto(url)
+    _state(page, "used_up", "guest-link-used-up")
+    assert _grants(stack, guild) == []
+
+
+def test_working_then_a_network_error_then_retry_succeeds(stack: dict[str, Any], page: Any) -> None:
+    _, admin = _tenant(stack)
+    held: queue.Queue[Any] = queue.Queue()
+    page.route("**/ipauth/authorize", held.put)
+    page.goto(_link(admin, "addip"))
+    _state(page, "working", "working")
+    held.get(timeout=10).abort("connectionrefused")
+    _state(page, "error", "network-error")
+    page.unroute("**/ipauth/authorize")
+    page.keyboard.press("Tab")  # the retry button is reachable from the keyboard
+    page.locator("#retry").focus()
+    page.keyboard.press("Enter")
+    _state(page, "success")
+
+
+def test_too_many_tries_shows_how_long_to_wait(stack: dict[str, Any], page: Any) -> None:
+    _, admin = _tenant(stack)
+    body = json.dumps({"error": {"code": "rate_limited", "message": "Too many tries."}})
+    page.route(
+        "**/ipauth/authorize",
+        lambda route: route.fulfill(
+            status=429, body=body, headers={"Content-Type": "application/json", "Retry-After": "240",
+                                            "Access-Control-Allow-Origin": stack["site_url"],
+                                            "Access-Control-Expose-Headers": "Retry-After"}
+        ),
+    )
+    page.goto(_link(admin, "addip"))
+    _state(page, "rate_limited", "rate-limited")
+    assert "4 minutes" in page.inner_text("#message")
