@@ -692,7 +692,9 @@ def _workflows(stage: Stage, folder: Path) -> Json:
         }
         used = sorted(set(_PLACEHOLDER.findall(text)))
         if used:
-            machine["DefinitionSubstitutions"] = {k: known[k] for k in used}
+            # Fn::Sub rather than DefinitionSubstitutions: same result in AWS (ASL itself never writes
+            # "${"), and the emulator's CloudFormation resolves Fn::Sub but ignores the substitutions.
+            machine["DefinitionString"] = {"Fn::Sub": [text, {k: known[k] for k in used}]}
         res[f"{logical}Logs"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {

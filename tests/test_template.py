@@ -231,8 +231,9 @@ def test_each_workflow_file_becomes_a_state_machine_with_logging_and_tracing(
     assert list(machines) == ["DemoStateMachine"]
     props = machines["DemoStateMachine"]["Properties"]
     assert props["StateMachineName"] == f"gangway-{STAGE}-demo"
-    assert json.loads(props["DefinitionString"]) == SAMPLE_WORKFLOW
-    assert props["DefinitionSubstitutions"] == {"StepsQueueUrl": {"Ref": "StepsQueue"}}
+    text, values = props["DefinitionString"]["Fn::Sub"]
+    assert json.loads(text) == SAMPLE_WORKFLOW
+    assert values == {"StepsQueueUrl": {"Ref": "StepsQueue"}}
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is False

@@ -1,0 +1,242 @@
+"""`make deploy` / `make destroy` against the embedded emulator: the merged template really creates.
+
+The same `deploy.stack.Deployment` code that talks to AWS talks to the session's moto server here
+(endpoint_url): artifacts stack, package upload, stack create and update, the bot token, the site
+upload, command registration (to the Discord stand-in), and destroy. moto cannot run the SAM transform
+or create a few resource types; the deployment says which it left out and this file checks that list
+against moto itself, so it stays honest. Those resources' settings are checked in test_template.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.cloudformation.parsing import get_model_map
+
+from deploy.__main__ import main as deploy_main
+from deploy.stack import EMULATOR_SKIPS, Deployment, for_emulator, site_files
+from deploy.template import ROOT
+from devstack.aws import Emulator
+from devstack.discord_api import DiscordStandIn
+from tests.conftest import APPLICATION_ID
+from tests.test_template import SAMPLE_WORKFLOW
+
+STAGE = "dev"
+
+
+@dataclass
+class Deployed:
+    dep: Deployment
+    template: dict[str, Any]
+    outputs: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+
+    def client(self, service: str) -> Any:
+        return self.dep.client(service)
+
+    def physical(self, logical: str) -> str:
+        found = self.client("cloudformation").describe_stack_resource(
+            StackName=self.dep.stack_name, LogicalResourceId=logical
+        )
+        return str(found["StackResourceDetail"]["PhysicalResourceId"])
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("workflows")
+    (folder / "demo.asl.json").write_text(json.dumps(SAMPLE_WORKFLOW))
+    out = tmp_path_factory.mktemp("build")
+    Deployment(STAGE, build_dir=out, say=lambda _: None).build(workflows=folder)
+    return out
+
+
+@pytest.fixture(scope="module")
+def deployed(emulator: Emulator, standin: DiscordStandIn, build_dir: Path) -> Iterator[Deployed]:
+    lines: list[str] = []
+    env = {**os.environ, "DISCORD_BOT_TOKEN": "deployed-bot-token", "DISCORD_APPLICATION_ID": APPLICATION_ID}
+    dep = Deployment(STAGE, build_dir=build_dir, endpoint_url=emulator.url, env=env, say=lines.append)
+    sam = build_dir / STAGE / "sam.json"
+    outputs = dep.deploy(sam)
+    yield Deployed(dep, json.loads(sam.read_text()), outputs, lines)
+
+
+def resources(tpl: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in tpl["Resources"].values() if r["Type"] == rtype]
+
+
+def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deployed: Deployed) -> None:
+    sam = json.loads(json.dumps(deployed.template))
+    for res in sam["Resources"].values():
+        if res["Type"] == "AWS::Serverless::Function":
+            res["Properties"]["CodeUri"] = "s3://artifacts/package.zip"  # what deploy uploads first
+    cfn, skipped = for_emulator(sam)
+    translated_types = {r["Type"] for r in cfn["Resources"].values()}
+    moto_types = set(get_model_map())
+    assert translated_types <= moto_types  # everything else really is created
+    assert not (EMULATOR_SKIPS - {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}) & moto_types
+    assert any("left out" in line and "AgentEventsRule" in line for line in deployed.lines)
+    assert "JobsQueue" not in skipped and "LinkTokenKey" not in skipped
+
+
+def test_every_table_exists_with_its_keys_indexes_and_billing(deployed: Deployed) -> None:
+    # moto's CloudFormation drops TimeToLiveSpecification and PointInTimeRecoverySpecification
+    # (moto/dynamodb/models/table.py, create_from_cloudformation_json); test_template.py checks them.
+    ddb = deployed.client("dynamodb")
+    for props in resources(deployed.template, "AWS::DynamoDB::Table"):
+        table = ddb.describe_table(TableName=props["TableName"])["Table"]
+        assert table["KeySchema"] == props["KeySchema"]
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        indexes = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes == {i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])}
+
+
+def test_every_queue_exists_and_redrives_to_its_dead_letter_queue(deployed: Deployed) -> None:
+    sqs = deployed.client("sqs")
+    for props in resources(deployed.template, "AWS::SQS::Queue"):
+        url = sqs.get_queue_url(QueueName=props["QueueName"])["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        if "RedrivePolicy" in props:
+            redrive = json.loads(attrs["RedrivePolicy"])
+            assert redrive["deadLetterTargetArn"].endswith(":" + props["QueueName"] + "-dlq")
+            assert int(redrive["maxReceiveCount"]) == props["RedrivePolicy"]["maxReceiveCount"]
+            assert int(attrs["VisibilityTimeout"]) == props["VisibilityTimeout"]
+
+
+def test_the_jobs_function_consumes_its_queue_one_message_at_a_time(deployed: Deployed) -> None:
+    lam = deployed.client("lambda")
+    queue_arn = deployed.client("sqs").get_queue_attributes(
+        QueueUrl=deployed.client("sqs").get_queue_url(QueueName=f"gangway-{STAGE}-jobs")["QueueUrl"],
+        AttributeNames=["QueueArn"],
+    )["Attributes"]["QueueArn"]
+    mappings = lam.list_event_source_mappings(EventSourceArn=queue_arn)["EventSourceMappings"]
+    assert len(mappings) == 1 and mappings[0]["BatchSize"] == 1
+    env = lam.get_function_configuration(FunctionName=mappings[0]["FunctionArn"])["Environment"]["Variables"]
+    assert env["JOBS_QUEUE"] == f"gangway-{STAGE}-jobs" and env["TENANTS_TABLE"] == f"gangway-{STAGE}-tenants"
+    assert env["DISCORD_APPLICATION_ID"] == APPLICATION_ID
+
+
+def test_the_link_key_rotates_and_the_instance_policy_exists(deployed: Deployed) -> None:
+    kms = deployed.client("kms")
+    key_id = deployed.physical("LinkTokenKey")
+    # (moto's DescribeKey fails on keys CloudFormation made: it stores their policy as a dict.)
+    assert key_id in {k["KeyId"] for k in kms.list_keys()["Keys"]}
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+    doc = deployed.client("iot").get_policy(policyName=f"gangway-{STAGE}-instance")["policyDocument"]
+    assert "${iot:Connection.Thing.Attributes[tenant]}" in doc
+
+
+def test_each_workflow_runs_as_a_state_machine_with_its_queue_substituted(deployed: Deployed) -> None:
+    # With execution on, moto's Step Functions API is a second backend that CloudFormation does not
+    # write to; the emulator runs in this process, so read the one CloudFormation wrote.
+    from moto.stepfunctions.models import stepfunctions_backends
+
+    arn = deployed.physical("DemoStateMachine")
+    machine = stepfunctions_backends["123456789012"]["us-east-1"].describe_state_machine(arn)
+    assert machine.name == f"gangway-{STAGE}-demo"
+    definition = json.loads(machine.definition)
+    assert definition["States"]["Step"]["Parameters"]["QueueUrl"].endswith(f"/gangway-{STAGE}-steps")
+
+
+def test_deploy_puts_the_token_uploads_the_site_registers_and_prints_the_endpoint(
+    deployed: Deployed, standin: DiscordStandIn
+) -> None:
+    assert deployed.dep.bot_token() == "deployed-bot-token"
+    obj = deployed.client("s3").get_object(Bucket=deployed.outputs["SiteBucketName"], Key="index.html")
+    assert obj["ContentType"] == "text/html; charset=utf-8" and obj["CacheControl"] == "no-cache"
+    puts = [
+        c
+        for c in standin.calls()
+        if c["method"] == "PUT" and c["path"].endswith(f"/applications/{APPLICATION_ID}/commands")
+    ]
+    assert puts and puts[-1]["auth"] == "Bot" and puts[-1]["status"] == 200
+    url = deployed.outputs["InteractionsEndpointURL"]
+    assert url.startswith("https://") and url.endswith("/api/discord/interactions")
+    assert any(url in line for line in deployed.lines)
+
+
+def test_a_later_deploy_keeps_parameters_it_is_not_given(deployed: Deployed, emulator: Emulator) -> None:
+    given = ("DISCORD_APPLICATION_ID", "DISCORD_BOT_TOKEN", "DISCORD_PUBLIC_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in given}
+    again = Deployment(
+        STAGE, build_dir=deployed.dep.build_dir, endpoint_url=emulator.url, env=env, say=lambda _: None
+    )
+    again.deploy(deployed.dep.build_dir / STAGE / "sam.json")
+    stack = deployed.client("cloudformation").describe_stacks(StackName=f"gangway-{STAGE}")["Stacks"][0]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert params["DiscordApplicationId"] == APPLICATION_ID
+    assert (
+        params["BotTokenSecretExists"] == "true"
+    )  # the emulator's stand-in secret is adopted, not recreated
+
+
+def test_destroy_backs_up_the_tables_empties_the_bucket_and_deletes_the_stack(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    dep = Deployment("prod", build_dir=tmp_path, endpoint_url=emulator.url, say=lines.append)
+    outputs = dep.deploy(dep.build())
+    bucket = outputs["SiteBucketName"]
+    kept = dep.destroy()
+    cfn = boto3.client("cloudformation", endpoint_url=emulator.url)
+    with pytest.raises(cfn.exceptions.ClientError):
+        cfn.describe_stacks(StackName="gangway-prod")
+    s3 = boto3.client("s3", endpoint_url=emulator.url)
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    backups = boto3.client("dynamodb", endpoint_url=emulator.url).list_backups(
+        TableName="gangway-prod-tenants"
+    )
+    assert backups["BackupSummaries"]
+    assert any("gangway/prod/discord-bot-token" in k and "Retain" in k for k in kept)
+    assert dep.destroy() == [] and "nothing to destroy" in lines[-1]
+
+
+def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
+    lines: list[str] = []
+    # Port 9 (discard) answers nothing: any AWS call would fail the test.
+    dep = Deployment(
+        STAGE, build_dir=tmp_path, dry_run=True, endpoint_url="http://127.0.0.1:9", say=lines.append
+    )
+    dep.deploy(dep.build(), guild="123")
+    dep.destroy()
+    text = "\n".join(lines)
+    for step in (
+        "deploy.template",
+        "chalice package --stage dev --merge-template",
+        "bootstrap.json",
+        "CAPABILITY_NAMED_IAM",
+        "index.html Content-Type='text/html; charset=utf-8'",
+        "gangway register --guild 123",
+        "InteractionsEndpointURL",
+        "delete stack gangway-dev",
+    ):
+        assert step in text
+    assert not (tmp_path / STAGE).exists()
+
+
+def test_site_files_get_content_types_browsers_accept_and_fresh_html(tmp_path: Path) -> None:
+    for name in ("index.html", "app.js", "sw.js", "style.css", "manifest.webmanifest", "icon.png", "x.bin"):
+        (tmp_path / name).write_bytes(b"x")
+    got = {key: (ctype, cache) for key, _, ctype, cache in site_files(tmp_path)}
+    assert got["index.html"] == ("text/html; charset=utf-8", "no-cache")
+    assert got["sw.js"] == ("text/javascript; charset=utf-8", "no-cache")
+    assert got["app.js"] == ("text/javascript; charset=utf-8", "public, max-age=3600")
+    assert got["style.css"][0] == "text/css; charset=utf-8"
+    assert got["manifest.webmanifest"][0] == "application/manifest+json"
+    assert got["icon.png"][0] == "image/png" and got["x.bin"][0] == "application/octet-stream"
+    assert set(got) == {p.name for p in tmp_path.iterdir()} and all(site_files(ROOT / "site"))
+
+
+def test_the_cli_checks_policies_and_prints_the_idle_cost(
+    build_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy_main(["check", "--stage", STAGE, "--build-dir", str(build_dir)]) == 0
+    assert deploy_main(["cost", "--stage", STAGE, "--build-dir", str(build_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "no problems" in out and "idle total" in out
