@@ -6,6 +6,8 @@ import json
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.access import AccessPolicy, AccessRecord, GrantStore, LinkKind
 from chalicelib.wiring import container
@@ -218,3 +220,35 @@ def test_guest_link_uses_are_counted_in_the_access_table(tenant: str) -> None:
     authorize(token, "203.0.113.50")
     rows = [r for r in AccessRecord.query(tenant) if r.item.startswith("link#")]
     assert len(rows) == 1 and rows[0].uses == 1 and rows[0].max_uses == 3
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        _JSON.map(json.dumps),
+        st.dictionaries(st.just("token"), _JSON).map(json.dumps),
+        st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+    ),
+    headers=st.dictionaries(
+        st.sampled_from(["X-Forwarded-For", "Forwarded", "X-Real-IP", "Origin", "Content-Type"]),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+        max_size=3,
+    ),
+    last_octet=st.integers(1, 254),
+)
+def test_hostile_requests_get_4xx_and_write_no_grant(
+    tenant: str, body: str, headers: dict[str, str], last_octet: int
+) -> None:
+    answer = call_api(
+        "POST", "/ipauth/authorize", body=body, headers=headers, source_ip=f"100.64.{last_octet}.1"
+    )
+    assert 400 <= answer.status < 500, (body, headers, answer.json)
+    assert answer.headers.get("cache-control", "no-store") == "no-store"
+    assert GrantStore().all(tenant) == []
