@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean \
-	template deploy destroy cost
+	template deploy destroy rotate-token cost
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ deploy: venv
 
 destroy: venv
 	$(BIN)/python -m deploy destroy --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
+
+# DISCORD_BOT_TOKEN=<new> make rotate-token STAGE=…: store it, recycle the functions' containers.
+rotate-token: venv
+	$(BIN)/python -m deploy rotate-token --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
 
 cost: template
 	$(BIN)/python -m deploy cost --stage $(STAGE)

@@ -1,9 +1,10 @@
-"""`python -m deploy {deploy,destroy,cost,check}` (the Makefile's deploy, destroy and cost targets)."""
+"""`python -m deploy {deploy,destroy,rotate-token,cost,check}`: what the Makefile's targets run."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name, help=about)
         p.add_argument("--stage", required=True)
         p.add_argument("--build-dir", default=str(ROOT / "build"))
-        if name in ("deploy", "destroy"):
+        if name in ("deploy", "destroy", "rotate-token"):
             p.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")
         if name == "deploy":
             p.add_argument("--guild", help="register the commands to this guild only (instant)")
@@ -39,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dep.deploy(template, guild=args.guild)
     elif args.cmd == "destroy":
         dep.destroy()
+    elif args.cmd == "rotate-token":
+        token = os.environ.get("DISCORD_BOT_TOKEN", "")
+        if not token:
+            sys.stderr.write("set DISCORD_BOT_TOKEN to the new token\n")
+            return 2
+        dep.rotate_token(token)
     elif args.cmd == "cost":
         sys.stdout.write(idle_cost(json.loads(built.read_text())).table() + "\n")
     else:

@@ -419,6 +419,31 @@ class Deployment:
                 return str(p.get("ParameterValue", ""))
         return str(sam.get("Parameters", {}).get(key, {}).get("Default", ""))
 
+    def rotate_token(self, token: str) -> list[str]:
+        """Store a new bot token and make every function of the stack start fresh containers.
+
+        The jobs Lambda reads the secret once per container (chalicelib/wiring.py) and Lambda does not
+        bound a container's life, so waiting is no plan. Any configuration change makes Lambda start
+        new execution environments for later invocations; the description is the harmless one to
+        change. Returns the functions touched.
+        """
+        if self.dry_run:
+            self.say(f"put the new token into {self._token_secret}")
+            self.say(f"update the description of every function of stack {self.stack_name}")
+            return []
+        self.env = {**self.env, "DISCORD_BOT_TOKEN": token}
+        self._fill_bot_token()
+        lam, cfn = self.client("lambda"), self.client("cloudformation")
+        summaries = cfn.list_stack_resources(StackName=self.stack_name)["StackResourceSummaries"]
+        functions = [
+            r["PhysicalResourceId"] for r in summaries if r["ResourceType"] == "AWS::Lambda::Function"
+        ]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for name in functions:
+            lam.update_function_configuration(FunctionName=name, Description=f"bot token rotated {stamp}")
+        self.say(f"{len(functions)} functions will start new containers with the new token")
+        return functions
+
     # -- the site ----------------------------------------------------------------------------------
 
     def upload_site(self, bucket: str, site: Path, distribution: str | None = None) -> list[str]:

@@ -29,6 +29,8 @@ from tests.conftest import APPLICATION_ID
 from tests.test_template import SAMPLE_WORKFLOW
 
 STAGE = "dev"
+# moto warns for each resource type its CloudFormation skips; the first test checks that list instead.
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
 
 @dataclass
@@ -174,6 +176,20 @@ def test_a_later_deploy_keeps_parameters_it_is_not_given(deployed: Deployed, emu
     assert (
         params["BotTokenSecretExists"] == "true"
     )  # the emulator's stand-in secret is adopted, not recreated
+
+
+def test_rotating_the_token_stores_it_and_recycles_every_function(
+    deployed: Deployed, emulator: Emulator
+) -> None:
+    dep = Deployment(STAGE, build_dir=deployed.dep.build_dir, endpoint_url=emulator.url, say=lambda _: None)
+    touched = dep.rotate_token("rotated-bot-token")
+    assert dep.bot_token() == "rotated-bot-token"
+    lam = deployed.client("lambda")
+    assert len(touched) == len(resources(deployed.template, "AWS::Serverless::Function"))
+    for name in touched:
+        assert lam.get_function_configuration(FunctionName=name)["Description"].startswith(
+            "bot token rotated"
+        )
 
 
 def test_destroy_backs_up_the_tables_empties_the_bucket_and_deletes_the_stack(
