@@ -39,13 +39,20 @@ class FirewallSync:
     def running_games(self, tenant_id: str) -> list[str]:
         return [g.name for g in self._games.all(tenant_id) if g.state is GameState.RUNNING]
 
-    def changed(self, tenant_id: str, grants: Sequence[Grant], revoke: Sequence[str] = ()) -> list[str]:
-        """Send a delta (added or refreshed `grants`, `revoke`d addresses); returns the games told."""
+    def changed(
+        self,
+        tenant_id: str,
+        grants: Sequence[Grant],
+        revoke: Sequence[str] = (),
+        *,
+        running: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Send a delta (added or refreshed `grants`, `revoke`d addresses) to the `running` games (read
+        from the games table when not given); returns the games told."""
         if not grants and not revoke:
             return []
-        return self._send(
-            tenant_id, self.running_games(tenant_id), firewall_sync("delta", _wire(grants), revoke)
-        )
+        games = self.running_games(tenant_id) if running is None else running
+        return self._send(tenant_id, games, firewall_sync("delta", _wire(grants), revoke))
 
     def full(self, tenant_id: str, game: str, live: Iterable[Grant]) -> None:
         """Send one agent the complete set (when it connects)."""

@@ -149,8 +149,7 @@ class AccessService:
         grant = Grant(claims.tenant_id, address, LinkKind.GUEST, claims.owner, now, expires)
         self.grants.put(grant)
         evicted = self._trim(claims.tenant_id, policy, keep=address, now=now)
-        self.firewall.changed(claims.tenant_id, [grant], evicted)
-        return self._answer("authorised", grant)
+        return self._answer("authorised", grant, revoked=evicted)
 
     def _member(
         self, claims: Claims, address: str, existing: Grant | None, policy: AccessPolicy, now: int
@@ -164,10 +163,9 @@ class AccessService:
             g.address for g in previous if self.grants.remove(claims.tenant_id, g.address, owner=claims.owner)
         ]
         evicted = self._trim(claims.tenant_id, policy, keep=address, now=now)
-        self.firewall.changed(claims.tenant_id, [grant], replaced + evicted)
         already = existing is not None and existing.owner == claims.owner and existing.expires_at > now
         status: Status = "already" if already else "replaced" if replaced else "authorised"
-        return self._answer(status, grant, tuple(replaced))
+        return self._answer(status, grant, tuple(replaced), revoked=replaced + evicted)
 
     def _trim(self, tenant_id: str, policy: AccessPolicy, *, keep: str, now: int) -> list[str]:
         """Evict grants over the tenant's maximum: expired ones, then guests, then members, oldest first."""
@@ -182,9 +180,19 @@ class AccessService:
         # Every concurrent caller computes the same order, so overlapping trims converge.
         return [g.address for g in order[:excess] if self.grants.remove(tenant_id, g.address, owner=g.owner)]
 
-    def _answer(self, status: Status, grant: Grant, replaced: tuple[str, ...] = ()) -> Authorized:
+    def _answer(
+        self,
+        status: Status,
+        grant: Grant,
+        replaced: tuple[str, ...] = (),
+        *,
+        revoked: list[str] | None = None,
+    ) -> Authorized:
+        """The outcome; with `revoked` given the grant changed, and the running agents are told."""
         games = self._games.all(grant.tenant_id)
         running = tuple(g.name for g in games if g.state is GameState.RUNNING)
+        if revoked is not None:
+            self.firewall.changed(grant.tenant_id, [grant], revoked, running=running)
         return Authorized(status, grant, tuple(g.name for g in games), running, replaced)
 
     # -- reading ---------------------------------------------------------------------------------
