@@ -39,7 +39,9 @@ pytestmark = pytest.mark.stack
 
 def _clean_env() -> dict[str, str]:
     drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in {"SITE_URL", "MQTT_URL"}}
+    keep = {
+        k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in {"SITE_URL", "MQTT_URL"}
+    }
     return keep
 
 
@@ -55,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[d
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
         cwd=ROOT,
-        env=_clean_env(),
+        env={**_clean_env(), "GANGWAY_REAPER_SECONDS": "1"},  # the pump fires the reaper every second
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -147,18 +149,13 @@ def _state(page: Any, expected: str, shot: str | None = None) -> None:
         page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
 
 
-def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
-    stack: dict[str, Any], page: Any
-) -> None:
-    from playwright.sync_api import expect
-
-    guild, admin = _tenant(stack)
+def _running_game(stack: dict[str, Any], tenant: str, name: str) -> None:
     now = int(time.time())
     _aws(stack, "dynamodb").put_item(
         TableName="gangway-games",
         Item={
-            "tenant_id": {"S": guild},
-            "name": {"S": "valheim"},
+            "tenant_id": {"S": tenant},
+            "name": {"S": name},
             "description": {"S": ""},
             "state": {"S": "RUNNING"},
             "created_by": {"S": "1"},
@@ -167,6 +164,15 @@ def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
             "version": {"N": "1"},
         },
     )
+
+
+def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
+    stack: dict[str, Any], page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    guild, admin = _tenant(stack)
+    _running_game(stack, guild, "valheim")
     host, port = stack["mqtt_url"].removeprefix("mqtt://").split(":")
     agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
     try:
@@ -222,7 +228,11 @@ def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
     guild, admin = _tenant(stack)
     other, _ = _tenant(stack)
     expired, _ = _sealer(stack).seal(
-        tenant_id=guild, kind=LinkKind.MEMBER, issued_at=int(time.time()) - 3 * 86400, lifetime_s=86400, user_id="5"
+        tenant_id=guild,
+        kind=LinkKind.MEMBER,
+        issued_at=int(time.time()) - 3 * 86400,
+        lifetime_s=86400,
+        user_id="5",
     )
     page.goto(f"{stack['site_url']}/#{expired}")
     _state(page, "expired", "expired-link")
@@ -275,11 +285,43 @@ def test_too_many_tries_shows_how_long_to_wait(stack: dict[str, Any], page: Any)
     page.route(
         "**/ipauth/authorize",
         lambda route: route.fulfill(
-            status=429, body=body, headers={"Content-Type": "application/json", "Retry-After": "240",
-                                            "Access-Control-Allow-Origin": stack["site_url"],
-                                            "Access-Control-Expose-Headers": "Retry-After"}
+            status=429,
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "Retry-After": "240",
+                "Access-Control-Allow-Origin": stack["site_url"],
+                "Access-Control-Expose-Headers": "Retry-After",
+            },
         ),
     )
     page.goto(_link(admin, "addip"))
     _state(page, "rate_limited", "rate-limited")
     assert "4 minutes" in page.inner_text("#message")
+
+
+def test_the_stacks_reaper_removes_an_expired_grant_and_syncs_the_removal(stack: dict[str, Any]) -> None:
+    guild, _ = _tenant(stack)
+    _running_game(stack, guild, "valheim")
+    now = int(time.time())
+    host, port = stack["mqtt_url"].removeprefix("mqtt://").split(":")
+    agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
+    try:
+        _aws(stack, "dynamodb").put_item(
+            TableName="gangway-grants",
+            Item={
+                "tenant_id": {"S": guild},
+                "address": {"S": "203.0.113.77"},
+                "kind": {"S": "guest"},
+                "owner": {"S": "link#old"},
+                "granted_at": {"N": str(now - 3 * 86400)},
+                "expires_at": {"N": str(now - 1)},
+                "shard": {"S": "grant"},
+            },
+        )
+        topic, msg = agent.next(timeout=10)
+    finally:
+        agent.close()
+    assert topic == f"gangway/{guild}/valheim/cmd"
+    assert msg["body"] == {"mode": "delta", "grants": [], "revoke": ["203.0.113.77"]}
+    assert _grants(stack, guild) == []
