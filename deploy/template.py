@@ -726,6 +726,7 @@ def _chalice_overrides(stage: Stage, policies: Path) -> Json:
         env: Json = {
             **table_names(stage),
             "IPAUTH_KEY_ID": _ipauth_alias(stage),
+            "HOSTING_ACCOUNT_ID": _ref("AWS::AccountId"),
             "IOT_DATA_ENDPOINT": _ref("IotDataEndpoint"),
             "DISCORD_PUBLIC_KEY": _ref("DiscordPublicKey"),
             "DISCORD_APPLICATION_ID": _ref("DiscordApplicationId"),
@@ -741,9 +742,35 @@ def _chalice_overrides(stage: Stage, policies: Path) -> Json:
                 "RetentionInDays": _LOG_RETENTION_DAYS,
             },
         }
-    # The SQS event source names the queue by ARN text, not by Ref: make the order explicit.
-    res["Jobs"]["DependsOn"] = ["JobsQueue"]
     return res
+
+
+def sqs_handlers(stage: Stage) -> dict[str, str]:
+    """Function name -> queue name of every `@app.on_sqs_message` in app.py, as the stage binds them.
+
+    Imports app.py with the stage's environment (Chalice does the same when it packages), so run it in
+    the generator's fresh process.
+    """
+    from chalice.app import SQSEventConfig
+
+    os.environ.update(stage.env)
+    sys.path.insert(0, str(ROOT))
+    app = importlib.import_module("app").app
+    return {e.name: e.queue for e in app.event_sources if isinstance(e, SQSEventConfig) and e.queue}
+
+
+def _consumers_wait_for_their_queues(resources: Json, handlers: Mapping[str, str]) -> None:
+    """Chalice's SQS event source names its queue by ARN text, not Ref: add the DependsOn it lacks.
+
+    Raises ValueError for a handler whose queue the template does not declare.
+    """
+    queues = {
+        r["Properties"]["QueueName"]: k for k, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"
+    }
+    for fn, queue in sorted(handlers.items()):
+        if queue not in queues:
+            raise ValueError(f"{fn} consumes queue {queue!r}, which deploy/template.py does not declare")
+        resources.setdefault(_function_logical_id(fn), {})["DependsOn"] = [queues[queue]]
 
 
 def _parameters(stage: Stage) -> Json:
@@ -806,6 +833,7 @@ def build(
     *,
     workflows: Path = WORKFLOWS,
     policies: Path = ROOT / "policies",
+    handlers: Mapping[str, str] | None = None,
 ) -> Json:
     """The merge template for `stage`: every resource Chalice does not make, and overrides for its own."""
     resources: Json = dict(_table(m, stage) for m in models)
@@ -819,6 +847,7 @@ def build(
         _chalice_overrides(stage, policies),
     ):
         resources.update(part)
+    _consumers_wait_for_their_queues(resources, handlers or {})
     conditions: Json = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [_ref("AlarmEmail"), ""]}]}}
     for key in SECRETS:
         conditions[f"Create{key}Secret"] = {"Fn::Equals": [_ref(f"{key}SecretExists"), "false"]}
@@ -838,7 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workflows", default=str(WORKFLOWS), help="folder of *.asl.json state machines")
     args = parser.parse_args(argv)
     stage = Stage.load(args.stage)
-    template = build(stage, table_models(stage), workflows=Path(args.workflows))
+    models = table_models(stage)
+    template = build(stage, models, workflows=Path(args.workflows), handlers=sqs_handlers(stage))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(template, indent=2) + "\n")

@@ -167,6 +167,20 @@ def test_every_queue_has_a_dead_letter_queue_with_an_alarm_on_its_depth(
         assert a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 
 
+def test_a_queue_handler_whose_queue_the_template_lacks_fails_the_build() -> None:
+    with pytest.raises(ValueError, match="gangway-dev-nowhere"):
+        build(Stage.load(STAGE), [], handlers={"jobs": "gangway-dev-nowhere"})
+
+
+def test_every_statement_in_the_template_is_seen_by_the_policy_check(with_workflow: dict[str, Any]) -> None:
+    checked = {where.split(".")[0] for where, _, _ in template_policies(with_workflow)}
+    for name, res in with_workflow["Resources"].items():
+        props = dict(res.get("Properties", {}))
+        props.pop("AssumeRolePolicyDocument", None)  # trust policies say who, not what
+        if '"Statement"' in json.dumps(props):
+            assert name in checked, f"{name} ({res['Type']}) holds a policy the check does not read"
+
+
 def test_agent_events_reach_their_queue_through_the_iot_rule(template: dict[str, Any]) -> None:
     rule = template["Resources"]["AgentEventsRule"]["Properties"]["TopicRulePayload"]
     assert "FROM 'gangway/+/+/evt'" in rule["Sql"]
