@@ -39,6 +39,7 @@ function show(state, extra = {}) {
     expires.dateTime = when.toISOString();
     expires.textContent = details.expires_at ? formatDate(when) : "—";
     $("relative").textContent = details.expires_at ? `(${relative(when)})` : "";
+    $("expires-row").hidden = !details.expires_at;
     $("games-row").hidden = !details.games;
     $("games").textContent = details.games || "";
     $("games").classList.toggle("note", Boolean(details.gamesNote));
@@ -151,7 +152,6 @@ async function check() {
   const b = result.body;
   if (!b.authorised) {
     show("checked-out", { details: { address: b.address, expires_at: 0 } });
-    $("expires").textContent = "not let in";
     return;
   }
   const latest = b.grants[0];

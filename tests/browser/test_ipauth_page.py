@@ -166,6 +166,16 @@ def _running_game(stack: dict[str, Any], tenant: str, name: str) -> None:
     )
 
 
+def test_without_a_link_the_page_says_this_address_is_not_let_in(stack: dict[str, Any], page: Any) -> None:
+    # First in the module: the module's fresh stack has no grant for 127.0.0.1 yet.
+    from playwright.sync_api import expect
+
+    page.goto(stack["site_url"] + "/")
+    _state(page, "checked-out", "check-not-authorised")
+    expect(page.locator("#address")).to_have_text("127.0.0.1")
+    expect(page.locator("#message")).to_contain_text("/addip")
+
+
 def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
     stack: dict[str, Any], page: Any
 ) -> None:
