@@ -61,10 +61,10 @@ class FirewallSync:
     def _send(self, tenant_id: str, games: Sequence[str], request: AgentRequest) -> list[str]:
         if not games:
             return []
-        messages = [Outgoing(cmd_topic(tenant_id, name), request.to_json()) for name in games]
         try:
-            self._publisher().publish(messages)
-        except InfraError as exc:
-            log.warning("firewall sync for tenant %s not delivered: %s", tenant_id, exc.message)
+            payload = request.to_json()
+            self._publisher().publish([Outgoing(cmd_topic(tenant_id, name), payload) for name in games])
+        except (InfraError, ValueError) as exc:
+            log.warning("firewall sync for tenant %s not delivered: %s", tenant_id, exc)
             return []
         return list(games)

@@ -114,7 +114,8 @@ def ipsettings(
     ctx: Context,
     member_days: Annotated[int, Range(1, 365)] | None = None,
     guest_days: Annotated[int, Range(1, 30)] | None = None,
-    max_grants: Annotated[int, Range(1, 1000)] | None = None,
+    # 500 keeps a full firewall sync of IPv6 addresses under the agent's 64 KiB message limit.
+    max_grants: Annotated[int, Range(1, 500)] | None = None,
     guest_link_uses: Annotated[int, Range(1, 100)] | None = None,
 ) -> Reply:
     """Show or change how long IP access lasts and how many addresses are let in.
