@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, IAMAuthorizer, Rate, Request, Response, SQSEvent
 
 from chalicelib import wiring
 from chalicelib.config import settings
 
 if TYPE_CHECKING:
     from chalicelib.access import ApiReply
+    from chalicelib.discord import HttpReply
 
 app = Chalice(app_name="gangway")
 
@@ -70,3 +71,28 @@ def ipauth_preflight() -> Response:
 @app.schedule(Rate(10, unit=Rate.MINUTES))
 def reaper(event: CloudWatchEvent) -> None:
     wiring.container().access.reap()
+
+
+# -- game state (issue 4): the internal API, IAM-authorised in AWS ------------------------------------
+
+
+@app.route("/internal/games/{tenant}/{name}", methods=["GET"], authorizer=IAMAuthorizer())
+def game_state(tenant: str, name: str) -> Response:
+    return _reply(wiring.container().game_api.state(tenant, name))
+
+
+@app.route(
+    "/internal/games/{tenant}/{name}/transition",
+    methods=["POST"],
+    authorizer=IAMAuthorizer(),
+    content_types=["application/json"],
+)
+def game_transition(tenant: str, name: str) -> Response:
+    req = app.current_request
+    assert req is not None
+    return _reply(wiring.container().game_api.transition(tenant, name, req.raw_body))
+
+
+def _reply(reply: HttpReply) -> Response:
+    return Response(body=reply.body.decode(), status_code=reply.status, headers=dict(reply.headers))
+

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
+    from chalicelib.games.api import GameStateApi
     from chalicelib.jobs import JobMessage, JobRunner
     from chalicelib.tenancy import CredentialsBroker
     from chalicelib.tracing import Tracer
@@ -85,6 +86,13 @@ class Container:
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,
         )
+
+    @cached_property
+    def game_api(self) -> GameStateApi:
+        """The internal game-state API (IAM-authorised routes in app.py)."""
+        from chalicelib.games.api import GameStateApi
+
+        return GameStateApi(self.services.games)
 
     @cached_property
     def broker(self) -> CredentialsBroker:

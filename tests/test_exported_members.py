@@ -48,7 +48,17 @@ SURFACES = {
         "parse_interaction",
         "verify_request",
     },
-    "chalicelib.games": {"GAME_NAME", "Game", "GameRecord", "GameState", "GameStore", "check_name"},
+    "chalicelib.games": {
+        "GAME_NAME",
+        "TRANSITIONS",
+        "Game",
+        "GameRecord",
+        "GameState",
+        "GameStore",
+        "can_move",
+        "check_name",
+        "sources_of",
+    },
     "chalicelib.tenancy": {
         "PLANS",
         "REGIONS",

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from chalicelib.games.models import GameRecord
-from chalicelib.games.states import GameState
+from chalicelib.games.states import TRANSITIONS, GameState, can_move, sources_of
 from chalicelib.games.store import GAME_NAME, Game, GameStore, check_name
 
-__all__ = ["GAME_NAME", "Game", "GameRecord", "GameState", "GameStore", "check_name"]
+__all__ = [
+    "GAME_NAME",
+    "TRANSITIONS",
+    "Game",
+    "GameRecord",
+    "GameState",
+    "GameStore",
+    "can_move",
+    "check_name",
+    "sources_of",
+]

@@ -25,6 +25,8 @@ class GameRecord(Model):
     name = UnicodeAttribute(range_key=True)
     description = UnicodeAttribute(default="")
     state = UnicodeAttribute(default="STOPPED")
+    # The Step Functions execution that owns the current transition (its name is idempotent).
+    execution = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

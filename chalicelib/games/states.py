@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Final
 
-__all__ = ["GameState"]
+__all__ = ["TRANSITIONS", "GameState", "can_move", "sources_of"]
 
 
 class GameState(StrEnum):
-    """Where a game is in its lifecycle (issue 4 adds the transition table)."""
+    """Where a game is in its lifecycle; `TRANSITIONS` says which moves are allowed."""
 
     STOPPED = "STOPPED"
     STARTING = "STARTING"
@@ -22,3 +24,23 @@ class GameState(StrEnum):
     @property
     def emoji(self) -> str:
         return {"STOPPED": "⚪", "STARTING": "🟡", "RUNNING": "🟢", "STOPPING": "🟠"}[self.value]
+
+
+# Every allowed move. STARTING → STOPPED is the compensation path of a start that failed before the
+# server came up (nothing to save); everything else that ran goes through STOPPING so it is snapshotted.
+TRANSITIONS: Final[Mapping[GameState, frozenset[GameState]]] = {
+    GameState.STOPPED: frozenset({GameState.STARTING}),
+    GameState.STARTING: frozenset({GameState.RUNNING, GameState.STOPPING, GameState.STOPPED}),
+    GameState.RUNNING: frozenset({GameState.STOPPING}),
+    GameState.STOPPING: frozenset({GameState.STOPPED}),
+}
+
+
+def can_move(src: GameState, dst: GameState) -> bool:
+    """Whether `src` → `dst` is in the transition table."""
+    return dst in TRANSITIONS[src]
+
+
+def sources_of(dst: GameState) -> frozenset[GameState]:
+    """The states a game may be in to move to `dst`."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if dst in targets)

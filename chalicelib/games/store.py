@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.update import Action
 
-from chalicelib.errors import Conflict, ValidationError
+from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.models import GameRecord
-from chalicelib.games.states import GameState
+from chalicelib.games.states import GameState, sources_of
 
 __all__ = ["GAME_NAME", "Game", "GameStore", "check_name"]
 
@@ -99,4 +100,34 @@ class GameStore:
             if exc.cause_response_code == _CONDITION_FAILED:
                 raise Conflict(f"There is already a game called `{name}`.") from exc
             raise
+        return _to_game(rec)
+
+    def transition(
+        self, tenant_id: str, name: str, *, to: GameState, expected_version: int, execution: str | None = None
+    ) -> Game:
+        """Move a game to `to` if it is still at `expected_version` and in a state that may move there.
+
+        One conditional write: of two concurrent callers with the same expected version, exactly one
+        wins; the other gets Conflict naming the game's current state.
+
+        Raises:
+            NotFound: no such game.  Conflict: the version moved on, or the move is not allowed.
+        """
+        rec = GameRecord(tenant_id, name, version=expected_version)
+        allowed = [s.value for s in sources_of(to)]
+        actions: list[Action] = [GameRecord.state.set(to.value), GameRecord.updated_at.set(int(time.time()))]
+        if execution is not None:
+            actions.append(GameRecord.execution.set(execution))
+        try:
+            rec.update(actions=actions, condition=GameRecord.name.exists() & GameRecord.state.is_in(*allowed))
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            current = self.get(tenant_id, name)
+            if current is None:
+                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            raise Conflict(
+                f"`{name}` is {current.state.word} (version {current.version}); it can't become "
+                f"{to.word} from there right now."
+            ) from exc
         return _to_game(rec)
