@@ -33,7 +33,9 @@ def _only_messages(sub: Subscriber) -> list[tuple[str, dict[str, Any]]]:
     return sub.drain(wait=0.3)
 
 
-def test_an_authorised_address_is_synced_to_each_running_game_only(tenant: str, agent_link: Subscriber) -> None:
+def test_an_authorised_address_is_synced_to_each_running_game_only(
+    tenant: str, agent_link: Subscriber
+) -> None:
     add_game(tenant, "valheim", GameState.RUNNING)
     add_game(tenant, "factorio", GameState.RUNNING)
     add_game(tenant, "satisfactory", GameState.STOPPED)
@@ -164,3 +166,15 @@ def test_iot_core_publisher_sends_qos1_to_the_cmd_topic_and_wraps_failures() -> 
         with pytest.raises(InfraError, match="IoT publish"):
             publisher.publish([Outgoing("gangway/1/valheim/cmd", payload)])
         stub.assert_no_pending_responses()
+
+
+def test_a_full_sync_at_the_largest_allowed_maximum_fits_the_agents_limit() -> None:
+    from chalicelib.agents import MAX_MESSAGE_BYTES
+
+    widest = [
+        Grant(
+            "1", f"2001:db8:ffff:ffff:ffff:ffff:ffff:{i:04x}", LinkKind.MEMBER, f"user#{i}", 0, 4_000_000_000
+        )
+        for i in range(500)  # /ipsettings caps max_grants at 500
+    ]
+    assert len(full_sync_request(widest).to_json()) < MAX_MESSAGE_BYTES
