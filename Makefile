@@ -68,9 +68,7 @@ deploy-app: venv
 # The whole system as one CloudFormation stack per stage (deploy/, README "Deploying").
 # template: build/$(STAGE)/sam.json = deploy/template.py's resources merged into Chalice's package.
 template: venv
-	$(BIN)/python -m deploy.template --stage $(STAGE) --out build/$(STAGE).resources.json
-	JOBS_QUEUE=gangway-$(STAGE)-jobs AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
-	  $(BIN)/chalice package --stage $(STAGE) --merge-template build/$(STAGE).resources.json build/$(STAGE)
+	$(BIN)/python -m deploy build --stage $(STAGE)
 
 # DRY_RUN=1 prints the steps; GUILD=<id> registers the commands to one guild.
 deploy: venv

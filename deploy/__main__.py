@@ -1,4 +1,4 @@
-"""`python -m deploy {deploy,destroy,rotate-token,cost,check}`: what the Makefile's targets run."""
+"""`python -m deploy {build,deploy,destroy,rotate-token,cost,check}`: what the Makefile's targets run."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name, about in (
+        ("build", "write build/<stage>/sam.json (merged) and deployment.zip"),
         ("deploy", "build, deploy the stack, upload the site, register the commands"),
         ("destroy", "back up the tables, empty the site bucket, delete the stack"),
+        ("rotate-token", "store DISCORD_BOT_TOKEN and recycle the functions' containers"),
         ("cost", "the idle monthly cost of the built template"),
         ("check", "the least-privilege check of policies/*.json and the built template"),
     ):
@@ -35,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dep = Deployment(args.stage, build_dir=Path(args.build_dir), dry_run=getattr(args, "dry_run", False))
     built = Path(args.build_dir) / args.stage / "sam.json"
-    if args.cmd == "deploy":
+    if args.cmd == "build":
+        dep.build()
+    elif args.cmd == "deploy":
         template = built if args.no_build else dep.build()
         dep.deploy(template, guild=args.guild)
     elif args.cmd == "destroy":

@@ -44,6 +44,12 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
+        # Step Functions task-token callbacks and listing state machines name no resource (Service
+        # Authorization Reference, AWS Step Functions: SendTaskSuccess/Failure/Heartbeat, ListStateMachines).
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "states:SendTaskHeartbeat",
+        "states:ListStateMachines",
     }
 )
 

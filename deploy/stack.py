@@ -189,11 +189,13 @@ class Deployment:
             str(merge),
             str(out),
         ]
-        env = {**self.env, "JOBS_QUEUE": Stage.load(self.stage).jobs_queue, "AWS_DEFAULT_REGION": self.region}
-        for cmd in (gen, chalice):
+        # The generator reads the stage's environment itself; Chalice needs the queue name exported.
+        env = {k: v for k, v in self.env.items() if k != "JOBS_QUEUE"} | {"AWS_DEFAULT_REGION": self.region}
+        chalice_env = env | {"JOBS_QUEUE": Stage.load(self.stage).jobs_queue}
+        for cmd, cmd_env in ((gen, env), (chalice, chalice_env)):
             self.say("$ " + " ".join(cmd))
             if not self.dry_run:
-                subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+                subprocess.run(cmd, cwd=ROOT, env=cmd_env, check=True)
         return out / "sam.json"
 
     # -- deploy ------------------------------------------------------------------------------------

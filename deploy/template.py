@@ -32,7 +32,7 @@ from deploy.policy import scope_policy
 if TYPE_CHECKING:
     from pynamodb.models import Model
 
-__all__ = ["ROOT", "UNSET_SECRET", "Stage", "build", "main", "table_models", "table_names"]
+__all__ = ["ROOT", "UNSET_SECRET", "Stage", "build", "main", "queue_names", "table_models", "table_names"]
 
 Json = dict[str, Any]
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -97,18 +97,25 @@ class Stage:
 
 
 def table_names(stage: Stage) -> dict[str, str]:
-    """Every table setting as environment variable -> the stage's table name.
+    """Every table setting as environment variable -> the stage's table name."""
+    return _setting_names(stage, "_table")
 
-    A `*_table` field of `Settings` is read from its upper-cased name (config.py); a stage that does
-    not set one gets `gangway-<stage>-<the default's suffix>`, so a new table needs no config edit.
-    """
+
+def queue_names(stage: Stage) -> dict[str, str]:
+    """Every queue setting as environment variable -> the stage's queue name."""
+    return _setting_names(stage, "_queue")
+
+
+def _setting_names(stage: Stage, suffix: str) -> dict[str, str]:
+    # A `*_table`/`*_queue` field of `Settings` is read from its upper-cased name (config.py); a stage
+    # that does not set one gets `gangway-<stage>-<the default's suffix>`: a new one needs no config edit.
     from dataclasses import fields
 
     from chalicelib.config import Settings
 
     names: dict[str, str] = {}
     for f in fields(Settings):
-        if f.name.endswith("_table") and isinstance(f.default, str):
+        if f.name.endswith(suffix) and isinstance(f.default, str):
             env = f.name.upper()
             names[env] = stage.env.get(env) or f"{stage.prefix}-{f.default.removeprefix('gangway-')}"
     return names
@@ -121,7 +128,8 @@ def table_models(stage: Stage) -> list[type[Model]]:
     """
     from pynamodb.models import Model
 
-    os.environ.update(table_names(stage))
+    # The whole stage environment, as in its Lambdas: settings() is read once, at the first import.
+    os.environ.update({**stage.env, **table_names(stage), **queue_names(stage)})
     for path in sorted((ROOT / "chalicelib").glob("*/models.py")):
         importlib.import_module(f"chalicelib.{path.parent.name}.models")
     found: list[type[Model]] = []
@@ -243,8 +251,9 @@ def _alarm(name: str, description: str, *, queue: str, metric: str, threshold: i
     }
 
 
-def _queues(stage: Stage) -> Json:
-    max_receives = int(stage.env.get("JOB_MAX_RECEIVES", "3"))
+def _queues(stage: Stage, handlers: Mapping[str, str]) -> Json:
+    """Every queue the settings name (jobs, steps, ...) plus agent-events, each with DLQ and alarm."""
+    consumer = {queue: fn for fn, queue in handlers.items()}
     res: Json = {
         "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{stage.prefix}-alarms"}},
         "AlarmEmailSubscription": {
@@ -256,23 +265,6 @@ def _queues(stage: Stage) -> Json:
                 "Endpoint": _ref("AlarmEmail"),
             },
         },
-        # The runner tells the user itself on receive JOB_MAX_RECEIVES; two more receives let that last
-        # answer be retried before the message is parked. 3 x 180 s stays inside the 15-minute token.
-        **_queue(
-            "JobsQueue",
-            stage.jobs_queue,
-            visibility=_JOBS_VISIBILITY_SECONDS,
-            max_receives=max_receives + 2,
-            retention=24 * 3600,
-        ),
-        "JobsQueueAgeAlarm": _alarm(
-            f"{stage.jobs_queue}-stuck",
-            "The oldest job waited over 10 minutes: the jobs Lambda is not consuming.",
-            queue="JobsQueue",
-            metric="ApproximateAgeOfOldestMessage",
-            threshold=600,
-            periods=2,
-        ),
         **_queue(
             "AgentEventsQueue",
             f"{stage.prefix}-agent-events",
@@ -281,6 +273,27 @@ def _queues(stage: Stage) -> Json:
             retention=24 * 3600,
         ),
     }
+    for name in sorted(queue_names(stage).values()):
+        fn = consumer.get(name)
+        timeout = int(stage.functions.get(fn, {}).get("lambda_timeout", 60)) if fn else 60
+        logical = _camel(name.removeprefix(stage.prefix + "-")) + "Queue"
+        if name == stage.jobs_queue:
+            # The runner tells the user itself on receive JOB_MAX_RECEIVES; two more receives let that
+            # last answer be retried before the message is parked. 3 x 180 s fits the 15-minute token.
+            receives = int(stage.env.get("JOB_MAX_RECEIVES", "3")) + 2
+            res["JobsQueueAgeAlarm"] = _alarm(
+                f"{name}-stuck",
+                "The oldest job waited over 10 minutes: the jobs Lambda is not consuming.",
+                queue=logical,
+                metric="ApproximateAgeOfOldestMessage",
+                threshold=600,
+                periods=2,
+            )
+        else:
+            receives = 5
+        # Longer than the consumer may run (Lambda requires it of an SQS event source), with a margin.
+        visibility = max(_JOBS_VISIBILITY_SECONDS if name == stage.jobs_queue else 0, timeout + 60)
+        res.update(_queue(logical, name, visibility=visibility, max_receives=receives, retention=24 * 3600))
     return res
 
 
@@ -607,7 +620,6 @@ def _workflows(stage: Stage, folder: Path) -> Json:
     if not files:
         return {}
     res: Json = {
-        **_queue("StepsQueue", f"{stage.prefix}-steps", visibility=120, max_receives=5, retention=24 * 3600),
         "WorkflowsRole": {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -725,6 +737,8 @@ def _chalice_overrides(stage: Stage, policies: Path) -> Json:
         fn = _function_logical_id(name)
         env: Json = {
             **table_names(stage),
+            **queue_names(stage),
+            "WORKFLOWS_PREFIX": stage.prefix,  # state machines are gangway-<stage>-<file stem>
             "IPAUTH_KEY_ID": _ipauth_alias(stage),
             "HOSTING_ACCOUNT_ID": _ref("AWS::AccountId"),
             "IOT_DATA_ENDPOINT": _ref("IotDataEndpoint"),
@@ -734,11 +748,18 @@ def _chalice_overrides(stage: Stage, policies: Path) -> Json:
             # `make deploy` fills it from the SiteURL output (a second, quick update on first create).
             "SITE_URL": _ref("SiteUrl"),
         }
-        res[fn] = {"Properties": {"Environment": {"Variables": env}}}
+        # The function logs to a group the stack made first, with a retention, instead of one Lambda
+        # would create on first use and keep for ever (LoggingConfig, Lambda advanced logging controls).
+        res[fn] = {
+            "Properties": {
+                "Environment": {"Variables": env},
+                "LoggingConfig": {"LogGroup": _ref(f"{fn}Logs"), "LogFormat": "Text"},
+            }
+        }
         res[f"{fn}Logs"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {
-                "LogGroupName": _sub(f"/aws/lambda/${{{fn}}}"),
+                "LogGroupName": f"/aws/lambda/{stage.prefix}-{name}",
                 "RetentionInDays": _LOG_RETENTION_DAYS,
             },
         }
@@ -757,6 +778,15 @@ def sqs_handlers(stage: Stage) -> dict[str, str]:
     sys.path.insert(0, str(ROOT))
     app = importlib.import_module("app").app
     return {e.name: e.queue for e in app.event_sources if isinstance(e, SQSEventConfig) and e.queue}
+
+
+def app_functions() -> list[str]:
+    """The Lambda functions Chalice makes of app.py (import it first, with `sqs_handlers`)."""
+    app = importlib.import_module("app").app
+    names = ["api_handler"] if app.routes else []
+    names += [e.name for e in app.event_sources]
+    names += [f.name for f in app.pure_lambda_functions]
+    return names
 
 
 def _consumers_wait_for_their_queues(resources: Json, handlers: Mapping[str, str]) -> None:
@@ -838,7 +868,7 @@ def build(
     """The merge template for `stage`: every resource Chalice does not make, and overrides for its own."""
     resources: Json = dict(_table(m, stage) for m in models)
     for part in (
-        _queues(stage),
+        _queues(stage, handlers or {}),
         _iot(stage),
         _site(stage),
         _link_key(stage),
@@ -868,7 +898,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stage = Stage.load(args.stage)
     models = table_models(stage)
-    template = build(stage, models, workflows=Path(args.workflows), handlers=sqs_handlers(stage))
+    handlers = sqs_handlers(stage)
+    unconfigured = sorted(set(app_functions()) - set(stage.functions))
+    if unconfigured:
+        sys.stderr.write(
+            f"functions without an entry in .chalice/config.json stages.{stage.name}.lambda_functions "
+            f"(iam_policy_file: ../policies/<name>.json, lambda_timeout): {', '.join(unconfigured)}\n"
+        )
+        return 1
+    template = build(stage, models, workflows=Path(args.workflows), handlers=handlers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(template, indent=2) + "\n")

@@ -249,6 +249,15 @@ def test_site_files_get_content_types_browsers_accept_and_fresh_html(tmp_path: P
     assert set(got) == {p.name for p in tmp_path.iterdir()} and all(site_files(ROOT / "site"))
 
 
+def test_the_cli_knows_every_make_target() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for cmd in ("build", "deploy", "destroy", "rotate-token", "cost"):
+        assert f"-m deploy {cmd} --stage $(STAGE)" in makefile
+        with pytest.raises(SystemExit) as exc:
+            deploy_main([cmd, "--help"])
+        assert exc.value.code == 0
+
+
 def test_the_cli_checks_policies_and_prints_the_idle_cost(
     build_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

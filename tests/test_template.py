@@ -215,6 +215,13 @@ def test_site_is_a_private_bucket_behind_cloudfront_with_csp_and_hsts(template: 
     assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "no-referrer"
 
 
+def test_functions_log_to_groups_the_stack_makes_with_a_retention(template: dict[str, Any]) -> None:
+    for name, fn in of_type(template, "AWS::Serverless::Function").items():
+        group = template["Resources"][fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
+        assert group["RetentionInDays"] > 0, name
+        assert group["LogGroupName"].startswith(f"/aws/lambda/gangway-{STAGE}-"), name  # what OwnLogs allows
+
+
 def test_link_token_key_rotates_and_its_alias_is_the_one_the_app_reads(template: dict[str, Any]) -> None:
     res = template["Resources"]
     assert res["LinkTokenKey"]["Properties"]["EnableKeyRotation"] is True
