@@ -146,6 +146,58 @@ def test_each_workflow_runs_as_a_state_machine_with_its_queue_substituted(deploy
     assert definition["States"]["Step"]["Parameters"]["QueueUrl"].endswith(f"/gangway-{STAGE}-steps")
 
 
+def _resolve(value: Any, deployed: Deployed) -> Any:
+    """Ref and Fn::GetAtt of the stack's queues, roles and topic, as CloudFormation would resolve them."""
+    if isinstance(value, list):
+        return [_resolve(v, deployed) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        return deployed.physical(value["Ref"])  # queue URL, topic ARN
+    if "Fn::GetAtt" in value:
+        name, attr = value["Fn::GetAtt"]
+        physical = deployed.physical(name)
+        if attr == "QueueName":
+            return physical.rsplit("/", 1)[-1]
+        if attr == "Arn" and deployed.template["Resources"][name]["Type"] == "AWS::IAM::Role":
+            return deployed.client("iam").get_role(RoleName=physical)["Role"]["Arn"]
+        raise AssertionError(f"cannot resolve {value}")
+    return {k: _resolve(v, deployed) for k, v in value.items()}
+
+
+def _camel(value: Any) -> Any:
+    """CloudFormation's PascalCase property names as the IoT API's camelCase ones."""
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _camel(v) for k, v in value.items()}
+    return value
+
+
+def test_what_moto_skips_is_accepted_by_the_service_apis_with_the_stacks_names(deployed: Deployed) -> None:
+    """The alarms, the IoT rule and the VAPID secret, made through their APIs from the template."""
+    cw = deployed.client("cloudwatch")
+    for props in resources(deployed.template, "AWS::CloudWatch::Alarm"):
+        cw.put_metric_alarm(**_resolve(props, deployed))
+    names = {p["AlarmName"] for p in resources(deployed.template, "AWS::CloudWatch::Alarm")}
+    alarms = cw.describe_alarms(AlarmNames=sorted(names))["MetricAlarms"]
+    assert {a["AlarmName"] for a in alarms} == names
+    queues = {p["QueueName"] for p in resources(deployed.template, "AWS::SQS::Queue")}
+    assert all(a["Dimensions"][0]["Value"] in queues for a in alarms)
+    rule = resources(deployed.template, "AWS::IoT::TopicRule")[0]
+    iot = deployed.client("iot")
+    iot.create_topic_rule(
+        ruleName=rule["RuleName"], topicRulePayload=_camel(_resolve(rule["TopicRulePayload"], deployed))
+    )
+    action = iot.get_topic_rule(ruleName=rule["RuleName"])["rule"]["actions"][0]["sqs"]
+    assert action["queueUrl"].endswith(f"/gangway-{STAGE}-agent-events")
+    sm = deployed.client("secretsmanager")
+    for props in resources(deployed.template, "AWS::SecretsManager::Secret"):
+        if deployed.dep.bot_token() is None or not props["Name"].endswith("discord-bot-token"):
+            sm.create_secret(**props)
+    assert deployed.client("s3").get_bucket_encryption(Bucket=deployed.outputs["SiteBucketName"])
+
+
 def test_deploy_puts_the_token_uploads_the_site_registers_and_prints_the_endpoint(
     deployed: Deployed, standin: DiscordStandIn
 ) -> None:
