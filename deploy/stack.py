@@ -221,7 +221,8 @@ class Deployment:
             outputs = self._apply(self.stack_name, sam, {**params, "SiteUrl": site_url}, bucket)
         self._fill_bot_token()
         if "SiteBucketName" in outputs:
-            self.upload_site(outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"))
+            api_url = outputs.get("EndpointURL", "").rstrip("/")  # Chalice's output: https://…/api/
+            self.upload_site(outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"), api_url)
         self._register(sam, guild)
         self.say("")
         self.say(
@@ -243,6 +244,7 @@ class Deployment:
         say(f"put DISCORD_BOT_TOKEN into gangway/{self.stage}/discord-bot-token when set")
         for key, _, ctype, cache in site_files(site):
             say(f"put s3://<SiteBucketName>/{key} Content-Type={ctype!r} Cache-Control={cache!r}")
+        say('put s3://<SiteBucketName>/config.json {"api_url": <EndpointURL output>}')
         say("invalidate /* on the site's CloudFront distribution")
         say("$ .venv/bin/gangway register" + (f" --guild {guild}" if guild else ""))
         say("print the InteractionsEndpointURL output")
@@ -448,8 +450,13 @@ class Deployment:
 
     # -- the site ----------------------------------------------------------------------------------
 
-    def upload_site(self, bucket: str, site: Path, distribution: str | None = None) -> list[str]:
-        """Make the bucket hold exactly `site/` with the right types; invalidate CloudFront's copy."""
+    def upload_site(
+        self, bucket: str, site: Path, distribution: str | None = None, api_url: str | None = None
+    ) -> list[str]:
+        """Make the bucket hold exactly `site/` (and `config.json`); invalidate CloudFront's copy.
+
+        The page finds the API through `config.json` ({"api_url": ...}), as the local stack serves it.
+        """
         s3 = self.client("s3")
         keys = []
         for key, path, ctype, cache in site_files(site):
@@ -457,6 +464,16 @@ class Deployment:
                 Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=ctype, CacheControl=cache
             )
             keys.append(key)
+        if api_url:
+            body = json.dumps({"api_url": api_url}).encode()
+            s3.put_object(
+                Bucket=bucket,
+                Key="config.json",
+                Body=body,
+                ContentType="application/json",
+                CacheControl="no-cache",
+            )
+            keys.append("config.json")
         stale = [
             o["Key"]
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)

@@ -1,17 +1,21 @@
 """The resources Chalice does not make, for one stage, as a template to merge into Chalice's own.
 
 `python -m deploy.template --stage dev --out build/dev.resources.json`, then
-`chalice package --stage dev --merge-template build/dev.resources.json build/dev` (what `make template`
-runs). Chalice deep-merges this into its SAM template: new resources are added, and the keys given for
-its own resources (role policies, environment variables, DependsOn) override its values.
+`chalice package --stage dev --merge-template build/dev.resources.json build/dev` (what `make template`,
+i.e. `python -m deploy build`, runs). Chalice deep-merges this into its SAM template: new resources are
+added, and the keys given for its own resources (role policies, environment, logging, DependsOn)
+override its values.
 
 Built from the code, so the template cannot drift from it:
 - one DynamoDB table per PynamoDB model in `chalicelib/*/models.py` (keys, indexes and TTL from the
-  model; the table name from the stage's environment in `.chalice/config.json`);
+  model; the name from the stage's `*_TABLE` variable, or `gangway-<stage>-<suffix>`);
+- one queue (with dead-letter queue and alarm) per `*_queue` setting, sized for the function app.py
+  binds to it, which waits for it (DependsOn);
 - one Step Functions state machine per `chalicelib/workflows/*.asl.json`;
-- each function's role policy from its `policies/*.json` file, scoped to the stage (`deploy.policy`).
+- each function's role policy from its `policies/*.json` file, scoped to the stage (`deploy.policy`),
+  and every table and queue name in its environment.
 
-Run it in a fresh process: the models bind their table names from the environment once, at import.
+Run it in a fresh process: the models and app.py bind names from the environment once, at import.
 """
 
 from __future__ import annotations

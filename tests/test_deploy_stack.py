@@ -202,8 +202,11 @@ def test_deploy_puts_the_token_uploads_the_site_registers_and_prints_the_endpoin
     deployed: Deployed, standin: DiscordStandIn
 ) -> None:
     assert deployed.dep.bot_token() == "deployed-bot-token"
-    obj = deployed.client("s3").get_object(Bucket=deployed.outputs["SiteBucketName"], Key="index.html")
+    s3, bucket = deployed.client("s3"), deployed.outputs["SiteBucketName"]
+    obj = s3.get_object(Bucket=bucket, Key="index.html")
     assert obj["ContentType"] == "text/html; charset=utf-8" and obj["CacheControl"] == "no-cache"
+    config = json.loads(s3.get_object(Bucket=bucket, Key="config.json")["Body"].read())
+    assert config == {"api_url": deployed.outputs["EndpointURL"].rstrip("/")}  # what site/app.js reads
     puts = [
         c
         for c in standin.calls()
