@@ -221,8 +221,9 @@ class Deployment:
             outputs = self._apply(self.stack_name, sam, {**params, "SiteUrl": site_url}, bucket)
         self._fill_bot_token()
         if "SiteBucketName" in outputs:
-            api_url = outputs.get("EndpointURL", "").rstrip("/")  # Chalice's output: https://…/api/
-            self.upload_site(outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"), api_url)
+            self.upload_site(
+                outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"), _published(outputs)
+            )
         self._register(sam, guild)
         self.say("")
         self.say(
@@ -245,6 +246,7 @@ class Deployment:
         for key, _, ctype, cache in site_files(site):
             say(f"put s3://<SiteBucketName>/{key} Content-Type={ctype!r} Cache-Control={cache!r}")
         say('put s3://<SiteBucketName>/config.json {"api_url": <EndpointURL output>}')
+        say("put s3://<SiteBucketName>/gangway-customer-role.yaml (policies/customer-role.yaml)")
         say("invalidate /* on the site's CloudFront distribution")
         say("$ .venv/bin/gangway register" + (f" --guild {guild}" if guild else ""))
         say("print the InteractionsEndpointURL output")
@@ -451,12 +453,13 @@ class Deployment:
     # -- the site ----------------------------------------------------------------------------------
 
     def upload_site(
-        self, bucket: str, site: Path, distribution: str | None = None, api_url: str | None = None
+        self,
+        bucket: str,
+        site: Path,
+        distribution: str | None = None,
+        extra: Mapping[str, tuple[bytes, str]] | None = None,
     ) -> list[str]:
-        """Make the bucket hold exactly `site/` (and `config.json`); invalidate CloudFront's copy.
-
-        The page finds the API through `config.json` ({"api_url": ...}), as the local stack serves it.
-        """
+        """Make the bucket hold exactly `site/` plus `extra` (key: body, type); invalidate CloudFront."""
         s3 = self.client("s3")
         keys = []
         for key, path, ctype, cache in site_files(site):
@@ -464,16 +467,9 @@ class Deployment:
                 Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=ctype, CacheControl=cache
             )
             keys.append(key)
-        if api_url:
-            body = json.dumps({"api_url": api_url}).encode()
-            s3.put_object(
-                Bucket=bucket,
-                Key="config.json",
-                Body=body,
-                ContentType="application/json",
-                CacheControl="no-cache",
-            )
-            keys.append("config.json")
+        for key, (body, ctype) in (extra or {}).items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=ctype, CacheControl="no-cache")
+            keys.append(key)
         stale = [
             o["Key"]
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -542,6 +538,18 @@ class Deployment:
         for line in kept:
             self.say(f"  {line}")
         return kept
+
+
+def _published(outputs: Mapping[str, str]) -> dict[str, tuple[bytes, str]]:
+    """Files the site serves beside `site/`: where the page finds the API (site/app.js reads
+    config.json, as the local stack serves it), and the customer-account role template that /setup's
+    quick-create link points at by default (chalicelib/commands/accounts.py)."""
+    api_url = outputs.get("EndpointURL", "").rstrip("/")  # Chalice's output: https://…/api/
+    files = {"config.json": (json.dumps({"api_url": api_url}).encode(), "application/json")}
+    role = ROOT / "policies" / "customer-role.yaml"
+    if role.exists():
+        files["gangway-customer-role.yaml"] = (role.read_bytes(), "text/yaml; charset=utf-8")
+    return files
 
 
 def _sha256(data: bytes) -> str:

@@ -207,6 +207,8 @@ def test_deploy_puts_the_token_uploads_the_site_registers_and_prints_the_endpoin
     assert obj["ContentType"] == "text/html; charset=utf-8" and obj["CacheControl"] == "no-cache"
     config = json.loads(s3.get_object(Bucket=bucket, Key="config.json")["Body"].read())
     assert config == {"api_url": deployed.outputs["EndpointURL"].rstrip("/")}  # what site/app.js reads
+    role = s3.get_object(Bucket=bucket, Key="gangway-customer-role.yaml")["Body"].read()
+    assert role == (ROOT / "policies" / "customer-role.yaml").read_bytes()
     puts = [
         c
         for c in standin.calls()
