@@ -35,6 +35,12 @@ def jobs(event: SQSEvent) -> None:
         wiring.container().job_runner.run(record.body, receives, attrs.get("AWSTraceHeader"))
 
 
+@app.on_sqs_message(queue=settings().steps_queue, batch_size=1)
+def steps(event: SQSEvent) -> None:
+    for record in event:
+        wiring.container().step_runner.run(record.body)
+
+
 # -- player access (issue 5): the IPAuth page's API and the reaper of expired grants ------------------
 
 
@@ -95,4 +101,3 @@ def game_transition(tenant: str, name: str) -> Response:
 
 def _reply(reply: HttpReply) -> Response:
     return Response(body=reply.body.decode(), status_code=reply.status, headers=dict(reply.headers))
-

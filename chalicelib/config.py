@@ -43,6 +43,9 @@ class Settings:
     games_table: str = "gangway-games"
     interactions_table: str = "gangway-interactions"
     jobs_queue: str = "gangway-jobs"
+    # Workflows: the steps queue every Task state sends to, and the state machines' name prefix.
+    steps_queue: str = "gangway-steps"
+    workflows_prefix: str = "gangway"
     aws_endpoint_url: str | None = None
     xray_daemon_address: str | None = None
     tracing: bool = False
@@ -83,6 +86,8 @@ class Settings:
             games_table=e.get("GAMES_TABLE", cls.games_table),
             interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
             jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),
+            steps_queue=e.get("STEPS_QUEUE", cls.steps_queue),
+            workflows_prefix=e.get("WORKFLOWS_PREFIX", cls.workflows_prefix),
             aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
             xray_daemon_address=e.get("AWS_XRAY_DAEMON_ADDRESS") or None,
             # In Lambda with active tracing the runtime sets _X_AMZN_TRACE_ID; locally a daemon address

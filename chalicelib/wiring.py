@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chalicelib.jobs import JobMessage, JobRunner
     from chalicelib.tenancy import CredentialsBroker
     from chalicelib.tracing import Tracer
+    from chalicelib.workflows import StepRegistry, StepRunner, Workflows
 
 __all__ = ["Container", "container"]
 
@@ -86,6 +87,32 @@ class Container:
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,
         )
+
+    @cached_property
+    def step_runner(self) -> StepRunner:
+        """The steps Lambda's core (chalicelib/workflows/runner.py)."""
+        from chalicelib.workflows import StepRunner
+
+        return StepRunner(
+            steps=self.step_registry,
+            sfn=lambda: self.client("stepfunctions"),
+            services=lambda: self.services,
+            tracer=self.tracer,
+        )
+
+    @cached_property
+    def step_registry(self) -> StepRegistry:
+        """Every workflow step the app defines (domain modules declare into STEPS when imported)."""
+        from chalicelib.workflows import STEPS
+
+        return STEPS
+
+    @cached_property
+    def workflows(self) -> Workflows:
+        """Starts executions of the deployed state machines."""
+        from chalicelib.workflows import Workflows
+
+        return Workflows(lambda: self.client("stepfunctions"), self.settings.workflows_prefix)
 
     @cached_property
     def game_api(self) -> GameStateApi:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 __all__ = ["Emulator", "create_resources", "fake_credentials"]
 
 
+# moto checks only that a role ARN is well formed; the deployed template makes the real role.
+WORKFLOWS_ROLE = "arn:aws:iam::123456789012:role/gangway-workflows"
+
+
 def fake_credentials(region: str = "us-east-1") -> dict[str, str]:
     """Environment that keeps boto3 away from any real account."""
     return {
@@ -87,7 +91,38 @@ def create_resources(
         },
     )["QueueUrl"]
     urls[settings.jobs_queue + "-dlq"] = dlq
+    urls.update(_create_workflow_resources(settings, sqs))
     return urls
+
+
+def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
+    """The steps queue and one state machine per ASL file, named as the deployment template names them."""
+    import boto3
+
+    from chalicelib.workflows import DEFINITIONS, definition, state_machine_name
+
+    dlq = sqs.create_queue(QueueName=settings.steps_queue + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=settings.steps_queue,
+        Attributes={
+            # Longer than any step: Step Functions may hold a callback while it applies a Retry.
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sfn = boto3.client("stepfunctions", endpoint_url=settings.aws_endpoint_url, region_name=settings.region)
+    existing = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    for path in sorted(DEFINITIONS.glob("*.asl.json")):
+        stem = path.name.removesuffix(".asl.json")
+        name = state_machine_name(settings.workflows_prefix, stem)
+        text = definition(stem, {"StepsQueueUrl": url, "StepsQueueArn": arn})
+        if name in existing:
+            sfn.update_state_machine(stateMachineArn=existing[name], definition=text)
+        else:
+            sfn.create_state_machine(name=name, definition=text, roleArn=WORKFLOWS_ROLE)
+    return {settings.steps_queue: url, settings.steps_queue + "-dlq": dlq}
 
 
 def _create_access_resources(settings: Settings) -> None:

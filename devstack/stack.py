@@ -115,6 +115,7 @@ class Stack:
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
+        pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)
         # The reaper runs every 10 minutes in AWS; GANGWAY_REAPER_SECONDS shortens it here.
         pump.every(float(os.environ.get("GANGWAY_REAPER_SECONDS", "600")), "reaper", app_module.reaper)
         pump.start()

@@ -33,6 +33,8 @@ os.environ.update(
         "DISCORD_API_URL": f"http://127.0.0.1:{DISCORD_PORT}",
         "DISCORD_BOT_TOKEN": "test-bot-token",
         "TENANTS_TABLE": "test-tenants",
+        "STEPS_QUEUE": "test-steps",
+        "WORKFLOWS_PREFIX": "gangway-test",
         "AUDIT_TABLE": "test-audit",
         "GAMES_TABLE": "test-games",
         "INTERACTIONS_TABLE": "test-interactions",

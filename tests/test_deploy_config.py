@@ -11,6 +11,7 @@ import pytest
 
 import app as app_module
 from chalicelib.config import Settings
+from deploy.policy import NO_RESOURCE_LEVEL
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -46,5 +47,5 @@ def test_policies_name_actions_and_scope_resources(path: Path) -> None:
         assert all("*" not in a for a in actions), f"{path.name}: wildcard action in {stmt['Sid']}"
         resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
         if "*" in resources:
-            # Only services without resource-level permissions may use "*".
-            assert all(a.startswith("xray:") for a in actions), f"{path.name}: unscoped {stmt['Sid']}"
+            # Only actions without resource-level permissions may use "*".
+            assert all(a in NO_RESOURCE_LEVEL for a in actions), f"{path.name}: unscoped {stmt['Sid']}"

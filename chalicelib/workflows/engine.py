@@ -1,0 +1,76 @@
+"""Workflow definitions and executions: load the ASL files, start executions idempotently.
+
+The definitions are the `*.asl.json` files beside this module, with `${Name}` placeholders that the
+deployment template (deploy/template.py) or the local stack fills in. Execution names are derived from
+what they act on, so starting the same transition twice returns the same execution.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["DEFINITIONS", "Workflows", "definition", "placeholders", "state_machine_name"]
+
+DEFINITIONS: Final = Path(__file__).resolve().parent
+_PLACEHOLDER: Final = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
+
+
+def state_machine_name(prefix: str, workflow: str) -> str:
+    """`gangway-dev` + `start-game` → `gangway-dev-start-game` (the template names them the same)."""
+    return f"{prefix}-{workflow}"
+
+
+def placeholders(text: str) -> set[str]:
+    """The `${Name}` placeholders an ASL text uses."""
+    return set(_PLACEHOLDER.findall(text))
+
+
+def definition(workflow: str, values: Mapping[str, str]) -> str:
+    """The ASL of `workflow` with its placeholders filled.
+
+    Raises:
+        KeyError: a placeholder has no value.
+    """
+    text = (DEFINITIONS / f"{workflow}.asl.json").read_text()
+    filled = _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+    json.loads(filled)  # a definition that is not JSON after substitution is a bug here, not in AWS
+    return filled
+
+
+class Workflows:
+    """Starts executions of the deployed state machines (looked up by name once per container)."""
+
+    def __init__(self, sfn: Callable[[], Any], prefix: str) -> None:
+        self._sfn = sfn
+        self._prefix = prefix
+        self._arns: dict[str, str] = {}
+
+    def arn(self, workflow: str) -> str:
+        if workflow not in self._arns:
+            name = state_machine_name(self._prefix, workflow)
+            for page in self._sfn().get_paginator("list_state_machines").paginate():
+                for machine in page["stateMachines"]:
+                    self._arns[machine["name"].removeprefix(self._prefix + "-")] = machine["stateMachineArn"]
+            if workflow not in self._arns:
+                raise LookupError(f"state machine {name} is not deployed")
+        return self._arns[workflow]
+
+    def start(self, workflow: str, *, name: str, input: Mapping[str, Any]) -> str:
+        """Start (or find, if `name` already ran) an execution; returns its ARN.
+
+        Names are at most 80 characters of letters, digits, `-` and `_` (AWS's rule).
+        """
+        safe = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:80]
+        sfn = self._sfn()
+        try:
+            answer = sfn.start_execution(
+                stateMachineArn=self.arn(workflow), name=safe, input=json.dumps(input)
+            )
+        except sfn.exceptions.ExecutionAlreadyExists:
+            account_region = self.arn(workflow).split(":stateMachine:")[0].replace(":states:", ":states:")
+            return f"{account_region}:execution:{state_machine_name(self._prefix, workflow)}:{safe}"
+        return str(answer["executionArn"])

@@ -1,0 +1,65 @@
+"""The catalogue of workflow steps: what a Task state's `{"step": name}` message runs.
+
+Each step is a function of (StepContext, input) returning the JSON object that becomes the Task's
+output. A step raises `StepFailed(error, cause)` to fail the Task with a named error that the state
+machine's Retry/Catch clauses match; any other exception fails it as `gangway.Transient` (retried)
+unless it is a UserError (`gangway.Rejected`, not retried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+__all__ = ["ERROR_REJECTED", "ERROR_TRANSIENT", "STEPS", "StepContext", "StepFailed", "StepRegistry"]
+
+ERROR_TRANSIENT: Final = "gangway.Transient"
+ERROR_REJECTED: Final = "gangway.Rejected"
+
+
+class StepFailed(Exception):
+    """Fail the Task with a named error (matched by the ASL's Retry/Catch)."""
+
+    def __init__(self, error: str, cause: str) -> None:
+        super().__init__(f"{error}: {cause}")
+        self.error = error
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step may use: the tenant, the game, the workflow's task token and the services."""
+
+    tenant_id: str
+    game: str
+    execution: str
+    token: str
+    services: Any
+
+
+StepFn = Callable[[StepContext, Mapping[str, Any]], Mapping[str, Any] | None]
+F = TypeVar("F", bound=StepFn)
+
+
+@dataclass
+class StepRegistry:
+    """Steps by name. A step that returns None has kept the task token to finish later (a wait)."""
+
+    steps: dict[str, StepFn] = field(default_factory=dict)
+
+    def step(self, name: str) -> Callable[[F], F]:
+        def decorate(fn: F) -> F:
+            if name in self.steps:
+                raise ValueError(f"step {name!r} declared twice")
+            self.steps[name] = fn
+            return fn
+
+        return decorate
+
+    def get(self, name: str) -> StepFn | None:
+        return self.steps.get(name)
+
+
+# The app's steps: domain modules declare into it (`@STEPS.step("name")`); wiring imports them.
+STEPS: Final = StepRegistry()
