@@ -41,6 +41,12 @@ def steps(event: SQSEvent) -> None:
         wiring.container().step_runner.run(record.body)
 
 
+@app.on_sqs_message(queue=settings().agent_events_queue, batch_size=1)
+def agent_events(event: SQSEvent) -> None:
+    for record in event:
+        wiring.container().agent_events.run(record.body)
+
+
 # -- player access (issue 5): the IPAuth page's API and the reaper of expired grants ------------------
 
 

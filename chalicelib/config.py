@@ -45,6 +45,8 @@ class Settings:
     jobs_queue: str = "gangway-jobs"
     # Workflows: the steps queue every Task state sends to, and the state machines' name prefix.
     steps_queue: str = "gangway-steps"
+    # Agent events and replies: the IoT rule (locally the devstack's MQTT bridge) sends them here.
+    agent_events_queue: str = "gangway-agent-events"
     workflows_prefix: str = "gangway"
     aws_endpoint_url: str | None = None
     xray_daemon_address: str | None = None
@@ -87,6 +89,7 @@ class Settings:
             interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
             jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),
             steps_queue=e.get("STEPS_QUEUE", cls.steps_queue),
+            agent_events_queue=e.get("AGENT_EVENTS_QUEUE", cls.agent_events_queue),
             workflows_prefix=e.get("WORKFLOWS_PREFIX", cls.workflows_prefix),
             aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
             xray_daemon_address=e.get("AWS_XRAY_DAEMON_ADDRESS") or None,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from chalicelib.access import AccessService, IpAuthApi
-    from chalicelib.agents import Publisher
+    from chalicelib.agents import BoundAgentEvents, Publisher
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from chalicelib.tracing import Tracer
     from chalicelib.workflows import StepRegistry, StepRunner, Workflows
 
-__all__ = ["Container", "container"]
+__all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
+
+# The modules that declare agent-event handlers (`@AGENT_EVENTS.on(...)`), imported by the first event.
+AGENT_EVENT_MODULES: tuple[str, ...] = ("chalicelib.access.agent_events",)
 
 logging.getLogger("chalicelib").setLevel(logging.INFO)
 
@@ -99,6 +102,18 @@ class Container:
             services=lambda: self.services,
             tracer=self.tracer,
         )
+
+    @cached_property
+    def agent_events(self) -> BoundAgentEvents:
+        """The agent_events Lambda's core: `run(body)` routes one queue message to the handlers the
+        domain modules declare (imported here, on the first event)."""
+        import importlib
+
+        from chalicelib.agents import AGENT_EVENTS
+
+        for module in AGENT_EVENT_MODULES:
+            importlib.import_module(module)
+        return AGENT_EVENTS.bind(self.services)
 
     @cached_property
     def step_registry(self) -> StepRegistry:

@@ -92,7 +92,23 @@ def create_resources(
     )["QueueUrl"]
     urls[settings.jobs_queue + "-dlq"] = dlq
     urls.update(_create_workflow_resources(settings, sqs))
+    urls.update(_create_agent_events_queue(settings, sqs, visibility_timeout))
     return urls
+
+
+def _create_agent_events_queue(settings: Settings, sqs: Any, visibility_timeout: int) -> dict[str, str]:
+    """The queue the IoT rule (locally the MQTT bridge) fills, with its DLQ, as deploy/template.py has it."""
+    name = settings.agent_events_queue
+    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    return {name: url, name + "-dlq": dlq}
 
 
 def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from nacl.signing import SigningKey
 
+from devstack.agents import start_agent_side
 from devstack.aws import Emulator, create_resources, fake_credentials
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
@@ -116,6 +117,7 @@ class Stack:
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
         pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)
+        pump.bind(urls[c.settings.agent_events_queue], "agent_events", app_module.agent_events)
         # The reaper runs every 10 minutes in AWS; GANGWAY_REAPER_SECONDS shortens it here.
         pump.every(float(os.environ.get("GANGWAY_REAPER_SECONDS", "600")), "reaper", app_module.reaper)
         pump.start()
@@ -127,6 +129,9 @@ class Stack:
         self._stoppers.append(server.shutdown)
 
         mqtt_url = self._start_mosquitto()
+        if mqtt_url:  # the IoT rule's stand-in, and one agent process per running game instance
+            queue = urls[c.settings.agent_events_queue]
+            self._stoppers.extend(start_agent_side(c, queue, mqtt_url, self.state_dir, free_port))
         stack = {
             "api_url": f"http://127.0.0.1:{p.api}",
             "discord_api_url": discord.url,

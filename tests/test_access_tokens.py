@@ -101,7 +101,11 @@ SURFACES = {
         "full_sync_request",
     },
     "chalicelib.agents": {
+        "AGENT_EVENTS",
         "MAX_MESSAGE_BYTES",
+        "AgentEvent",
+        "AgentEventRouter",
+        "BoundAgentEvents",
         "AgentRequest",
         "FirewallGrant",
         "IotDataPublisher",
@@ -111,6 +115,7 @@ SURFACES = {
         "cmd_topic",
         "evt_topic",
         "firewall_sync",
+        "parse_agent_event",
     },
 }
 

@@ -1,7 +1,15 @@
-"""The backend side of the agent protocol: topics, request envelopes and how they are published."""
+"""The backend side of the agent protocol: topics, request envelopes, how they are published, and the
+routing of what agents send back."""
 
 from __future__ import annotations
 
+from chalicelib.agents.events import (
+    AGENT_EVENTS,
+    AgentEvent,
+    AgentEventRouter,
+    BoundAgentEvents,
+    parse_agent_event,
+)
 from chalicelib.agents.messages import (
     MAX_MESSAGE_BYTES,
     AgentRequest,
@@ -13,8 +21,12 @@ from chalicelib.agents.messages import (
 from chalicelib.agents.publisher import IotDataPublisher, MqttPublisher, Outgoing, Publisher
 
 __all__ = [
+    "AGENT_EVENTS",
     "MAX_MESSAGE_BYTES",
+    "AgentEvent",
+    "AgentEventRouter",
     "AgentRequest",
+    "BoundAgentEvents",
     "FirewallGrant",
     "IotDataPublisher",
     "MqttPublisher",
@@ -23,4 +35,5 @@ __all__ = [
     "cmd_topic",
     "evt_topic",
     "firewall_sync",
+    "parse_agent_event",
 ]

@@ -1,0 +1,114 @@
+"""Agent events and replies arriving from the agent-events queue (IoT rule → SQS in AWS, the local
+stack's MQTT bridge locally), routed to the handlers domains declare.
+
+A message is the agent's `evt` envelope plus the `topic` it was published on (the IoT rule adds it:
+`SELECT *, topic() AS topic FROM 'gangway/+/+/evt'`). The tenant and game come from the topic only:
+an agent can publish only on its own topic (IoT policy / broker ACL), so the topic is the identity,
+while anything inside the body is the agent's word.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+__all__ = ["AGENT_EVENTS", "AgentEvent", "AgentEventRouter", "BoundAgentEvents", "parse_agent_event"]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES: Final = 64 * 1024
+_TOPIC: Final = re.compile(r"gangway/([0-9]{1,20})/([a-z0-9][a-z0-9-]{0,30}[a-z0-9])/evt")
+_TYPE: Final = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One event or reply from the agent of (tenant, game)."""
+
+    tenant_id: str
+    game: str
+    id: str | None
+    type: str
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reply(self) -> bool:
+        return self.type.endswith(".reply") or self.type == "error"
+
+
+def parse_agent_event(body: str) -> AgentEvent:
+    """Validate a queue message.
+
+    Raises:
+        ValueError: not an agent event (malformed, oversized, or from a topic that names no game).
+    """
+    if len(body.encode()) > MAX_EVENT_BYTES + 512:
+        raise ValueError("agent event too large")
+    raw = json.loads(body)
+    if not isinstance(raw, dict):
+        raise ValueError("agent event is not an object")
+    topic = _TOPIC.fullmatch(str(raw.get("topic", "")))
+    if topic is None:
+        raise ValueError("agent event has no valid topic")
+    kind, msg_id, data = raw.get("type"), raw.get("id"), raw.get("body", {})
+    if not isinstance(kind, str) or not _TYPE.fullmatch(kind):
+        raise ValueError("agent event has a malformed type")
+    if msg_id is not None and (not isinstance(msg_id, str) or len(msg_id) > 128):
+        raise ValueError("agent event has a malformed id")
+    if not isinstance(data, dict):
+        raise ValueError("agent event body is not an object")
+    return AgentEvent(topic.group(1), topic.group(2), msg_id, kind, data)
+
+
+Handler = Callable[[AgentEvent, Any], None]
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass
+class AgentEventRouter:
+    """Handlers by event type (`*` gets every event); each gets (event, services)."""
+
+    handlers: dict[str, list[Handler]] = field(default_factory=dict)
+
+    def on(self, kind: str) -> Callable[[H], H]:
+        def decorate(fn: H) -> H:
+            self.handlers.setdefault(kind, []).append(fn)
+            return fn
+
+        return decorate
+
+    def run(self, body: str, services: Any) -> str:
+        """Handle one queue message; malformed ones are dropped (logged), handler errors propagate so
+        the queue redelivers them."""
+        try:
+            event = parse_agent_event(body)
+        except ValueError as exc:
+            log.error("dropping malformed agent event: %s", exc)
+            return "malformed"
+        handlers = [*self.handlers.get(event.type, []), *self.handlers.get("*", [])]
+        for handler in handlers:
+            handler(event, services)
+        return f"{event.type}:{len(handlers)}"
+
+    def bind(self, services: Any) -> BoundAgentEvents:
+        """This router with the services its handlers get: what the agent_events Lambda runs."""
+        return BoundAgentEvents(self, services)
+
+
+@dataclass(frozen=True)
+class BoundAgentEvents:
+    """A router and its services: `run(body)` handles one queue message."""
+
+    router: AgentEventRouter
+    services: Any
+
+    def run(self, body: str) -> str:
+        return self.router.run(body, self.services)
+
+
+# The app's agent-event handlers: domain modules declare into it (`@AGENT_EVENTS.on("ready")`).
+AGENT_EVENTS: Final = AgentEventRouter()
