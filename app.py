@@ -80,6 +80,34 @@ def ipauth_preflight() -> Response:
     return _ipauth_response(wiring.container().ipauth.preflight(req.headers))
 
 
+# -- web push (issue 7): the page turns automatic authorisation on and off ----------------------------
+
+
+@app.route("/push/key", methods=["GET"])
+def push_key() -> Response:
+    req, _ = _ipauth_request()
+    return _ipauth_response(wiring.container().push_api.key(req.headers))
+
+
+@app.route("/push/subscribe", methods=["POST"], content_types=["application/json"])
+def push_subscribe() -> Response:
+    req, source_ip = _ipauth_request()
+    return _ipauth_response(wiring.container().push_api.subscribe(req.raw_body, req.headers, source_ip))
+
+
+@app.route("/push/subscribe", methods=["DELETE"], content_types=["application/json"])
+def push_unsubscribe() -> Response:
+    req, source_ip = _ipauth_request()
+    return _ipauth_response(wiring.container().push_api.unsubscribe(req.raw_body, req.headers, source_ip))
+
+
+@app.route("/push/key", methods=["OPTIONS"])
+@app.route("/push/subscribe", methods=["OPTIONS"])
+def push_preflight() -> Response:
+    req, _ = _ipauth_request()
+    return _ipauth_response(wiring.container().push_api.preflight(req.headers))
+
+
 @app.schedule(Rate(10, unit=Rate.MINUTES))
 def reaper(event: CloudWatchEvent) -> None:
     wiring.container().access.reap()

@@ -67,6 +67,21 @@ class Settings:
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
     iot_data_endpoint: str | None = None
+    # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
+    # {"public", "private"}; "" means gangway/<stage>/vapid-keys), its `sub` claim, how long a push flow
+    # waits for a device, and which push services subscriptions may point at (host suffixes, https only;
+    # PUSH_LOOPBACK_HTTP lets the local stack's stand-in on http://127.0.0.1 in).
+    push_table: str = "gangway-push"
+    vapid_secret: str = ""
+    vapid_subject: str = "mailto:gangway@example.invalid"
+    push_wait_seconds: int = 60
+    push_hosts: tuple[str, ...] = (
+        "fcm.googleapis.com",
+        "push.services.mozilla.com",
+        "push.apple.com",
+        "notify.windows.com",
+    )
+    push_loopback_http: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +122,14 @@ class Settings:
             ipauth_key_id=e.get("IPAUTH_KEY_ID", cls.ipauth_key_id),
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
+            push_table=e.get("PUSH_TABLE", cls.push_table),
+            vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
+            vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),
+            push_wait_seconds=int(e.get("PUSH_WAIT_SECONDS", str(cls.push_wait_seconds))),
+            push_hosts=tuple(h.strip().lower() for h in e["PUSH_HOSTS"].split(",") if h.strip())
+            if e.get("PUSH_HOSTS")
+            else cls.push_hosts,
+            push_loopback_http=_flag(e.get("PUSH_LOOPBACK_HTTP")),
         )
 
 

@@ -6,6 +6,7 @@ boto3, PynamoDB, the command catalogue and X-Ray load when the first real intera
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from functools import cached_property
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.discord.rest import DiscordRest, Transport
     from chalicelib.games.api import GameStateApi
     from chalicelib.jobs import JobMessage, JobRunner
+    from chalicelib.push import PushApi, PushService
     from chalicelib.tenancy import CredentialsBroker
     from chalicelib.tracing import Tracer
     from chalicelib.workflows import StepRegistry, StepRunner, Workflows
@@ -76,6 +78,7 @@ class Container:
         from chalicelib.commands import Services, registry
         from chalicelib.games import GameRecord, GameStore
         from chalicelib.jobs import InteractionRecord
+        from chalicelib.push import PushRecord
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
         return Services(
@@ -86,9 +89,10 @@ class Container:
             audit=AuditLog(),
             broker=self.broker,
             verifier=Verifier(self.broker),
-            tenant_tables=(GameRecord, InteractionRecord, GrantRecord, AccessRecord),
+            tenant_tables=(GameRecord, InteractionRecord, GrantRecord, AccessRecord, PushRecord),
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,
+            push=lambda: self.push,
         )
 
     @cached_property
@@ -119,6 +123,8 @@ class Container:
     def step_registry(self) -> StepRegistry:
         """Every workflow step the app defines (domain modules declare into STEPS when imported)."""
         from chalicelib.workflows import STEPS
+
+        importlib.import_module("chalicelib.push.steps")  # declares the web-push flow's steps
 
         return STEPS
 
@@ -174,7 +180,33 @@ class Container:
             games=services.games,
             firewall=FirewallSync(lambda: self.publisher, services.games),
             site_url=self.settings.site_url,
+            push=lambda: self.push,
         )
+
+    @cached_property
+    def push(self) -> PushService:
+        """Web push (chalicelib/push): subscriptions, sending, single-use push tokens."""
+        from chalicelib.access import TokenSealer
+        from chalicelib.push import PushService, PushStore, SubscriptionRules, VapidSource, WebPushSender
+
+        cfg = self.settings
+        return PushService(
+            store=PushStore(),
+            sealer=TokenSealer(lambda: self.client("kms"), cfg.ipauth_key_id),
+            vapid=VapidSource(lambda: self.client("secretsmanager"), cfg.vapid_secret),
+            sender=lambda: WebPushSender(subject=cfg.vapid_subject),
+            sfn=lambda: self.client("stepfunctions"),
+            workflows=lambda: self.workflows,
+            rules=SubscriptionRules(hosts=cfg.push_hosts, loopback_http=cfg.push_loopback_http),
+        )
+
+    @cached_property
+    def push_api(self) -> PushApi:
+        """The REST API the IPAuth page turns web push on and off with."""
+        from chalicelib.access import RateLimiter
+        from chalicelib.push import PushApi
+
+        return PushApi(lambda: self.push, RateLimiter(), site_url=self.settings.site_url)
 
     @cached_property
     def ipauth(self) -> IpAuthApi:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
-__all__ = ["Emulator", "create_resources", "fake_credentials"]
+__all__ = ["Emulator", "create_resources", "ensure_vapid_keys", "fake_credentials"]
+
+log = logging.getLogger(__name__)
 
 
 # moto checks only that a role ARN is well formed; the deployed template makes the real role.
@@ -78,6 +80,7 @@ def create_resources(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
     _create_access_resources(settings)
+    _create_push_resources(settings)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -139,6 +142,46 @@ def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
         else:
             sfn.create_state_machine(name=name, definition=text, roleArn=WORKFLOWS_ROLE)
     return {settings.steps_queue: url, settings.steps_queue + "-dlq": dlq}
+
+
+def _create_push_resources(settings: Settings) -> None:
+    """Web push: the push table (TTL on `purge_at`) and the VAPID key pair, made once (`gangway vapid`)."""
+    import boto3
+
+    from chalicelib.push import PushRecord
+
+    if not PushRecord.exists():
+        PushRecord.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    dynamodb = boto3.client("dynamodb", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    dynamodb.update_time_to_live(
+        TableName=settings.push_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purge_at"}
+    )
+    ensure_vapid_keys(settings)
+
+
+def ensure_vapid_keys(settings: Settings, *, replace: bool = False) -> str:
+    """Create the VAPID key pair in Secrets Manager unless it holds one already (or `replace`); returns
+    the public key. What `gangway vapid` runs, against AWS or the local emulator."""
+    import boto3
+
+    from chalicelib.push import VapidKeys
+
+    sm = boto3.client("secretsmanager", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    try:
+        current = str(sm.get_secret_value(SecretId=settings.vapid_secret)["SecretString"])
+    except sm.exceptions.ResourceNotFoundException:
+        current = None
+    if current is not None and not replace:
+        try:
+            return VapidKeys.from_json(current).public
+        except Exception:  # "unset" (the template's placeholder) or malformed: make a pair
+            log.info("the VAPID secret %s holds no key pair yet", settings.vapid_secret)
+    keys = VapidKeys.generate()
+    if current is None:
+        sm.create_secret(Name=settings.vapid_secret, SecretString=keys.to_json())
+    else:
+        sm.put_secret_value(SecretId=settings.vapid_secret, SecretString=keys.to_json())
+    return keys.public
 
 
 def _create_access_resources(settings: Settings) -> None:

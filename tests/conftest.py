@@ -129,3 +129,49 @@ def container_for_tests() -> Any:
     from chalicelib.wiring import container
 
     return container()
+
+
+# -- web push (issue 7) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def push_standin() -> Iterator[Any]:
+    """The push service stand-in on loopback (devstack/push_service.py) for the session."""
+    from devstack.push_service import PushServiceStandIn
+
+    server = PushServiceStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def push_loopback(emulator: Emulator) -> Iterator[Any]:
+    """The app's push service, built with http://127.0.0.1 endpoints allowed (the stand-in's), as the
+    local stack's PUSH_LOOPBACK_HTTP does; rebuilt afterwards."""
+    import dataclasses
+
+    c = container_for_tests()
+    saved = c.settings
+    c.__dict__.pop("push", None)
+    c.settings = dataclasses.replace(saved, push_loopback_http=True)
+    try:
+        push = c.push
+    finally:
+        c.settings = saved
+    yield push
+    c.__dict__.pop("push", None)
+
+
+@pytest.fixture
+def steps_pump(emulator: Emulator) -> Iterator[Any]:
+    """Feeds the steps queue to the steps Lambda's handler, as the local stack's pump does."""
+    import app as app_module
+    from devstack.pump import Pump
+
+    c = container_for_tests()
+    url = c.sqs().get_queue_url(QueueName=c.settings.steps_queue)["QueueUrl"]
+    pump = Pump(c.sqs(), c.settings.region)
+    pump.bind(url, "steps", app_module.steps)
+    pump.start()
+    yield pump
+    pump.stop()

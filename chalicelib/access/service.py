@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from chalicelib.access.firewall import FirewallSync, full_sync_request
 from chalicelib.access.store import AccessPolicy, Grant, GrantStore
@@ -24,7 +25,7 @@ from chalicelib.errors import BadRequest, LinkRejected
 from chalicelib.games import GameState, GameStore
 from chalicelib.tenancy import TenantStore
 
-__all__ = ["MEMBER_LINK_SECONDS", "AccessService", "Authorized", "Link"]
+__all__ = ["MEMBER_LINK_SECONDS", "AccessService", "Authorized", "Link", "PushRedemption"]
 
 DAY: Final = 86_400
 # A personal link is for opening now; an old one lying around should not replace today's address.
@@ -50,6 +51,16 @@ class Authorized:
     games: tuple[str, ...]
     running: tuple[str, ...]
     replaced: tuple[str, ...] = ()
+
+
+class PushRedemption(Protocol):
+    """The push flow's side of a push token (chalicelib/push): single use, and who waits for it."""
+
+    def redeem(self, claims: Claims, now: int) -> None:
+        """Use the token once. Raises LinkRejected when replayed, foreign or no longer waited for."""
+
+    def completed(self, claims: Claims, done: Authorized) -> None:
+        """Hand the result to the waiting flow."""
 
 
 def normalise_address(raw: str) -> str:
@@ -79,7 +90,9 @@ class AccessService:
         games: GameStore,
         firewall: FirewallSync,
         site_url: str,
+        push: Callable[[], PushRedemption] | None = None,
     ) -> None:
+        self._push = push
         self._sealer = sealer
         self.grants = grants
         self._tenants = tenants
@@ -130,6 +143,15 @@ class AccessService:
         existing = self.grants.get(claims.tenant_id, address)
         if claims.kind is LinkKind.GUEST:
             return self._guest(claims, address, existing, policy, now)
+        if claims.kind is LinkKind.PUSH:
+            # A pushed token works once, and only while its flow waits (chalicelib/push).
+            if self._push is None:
+                raise LinkRejected("invalid", "This deployment does not use web push.")
+            push = self._push()
+            push.redeem(claims, now)
+            done = self._member(claims, address, existing, policy, now)
+            push.completed(claims, done)
+            return done
         return self._member(claims, address, existing, policy, now)
 
     def _guest(

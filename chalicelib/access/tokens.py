@@ -42,6 +42,8 @@ class LinkKind(StrEnum):
 
     MEMBER = "member"
     GUEST = "guest"
+    # A member's short-lived, single-use token pushed to their browser (chalicelib/push, issue 7).
+    PUSH = "push"
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,13 @@ class Claims:
     issued_at: int
     expires_at: int
     nonce: str
-    user_id: str | None = None  # members only
+    user_id: str | None = None  # members (and their push tokens) only
     max_uses: int | None = None  # guests only
 
     @property
     def owner(self) -> str:
         """The grant owner this link writes: the member, or the guest link itself."""
-        return f"user#{self.user_id}" if self.kind is LinkKind.MEMBER else f"link#{self.nonce}"
+        return f"user#{self.user_id}" if self.kind is not LinkKind.GUEST else f"link#{self.nonce}"
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = {
@@ -88,7 +90,7 @@ class Claims:
                 issued_at=int(d["i"]),
                 expires_at=int(d["e"]),
                 nonce=str(d["n"]),
-                user_id=str(d["u"]) if kind is LinkKind.MEMBER else None,
+                user_id=str(d["u"]) if kind is not LinkKind.GUEST else None,
                 max_uses=int(d["x"]) if kind is LinkKind.GUEST else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -115,14 +117,15 @@ class TokenSealer:
         lifetime_s: int,
         user_id: str | None = None,
         max_uses: int | None = None,
+        nonce: str | None = None,
     ) -> tuple[str, Claims]:
-        """A new token and the claims it carries."""
+        """A new token and the claims it carries (`nonce`: a push token names its flow)."""
         claims = Claims(
             tenant_id=tenant_id,
             kind=kind,
             issued_at=issued_at,
             expires_at=issued_at + lifetime_s,
-            nonce=secrets.token_hex(12),
+            nonce=nonce or secrets.token_hex(12),
             user_id=user_id,
             max_uses=max_uses,
         )

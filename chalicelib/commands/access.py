@@ -5,17 +5,20 @@ Links are private things: every answer here is ephemeral (DESIGN.md §2), never 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
 from chalicelib.access import AccessPolicy, Grant
-from chalicelib.commands.catalogue import registry
+from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
-from chalicelib.discord import ActionRow, Embed, EmbedField, Level, LinkButton, Range, Reply
+from chalicelib.discord import ActionRow, Deferred, Embed, EmbedField, Job, Level, LinkButton, Range, Reply
 from chalicelib.errors import ValidationError
 from chalicelib.games import GameState
 
-__all__ = ["addguestip", "addip", "ip", "ipsettings"]
+__all__ = ["addguestip", "addip", "addip_push", "ip", "ipsettings"]
+
+log = logging.getLogger(__name__)
 
 
 def _ts(epoch: int, style: str = "R") -> str:
@@ -32,9 +35,49 @@ def _need_site(ctx: Context) -> None:
 
 
 @registry.command()
-def addip(ctx: Context) -> Reply:
+def addip(ctx: Context) -> Reply | Deferred:
     """Let your current IP address through the game servers' firewall (a personal link)."""
     _need_site(ctx)
+    if _pushes(ctx):
+        # The member's browser authorises itself (issue 7): a workflow pushes, waits and edits the reply.
+        return Deferred(Job("addip.push"), ephemeral=True)
+    return _link_reply(ctx)
+
+
+def _pushes(ctx: Context) -> bool:
+    """Whether the member turned on automatic authorisation; web push never breaks /addip."""
+    try:
+        return bool(ctx.services.push().wants_push(ctx.tenant_id, ctx.interaction.user_id))
+    except Exception:
+        log.exception("could not read the member's push subscriptions; answering with the link")
+        return False
+
+
+@jobs.job("addip.push")
+def addip_push(ctx: Context) -> Reply:
+    """Runs in the jobs Lambda: start the push workflow (idempotent on the interaction id)."""
+    it = ctx.interaction
+    timeout = ctx.services.settings.push_wait_seconds
+    try:
+        ctx.services.push().start(
+            tenant_id=ctx.tenant_id,
+            user_id=it.user_id,
+            flow=it.id,
+            application_id=it.application_id,
+            interaction_token=it.token,
+            timeout=timeout,
+        )
+    except Exception:
+        log.exception("could not start the push flow; answering with the link")
+        return _link_reply(ctx)
+    return Reply(
+        content=f"📲 Asking your browser to let your IP address in… This message changes when it answers "
+        f"(within {timeout} seconds); if it doesn't, your personal link appears here instead.",
+        ephemeral=True,
+    )
+
+
+def _link_reply(ctx: Context) -> Reply:
     now = int(time.time())
     access = ctx.services.access()
     link = access.member_link(ctx.tenant_id, ctx.interaction.user_id, now)

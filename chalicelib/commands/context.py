@@ -34,6 +34,8 @@ class Services:
     hosting_account: Callable[[], str]
     # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
     access: Callable[[], AccessService]
+    # Web push (chalicelib/push): whether /addip may push to the member's browser; built on first use.
+    push: Callable[[], Any]
 
 
 class Context:

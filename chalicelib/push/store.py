@@ -1,0 +1,213 @@
+"""Subscription and waiting-push rows of one tenant at a time; conditions become domain errors (L9)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+
+from chalicelib.errors import LinkRejected
+from chalicelib.push.models import PushRecord
+
+__all__ = ["MAX_DEVICES", "Preference", "PushStore", "Subscription", "Waiting", "device_id"]
+
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+# A member's browsers per tenant; subscribing another replaces the oldest.
+MAX_DEVICES: Final = 5
+_WAIT_KEEP_SECONDS: Final = 3600
+_USED: Final = "This authorisation was already used, or its request is over. Run /addip again."
+
+
+class Preference(StrEnum):
+    """When gangway pushes to a member's browser."""
+
+    ADDIP = "addip"  # on /addip
+    START = "start"  # on /addip, and when a game they play starts
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One browser's push subscription (the W3C PushSubscription's endpoint and keys)."""
+
+    tenant_id: str
+    user_id: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    preference: Preference
+    created_at: int
+
+    @property
+    def device(self) -> str:
+        return device_id(self.endpoint)
+
+    def info(self) -> dict[str, Any]:
+        """The `subscription_info` pywebpush takes."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A push flow's single-use token and, once a device used it, the result."""
+
+    tenant_id: str
+    nonce: str
+    user_id: str
+    state: str
+    task_token: str | None
+    result: Mapping[str, Any] | None
+
+
+def device_id(endpoint: str) -> str:
+    """A browser's id: a hash of its push endpoint (the endpoint itself is a capability, kept once)."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:32]
+
+
+def _sub_key(user_id: str, device: str = "") -> str:
+    return f"sub#{user_id}#{device}"
+
+
+def _to_subscription(rec: PushRecord) -> Subscription:
+    return Subscription(
+        tenant_id=rec.tenant_id,
+        user_id=rec.user_id,
+        endpoint=str(rec.endpoint),
+        p256dh=str(rec.p256dh),
+        auth=str(rec.auth),
+        preference=Preference(rec.preference or Preference.ADDIP.value),
+        created_at=int(rec.created_at or 0),
+    )
+
+
+def _to_waiting(rec: PushRecord) -> Waiting:
+    return Waiting(
+        tenant_id=rec.tenant_id,
+        nonce=rec.item.removeprefix("wait#"),
+        user_id=rec.user_id,
+        state=str(rec.state),
+        task_token=rec.task_token,
+        result=json.loads(rec.result_json) if rec.result_json else None,
+    )
+
+
+class PushStore:
+    """Reads and writes push rows; every method takes the tenant id explicitly."""
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def subscriptions(self, tenant_id: str, user_id: str) -> list[Subscription]:
+        """The member's browsers in this tenant, oldest first."""
+        rows = PushRecord.query(
+            tenant_id, PushRecord.item.startswith(_sub_key(user_id)), consistent_read=True
+        )
+        return sorted((_to_subscription(r) for r in rows), key=lambda s: (s.created_at, s.device))
+
+    def save(self, sub: Subscription) -> list[str]:
+        """Store (or replace) a browser's subscription; returns the devices evicted to stay at the limit."""
+        PushRecord(
+            sub.tenant_id,
+            _sub_key(sub.user_id, sub.device),
+            user_id=sub.user_id,
+            device=sub.device,
+            endpoint=sub.endpoint,
+            p256dh=sub.p256dh,
+            auth=sub.auth,
+            preference=sub.preference.value,
+            created_at=sub.created_at,
+        ).save()
+        others = [s for s in self.subscriptions(sub.tenant_id, sub.user_id) if s.device != sub.device]
+        excess = others[: max(0, len(others) + 1 - MAX_DEVICES)]
+        for old in excess:
+            self.delete(sub.tenant_id, sub.user_id, old.device)
+        return [s.device for s in excess]
+
+    def delete(self, tenant_id: str, user_id: str, device: str) -> None:
+        PushRecord(tenant_id, _sub_key(user_id, device)).delete()
+
+    def devices(self, device: str) -> list[tuple[str, str]]:
+        """(tenant, user) of every subscription of one browser (eventually consistent: a GSI)."""
+        return [(r.tenant_id, r.user_id) for r in PushRecord.by_device.query(device)]
+
+    def subscription(self, tenant_id: str, user_id: str, device: str) -> Subscription | None:
+        try:
+            return _to_subscription(
+                PushRecord.get(tenant_id, _sub_key(user_id, device), consistent_read=True)
+            )
+        except DoesNotExist:
+            return None
+
+    # -- waiting pushes --------------------------------------------------------------------------
+
+    def open_wait(self, tenant_id: str, nonce: str, user_id: str, task_token: str, expires_at: int) -> None:
+        """A new pending push, holding the task token that waits for it (a retried send replaces it).
+
+        Raises:
+            PutError: the flow's push was already used or closed (a late redelivery of the send).
+        """
+        PushRecord(
+            tenant_id,
+            f"wait#{nonce}",
+            user_id=user_id,
+            state="pending",
+            task_token=task_token,
+            expires_at=expires_at,
+            purge_at=datetime.fromtimestamp(expires_at + _WAIT_KEEP_SECONDS, tz=UTC),
+        ).save(condition=PushRecord.item.does_not_exist() | (PushRecord.state == "pending"))
+
+    def redeem(self, tenant_id: str, nonce: str, user_id: str, now: int) -> Waiting:
+        """Use a pending push's token, once (one conditional write).
+
+        Raises:
+            LinkRejected: "invalid" when there is no such pending push for this member (replayed,
+                foreign, closed after its timeout, or expired).
+        """
+        rec = PushRecord(tenant_id, f"wait#{nonce}")
+        try:
+            rec.update(
+                actions=[PushRecord.state.set("used")],
+                condition=(PushRecord.state == "pending")
+                & (PushRecord.user_id == user_id)
+                & (PushRecord.expires_at > now),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == _CONDITION_FAILED:
+                raise LinkRejected("invalid", _USED) from exc
+            raise
+        return _to_waiting(rec)
+
+    def wait(self, tenant_id: str, nonce: str) -> Waiting | None:
+        try:
+            return _to_waiting(PushRecord.get(tenant_id, f"wait#{nonce}", consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def finish(self, tenant_id: str, nonce: str, result: Mapping[str, Any]) -> None:
+        """Keep a used push's result (the flow reads it when its task token was already gone)."""
+        PushRecord(tenant_id, f"wait#{nonce}").update(
+            actions=[PushRecord.result_json.set(json.dumps(dict(result), separators=(",", ":")))]
+        )
+
+    def close(self, tenant_id: str, nonce: str) -> Waiting | None:
+        """Give up a pending push (timeout or no device): its token stops working. Returns the row as it
+        is now (already "used" when a device won the race), or None when there is no such push."""
+        rec = PushRecord(tenant_id, f"wait#{nonce}")
+        try:
+            rec.update(actions=[PushRecord.state.set("closed")], condition=PushRecord.state == "pending")
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+        return self.wait(tenant_id, nonce)
+
+    def remove_wait(self, tenant_id: str, nonce: str) -> None:
+        try:
+            PushRecord(tenant_id, f"wait#{nonce}").delete(condition=PushRecord.item.exists())
+        except DeleteError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise

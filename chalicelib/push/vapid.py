@@ -1,0 +1,106 @@
+"""VAPID keys (RFC 8292): one P-256 key pair per deployment, kept in Secrets Manager.
+
+The secret holds JSON `{"public": <base64url uncompressed point>, "private": <base64url 32-byte
+scalar>}`; the public half is the `applicationServerKey` browsers subscribe with. `gangway vapid`
+creates it (devstack/cli.py). Generating needs only `cryptography`; pywebpush is not imported here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.errors import InfraError
+
+__all__ = ["VapidKeys", "VapidSource", "b64url", "b64url_decode"]
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url.
+
+    Raises:
+        ValueError: not base64url.
+    """
+    if not text or any(c not in _B64URL_CHARS for c in text):
+        raise ValueError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc
+
+
+_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass(frozen=True)
+class VapidKeys:
+    """A VAPID key pair as base64url text."""
+
+    public: str
+    private: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> VapidKeys:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        point = key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        return cls(
+            public=b64url(point), private=b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> VapidKeys:
+        """Parse the secret's value.
+
+        Raises:
+            InfraError: the secret is unset or malformed (run `gangway vapid`).
+        """
+        try:
+            data = json.loads(text)
+            public, private = str(data["public"]), str(data["private"])
+            if len(b64url_decode(public)) != 65 or len(b64url_decode(private)) != 32:
+                raise ValueError("wrong key sizes")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InfraError("the VAPID key secret is unset or malformed: run `gangway vapid`") from exc
+        return cls(public=public, private=private)
+
+    def to_json(self) -> str:
+        return json.dumps({"public": self.public, "private": self.private})
+
+
+class VapidSource:
+    """Reads the key pair from Secrets Manager once per container."""
+
+    def __init__(self, secrets: Callable[[], Any], secret_id: str) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._keys: VapidKeys | None = None
+        self._lock = threading.Lock()
+
+    def keys(self) -> VapidKeys:
+        """The deployment's key pair.
+
+        Raises:
+            InfraError: the secret is missing, unreadable or malformed.
+        """
+        with self._lock:
+            if self._keys is None:
+                try:
+                    value = self._secrets().get_secret_value(SecretId=self._secret_id)["SecretString"]
+                except Exception as exc:  # botocore ClientError or transport: not the caller's fault
+                    raise InfraError(f"cannot read the VAPID keys ({self._secret_id}): {exc}") from exc
+                self._keys = VapidKeys.from_json(str(value))
+            return self._keys

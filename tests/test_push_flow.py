@@ -1,0 +1,218 @@
+"""The web-push flow end to end (issue 7): /addip for an onboarded member → job → Step Functions (moto)
+→ steps Lambda → pywebpush → the push service stand-in on loopback, which decrypts the push with the
+browser's keys (http_ece) and plays the service worker by calling the authorise API → the waiting task
+is answered → the Discord reply (the stand-in's record) is edited with the authorised address."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chalicelib.access import LinkKind, TokenSealer
+from chalicelib.push import Preference, PushService
+from chalicelib.wiring import container
+from devstack.discord_user import Who, snowflake
+from devstack.push_service import Device, PushServiceStandIn
+from tests.access_helpers import authorize, make_tenant
+from tests.helpers import Harness
+
+SITE = "https://site.gangway.test"
+HOME = "203.0.113.7"
+
+
+def _service_worker(source_ip: str, answers: list[Any]) -> Callable[[Any], None]:
+    """What site/sw.js does on a push: POST the pushed token to the authorise API from the site's origin."""
+
+    def on_push(payload: Any) -> None:
+        answers.append(authorize(payload["token"], source_ip, headers={"Origin": SITE}))
+
+    return on_push
+
+
+def _onboard(push: PushService, tenant: str, user: str, device: Device, preference: str = "addip") -> None:
+    """What the page does after a successful /addip link: subscribe with that link's token."""
+    token = push_member_token(tenant, user)
+    push.subscribe(token, device.subscription, preference, int(time.time()))
+
+
+def push_member_token(tenant: str, user: str) -> str:
+    c = container()
+    token, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+        tenant_id=tenant, kind=LinkKind.MEMBER, issued_at=int(time.time()), lifetime_s=3600, user_id=user
+    )
+    return token
+
+
+def _edits(harness: Harness, token: str, wait: float, *, containing: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        edits = [
+            c
+            for c in harness.calls_for(token)
+            if c["method"] == "PATCH" and containing in json.dumps(c["json"])
+        ]
+        if edits:
+            return edits
+        time.sleep(0.1)
+    raise AssertionError(f"no edit containing {containing!r}: {harness.calls_for(token)}")
+
+
+def _member(harness: Harness) -> Who:
+    return Who(guild_id=harness.user.who.guild_id, user_id=snowflake(), permissions=0)
+
+
+@pytest.fixture
+def tenant(harness: Harness) -> str:
+    harness.command("setup")
+    return harness.user.who.guild_id or ""
+
+
+def test_addip_pushes_to_the_browser_which_authorises_itself_and_the_reply_shows_the_address(
+    harness: Harness,
+    tenant: str,
+    push_loopback: PushService,
+    push_standin: PushServiceStandIn,
+    steps_pump: Any,
+) -> None:
+    who = _member(harness)
+    answers: list[Any] = []
+    device = push_standin.device(on_push=_service_worker(HOME, answers))
+    _onboard(push_loopback, tenant, who.user_id, device)
+
+    payload, answer = harness.command("addip", who=who)
+    assert answer == {"type": 5, "data": {"flags": 64}}  # deferred, ephemeral: push latency exceeds 3 s
+    harness.run_jobs_for(payload["token"])
+    interim = _edits(harness, payload["token"], 5, containing="Asking your browser")
+    assert interim[0]["auth"] is None  # webhook edits carry no bot token
+
+    final = _edits(harness, payload["token"], 20, containing=HOME)[-1]["json"]
+    assert "✅" in final["content"] and "<t:" in final["content"]
+    assert final["components"][0]["components"][0]["url"].startswith(SITE + "/#g1.")  # another device
+
+    # The push service got one encrypted, VAPID-signed push with a TTL and high urgency.
+    [got] = device.received
+    assert got.headers["content-encoding"] == "aes128gcm" and got.headers["urgency"] == "high"
+    assert 0 < int(got.headers["ttl"]) <= 60
+    assert got.vapid is not None and got.vapid["aud"] == push_standin.url
+    assert got.vapid_key == push_loopback.public_key()
+    assert HOME.encode() not in got.body and b"g1." not in got.body  # the token travels encrypted
+    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g1.{tenant}.")
+    assert answers[0].status == 200 and answers[0].json["address"] == HOME
+    grant = container().access.member_grant(tenant, who.user_id, int(time.time()))
+    assert grant is not None and grant.address == HOME
+
+    # The pushed token was single use: the service worker's replay is refused and changes nothing.
+    replay = authorize(got.payload["token"], "198.51.100.99", headers={"Origin": SITE})
+    assert replay.status == 403 and replay.json["error"]["code"] == "invalid"
+    assert container().access.grants.get(tenant, "198.51.100.99") is None
+
+
+def test_a_gone_subscription_is_deleted_and_the_member_gets_the_link(
+    harness: Harness,
+    tenant: str,
+    push_loopback: PushService,
+    push_standin: PushServiceStandIn,
+    steps_pump: Any,
+) -> None:
+    who = _member(harness)
+    device = push_standin.device(status=410)
+    _onboard(push_loopback, tenant, who.user_id, device)
+    payload, answer = harness.command("addip", who=who)
+    assert answer["type"] == 5
+    harness.run_jobs_for(payload["token"])
+    final = _edits(harness, payload["token"], 20, containing="/#g1.")[-1]["json"]
+    assert "expired" in final["content"] and SITE + "/#g1." in final["content"]
+    assert len(device.received) == 1
+    assert push_loopback.store.subscriptions(tenant, who.user_id) == []  # deleted
+    # With no browser left, the next /addip answers with the link at once.
+    _, again = harness.command("addip", who=who)
+    assert again["type"] == 4 and SITE + "/#g1." in again["data"]["content"]
+
+
+def test_no_device_answering_in_time_gives_the_link_within_the_timeout(
+    harness: Harness,
+    tenant: str,
+    push_loopback: PushService,
+    push_standin: PushServiceStandIn,
+    steps_pump: Any,
+) -> None:
+    user = snowflake()
+    silent = push_standin.device()  # receives the push, but its service worker never answers
+    _onboard(push_loopback, tenant, user, silent)
+    interaction_token = f"aW50ZXJhY3Rpb24{snowflake()}"
+    flow = snowflake()
+    started = time.monotonic()
+    push_loopback.start(
+        tenant_id=tenant,
+        user_id=user,
+        flow=flow,
+        application_id=harness.user.application_id,
+        interaction_token=interaction_token,
+        timeout=3,
+    )
+    final = _edits(harness, interaction_token, 15, containing="didn't answer within 3 seconds")[-1]["json"]
+    elapsed = time.monotonic() - started
+    assert 3 <= elapsed < 12, elapsed
+    assert SITE + "/#g1." in final["content"]
+    assert len(silent.received) == 1
+    # The flow closed its push token: the device answering late lets nothing in.
+    late = authorize(silent.received[0].payload["token"], HOME, headers={"Origin": SITE})
+    assert late.status == 403 and late.json["error"]["code"] == "invalid"
+    assert container().access.grants.get(tenant, HOME) is None
+
+
+def test_a_foreign_or_forged_push_token_is_refused(
+    harness: Harness, tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    other = snowflake()
+    make_tenant(other)
+    c = container()
+    sealer = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id)
+    now = int(time.time())
+    user = snowflake()
+    # A push token nobody waits for (never pushed, e.g. sealed by hand or from another flow).
+    stray, _ = sealer.seal(tenant_id=tenant, kind=LinkKind.PUSH, issued_at=now, lifetime_s=60, user_id=user)
+    # Another tenant's pushed token relabelled as this tenant's.
+    theirs, _ = sealer.seal(tenant_id=other, kind=LinkKind.PUSH, issued_at=now, lifetime_s=60, user_id=user)
+    relabelled = theirs.replace(f"g1.{other}.", f"g1.{tenant}.")
+    for token in (stray, relabelled):
+        got = authorize(token, "198.51.100.5", headers={"Origin": SITE})
+        assert got.status == 403 and got.json["error"]["code"] == "invalid", got.json
+    assert c.access.grants.all(tenant) == [] and c.access.grants.all(other) == []
+
+
+def test_another_members_pending_push_cannot_be_redeemed_with_my_token(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    mine, theirs = snowflake(), snowflake()
+    _onboard(push_loopback, tenant, theirs, push_standin.device())
+    flow = snowflake()
+    push_loopback.send(tenant, theirs, flow=flow, task_token="t" * 40, timeout=30, now=int(time.time()))
+    c = container()
+    forged, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+        tenant_id=tenant,
+        kind=LinkKind.PUSH,
+        issued_at=int(time.time()),
+        lifetime_s=30,
+        user_id=mine,
+        nonce=flow,
+    )
+    got = authorize(forged, "198.51.100.6", headers={"Origin": SITE})
+    assert got.status == 403 and got.json["error"]["code"] == "invalid"
+    assert c.access.grants.all(tenant) == []
+
+
+def test_preference_off_and_start_choose_who_is_pushed_on_addip(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    off, start = snowflake(), snowflake()
+    _onboard(push_loopback, tenant, off, push_standin.device(), "off")
+    _onboard(push_loopback, tenant, start, push_standin.device(), "start")
+    assert not push_loopback.wants_push(tenant, off)
+    assert push_loopback.wants_push(tenant, start)
+    assert push_loopback.wants_push(tenant, start, Preference.START)
+    assert not push_loopback.wants_push(tenant, snowflake())
