@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.discord.rest import DiscordRest, Transport
     from chalicelib.games.api import GameStateApi
     from chalicelib.jobs import JobMessage, JobRunner
+    from chalicelib.lifecycle import Lifecycle
     from chalicelib.push import PushApi, PushService
     from chalicelib.tenancy import CredentialsBroker
     from chalicelib.tracing import Tracer
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
 
 # The modules that declare agent-event handlers (`@AGENT_EVENTS.on(...)`), imported by the first event.
-AGENT_EVENT_MODULES: tuple[str, ...] = ("chalicelib.access.agent_events",)
+AGENT_EVENT_MODULES: tuple[str, ...] = ("chalicelib.access.agent_events", "chalicelib.lifecycle.agent_events")
 
 logging.getLogger("chalicelib").setLevel(logging.INFO)
 
@@ -93,6 +94,7 @@ class Container:
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,
             push=lambda: self.push,
+            lifecycle=lambda: self.lifecycle,
         )
 
     @cached_property
@@ -122,6 +124,7 @@ class Container:
     @cached_property
     def step_registry(self) -> StepRegistry:
         """Every workflow step the app defines (domain modules declare into STEPS when imported)."""
+        import chalicelib.lifecycle  # noqa: F401 - declares the lifecycle steps
         from chalicelib.workflows import STEPS
 
         importlib.import_module("chalicelib.push.steps")  # declares the web-push flow's steps
@@ -134,6 +137,21 @@ class Container:
         from chalicelib.workflows import Workflows
 
         return Workflows(lambda: self.client("stepfunctions"), self.settings.workflows_prefix)
+
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        """What lifecycle steps, commands and agent events use (chalicelib/lifecycle)."""
+        from chalicelib.lifecycle import Lifecycle
+
+        return Lifecycle(
+            games=self.services.games,
+            tenants=self.services.tenants,
+            broker=self.broker,
+            rest=self.rest,
+            workflows=self.workflows,
+            sfn=lambda: self.client("stepfunctions"),
+            publisher=lambda: self.publisher,
+        )
 
     @cached_property
     def game_api(self) -> GameStateApi:

@@ -99,6 +99,7 @@ SURFACES = {
         "access",
         "accounts",
         "audit",
+        "games_lifecycle",
         "Services",
         "admin",
         "interaction_of_job",

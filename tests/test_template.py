@@ -247,7 +247,9 @@ def test_operator_secrets_are_kept_when_the_stack_goes_and_adopted_when_they_exi
 def test_each_workflow_file_becomes_a_state_machine_with_logging_and_tracing(
     with_workflow: dict[str, Any], template: dict[str, Any]
 ) -> None:
-    shipped = {p.name.removesuffix(".asl.json") for p in (ROOT / "chalicelib" / "workflows").glob("*.asl.json")}
+    shipped = {
+        p.name.removesuffix(".asl.json") for p in (ROOT / "chalicelib" / "workflows").glob("*.asl.json")
+    }
     in_tree = of_type(template, "AWS::StepFunctions::StateMachine").values()
     assert {m["Properties"]["StateMachineName"] for m in in_tree} == {f"gangway-{STAGE}-{s}" for s in shipped}
     machines = of_type(with_workflow, "AWS::StepFunctions::StateMachine")

@@ -182,6 +182,8 @@ def _check(asl: Mapping[str, Any], steps: StepRegistry) -> list[str]:
     transient errors and catches to a path that ends (no dangling Next)."""
     problems: list[str] = []
     states = asl["States"]
+    # A compensation step is where Catch clauses lead; it is the end of the line and needs no Catch.
+    catch_targets = {c["Next"] for st in states.values() for c in st.get("Catch", [])}
     for name, state in states.items():
         for key in ("Next", "Default"):
             if key in state and state[key] not in states:
@@ -199,7 +201,7 @@ def _check(asl: Mapping[str, Any], steps: StepRegistry) -> list[str]:
             problems.append(f"{name}: unknown step {step}")
         if not any(ERROR_TRANSIENT in r["ErrorEquals"] for r in state.get("Retry", [])):
             problems.append(f"{name}: no Retry for {ERROR_TRANSIENT}")
-        if "Catch" not in state and "Compensate" not in name:
+        if "Catch" not in state and name not in catch_targets:
             problems.append(f"{name}: no Catch to a compensation path")
     return problems
 

@@ -36,6 +36,8 @@ class Services:
     access: Callable[[], AccessService]
     # Web push (chalicelib/push): whether /addip may push to the member's browser; built on first use.
     push: Callable[[], Any]
+    # The game lifecycle's collaborators (workflows, Discord edits, agents), built on first use.
+    lifecycle: Callable[[], Any]
 
 
 class Context:

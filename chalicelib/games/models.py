@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.models import Model
 
 from chalicelib.config import settings
@@ -27,6 +27,20 @@ class GameRecord(Model):
     state = UnicodeAttribute(default="STOPPED")
     # The Step Functions execution that owns the current transition (its name is idempotent).
     execution = UnicodeAttribute(null=True)
+    # What to run: chosen at /newgame, changed with /editgame later.
+    instance_type = UnicodeAttribute(default="t3.medium")
+    spot = BooleanAttribute(default=False)
+    on_demand_fallback = BooleanAttribute(default=True)
+    disk_gb = NumberAttribute(default=12)
+    preload = UnicodeAttribute(default="off")
+    # What runs now (empty while stopped) and the newest complete snapshot: the game's data at rest.
+    instance_id = UnicodeAttribute(null=True)
+    volume_id = UnicodeAttribute(null=True)
+    zone = UnicodeAttribute(null=True)
+    address = UnicodeAttribute(null=True)
+    snapshot_id = UnicodeAttribute(null=True)
+    # The task token of a workflow step waiting on this game's agent (ready, saved).
+    task_token = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

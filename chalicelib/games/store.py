@@ -45,6 +45,24 @@ class Game:
     created_at: float
     updated_at: float
     version: int
+    instance_type: str = "t3.medium"
+    spot: bool = False
+    on_demand_fallback: bool = True
+    disk_gb: int = 12
+    preload: str = "off"
+    instance_id: str | None = None
+    volume_id: str | None = None
+    zone: str | None = None
+    address: str | None = None
+    snapshot_id: str | None = None
+    task_token: str | None = None
+    execution: str | None = None
+
+
+# Resource fields a workflow step may record on the game row (never its state: that is transition()).
+RESOURCE_FIELDS = frozenset(
+    {"instance_id", "volume_id", "zone", "address", "snapshot_id", "task_token", "execution"}
+)
 
 
 def _to_game(rec: GameRecord) -> Game:
@@ -56,6 +74,18 @@ def _to_game(rec: GameRecord) -> Game:
         created_at=float(rec.created_at),
         updated_at=float(rec.updated_at),
         version=int(rec.version or 0),
+        instance_type=rec.instance_type,
+        spot=bool(rec.spot),
+        on_demand_fallback=bool(rec.on_demand_fallback),
+        disk_gb=int(rec.disk_gb),
+        preload=rec.preload,
+        instance_id=rec.instance_id,
+        volume_id=rec.volume_id,
+        zone=rec.zone,
+        address=rec.address,
+        snapshot_id=rec.snapshot_id,
+        task_token=rec.task_token,
+        execution=rec.execution,
     )
 
 
@@ -131,3 +161,47 @@ class GameStore:
                 f"{to.word} from there right now."
             ) from exc
         return _to_game(rec)
+
+    def record(self, tenant_id: str, name: str, **fields: str | None) -> Game:
+        """Record (or clear, with None) resource fields of a game, e.g. the volume a step created.
+
+        Raises:
+            ValueError: a field that is not a resource field.  NotFound: no such game.
+        """
+        unknown = set(fields) - RESOURCE_FIELDS
+        if unknown:
+            raise ValueError(f"not resource fields: {sorted(unknown)}")
+        attrs = {k: getattr(GameRecord, k) for k in fields}
+        actions: list[Action] = [
+            attrs[k].set(v) if v is not None else attrs[k].remove() for k, v in fields.items()
+        ]
+        actions.append(GameRecord.updated_at.set(int(time.time())))
+        try:
+            rec = GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+        rec.update(actions=actions)
+        return _to_game(rec)
+
+    def configure(
+        self, tenant_id: str, name: str, *, instance_type: str, spot: bool, disk_gb: int, preload: str
+    ) -> Game:
+        """Set what a game runs on (only while stopped: it applies at the next start)."""
+        try:
+            rec = GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+        rec.update(
+            actions=[
+                GameRecord.instance_type.set(instance_type),
+                GameRecord.spot.set(spot),
+                GameRecord.disk_gb.set(disk_gb),
+                GameRecord.preload.set(preload),
+                GameRecord.updated_at.set(int(time.time())),
+            ]
+        )
+        return _to_game(rec)
+
+    def transition_note(self, tenant_id: str, name: str, *, execution: str) -> Game:
+        """Remember which workflow execution owns the current transition."""
+        return self.record(tenant_id, name, execution=execution)

@@ -1,0 +1,143 @@
+"""/newgame, /start and /stop: create a game, and start or stop it through its workflows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from chalicelib.commands.catalogue import GameName, registry
+from chalicelib.commands.context import Context
+from chalicelib.discord import (
+    ActionRow,
+    Length,
+    Level,
+    Modal,
+    Reply,
+    SelectOption,
+    StringSelect,
+    TextInput,
+    Update,
+)
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.games import Game, GameState, check_name
+from chalicelib.lifecycle import Lifecycle, begin_start, begin_stop, reply_ref
+from chalicelib.tenancy import Usage, plan_named
+
+__all__ = ["create_game", "newgame", "start", "stop"]
+
+
+def _lc(ctx: Context) -> Lifecycle:
+    lc: Lifecycle = ctx.services.lifecycle()
+    return lc
+
+
+def _find(ctx: Context, name: str) -> Game:
+    game = ctx.services.games.get(ctx.tenant_id, check_name(name))
+    if game is None:
+        raise NotFound(f"The game `{name}` does not exist on this server. `/games` lists the ones that do.")
+    return game
+
+
+@registry.command(level=Level.ADMIN)
+def newgame(ctx: Context, name: Annotated[str, Length(2, 32)] | None = None) -> Modal:
+    """Create a new game server (a form asks for its name and description).
+
+    Args:
+        name: The game's short name, e.g. valheim
+    """
+    return Modal(
+        "games:create",
+        "New game",
+        (
+            TextInput(
+                "name",
+                "Short name (lowercase letters, digits, -)",
+                value=name or "",
+                min_length=2,
+                max_length=32,
+                placeholder="valheim",
+            ),
+            TextInput(
+                "description",
+                "Description",
+                required=False,
+                max_length=100,
+                placeholder="Viking survival with friends",
+            ),
+        ),
+    )
+
+
+@registry.route("games:create", level=Level.ADMIN)
+def create_game(ctx: Context) -> Reply:
+    """The /newgame form was submitted."""
+    fields = ctx.interaction.fields
+    name = check_name(str(fields.get("name", "")).strip().lower())
+    description = str(fields.get("description", "")).strip()
+    tenant = ctx.services.tenants.require(ctx.tenant_id)
+    plan = plan_named(tenant.plan)
+    games = ctx.services.games.all(ctx.tenant_id)
+    plan.check_new_game(Usage(games=len(games), running=0))
+    game = ctx.services.games.create(
+        ctx.tenant_id, name, description=description, created_by=ctx.interaction.user_id
+    )
+    plan.check_instance(game.instance_type)
+    return Reply(
+        content=f"🎮 Created **{game.name}**"
+        + (f" ({description})" if description else "")
+        + f": `{game.instance_type}`, {game.disk_gb} GB disk, on-demand. It starts empty: start it with "
+        f"`/start game:{game.name}`, then install the server through `/files` or `/terminal`.",
+    )
+
+
+@registry.command(level=Level.MAIN)
+def start(ctx: Context, game: GameName | None = None) -> Reply:
+    """Start a game server.
+
+    Args:
+        game: The game to start
+    """
+    if game is None:
+        stopped = [g for g in ctx.services.games.all(ctx.tenant_id) if g.state is GameState.STOPPED]
+        if not stopped:
+            return Reply(
+                content="No game is stopped right now. `/games` shows what each one is doing.", ephemeral=True
+            )
+        options = tuple(SelectOption(g.name, g.name, g.description[:100]) for g in stopped[:25])
+        return Reply(
+            content="Which game?",
+            ephemeral=True,
+            components=(ActionRow((StringSelect("games:start", options, placeholder="Pick a game"),)),),
+        )
+    return _start(ctx, _find(ctx, game))
+
+
+@registry.route("games:start", level=Level.MAIN)
+def start_picked(ctx: Context) -> Update:
+    """A game was picked from /start's select."""
+    reply = _start(ctx, _find(ctx, (ctx.interaction.values or ("",))[0]))
+    return Update(content=reply.content)
+
+
+def _start(ctx: Context, game: Game) -> Reply:
+    if game.state is not GameState.STOPPED:
+        raise Conflict(f"**{game.name}** is {game.state.word}, so it can't be started now.")
+    it = ctx.interaction
+    begin_start(_lc(ctx), game, reply=reply_ref(it.application_id, it.token))
+    return Reply(content=f"⏳ Starting **{game.name}**…")
+
+
+@registry.command(level=Level.MAIN)
+def stop(ctx: Context, game: GameName) -> Reply:
+    """Stop a running game server (its world is saved and snapshotted first).
+
+    Args:
+        game: The game to stop
+    """
+    found = _find(ctx, game)
+    if found.state is not GameState.RUNNING:
+        raise Conflict(f"**{found.name}** is {found.state.word}; only a running game can be stopped.")
+    it = ctx.interaction
+    begin_stop(
+        _lc(ctx), found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"
+    )
+    return Reply(content=f"⏳ Stopping **{found.name}**…")

@@ -1,0 +1,207 @@
+"""EC2 and EBS for one tenant's game, through the credentials broker's audited clients.
+
+A thin typed gateway (lesson L10): it turns EC2's vocabulary into the few operations the lifecycle
+needs, tags everything it creates for gangway (the customer role can only touch tagged resources),
+and turns capacity errors into `CapacityError` so the workflow can try the next option.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from chalicelib.errors import InfraError
+
+__all__ = ["CAPACITY_ERRORS", "CapacityError", "Ec2Gateway", "Launch", "Placement", "tags_for"]
+
+# EC2 error codes that mean "not here, not now": try another zone, type or market.
+CAPACITY_ERRORS: Final = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "InsufficientFreeAddressesInSubnet",
+        "Unsupported",
+    }
+)
+# Any AMI id works in the emulator; in AWS the deployment configures a current Ubuntu image.
+DEFAULT_AMI: Final = "ami-12c6146b"
+
+
+class CapacityError(InfraError):
+    """EC2 has no capacity for this launch option right now."""
+
+
+def tags_for(tenant_id: str, game: str, role: str) -> list[dict[str, str]]:
+    """The tags on everything gangway creates: who it belongs to, and what it is."""
+    return [
+        {"Key": "gangway", "Value": f"{tenant_id}/{game}"},
+        {"Key": "gangway:tenant", "Value": tenant_id},
+        {"Key": "gangway:game", "Value": game},
+        {"Key": "gangway:role", "Value": role},
+    ]
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a launch may go: an availability zone and its instance type."""
+
+    zone: str
+    instance_type: str
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What was started."""
+
+    instance_id: str
+    zone: str
+    instance_type: str
+    spot: bool
+
+
+class Ec2Gateway:
+    """EC2/EBS operations for one tenant; `client` is an audited boto3 EC2 client."""
+
+    def __init__(self, client: Any, *, tenant_id: str, game: str) -> None:
+        self._ec2 = client
+        self._tenant = tenant_id
+        self._game = game
+
+    def _tags(self, kind: str, role: str) -> list[dict[str, Any]]:
+        return [{"ResourceType": kind, "Tags": tags_for(self._tenant, self._game, role)}]
+
+    def zones(self) -> list[str]:
+        answer = self._ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])
+        return sorted(z["ZoneName"] for z in answer["AvailabilityZones"])
+
+    def create_volume(
+        self, *, zone: str, size_gb: int, snapshot_id: str | None, token: str, init_rate: int | None = None
+    ) -> str:
+        """A gp3 data volume, empty or from `snapshot_id`; `token` makes a retried call idempotent."""
+        params: dict[str, Any] = {
+            "AvailabilityZone": zone,
+            "VolumeType": "gp3",
+            "Size": size_gb,
+            "ClientToken": token[:64],
+            "TagSpecifications": self._tags("volume", "data"),
+        }
+        if snapshot_id:
+            params["SnapshotId"] = snapshot_id
+        if init_rate:
+            params["VolumeInitializationRate"] = init_rate
+        return str(self._ec2.create_volume(**params)["VolumeId"])
+
+    def volume_state(self, volume_id: str) -> str:
+        volumes = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+        return str(volumes[0]["State"]) if volumes else "deleted"
+
+    def run(self, options: Sequence[Placement], *, spot: bool, user_data: str, token: str) -> Launch:
+        """Launch in the first option with capacity; one-time Spot requests only, never persistent.
+
+        Raises:
+            CapacityError: no option had capacity.
+        """
+        errors = []
+        for n, option in enumerate(options):
+            params: dict[str, Any] = {
+                "ImageId": DEFAULT_AMI,
+                "InstanceType": option.instance_type,
+                "MinCount": 1,
+                "MaxCount": 1,
+                "Placement": {"AvailabilityZone": option.zone},
+                "UserData": base64.b64encode(user_data.encode()).decode(),
+                "ClientToken": f"{token}-{n}"[:64],
+                "TagSpecifications": self._tags("instance", "server"),
+                "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            }
+            if spot:
+                params["InstanceMarketOptions"] = {
+                    "MarketType": "spot",
+                    "SpotOptions": {
+                        "SpotInstanceType": "one-time",
+                        "InstanceInterruptionBehavior": "terminate",
+                    },
+                }
+            try:
+                instance = self._ec2.run_instances(**params)["Instances"][0]
+            except Exception as exc:
+                if _code(exc) in CAPACITY_ERRORS:
+                    errors.append(f"{option.instance_type} in {option.zone}: {_code(exc)}")
+                    continue
+                raise
+            return Launch(str(instance["InstanceId"]), option.zone, option.instance_type, spot)
+        market = "Spot" if spot else "on-demand"
+        raise CapacityError(f"no {market} capacity: " + "; ".join(errors))
+
+    def instance(self, instance_id: str) -> Mapping[str, Any] | None:
+        reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        for reservation in reservations:
+            for instance in reservation["Instances"]:
+                return dict(instance)
+        return None
+
+    def attach(self, volume_id: str, instance_id: str) -> None:
+        self._ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+
+    def snapshot(self, volume_id: str, *, description: str, manual: bool = False) -> str:
+        answer = self._ec2.create_snapshot(
+            VolumeId=volume_id,
+            Description=description[:255],
+            TagSpecifications=self._tags("snapshot", "manual-backup" if manual else "data"),
+        )
+        return str(answer["SnapshotId"])
+
+    def snapshot_state(self, snapshot_id: str) -> str:
+        snaps = self._ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        return str(snaps[0]["State"]) if snaps else "missing"
+
+    def snapshots(self) -> list[Mapping[str, Any]]:
+        """This game's snapshots, newest first (by tag: never another game's or another tenant's)."""
+        answer = self._ec2.describe_snapshots(
+            OwnerIds=["self"],
+            Filters=[{"Name": "tag:gangway", "Values": [f"{self._tenant}/{self._game}"]}],
+        )
+        return sorted(answer["Snapshots"], key=lambda s: s["StartTime"], reverse=True)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+    def detach_and_delete_volume(self, volume_id: str) -> None:
+        """Delete the volume (detaching first if needed); a volume already gone is fine."""
+        try:
+            state = self.volume_state(volume_id)
+            if state == "in-use":
+                self._ec2.detach_volume(VolumeId=volume_id, Force=True)
+            self._ec2.delete_volume(VolumeId=volume_id)
+        except Exception as exc:
+            if _code(exc) not in {"InvalidVolume.NotFound"}:
+                raise
+
+    def terminate(self, instance_id: str) -> None:
+        """Terminate the instance; one already gone is fine."""
+        try:
+            self._ec2.terminate_instances(InstanceIds=[instance_id])
+        except Exception as exc:
+            if _code(exc) not in {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}:
+                raise
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Instances (not terminated) and volumes of this game: for checks that nothing is orphaned."""
+        tag = [{"Name": "tag:gangway", "Values": [f"{self._tenant}/{self._game}"]}]
+        instances = [
+            i["InstanceId"]
+            for r in self._ec2.describe_instances(Filters=tag)["Reservations"]
+            for i in r["Instances"]
+            if i["State"]["Name"] not in ("terminated", "shutting-down")
+        ]
+        volumes = [v["VolumeId"] for v in self._ec2.describe_volumes(Filters=tag)["Volumes"]]
+        return {"instances": instances, "volumes": volumes}

@@ -1,0 +1,67 @@
+"""What the lifecycle does when a game's agent speaks: ready, the answer to "stop", idle and Spot."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
+from chalicelib.errors import Conflict
+from chalicelib.games import GameState
+from chalicelib.lifecycle.control import begin_stop
+from chalicelib.lifecycle.deps import Lifecycle
+
+__all__ = ["on_gone", "on_ready", "on_stop_reply"]
+
+log = logging.getLogger(__name__)
+
+
+def _lc(services: Any) -> Lifecycle:
+    lc: Lifecycle = services.lifecycle()
+    return lc
+
+
+@AGENT_EVENTS.on("ready")
+def on_ready(event: AgentEvent, services: Any) -> None:
+    """A starting game's agent is up: finish the StartGame workflow's wait."""
+    lc = _lc(services)
+    game = lc.games.get(event.tenant_id, event.game)
+    if game is None or game.state is not GameState.STARTING or not game.task_token:
+        return
+    lc.games.record(event.tenant_id, event.game, task_token=None)
+    lc.complete(
+        game.task_token,
+        {"agent": str(event.body.get("version", "")), "game_running": bool(event.body.get("game_running"))},
+    )
+
+
+@AGENT_EVENTS.on("game.stop.reply")
+@AGENT_EVENTS.on("error")
+def on_stop_reply(event: AgentEvent, services: Any) -> None:
+    """The agent stopped (and flushed) the game, or could not: either way the snapshot goes ahead."""
+    lc = _lc(services)
+    game = lc.games.get(event.tenant_id, event.game)
+    if game is None or game.state is not GameState.STOPPING or not game.task_token:
+        return
+    lc.games.record(event.tenant_id, event.game, task_token=None)
+    if event.type == "error":
+        lc.fail(game.task_token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
+    else:
+        lc.complete(
+            game.task_token, {"exit_code": event.body.get("exit_code"), "killed": event.body.get("killed")}
+        )
+
+
+@AGENT_EVENTS.on("idle.shutdown")
+@AGENT_EVENTS.on("spot.notice")
+def on_gone(event: AgentEvent, services: Any) -> None:
+    """Nobody plays, or AWS takes the Spot instance back: save and snapshot now."""
+    lc = _lc(services)
+    game = lc.games.get(event.tenant_id, event.game)
+    if game is None or game.state is not GameState.RUNNING:
+        return
+    reason = "idle" if event.type == "idle.shutdown" else "spot interruption"
+    try:
+        begin_stop(lc, game, reply=None, reason=reason, save_timeout=60 if reason != "idle" else 0)
+    except Conflict:
+        log.info("%s/%s: already stopping", event.tenant_id, event.game)

@@ -1,0 +1,84 @@
+"""Starting and stopping games: one conditional transition, then one idempotent workflow execution.
+
+Of two /start of the same game at once, the transition lets exactly one through; the execution's
+name is derived from the game's version, so even a retried call starts nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from chalicelib.games import Game, GameState
+from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.tenancy import Usage, plan_named
+
+__all__ = ["AGENT_TIMEOUT_SECONDS", "SAVE_TIMEOUT_SECONDS", "begin_start", "begin_stop", "reply_ref"]
+
+AGENT_TIMEOUT_SECONDS: Final = 600
+SAVE_TIMEOUT_SECONDS: Final = 300
+
+
+def reply_ref(application_id: str, token: str) -> dict[str, Any]:
+    """Where a workflow edits its progress: the interaction's reply, while its token lives."""
+    return {"application_id": application_id, "token": token, "at": time.time()}
+
+
+def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0) -> str:
+    """STOPPED → STARTING and the StartGame execution; returns the execution ARN.
+
+    Raises:
+        Conflict: the game is not stopped any more (someone else started it).  Forbidden: plan limit.
+    """
+    games = lc.games.all(game.tenant_id)
+    # Other games only: this one's own state is decided by the conditional transition below.
+    running = sum(g.state is not GameState.STOPPED for g in games if g.name != game.name)
+    plan_named(lc.tenants.require(game.tenant_id).plan).check_start(Usage(games=len(games), running=running))
+    moved = lc.games.transition(
+        game.tenant_id, game.name, to=GameState.STARTING, expected_version=game.version
+    )
+    name = f"start-{game.tenant_id}-{game.name}-{moved.version}"
+    arn = lc.workflows.start(
+        "start-game",
+        name=name,
+        input={
+            "tenant": game.tenant_id,
+            "game": game.name,
+            "execution": name,
+            "spot": game.spot,
+            "on_demand_fallback": game.on_demand_fallback,
+            "agent_timeout": agent_timeout or AGENT_TIMEOUT_SECONDS,
+            "reply": dict(reply or {}),
+        },
+    )
+    lc.games.transition_note(game.tenant_id, game.name, execution=arn)
+    return arn
+
+
+def begin_stop(
+    lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, reason: str, save_timeout: int = 0
+) -> str:
+    """RUNNING → STOPPING and the StopGame execution; returns the execution ARN.
+
+    Raises:
+        Conflict: the game is not running any more.
+    """
+    moved = lc.games.transition(
+        game.tenant_id, game.name, to=GameState.STOPPING, expected_version=game.version
+    )
+    name = f"stop-{game.tenant_id}-{game.name}-{moved.version}"
+    arn = lc.workflows.start(
+        "stop-game",
+        name=name,
+        input={
+            "tenant": game.tenant_id,
+            "game": game.name,
+            "execution": name,
+            "reason": reason,
+            "save_timeout": save_timeout or SAVE_TIMEOUT_SECONDS,
+            "reply": dict(reply or {}),
+        },
+    )
+    lc.games.transition_note(game.tenant_id, game.name, execution=arn)
+    return arn
