@@ -50,6 +50,11 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "states:SendTaskFailure",
         "states:SendTaskHeartbeat",
         "states:ListStateMachines",
+        # EC2 Describe* actions have no resource-level permissions (Service Authorization Reference, EC2).
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeSnapshots",
+        "ec2:DescribeAvailabilityZones",
     }
 )
 
@@ -63,6 +68,16 @@ _PSEUDO: Final = {
 }
 # Condition keys that pin a statement to named resources when the resource ARN cannot.
 _SCOPING_CONDITION_KEYS: Final = frozenset({"kms:ResourceAliases", "kms:RequestAlias"})
+# EC2 resources have generated ids: gangway's are the ones tagged `gangway` (every create call must
+# tag, every change needs the tag), and tags may be written only by those create calls.
+_TAG_CONDITION_KEYS: Final = frozenset(
+    {"aws:ResourceTag/gangway", "aws:RequestTag/gangway", "ec2:CreateAction"}
+)
+# The tenancy broker assumes the role a customer's quick-create stack made (gangway-access-*) in
+# accounts gangway cannot know in advance; the per-tenant ExternalId guards it (DESIGN.md section 2).
+_CUSTOMER_ROLE: Final = re.compile(r"^arn:aws:iam::\*:role/gangway-access-\*$")
+# What a launch uses without creating it: RunInstances needs permission on the image, subnet and group.
+_LAUNCH_INPUTS: Final = ("image/", "subnet/", "security-group/")
 _ARN: Final = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<rest>.+)$"
 )
@@ -101,7 +116,7 @@ def _scope_name(value: Any, stage: str) -> Any:
 
 
 def _scope_resource(resource: Any, stage: str) -> Any:
-    if not isinstance(resource, str):
+    if not isinstance(resource, str) or _CUSTOMER_ROLE.match(resource):
         return resource
     m = _ARN.match(resource)
     if m is None:
@@ -149,6 +164,8 @@ def _condition_names_ours(condition: Mapping[str, Any], stage: str | None) -> bo
     to control access to KMS keys").
     """
     ours = "gangway-" if stage is None else f"gangway-{stage}-"
+    if any(key in _TAG_CONDITION_KEYS for test in condition.values() for key in test):
+        return True
     return any(
         isinstance(v, str) and ours in v
         for test in condition.values()
@@ -187,9 +204,17 @@ def _text_problem(
         return f'"Resource": "*" for {sorted(set(actions) - NO_RESOURCE_LEVEL)}, which can be scoped'
     if _RESOURCE_REF.match(text):
         return None  # a resource of the stack (an object path after it, like "/*", stays inside it)
+    if _CUSTOMER_ROLE.match(text) and set(actions) == {"sts:AssumeRole"}:
+        return None
     m = _ARN.match(text)
     if m is None:
         return f"resource {text!r} is not an ARN"
+    if (
+        m["service"] == "ec2"
+        and set(actions) == {"ec2:RunInstances"}
+        and m["rest"].startswith(_LAUNCH_INPUTS)
+    ):
+        return None
     if stage is not None and "*" in (m["region"], m["account"]):
         return f"resource {text!r} leaves the region or account open"
     rest = m["rest"]

@@ -49,3 +49,24 @@ def test_policies_name_actions_and_scope_resources(path: Path) -> None:
         if "*" in resources:
             # Only actions without resource-level permissions may use "*".
             assert all(a in NO_RESOURCE_LEVEL for a in actions), f"{path.name}: unscoped {stmt['Sid']}"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::*:role/*"},
+        {"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "arn:aws:ec2:*:*:instance/*"},
+        {
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances", "ec2:TerminateInstances"],
+            "Resource": "arn:aws:ec2:*::image/*",
+        },
+        {"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "*"},
+    ],
+)
+def test_policy_check_still_refuses_what_the_ec2_and_customer_role_rules_do_not_cover(
+    statement: dict[str, Any],
+) -> None:
+    from deploy.policy import policy_problems
+
+    assert policy_problems({"Statement": [statement]}, "probe", stage="dev")
