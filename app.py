@@ -135,3 +135,12 @@ def game_transition(tenant: str, name: str) -> Response:
 
 def _reply(reply: HttpReply) -> Response:
     return Response(body=reply.body.decode(), status_code=reply.status, headers=dict(reply.headers))
+
+
+# -- EC2's own events: the Spot interruption warning starts the stop path at once ---------------------
+
+
+@app.on_cw_event({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
+def ec2_events(event: CloudWatchEvent) -> None:
+    wiring.container().on_ec2_event(event.to_dict())
+

@@ -153,6 +153,12 @@ class Container:
             publisher=lambda: self.publisher,
         )
 
+    def on_ec2_event(self, event: dict[str, Any]) -> str:
+        """EventBridge EC2 events (chalicelib/lifecycle/ec2_events.py)."""
+        from chalicelib.lifecycle.ec2_events import on_ec2_event
+
+        return on_ec2_event(event, self.lifecycle, self.client("ec2"))
+
     @cached_property
     def game_api(self) -> GameStateApi:
         """The internal game-state API (IAM-authorised routes in app.py)."""

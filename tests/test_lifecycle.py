@@ -243,3 +243,43 @@ def test_start_and_stop_refuse_games_in_the_wrong_state(harness: Harness, tenant
     member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
     _, answer = harness.command("start", who=member, game="skyrim")
     assert "main** role" in answer["data"]["content"]
+
+
+def test_the_eventbridge_spot_warning_starts_the_stop_path(harness: Harness, tenant: str) -> None:
+    _create(harness, "palworld")
+    _start_until_running(harness, tenant, "palworld")
+    game = _game(tenant, "palworld")
+    event = {
+        "version": "0",
+        "id": snowflake(),
+        "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2",
+        "account": "123456789012",
+        "time": "2026-11-27T06:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{game.instance_id}"],
+        "detail": {"instance-id": game.instance_id, "instance-action": "terminate"},
+    }
+    app_module.ec2_events(event, LambdaContext("ec2_events"))
+    assert _game(tenant, "palworld").state is GameState.STOPPING
+    _pump_steps(lambda: bool(_game(tenant, "palworld").task_token))
+    _event(tenant, "palworld", "game.stop.reply", {"was_running": True, "exit_code": 0, "killed": False})
+    _pump_steps(lambda: _game(tenant, "palworld").state is GameState.STOPPED)
+    assert _game(tenant, "palworld").snapshot_id
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [{}, {"instance-id": 42}, {"instance-id": "not-an-instance"}, {"instance-id": "i-0000000000000dead"}],
+)
+def test_spot_warnings_that_name_no_running_game_change_nothing(
+    emulator: Any, detail: dict[str, Any]
+) -> None:
+    from chalicelib.lifecycle.ec2_events import on_ec2_event
+
+    event = {"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "detail": detail}
+    outcome = on_ec2_event(event, container().lifecycle, container().client("ec2"))
+    assert outcome in {"malformed", "unknown-instance", "not-ours"}
+    assert (
+        on_ec2_event({"source": "aws.ec2", "detail-type": "Other"}, container().lifecycle, None) == "ignored"
+    )

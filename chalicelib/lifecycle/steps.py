@@ -247,6 +247,8 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     deps, game = _deps(ctx), _game(ctx)
     ec2 = deps.ec2(game, actor="workflow:stop")
     snap = data["snapshot"]["snapshot_id"] or game.snapshot_id
+    # The complete snapshot is the game's data now: record it before anything is deleted.
+    game = deps.games.record(ctx.tenant_id, ctx.game, snapshot_id=snap)
     if game.instance_id:
         ec2.terminate(game.instance_id)
     if game.volume_id and data["snapshot"]["snapshot_id"]:
