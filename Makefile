@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-1
 SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium
 STAGE ?= dev
 
-.PHONY: venv system-deps test lint typecheck pytest run bench register package deploy-app clean \
+.PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
 	template deploy destroy rotate-token cost
 
 $(STAMP): $(REQS)
@@ -57,13 +57,12 @@ bench: venv system-deps
 register: venv
 	$(BIN)/gangway register $(if $(GUILD),--guild $(GUILD),)
 
-# app.py binds the jobs handler to the stage's queue name when Chalice imports it, so export it here.
+# `chalice package` alone, with the stage's queue names exported (app.py binds each SQS handler to its
+# queue when Chalice imports it); `make template` / `make deploy` are the whole system.
 package: venv
-	JOBS_QUEUE=gangway-$(STAGE)-jobs AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} \
-	  $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
-
-deploy-app: venv
-	JOBS_QUEUE=gangway-$(STAGE)-jobs $(BIN)/chalice deploy --stage $(STAGE)
+	env $$($(BIN)/python -c "from deploy.template import Stage, queue_names; \
+	  print(' '.join(f'{k}={v}' for k, v in queue_names(Stage.load('$(STAGE)')).items()))") \
+	  AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
 
 # The whole system as one CloudFormation stack per stage (deploy/, README "Deploying").
 # template: build/$(STAGE)/sam.json = deploy/template.py's resources merged into Chalice's package.

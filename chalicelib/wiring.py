@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.config import Settings, settings
 from chalicelib.discord.endpoint import InteractionEndpoint
@@ -37,6 +38,9 @@ __all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
 # The modules that declare agent-event handlers (`@AGENT_EVENTS.on(...)`), imported by the first event.
 AGENT_EVENT_MODULES: tuple[str, ...] = ("chalicelib.access.agent_events", "chalicelib.lifecycle.agent_events")
 
+# How long a warm container trusts the bot token it read (rotation: README "Deploying").
+BOT_TOKEN_MAX_AGE: Final = 300.0
+
 logging.getLogger("chalicelib").setLevel(logging.INFO)
 
 
@@ -49,6 +53,7 @@ class Container:
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._bot_token: str | None = None
+        self._bot_token_at = 0.0
         self._hosting_account: str | None = None
 
     @cached_property
@@ -311,14 +316,20 @@ class Container:
         return sqs
 
     def bot_token(self) -> str | None:
-        """The bot token: from the environment locally, from Secrets Manager in AWS (read once)."""
+        """The bot token: from the environment locally, from Secrets Manager in AWS.
+
+        Cached for five minutes, so a rotated token reaches warm containers by itself.
+        """
         if self.settings.discord_bot_token:
             return self.settings.discord_bot_token
-        if self._bot_token is None and self.settings.discord_bot_token_secret:
+        if self.settings.discord_bot_token_secret and (
+            self._bot_token is None or time.monotonic() - self._bot_token_at > BOT_TOKEN_MAX_AGE
+        ):
             secret = self.client("secretsmanager").get_secret_value(
                 SecretId=self.settings.discord_bot_token_secret
             )
             self._bot_token = str(secret["SecretString"]).strip()
+            self._bot_token_at = time.monotonic()
         return self._bot_token
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from deploy.template import ROOT, SECRETS, UNSET_SECRET, Stage
+from deploy.template import ROOT, SECRETS, UNSET_SECRET, Stage, queue_names
 
 __all__ = [
     "EMULATOR_SKIPS",
@@ -189,9 +189,11 @@ class Deployment:
             str(merge),
             str(out),
         ]
-        # The generator reads the stage's environment itself; Chalice needs the queue name exported.
-        env = {k: v for k, v in self.env.items() if k != "JOBS_QUEUE"} | {"AWS_DEFAULT_REGION": self.region}
-        chalice_env = env | {"JOBS_QUEUE": Stage.load(self.stage).jobs_queue}
+        # The generator reads the stage's environment itself; Chalice needs every queue name exported,
+        # because app.py binds each SQS handler to its queue when Chalice imports it.
+        queues = queue_names(Stage.load(self.stage))
+        env = {k: v for k, v in self.env.items() if k not in queues} | {"AWS_DEFAULT_REGION": self.region}
+        chalice_env = env | queues
         for cmd, cmd_env in ((gen, env), (chalice, chalice_env)):
             self.say("$ " + " ".join(cmd))
             if not self.dry_run:
