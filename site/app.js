@@ -22,6 +22,9 @@ const TEXT = {
 };
 
 let lastAction = null;
+// The member link this page just used: it binds a push subscription to that member (POST /push/subscribe).
+// Kept in memory only, like the link itself.
+let memberToken = null;
 
 function show(state, extra = {}) {
   const [title, message] = TEXT[state];
@@ -45,6 +48,7 @@ function show(state, extra = {}) {
     $("games").classList.toggle("note", Boolean(details.gamesNote));
   }
   $("howto").hidden = !extra.howto;
+  $("push").hidden = true; // offerPush() shows it again where it applies
   $("retry").hidden = !extra.retry;
   if (state !== "working" && state !== "checking") {
     $("title").focus({ preventScroll: true });
@@ -133,6 +137,8 @@ async function authorize(token) {
     details: { address: b.address, expires_at: b.expires_at, games: gamesText(b), gamesNote: !b.games.length },
     howto: true,
   });
+  memberToken = b.kind === "member" ? token : null;
+  offerPush();
 }
 
 async function check() {
@@ -165,6 +171,125 @@ async function check() {
     message: `This IP address can reach the game servers of ${count} Discord server${count === 1 ? "" : "s"} using gangway.`,
     howto: true,
   });
+  offerPush();
+}
+
+// -- web push: "authorise automatically next time" (issue 7) ------------------------------------------
+
+function pushSupported() {
+  return "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+}
+
+function pushStatus(text, tone = "") {
+  const el = $("push-status");
+  el.textContent = text;
+  el.dataset.tone = tone;
+}
+
+async function currentSubscription() {
+  const reg = await navigator.serviceWorker.getRegistration();
+  return reg ? reg.pushManager.getSubscription() : null;
+}
+
+function keyBytes(b64url) {
+  const b64 = b64url.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((b64url.length + 3) % 4);
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+function sameKey(sub, key) {
+  const current = sub.options && sub.options.applicationServerKey;
+  if (!current) return false;
+  const a = new Uint8Array(current);
+  return a.length === key.length && a.every((v, i) => v === key[i]);
+}
+
+async function offerPush() {
+  const section = $("push");
+  if (!pushSupported()) return;
+  let sub = null;
+  try {
+    sub = await currentSubscription();
+  } catch {
+    sub = null;
+  }
+  if (!memberToken && !sub) return;
+  section.hidden = false;
+  section.dataset.state = sub ? "on" : "off";
+  $("push-choice").hidden = !memberToken;
+  $("push-on").hidden = !memberToken;
+  $("push-on").textContent = sub ? "Save" : "Turn on";
+  $("push-off").hidden = !sub;
+  pushStatus(sub ? "Automatic authorisation is on in this browser." : "", sub ? "ok" : "");
+}
+
+async function turnOn() {
+  if (!memberToken) return;
+  const button = $("push-on");
+  button.disabled = true;
+  pushStatus("Turning on…");
+  try {
+    const permission = await Notification.requestPermission();
+    if (permission !== "granted") {
+      pushStatus("Notifications are blocked for this site, so gangway can't reach this browser. Allow them in the browser's site settings, then try again.", "bad");
+      return;
+    }
+    const reg = await navigator.serviceWorker.register("sw.js");
+    await navigator.serviceWorker.ready;
+    const keyAnswer = await call("/push/key", { method: "GET" });
+    if (keyAnswer.status !== 200) throw new Error(`key: ${keyAnswer.status}`);
+    const key = keyBytes(keyAnswer.body.public_key);
+    let sub = await reg.pushManager.getSubscription();
+    if (sub && !sameKey(sub, key)) {
+      await sub.unsubscribe(); // made with an older key: the push service would refuse our pushes
+      sub = null;
+    }
+    if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+    const preference = document.querySelector("input[name='push-pref']:checked").value;
+    const saved = await call("/push/subscribe", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: memberToken, subscription: sub.toJSON(), preference }),
+    });
+    if (saved.status !== 200) {
+      const message = saved.body && saved.body.error && saved.body.error.message;
+      pushStatus(message || "gangway couldn't save this browser. Try again with a fresh /addip link.", "bad");
+      return;
+    }
+    $("push").dataset.state = "on";
+    $("push-off").hidden = false;
+    button.textContent = "Save";
+    const when = preference === "start" ? "/addip, and when a game you play starts" : "/addip";
+    pushStatus(`On. Next time you run ${when}, this browser lets itself in.`, "ok");
+  } catch (err) {
+    pushStatus("This browser couldn't subscribe to notifications. You can keep using links from /addip.", "bad");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function turnOff() {
+  const button = $("push-off");
+  button.disabled = true;
+  try {
+    const sub = await currentSubscription();
+    if (sub) {
+      const json = sub.toJSON();
+      await call("/push/subscribe", {
+        method: "DELETE",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ endpoint: json.endpoint, auth: json.keys.auth }),
+      });
+      await sub.unsubscribe();
+    }
+    $("push").dataset.state = "off";
+    button.hidden = true;
+    $("push-on").textContent = "Turn on";
+    pushStatus("Off. gangway won't notify this browser; use /addip links.", "ok");
+  } catch {
+    pushStatus("Couldn't turn it off right now. Try again in a minute.", "bad");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function route() {
@@ -174,6 +299,7 @@ function route() {
   } catch {
     raw = "%"; // a broken escape: not a link we made
   }
+  memberToken = null;
   if (raw) {
     // Keep the secret out of the address bar, the history and anything copied from them.
     history.replaceState(null, "", window.location.pathname + window.location.search);
@@ -188,6 +314,8 @@ function route() {
 }
 
 $("retry").addEventListener("click", () => lastAction && lastAction());
+$("push-on").addEventListener("click", turnOn);
+$("push-off").addEventListener("click", turnOff);
 // A second link pasted into the same tab changes only the fragment: no reload, so listen for it.
 window.addEventListener("hashchange", route);
 route();
