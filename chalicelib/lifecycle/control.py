@@ -35,25 +35,16 @@ def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, a
     # Other games only: this one's own state is decided by the conditional transition below.
     running = sum(g.state is not GameState.STOPPED for g in games if g.name != game.name)
     plan_named(lc.tenants.require(game.tenant_id).plan).check_start(Usage(games=len(games), running=running))
-    moved = lc.games.transition(
-        game.tenant_id, game.name, to=GameState.STARTING, expected_version=game.version
-    )
-    name = f"start-{game.tenant_id}-{game.name}-{moved.version}"
-    arn = lc.workflows.start(
+    return _begin(
+        lc,
+        game,
+        GameState.STARTING,
         "start-game",
-        name=name,
-        input={
-            "tenant": game.tenant_id,
-            "game": game.name,
-            "execution": name,
-            "spot": game.spot,
-            "on_demand_fallback": game.on_demand_fallback,
-            "agent_timeout": agent_timeout or AGENT_TIMEOUT_SECONDS,
-            "reply": dict(reply or {}),
-        },
+        reply,
+        spot=game.spot,
+        on_demand_fallback=game.on_demand_fallback,
+        agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
     )
-    lc.games.transition_note(game.tenant_id, game.name, execution=arn)
-    return arn
 
 
 def begin_stop(
@@ -64,20 +55,32 @@ def begin_stop(
     Raises:
         Conflict: the game is not running any more.
     """
-    moved = lc.games.transition(
-        game.tenant_id, game.name, to=GameState.STOPPING, expected_version=game.version
-    )
-    name = f"stop-{game.tenant_id}-{game.name}-{moved.version}"
-    arn = lc.workflows.start(
+    return _begin(
+        lc,
+        game,
+        GameState.STOPPING,
         "stop-game",
+        reply,
+        reason=reason,
+        save_timeout=save_timeout or SAVE_TIMEOUT_SECONDS,
+    )
+
+
+def _begin(
+    lc: Lifecycle, game: Game, to: GameState, workflow: str, reply: Mapping[str, Any] | None, **extra: Any
+) -> str:
+    """The transition, then the execution named after the version it moved to (so never twice)."""
+    moved = lc.games.transition(game.tenant_id, game.name, to=to, expected_version=game.version)
+    name = f"{workflow.split('-', maxsplit=1)[0]}-{game.tenant_id}-{game.name}-{moved.version}"
+    arn = lc.workflows.start(
+        workflow,
         name=name,
         input={
             "tenant": game.tenant_id,
             "game": game.name,
             "execution": name,
-            "reason": reason,
-            "save_timeout": save_timeout or SAVE_TIMEOUT_SECONDS,
             "reply": dict(reply or {}),
+            **extra,
         },
     )
     lc.games.transition_note(game.tenant_id, game.name, execution=arn)
