@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,17 +22,11 @@ import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
 from tests.access_helpers import Subscriber, require_program
+from tests.stack_runner import running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.stack
 IMAGE = "ami-12c6146b"
-
-
-def _clean_env() -> dict[str, str]:
-    drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in {"SITE_URL", "MQTT_URL"}
-    }
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +34,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require_program("mosquitto", "/usr/sbin/mosquitto")
     if importlib.util.find_spec("gangway_agent") is None:
         require_program("gangway-agent")  # the same skip-or-fail rule: the agent package is not installed
-    state = tmp_path_factory.mktemp("agents-stack")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
-        cwd=ROOT,
-        env=_clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    path = state / "stack.json"
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.1)
-    info: dict[str, Any] = json.loads(path.read_text())
-    info["_proc"], info["_state"] = proc, state
-    yield info
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with running_stack(tmp_path_factory.mktemp("agents-stack")) as info:
+        yield info
 
 
 def _aws(stack: dict[str, Any], service: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,41 +16,16 @@ from typing import Any
 import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
+from tests.stack_runner import clean_env, running_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.stack
 
 
-def _clean_env() -> dict[str, str]:
-    """The parent's test settings must not leak into the stack: it configures itself."""
-    drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("stack")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
-        cwd=ROOT,
-        env=_clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    path = state / "stack.json"
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.1)
-    info: dict[str, Any] = json.loads(path.read_text())
-    info["_proc"], info["_state"] = proc, state
-    yield info
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
+    with running_stack(tmp_path_factory.mktemp("stack")) as info:
+        yield info
 
 
 def _calls(stack: dict[str, Any]) -> list[dict[str, Any]]:
@@ -167,7 +141,7 @@ def test_onboarding_a_customer_account_end_to_end(stack: dict[str, Any]) -> None
 def _gangway(stack: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "devstack", "--state-dir", str(stack["_state"]), *args]
     return subprocess.run(
-        command, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=60, check=False
+        command, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60, check=False
     )
 
 

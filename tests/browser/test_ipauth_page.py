@@ -7,10 +7,7 @@ Each page state is saved as a screenshot under `.local/screenshots/ipauth/`.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
 from tests.access_helpers import Subscriber, require_program
+from tests.stack_runner import running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".local" / "screenshots" / "ipauth"
@@ -37,14 +35,6 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.stack
 
 
-def _clean_env() -> dict[str, str]:
-    drop = ("AWS_", "DISCORD_", "GANGWAY_", "TENANTS_", "GAMES_", "INTERACTIONS_", "JOBS_", "JOB_", "MOTO_")
-    keep = {
-        k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in {"SITE_URL", "MQTT_URL"}
-    }
-    return keep
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
     return require_program("chromium", "/usr/bin/chromium")
@@ -53,30 +43,9 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[dict[str, Any]]:
     require_program("mosquitto", "/usr/sbin/mosquitto")
-    state = tmp_path_factory.mktemp("ipauth-stack")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
-        cwd=ROOT,
-        env={**_clean_env(), "GANGWAY_REAPER_SECONDS": "1"},  # the pump fires the reaper every second
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    path = state / "stack.json"
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.1)
-    info: dict[str, Any] = json.loads(path.read_text())
-    yield info
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    # The pump fires the reaper every second.
+    with running_stack(tmp_path_factory.mktemp("ipauth-stack"), {"GANGWAY_REAPER_SECONDS": "1"}) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")
