@@ -1,5 +1,8 @@
 """Property: whatever random callers of random guilds do, no read or write crosses tenants.
 
+Tenants have games and grants (player addresses let in); callers list, show, autocomplete, ask for
+their address status, open links, read plans and settings.
+
 Every DynamoDB request the app makes while handling a caller's interaction is inspected at the botocore
 layer: no Scan, and no other tenant's id anywhere in the request. Answers never show another tenant's
 game names, and naming another tenant's game is answered as if it did not exist.
@@ -8,6 +11,7 @@ game names, and naming another tenant's game is answered as if it did not exist.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.access import GrantRecord
+from chalicelib.access.store import Grant, GrantStore, LinkKind
 from chalicelib.games import GameRecord, GameStore
 from chalicelib.jobs import InteractionRecord
 from chalicelib.tenancy import AuditRecord, TenantRecord, TenantStore
@@ -56,10 +62,15 @@ def watch(emulator: Any) -> Iterator[_Watch]:
         for name in GAMES[guild]:
             if GameStore().get(guild, name) is None:
                 GameStore().create(guild, name, description=f"{name} of {guild}", created_by="1")
+        now = int(time.time())
+        for n, address in enumerate(ADDRESSES[guild]):
+            GrantStore().put(
+                Grant(guild, address, LinkKind.MEMBER, f"user#73000000000000000{n}", now, now + 3600)
+            )
     w = _Watch()
     clients = [
         m._get_connection().connection.client
-        for m in (TenantRecord, GameRecord, InteractionRecord, AuditRecord)
+        for m in (TenantRecord, GameRecord, InteractionRecord, AuditRecord, GrantRecord)
     ]
     for client in clients:
         client.meta.events.register("before-call.dynamodb", w)
@@ -69,6 +80,8 @@ def watch(emulator: Any) -> Iterator[_Watch]:
 
 
 ALL_NAMES = [n for names in GAMES.values() for n in names]
+# Every tenant lets in a few player addresses; no answer may ever show another tenant's.
+ADDRESSES = {g: [f"198.51.100.{101 + 10 * i + k}" for k in range(2)] for i, g in enumerate(GUILDS)}
 operations = st.one_of(
     st.just(("games", {})),
     st.builds(lambda n: ("games", {"game": n}), st.sampled_from(ALL_NAMES)),
@@ -77,6 +90,10 @@ operations = st.one_of(
     st.just(("plan", {})),
     st.just(("status", {})),
     st.just(("setup", {})),
+    st.just(("ip", {})),
+    st.just(("ipsettings", {})),
+    st.just(("addip", {})),
+    st.just(("audit", {})),
 )
 
 
@@ -107,5 +124,6 @@ def test_no_interaction_ever_reads_or_writes_another_tenant(
     typed = options.get("game")
     # The name the caller typed may be echoed back; nothing else of another tenant may appear.
     assert not any(n in answer for n in foreign if n != typed), answer
+    assert not any(a in answer for g, addrs in ADDRESSES.items() if g != guild for a in addrs), answer
     if name == "games" and options.get("game") in foreign:
         assert "does not exist" in answer
