@@ -16,16 +16,17 @@ from chalicelib.discord import (
     Embed,
     EmbedField,
     Job,
+    Level,
     Permission,
     Reply,
     RoleSelect,
     Update,
 )
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import GameState
 from chalicelib.tenancy import RoleKind, Tenant, plan_named, purge_tenant
 
-__all__ = ["account_summary", "choose_roles", "settings_view", "setup"]
+__all__ = ["account_summary", "choose_roles", "set_dns", "setdns", "settings_view", "setup"]
 
 _ROLE_HELP = {
     "main": "can list, start and stop games, and get guest links",
@@ -113,6 +114,44 @@ def remove_tenant(ctx: Context) -> Update:
     return Update(
         content=f"gangway was removed from this server ({removed} records deleted). Snapshots in your AWS "
         "account were left there. Run `/setup` to start again.",
+    )
+
+
+@registry.command(level=Level.ADMIN)
+def setdns(ctx: Context, zone_id: str | None = None, domain: str | None = None) -> Deferred:
+    """Give running games DNS names (game.domain) in your Route 53 zone; no options turns it off.
+
+    Args:
+        zone_id: The Route 53 hosted zone id, e.g. Z0123456789ABCDEFGHIJ
+        domain: The domain for game names, e.g. games.example.net (the zone's name or inside it)
+    """
+    from chalicelib.lifecycle.dns import parse_zone
+
+    if bool(zone_id) != bool(domain):
+        raise ValidationError("Give both `zone_id` and `domain`, or neither to turn game DNS names off.")
+    zone, name = parse_zone(zone_id, domain or "") if zone_id else ("", "")
+    _require_no_running_games(ctx, "change DNS names")
+    return Deferred(Job("tenant.dns", {"zone_id": zone, "domain": name}), ephemeral=True)
+
+
+@jobs.job("tenant.dns")
+def set_dns(ctx: Context, zone_id: str, domain: str) -> Reply:
+    """Runs in the jobs Lambda: check the zone through the tenant's AWS access, then save it."""
+    from chalicelib.lifecycle.dns import check_zone
+
+    # A name set while a game runs would be left behind by the stop, which removes the new one.
+    _require_no_running_games(ctx, "change DNS names")
+    if not zone_id:
+        ctx.services.tenants.set_dns(ctx.tenant_id, None, None)
+        return Reply(content="✅ Game DNS names are off; `/games` shows no names.", ephemeral=True)
+    tenant = ctx.services.tenants.require(ctx.tenant_id)
+    access = ctx.services.broker.access(tenant, purpose="dns", actor=ctx.interaction.user_id)
+    zone = check_zone(access.client("route53"), zone_id, domain)
+    ctx.services.tenants.set_dns(ctx.tenant_id, zone, domain)
+    return Reply(
+        content=f"✅ Running games get a DNS name in `{domain}` (zone `{zone}`), like `valheim.{domain}`, "
+        "set when the game is up and removed when it stops.",
+        ephemeral=True,
     )
 
 

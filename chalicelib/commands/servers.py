@@ -10,6 +10,9 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
 from chalicelib.errors import NotFound
 from chalicelib.games import Game, GameState, check_name
+from chalicelib.games.cost import NoPrice, estimate
+from chalicelib.lifecycle.dns import dns_name
+from chalicelib.tenancy import Tenant
 
 __all__ = ["games", "status"]
 
@@ -32,7 +35,7 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
             raise NotFound(
                 f"The game `{game}` does not exist on this server. `/games` lists the ones that do."
             )
-        return Reply(embeds=(_details(found),), ephemeral=True)
+        return Reply(embeds=(_details(found, ctx.services.tenants.require(ctx.tenant_id)),), ephemeral=True)
     listed = ctx.services.games.all(ctx.tenant_id)
     if not listed:
         hint = (
@@ -53,16 +56,29 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     )
 
 
-def _details(game: Game) -> Embed:
+def _details(game: Game, tenant: Tenant) -> Embed:
+    fields = [
+        EmbedField(name="Status", value=game.state.word, inline=True),
+        EmbedField(name="Created", value=_ts(game.created_at), inline=True),
+        EmbedField(name="Last change", value=_ts(game.updated_at), inline=True),
+    ]
+    name = dns_name(tenant, game.name)
+    if name and game.state is GameState.RUNNING:
+        fields.append(EmbedField(name="Address", value=f"`{name}`", inline=False))
+    fields.append(EmbedField(name="Cost estimate", value=_cost(game, tenant.region), inline=False))
     return Embed(
         title=f"{game.state.emoji} {game.name}",
         description=game.description or "No description yet.",
-        fields=(
-            EmbedField(name="Status", value=game.state.word, inline=True),
-            EmbedField(name="Created", value=_ts(game.created_at), inline=True),
-            EmbedField(name="Last change", value=_ts(game.updated_at), inline=True),
-        ),
+        fields=tuple(fields),
     )
+
+
+def _cost(game: Game, region: str) -> str:
+    """Per hour played and per month idle for the game's choices (chalicelib/games/cost.py)."""
+    try:
+        return "\n".join(estimate(region, game.instance_type, game.disk_gb).lines(spot=game.spot))
+    except NoPrice as exc:
+        return f"No estimate: gangway's price table has {exc}."
 
 
 @registry.autocomplete("games")

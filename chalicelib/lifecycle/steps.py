@@ -16,6 +16,7 @@ from typing import Any, Final
 from chalicelib.games import GameState
 from chalicelib.instances import CapacityError, Placement
 from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.dns import publish, unpublish
 from chalicelib.lifecycle.progress import tell
 from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
@@ -156,7 +157,10 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
             ctx.tenant_id, ctx.game, to=GameState.RUNNING, expected_version=game.version
         )
     deps.games.record(ctx.tenant_id, ctx.game, task_token=None)
-    tell(deps, data, f"🟢 **{game.name}** is up at `{game.address}`. Use `/addip` if you can't connect.")
+    dns = publish(deps, game, actor="workflow:start")  # never fails the start (lifecycle/dns.py)
+    where = f"`{dns.name}` (`{game.address}`)" if dns.name else f"`{game.address}`"
+    note = f" ({dns.problem}; use the address)" if dns.problem else ""
+    tell(deps, data, f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect.")
     return {"state": game.state.value}
 
 
@@ -165,6 +169,7 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
     """Undo a failed start: nothing orphaned, the game STOPPED with its snapshot untouched."""
     deps, game = _deps(ctx), _game(ctx)
     ec2 = deps.ec2(game, actor="workflow:start")
+    unpublish(deps, game, actor="workflow:start")  # start.running may have set the name before failing
     if game.instance_id:
         ec2.terminate(game.instance_id)
     # A volume reused from a failed stop holds the only copy of the newest data: keep it, detached.
@@ -249,6 +254,7 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     snap = data["snapshot"]["snapshot_id"] or game.snapshot_id
     # The complete snapshot is the game's data now: record it before anything is deleted.
     game = deps.games.record(ctx.tenant_id, ctx.game, snapshot_id=snap)
+    dns = unpublish(deps, game, actor="workflow:stop")  # never fails the stop (lifecycle/dns.py)
     if game.instance_id:
         ec2.terminate(game.instance_id)
     if game.volume_id and data["snapshot"]["snapshot_id"]:
@@ -275,7 +281,8 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         game = deps.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
-    tell(deps, data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).")
+    note = f" Note: {dns.problem}." if dns.problem else ""
+    tell(deps, data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).{note}")
     return {"state": game.state.value, "snapshot_id": snap}
 
 
@@ -284,6 +291,7 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The snapshot failed: stop paying for the instance, but keep the volume (it holds the only copy
     of the newest data); the next start reuses it and the next stop snapshots it."""
     deps, game = _deps(ctx), _game(ctx)
+    unpublish(deps, game, actor="workflow:stop")
     if game.instance_id:
         deps.ec2(game, actor="workflow:stop").terminate(game.instance_id)
     game = deps.games.record(ctx.tenant_id, ctx.game, instance_id=None, address=None, task_token=None)

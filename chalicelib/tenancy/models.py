@@ -43,6 +43,9 @@ class TenantRecord(Model):
     verified_at = NumberAttribute(null=True)
     verify_problem = UnicodeAttribute(null=True)
     plan = UnicodeAttribute(default="free")
+    # Route 53 names for running games (`<game>.<dns_domain>` in zone dns_zone_id), set with /setdns.
+    dns_zone_id = UnicodeAttribute(null=True)
+    dns_domain = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

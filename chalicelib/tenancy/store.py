@@ -47,6 +47,8 @@ class Tenant:
     pending_region: str | None = None
     verified_at: float | None = None
     verify_problem: str | None = None
+    dns_zone_id: str | None = None
+    dns_domain: str | None = None
 
     @property
     def roles_configured(self) -> bool:
@@ -85,6 +87,8 @@ def _to_tenant(rec: TenantRecord) -> Tenant:
         pending_region=rec.pending_region,
         verified_at=None if rec.verified_at is None else float(rec.verified_at),
         verify_problem=rec.verify_problem,
+        dns_zone_id=rec.dns_zone_id,
+        dns_domain=rec.dns_domain,
     )
 
 
@@ -209,6 +213,14 @@ class TenantStore:
     def set_plan(self, tenant_id: str, plan: str) -> Tenant:
         """The operator's choice of plan (validated by the caller against PLANS)."""
         return self._update(tenant_id, [TenantRecord.plan.set(plan)])
+
+    def set_dns(self, tenant_id: str, zone_id: str | None, domain: str | None) -> Tenant:
+        """The hosted zone and domain for game names (checked by the caller), or none with None."""
+        if zone_id and domain:
+            return self._update(
+                tenant_id, [TenantRecord.dns_zone_id.set(zone_id), TenantRecord.dns_domain.set(domain)]
+            )
+        return self._update(tenant_id, [TenantRecord.dns_zone_id.remove(), TenantRecord.dns_domain.remove()])
 
     def _current(self, tenant_id: str) -> Tenant:
         tenant = self.read(tenant_id)

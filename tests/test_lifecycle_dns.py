@@ -1,0 +1,88 @@
+"""Game DNS names in Route 53 (moto, through the broker): /setdns checks the zone, a running game gets
+`<game>.<domain>` (TTL 10 s), a stopped one loses it, and a DNS failure never fails a start or stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.wiring import container
+from devstack.discord_user import snowflake
+from tests.helpers import Harness
+from tests.test_lifecycle import _create, _game, _start_until_running, _stop_until_stopped, tenant  # noqa: F401
+
+
+def _zone(domain: str) -> str:
+    answer = container().client("route53").create_hosted_zone(Name=domain, CallerReference=snowflake())
+    return str(answer["HostedZone"]["Id"]).rsplit("/", 1)[-1]
+
+
+def _a_records(zone: str, name: str) -> list[dict[str, Any]]:
+    sets = container().client("route53").list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    return [r for r in sets if r["Type"] == "A" and r["Name"].rstrip(".") == name]
+
+
+def _setdns(harness: Harness, **options: str) -> str:
+    payload = harness.user.command("setdns", dict(options))
+    status, answer = harness.post(payload)
+    assert status == 200, answer
+    if answer["type"] == 4:  # refused before any AWS call
+        content: str = answer["data"]["content"]
+        return content
+    harness.run_jobs_for(payload["token"])
+    content = harness.calls_for(payload["token"])[-1]["json"]["content"]
+    return content
+
+
+def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness, tenant: str) -> None:  # noqa: F811
+    zone = _zone("play.example.net")
+    said = _setdns(harness, zone_id=zone, domain="Games.Play.Example.NET.")
+    assert said.startswith("✅") and "games.play.example.net" in said
+    stored = container().services.tenants.read(tenant)
+    assert stored is not None and (stored.dns_zone_id, stored.dns_domain) == (zone, "games.play.example.net")
+
+    _create(harness, "valheim")
+    started = _start_until_running(harness, tenant, "valheim")
+    game = _game(tenant, "valheim")
+    records = _a_records(zone, "valheim.games.play.example.net")
+    assert [(r["TTL"], r["ResourceRecords"]) for r in records] == [(10, [{"Value": game.address}])]
+    up = harness.calls_for(started["token"])[-1]["json"]["content"]
+    assert up.startswith("🟢 **valheim** is up at `valheim.games.play.example.net`"), up
+    _, shown = harness.command("games", game="valheim")
+    fields = {f["name"]: f["value"] for f in shown["data"]["embeds"][0]["fields"]}
+    assert fields["Address"] == "`valheim.games.play.example.net`"
+
+    changing = _setdns(harness, zone_id=zone, domain="other.play.example.net")
+    assert "Stop these games before you change DNS names" in changing
+
+    _stop_until_stopped(harness, tenant, "valheim")
+    assert _a_records(zone, "valheim.games.play.example.net") == []
+    _, shown = harness.command("games", game="valheim")
+    assert "Address" not in {f["name"] for f in shown["data"]["embeds"][0]["fields"]}
+
+    assert _setdns(harness).startswith("✅ Game DNS names are off")
+    stored = container().services.tenants.read(tenant)
+    assert stored is not None and stored.dns_zone_id is None and stored.dns_domain is None
+
+
+def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness, tenant: str) -> None:  # noqa: F811
+    zone = _zone("refuse.example.org")
+    assert "isn't a Route 53 hosted zone id" in _setdns(harness, zone_id="no-such", domain="a.example.org")
+    assert "isn't a domain name" in _setdns(harness, zone_id=zone, domain="not a domain")
+    assert "Give both" in _setdns(harness, zone_id=zone)
+    assert "can't read the hosted zone `ZNOSUCHZONE1`" in _setdns(
+        harness, zone_id="ZNOSUCHZONE1", domain="refuse.example.org"
+    )
+    assert "is not inside the zone" in _setdns(harness, zone_id=zone, domain="elsewhere.example.com")
+    stored = container().services.tenants.read(tenant)
+    assert stored is not None and stored.dns_zone_id is None
+
+
+def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, tenant: str) -> None:  # noqa: F811
+    container().services.tenants.set_dns(tenant, "ZGONEZONE0001", "gone.example.net")  # deleted after /setdns
+    _create(harness, "ark")
+    started = _start_until_running(harness, tenant, "ark")
+    up = harness.calls_for(started["token"])[-1]["json"]["content"]
+    assert "its DNS name `ark.gone.example.net` could not be set (NoSuchHostedZone)" in up, up
+    stopped = _stop_until_stopped(harness, tenant, "ark")
+    done = harness.calls_for(stopped["token"])[-1]["json"]["content"]
+    assert done.startswith("⚪ **ark** stopped and saved") and "could not be removed" in done
