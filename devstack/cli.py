@@ -131,6 +131,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_vapid(args: argparse.Namespace) -> int:
+    """Create the deployment's VAPID key pair in Secrets Manager (once) and print its public key."""
+    from chalicelib.config import Settings
+
+    env = dict(os.environ)
+    if args.local:
+        from devstack.aws import fake_credentials
+
+        stack = _load_stack(Path(args.state_dir))
+        env.update(fake_credentials())
+        env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
+        os.environ.update(env)
+    else:
+        env["GANGWAY_STAGE"] = args.stage
+        env.pop("VAPID_SECRET", None)
+    cfg = Settings.from_env(env)
+    from devstack.aws import ensure_vapid_keys
+
+    public = ensure_vapid_keys(cfg, replace=args.rotate)
+    what = "replaced" if args.rotate else "ready"
+    print(f"VAPID keys {what} in secret {cfg.vapid_secret} ({cfg.region})\npublic key: {public}")
+    if args.rotate:
+        sys.stderr.write("browsers subscribed with the old key must turn automatic authorisation on again\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
@@ -168,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     pln.add_argument("--local", action="store_true", help="against the local stack")
     pln.add_argument("--stage", help="the deployed stage whose tables to use (dev, prod)")
     pln.set_defaults(fn=_cmd_plan)
+
+    vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in Secrets Manager (once)")
+    vap.add_argument("--stage", default="dev", help="the deployed stage: secret gangway/<stage>/vapid-keys")
+    vap.add_argument("--local", action="store_true", help="against the local stack's emulator")
+    vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")
+    vap.set_defaults(fn=_cmd_vapid)
 
     args = parser.parse_args(argv)
     result: int = args.fn(args)

@@ -366,3 +366,38 @@ def test_the_interaction_path_never_imports_pywebpush(
     assert re.match(r'200 \{"type": ?5', lines[0]) and re.match(r'200 \{"type": ?4', lines[1]), lines
     assert lines[2].startswith("200") and lines[3].startswith("400"), lines
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
+    emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.aws import fake_credentials
+    from devstack.cli import main
+
+    for key, value in {**fake_credentials(), "GANGWAY_STAGE": "local"}.items():
+        monkeypatch.setenv(key, value)  # restored afterwards: the CLI sets them for its run
+    (tmp_path / "stack.json").write_text(json.dumps({"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"]}))
+    sm = container().client("secretsmanager")
+    name = "gangway/local/vapid-keys"
+    if name in {s["Name"] for s in sm.list_secrets()["SecretList"]}:
+        sm.put_secret_value(SecretId=name, SecretString="unset")  # what the deploy template leaves
+    assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0
+    first = capsys.readouterr().out.split("public key: ")[1].strip()
+    stored = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+    assert stored["public"] == first and len(stored["private"]) == 43  # 32 bytes, base64url
+    assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0  # kept
+    assert capsys.readouterr().out.split("public key: ")[1].strip() == first
+    assert main(["--state-dir", str(tmp_path), "vapid", "--local", "--rotate"]) == 0
+    assert capsys.readouterr().out.split("public key: ")[1].strip() != first
+
+
+def test_a_missing_or_unset_vapid_secret_is_an_infra_error_not_a_crash() -> None:
+    from chalicelib.errors import InfraError
+    from chalicelib.push import VapidKeys
+
+    for bad in ("unset", "{}", '{"public": "x", "private": "y"}', "null"):
+        with pytest.raises(InfraError):
+            VapidKeys.from_json(bad)
+    keys = VapidKeys.generate()
+    assert VapidKeys.from_json(keys.to_json()) == keys
+    assert keys.private not in repr(keys)

@@ -216,3 +216,30 @@ def test_preference_off_and_start_choose_who_is_pushed_on_addip(
     assert push_loopback.wants_push(tenant, start)
     assert push_loopback.wants_push(tenant, start, Preference.START)
     assert not push_loopback.wants_push(tenant, snowflake())
+
+
+def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_themselves_in(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn, steps_pump: Any
+) -> None:
+    from chalicelib.push.steps import game_started
+    from chalicelib.workflows import StepContext
+
+    on_start, on_addip = snowflake(), snowflake()
+    answers: list[Any] = []
+    starter = push_standin.device(on_push=_service_worker("203.0.113.80", answers))
+    addip_only = push_standin.device()
+    _onboard(push_loopback, tenant, on_start, starter, "start")
+    _onboard(push_loopback, tenant, on_addip, addip_only, "addip")
+    ctx = StepContext(tenant_id=tenant, game="valheim", execution="", token="t", services=None)
+    execution = f"arn:aws:states:us-east-1:123456789012:execution:gangway-test-start-game:{snowflake()}"
+    assert game_started(ctx, {"tenant": tenant, "game": "valheim", "execution": execution}) == {"pushed": 1}
+    assert starter.answered.wait(15)
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and container().access.member_grant(tenant, on_start, int(time.time())) is None
+    ):
+        time.sleep(0.1)
+    grant = container().access.member_grant(tenant, on_start, int(time.time()))
+    assert grant is not None and grant.address == "203.0.113.80"
+    assert answers[0].status == 200 and addip_only.received == []

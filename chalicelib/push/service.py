@@ -146,13 +146,15 @@ class PushService:
         tenant_id: str,
         user_id: str,
         flow: str,
-        application_id: str,
-        interaction_token: str,
         timeout: int,
+        application_id: str = "",
+        interaction_token: str = "",
         trigger: Preference = Preference.ADDIP,
+        game: str = "-",
     ) -> str:
         """Start the `addip-push` workflow for one member (named `flow`, so starting twice is one run);
-        the interaction's token lets its steps edit the deferred reply. Returns the execution ARN."""
+        the interaction's token (when there is one) lets its steps edit the deferred reply. Returns the
+        execution ARN."""
         if not FLOW_ID.fullmatch(flow):
             raise BadRequest("malformed flow id")
         started: str = self._workflows().start(
@@ -160,7 +162,7 @@ class PushService:
             name=flow,
             input={
                 "tenant": tenant_id,
-                "game": "-",
+                "game": game,
                 "user": user_id,
                 "flow": flow,
                 "trigger": trigger.value,
@@ -171,6 +173,28 @@ class PushService:
             },
         )
         return started
+
+    def start_for_game(self, tenant_id: str, game: str, *, execution: str, timeout: int = 60) -> int:
+        """Push to every member of the tenant whose browser asked for it on /start (one flow each, named
+        after the start's execution, so a retried step starts nothing twice). Returns how many."""
+        users = sorted(
+            {
+                s.user_id
+                for s in self.store.tenant_subscriptions(tenant_id)
+                if s.preference is Preference.START
+            }
+        )
+        base = re.sub(r"[^A-Za-z0-9_-]", "-", execution.rsplit(":", 1)[-1])[:50]
+        for user in users:
+            self.start(
+                tenant_id=tenant_id,
+                user_id=user,
+                flow=f"{base}-{user}"[:80],
+                timeout=timeout,
+                trigger=Preference.START,
+                game=game,
+            )
+        return len(users)
 
     # -- the flow (steps Lambda) -----------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from chalicelib.discord import ActionRow, LinkButton, Reply, message_body
@@ -25,7 +25,7 @@ from chalicelib.errors import DiscordApiError
 from chalicelib.push.store import Preference
 from chalicelib.workflows import ERROR_TRANSIENT, STEPS, StepContext, StepFailed
 
-__all__ = ["ERROR_NO_DEVICE", "fallback", "reply", "send"]
+__all__ = ["ERROR_NO_DEVICE", "fallback", "game_started", "reply", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def reply(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     result = data.get("result")
     if not isinstance(result, dict):
         raise StepFailed("gangway.Rejected", "no result to show")
-    return _edit(ctx, data, _success(ctx, data, result))
+    return _edit(ctx, data, lambda: _success(ctx, data, result))
 
 
 @STEPS.step("push.fallback")
@@ -96,9 +96,18 @@ def fallback(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """No browser answered (or none could be reached): the ordinary link, unless one just did."""
     result = _container().push.close(ctx.tenant_id, _field(data, "flow"))
     if result is not None:
-        return _edit(ctx, data, _success(ctx, data, result))
+        return _edit(ctx, data, lambda: _success(ctx, data, result))
     error = data.get("error")
-    return _edit(ctx, data, _fallback(ctx, data, error if isinstance(error, dict) else {}))
+    return _edit(ctx, data, lambda: _fallback(ctx, data, error if isinstance(error, dict) else {}))
+
+
+@STEPS.step("push.game_started")
+def game_started(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """For the start-game workflow: push to the members who asked for it on /start (no Discord reply to
+    edit: their browser's notification is the answer). Returns how many were pushed."""
+    execution = str(data.get("execution") or ctx.execution or ctx.game)
+    started = _container().push.start_for_game(ctx.tenant_id, ctx.game, execution=execution)
+    return {"pushed": started}
 
 
 # -- messages ---------------------------------------------------------------------------------------
@@ -146,8 +155,12 @@ def _fallback(ctx: StepContext, data: Mapping[str, Any], error: Mapping[str, Any
     )
 
 
-def _edit(ctx: StepContext, data: Mapping[str, Any], msg: Reply) -> Mapping[str, Any]:
-    """Edit the deferred reply once the starting job delivered its own message (else retry shortly)."""
+def _edit(ctx: StepContext, data: Mapping[str, Any], build: Callable[[], Reply]) -> Mapping[str, Any]:
+    """Edit the deferred reply once the starting job delivered its own message (else retry shortly).
+    A flow without an interaction (a game start) has nothing to edit."""
+    if not data.get("interaction_token"):
+        return {"edited": False}
+    msg = build()
     interaction_id = _field(data, "interaction_id", _SNOWFLAKE)
     if not _job_delivered(ctx.tenant_id, interaction_id):
         raise StepFailed(ERROR_TRANSIENT, "the job's own reply is not delivered yet")

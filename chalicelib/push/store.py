@@ -109,6 +109,11 @@ class PushStore:
         )
         return sorted((_to_subscription(r) for r in rows), key=lambda s: (s.created_at, s.device))
 
+    def tenant_subscriptions(self, tenant_id: str) -> list[Subscription]:
+        """Every member's browsers in this tenant (one Query on its partition)."""
+        rows = PushRecord.query(tenant_id, PushRecord.item.startswith("sub#"), consistent_read=True)
+        return [_to_subscription(r) for r in rows]
+
     def save(self, sub: Subscription) -> list[str]:
         """Store (or replace) a browser's subscription; returns the devices evicted to stay at the limit."""
         PushRecord(

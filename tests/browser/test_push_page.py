@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +26,8 @@ import pytest
 from devstack.discord_user import DiscordUser, Who, snowflake
 from devstack.stack import free_port
 from tests.access_helpers import require_program
-from tests.browser.test_ipauth_page import _aws, _clean_env, _grants, _link, _tenant
+from tests.browser.test_ipauth_page import _aws, _grants, _link, _tenant
+from tests.stack_runner import running_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".local" / "screenshots" / "push"
@@ -85,26 +84,9 @@ def gcm() -> Iterator[tuple[str, list[str]]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require_program("chromium", "/usr/bin/chromium")
     require_program("mosquitto", "/usr/sbin/mosquitto")
-    state = tmp_path_factory.mktemp("push-stack")
-    env = {**_clean_env(), "PUSH_HOSTS": f"fcm.googleapis.com,{CHROMIUM_PUSH_HOST}"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--state-dir", str(state), "run", "--auto-ports"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    path = state / "stack.json"
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("the stack did not come up:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.1)
-    yield json.loads(path.read_text())
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    hosts = {"PUSH_HOSTS": f"fcm.googleapis.com,{CHROMIUM_PUSH_HOST}"}
+    with running_stack(tmp_path_factory.mktemp("push-stack"), hosts) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")
