@@ -99,6 +99,7 @@ SURFACES = {
         "access",
         "accounts",
         "audit",
+        "games_admin",
         "games_lifecycle",
         "Services",
         "admin",

@@ -41,6 +41,12 @@ class GameRecord(Model):
     snapshot_id = UnicodeAttribute(null=True)
     # The task token of a workflow step waiting on this game's agent (ready, saved).
     task_token = UnicodeAttribute(null=True)
+    # The Backup workflow of a running game (its execution name) and since when: one at a time; and
+    # the task token of its wait for the agent's `game.save` reply (apart from task_token: a /stop may
+    # run meanwhile and owns that one).
+    backup = UnicodeAttribute(null=True)
+    backup_since = NumberAttribute(null=True)
+    backup_token = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

@@ -16,6 +16,7 @@ class GameState(StrEnum):
     STARTING = "STARTING"
     RUNNING = "RUNNING"
     STOPPING = "STOPPING"
+    DELETING = "DELETING"
 
     @property
     def word(self) -> str:
@@ -23,16 +24,19 @@ class GameState(StrEnum):
 
     @property
     def emoji(self) -> str:
-        return {"STOPPED": "⚪", "STARTING": "🟡", "RUNNING": "🟢", "STOPPING": "🟠"}[self.value]
+        emoji = {"STOPPED": "⚪", "STARTING": "🟡", "RUNNING": "🟢", "STOPPING": "🟠", "DELETING": "🗑️"}
+        return emoji[self.value]
 
 
 # Every allowed move. STARTING → STOPPED is the compensation path of a start that failed before the
 # server came up (nothing to save); everything else that ran goes through STOPPING so it is snapshotted.
+# DELETING keeps a start out while DeleteGame removes snapshots; a failed delete goes back to STOPPED.
 TRANSITIONS: Final[Mapping[GameState, frozenset[GameState]]] = {
-    GameState.STOPPED: frozenset({GameState.STARTING}),
+    GameState.STOPPED: frozenset({GameState.STARTING, GameState.DELETING}),
     GameState.STARTING: frozenset({GameState.RUNNING, GameState.STOPPING, GameState.STOPPED}),
     GameState.RUNNING: frozenset({GameState.STOPPING}),
     GameState.STOPPING: frozenset({GameState.STOPPED}),
+    GameState.DELETING: frozenset({GameState.STOPPED}),
 }
 
 

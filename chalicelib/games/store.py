@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from chalicelib.errors import Conflict, NotFound, ValidationError
@@ -57,11 +57,23 @@ class Game:
     snapshot_id: str | None = None
     task_token: str | None = None
     execution: str | None = None
+    backup: str | None = None
+    backup_since: float | None = None
+    backup_token: str | None = None
 
 
 # Resource fields a workflow step may record on the game row (never its state: that is transition()).
 RESOURCE_FIELDS = frozenset(
-    {"instance_id", "volume_id", "zone", "address", "snapshot_id", "task_token", "execution"}
+    {
+        "instance_id",
+        "volume_id",
+        "zone",
+        "address",
+        "snapshot_id",
+        "task_token",
+        "execution",
+        "backup_token",
+    }
 )
 
 
@@ -86,6 +98,9 @@ def _to_game(rec: GameRecord) -> Game:
         snapshot_id=rec.snapshot_id,
         task_token=rec.task_token,
         execution=rec.execution,
+        backup=rec.backup,
+        backup_since=float(rec.backup_since) if rec.backup_since is not None else None,
+        backup_token=rec.backup_token,
     )
 
 
@@ -205,3 +220,89 @@ class GameStore:
     def transition_note(self, tenant_id: str, name: str, *, execution: str) -> Game:
         """Remember which workflow execution owns the current transition."""
         return self.record(tenant_id, name, execution=execution)
+
+    def claim_backup(self, tenant_id: str, name: str, *, execution: str, stale_after: float) -> Game:
+        """Mark a running game as backed up by `execution`: one conditional write, so of two /backupnow
+        at once exactly one wins. A claim older than `stale_after` seconds is taken over (its workflow
+        died without releasing it); the same execution claiming again is a no-op (retries).
+
+        Raises:
+            NotFound: no such game.  Conflict: the game is not running, or another backup is under way.
+        """
+        now = int(time.time())
+        rec = self._record_of(tenant_id, name)
+        free = (
+            GameRecord.backup.does_not_exist()
+            | (GameRecord.backup == execution)
+            | (GameRecord.backup_since < now - stale_after)
+        )
+        try:
+            rec.update(
+                actions=[
+                    GameRecord.backup.set(execution),
+                    GameRecord.backup_since.set(now),
+                    GameRecord.updated_at.set(now),
+                ],
+                condition=GameRecord.name.exists() & (GameRecord.state == GameState.RUNNING.value) & free,
+                add_version_condition=False,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            current = self.get(tenant_id, name)
+            if current is None:
+                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            if current.state is not GameState.RUNNING:
+                raise Conflict(
+                    f"**{name}** is {current.state.word}; only a running game can be backed up."
+                ) from exc
+            raise Conflict(
+                f"A backup of **{name}** is already under way (since "
+                f"<t:{int(current.backup_since or now)}:R>); you'll see its result in its reply."
+            ) from exc
+        return _to_game(rec)
+
+    def release_backup(self, tenant_id: str, name: str, *, execution: str) -> None:
+        """Clear the backup claim of `execution` (and its wait token); someone else's claim is left alone."""
+        try:
+            rec = GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist:
+            return
+        try:
+            rec.update(
+                actions=[
+                    GameRecord.backup.remove(),
+                    GameRecord.backup_since.remove(),
+                    GameRecord.backup_token.remove(),
+                    GameRecord.updated_at.set(int(time.time())),
+                ],
+                condition=GameRecord.backup == execution,
+                add_version_condition=False,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+
+    def delete(self, tenant_id: str, name: str, *, state: GameState) -> bool:
+        """Delete the game's row if it is (still) in `state`; False if it was already gone.
+
+        Raises:
+            Conflict: the game is in another state (or changed since it was read).
+        """
+        try:
+            rec = GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist:
+            return False
+        try:
+            rec.delete(condition=GameRecord.state == state.value)
+        except DeleteError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            raise Conflict(f"**{name}** is no longer {state.word}; it was not deleted.") from exc
+        return True
+
+    def _record_of(self, tenant_id: str, name: str) -> GameRecord:
+        try:
+            return GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotFound(f"The game `{name}` does not exist on this server.") from exc

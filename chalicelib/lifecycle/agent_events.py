@@ -10,8 +10,9 @@ from chalicelib.errors import Conflict
 from chalicelib.games import GameState
 from chalicelib.lifecycle.control import begin_stop
 from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.steps_backup import save_request_id
 
-__all__ = ["on_gone", "on_ready", "on_stop_reply"]
+__all__ = ["on_gone", "on_ready", "on_save_reply", "on_stop_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,25 @@ def on_stop_reply(event: AgentEvent, services: Any) -> None:
     else:
         lc.complete(
             game.task_token, {"exit_code": event.body.get("exit_code"), "killed": event.body.get("killed")}
+        )
+
+
+@AGENT_EVENTS.on("game.save.reply")
+@AGENT_EVENTS.on("error")
+def on_save_reply(event: AgentEvent, services: Any) -> None:
+    """The agent saved the world for a backup, or could not: either way the snapshot goes ahead.
+    Only the reply to this backup's own request counts (its id), never a late one of an older backup."""
+    lc = _lc(services)
+    game = lc.games.get(event.tenant_id, event.game)
+    if game is None or not game.backup or not game.backup_token or event.id != save_request_id(game.backup):
+        return
+    lc.games.record(event.tenant_id, event.game, backup_token=None)
+    if event.type == "error":
+        lc.fail(game.backup_token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
+    else:
+        lc.complete(
+            game.backup_token,
+            {"saved": bool(event.body.get("saved")), "synced": bool(event.body.get("synced"))},
         )
 
 

@@ -36,9 +36,15 @@ class Lifecycle:
         client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
         return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
 
-    def ask_agent(self, game: Game, kind: str, body: dict[str, Any] | None = None) -> str:
-        """Publish a request to the game's agent; returns the request id its reply will carry."""
-        request_id = uuid.uuid4().hex
+    def ask_agent(
+        self, game: Game, kind: str, body: dict[str, Any] | None = None, *, request_id: str | None = None
+    ) -> str:
+        """Publish a request to the game's agent; returns the request id its reply will carry.
+
+        A caller that must recognise the reply (even one that arrives before it could note the id)
+        passes its own `request_id`; the agent answers a repeated id without running it again.
+        """
+        request_id = request_id or uuid.uuid4().hex
         payload = json.dumps({"id": request_id, "type": kind, "body": body or {}}).encode()
         self.publisher().publish([Outgoing(cmd_topic(game.tenant_id, game.name), payload)])
         return request_id
