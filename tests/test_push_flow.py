@@ -243,3 +243,28 @@ def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_the
     grant = container().access.member_grant(tenant, on_start, int(time.time()))
     assert grant is not None and grant.address == "203.0.113.80"
     assert answers[0].status == 200 and addip_only.received == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"user": "not-a-snowflake", "flow": "1", "timeout": 3},
+        {"user": "1", "flow": "../../etc", "timeout": 3},
+        {"user": "1", "flow": "x" * 200, "timeout": 3},
+        {"user": "1", "flow": "1", "timeout": True},
+        {"user": "1", "flow": "1", "timeout": 100_000},
+        {"user": "1", "flow": "1", "timeout": "60"},
+        {"user": ["1"], "flow": "1", "timeout": 3},
+    ],
+)
+def test_hostile_step_input_fails_the_task_as_rejected_and_pushes_nothing(
+    tenant: str, push_standin: PushServiceStandIn, data: dict[str, Any]
+) -> None:
+    from chalicelib.push.steps import send
+    from chalicelib.workflows import StepContext, StepFailed
+
+    ctx = StepContext(tenant_id=tenant, game="-", execution="", token="t", services=None)
+    with pytest.raises(StepFailed) as failed:  # not retried: the input will never get better
+        send(ctx, {"tenant": tenant, "game": "-", **data})
+    assert failed.value.error == "gangway.Rejected"

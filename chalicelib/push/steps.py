@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from chalicelib.discord import ActionRow, LinkButton, Reply, message_body
 from chalicelib.errors import DiscordApiError
+from chalicelib.push.service import FLOW_ID
 from chalicelib.push.store import Preference
 from chalicelib.workflows import ERROR_TRANSIENT, STEPS, StepContext, StepFailed
 
@@ -70,7 +71,7 @@ def send(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     delivery = _container().push.send(
         ctx.tenant_id,
         _field(data, "user", _SNOWFLAKE),
-        flow=_field(data, "flow"),
+        flow=_field(data, "flow", FLOW_ID),
         task_token=ctx.token,
         timeout=_timeout(data),
         now=int(time.time()),
@@ -94,7 +95,7 @@ def reply(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
 @STEPS.step("push.fallback")
 def fallback(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """No browser answered (or none could be reached): the ordinary link, unless one just did."""
-    result = _container().push.close(ctx.tenant_id, _field(data, "flow"))
+    result = _container().push.close(ctx.tenant_id, _field(data, "flow", FLOW_ID))
     if result is not None:
         return _edit(ctx, data, lambda: _success(ctx, data, result))
     error = data.get("error")

@@ -236,6 +236,20 @@ def test_onboarding_subscribes_and_the_service_worker_authorises_a_pushed_token_
         page.wait_for_timeout(100)
     assert _notifications(page)[0][0] == "Couldn't let you in"
 
+    # A push that is not ours (no token, or not JSON) authorises nothing; the worker still shows a notice.
+    for hostile in ({"type": "ipauth", "token": "g1.1.<script>"}, {"type": "other"}):
+        _deliver(browser, page, stack["site_url"], hostile)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _notifications(page)[0][0] != "gangway":
+            page.wait_for_timeout(100)
+        assert _notifications(page)[0] == [
+            "gangway",
+            "A notification gangway couldn't read. Run /addip in Discord for a link.",
+        ]
+        page.evaluate(
+            "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.forEach(n => n.close()))"
+        )
+
     # Later, without a link, the page offers to turn it off; that deletes the subscription everywhere.
     page.goto(stack["site_url"] + "/")
     _state(page, "#push[data-state='on']", "status-on")
