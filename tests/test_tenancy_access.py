@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib.access.store import Grant, GrantStore, LinkKind
+from chalicelib.access import Grant, GrantStore, LinkKind
 from chalicelib.discord import CallbackType
 from chalicelib.errors import AccountUnreachable, Forbidden, ValidationError
 from chalicelib.games import GameRecord, GameState, GameStore

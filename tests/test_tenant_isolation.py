@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.access import GrantRecord
-from chalicelib.access.store import Grant, GrantStore, LinkKind
+from chalicelib.access import Grant, GrantRecord, GrantStore, LinkKind
 from chalicelib.games import GameRecord, GameStore
 from chalicelib.jobs import InteractionRecord
 from chalicelib.tenancy import AuditRecord, TenantRecord, TenantStore
