@@ -136,3 +136,33 @@ def test_state_api_refuses_malformed_transitions_and_changes_nothing(
     status, _ = _api("POST", f"/internal/games/{tenant}/{name}/transition", body)
     assert status in (400, 413)
     assert STORE.get(tenant, name) == before
+
+
+def test_a_start_whose_workflow_cannot_start_puts_the_game_back(game: tuple[str, str]) -> None:
+    """If Step Functions refuses, no workflow owns STARTING: the game must not stay there."""
+    from botocore.stub import Stubber
+
+    from chalicelib.lifecycle import Lifecycle, begin_start
+    from chalicelib.wiring import container
+    from chalicelib.workflows import Workflows
+
+    tenant, name = game
+    container().services.tenants.ensure(tenant, created_by="1")
+    sfn = container().client("stepfunctions")
+    lc = container().lifecycle
+    broken = Lifecycle(
+        games=lc.games,
+        tenants=lc.tenants,
+        broker=lc.broker,
+        rest=lc.rest,
+        workflows=Workflows(lambda: sfn, "gangway-test"),
+        sfn=lc.sfn,
+        publisher=lc.publisher,
+    )
+    with Stubber(sfn) as stub:
+        stub.add_client_error(
+            "list_state_machines", service_error_code="ServiceUnavailable", http_status_code=503
+        )
+        with pytest.raises(Exception, match="ServiceUnavailable"):
+            begin_start(broken, STORE.get(tenant, name), reply=None)  # type: ignore[arg-type]
+    assert STORE.get(tenant, name).state is GameState.STOPPED  # type: ignore[union-attr]

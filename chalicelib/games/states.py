@@ -31,11 +31,12 @@ class GameState(StrEnum):
 # Every allowed move. STARTING → STOPPED is the compensation path of a start that failed before the
 # server came up (nothing to save); everything else that ran goes through STOPPING so it is snapshotted.
 # DELETING keeps a start out while DeleteGame removes snapshots; a failed delete goes back to STOPPED.
+# STOPPING → RUNNING only undoes a stop whose workflow could not even be started (nothing ran).
 TRANSITIONS: Final[Mapping[GameState, frozenset[GameState]]] = {
     GameState.STOPPED: frozenset({GameState.STARTING, GameState.DELETING}),
     GameState.STARTING: frozenset({GameState.RUNNING, GameState.STOPPING, GameState.STOPPED}),
     GameState.RUNNING: frozenset({GameState.STOPPING}),
-    GameState.STOPPING: frozenset({GameState.STOPPED}),
+    GameState.STOPPING: frozenset({GameState.STOPPED, GameState.RUNNING}),
     GameState.DELETING: frozenset({GameState.STOPPED}),
 }
 

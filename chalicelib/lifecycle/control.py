@@ -72,16 +72,18 @@ def _begin(
     """The transition, then the execution named after the version it moved to (so never twice)."""
     moved = lc.games.transition(game.tenant_id, game.name, to=to, expected_version=game.version)
     name = f"{workflow.split('-', maxsplit=1)[0]}-{game.tenant_id}-{game.name}-{moved.version}"
-    arn = lc.workflows.start(
-        workflow,
-        name=name,
-        input={
-            "tenant": game.tenant_id,
-            "game": game.name,
-            "execution": name,
-            "reply": dict(reply or {}),
-            **extra,
-        },
-    )
+    data = {
+        "tenant": game.tenant_id,
+        "game": game.name,
+        "execution": name,
+        "reply": dict(reply or {}),
+        **extra,
+    }
+    try:
+        arn = lc.workflows.start(workflow, name=name, input=data)
+    except Exception:
+        # No workflow owns the new state: put the game back so it is never stuck (DESIGN.md section 2).
+        lc.games.transition(game.tenant_id, game.name, to=game.state, expected_version=moved.version)
+        raise
     lc.games.transition_note(game.tenant_id, game.name, execution=arn)
     return arn

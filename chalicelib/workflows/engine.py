@@ -71,6 +71,6 @@ class Workflows:
                 stateMachineArn=self.arn(workflow), name=safe, input=json.dumps(input)
             )
         except sfn.exceptions.ExecutionAlreadyExists:
-            account_region = self.arn(workflow).split(":stateMachine:")[0].replace(":states:", ":states:")
-            return f"{account_region}:execution:{state_machine_name(self._prefix, workflow)}:{safe}"
+            prefix = self.arn(workflow).split(":stateMachine:")[0]
+            return f"{prefix}:execution:{state_machine_name(self._prefix, workflow)}:{safe}"
         return str(answer["executionArn"])
