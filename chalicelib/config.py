@@ -67,6 +67,8 @@ class Settings:
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
     iot_data_endpoint: str | None = None
+    # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
+    signin_url: str = "https://signin.aws.amazon.com/federation"
     # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
     # {"public", "private"}; "" means gangway/<stage>/vapid-keys), its `sub` claim, how long a push flow
     # waits for a device, and which push services subscriptions may point at (host suffixes, https only;
@@ -114,6 +116,7 @@ class Settings:
             or bool(e.get("AWS_XRAY_DAEMON_ADDRESS") and e.get("GANGWAY_TRACING", "1") != "0"),
             in_lambda=bool(e.get("AWS_LAMBDA_FUNCTION_NAME")),
             site_url=e.get("SITE_URL", "").rstrip("/"),
+            signin_url=e.get("SIGNIN_URL", cls.signin_url),
             job_max_receives=int(e.get("JOB_MAX_RECEIVES", str(cls.job_max_receives))),
             tenant_cache_seconds=float(e.get("TENANT_CACHE_SECONDS", str(cls.tenant_cache_seconds))),
             grants_table=e.get("GRANTS_TABLE", cls.grants_table),

@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 __all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
 
 # The modules that declare agent-event handlers (`@AGENT_EVENTS.on(...)`), imported by the first event.
-AGENT_EVENT_MODULES: tuple[str, ...] = ("chalicelib.access.agent_events", "chalicelib.lifecycle.agent_events")
+AGENT_EVENT_MODULES: tuple[str, ...] = (
+    "chalicelib.access.agent_events",
+    "chalicelib.lifecycle.agent_events",
+    "chalicelib.lifecycle.tools",
+)
 
 # How long a warm container trusts the bot token it read (rotation: README "Deploying").
 BOT_TOKEN_MAX_AGE: Final = 300.0

@@ -100,6 +100,7 @@ SURFACES = {
         "accounts",
         "audit",
         "games_admin",
+        "games_admin_tools",
         "games_lifecycle",
         "Services",
         "admin",

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from chalicelib.commands import access, accounts, admin, audit, games_admin, games_lifecycle, servers, welcome
+from chalicelib.commands import (
+    access,
+    accounts,
+    admin,
+    audit,
+    games_admin,
+    games_admin_tools,
+    games_lifecycle,
+    servers,
+    welcome,
+)
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context, Services, interaction_of_job
 
@@ -17,6 +27,7 @@ __all__ = [
     "admin",
     "audit",
     "games_admin",
+    "games_admin_tools",
     "games_lifecycle",
     "interaction_of_job",
     "jobs",

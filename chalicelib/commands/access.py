@@ -119,10 +119,12 @@ def ip(ctx: Context) -> Reply:
     now = int(time.time())
     running = [g for g in ctx.services.games.all(ctx.tenant_id) if g.state is GameState.RUNNING]
     if running:
-        # Issue 4 (the game lifecycle) adds each instance's address and DNS name to the game.
+        # A game records its instance's address once it runs (lifecycle start.attach), and its ports
+        # come from /openport.
         lines = "\n".join(
-            f"{GameState.RUNNING.emoji} **{g.name}** · running · address not published yet "
-            "(it appears here once the server has finished starting)"
+            f"{GameState.RUNNING.emoji} **{g.name}** · running · "
+            + (f"`{g.address}`" if g.address else "address not known yet (it appears once the server is up)")
+            + (f" · ports {', '.join(g.ports)}" if g.ports else "")
             for g in running
         )
     else:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
 from pynamodb.models import Model
 
 from chalicelib.config import settings
@@ -33,6 +39,8 @@ class GameRecord(Model):
     on_demand_fallback = BooleanAttribute(default=True)
     disk_gb = NumberAttribute(default=12)
     preload = UnicodeAttribute(default="off")
+    # Extra ports the game serves, normalised (`tcp:27015`, `udp:2456-2458`): /openport and /closeport.
+    ports = ListAttribute(of=UnicodeAttribute, null=True)
     # What runs now (empty while stopped) and the newest complete snapshot: the game's data at rest.
     instance_id = UnicodeAttribute(null=True)
     volume_id = UnicodeAttribute(null=True)
@@ -41,6 +49,9 @@ class GameRecord(Model):
     snapshot_id = UnicodeAttribute(null=True)
     # The task token of a workflow step waiting on this game's agent (ready, saved).
     task_token = UnicodeAttribute(null=True)
+    # The newest agent reply a command waits for (/files, /extenddisk): `{"id", "type", "body"}` as JSON,
+    # cleared by the job that reads it (lifecycle/tools.py explains why it lives here).
+    agent_reply = UnicodeAttribute(null=True)
     # The Backup workflow of a running game (its execution name) and since when: one at a time; and
     # the task token of its wait for the agent's `game.save` reply (apart from task_token: a /stop may
     # run meanwhile and owns that one).

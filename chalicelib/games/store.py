@@ -50,6 +50,7 @@ class Game:
     on_demand_fallback: bool = True
     disk_gb: int = 12
     preload: str = "off"
+    ports: tuple[str, ...] = ()
     instance_id: str | None = None
     volume_id: str | None = None
     zone: str | None = None
@@ -57,6 +58,7 @@ class Game:
     snapshot_id: str | None = None
     task_token: str | None = None
     execution: str | None = None
+    agent_reply: str | None = None
     backup: str | None = None
     backup_since: float | None = None
     backup_token: str | None = None
@@ -73,8 +75,11 @@ RESOURCE_FIELDS = frozenset(
         "task_token",
         "execution",
         "backup_token",
+        "agent_reply",
     }
 )
+# Settings an admin command may change (`change()`); the workflows read them at the next start.
+SETTING_FIELDS = frozenset({"description", "ports", "disk_gb"})
 
 
 def _to_game(rec: GameRecord) -> Game:
@@ -91,6 +96,7 @@ def _to_game(rec: GameRecord) -> Game:
         on_demand_fallback=bool(rec.on_demand_fallback),
         disk_gb=int(rec.disk_gb),
         preload=rec.preload,
+        ports=tuple(str(p) for p in rec.ports or ()),
         instance_id=rec.instance_id,
         volume_id=rec.volume_id,
         zone=rec.zone,
@@ -98,6 +104,7 @@ def _to_game(rec: GameRecord) -> Game:
         snapshot_id=rec.snapshot_id,
         task_token=rec.task_token,
         execution=rec.execution,
+        agent_reply=rec.agent_reply,
         backup=rec.backup,
         backup_since=float(rec.backup_since) if rec.backup_since is not None else None,
         backup_token=rec.backup_token,
@@ -215,6 +222,52 @@ class GameStore:
                 GameRecord.updated_at.set(int(time.time())),
             ]
         )
+        return _to_game(rec)
+
+    def change(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        expected_version: int | None = None,
+        states: frozenset[GameState] | None = None,
+        **fields: str | int | list[str],
+    ) -> Game:
+        """Change settings of a game (`SETTING_FIELDS`), in one conditional write: only while it is at
+        `expected_version` (a read-modify-write such as a port list) and in one of `states`, if given.
+
+        Raises:
+            ValueError: a field that is not a setting.  NotFound: no such game.
+            Conflict: the game changed since it was read, or is in another state.
+        """
+        unknown = set(fields) - SETTING_FIELDS
+        if unknown:
+            raise ValueError(f"not setting fields: {sorted(unknown)}")
+        try:
+            rec = GameRecord.get(tenant_id, name, consistent_read=True)
+        except DoesNotExist as exc:
+            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+        if expected_version is not None:
+            rec.version = expected_version
+        actions: list[Action] = [getattr(GameRecord, k).set(v) for k, v in fields.items()]
+        actions.append(GameRecord.updated_at.set(int(time.time())))
+        condition = GameRecord.name.exists()
+        if states is not None:
+            condition &= GameRecord.state.is_in(*(s.value for s in states))
+        try:
+            rec.update(
+                actions=actions, condition=condition, add_version_condition=expected_version is not None
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            current = self.get(tenant_id, name)
+            if current is None:
+                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            raise Conflict(
+                f"**{name}** changed meanwhile (it is {current.state.word} now); nothing was changed. "
+                "Try again."
+            ) from exc
         return _to_game(rec)
 
     def transition_note(self, tenant_id: str, name: str, *, execution: str) -> Game:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chalicelib.errors import InfraError
+from chalicelib.errors import Conflict, InfraError
 
 __all__ = ["CAPACITY_ERRORS", "CapacityError", "Ec2Gateway", "Launch", "Placement", "tags_for"]
 
@@ -99,6 +99,32 @@ class Ec2Gateway:
         if init_rate:
             params["VolumeInitializationRate"] = init_rate
         return str(self._ec2.create_volume(**params)["VolumeId"])
+
+    def volume_size(self, volume_id: str) -> int | None:
+        """The volume's size in GB (what EC2 reports, the target of a modification once it applies)."""
+        volumes = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+        return int(volumes[0]["Size"]) if volumes else None
+
+    def grow_volume(self, volume_id: str, size_gb: int) -> None:
+        """ModifyVolume to `size_gb` (online: the instance keeps running; the agent grows the filesystem).
+
+        Raises:
+            Conflict: EBS is still modifying this volume, or allows no new modification yet (once per 6 h).
+        """
+        try:
+            self._ec2.modify_volume(VolumeId=volume_id, Size=size_gb)
+        except Exception as exc:
+            code = _code(exc)
+            if code == "IncorrectModificationState":
+                raise Conflict(
+                    "This game's disk is already being modified or optimised. Try again in a few hours."
+                ) from exc
+            if code == "VolumeModificationRateExceeded":
+                raise Conflict(
+                    "This game's disk was modified recently; AWS allows one change every 6 hours. "
+                    "Try again later."
+                ) from exc
+            raise
 
     def volume_state(self, volume_id: str) -> str:
         volumes = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]

@@ -1,0 +1,335 @@
+"""Admin tools for one game: /setdescription, /openport, /closeport, /files, /terminal and /extenddisk.
+
+Private things (SFTP passwords, terminal links) are ephemeral replies, never DMs (DESIGN.md §2). What
+talks to AWS or waits for the game's agent runs as a job in the jobs Lambda (the 3-second budget).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import Annotated
+
+from chalicelib.commands.catalogue import GameName, jobs, registry
+from chalicelib.commands.context import Context
+from chalicelib.discord import Deferred, Embed, EmbedField, Job, Length, Level, Range, Reply
+from chalicelib.errors import Conflict, NotFound, ValidationError
+from chalicelib.games import Game, GameState, check_name
+from chalicelib.lifecycle import Lifecycle
+from chalicelib.lifecycle.terminal import Federation, terminal_link
+from chalicelib.lifecycle.tools import (
+    AgentRefused,
+    AgentSilent,
+    ask_and_wait,
+    close_ports,
+    open_ports,
+    parse_ports,
+    tool_request_id,
+)
+from chalicelib.tenancy import plan_named
+
+__all__ = [
+    "closeport",
+    "extenddisk",
+    "extenddisk_online",
+    "files",
+    "files_login",
+    "openport",
+    "setdescription",
+    "terminal",
+    "terminal_login",
+]
+
+SFTP_TTL_SECONDS = 900
+# How long EBS may take to report the new size before the agent is asked to grow into it.
+RESIZE_WAIT_SECONDS = 15
+CLIENTS = (
+    "Use an SFTP client: [WinSCP](<https://winscp.net/eng/download.php>) on Windows or "
+    "[FileZilla](<https://filezilla-project.org/download.php?type=client>) anywhere. Paste the address, "
+    "user name and password; the first time, check that the host key it shows is the one below. "
+    "Your IP address must be let in (`/addip`)."
+)
+
+PortList = Annotated[str, Length(5, 200)]
+
+
+def _lc(ctx: Context) -> Lifecycle:
+    lc: Lifecycle = ctx.services.lifecycle()
+    return lc
+
+
+def _find(ctx: Context, name: str) -> Game:
+    game = ctx.services.games.get(ctx.tenant_id, check_name(name))
+    if game is None:
+        raise NotFound(f"The game `{name}` does not exist on this server. `/games` lists the ones that do.")
+    return game
+
+
+def _running(ctx: Context, name: str, what: str) -> Game:
+    game = _find(ctx, name)
+    if game.state is not GameState.RUNNING or not game.instance_id:
+        raise Conflict(
+            f"**{game.name}** is {game.state.word}; {what} only while it is running. "
+            f"Start it with `/start game:{game.name}`."
+        )
+    return game
+
+
+@registry.command(level=Level.ADMIN)
+def setdescription(ctx: Context, game: GameName, description: Annotated[str, Length(1, 100)]) -> Reply:
+    """Change a game's description (in any state).
+
+    Args:
+        game: The game to describe
+        description: What people see next to its name, e.g. Viking survival with friends
+    """
+    found = _find(ctx, game)
+    text = " ".join(description.split())
+    ctx.services.games.change(ctx.tenant_id, found.name, description=text)
+    return Reply(content=f"✅ Updated the description of **{found.name}**: {text}", ephemeral=True)
+
+
+@registry.command(level=Level.ADMIN)
+def openport(ctx: Context, game: GameName, ports: PortList) -> Reply:
+    """Open firewall ports of a game server to the players let in (tcp/udp, 1024-65535).
+
+    Args:
+        game: The game whose ports to open
+        ports: One or more, e.g. udp:2456-2458 tcp:27015
+    """
+    found = _find(ctx, game)
+    wanted = parse_ports(ports)
+    after = open_ports(found, wanted)
+    if list(found.ports) == after:
+        return Reply(
+            content=f"Those ports were already open on **{found.name}**: {_list(after)}.", ephemeral=True
+        )
+    return _save_ports(ctx, found, after, f"Opened {', '.join(map(str, wanted))}")
+
+
+@registry.command(level=Level.ADMIN)
+def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply:
+    """Close firewall ports of a game server (tcp/udp, 1024-65535).
+
+    Args:
+        game: The game whose ports to close
+        ports: One or more, e.g. udp:2456-2458 tcp:27015
+    """
+    found = _find(ctx, game)
+    wanted = parse_ports(ports)
+    after = close_ports(found, wanted)
+    if list(found.ports) == after:
+        raise ValidationError(
+            f"None of those ports is open on **{found.name}**; its open ports: {_list(after)}."
+        )
+    return _save_ports(ctx, found, after, f"Closed {', '.join(map(str, wanted))}")
+
+
+def _list(ports: list[str]) -> str:
+    return ", ".join(f"`{p}`" for p in ports) or "none"
+
+
+def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply:
+    # A lost race with another /openport or a transition is a Conflict: the admin runs it again.
+    ctx.services.games.change(ctx.tenant_id, game.name, expected_version=game.version, ports=after)
+    # A game has no security group of its own yet (no step records one): the agent's nftables firewall
+    # is the only filter. Once the start workflow records a group on the game, its ingress rules follow
+    # this list here too.
+    text = f"✅ {did} on **{game.name}**. Its ports now: {_list(after)}."
+    if game.state is GameState.RUNNING:
+        # The agent takes its ports from its launch config at start; the contract has no request that
+        # changes them (agent/contract/README.md). Re-sending the grants keeps the players' addresses
+        # current, and the port list applies fully at the next start.
+        ctx.services.access().send_full_sync(ctx.tenant_id, game.name, int(time.time()))
+        text += (
+            " The server is running: its firewall takes the new port list at its next start "
+            "(`/stop` then `/start`); until then it keeps the ports it started with."
+        )
+    else:
+        text += " They apply when it next starts."
+    return Reply(content=text, ephemeral=True)
+
+
+# -- /files ------------------------------------------------------------------------------------------
+
+
+@registry.command(level=Level.ADMIN)
+def files(ctx: Context, game: GameName) -> Deferred:
+    """Get a one-time SFTP login to view and edit a running game server's files.
+
+    Args:
+        game: The running game whose files to open
+    """
+    found = _running(ctx, game, "its files can be opened")
+    return Deferred(Job("games.files", {"game": found.name}), ephemeral=True)
+
+
+@jobs.job("games.files")
+def files_login(ctx: Context, game: str) -> Reply:
+    """Ask the agent for one-time SFTP credentials and show them privately."""
+    found = _running(ctx, game, "its files can be opened")
+    body: dict[str, object] = {"ttl_s": SFTP_TTL_SECONDS}
+    if found.address:
+        body["host"] = found.address
+    reply = ask_and_wait(
+        _lc(ctx), found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id)
+    ).body
+    uri, user, password = str(reply["uri"]), str(reply["username"]), str(reply["password"])
+    expires = int(float(reply["expires_at"]))
+    parts = urllib.parse.urlsplit(uri)
+    login = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
+    with_login = f"sftp://{login}@{parts.netloc.split('@')[-1]}/"
+    return Reply(
+        embeds=(
+            Embed(
+                title=f"🔑 Files of {found.name}",
+                description=f"A one-time login: it works for one connection, until <t:{expires}:t> "
+                f"(<t:{expires}:R>).\n{CLIENTS}",
+                fields=(
+                    EmbedField(name="Address", value=f"`{uri}`"),
+                    EmbedField(name="User name", value=f"`{user}`", inline=True),
+                    EmbedField(name="Password", value=f"`{password}`", inline=True),
+                    EmbedField(name="Host key (SHA256)", value=f"`{reply['host_key_sha256']}`"),
+                    EmbedField(name="One-click (WinSCP)", value=f"`{with_login}`"),
+                ),
+            ),
+        ),
+        ephemeral=True,
+    )
+
+
+# -- /terminal ---------------------------------------------------------------------------------------
+
+
+@registry.command(level=Level.ADMIN)
+def terminal(ctx: Context, game: GameName) -> Deferred:
+    """Get a short-lived link to a terminal on a running game server (AWS Session Manager).
+
+    Args:
+        game: The running game to open a terminal on
+    """
+    found = _running(ctx, game, "a terminal can be opened")
+    return Deferred(Job("games.terminal", {"game": found.name}), ephemeral=True)
+
+
+@jobs.job("games.terminal")
+def terminal_login(ctx: Context, game: str) -> Reply:
+    """Assume the terminal role scoped to this instance and show its console link privately."""
+    found = _running(ctx, game, "a terminal can be opened")
+    tenant = ctx.services.tenants.require(ctx.tenant_id)
+    customer = tenant.account_mode == "customer" and tenant.role_arn
+    account = (
+        tenant.role_arn.split(":")[4] if customer and tenant.role_arn else ctx.services.hosting_account()
+    )
+    it = ctx.interaction
+    sts = _lc(ctx).broker.access(tenant, purpose="terminal", actor=it.user_id).client("sts")
+    settings = ctx.services.settings
+    link = terminal_link(
+        sts,
+        Federation(settings.signin_url),
+        region=tenant.region,
+        account=account,
+        instance_id=found.instance_id or "",
+        user_id=it.user_id,
+        issuer=settings.site_url or "https://discord.com",
+        now=int(time.time()),
+    )
+    return Reply(
+        embeds=(
+            Embed(
+                title=f"🖥️ Terminal on {found.name}",
+                description=f"[Open a terminal on **{found.name}**]({link.url})\n"
+                f"Open it before <t:{link.use_before}:t> (<t:{link.use_before}:R>); the session ends by "
+                f"<t:{link.session_ends}:t>. It can only open a shell on this server. Don't share it: "
+                "whoever opens it gets that shell.",
+            ),
+        ),
+        ephemeral=True,
+    )
+
+
+# -- /extenddisk -------------------------------------------------------------------------------------
+
+
+@registry.command(level=Level.ADMIN)
+def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16384)]) -> Reply | Deferred:
+    """Grow a game's disk to a bigger size in GB (it can't shrink again).
+
+    Args:
+        game: The game whose disk to grow
+        size_gb: The new size in GB, larger than now
+    """
+    found = _find(ctx, game)
+    if found.state not in (GameState.STOPPED, GameState.RUNNING):
+        raise Conflict(
+            f"**{found.name}** is {found.state.word}; its disk can change once it is stopped or running."
+        )
+    plan_named(ctx.services.tenants.require(ctx.tenant_id).plan).check_disk(size_gb)
+    # A running game may ask for its current size again: that only grows the filesystem into it.
+    if size_gb < found.disk_gb or (size_gb == found.disk_gb and found.state is GameState.STOPPED):
+        raise ValidationError(
+            f"**{found.name}**'s disk is already {found.disk_gb} GB; ask for more than that "
+            "(disks can't shrink)."
+        )
+    if found.state is GameState.STOPPED:
+        ctx.services.games.change(
+            ctx.tenant_id,
+            found.name,
+            expected_version=found.version,
+            states=frozenset({GameState.STOPPED}),
+            disk_gb=size_gb,
+        )
+        return Reply(
+            content=f"✅ **{found.name}** gets a {size_gb} GB disk (was {found.disk_gb} GB) from its next "
+            "start, made from its latest snapshot. Once it runs, use "
+            f"`/extenddisk game:{found.name} size_gb:{size_gb}` to let the server use the new space.",
+            ephemeral=True,
+        )
+    return Deferred(Job("games.extenddisk", {"game": found.name, "size_gb": size_gb}), ephemeral=True)
+
+
+@jobs.job("games.extenddisk")
+def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
+    """ModifyVolume on the running game's data volume, wait for EBS, then the agent grows the filesystem."""
+    found = _running(ctx, game, "its disk can be grown online")
+    lc = _lc(ctx)
+    ec2 = lc.ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
+    volume = found.volume_id or ""
+    before = ec2.volume_size(volume) or found.disk_gb
+    if size_gb < before:
+        raise ValidationError(f"**{found.name}**'s disk is already {before} GB; disks can't shrink.")
+    if size_gb > before:
+        ec2.grow_volume(volume, size_gb)
+    # The next start makes its volume from a snapshot of this one: it must be at least this size.
+    ctx.services.games.change(ctx.tenant_id, found.name, disk_gb=size_gb)
+    deadline = time.monotonic() + RESIZE_WAIT_SECONDS
+    while (ec2.volume_size(volume) or 0) < size_gb:
+        if time.monotonic() > deadline:
+            return Reply(
+                content=f"⏳ AWS is still growing **{found.name}**'s disk to {size_gb} GB. In a few "
+                f"minutes, run `/extenddisk game:{found.name} size_gb:{size_gb}` again to let the server "
+                "use the space.",
+                ephemeral=True,
+            )
+        time.sleep(1)
+    grown = f"**{found.name}**'s disk is now {size_gb} GB" + (
+        f" (was {before} GB)" if size_gb > before else ""
+    )
+    try:
+        reply = ask_and_wait(
+            lc, found, "disk.extend", {}, request_id=tool_request_id("disk", ctx.interaction.id)
+        ).body
+    except (AgentSilent, AgentRefused) as exc:
+        return Reply(
+            content=f"⚠️ {grown}, but the server has not grown its filesystem into it: {exc.message} Run "
+            f"`/extenddisk game:{found.name} size_gb:{size_gb}` again to retry.",
+            ephemeral=True,
+        )
+    gib = 1024**3
+    size_from = int(reply.get("size_before_bytes") or 0) / gib
+    size_to = int(reply.get("size_after_bytes") or 0) / gib
+    return Reply(
+        content=f"✅ {grown}. The server grew `{reply.get('device')}` ({reply.get('filesystem')}) from "
+        f"{size_from:.1f} to {size_to:.1f} GiB: the new space is usable now.",
+        ephemeral=True,
+    )

@@ -1,0 +1,444 @@
+"""Admin tools end to end through signed interactions: /setdescription, /openport, /closeport, /files,
+/terminal, /extenddisk and /ip, on the embedded emulator, with the agent's part played over a real
+MQTT broker (requests read from `cmd`, replies sent through the agent-events path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from chalicelib.errors import ValidationError
+from chalicelib.games import GameRecord, GameState
+from chalicelib.lifecycle.tools import AgentSilent, ask_and_wait, close_ports, open_ports, parse_ports
+from chalicelib.wiring import container
+from devstack.discord_user import Who, snowflake
+from tests.access_helpers import Subscriber
+from tests.helpers import Harness
+from tests.test_lifecycle import MAIN, _create, _ec2, _game, _start_until_running
+
+EPHEMERAL = 64
+
+
+@pytest.fixture
+def tenant(harness: Harness) -> Iterator[str]:
+    """A set-up guild (as test_lifecycle's), whose admin is the harness's user."""
+    harness.command("setup")
+    harness.component("setup:main", [MAIN])
+    yield harness.user.who.guild_id or ""
+
+
+class FakeAgent:
+    """Answers one request type read from the real broker, as the agent would: its reply (same id)
+    goes through the agent-events Lambda's path."""
+
+    def __init__(self, sub: Subscriber, kind: str, reply: dict[str, Any], reply_type: str = "") -> None:
+        self.sub, self.kind, self.reply = sub, kind, reply
+        self.reply_type = reply_type or f"{kind}.reply"
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                topic, msg = self.sub.next(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg["type"] != self.kind:
+                continue
+            self.requests.append((topic, msg))
+            evt = {
+                "id": msg["id"],
+                "type": self.reply_type,
+                "body": self.reply,
+                "topic": topic.removesuffix("/cmd") + "/evt",
+            }
+            container().agent_events.run(json.dumps(evt))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def _admin_reply(harness: Harness, name: str, **options: Any) -> dict[str, Any]:
+    _, answer = harness.command(name, **options)
+    assert answer["type"] == 4 and answer["data"]["flags"] & EPHEMERAL, answer
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def _deferred(harness: Harness, name: str, **options: Any) -> dict[str, Any]:
+    """Send a deferred command, run its job, and return the final edit of its reply."""
+    payload, answer = harness.command(name, **options)
+    assert answer["type"] == 5 and answer["data"]["flags"] & EPHEMERAL, answer
+    harness.run_jobs_for(payload["token"], wait=40)
+    edit: dict[str, Any] = harness.calls_for(payload["token"])[-1]["json"]
+    return edit
+
+
+# -- /setdescription -------------------------------------------------------------------------------
+
+
+def test_setdescription_changes_it_in_any_state_privately(harness: Harness, tenant: str) -> None:
+    _create(harness, "valheim")
+    data = _admin_reply(harness, "setdescription", game="valheim", description="  Vikings   on ice ")
+    assert data["content"] == "✅ Updated the description of **valheim**: Vikings on ice"
+    assert _game(tenant, "valheim").description == "Vikings on ice"
+    GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STOPPING")])
+    _admin_reply(harness, "setdescription", game="valheim", description="Frozen")
+    assert _game(tenant, "valheim").description == "Frozen"
+
+    data = _admin_reply(harness, "setdescription", game="nosuch", description="x")
+    assert "does not exist" in data["content"]
+    member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
+    _, answer = harness.command("setdescription", who=member, game="valheim", description="mine")
+    assert "admin" in answer["data"]["content"].lower() and _game(tenant, "valheim").description == "Frozen"
+
+
+# -- /openport and /closeport ------------------------------------------------------------------------
+
+
+def test_port_ranges_are_parsed_and_normalised() -> None:
+    assert [str(r) for r in parse_ports("UDP:2458-2456, tcp:27015")] == ["udp:2456-2458", "tcp:27015"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("27015", "isn't a valid port range"),
+        ("tcp:", "isn't a valid port range"),
+        ("tcp:1-2-3", "isn't a valid port range"),
+        ("icmp:2000", "`icmp` isn't a valid protocol"),
+        ("tcp:80", "Invalid port 80"),
+        ("udp:2000-70000", "Invalid port 70000"),
+    ],
+)
+def test_bad_port_ranges_get_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        parse_ports(text)
+
+
+def test_openport_and_closeport_keep_a_normalised_list_on_a_stopped_game(
+    harness: Harness, tenant: str
+) -> None:
+    _create(harness, "valheim")
+    data = _admin_reply(harness, "openport", game="valheim", ports="udp:2458-2456 tcp:27015")
+    assert "Opened udp:2456-2458, tcp:27015" in data["content"] and "next starts" in data["content"]
+    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2458")
+
+    _admin_reply(harness, "openport", game="valheim", ports="udp:2459")
+    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2459")
+    data = _admin_reply(harness, "openport", game="valheim", ports="udp:2457")
+    assert "already open" in data["content"]
+
+    _admin_reply(harness, "closeport", game="valheim", ports="udp:2457")
+    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
+    data = _admin_reply(harness, "closeport", game="valheim", ports="tcp:7777")
+    assert "None of those ports is open" in data["content"]
+
+    before = _game(tenant, "valheim")
+    for bad in ("tcp:80", "icmp:3000", "27015"):
+        data = _admin_reply(harness, "openport", game="valheim", ports=bad)
+        assert data["content"].startswith("⚠️")
+    assert _game(tenant, "valheim").ports == before.ports  # bad input changes nothing
+
+
+def test_a_game_has_at_most_twenty_ranges() -> None:
+    from chalicelib.games import Game
+
+    game = Game("1", "g", "", GameState.STOPPED, 0, 0, 1)
+    many = open_ports(game, parse_ports(" ".join(f"tcp:{2000 + 2 * n}" for n in range(20))))
+    assert len(many) == 20
+    with pytest.raises(ValidationError, match="at most 20"):
+        open_ports(dataclasses.replace(game, ports=tuple(many)), parse_ports("udp:9000"))
+    assert close_ports(dataclasses.replace(game, ports=("tcp:2000-3000",)), parse_ports("tcp:1500-2500")) == [
+        "tcp:2501-3000"
+    ]
+
+
+def test_openport_on_a_running_game_resyncs_its_agent_and_says_when_ports_apply(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    _create(harness, "rust")
+    _start_until_running(harness, tenant, "rust")
+    agent_link.drain()
+    data = _admin_reply(harness, "openport", game="rust", ports="udp:28015")
+    assert "its firewall takes the new port list at its next start" in data["content"]
+    topic, msg = agent_link.next()
+    assert topic == f"gangway/{tenant}/rust/cmd" and msg["type"] == "firewall.sync"
+    assert msg["body"]["mode"] == "full"
+
+
+# -- /files ------------------------------------------------------------------------------------------
+
+SFTP_REPLY = {
+    "uri": "sftp://gangway@203.0.113.10:2222/",
+    "username": "gangway",
+    "password": "p@ss/word",
+    "host_key_sha256": "SHA256:2Yb0n3eQm0qv1v6YtqQ0mX8xFqJrJ8m2d5m7oQe3b1Q",
+    "expires_at": 1795000900.0,
+}
+
+
+def test_files_asks_the_agent_and_shows_a_one_time_login_privately(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    _create(harness, "valheim")
+    data = _admin_reply(harness, "files", game="valheim")
+    assert "is stopped" in data["content"] and "/start" in data["content"]
+
+    _start_until_running(harness, tenant)
+    agent_link.drain()
+    agent = FakeAgent(agent_link, "sftp.open", SFTP_REPLY)
+    try:
+        edit = _deferred(harness, "files", game="valheim")
+    finally:
+        agent.stop()
+    [(topic, request)] = agent.requests
+    assert topic == f"gangway/{tenant}/valheim/cmd"
+    assert request["body"] == {"ttl_s": 900, "host": _game(tenant, "valheim").address}
+    embed = edit["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Address"] == "`sftp://gangway@203.0.113.10:2222/`"
+    assert fields["Password"] == "`p@ss/word`" and "SHA256:2Yb0n3" in fields["Host key (SHA256)"]
+    assert "p%40ss%2Fword@203.0.113.10:2222" in fields["One-click (WinSCP)"]
+    assert "<t:1795000900:R>" in embed["description"] and "WinSCP" in embed["description"]
+    assert _game(tenant, "valheim").agent_reply is None  # the password does not stay on the row
+
+
+def test_files_says_so_when_the_agent_refuses_or_is_silent(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    _create(harness, "ark")
+    _start_until_running(harness, tenant, "ark")
+    agent = FakeAgent(agent_link, "sftp.open", {"code": "unavailable", "message": "sftp is off"}, "error")
+    try:
+        edit = _deferred(harness, "files", game="ark")
+    finally:
+        agent.stop()
+    assert "couldn't do that: sftp is off" in edit["content"]
+
+    game = _game(tenant, "ark")
+    with pytest.raises(AgentSilent, match="didn't answer within 1 seconds"):
+        ask_and_wait(container().lifecycle, game, "sftp.open", {}, request_id="tool-sftp-silent", wait=1)
+
+
+def test_a_stale_or_foreign_reply_is_not_taken_for_ours(harness: Harness, tenant: str) -> None:
+    _create(harness, "dayz")
+    for event_id in ("someone-elses", None):
+        evt = {
+            "id": event_id,
+            "type": "sftp.open.reply",
+            "body": SFTP_REPLY,
+            "topic": f"gangway/{tenant}/dayz/evt",
+        }
+        container().agent_events.run(json.dumps(evt))
+    assert _game(tenant, "dayz").agent_reply is None
+
+
+# -- /terminal ---------------------------------------------------------------------------------------
+
+
+class _Federation(BaseHTTPRequestHandler):
+    """The console federation endpoint's stand-in: a sign-in token for any session."""
+
+    seen: ClassVar[list[dict[str, list[str]]]] = []
+
+    def do_GET(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        type(self).seen.append(query)
+        body = json.dumps({"SigninToken": "signin-token-123"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture
+def federation(emulator: object) -> Iterator[list[dict[str, list[str]]]]:
+    """A loopback federation endpoint, and the app's services pointed at it (as SIGNIN_URL does)."""
+    server = HTTPServer(("127.0.0.1", 0), _Federation)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    c = container()
+    saved = c.services
+    url = f"http://127.0.0.1:{server.server_port}/federation"
+    c.__dict__["services"] = dataclasses.replace(
+        saved, settings=dataclasses.replace(saved.settings, signin_url=url)
+    )
+    c.__dict__.pop("job_runner", None)
+    _Federation.seen = []
+    yield _Federation.seen
+    c.__dict__["services"] = saved
+    c.__dict__.pop("job_runner", None)
+    server.shutdown()
+
+
+@pytest.fixture
+def assumed() -> Iterator[list[dict[str, Any]]]:
+    """What the app asks STS AssumeRole for (read at the botocore seam of the broker's clients)."""
+    calls: list[dict[str, Any]] = []
+
+    def hook(client: Any) -> None:
+        client.meta.events.register(
+            "provide-client-params.sts.AssumeRole", lambda params, **_: calls.append(params)
+        )
+
+    container().broker.hooks.append(hook)
+    yield calls
+    container().broker.hooks.remove(hook)
+
+
+def test_terminal_gives_a_private_short_lived_link_scoped_to_the_instance(
+    harness: Harness, tenant: str, federation: list[dict[str, list[str]]], assumed: list[dict[str, Any]]
+) -> None:
+    _create(harness, "valheim")
+    data = _admin_reply(harness, "terminal", game="valheim")
+    assert "is stopped" in data["content"]
+    _start_until_running(harness, tenant)
+    instance = _game(tenant, "valheim").instance_id
+    user = harness.user.who.user_id
+
+    edit = _deferred(harness, "terminal", game="valheim")
+    [call] = assumed
+    assert call["RoleArn"].endswith(":role/gangway-terminal") and call["RoleSessionName"] == f"discord-{user}"
+    assert "DurationSeconds" not in call  # chained role credentials: the federation endpoint refuses them
+    policy = json.loads(call["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Action"] == "ssm:StartSession"
+    assert statement["Resource"][0].endswith(f":instance/{instance}")
+    assert statement["Resource"][1].endswith(":document/SSM-SessionManagerRunShell")
+
+    [query] = federation
+    assert query["Action"] == ["getSigninToken"] and "SessionDuration" not in query
+    assert set(json.loads(query["Session"][0])) == {"sessionId", "sessionKey", "sessionToken"}
+    description = edit["embeds"][0]["description"]
+    link = description.split("](", 1)[1].split(")", 1)[0]
+    login = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+    assert login["Action"] == ["login"] and login["SigninToken"] == ["signin-token-123"]
+    assert login["Destination"][0].endswith(f"/systems-manager/session-manager/{instance}?region=us-east-1")
+    assert "<t:" in description and "Don't share it" in description
+
+
+# -- /extenddisk -------------------------------------------------------------------------------------
+
+
+def test_extenddisk_of_a_stopped_game_applies_at_its_next_start(harness: Harness, tenant: str) -> None:
+    _create(harness, "valheim")
+    data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
+    assert "gets a 20 GB disk (was 12 GB) from its next start" in data["content"]
+    assert _game(tenant, "valheim").disk_gb == 20
+    data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
+    assert "already 20 GB" in data["content"]
+    data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=4000)
+    assert "plan allows disks up to" in data["content"] and _game(tenant, "valheim").disk_gb == 20
+    GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STARTING")])
+    data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=24)
+    assert "is starting" in data["content"] and _game(tenant, "valheim").disk_gb == 20
+
+
+DISK_REPLY = {
+    "device": "/dev/nvme1n1",
+    "partition": None,
+    "filesystem": "ext4",
+    "size_before_bytes": 12 * 1024**3,
+    "size_after_bytes": 20 * 1024**3,
+}
+
+
+def test_extenddisk_of_a_running_game_grows_the_volume_then_the_filesystem(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    _create(harness, "valheim")
+    _start_until_running(harness, tenant)
+    volume = _game(tenant, "valheim").volume_id or ""
+    agent_link.drain()
+    agent = FakeAgent(agent_link, "disk.extend", DISK_REPLY)
+    try:
+        edit = _deferred(harness, "extenddisk", game="valheim", size_gb=20)
+    finally:
+        agent.stop()
+    assert _ec2(tenant, "valheim").volume_size(volume) == 20
+    assert len(agent.requests) == 1 and agent.requests[0][1]["body"] == {}
+    assert edit["content"].startswith("✅ **valheim**'s disk is now 20 GB (was 12 GB)")
+    assert "from 12.0 to 20.0 GiB" in edit["content"]
+    assert _game(tenant, "valheim").disk_gb == 20  # the next start's volume is at least this size
+
+
+@pytest.fixture
+def volume_busy() -> Iterator[None]:
+    """EBS answering IncorrectModificationState to ModifyVolume, at the botocore seam."""
+
+    def deny(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        body = {"Error": {"Code": "IncorrectModificationState", "Message": "being modified"}}
+        return AWSResponse("https://ec2", 400, {}, None), body  # type: ignore[arg-type]
+
+    def hook(client: Any) -> None:
+        client.meta.events.register("before-call.ec2.ModifyVolume", deny)
+
+    container().broker.hooks.append(hook)
+    yield
+    container().broker.hooks.remove(hook)
+
+
+def test_extenddisk_says_when_ebs_is_still_modifying_the_volume(
+    harness: Harness, tenant: str, volume_busy: None
+) -> None:
+    _create(harness, "ark")
+    _start_until_running(harness, tenant, "ark")
+    edit = _deferred(harness, "extenddisk", game="ark", size_gb=30)
+    assert "already being modified" in edit["content"]
+    assert _game(tenant, "ark").disk_gb == 12
+
+
+# -- /ip ---------------------------------------------------------------------------------------------
+
+
+def test_ip_shows_the_address_and_ports_of_each_running_game(harness: Harness, tenant: str) -> None:
+    _create(harness, "valheim")
+    _create(harness, "factorio")
+    _admin_reply(harness, "openport", game="valheim", ports="udp:2456-2458")
+    _start_until_running(harness, tenant)
+    address = _game(tenant, "valheim").address
+    assert address
+    _, answer = harness.command("ip")
+    description = answer["data"]["embeds"][0]["description"]
+    assert f"**valheim** · running · `{address}` · ports udp:2456-2458" in description
+    assert "factorio" not in description
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("IncorrectModificationState", "already being modified"),
+        ("VolumeModificationRateExceeded", "one change every 6 hours"),
+    ],
+)
+def test_the_gateway_names_ebs_modification_refusals(code: str, message: str) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from chalicelib.errors import Conflict
+    from chalicelib.instances import Ec2Gateway
+
+    client = boto3.client("ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_response("modify_volume", {}, {"VolumeId": "vol-1", "Size": 30})
+        stub.add_client_error("modify_volume", service_error_code=code, http_status_code=400)
+        gateway = Ec2Gateway(client, tenant_id="1", game="g")
+        gateway.grow_volume("vol-1", 30)
+        with pytest.raises(Conflict, match=message):
+            gateway.grow_volume("vol-1", 40)
