@@ -17,7 +17,14 @@ from botocore.awsrequest import AWSResponse
 
 from chalicelib.errors import ValidationError
 from chalicelib.games import GameRecord, GameState
-from chalicelib.lifecycle.tools import AgentSilent, ask_and_wait, close_ports, open_ports, parse_ports
+from chalicelib.lifecycle.tools import (
+    AgentSilent,
+    ask_and_wait,
+    close_ports,
+    open_ports,
+    parse_ports,
+    port_numbers,
+)
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.access_helpers import Subscriber
@@ -162,9 +169,19 @@ def test_a_game_has_at_most_twenty_ranges() -> None:
     assert len(many) == 20
     with pytest.raises(ValidationError, match="at most 20"):
         open_ports(dataclasses.replace(game, ports=tuple(many)), parse_ports("udp:9000"))
-    assert close_ports(dataclasses.replace(game, ports=("tcp:2000-3000",)), parse_ports("tcp:1500-2500")) == [
-        "tcp:2501-3000"
+    assert close_ports(dataclasses.replace(game, ports=("tcp:2000-2100",)), parse_ports("tcp:1500-2050")) == [
+        "tcp:2051-2100"
     ]
+    with pytest.raises(ValidationError, match="at most 200 ports"):
+        open_ports(game, parse_ports("udp:10000-10200"))
+
+
+def test_the_launch_config_gets_port_numbers() -> None:
+    assert port_numbers(["tcp:27015", "udp:2456-2458", "tcp:27020-27021"]) == (
+        (27015, 27020, 27021),
+        (2456, 2457, 2458),
+    )
+    assert port_numbers([]) == ((), ())
 
 
 def test_openport_on_a_running_game_resyncs_its_agent_and_says_when_ports_apply(

@@ -27,6 +27,7 @@ from chalicelib.games import Game
 from chalicelib.lifecycle.deps import Lifecycle
 
 __all__ = [
+    "MAX_PORTS",
     "MAX_PORT_RANGES",
     "AgentRefused",
     "AgentReply",
@@ -37,6 +38,7 @@ __all__ = [
     "on_tool_reply",
     "open_ports",
     "parse_ports",
+    "port_numbers",
     "tool_request_id",
 ]
 
@@ -45,6 +47,9 @@ LOWEST_PORT: Final = 1024
 HIGHEST_PORT: Final = 65535
 # At most this many ranges per game: a security group allows 60 rules per direction and protocol family.
 MAX_PORT_RANGES: Final = 20
+# At most this many ports in all: the agent's launch config lists port numbers, not ranges
+# (agent/src/gangway_agent/config.py `port_list`), and it travels in the instance's user data (16 KiB).
+MAX_PORTS: Final = 200
 REPLY_WAIT_SECONDS: Final = 20.0
 _PREFIX: Final = "tool-"
 _PORT: Final = re.compile(r"(?P<proto>[a-z0-9]+):(?P<low>\d{1,5})(?:-(?P<high>\d{1,5}))?")
@@ -136,7 +141,25 @@ def open_ports(game: Game, ranges: Iterable[PortRange]) -> list[str]:
             f"Unable to add more ports: a game may have at most {MAX_PORT_RANGES} port ranges. "
             "Close some with `/closeport`, or open one wider range."
         )
+    if sum(r.high - r.low + 1 for r in merged) > MAX_PORTS:
+        raise ValidationError(
+            f"Unable to add more ports: a game may have at most {MAX_PORTS} ports open in all. "
+            "Close some with `/closeport`."
+        )
     return [str(r) for r in merged]
+
+
+def port_numbers(ports: Iterable[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A game's port list as the agent's launch config wants it: (tcp, udp) port numbers, ranges expanded.
+
+    Raises:
+        ValidationError: a stored entry that is not a port range (never written by `/openport`).
+    """
+    tcp: set[int] = set()
+    udp: set[int] = set()
+    for r in parse_ports(" ".join(ports)) if ports else []:
+        (tcp if r.protocol == "tcp" else udp).update(range(r.low, r.high + 1))
+    return tuple(sorted(tcp)), tuple(sorted(udp))
 
 
 def close_ports(game: Game, ranges: Iterable[PortRange]) -> list[str]:
