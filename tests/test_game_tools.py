@@ -106,6 +106,8 @@ def test_setdescription_changes_it_in_any_state_privately(harness: Harness, tena
     _admin_reply(harness, "setdescription", game="valheim", description="Frozen")
     assert _game(tenant, "valheim").description == "Frozen"
 
+    data = _admin_reply(harness, "setdescription", game="valheim", description="   ")
+    assert "some words" in data["content"] and _game(tenant, "valheim").description == "Frozen"
     data = _admin_reply(harness, "setdescription", game="nosuch", description="x")
     assert "does not exist" in data["content"]
     member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)

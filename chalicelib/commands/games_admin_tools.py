@@ -85,6 +85,8 @@ def setdescription(ctx: Context, game: GameName, description: Annotated[str, Len
     """
     found = _find(ctx, game)
     text = " ".join(description.split())
+    if not text:
+        raise ValidationError("Give a description with some words in it.")
     ctx.services.games.change(ctx.tenant_id, found.name, description=text)
     return Reply(content=f"✅ Updated the description of **{found.name}**: {text}", ephemeral=True)
 
