@@ -15,6 +15,7 @@ import app as app_module
 from chalicelib.games import GameRecord, GameState, GameStore
 from chalicelib.instances import Ec2Gateway
 from chalicelib.lifecycle import begin_start
+from chalicelib.lifecycle.steps import stop_request_id
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from devstack.pump import LambdaContext, sqs_event
@@ -24,10 +25,30 @@ STORE = GameStore()
 MAIN = "400000000000000001"
 
 
-def _event(tenant: str, game: str, kind: str, body: dict[str, Any] | None = None) -> None:
-    """The agent says something (as the IoT rule delivers it: envelope plus topic)."""
-    message = {"id": snowflake(), "type": kind, "body": body or {}, "topic": f"gangway/{tenant}/{game}/evt"}
+def _event(
+    tenant: str, game: str, kind: str, body: dict[str, Any] | None = None, *, reply_to: str | None = None
+) -> None:
+    """The agent says something (as the IoT rule delivers it: envelope plus topic); a reply carries
+    the id of the request it answers."""
+    message = {
+        "id": reply_to or snowflake(),
+        "type": kind,
+        "body": body or {},
+        "topic": f"gangway/{tenant}/{game}/evt",
+    }
     container().agent_events.run(json.dumps(message))
+
+
+def _stop_reply(tenant: str, game: str) -> None:
+    """The agent answers StopGame's `game.stop` request (by its id, as the contract says)."""
+    execution = (_game(tenant, game).execution or "").rsplit(":", 1)[-1]
+    _event(
+        tenant,
+        game,
+        "game.stop.reply",
+        {"was_running": True, "exit_code": 0, "killed": False},
+        reply_to=stop_request_id(execution),
+    )
 
 
 def _pump_steps(until: Callable[[], bool], timeout: float = 30) -> None:
@@ -114,7 +135,7 @@ def _stop_until_stopped(harness: Harness, tenant: str, name: str = "valheim") ->
     payload, answer = harness.command("stop", game=name)
     assert answer["data"]["content"] == f"⏳ Stopping **{name}**…"
     _pump_steps(lambda: bool(_game(tenant, name).task_token))  # the agent was asked to stop the game
-    _event(tenant, name, "game.stop.reply", {"was_running": True, "exit_code": 0, "killed": False})
+    _stop_reply(tenant, name)
     _pump_steps(lambda: _game(tenant, name).state is GameState.STOPPED)
     return payload
 
@@ -230,7 +251,7 @@ def test_a_spot_interruption_notice_stops_the_game_with_a_fresh_snapshot(
     )
     assert _game(tenant, "vrising").state is GameState.STOPPING
     _pump_steps(lambda: bool(_game(tenant, "vrising").task_token))
-    _event(tenant, "vrising", "game.stop.reply", {"was_running": False, "exit_code": 0, "killed": False})
+    _stop_reply(tenant, "vrising")
     _pump_steps(lambda: _game(tenant, "vrising").state is GameState.STOPPED)
     assert _game(tenant, "vrising").snapshot_id
     assert _ec2(tenant, "vrising").leftovers() == {"instances": [], "volumes": []}
@@ -263,7 +284,7 @@ def test_the_eventbridge_spot_warning_starts_the_stop_path(harness: Harness, ten
     app_module.ec2_events(event, LambdaContext("ec2_events"))
     assert _game(tenant, "palworld").state is GameState.STOPPING
     _pump_steps(lambda: bool(_game(tenant, "palworld").task_token))
-    _event(tenant, "palworld", "game.stop.reply", {"was_running": True, "exit_code": 0, "killed": False})
+    _stop_reply(tenant, "palworld")
     _pump_steps(lambda: _game(tenant, "palworld").state is GameState.STOPPED)
     assert _game(tenant, "palworld").snapshot_id
 
@@ -283,3 +304,18 @@ def test_spot_warnings_that_name_no_running_game_change_nothing(
     assert (
         on_ec2_event({"source": "aws.ec2", "detail-type": "Other"}, container().lifecycle, None) == "ignored"
     )
+
+
+def test_newgame_offers_choices_that_save_at_once_and_respect_the_plan(harness: Harness, tenant: str) -> None:
+    _, answer = harness.post(harness.user.modal_submit("games:create", {"name": "satisfactory"}))
+    custom_ids = [row["components"][0]["custom_id"] for row in answer["data"]["components"]]
+    assert custom_ids == [f"games:set:satisfactory:{f}" for f in ("type", "market", "disk", "preload")]
+    answer = harness.component("games:set:satisfactory:market", ["spot"])
+    assert answer["type"] == 7 and "Spot, else on-demand" in answer["data"]["content"]
+    game = _game(tenant, "satisfactory")
+    assert game.spot and game.on_demand_fallback
+    answer = harness.component("games:set:satisfactory:type", ["m6i.2xlarge"])
+    assert "allows instances up to `t3.large`" in answer["data"]["content"]  # the free plan
+    answer = harness.component("games:set:satisfactory:disk", ["9999"])
+    assert "isn't one gangway offers" in answer["data"]["content"]
+    assert _game(tenant, "satisfactory").instance_type == "t3.medium"

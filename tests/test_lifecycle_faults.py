@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSResponse
 from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _event, _game, _pump_steps, _start_until_running
+from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running, _stop_reply
 from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
 
 
@@ -102,7 +102,7 @@ def test_a_failing_stop_step_never_loses_data(  # noqa: PLR0917 - fixtures and p
     fail_ec2.add(operation)
     payload, _ = harness.command("stop", game="valheim")
     _pump_steps(lambda: bool(_game(tenant, "valheim").task_token))
-    _event(tenant, "valheim", "game.stop.reply", {"was_running": True, "exit_code": 0, "killed": False})
+    _stop_reply(tenant, "valheim")
     _pump_steps(lambda: _game(tenant, "valheim").state is GameState.STOPPED, timeout=60)
     game = _game(tenant, "valheim")
     assert game.instance_id is None

@@ -79,7 +79,9 @@ RESOURCE_FIELDS = frozenset(
     }
 )
 # Settings an admin command may change (`change()`); the workflows read them at the next start.
-SETTING_FIELDS = frozenset({"description", "ports", "disk_gb"})
+SETTING_FIELDS = frozenset(
+    {"description", "ports", "disk_gb", "instance_type", "spot", "on_demand_fallback", "preload"}
+)
 
 
 def _to_game(rec: GameRecord) -> Game:
@@ -202,26 +204,9 @@ class GameStore:
             rec = GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist as exc:
             raise NotFound(f"The game `{name}` does not exist on this server.") from exc
-        rec.update(actions=actions)
-        return _to_game(rec)
-
-    def configure(
-        self, tenant_id: str, name: str, *, instance_type: str, spot: bool, disk_gb: int, preload: str
-    ) -> Game:
-        """Set what a game runs on (only while stopped: it applies at the next start)."""
-        try:
-            rec = GameRecord.get(tenant_id, name, consistent_read=True)
-        except DoesNotExist as exc:
-            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
-        rec.update(
-            actions=[
-                GameRecord.instance_type.set(instance_type),
-                GameRecord.spot.set(spot),
-                GameRecord.disk_gb.set(disk_gb),
-                GameRecord.preload.set(preload),
-                GameRecord.updated_at.set(int(time.time())),
-            ]
-        )
+        # Resource fields are owned by the running workflow step; a concurrent change of other fields (a
+        # setting, the state) must not make this write fail, so no version condition here.
+        rec.update(actions=actions, add_version_condition=False)
         return _to_game(rec)
 
     def change(

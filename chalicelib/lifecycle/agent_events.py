@@ -10,6 +10,7 @@ from chalicelib.errors import Conflict
 from chalicelib.games import GameState
 from chalicelib.lifecycle.control import begin_stop
 from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.steps import stop_request_id
 from chalicelib.lifecycle.steps_backup import save_request_id
 
 __all__ = ["on_gone", "on_ready", "on_save_reply", "on_stop_reply"]
@@ -44,6 +45,8 @@ def on_stop_reply(event: AgentEvent, services: Any) -> None:
     game = lc.games.get(event.tenant_id, event.game)
     if game is None or game.state is not GameState.STOPPING or not game.task_token:
         return
+    if event.id != stop_request_id((game.execution or "").rsplit(":", 1)[-1]):
+        return  # a reply to something else (a firewall sync, an older stop): not this stop's answer
     lc.games.record(event.tenant_id, event.game, task_token=None)
     if event.type == "error":
         lc.fail(game.task_token, "gangway.AgentError", str(event.body.get("message", ""))[:500])

@@ -21,10 +21,15 @@ from chalicelib.lifecycle.progress import tell
 from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
-__all__ = ["NOT_YET", "user_data"]
+__all__ = ["NOT_YET", "stop_request_id", "user_data"]
 
 NOT_YET: Final = "gangway.NotYet"
 CAPACITY: Final = "gangway.Capacity"
+
+
+def stop_request_id(execution: str) -> str:
+    """The id of StopGame's `game.stop` request: only its reply (same id) may finish the wait."""
+    return f"{execution}-stop"
 
 
 def _deps(ctx: StepContext) -> Lifecycle:
@@ -217,7 +222,7 @@ def stop_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
     deps, game = _deps(ctx), _game(ctx)
     tell(deps, data, f"⏳ Stopping **{game.name}**: saving the world…")
     deps.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token)
-    deps.ask_agent(game, "game.stop", {})
+    deps.ask_agent(game, "game.stop", {}, request_id=stop_request_id(ctx.execution))
 
 
 @STEPS.step("stop.snapshot")
