@@ -55,6 +55,10 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "ec2:DescribeVolumes",
         "ec2:DescribeSnapshots",
         "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeIamInstanceProfileAssociations",
+        # An IoT certificate and its key are made before they have an ARN (Service Authorization
+        # Reference, AWS IoT: CreateKeysAndCertificate, no resource types).
+        "iot:CreateKeysAndCertificate",
     }
 )
 
@@ -78,6 +82,18 @@ _TAG_CONDITION_KEYS: Final = frozenset(
 _CUSTOMER_ROLE: Final = re.compile(r"^arn:aws:iam::\*:role/gangway-access-\*$")
 # What a launch uses without creating it: RunInstances needs permission on the image, subnet and group.
 _LAUNCH_INPUTS: Final = ("image/", "subnet/", "security-group/")
+# IoT certificate ids are generated (a hash of the certificate) and take no tags IAM can test, so
+# `cert/*` is as narrow as IAM can say for what is done to an instance's certificate.
+_IOT_CERT_ACTIONS: Final = frozenset(
+    {
+        "iot:AttachPolicy",
+        "iot:DetachPolicy",
+        "iot:AttachThingPrincipal",
+        "iot:DetachThingPrincipal",
+        "iot:UpdateCertificate",
+        "iot:DeleteCertificate",
+    }
+)
 _ARN: Final = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<rest>.+)$"
 )
@@ -122,8 +138,8 @@ def _scope_resource(resource: Any, stage: str) -> Any:
     if m is None:
         return resource
     rest = m["rest"].replace("${", "${!")  # keep IAM policy variables literal inside Fn::Sub
-    if m["service"] != "iot":  # MQTT topics are gangway/{tenant}/{game}/...: no stage in them
-        rest = _scope_name(rest, stage)
+    if m["service"] != "iot" or not rest.startswith(("topic/", "topicfilter/")):
+        rest = _scope_name(rest, stage)  # MQTT topics are gangway/{tenant}/{game}/...: no stage in them
     region = "${AWS::Region}" if m["region"] == "*" else m["region"]
     account = "${AWS::AccountId}" if m["account"] == "*" else m["account"]
     return {"Fn::Sub": f"arn:${{AWS::Partition}}:{m['service']}:{region}:{account}:{rest}"}
@@ -195,6 +211,13 @@ def _resource_problem(
     return f"resource {resource!r} cannot be checked"
 
 
+def _generated_ids_only(m: re.Match[str], actions: list[str]) -> bool:
+    """Launch inputs (image, subnet, group) and IoT certificates: ids gangway cannot name or tag."""
+    if m["service"] == "ec2":
+        return set(actions) == {"ec2:RunInstances"} and m["rest"].startswith(_LAUNCH_INPUTS)
+    return m["service"] == "iot" and m["rest"] == "cert/*" and set(actions) <= _IOT_CERT_ACTIONS
+
+
 def _text_problem(
     text: str, actions: list[str], *, kind: PolicyKind, stage: str | None, scoped_by_condition: bool
 ) -> str | None:
@@ -209,11 +232,7 @@ def _text_problem(
     m = _ARN.match(text)
     if m is None:
         return f"resource {text!r} is not an ARN"
-    if (
-        m["service"] == "ec2"
-        and set(actions) == {"ec2:RunInstances"}
-        and m["rest"].startswith(_LAUNCH_INPUTS)
-    ):
+    if _generated_ids_only(m, actions):
         return None
     if stage is not None and "*" in (m["region"], m["account"]):
         return f"resource {text!r} leaves the region or account open"

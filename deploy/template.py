@@ -412,6 +412,55 @@ def _iot(stage: Stage) -> Json:
                 },
             },
         },
+        # Worn by hosting-account game instances: it reads only the IoT key parameters tagged with its own
+        # instance's ARN (chalicelib/lifecycle/identity.py); StartGame associates the profile.
+        "InstanceRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{stage.prefix}-instance",
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "Policies": [
+                    {
+                        "PolicyName": "OwnKey",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "ReadOwnKey",
+                                    "Effect": "Allow",
+                                    "Action": ["ssm:GetParameter"],
+                                    "Resource": _sub(
+                                        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                                        f"parameter/gangway/{stage.name}/*"
+                                    ),
+                                    "Condition": {
+                                        "StringEquals": {
+                                            "aws:ResourceTag/gangway:instance": "${ec2:SourceInstanceARN}"
+                                        }
+                                    },
+                                }
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+        "InstanceProfile": {
+            "Type": "AWS::IAM::InstanceProfile",
+            "Properties": {
+                "InstanceProfileName": f"{stage.prefix}-instance",
+                "Roles": [_ref("InstanceRole")],
+            },
+        },
     }
 
 

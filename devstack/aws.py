@@ -81,6 +81,7 @@ def create_resources(
         )
     _create_access_resources(settings)
     _create_push_resources(settings)
+    _create_instance_resources(settings)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -142,6 +143,43 @@ def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
         else:
             sfn.create_state_machine(name=name, definition=text, roleArn=WORKFLOWS_ROLE)
     return {settings.steps_queue: url, settings.steps_queue + "-dlq": dlq}
+
+
+def _create_instance_resources(settings: Settings) -> None:
+    """What deploy/template.py gives every instance: the shared IoT policy its certificate gets
+    (`InstancePolicy`) and the instance profile whose role reads its key (lifecycle/identity.py)."""
+    import boto3
+
+    name = f"gangway-{settings.stage}-instance"
+    iot = boto3.client("iot", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    own = "gangway/${iot:Connection.Thing.Attributes[tenant]}/${iot:Connection.Thing.Attributes[game]}"
+    arn = f"arn:aws:iot:{settings.region}:*"
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["iot:Connect"],
+                "Resource": f"{arn}:client/${{iot:Connection.Thing.ThingName}}",
+            },
+            {"Effect": "Allow", "Action": ["iot:Publish"], "Resource": f"{arn}:topic/{own}/evt"},
+            {"Effect": "Allow", "Action": ["iot:Subscribe"], "Resource": f"{arn}:topicfilter/{own}/cmd"},
+            {"Effect": "Allow", "Action": ["iot:Receive"], "Resource": f"{arn}:topic/{own}/cmd"},
+        ],
+    }
+    if name not in [p["policyName"] for p in iot.list_policies()["policies"]]:
+        iot.create_policy(policyName=name, policyDocument=json.dumps(document))
+    iam = boto3.client("iam", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    if name not in [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam.create_instance_profile(InstanceProfileName=name)
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
 
 
 def _create_push_resources(settings: Settings) -> None:

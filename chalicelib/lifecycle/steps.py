@@ -15,13 +15,15 @@ from typing import Any, Final
 
 from chalicelib.games import GameState
 from chalicelib.instances import CapacityError, Placement
+from chalicelib.lifecycle import agent_seen, identity  # noqa: F401 - agent_seen registers a handler
+from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.dns import publish, unpublish
 from chalicelib.lifecycle.progress import tell
 from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
-__all__ = ["NOT_YET", "stop_request_id", "user_data"]
+__all__ = ["NOT_YET", "stop_request_id"]
 
 NOT_YET: Final = "gangway.NotYet"
 CAPACITY: Final = "gangway.Capacity"
@@ -44,25 +46,27 @@ def _game(ctx: StepContext) -> Any:
     return game
 
 
-def user_data(tenant_id: str, game: str) -> str:
-    """First-boot script: install and start the agent under systemd, mount the data volume.
-
-    The instance's IoT identity (certificate and policy limited to its own topics) is provisioned by
-    the instance-bootstrap work of issue 4; until then the script is the part that is the same everywhere.
-    """
-    return "\n".join(
-        [
-            "#!/bin/bash",
-            "set -euo pipefail",
-            "mkdir -p /etc/gangway /game",
-            f'echo \'{{"tenant": "{tenant_id}", "game": "{game}"}}\' > /etc/gangway/identity.json',
-            "DEV=$(ls /dev/nvme1n1 /dev/xvdf 2>/dev/null | head -1)",
-            'blkid "$DEV" || mkfs.ext4 -L gangway-data "$DEV"',
-            'mount "$DEV" /game',
-            "python3 -m pip install --quiet gangway-agent || true",
-            "systemctl enable --now gangway-agent",
-        ]
+def _user_data(ctx: StepContext, game: Any) -> str:
+    """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent."""
+    s = ctx.services.settings
+    return render(
+        Bootstrap(
+            tenant_id=ctx.tenant_id,
+            game=ctx.game,
+            volume_id=game.volume_id or "",
+            iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
+            client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
+            parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
+            agent_package=s.agent_package,
+        )
     )
+
+
+def _retire_identity(ctx: StepContext, game: Any, actor: str) -> str:
+    """Remove the instance's IoT identity and key parameters; never fails the step, says what was left."""
+    s = ctx.services.settings
+    problems = identity.retire(_deps(ctx), game, stage=s.stage, iot_region=s.region, actor=actor)
+    return f" Note: its server identity was not fully removed ({'; '.join(problems)})." if problems else ""
 
 
 # -- StartGame ------------------------------------------------------------------------------------------
@@ -122,7 +126,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         launch = deps.ec2(game, actor="workflow:start").run(
             [Placement(data["volume"]["zone"], game.instance_type)],
             spot=spot,
-            user_data=user_data(ctx.tenant_id, ctx.game),
+            user_data=_user_data(ctx, game),
             token=f"{ctx.execution}-{data.get('market', 'od')}",
         )
     except CapacityError as exc:
@@ -150,8 +154,19 @@ def start_attach(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 
 @STEPS.step("start.wait_agent")
 def start_wait_agent(ctx: StepContext, data: Mapping[str, Any]) -> None:
-    """Keep the token: the agent's `ready` event finishes this step (lifecycle/agent_events.py)."""
-    _deps(ctx).games.record(ctx.tenant_id, ctx.game, task_token=ctx.token)
+    """Keep the token: the agent's `ready` event finishes this step (lifecycle/agent_events.py).
+
+    Then give the instance its role and IoT identity (lifecycle/identity.py), which the agent needs
+    to connect at all. The token is kept first and `status` asked last, so a `ready` that came before
+    the token is heard again (agent_seen.py). A failure here fails the step (Retry, then Compensate);
+    issuing again is idempotent.
+    """
+    deps, game = _deps(ctx), _game(ctx)
+    deps.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token)
+    s = ctx.services.settings
+    identity.give_role(deps, game, stage=s.stage, actor="workflow:start")
+    identity.issue(deps, game, stage=s.stage, iot_region=s.region, actor="workflow:start")
+    deps.ask_agent(game, "status")  # an agent already up answers: its `ready` came too early (agent_seen.py)
 
 
 @STEPS.step("start.running")
@@ -177,6 +192,7 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
     unpublish(deps, game, actor="workflow:start")  # start.running may have set the name before failing
     if game.instance_id:
         ec2.terminate(game.instance_id)
+    left = _retire_identity(ctx, game, "workflow:start")
     # A volume reused from a failed stop holds the only copy of the newest data: keep it, detached.
     reused = bool(data.get("volume", {}).get("reused"))
     if game.volume_id and not reused:
@@ -199,7 +215,7 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
         deps,
         data,
         f"❌ **{game.name}** could not start: {why}. Nothing is left running; its data is as it "
-        "was. Try `/start` again in a few minutes.",
+        f"was. Try `/start` again in a few minutes.{left}",
     )
     return {"state": game.state.value}
 
@@ -262,6 +278,7 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     dns = unpublish(deps, game, actor="workflow:stop")  # never fails the stop (lifecycle/dns.py)
     if game.instance_id:
         ec2.terminate(game.instance_id)
+    left = _retire_identity(ctx, game, "workflow:stop")
     if game.volume_id and data["snapshot"]["snapshot_id"]:
         ec2.detach_and_delete_volume(game.volume_id)
     game = deps.games.record(
@@ -287,7 +304,7 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
     note = f" Note: {dns.problem}." if dns.problem else ""
-    tell(deps, data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).{note}")
+    tell(deps, data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).{note}{left}")
     return {"state": game.state.value, "snapshot_id": snap}
 
 
@@ -299,6 +316,7 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     unpublish(deps, game, actor="workflow:stop")
     if game.instance_id:
         deps.ec2(game, actor="workflow:stop").terminate(game.instance_id)
+    left = _retire_identity(ctx, game, "workflow:stop")
     game = deps.games.record(ctx.tenant_id, ctx.game, instance_id=None, address=None, task_token=None)
     if game.state is not GameState.STOPPED:
         game = deps.games.transition(
@@ -308,6 +326,6 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
         deps,
         data,
         f"⚠️ **{game.name}** stopped, but its snapshot failed ({_why(data.get('error', {}))}). "
-        "Its data volume is kept and will be used and snapshotted next time.",
+        f"Its data volume is kept and will be used and snapshotted next time.{left}",
     )
     return {"state": game.state.value}

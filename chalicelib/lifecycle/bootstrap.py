@@ -1,0 +1,137 @@
+"""The instance's first-boot script (EC2 user data), rendered from `templates/user-data.sh`.
+
+It installs the agent into its own venv from a pip requirement (the `AGENT_PACKAGE` setting: by default
+`gangway-agent[cloudwatch]` from the package index; a wheel URL, e.g. in the site bucket, works too),
+mounts the game's data volume by its EBS id (formatting it only when blank), fetches the instance's
+IoT certificate and key from SSM Parameter Store (identity.py says why not from here), writes
+/etc/gangway/agent.toml and runs the agent under systemd, restarted on failure.
+
+Nothing secret is in the output: user data can be read by anyone allowed to describe the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Final
+
+__all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
+
+TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
+MOUNTPOINT: Final = "/srv/gangway"
+# EC2 refuses user data over 16 KB (before base64).
+MAX_USER_DATA: Final = 16 * 1024
+
+SYSTEMD_UNIT: Final = """[Unit]
+Description=gangway agent (game supervisor, IoT link, firewall, SFTP)
+Wants=network-online.target
+After=network-online.target local-fs.target
+
+[Service]
+ExecStart=/opt/gangway/venv/bin/gangway-agent --config /etc/gangway/agent.toml
+Restart=on-failure
+RestartSec=5
+TimeoutStopSec=120
+KillMode=mixed
+
+[Install]
+WantedBy=multi-user.target"""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Everything the script needs to know, none of it secret."""
+
+    tenant_id: str
+    game: str
+    volume_id: str
+    iot_endpoint: str
+    client_id: str
+    parameter_prefix: str
+    agent_package: str = "gangway-agent[cloudwatch]"
+    tcp_ports: tuple[int, ...] = ()
+    udp_ports: tuple[int, ...] = ()
+    idle_warn_s: int = 1200
+    idle_stop_s: int = 1800
+    startup_grace_s: int = 600
+    # The game's own start script lives on its data volume, so it survives stops with the world.
+    launch: tuple[str, ...] = field(default=(f"{MOUNTPOINT}/game/start.sh",))
+
+
+def _q(value: str) -> str:
+    """A TOML basic string (JSON's escapes are a subset TOML reads the same)."""
+    return json.dumps(value)
+
+
+def _list(values: tuple[str, ...] | tuple[int, ...]) -> str:
+    return "[" + ", ".join(_q(v) if isinstance(v, str) else str(v) for v in values) + "]"
+
+
+def agent_toml(b: Bootstrap) -> str:
+    """/etc/gangway/agent.toml (the format of agent/examples/agent.toml)."""
+    return "\n".join(
+        [
+            f"tenant = {_q(b.tenant_id)}",
+            f"game = {_q(b.game)}",
+            'state_dir = "/var/lib/gangway"',
+            "heartbeat_interval_s = 60",
+            'shutdown_command = ["systemctl", "poweroff"]',
+            "",
+            "[mqtt]",
+            f"endpoint = {_q(b.iot_endpoint)}",
+            "port = 8883",
+            'transport = "mtls"',
+            f"client_id = {_q(b.client_id)}",
+            'cert = "/etc/gangway/device.pem.crt"',
+            'key = "/etc/gangway/private.pem.key"',
+            'ca = "/etc/gangway/AmazonRootCA1.pem"',
+            "",
+            "[launch]",
+            f"command = {_list(b.launch)}",
+            f"cwd = {_q(MOUNTPOINT + '/game')}",
+            'user = "gangway"',
+            "autostart = true",
+            f"ports = {{ tcp = {_list(b.tcp_ports)}, udp = {_list(b.udp_ports)} }}",
+            "",
+            "[idle]",
+            f"warn_after_s = {b.idle_warn_s}",
+            f"stop_after_s = {b.idle_stop_s}",
+            f"startup_grace_s = {b.startup_grace_s}",
+            "",
+            "[sftp]",
+            "port = 2222",
+            f"chroot = {_q(MOUNTPOINT)}",
+            'start_dir = "/game"',
+            'user = "gangway"',
+            "",
+            "[logs]",
+            'sink = "file"',
+            "",
+            "[data]",
+            f"mountpoint = {_q(MOUNTPOINT)}",
+        ]
+    )
+
+
+def render(b: Bootstrap) -> str:
+    """The user-data script for one launch.
+
+    Raises:
+        ValueError: it would be over EC2's 16 KB limit.
+    """
+    script = Template(TEMPLATE.read_text()).substitute(
+        tenant_q=shlex.quote(b.tenant_id),
+        game_q=shlex.quote(b.game),
+        volume_id_q=shlex.quote(b.volume_id),
+        parameter_prefix_q=shlex.quote(b.parameter_prefix),
+        agent_package_q=shlex.quote(b.agent_package),
+        mountpoint=MOUNTPOINT,
+        agent_toml=agent_toml(b),
+        systemd_unit=SYSTEMD_UNIT,
+    )
+    if len(script.encode()) > MAX_USER_DATA:
+        raise ValueError(f"user data is {len(script.encode())} bytes; EC2 allows {MAX_USER_DATA}")
+    return script

@@ -1,0 +1,77 @@
+#!/bin/bash
+# gangway instance bootstrap (rendered by chalicelib/lifecycle/bootstrap.py; placeholder fields are filled
+# in there, $$$$ is a literal dollar). Runs once, as root, at first boot (cloud-init user data).
+# 1. install the agent in its own venv  2. mount the game's data volume (format only if blank)
+# 3. fetch this instance's IoT certificate and key from SSM Parameter Store (SecureString, readable only
+#    by this instance's role)  4. write /etc/gangway/agent.toml  5. run the agent under systemd.
+set -euo pipefail
+exec > >(tee -a /var/log/gangway-bootstrap.log) 2>&1
+
+TENANT=${tenant_q}
+GAME=${game_q}
+VOLUME_ID=${volume_id_q}
+PARAMS=${parameter_prefix_q}
+AGENT_PACKAGE=${agent_package_q}
+
+imds() {
+  local token
+  token=$$(curl -sfS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sfS -H "X-aws-ec2-metadata-token: $$token" "http://169.254.169.254/latest/$$1"
+}
+INSTANCE_ID=$$(imds meta-data/instance-id)
+REGION=$$(imds meta-data/placement/region)
+
+# 1. The agent, from AGENT_PACKAGE (a pip requirement: a wheel URL or a package spec), in its own venv.
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q python3-venv nftables openssh-server conntrack curl
+python3 -m venv /opt/gangway/venv
+/opt/gangway/venv/bin/pip install --quiet --upgrade pip
+/opt/gangway/venv/bin/pip install --quiet "$$AGENT_PACKAGE" boto3
+
+# 2. The data volume: EBS on Nitro shows up as NVMe; its serial is the volume id without the dash.
+DEV=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}
+for _ in $$(seq 1 120); do [ -e "$$DEV" ] && break; sleep 2; done
+[ -e "$$DEV" ] || { echo "data volume $$VOLUME_ID never appeared"; exit 1; }
+if ! blkid "$$DEV" >/dev/null 2>&1; then
+  mkfs.ext4 -q -L gangway-data "$$DEV"   # blank: a new game's first start
+fi
+mkdir -p ${mountpoint}
+mount "$$DEV" ${mountpoint}
+echo "$$(readlink -f "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> /etc/fstab
+mkdir -p ${mountpoint}/game
+
+# 3. The IoT identity: written by the StartGame Identity step under $$PARAMS/$$INSTANCE_ID/ (it may still
+# be on its way when this runs, so wait for it); the files are root-only.
+mkdir -p /etc/gangway && chmod 700 /etc/gangway
+/opt/gangway/venv/bin/python - "$$REGION" "$$PARAMS/$$INSTANCE_ID" <<'PY'
+import os, sys, time, boto3
+region, path = sys.argv[1], sys.argv[2]
+ssm = boto3.client("ssm", region_name=region)
+for _ in range(180):
+    try:
+        cert = ssm.get_parameter(Name=f"{path}/certificate", WithDecryption=True)["Parameter"]["Value"]
+        key = ssm.get_parameter(Name=f"{path}/private-key", WithDecryption=True)["Parameter"]["Value"]
+        break
+    except Exception:  # not written yet, or the instance role not associated yet
+        time.sleep(5)
+else:
+    sys.exit("no IoT identity in SSM after 15 minutes")
+for name, text in (("device.pem.crt", cert), ("private.pem.key", key)):
+    fd = os.open(f"/etc/gangway/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+PY
+curl -sfS -o /etc/gangway/AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem
+
+# 4. The agent's configuration (agent/README.md, Configuration).
+cat > /etc/gangway/agent.toml <<'TOML'
+${agent_toml}
+TOML
+
+# 5. The agent under systemd, restarted on failure.
+cat > /etc/systemd/system/gangway-agent.service <<'UNIT'
+${systemd_unit}
+UNIT
+systemctl daemon-reload
+systemctl enable --now gangway-agent

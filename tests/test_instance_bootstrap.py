@@ -1,0 +1,177 @@
+"""Instance bootstrap: the user-data script and the agent config it writes, and each instance's IoT
+identity (thing, certificate, own-topics policy, key in SSM) made by StartGame and removed by StopGame
+and by compensation, in moto through the broker."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gangway_agent.config import load
+
+from chalicelib.lifecycle import begin_start
+from chalicelib.lifecycle.bootstrap import Bootstrap, agent_toml, render
+from chalicelib.lifecycle.identity import IdentityGateway
+from chalicelib.wiring import container
+from tests.helpers import Harness
+from tests.test_lifecycle import (  # noqa: F401
+    _create,
+    _game,
+    _pump_steps,
+    _start_until_running,
+    _stop_until_stopped,
+    tenant,
+)
+
+BOOT = Bootstrap(
+    tenant_id="123456789012345678",
+    game="valheim",
+    volume_id="vol-0123456789abcdef0",
+    iot_endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
+    client_id="gangway-dev-123456789012345678-valheim",
+    parameter_prefix="/gangway/dev/123456789012345678/valheim",
+    udp_ports=(2456, 2457),
+)
+
+
+def test_the_agent_config_is_one_the_agent_accepts(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(BOOT))
+    config = load(path)
+    assert (config.tenant, config.game) == ("123456789012345678", "valheim")
+    assert config.mqtt.client_id == "gangway-dev-123456789012345678-valheim"
+    assert config.mqtt.transport == "mtls" and config.mqtt.endpoint == BOOT.iot_endpoint
+
+
+def test_the_script_mounts_by_volume_id_runs_the_agent_under_systemd_and_holds_no_secret() -> None:
+    script = render(BOOT)
+    assert subprocess.run(["bash", "-n"], input=script.encode(), check=False).returncode == 0
+    assert "VOLUME_ID=vol-0123456789abcdef0" in script
+    assert "nvme-Amazon_Elastic_Block_Store_${VOLUME_ID/-/}" in script
+    assert "blkid" in script and "mkfs.ext4" in script  # formats only when blkid finds nothing
+    assert "Restart=on-failure" in script and "systemctl enable --now gangway-agent" in script
+    assert "PARAMS=/gangway/dev/123456789012345678/valheim" in script and "WithDecryption=True" in script
+    assert "PRIVATE KEY" not in script and len(script.encode()) < 16 * 1024
+    assert "${" + "tenant_q}" not in script  # every placeholder filled
+
+
+# The instance profile and the IoT policy, as the stack (locally devstack/aws.py) makes them.
+PROFILE = f"gangway-{container().settings.stage}-instance"
+
+
+def _iot() -> Any:
+    return container().client("iot")
+
+
+def _ssm() -> Any:
+    return container().client("ssm")
+
+
+def _params(guild: str, game: str) -> list[dict[str, Any]]:
+    got = _ssm().get_parameters_by_path(
+        Path=f"/gangway/{container().settings.stage}/{guild}/{game}/", Recursive=True
+    )
+    return list(got["Parameters"])
+
+
+def _thing(guild: str, game: str) -> str:
+    return f"gangway-{container().settings.stage}-{guild}-{game}"
+
+
+def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
+    harness: Harness,
+    tenant: str,  # noqa: F811
+) -> None:
+    _create(harness, "valheim")
+    _start_until_running(harness, tenant, "valheim")
+    game = _game(tenant, "valheim")
+    thing = _thing(tenant, "valheim")
+    principals = _iot().list_thing_principals(thingName=thing)["principals"]
+    assert len(principals) == 1
+    cert_id = principals[0].rsplit("/", 1)[-1]
+    assert _iot().describe_certificate(certificateId=cert_id)["certificateDescription"]["status"] == "ACTIVE"
+    policies = _iot().list_attached_policies(target=principals[0])["policies"]
+    # The stack's instance policy: its variables resolve to these attributes, i.e. this game's topics.
+    assert [p["policyName"] for p in policies] == [PROFILE]
+    attributes = _iot().describe_thing(thingName=thing)["attributes"]
+    assert attributes == {"tenant": tenant, "game": "valheim"}
+
+    params = _params(tenant, "valheim")
+    path = f"/gangway/{container().settings.stage}/{tenant}/valheim/{game.instance_id}"
+    assert sorted(p["Name"] for p in params) == [f"{path}/certificate", f"{path}/private-key"]
+    assert {p["Type"] for p in params} == {"SecureString"}
+    tags = _ssm().list_tags_for_resource(ResourceType="Parameter", ResourceId=f"{path}/private-key")[
+        "TagList"
+    ]
+    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.instance_id}")
+
+    attribute = (
+        container()
+        .client("ec2")
+        .describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
+    )
+    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    if not user_data.startswith("#!"):  # moto returns the base64 it was given, encoded once more
+        user_data = base64.b64decode(user_data).decode()
+    associations = (
+        container()
+        .client("ec2")
+        .describe_iam_instance_profile_associations(
+            Filters=[{"Name": "instance-id", "Values": [game.instance_id]}]
+        )["IamInstanceProfileAssociations"]
+    )
+    assert [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1] for a in associations] == [PROFILE]
+    assert f"VOLUME_ID={game.volume_id}" in user_data and "PRIVATE KEY" not in user_data
+    assert f'client_id = "{thing}"' in user_data
+
+    _stop_until_stopped(harness, tenant, "valheim")
+    _assert_no_identity(tenant, "valheim", cert_id)
+
+
+def _assert_no_identity(guild: str, game: str, cert_id: str | None) -> None:
+    iot = _iot()
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing(thingName=_thing(guild, game))
+    if cert_id:
+        with pytest.raises(iot.exceptions.ResourceNotFoundException):
+            iot.describe_certificate(certificateId=cert_id)
+    assert _params(guild, game) == []
+
+
+def test_a_start_undone_after_the_identity_leaves_none_behind(harness: Harness, tenant: str) -> None:  # noqa: F811
+    _create(harness, "ark")
+    begin_start(container().lifecycle, _game(tenant, "ark"), reply=None, agent_timeout=2)
+    _pump_steps(lambda: bool(_iot().list_things()["things"]) and bool(_params(tenant, "ark")), timeout=40)
+    cert = _iot().list_thing_principals(thingName=_thing(tenant, "ark"))["principals"][0].rsplit("/", 1)[-1]
+    _pump_steps(
+        lambda: _game(tenant, "ark").state.value == "STOPPED" and not _params(tenant, "ark"), timeout=40
+    )
+    _assert_no_identity(tenant, "ark", cert)
+
+
+def test_issuing_twice_for_one_instance_makes_one_certificate() -> None:
+    stage = container().settings.stage  # the stack's instance policy exists for this stage
+    gateway = IdentityGateway(iot=_iot(), ssm=_ssm(), stage=stage, tenant_id="555", game="twice")
+    first = gateway.issue("i-0aaa", "arn:aws:ec2:us-east-1:123456789012:instance/i-0aaa")
+    again = gateway.issue("i-0aaa", "arn:aws:ec2:us-east-1:123456789012:instance/i-0aaa")
+    assert again == first
+    assert len(_iot().list_thing_principals(thingName=gateway.thing)["principals"]) == 1
+    # A new instance replaces the old identity: nothing of the first one is left.
+    other = gateway.issue("i-0bbb", "arn:aws:ec2:us-east-1:123456789012:instance/i-0bbb")
+    assert other.certificate_id != first.certificate_id
+    assert [p["Name"].split("/")[5] for p in _params("555", "twice")] == ["i-0bbb", "i-0bbb"]
+    assert gateway.retire() == []
+    _assert_no_identity_raw(gateway, first.certificate_id, other.certificate_id)
+
+
+def _assert_no_identity_raw(gateway: IdentityGateway, *certs: str) -> None:
+    iot = _iot()
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing(thingName=gateway.thing)
+    for cert in certs:
+        with pytest.raises(iot.exceptions.ResourceNotFoundException):
+            iot.describe_certificate(certificateId=cert)
+    assert _params("555", "twice") == []
