@@ -97,7 +97,12 @@ def test_ipsettings_shows_and_changes_the_tenants_access_policy(harness: Harness
     assert "admin** role" in refused["data"]["content"]
     _, answer = harness.command("ipsettings")
     fields = {f["name"]: f["value"] for f in answer["data"]["embeds"][0]["fields"]}
-    assert fields == {"Members": "90 days", "Guests": "3 days", "Most addresses": "200", "Guest link uses": "10"}
+    assert fields == {
+        "Members": "90 days",
+        "Guests": "3 days",
+        "Most addresses": "200",
+        "Guest link uses": "10",
+    }
     _, answer = harness.command("ipsettings", guest_days=5, max_grants=50)
     assert "Saved" in answer["data"]["embeds"][0]["description"]
     policy = container().access.grants.policy(guild)
