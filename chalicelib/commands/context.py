@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.access import AccessService
 from chalicelib.config import Settings
 from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Level
-from chalicelib.errors import NotSetUp
-from chalicelib.games import GameStore
+from chalicelib.errors import NotFound, NotSetUp
+from chalicelib.games import Game, GameStore, check_name
 from chalicelib.jobs import JobMessage
 from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore, Verifier, level_of
+
+if TYPE_CHECKING:
+    from chalicelib.lifecycle import Lifecycle
 
 __all__ = ["Context", "Services", "interaction_of_job"]
 
@@ -71,6 +74,26 @@ class Context:
         if self.tenant is None:
             raise NotSetUp("This server isn't set up for gangway yet: run `/setup`.")
         return self.tenant.tenant_id
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The game lifecycle's collaborators (workflows, EC2 through the broker, agents)."""
+        lc: Lifecycle = self.services.lifecycle()
+        return lc
+
+    def game(self, name: str) -> Game:
+        """The caller's tenant's game called `name`; a name from a button or a form is looked up in the
+        clicking guild only, so it can never reach another tenant's game.
+
+        Raises:
+            ValidationError: not a game name.  NotFound: no such game here.
+        """
+        game = self.services.games.get(self.tenant_id, check_name(name))
+        if game is None:
+            raise NotFound(
+                f"The game `{name}` does not exist on this server. `/games` lists the ones that do."
+            )
+        return game
 
 
 def interaction_of_job(msg: JobMessage) -> Interaction:

@@ -5,24 +5,11 @@ from __future__ import annotations
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import ActionRow, Button, ButtonStyle, Deferred, Job, Level, Reply, Update
-from chalicelib.errors import Conflict, NotFound, ValidationError
-from chalicelib.games import Game, GameState, check_name
-from chalicelib.lifecycle import Lifecycle, begin_backup, begin_delete, newest_complete, reply_ref
+from chalicelib.errors import Conflict, ValidationError
+from chalicelib.games import Game, GameState
+from chalicelib.lifecycle import begin_backup, begin_delete, newest_complete, reply_ref
 
 __all__ = ["backupnow", "delete_confirmed", "deletegame", "latest_snapshot"]
-
-
-def _lc(ctx: Context) -> Lifecycle:
-    lc: Lifecycle = ctx.services.lifecycle()
-    return lc
-
-
-def _find(ctx: Context, name: str) -> Game:
-    """The caller's tenant's game: a name from a button is looked up in the clicking guild only."""
-    game = ctx.services.games.get(ctx.tenant_id, check_name(name))
-    if game is None:
-        raise NotFound(f"The game `{name}` does not exist on this server. `/games` lists the ones that do.")
-    return game
 
 
 @registry.command(level=Level.ADMIN)
@@ -32,7 +19,7 @@ def backupnow(ctx: Context, game: GameName) -> Reply | Deferred:
     Args:
         game: The game to back up
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     if found.state is GameState.STOPPED:
         # Finding the snapshot asks EC2 (through the tenant's role): the jobs Lambda answers that.
         return Deferred(Job("games.latest_snapshot", {"game": found.name}))
@@ -42,20 +29,20 @@ def backupnow(ctx: Context, game: GameName) -> Reply | Deferred:
             "(a stopped one already is: its latest snapshot)."
         )
     it = ctx.interaction
-    begin_backup(_lc(ctx), found, interaction_id=it.id, reply=reply_ref(it.application_id, it.token))
+    begin_backup(ctx.lifecycle, found, interaction_id=it.id, reply=reply_ref(it.application_id, it.token))
     return Reply(content=f"⏳ Backing up **{found.name}**…")
 
 
 @jobs.job("games.latest_snapshot")
 def latest_snapshot(ctx: Context, game: str) -> Reply:
     """A stopped game is its newest snapshot: say which one, and when it was taken."""
-    found = _find(ctx, game)
+    found = ctx.game(game)
     if found.state is not GameState.STOPPED:
         return Reply(
             content=f"**{found.name}** is {found.state.word} now; run `/backupnow` again once it is running.",
             ephemeral=True,
         )
-    lc = _lc(ctx)
+    lc = ctx.lifecycle
     snapshots = lc.ec2(found, actor=ctx.interaction.user_id).snapshots()
     newest_id = newest_complete(snapshots, prefer=found.snapshot_id)
     newest = next((s for s in snapshots if s["SnapshotId"] == newest_id), None)
@@ -93,7 +80,7 @@ def deletegame(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to delete
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     _deletable(found)
     return Reply(
         content=f"**Delete {found.name}?** Its settings and its older snapshots are deleted. Its last "
@@ -118,9 +105,9 @@ def delete_confirmed(ctx: Context, *args: str) -> Update:
     """A /deletegame button: `games:delete:<game>[:all]`, the game looked up in the clicking guild."""
     if not 1 <= len(args) <= 2 or args[1:] not in ((), ("all",)):
         raise ValidationError("That button isn't one gangway made; run `/deletegame` again.")
-    found = _find(ctx, args[0])
+    found = ctx.game(args[0])
     _deletable(found)
     it = ctx.interaction
     every = args[1:] == ("all",)
-    begin_delete(_lc(ctx), found, reply=reply_ref(it.application_id, it.token), all_snapshots=every)
+    begin_delete(ctx.lifecycle, found, reply=reply_ref(it.application_id, it.token), all_snapshots=every)
     return Update(content=f"⏳ Deleting **{found.name}**" + (" and every snapshot…" if every else "…"))

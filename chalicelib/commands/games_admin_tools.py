@@ -13,9 +13,8 @@ from typing import Annotated
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import Deferred, Embed, EmbedField, Job, Length, Level, Range, Reply
-from chalicelib.errors import Conflict, NotFound, ValidationError
-from chalicelib.games import Game, GameState, check_name
-from chalicelib.lifecycle import Lifecycle
+from chalicelib.errors import Conflict, ValidationError
+from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.terminal import Federation, terminal_link
 from chalicelib.lifecycle.tools import (
     AgentRefused,
@@ -53,20 +52,8 @@ CLIENTS = (
 PortList = Annotated[str, Length(5, 200)]
 
 
-def _lc(ctx: Context) -> Lifecycle:
-    lc: Lifecycle = ctx.services.lifecycle()
-    return lc
-
-
-def _find(ctx: Context, name: str) -> Game:
-    game = ctx.services.games.get(ctx.tenant_id, check_name(name))
-    if game is None:
-        raise NotFound(f"The game `{name}` does not exist on this server. `/games` lists the ones that do.")
-    return game
-
-
 def _running(ctx: Context, name: str, what: str) -> Game:
-    game = _find(ctx, name)
+    game = ctx.game(name)
     if game.state is not GameState.RUNNING or not game.instance_id:
         raise Conflict(
             f"**{game.name}** is {game.state.word}; {what} only while it is running. "
@@ -83,7 +70,7 @@ def setdescription(ctx: Context, game: GameName, description: Annotated[str, Len
         game: The game to describe
         description: What people see next to its name, e.g. Viking survival with friends
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     text = " ".join(description.split())
     if not text:
         raise ValidationError("Give a description with some words in it.")
@@ -99,7 +86,7 @@ def openport(ctx: Context, game: GameName, ports: PortList) -> Reply:
         game: The game whose ports to open
         ports: One or more, e.g. udp:2456-2458 tcp:27015
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     wanted = parse_ports(ports)
     after = open_ports(found, wanted)
     if list(found.ports) == after:
@@ -117,7 +104,7 @@ def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply:
         game: The game whose ports to close
         ports: One or more, e.g. udp:2456-2458 tcp:27015
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     wanted = parse_ports(ports)
     after = close_ports(found, wanted)
     if list(found.ports) == after:
@@ -174,7 +161,7 @@ def files_login(ctx: Context, game: str) -> Reply:
     if found.address:
         body["host"] = found.address
     reply = ask_and_wait(
-        _lc(ctx), found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id)
+        ctx.lifecycle, found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id)
     ).body
     uri, user, password = str(reply["uri"]), str(reply["username"]), str(reply["password"])
     expires = int(float(reply["expires_at"]))
@@ -224,7 +211,7 @@ def terminal_login(ctx: Context, game: str) -> Reply:
         tenant.role_arn.split(":")[4] if customer and tenant.role_arn else ctx.services.hosting_account()
     )
     it = ctx.interaction
-    sts = _lc(ctx).broker.access(tenant, purpose="terminal", actor=it.user_id).client("sts")
+    sts = ctx.lifecycle.broker.access(tenant, purpose="terminal", actor=it.user_id).client("sts")
     settings = ctx.services.settings
     link = terminal_link(
         sts,
@@ -261,7 +248,7 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
         game: The game whose disk to grow
         size_gb: The new size in GB, larger than now
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     if found.state not in (GameState.STOPPED, GameState.RUNNING):
         raise Conflict(
             f"**{found.name}** is {found.state.word}; its disk can change once it is stopped or running."
@@ -294,7 +281,7 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
 def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
     """ModifyVolume on the running game's data volume, wait for EBS, then the agent grows the filesystem."""
     found = _running(ctx, game, "its disk can be grown online")
-    lc = _lc(ctx)
+    lc = ctx.lifecycle
     ec2 = lc.ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
     volume = found.volume_id or ""
     before = ec2.volume_size(volume) or found.disk_gb

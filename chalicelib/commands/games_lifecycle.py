@@ -17,24 +17,12 @@ from chalicelib.discord import (
     TextInput,
     Update,
 )
-from chalicelib.errors import Conflict, NotFound, ValidationError
+from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameState, check_name
-from chalicelib.lifecycle import Lifecycle, begin_start, begin_stop, reply_ref
+from chalicelib.lifecycle import begin_start, begin_stop, reply_ref
 from chalicelib.tenancy import Usage, plan_named
 
 __all__ = ["create_game", "newgame", "start", "stop"]
-
-
-def _lc(ctx: Context) -> Lifecycle:
-    lc: Lifecycle = ctx.services.lifecycle()
-    return lc
-
-
-def _find(ctx: Context, name: str) -> Game:
-    game = ctx.services.games.get(ctx.tenant_id, check_name(name))
-    if game is None:
-        raise NotFound(f"The game `{name}` does not exist on this server. `/games` lists the ones that do.")
-    return game
 
 
 @registry.command(level=Level.ADMIN)
@@ -110,13 +98,13 @@ def start(ctx: Context, game: GameName | None = None) -> Reply:
             ephemeral=True,
             components=(ActionRow((StringSelect("games:start", options, placeholder="Pick a game"),)),),
         )
-    return _start(ctx, _find(ctx, game))
+    return _start(ctx, ctx.game(game))
 
 
 @registry.route("games:start", level=Level.MAIN)
 def start_picked(ctx: Context) -> Update:
     """A game was picked from /start's select."""
-    reply = _start(ctx, _find(ctx, (ctx.interaction.values or ("",))[0]))
+    reply = _start(ctx, ctx.game((ctx.interaction.values or ("",))[0]))
     return Update(content=reply.content)
 
 
@@ -124,7 +112,7 @@ def _start(ctx: Context, game: Game) -> Reply:
     if game.state is not GameState.STOPPED:
         raise Conflict(f"**{game.name}** is {game.state.word}, so it can't be started now.")
     it = ctx.interaction
-    begin_start(_lc(ctx), game, reply=reply_ref(it.application_id, it.token))
+    begin_start(ctx.lifecycle, game, reply=reply_ref(it.application_id, it.token))
     return Reply(content=f"⏳ Starting **{game.name}**…")
 
 
@@ -135,12 +123,12 @@ def stop(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to stop
     """
-    found = _find(ctx, game)
+    found = ctx.game(game)
     if found.state is not GameState.RUNNING:
         raise Conflict(f"**{found.name}** is {found.state.word}; only a running game can be stopped.")
     it = ctx.interaction
     begin_stop(
-        _lc(ctx), found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"
+        ctx.lifecycle, found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"
     )
     return Reply(content=f"⏳ Stopping **{found.name}**…")
 
@@ -234,7 +222,7 @@ def summary(game: Game) -> str:
 @registry.route("games:set", level=Level.ADMIN)
 def set_choice(ctx: Context, name: str, field: str) -> Update:
     """One of the /newgame selects changed: save it (plan limits apply) and redraw the message."""
-    game = _find(ctx, name)
+    game = ctx.game(name)
     value = (ctx.interaction.values or ("",))[0]
     plan = plan_named(ctx.services.tenants.require(ctx.tenant_id).plan)
     changes: dict[str, Any]

@@ -8,8 +8,7 @@ from collections import Counter
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
-from chalicelib.errors import NotFound
-from chalicelib.games import Game, GameState, check_name
+from chalicelib.games import Game, GameState
 from chalicelib.games.cost import NoPrice, estimate
 from chalicelib.lifecycle.dns import dns_name
 from chalicelib.tenancy import Tenant
@@ -30,11 +29,7 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
         game: The game to show
     """
     if game is not None:
-        found = ctx.services.games.get(ctx.tenant_id, check_name(game))
-        if found is None:
-            raise NotFound(
-                f"The game `{game}` does not exist on this server. `/games` lists the ones that do."
-            )
+        found = ctx.game(game)
         return Reply(embeds=(_details(found, ctx.services.tenants.require(ctx.tenant_id)),), ephemeral=True)
     listed = ctx.services.games.all(ctx.tenant_id)
     if not listed:
