@@ -8,6 +8,7 @@ A missing permission is named, so the admin knows what to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import urllib.parse
@@ -161,9 +162,7 @@ class Verifier:
                     f"ExternalId `{tenant.external_id}` and that the ARN is the stack's `RoleArn` output.",
                 ),
             )
-        candidate = Tenant(
-            **{**tenant.__dict__, "account_mode": "customer", "role_arn": role_arn, "region": region}
-        )
+        candidate = dataclasses.replace(tenant, account_mode="customer", role_arn=role_arn, region=region)
         access = self._broker.access(candidate, purpose="verify", actor=actor)
         account = str(access.client("sts").get_caller_identity()["Account"])
         problems = self._trust_problems(access, role_arn, tenant.external_id or "")
