@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from chalicelib.discord.options import NAME_RE, OptionSpec, options_from_signature
 from chalicelib.discord.payloads import JSON, LIMITS, CommandType, Permission
@@ -223,6 +223,3 @@ class CommandRegistry:
 
     def by_name(self, name: str) -> Command | None:
         return self.commands.get(name)
-
-    def __contains__(self, name: Any) -> bool:
-        return name in self.commands

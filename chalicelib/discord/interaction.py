@@ -14,13 +14,12 @@ from typing import Any, Final, TypeAlias
 from chalicelib.discord.payloads import ComponentType, InteractionType, OptionType
 from chalicelib.errors import BadRequest
 
-__all__ = ["Interaction", "OptionValue", "parse_interaction", "snowflake_time"]
+__all__ = ["Interaction", "OptionValue", "parse_interaction"]
 
 OptionValue: TypeAlias = str | int | float | bool
 FieldValue: TypeAlias = str | tuple[str, ...]
 
 _SNOWFLAKE: Final = re.compile(r"[0-9]{1,20}")
-_DISCORD_EPOCH_MS: Final = 1420070400000
 _MAX_TOKEN: Final = 1000
 _MAX_DEPTH: Final = 3
 
@@ -47,16 +46,6 @@ class Interaction:
     values: tuple[str, ...] = ()
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
     message_id: str | None = None
-
-    @property
-    def created_at(self) -> float:
-        """When Discord created the interaction (epoch seconds), from its snowflake id."""
-        return snowflake_time(self.id)
-
-
-def snowflake_time(snowflake: str) -> float:
-    """Epoch seconds encoded in a Discord snowflake."""
-    return ((int(snowflake) >> 22) + _DISCORD_EPOCH_MS) / 1000.0
 
 
 def _snowflake(value: Any, what: str) -> str:

@@ -255,10 +255,6 @@ class GameStore:
             ) from exc
         return _to_game(rec)
 
-    def transition_note(self, tenant_id: str, name: str, *, execution: str) -> Game:
-        """Remember which workflow execution owns the current transition."""
-        return self.record(tenant_id, name, execution=execution)
-
     def claim_backup(self, tenant_id: str, name: str, *, execution: str, stale_after: float) -> Game:
         """Mark a running game as backed up by `execution`: one conditional write, so of two /backupnow
         at once exactly one wins. A claim older than `stale_after` seconds is taken over (its workflow

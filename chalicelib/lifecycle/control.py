@@ -85,5 +85,5 @@ def _begin(
         # No workflow owns the new state: put the game back so it is never stuck (DESIGN.md section 2).
         lc.games.transition(game.tenant_id, game.name, to=game.state, expected_version=moved.version)
         raise
-    lc.games.transition_note(game.tenant_id, game.name, execution=arn)
+    lc.games.record(game.tenant_id, game.name, execution=arn)
     return arn

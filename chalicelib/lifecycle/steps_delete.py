@@ -57,7 +57,7 @@ def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, 
         # Nothing will ever finish this delete: put the game back so it is not stuck in DELETING.
         lc.games.transition(game.tenant_id, game.name, to=GameState.STOPPED, expected_version=moved.version)
         raise
-    lc.games.transition_note(game.tenant_id, game.name, execution=arn)
+    lc.games.record(game.tenant_id, game.name, execution=arn)
     return arn
 
 

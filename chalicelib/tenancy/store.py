@@ -244,15 +244,6 @@ class TenantStore:
             self._forget(tenant_id)
         return _to_tenant(rec)
 
-    def delete(self, tenant_id: str) -> None:
-        """Remove the tenant's row (issue 3 removes its other rows first)."""
-        try:
-            TenantRecord.get(tenant_id, consistent_read=True).delete()
-        except DoesNotExist:
-            pass
-        finally:
-            self._forget(tenant_id)
-
     def _forget(self, tenant_id: str) -> None:
         with self._lock:
             self._cache.pop(tenant_id, None)
