@@ -100,26 +100,27 @@ class Dispatcher:
         with self._tracer.span(f"{it.type.name.lower()}:{name[:40]}") as span:
             span.annotate("tenant", it.guild_id or "-")
             span.annotate("command", name[:100])
+            caller = self._caller_for(it)  # one per interaction: its tenant and level are read once
             try:
-                resp = self._route(it)
+                resp = self._route(caller)
             except UserError as exc:
                 span.annotate("outcome", type(exc).__name__)
                 raise
             except Exception:
                 span.annotate("outcome", "error")
                 raise
-            deferred = isinstance(resp, Deferred)
-            span.annotate("deferred", deferred)
+            span.annotate("deferred", isinstance(resp, Deferred))
             span.annotate("outcome", "ok")
             if isinstance(resp, Deferred):
-                self._jobs.enqueue(self._caller_for(it), resp, self._tracer.trace_header())
+                self._jobs.enqueue(caller, resp, self._tracer.trace_header())
             return resp
 
-    def _route(self, it: Interaction) -> Response:
+    def _route(self, caller: Caller) -> Response:
+        it = caller.interaction
         if it.type is InteractionType.APPLICATION_COMMAND:
-            return self._command(it)
+            return self._command(caller)
         if it.type is InteractionType.AUTOCOMPLETE:
-            return self._autocomplete(it)
+            return self._autocomplete(caller)
         found = self._registry.find_route(it.custom_id)
         if found is None:
             raise NotFound(
@@ -127,18 +128,17 @@ class Dispatcher:
                 "(it may be from an older message). Run the command again."
             )
         route, args = found
-        caller = self._caller_for(it)
         self._authorise(caller, route.level, route.permission, needs_tenant=True, what="this")
         return route.callback(caller, *args)
 
-    def _command(self, it: Interaction) -> Response:
+    def _command(self, caller: Caller) -> Response:
+        it = caller.interaction
         cmd = self._registry.by_name(it.command)
         if cmd is None:
             raise NotFound(
                 f"gangway doesn't know the command `/{it.command}` (it may have been removed). "
                 "Use /help to see what you can run."
             )
-        caller = self._caller_for(it)
         self._authorise(caller, cmd.level, cmd.permission, needs_tenant=cmd.needs_tenant, what=f"/{cmd.name}")
         kwargs: dict[str, object] = {}
         for opt in cmd.options:
@@ -152,13 +152,13 @@ class Dispatcher:
             kwargs[opt.param] = it.options[opt.name]
         return cmd.callback(caller, **kwargs)
 
-    def _autocomplete(self, it: Interaction) -> Choices:
+    def _autocomplete(self, caller: Caller) -> Choices:
+        it = caller.interaction
         cmd = self._registry.by_name(it.command)
         opt = cmd.option(it.focused) if cmd and it.focused else None
         if cmd is None or opt is None or opt.autocomplete is None:
             return Choices()
         provider = self._registry.providers.get(opt.autocomplete.provider)
-        caller = self._caller_for(it)
         try:
             self._authorise(caller, cmd.level, cmd.permission, needs_tenant=cmd.needs_tenant, what="")
         except UserError:
