@@ -11,6 +11,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+from chalicelib.storage import TableMeta
 
 __all__ = ["AccessRecord", "ByAddress", "ByExpiry", "ByOwner", "GrantRecord", "RateRecord"]
 
@@ -56,11 +57,8 @@ class ByAddress(GlobalSecondaryIndex["GrantRecord"]):  # type: ignore[no-untyped
 class GrantRecord(Model):
     """One address let through every game firewall of one tenant until `expires_at`."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.grants_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     address = UnicodeAttribute(range_key=True)
@@ -81,11 +79,8 @@ class GrantRecord(Model):
 class AccessRecord(Model):
     """Per-tenant access rows: `policy` (grant lengths, maximum) and `link#<id>` (guest-link uses)."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.access_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     item = UnicodeAttribute(range_key=True)
@@ -104,11 +99,8 @@ class AccessRecord(Model):
 class RateRecord(Model):
     """A fixed-window counter: `key` is "<scope>#<subject>#<window start>"."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.ratelimit_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     key = UnicodeAttribute(hash_key=True)
     hits = NumberAttribute(default=0)

@@ -12,6 +12,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+from chalicelib.storage import TableMeta
 
 __all__ = ["GameRecord"]
 
@@ -21,11 +22,8 @@ _S = settings()
 class GameRecord(Model):
     """One game server of one tenant."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.games_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     name = UnicodeAttribute(range_key=True)

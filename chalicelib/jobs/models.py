@@ -6,6 +6,7 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+from chalicelib.storage import TableMeta
 
 __all__ = ["InteractionRecord"]
 
@@ -15,11 +16,8 @@ _S = settings()
 class InteractionRecord(Model):
     """RUNNING (leased) → RAN (reply rendered, not yet delivered) → DONE."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.interactions_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     interaction_id = UnicodeAttribute(range_key=True)

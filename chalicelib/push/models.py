@@ -14,6 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+from chalicelib.storage import TableMeta
 
 __all__ = ["ByDevice", "PushRecord"]
 
@@ -34,11 +35,8 @@ class ByDevice(GlobalSecondaryIndex["PushRecord"]):  # type: ignore[no-untyped-c
 class PushRecord(Model):
     """A subscription row (`sub#…`) or a waiting push (`wait#…`)."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.push_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     item = UnicodeAttribute(range_key=True)

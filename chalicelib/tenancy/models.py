@@ -12,6 +12,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 from chalicelib.config import settings
+from chalicelib.storage import TableMeta
 
 __all__ = ["AuditRecord", "TenantRecord"]
 
@@ -21,11 +22,8 @@ _S = settings()
 class TenantRecord(Model):
     """A guild's configuration; the partition key is the tenant id (the guild id)."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.tenants_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     # DynamoDB has no empty sets: a missing attribute means "no roles chosen yet".
@@ -55,11 +53,8 @@ class TenantRecord(Model):
 class AuditRecord(Model):
     """Who used a tenant's AWS access, for what, on what, and how it went; newest last in the sort key."""
 
-    class Meta:
+    class Meta(TableMeta):
         table_name = _S.audit_table
-        region = _S.region
-        host = _S.aws_endpoint_url
-        billing_mode = "PAY_PER_REQUEST"
 
     tenant_id = UnicodeAttribute(hash_key=True)
     # "<epoch ms, 13 digits>#<random>": sorts by time, unique under concurrency.
