@@ -23,6 +23,14 @@ def _lc(services: Any) -> Lifecycle:
     return lc
 
 
+def _answer(lc: Lifecycle, event: AgentEvent, token: str, output: dict[str, Any]) -> None:
+    """Finish the step that waited for this reply: an `error` reply fails it (its Catch decides)."""
+    if event.type == "error":
+        lc.fail(token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
+    else:
+        lc.complete(token, output)
+
+
 @AGENT_EVENTS.on("ready")
 def on_ready(event: AgentEvent, services: Any) -> None:
     """A starting game's agent is up: finish the StartGame workflow's wait."""
@@ -48,12 +56,12 @@ def on_stop_reply(event: AgentEvent, services: Any) -> None:
     if event.id != stop_request_id((game.execution or "").rsplit(":", 1)[-1]):
         return  # a reply to something else (a firewall sync, an older stop): not this stop's answer
     lc.games.record(event.tenant_id, event.game, task_token=None)
-    if event.type == "error":
-        lc.fail(game.task_token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
-    else:
-        lc.complete(
-            game.task_token, {"exit_code": event.body.get("exit_code"), "killed": event.body.get("killed")}
-        )
+    _answer(
+        lc,
+        event,
+        game.task_token,
+        {"exit_code": event.body.get("exit_code"), "killed": event.body.get("killed")},
+    )
 
 
 @AGENT_EVENTS.on("game.save.reply")
@@ -66,13 +74,12 @@ def on_save_reply(event: AgentEvent, services: Any) -> None:
     if game is None or not game.backup or not game.backup_token or event.id != save_request_id(game.backup):
         return
     lc.games.record(event.tenant_id, event.game, backup_token=None)
-    if event.type == "error":
-        lc.fail(game.backup_token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
-    else:
-        lc.complete(
-            game.backup_token,
-            {"saved": bool(event.body.get("saved")), "synced": bool(event.body.get("synced"))},
-        )
+    _answer(
+        lc,
+        event,
+        game.backup_token,
+        {"saved": bool(event.body.get("saved")), "synced": bool(event.body.get("synced"))},
+    )
 
 
 @AGENT_EVENTS.on("idle.shutdown")
