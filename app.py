@@ -23,8 +23,7 @@ app = Chalice(app_name="gangway")
 def interactions() -> Response:
     req = app.current_request
     assert req is not None  # Chalice sets it for every route call
-    reply = wiring.container().endpoint.handle(req.raw_body, req.headers)
-    return Response(body=reply.body.decode(), status_code=reply.status, headers=dict(reply.headers))
+    return _reply(wiring.container().endpoint.handle(req.raw_body, req.headers))
 
 
 @app.on_sqs_message(queue=settings().jobs_queue, batch_size=1)
