@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,33 @@ def test_the_script_mounts_by_volume_id_runs_the_agent_under_systemd_and_holds_n
     assert "PARAMS=/gangway/dev/123456789012345678/valheim" in script and "WithDecryption=True" in script
     assert "PRIVATE KEY" not in script and len(script.encode()) < 16 * 1024
     assert "${" + "tenant_q}" not in script  # every placeholder filled
+
+
+def test_without_a_volume_id_the_script_takes_the_one_unused_ebs_disk() -> None:
+    script = render(replace(BOOT, volume_id=None, disk_wait_s=30))
+    assert subprocess.run(["bash", "-n"], input=script.encode(), check=False).returncode == 0
+    assert "VOLUME_ID=''" in script and "nvme-Amazon_Elastic_Block_Store_vol*" in script
+    assert "$(seq 1 30)" in script
+
+
+def test_autostart_off_is_written_to_the_launch_section(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(replace(BOOT, autostart=False)))
+    assert load(path).launch.autostart is False
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"volume_id": ""},
+        {"volume_id": "vol-; rm -rf /"},
+        {"volume_id": "snap-0123456789abcdef0"},
+        {"disk_wait_s": 0},
+    ],
+)
+def test_a_malformed_volume_id_or_wait_is_refused_before_rendering(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        render(replace(BOOT, **bad))
 
 
 # The instance profile and the IoT policy, as the stack (locally devstack/aws.py) makes them.

@@ -2,9 +2,10 @@
 
 It installs the agent into its own venv from a pip requirement (the `AGENT_PACKAGE` setting: by default
 `gangway-agent[cloudwatch]` from the package index; a wheel URL, e.g. in the site bucket, works too),
-mounts the game's data volume by its EBS id (formatting it only when blank), fetches the instance's
-IoT certificate and key from SSM Parameter Store (identity.py says why not from here), writes
-/etc/gangway/agent.toml and runs the agent under systemd, restarted on failure.
+mounts the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in
+use, i.e. not the root disk; formatting it only when blank), fetches the instance's IoT certificate
+and key from SSM Parameter Store (identity.py says why not from here), writes /etc/gangway/agent.toml
+and runs the agent under systemd, restarted on failure.
 
 Nothing secret is in the output: user data can be read by anyone allowed to describe the instance.
 """
@@ -12,6 +13,7 @@ Nothing secret is in the output: user data can be read by anyone allowed to desc
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
 
 TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
 MOUNTPOINT: Final = "/srv/gangway"
+_VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
@@ -47,10 +50,14 @@ class Bootstrap:
 
     tenant_id: str
     game: str
-    volume_id: str
     iot_endpoint: str
     client_id: str
     parameter_prefix: str
+    # None: the instance is launched before its volume exists; it takes the one data disk attached.
+    volume_id: str | None = None
+    autostart: bool = True
+    # How long the script waits for the data disk to be attached before it fails.
+    disk_wait_s: int = 900
     agent_package: str = "gangway-agent[cloudwatch]"
     tcp_ports: tuple[int, ...] = ()
     udp_ports: tuple[int, ...] = ()
@@ -93,7 +100,7 @@ def agent_toml(b: Bootstrap) -> str:
             f"command = {_list(b.launch)}",
             f"cwd = {_q(MOUNTPOINT + '/game')}",
             'user = "gangway"',
-            "autostart = true",
+            f"autostart = {str(b.autostart).lower()}",
             f"ports = {{ tcp = {_list(b.tcp_ports)}, udp = {_list(b.udp_ports)} }}",
             "",
             "[idle]",
@@ -120,12 +127,17 @@ def render(b: Bootstrap) -> str:
     """The user-data script for one launch.
 
     Raises:
-        ValueError: it would be over EC2's 16 KB limit.
+        ValueError: a malformed volume id, or it would be over EC2's 16 KB limit.
     """
+    if b.volume_id is not None and not _VOLUME_ID.fullmatch(b.volume_id):
+        raise ValueError(f"{b.volume_id!r} is not an EBS volume id (vol-…)")
+    if b.disk_wait_s < 1:
+        raise ValueError(f"disk_wait_s must be at least 1, not {b.disk_wait_s}")
     script = Template(TEMPLATE.read_text()).substitute(
         tenant_q=shlex.quote(b.tenant_id),
         game_q=shlex.quote(b.game),
-        volume_id_q=shlex.quote(b.volume_id),
+        volume_id_q=shlex.quote(b.volume_id or ""),
+        disk_wait_s=b.disk_wait_s,
         parameter_prefix_q=shlex.quote(b.parameter_prefix),
         agent_package_q=shlex.quote(b.agent_package),
         mountpoint=MOUNTPOINT,

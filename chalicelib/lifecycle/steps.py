@@ -53,7 +53,7 @@ def _user_data(ctx: StepContext, game: Any) -> str:
         Bootstrap(
             tenant_id=ctx.tenant_id,
             game=ctx.game,
-            volume_id=game.volume_id or "",
+            volume_id=game.volume_id or None,
             iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
             client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
             parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),

@@ -12,6 +12,9 @@ GAME=${game_q}
 VOLUME_ID=${volume_id_q}
 PARAMS=${parameter_prefix_q}
 AGENT_PACKAGE=${agent_package_q}
+# Tests only: a throw-away root for every path this script writes (none on an instance).
+R=$${GANGWAY_BOOT_ROOT:-}
+DEV_DIR=$$R/dev
 
 imds() {
   local token
@@ -29,17 +32,42 @@ python3 -m venv /opt/gangway/venv
 /opt/gangway/venv/bin/pip install --quiet --upgrade pip
 /opt/gangway/venv/bin/pip install --quiet "$$AGENT_PACKAGE" boto3
 
-# 2. The data volume: EBS on Nitro shows up as NVMe; its serial is the volume id without the dash.
-DEV=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}
-for _ in $$(seq 1 120); do [ -e "$$DEV" ] && break; sleep 2; done
-[ -e "$$DEV" ] || { echo "data volume $$VOLUME_ID never appeared"; exit 1; }
+# 2. The data volume. EBS on Nitro shows up as NVMe, named by its volume id without the dash; on Xen
+# it is the /dev/sdf it was attached as, renamed xvdf. Without a volume id (the instance may be launched
+# before its volume exists) it is the one EBS disk that is not in use (the root disk has / mounted).
+data_disk() {
+  if [ -n "$$VOLUME_ID" ]; then
+    [ -e "$$DEV_DIR/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}" ] \
+      && echo "$$DEV_DIR/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}"
+    return 0
+  fi
+  local link dev found=""
+  for link in "$$DEV_DIR"/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol*; do
+    case $$link in *-part*|*'*') continue ;; esac
+    dev=$$(readlink -f "$$link")
+    [ -n "$$(lsblk -nro MOUNTPOINT "$$dev" 2>/dev/null | tr -d '[:space:]')" ] && continue
+    case " $$found " in *" $$dev "*) ;; *) found="$${found:+$$found }$$dev" ;; esac
+  done
+  [ -z "$$found" ] && [ -e "$$DEV_DIR/xvdf" ] && found=$$DEV_DIR/xvdf
+  case $$found in
+    *" "*) echo "gangway bootstrap FAILED: more than one data disk: $$found" >&2; return 1 ;;
+  esac
+  [ -z "$$found" ] || echo "$$found"
+}
+DEV=""
+for _ in $$(seq 1 ${disk_wait_s}); do DEV=$$(data_disk) || exit 1; [ -n "$$DEV" ] && break; sleep 1; done
+if [ -z "$$DEV" ]; then
+  echo "gangway bootstrap FAILED: data volume $${VOLUME_ID:-(any)} not attached after ${disk_wait_s}s" >&2
+  exit 1
+fi
+echo "data volume: $$DEV"
 if ! blkid "$$DEV" >/dev/null 2>&1; then
   mkfs.ext4 -q -L gangway-data "$$DEV"   # blank: a new game's first start
 fi
-mkdir -p ${mountpoint}
-mount "$$DEV" ${mountpoint}
-echo "$$(readlink -f "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> /etc/fstab
-mkdir -p ${mountpoint}/game
+mkdir -p "$$R${mountpoint}"
+mount "$$DEV" "$$R${mountpoint}"
+echo "UUID=$$(blkid -s UUID -o value "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> "$$R/etc/fstab"
+mkdir -p "$$R${mountpoint}/game"
 
 # 3. The IoT identity: written by the StartGame Identity step under $$PARAMS/$$INSTANCE_ID/ (it may still
 # be on its way when this runs, so wait for it); the files are root-only.
