@@ -56,6 +56,12 @@ class GameRecord(Model):
     backup = UnicodeAttribute(null=True)
     backup_since = NumberAttribute(null=True)
     backup_token = UnicodeAttribute(null=True)
+    # The game's own security group (instances/security.py), made by CreateGame, deleted by DeleteGame.
+    security_group_id = UnicodeAttribute(null=True)
+    # Players online as the agent last said (`players` and `heartbeat` events) and when: written without
+    # a version bump (GameStore.note_players), so heartbeats never make a read-modify-write conflict.
+    players = NumberAttribute(null=True)
+    players_at = NumberAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

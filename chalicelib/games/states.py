@@ -17,6 +17,7 @@ class GameState(StrEnum):
     RUNNING = "RUNNING"
     STOPPING = "STOPPING"
     DELETING = "DELETING"
+    CREATING = "CREATING"
 
     @property
     def word(self) -> str:
@@ -24,7 +25,14 @@ class GameState(StrEnum):
 
     @property
     def emoji(self) -> str:
-        emoji = {"STOPPED": "⚪", "STARTING": "🟡", "RUNNING": "🟢", "STOPPING": "🟠", "DELETING": "🗑️"}
+        emoji = {
+            "STOPPED": "⚪",
+            "STARTING": "🟡",
+            "RUNNING": "🟢",
+            "STOPPING": "🟠",
+            "DELETING": "🗑️",
+            "CREATING": "🛠️",
+        }
         return emoji[self.value]
 
 
@@ -32,12 +40,15 @@ class GameState(StrEnum):
 # server came up (nothing to save); everything else that ran goes through STOPPING so it is snapshotted.
 # DELETING keeps a start out while DeleteGame removes snapshots; a failed delete goes back to STOPPED.
 # STOPPING → RUNNING only undoes a stop whose workflow could not even be started (nothing ran).
+# CREATING is a name claimed by /newgame while CreateGame makes its security group; it becomes STOPPED,
+# or (a failed create) its row is deleted: nothing moves back into CREATING.
 TRANSITIONS: Final[Mapping[GameState, frozenset[GameState]]] = {
     GameState.STOPPED: frozenset({GameState.STARTING, GameState.DELETING}),
     GameState.STARTING: frozenset({GameState.RUNNING, GameState.STOPPING, GameState.STOPPED}),
     GameState.RUNNING: frozenset({GameState.STOPPING}),
     GameState.STOPPING: frozenset({GameState.STOPPED, GameState.RUNNING}),
     GameState.DELETING: frozenset({GameState.STOPPED}),
+    GameState.CREATING: frozenset({GameState.STOPPED}),
 }
 
 

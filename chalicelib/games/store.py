@@ -62,6 +62,9 @@ class Game:
     backup: str | None = None
     backup_since: float | None = None
     backup_token: str | None = None
+    security_group_id: str | None = None
+    players: int | None = None
+    players_at: float | None = None
 
 
 # Resource fields a workflow step may record on the game row (never its state: that is transition()).
@@ -76,6 +79,7 @@ RESOURCE_FIELDS = frozenset(
         "execution",
         "backup_token",
         "agent_reply",
+        "security_group_id",
     }
 )
 # Settings an admin command may change (`change()`); the workflows read them at the next start.
@@ -110,6 +114,9 @@ def _to_game(rec: GameRecord) -> Game:
         backup=rec.backup,
         backup_since=float(rec.backup_since) if rec.backup_since is not None else None,
         backup_token=rec.backup_token,
+        security_group_id=rec.security_group_id,
+        players=int(rec.players) if rec.players is not None else None,
+        players_at=float(rec.players_at) if rec.players_at is not None else None,
     )
 
 
@@ -132,8 +139,16 @@ class GameStore:
         rows = GameRecord.query(tenant_id, cond, limit=limit, attributes_to_get=["name"])
         return [r.name for r in rows]
 
-    def create(self, tenant_id: str, name: str, *, description: str, created_by: str) -> Game:
-        """Add a stopped game.
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        description: str,
+        created_by: str,
+        state: GameState = GameState.STOPPED,
+    ) -> Game:
+        """Add a game (stopped, or CREATING while /newgame's workflow makes its security group).
 
         Raises:
             ValidationError: bad name.  Conflict: the tenant already has a game of that name.
@@ -143,7 +158,7 @@ class GameStore:
             tenant_id,
             check_name(name),
             description=description,
-            state=GameState.STOPPED.value,
+            state=state.value,
             created_by=created_by,
             created_at=now,
             updated_at=now,
@@ -333,6 +348,27 @@ class GameStore:
             if exc.cause_response_code != _CONDITION_FAILED:
                 raise
             raise Conflict(f"**{name}** is no longer {state.word}; it was not deleted.") from exc
+        return True
+
+    def note_players(self, tenant_id: str, name: str, *, count: int, at: float) -> bool:
+        """Record how many players the agent counts, if the game is (still) starting or running and
+        `at` is not older than what is recorded; False if not. No version bump: this arrives every
+        minute and must never make a transition or a settings change conflict.
+        """
+        live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
+        newer = GameRecord.players_at.does_not_exist() | (GameRecord.players_at <= int(at))
+        try:
+            # The table connection's UpdateItem: Model.update would add `version + 1` to every write.
+            GameRecord._get_connection().update_item(
+                tenant_id,
+                range_key=name,
+                actions=[GameRecord.players.set(count), GameRecord.players_at.set(int(at))],
+                condition=GameRecord.name.exists() & live & newer,
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            return False
         return True
 
     def _record_of(self, tenant_id: str, name: str) -> GameRecord:

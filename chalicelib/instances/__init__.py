@@ -1,7 +1,21 @@
-"""Instances: EC2/EBS for games (launch options, volumes, snapshots) through the credentials broker."""
+"""Instances: EC2/EBS for games (launch options, volumes, snapshots, the game's security group) through
+the credentials broker."""
 
 from __future__ import annotations
 
 from chalicelib.instances.ec2 import CAPACITY_ERRORS, CapacityError, Ec2Gateway, Launch, Placement, tags_for
+from chalicelib.instances.security import GroupInUse, NoDefaultVpc, SecurityGroups, SftpPort, rules_for
 
-__all__ = ["CAPACITY_ERRORS", "CapacityError", "Ec2Gateway", "Launch", "Placement", "tags_for"]
+__all__ = [
+    "CAPACITY_ERRORS",
+    "CapacityError",
+    "Ec2Gateway",
+    "GroupInUse",
+    "Launch",
+    "NoDefaultVpc",
+    "Placement",
+    "SecurityGroups",
+    "SftpPort",
+    "rules_for",
+    "tags_for",
+]

@@ -130,7 +130,15 @@ class Ec2Gateway:
         volumes = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
         return str(volumes[0]["State"]) if volumes else "deleted"
 
-    def run(self, options: Sequence[Placement], *, spot: bool, user_data: str, token: str) -> Launch:
+    def run(
+        self,
+        options: Sequence[Placement],
+        *,
+        spot: bool,
+        user_data: str,
+        token: str,
+        security_group_ids: Sequence[str] = (),
+    ) -> Launch:
         """Launch in the first option with capacity; one-time Spot requests only, never persistent.
 
         Raises:
@@ -149,6 +157,8 @@ class Ec2Gateway:
                 "TagSpecifications": self._tags("instance", "server"),
                 "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
             }
+            if security_group_ids:  # the game's own group (instances/security.py), else the VPC's default
+                params["SecurityGroupIds"] = list(security_group_ids)
             if spot:
                 params["InstanceMarketOptions"] = {
                     "MarketType": "spot",
