@@ -17,6 +17,10 @@ class AlreadyExists(Exception):
     pass
 
 
+class NotFound(Exception):
+    pass
+
+
 class FakeLogsClient:
     """The three CloudWatch Logs calls the shipper makes, recorded."""
 
@@ -24,16 +28,24 @@ class FakeLogsClient:
         """Mirrors botocore's ``client.exceptions`` (hence the lower-case name)."""
 
         ResourceAlreadyExistsException = AlreadyExists
+        ResourceNotFoundException = NotFound
 
-    def __init__(self) -> None:
+    def __init__(self, *, groups: tuple[str, ...] = ()) -> None:
+        self.groups = set(groups)
+        self.group_calls = 0
         self.created: list[str] = []
         self.puts: list[list[dict[str, Any]]] = []
 
     def create_log_group(self, logGroupName: str) -> None:
+        self.group_calls += 1
+        if logGroupName in self.groups:
+            raise AlreadyExists(logGroupName)
+        self.groups.add(logGroupName)
         self.created.append(logGroupName)
-        raise AlreadyExists(logGroupName)
 
     def create_log_stream(self, logGroupName: str, logStreamName: str) -> None:
+        if logGroupName not in self.groups:
+            raise NotFound(logGroupName)
         self.created.append(f"{logGroupName}:{logStreamName}")
 
     def put_log_events(self, logGroupName: str, logStreamName: str, logEvents: list[dict[str, Any]]) -> None:
@@ -43,7 +55,7 @@ class FakeLogsClient:
 def test_cloudwatch_batches_respect_the_api_limits() -> None:
     client = FakeLogsClient()
     shipper = CloudWatchShipper("gangway/t1/alpha", "alpha-1", client=client)
-    assert client.created == ["gangway/t1/alpha", "gangway/t1/alpha:alpha-1"]
+    assert client.created == ["gangway/t1/alpha", "gangway/t1/alpha:alpha-1"]  # no group yet: made
     lines = [LogLine(1000.0 + i, "stdout", "" if i == 0 else "x" * 100) for i in range(12_000)]
     shipper.ship(lines)
     assert len(client.puts) == 2 and sum(len(p) for p in client.puts) == 12_000
@@ -51,6 +63,12 @@ def test_cloudwatch_batches_respect_the_api_limits() -> None:
         assert len(put) <= 10_000 and sum(len(e["message"]) + 26 for e in put) <= 1_000_000
     assert client.puts[0][0] == {"timestamp": 1_000_000, "message": "stdout  "}
     assert [e["timestamp"] for p in client.puts for e in p] == [1_000_000 + 1000 * i for i in range(12_000)]
+
+
+def test_cloudwatch_makes_only_its_stream_when_the_group_exists() -> None:
+    client = FakeLogsClient(groups=("gangway/t1/alpha",))
+    CloudWatchShipper("gangway/t1/alpha", "alpha-2", client=client)
+    assert client.created == ["gangway/t1/alpha:alpha-2"] and client.group_calls == 0
 
 
 def test_file_sink_batches_and_flushes_on_close(tmp_path: Path) -> None:

@@ -54,7 +54,12 @@ class FileShipper:
 
 
 class CloudWatchShipper:
-    """PutLogEvents into ``group``, one stream per agent start (no sequence tokens needed any more)."""
+    """PutLogEvents into ``group``, one stream per agent start (no sequence tokens needed any more).
+
+    The group is normally made (with its retention) by whoever launched the instance, so the stream is
+    made first and the group only when it is missing: a role allowed just CreateLogStream and
+    PutLogEvents on the group is enough.
+    """
 
     def __init__(self, group: str, stream: str, client: Any = None) -> None:
         if client is None:
@@ -66,10 +71,14 @@ class CloudWatchShipper:
         self._client: Any = client
         self.group, self.stream = group, stream
         exists = self._client.exceptions.ResourceAlreadyExistsException
-        with contextlib.suppress(exists):
-            self._client.create_log_group(logGroupName=group)
-        with contextlib.suppress(exists):
-            self._client.create_log_stream(logGroupName=group, logStreamName=stream)
+        try:
+            with contextlib.suppress(exists):
+                self._client.create_log_stream(logGroupName=group, logStreamName=stream)
+        except self._client.exceptions.ResourceNotFoundException:
+            with contextlib.suppress(exists):
+                self._client.create_log_group(logGroupName=group)
+            with contextlib.suppress(exists):
+                self._client.create_log_stream(logGroupName=group, logStreamName=stream)
 
     def ship(self, batch: list[LogLine]) -> None:
         events: list[dict[str, Any]] = []
