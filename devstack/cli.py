@@ -157,6 +157,17 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_invite(args: argparse.Namespace) -> int:
+    """Print the link that adds the bot to a server with the permissions it uses."""
+    from chalicelib.discord.invite import invite_url
+
+    app_id = args.app or os.environ.get("DISCORD_APPLICATION_ID", "")
+    if not app_id.isdigit():
+        sys.exit("set DISCORD_APPLICATION_ID or pass --app (the application id from the developer portal)")
+    print(invite_url(app_id, args.guild))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
@@ -187,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     reg.add_argument("--local", action="store_true", help="register against the local stack's stand-in")
     reg.add_argument("--print", action="store_true", help="print the payload instead of sending it")
     reg.set_defaults(fn=_cmd_register)
+
+    inv = sub.add_parser("invite", help="print the link that adds the bot to a Discord server")
+    inv.add_argument("--app", help="the application id (default: $DISCORD_APPLICATION_ID)")
+    inv.add_argument("--guild", help="preselect this server in Discord's dialog")
+    inv.set_defaults(fn=_cmd_invite)
 
     pln = sub.add_parser("plan", help="show or set a guild's plan (operator)")
     pln.add_argument("--guild", required=True)

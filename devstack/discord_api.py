@@ -1,6 +1,6 @@
 """A stand-in for Discord's REST API: records every call and answers like Discord does.
 
-`GET /_calls` lists `{method, path, json, time, auth, status}`; `DELETE /_calls` clears it.
+`GET /_calls` lists `{method, path, json, time, auth, reason, status}`; `DELETE /_calls` clears it.
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
 "status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
@@ -21,6 +21,7 @@ __all__ = ["DiscordStandIn"]
 _WEBHOOK: Final = re.compile(r"^/webhooks/(\d+)/([^/]+)(/messages/(@original|\d+))?$")
 _CHANNEL_MESSAGES: Final = re.compile(r"^/channels/(\d+)/messages$")
 _COMMANDS: Final = re.compile(r"^/applications/(\d+)(/guilds/(\d+))?/commands$")
+_MEMBER_ROLE: Final = re.compile(r"^/guilds/(\d+)/members/(\d+)/roles/(\d+)$")
 _MAX_BODY: Final = 1 << 20
 
 
@@ -120,6 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             "json": payload,
             "time": time.time(),
             "auth": auth.split(" ", 1)[0] if auth else None,
+            "reason": self.headers.get("X-Audit-Log-Reason"),
         }
         status, body, headers = self._fault(method, path) or self._answer(method, path, payload, auth)
         call["status"] = status
@@ -165,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
             listed = payload if isinstance(payload, list) else []
             out = [{"id": self.state.new_id(), "application_id": cmds.group(1), **c} for c in listed]
             return 200, out, limits
+        if _MEMBER_ROLE.match(path) and method in ("PUT", "DELETE"):
+            return 204, None, limits  # Discord answers both with an empty 204, idempotently
         return 404, {"message": "404: Not Found", "code": 0}, {}
 
     def _body(self) -> Any:

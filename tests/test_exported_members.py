@@ -102,6 +102,7 @@ SURFACES = {
         "games_admin",
         "games_admin_tools",
         "games_lifecycle",
+        "membership",
         "Services",
         "admin",
         "interaction_of_job",

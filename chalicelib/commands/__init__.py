@@ -10,6 +10,7 @@ from chalicelib.commands import (
     games_admin,
     games_admin_tools,
     games_lifecycle,
+    membership,
     servers,
     welcome,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "games_lifecycle",
     "interaction_of_job",
     "jobs",
+    "membership",
     "registry",
     "servers",
     "welcome",

@@ -116,6 +116,9 @@ class Permission(IntFlag):
 
     ADMINISTRATOR = 1 << 3
     MANAGE_GUILD = 1 << 5
+    VIEW_CHANNEL = 1 << 10
+    SEND_MESSAGES = 1 << 11
+    EMBED_LINKS = 1 << 14
     MANAGE_ROLES = 1 << 28
 
 

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 from chalicelib.errors import DiscordApiError
 
@@ -104,9 +105,21 @@ class DiscordRest:
         scope = f"/guilds/{guild_id}" if guild_id else ""
         return self.request("PUT", f"/applications/{application_id}{scope}/commands", commands, bot=True)
 
+    def add_member_role(self, guild_id: str, user_id: str, role_id: str, *, reason: str) -> None:
+        """Give a member a role (/join); the reason shows in the server's audit log."""
+        path = f"/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
+        self.request("PUT", path, bot=True, reason=reason)
+
+    def remove_member_role(self, guild_id: str, user_id: str, role_id: str, *, reason: str) -> None:
+        """Take a role from a member (/leave)."""
+        path = f"/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
+        self.request("DELETE", path, bot=True, reason=reason)
+
     # -- the machinery -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, payload: Any = None, *, bot: bool = False) -> Any:
+    def request(
+        self, method: str, path: str, payload: Any = None, *, bot: bool = False, reason: str | None = None
+    ) -> Any:
         """Send a request, waiting out rate limits; return the decoded JSON body (None if empty).
 
         Raises:
@@ -122,6 +135,8 @@ class DiscordRest:
             if not token:
                 raise DiscordApiError(401, None, "no bot token configured")
             headers["Authorization"] = f"Bot {token}"
+        if reason:
+            headers["X-Audit-Log-Reason"] = quote(reason[:512], safe=" /@#:")
         route = f"{method} {path}"
         waited = 0.0
         for _attempt in range(self._max_attempts):
