@@ -13,8 +13,7 @@ from chalicelib import wiring
 from chalicelib.config import settings
 
 if TYPE_CHECKING:
-    from chalicelib.access import ApiReply
-    from chalicelib.discord import HttpReply
+    from chalicelib.http import HttpReply
 
 app = Chalice(app_name="gangway")
 
@@ -56,27 +55,23 @@ def _ipauth_request() -> tuple[Request, str]:
     return req, str((req.context.get("identity") or {}).get("sourceIp") or "")
 
 
-def _ipauth_response(reply: ApiReply) -> Response:
-    return Response(body=reply.json(), status_code=reply.status, headers=dict(reply.headers))
-
-
 @app.route("/ipauth/authorize", methods=["POST"], content_types=["application/json"])
 def ipauth_authorize() -> Response:
     req, source_ip = _ipauth_request()
-    return _ipauth_response(wiring.container().ipauth.authorize(req.raw_body, req.headers, source_ip))
+    return _reply(wiring.container().ipauth.authorize(req.raw_body, req.headers, source_ip))
 
 
 @app.route("/ipauth/check", methods=["GET"])
 def ipauth_check() -> Response:
     req, source_ip = _ipauth_request()
-    return _ipauth_response(wiring.container().ipauth.check(req.headers, source_ip))
+    return _reply(wiring.container().ipauth.check(req.headers, source_ip))
 
 
 @app.route("/ipauth/authorize", methods=["OPTIONS"])
 @app.route("/ipauth/check", methods=["OPTIONS"])
 def ipauth_preflight() -> Response:
     req, _ = _ipauth_request()
-    return _ipauth_response(wiring.container().ipauth.preflight(req.headers))
+    return _reply(wiring.container().ipauth.preflight(req.headers))
 
 
 # -- web push (issue 7): the page turns automatic authorisation on and off ----------------------------
@@ -85,26 +80,26 @@ def ipauth_preflight() -> Response:
 @app.route("/push/key", methods=["GET"])
 def push_key() -> Response:
     req, _ = _ipauth_request()
-    return _ipauth_response(wiring.container().push_api.key(req.headers))
+    return _reply(wiring.container().push_api.key(req.headers))
 
 
 @app.route("/push/subscribe", methods=["POST"], content_types=["application/json"])
 def push_subscribe() -> Response:
     req, source_ip = _ipauth_request()
-    return _ipauth_response(wiring.container().push_api.subscribe(req.raw_body, req.headers, source_ip))
+    return _reply(wiring.container().push_api.subscribe(req.raw_body, req.headers, source_ip))
 
 
 @app.route("/push/subscribe", methods=["DELETE"], content_types=["application/json"])
 def push_unsubscribe() -> Response:
     req, source_ip = _ipauth_request()
-    return _ipauth_response(wiring.container().push_api.unsubscribe(req.raw_body, req.headers, source_ip))
+    return _reply(wiring.container().push_api.unsubscribe(req.raw_body, req.headers, source_ip))
 
 
 @app.route("/push/key", methods=["OPTIONS"])
 @app.route("/push/subscribe", methods=["OPTIONS"])
 def push_preflight() -> Response:
     req, _ = _ipauth_request()
-    return _ipauth_response(wiring.container().push_api.preflight(req.headers))
+    return _reply(wiring.container().push_api.preflight(req.headers))
 
 
 @app.schedule(Rate(10, unit=Rate.MINUTES))

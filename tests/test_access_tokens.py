@@ -84,7 +84,6 @@ SURFACES = {
         "AccessPolicy",
         "AccessRecord",
         "AccessService",
-        "ApiReply",
         "Authorized",
         "Claims",
         "FirewallSync",

@@ -20,7 +20,6 @@ SURFACES = {
         "Deferred",
         "Embed",
         "EmbedField",
-        "HttpReply",
         "Interaction",
         "InteractionEndpoint",
         "InteractionType",

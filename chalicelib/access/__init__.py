@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.access.api import MAX_API_BODY_BYTES, ApiReply, IpAuthApi
+from chalicelib.access.api import MAX_API_BODY_BYTES, IpAuthApi
 from chalicelib.access.firewall import FirewallSync, full_sync_request
 from chalicelib.access.models import AccessRecord, GrantRecord, RateRecord
 from chalicelib.access.ratelimit import Limit, RateLimiter
@@ -16,7 +16,6 @@ __all__ = [
     "AccessPolicy",
     "AccessRecord",
     "AccessService",
-    "ApiReply",
     "Authorized",
     "Claims",
     "FirewallSync",

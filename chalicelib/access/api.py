@@ -17,15 +17,16 @@ from typing import Any, Final
 
 from chalicelib.access.ratelimit import Limit, RateLimiter
 from chalicelib.access.service import AccessService, Authorized
-from chalicelib.access.site import ApiReply, SiteResponder
+from chalicelib.access.site import SiteResponder
 from chalicelib.access.tokens import MAX_TOKEN_CHARS
 from chalicelib.errors import (
     BadRequest,
     BotError,
     PayloadTooLarge,
 )
+from chalicelib.http import HttpReply
 
-__all__ = ["MAX_API_BODY_BYTES", "ApiReply", "IpAuthApi"]
+__all__ = ["MAX_API_BODY_BYTES", "IpAuthApi"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ class IpAuthApi:
 
     # -- routes ----------------------------------------------------------------------------------
 
-    def preflight(self, headers: Mapping[str, str]) -> ApiReply:
+    def preflight(self, headers: Mapping[str, str]) -> HttpReply:
         """CORS preflight: allowed for the site's origin only."""
         return self._site.preflight(headers, "GET, POST, OPTIONS")
 
-    def authorize(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> ApiReply:
+    def authorize(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """Use the link in `body` (`{"token": "..."}`) to let `source_ip` in."""
         try:
             self._site.check_origin(headers)
@@ -74,7 +75,7 @@ class IpAuthApi:
             return self._site.error(exc, headers)
         return self._site.ok(_authorized(done), headers)
 
-    def check(self, headers: Mapping[str, str], source_ip: str) -> ApiReply:
+    def check(self, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """Is the caller's address let in, until when, and by which communities (tenants)?"""
         try:
             self._site.check_origin(headers)

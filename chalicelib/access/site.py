@@ -1,19 +1,18 @@
-"""What every API the site's page calls shares: the reply value, CORS for the site's origin only,
+"""What every API the site's page calls shares: CORS for the site's origin only,
 `no-store`, and the one place an error becomes a status and JSON (IPAuth and web push both use it)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chalicelib.discord.replies import GENERIC_APOLOGY
 from chalicelib.errors import BotError, LinkRejected, RequestError, TooManyRequests
+from chalicelib.http import HttpReply
 
-__all__ = ["BASE_HEADERS", "ApiReply", "SiteResponder", "header", "origin_of"]
+__all__ = ["BASE_HEADERS", "SiteResponder", "header", "origin_of"]
 
 BASE_HEADERS: Final = {
     "Content-Type": "application/json",
@@ -24,18 +23,6 @@ BASE_HEADERS: Final = {
 _CODES: Final = {400: "bad_request", 403: "forbidden", 413: "too_large", 429: "rate_limited"}
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ApiReply:
-    """What the web adapter sends back."""
-
-    status: int
-    body: Mapping[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def json(self) -> str:
-        return json.dumps(self.body, separators=(",", ":"))
 
 
 def origin_of(url: str) -> str:
@@ -71,17 +58,17 @@ class SiteResponder:
         if origin is not None and origin != self.origin:
             raise RequestError("requests from this origin are not accepted")
 
-    def ok(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> ApiReply:
-        return ApiReply(200, body, {**BASE_HEADERS, **self.cors(headers)})
+    def ok(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> HttpReply:
+        return HttpReply.json(200, body, {**BASE_HEADERS, **self.cors(headers)})
 
-    def preflight(self, headers: Mapping[str, str], methods: str) -> ApiReply:
+    def preflight(self, headers: Mapping[str, str], methods: str) -> HttpReply:
         """CORS preflight: allowed for the site's origin only."""
         cors = self.cors(headers)
         if not cors:
             return self.error(RequestError("origin not allowed"), headers, status=403, code="forbidden")
-        return ApiReply(
+        return HttpReply.json(
             204,
-            {},
+            None,
             {
                 **BASE_HEADERS,
                 **cors,
@@ -93,7 +80,7 @@ class SiteResponder:
 
     def error(
         self, exc: BotError, headers: Mapping[str, str], *, status: int | None = None, code: str = ""
-    ) -> ApiReply:
+    ) -> HttpReply:
         """The one place an API error becomes a status and JSON."""
         out = {**BASE_HEADERS, **self.cors(headers)}
         if isinstance(exc, RequestError):
@@ -103,6 +90,7 @@ class SiteResponder:
                 out["Retry-After"] = str(max(1, exc.retry_after))
             if not code:
                 code = exc.code if isinstance(exc, LinkRejected) else _CODES.get(exc.STATUS, "bad_request")
-            return ApiReply(status or exc.STATUS, {"error": {"code": code, "message": exc.message}}, out)
+            body = {"error": {"code": code, "message": exc.message}}
+            return HttpReply.json(status or exc.STATUS, body, out)
         log.error("%s failed: %s", self._name, exc.message, exc_info=exc)
-        return ApiReply(500, {"error": {"code": "unavailable", "message": GENERIC_APOLOGY}}, out)
+        return HttpReply.json(500, {"error": {"code": "unavailable", "message": GENERIC_APOLOGY}}, out)

@@ -15,7 +15,7 @@ from chalicelib.discord.components import (
     StringSelect,
     TextInput,
 )
-from chalicelib.discord.endpoint import HttpReply, InteractionEndpoint
+from chalicelib.discord.endpoint import InteractionEndpoint
 from chalicelib.discord.interaction import Interaction, parse_interaction
 from chalicelib.discord.options import Autocomplete, Length, OneOf, Range
 from chalicelib.discord.payloads import ButtonStyle, CallbackType, InteractionType, MessageFlag, Permission
@@ -47,7 +47,6 @@ __all__ = [
     "Deferred",
     "Embed",
     "EmbedField",
-    "HttpReply",
     "Interaction",
     "InteractionEndpoint",
     "InteractionType",

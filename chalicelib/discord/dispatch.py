@@ -7,13 +7,11 @@ endpoint answers, so an acknowledged interaction always has its job on the queue
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
 from chalicelib.discord.commands import CommandRegistry, Level
-from chalicelib.discord.endpoint import HttpReply
 from chalicelib.discord.interaction import Interaction, parse_interaction
 from chalicelib.discord.payloads import InteractionType, Permission
 from chalicelib.discord.replies import (
@@ -27,6 +25,7 @@ from chalicelib.discord.replies import (
     error_reply,
 )
 from chalicelib.errors import Forbidden, NotFound, NotSetUp, UserError, ValidationError
+from chalicelib.http import HttpReply
 from chalicelib.tracing import Tracer
 
 __all__ = ["Caller", "Dispatcher", "JobSink", "has_permission"]
@@ -92,7 +91,7 @@ class Dispatcher:
                 log.exception("interaction %s (%s) failed", it.id, it.command or it.custom_id)
                 resp = error_reply(exc)
         resp = _fit(it.type, resp)
-        return HttpReply(200, json.dumps(callback_body(resp)).encode())
+        return HttpReply.json(200, callback_body(resp))
 
     def dispatch(self, it: Interaction) -> Response:
         """Answer one interaction; user errors are rendered by the endpoint."""

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 from nacl.signing import VerifyKey
@@ -19,29 +18,20 @@ from nacl.signing import VerifyKey
 from chalicelib.discord.payloads import CallbackType, InteractionType
 from chalicelib.discord.verify import verify_request
 from chalicelib.errors import BadRequest, PayloadTooLarge, RequestError
+from chalicelib.http import HttpReply
 
-__all__ = ["MAX_BODY_BYTES", "HttpReply", "InteractionEndpoint"]
+__all__ = ["MAX_BODY_BYTES", "InteractionEndpoint"]
 
 log = logging.getLogger(__name__)
 
 # Discord's largest interactions (a modal with five 4000-character fields plus resolved data) stay far
 # below this; anything larger is not from Discord.
 MAX_BODY_BYTES: Final = 64 * 1024
-_JSON: Final = {"Content-Type": "application/json"}
-_PONG: Final = json.dumps({"type": CallbackType.PONG}).encode()
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    """What the web adapter sends back."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=lambda: dict(_JSON))
+_PONG: Final = {"type": CallbackType.PONG}
 
 
 def _error(exc: RequestError) -> HttpReply:
-    return HttpReply(exc.STATUS, json.dumps({"error": exc.message}).encode())
+    return HttpReply.json(exc.STATUS, {"error": exc.message})
 
 
 class InteractionEndpoint:
@@ -78,7 +68,7 @@ class InteractionEndpoint:
             except (UnicodeDecodeError, ValueError) as exc:
                 raise BadRequest("body is not JSON") from exc
             if isinstance(payload, dict) and payload.get("type") == InteractionType.PING:
-                return HttpReply(200, _PONG)
+                return HttpReply.json(200, _PONG)
             if self._answer is None:
                 self._answer = self._answer_factory()
             return self._answer(payload)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from chalicelib.discord import HttpReply
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.states import GameState
 from chalicelib.games.store import Game, GameStore, check_name
+from chalicelib.http import HttpReply
 
 __all__ = ["GameStateApi"]
 
@@ -22,9 +22,7 @@ _SNOWFLAKE_LEN: Final = range(1, 21)
 
 
 def _reply(status: int, body: dict[str, Any]) -> HttpReply:
-    return HttpReply(
-        status, json.dumps(body).encode(), {"Content-Type": "application/json", "Cache-Control": "no-store"}
-    )
+    return HttpReply.json(status, body, {"Cache-Control": "no-store"})
 
 
 def _game(game: Game) -> dict[str, Any]:

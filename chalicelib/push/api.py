@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from chalicelib.access import ApiReply, Limit, RateLimiter
+from chalicelib.access import Limit, RateLimiter
 from chalicelib.access.site import SiteResponder
 from chalicelib.errors import (
     BadRequest,
     BotError,
     PayloadTooLarge,
 )
+from chalicelib.http import HttpReply
 from chalicelib.push.service import PushService
 
 __all__ = ["MAX_PUSH_BODY_BYTES", "PushApi"]
@@ -47,11 +48,11 @@ class PushApi:
         self._site = SiteResponder(site_url, "push api")
         self._clock = clock
 
-    def preflight(self, headers: Mapping[str, str]) -> ApiReply:
+    def preflight(self, headers: Mapping[str, str]) -> HttpReply:
         """CORS preflight: allowed for the site's origin only."""
         return self._site.preflight(headers, "GET, POST, DELETE, OPTIONS")
 
-    def key(self, headers: Mapping[str, str]) -> ApiReply:
+    def key(self, headers: Mapping[str, str]) -> HttpReply:
         """The deployment's VAPID public key (the page's applicationServerKey)."""
         try:
             self._site.check_origin(headers)
@@ -60,7 +61,7 @@ class PushApi:
             return self._site.error(exc, headers)
         return self._site.ok({"public_key": public}, headers)
 
-    def subscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> ApiReply:
+    def subscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """`{"token", "subscription", "preference"}`: store this browser for the link's member."""
         try:
             data = self._body(body, headers, source_ip, {"token", "subscription", "preference"})
@@ -76,7 +77,7 @@ class PushApi:
             {"subscribed": True, "preference": sub.preference.value, "tenant": sub.tenant_id}, headers
         )
 
-    def unsubscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> ApiReply:
+    def unsubscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """`{"endpoint", "auth"}`: forget this browser everywhere."""
         try:
             data = self._body(body, headers, source_ip, {"endpoint", "auth"})
