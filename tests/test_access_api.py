@@ -142,6 +142,7 @@ def test_cors_allows_only_the_site_origin(tenant: str) -> None:
     site = container().settings.site_url
     pre = call_api("OPTIONS", "/ipauth/authorize", headers={"Origin": site})
     assert pre.status == 204 and pre.headers["access-control-allow-origin"] == site
+    assert pre.json is None  # a 204 has no body
     assert "POST" in pre.headers["access-control-allow-methods"]
     evil = call_api("OPTIONS", "/ipauth/authorize", headers={"Origin": "https://evil.example"})
     assert evil.status == 403 and "access-control-allow-origin" not in evil.headers
