@@ -113,25 +113,31 @@ function showFailure(result, retryable) {
   }
 }
 
-async function authorize(token) {
-  lastAction = () => authorize(token);
-  show("working");
+// The 200 answer's body, or null once the failure is shown (network errors and refusals alike).
+async function answerOf(path, init) {
   let result;
   try {
-    result = await call("/ipauth/authorize", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ token }),
-    });
+    result = await call(path, init);
   } catch {
     show("error", { retry: true });
-    return;
+    return null;
   }
   if (result.status !== 200) {
     showFailure(result, true);
-    return;
+    return null;
   }
-  const b = result.body;
+  return result.body;
+}
+
+async function authorize(token) {
+  lastAction = () => authorize(token);
+  show("working");
+  const b = await answerOf("/ipauth/authorize", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token }),
+  });
+  if (!b) return;
   const state = b.status === "already" ? "already" : b.status === "replaced" ? "replaced" : "success";
   show(state, {
     details: { address: b.address, expires_at: b.expires_at, games: gamesText(b), gamesNote: !b.games.length },
@@ -144,18 +150,8 @@ async function authorize(token) {
 async function check() {
   lastAction = check;
   show("checking");
-  let result;
-  try {
-    result = await call("/ipauth/check", { method: "GET" });
-  } catch {
-    show("error", { retry: true });
-    return;
-  }
-  if (result.status !== 200) {
-    showFailure(result, true);
-    return;
-  }
-  const b = result.body;
+  const b = await answerOf("/ipauth/check", { method: "GET" });
+  if (!b) return;
   if (!b.authorised) {
     show("checked-out", { details: { address: b.address, expires_at: 0 } });
     return;
