@@ -39,6 +39,7 @@ __all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
 AGENT_EVENT_MODULES: tuple[str, ...] = (
     "chalicelib.access.agent_events",
     "chalicelib.lifecycle.agent_events",
+    "chalicelib.lifecycle.players",
     "chalicelib.lifecycle.tools",
 )
 

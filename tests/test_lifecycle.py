@@ -118,7 +118,9 @@ def _create(harness: Harness, name: str = "valheim") -> None:
     status, answer = harness.post(
         harness.user.modal_submit("games:create", {"name": name, "description": "Vikings"})
     )
-    assert status == 200 and f"Created **{name}**" in answer["data"]["content"]
+    assert status == 200 and f"Creating **{name}**" in answer["data"]["content"]
+    tenant = harness.user.who.guild_id or ""
+    _pump_steps(lambda: _game(tenant, name).state is GameState.STOPPED)  # CreateGame made its group
 
 
 def _start_until_running(harness: Harness, tenant: str, name: str = "valheim") -> dict[str, Any]:

@@ -6,6 +6,7 @@ talks to AWS or waits for the game's agent runs as a job in the jobs Lambda (the
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from typing import Annotated
@@ -13,7 +14,7 @@ from typing import Annotated
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import Deferred, Embed, EmbedField, Job, Length, Level, Range, Reply
-from chalicelib.errors import Conflict, ValidationError
+from chalicelib.errors import Conflict, UserError, ValidationError
 from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.terminal import Federation, terminal_link
 from chalicelib.lifecycle.tools import (
@@ -34,10 +35,13 @@ __all__ = [
     "files",
     "files_login",
     "openport",
+    "ports_group",
     "setdescription",
     "terminal",
     "terminal_login",
 ]
+
+log = logging.getLogger(__name__)
 
 SFTP_TTL_SECONDS = 900
 # How long EBS may take to report the new size before the agent is asked to grow into it.
@@ -79,7 +83,7 @@ def setdescription(ctx: Context, game: GameName, description: Annotated[str, Len
 
 
 @registry.command(level=Level.ADMIN)
-def openport(ctx: Context, game: GameName, ports: PortList) -> Reply:
+def openport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred:
     """Open firewall ports of a game server to the players let in (tcp/udp, 1024-65535).
 
     Args:
@@ -90,14 +94,13 @@ def openport(ctx: Context, game: GameName, ports: PortList) -> Reply:
     wanted = parse_ports(ports)
     after = open_ports(found, wanted)
     if list(found.ports) == after:
-        return Reply(
-            content=f"Those ports were already open on **{found.name}**: {_list(after)}.", ephemeral=True
-        )
+        # Nothing to record; a game with a group has it checked again (it may have missed a change).
+        return _with_group(ctx, found, f"Those ports were already open on **{found.name}**: {_list(after)}.")
     return _save_ports(ctx, found, after, f"Opened {', '.join(map(str, wanted))}")
 
 
 @registry.command(level=Level.ADMIN)
-def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply:
+def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred:
     """Close firewall ports of a game server (tcp/udp, 1024-65535).
 
     Args:
@@ -118,12 +121,11 @@ def _list(ports: list[str]) -> str:
     return ", ".join(f"`{p}`" for p in ports) or "none"
 
 
-def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply:
+def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply | Deferred:
     # A lost race with another /openport or a transition is a Conflict: the admin runs it again.
     ctx.services.games.change(ctx.tenant_id, game.name, expected_version=game.version, ports=after)
-    # A game has no security group of its own yet (no step records one): the agent's nftables firewall
-    # is the only filter. Once the start workflow records a group on the game, its ingress rules follow
-    # this list here too.
+    # Two filters: the game's security group (which ports the internet may reach at all; changed by the
+    # `games.ports` job, as it calls AWS) and the agent's nftables firewall (which players get through).
     text = f"✅ {did} on **{game.name}**. Its ports now: {_list(after)}."
     if game.state is GameState.RUNNING:
         # The agent takes its ports from its launch config at start; the contract has no request that
@@ -136,7 +138,39 @@ def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply:
         )
     else:
         text += " They apply when it next starts."
-    return Reply(content=text, ephemeral=True)
+    return _with_group(ctx, game, text)
+
+
+def _with_group(ctx: Context, game: Game, text: str) -> Reply | Deferred:
+    """The reply, after the game's security group follows its port list (in a job: it calls AWS)."""
+    if not game.security_group_id:  # still being created: CreateGame makes the group from the list
+        return Reply(content=text, ephemeral=True)
+    return Deferred(Job("games.ports", {"game": game.name, "text": text}), ephemeral=True)
+
+
+@jobs.job("games.ports")
+def ports_group(ctx: Context, game: str, text: str) -> Reply:
+    """Authorise and revoke the group's rules until they are the game's ports plus SFTP (idempotent)."""
+    found = ctx.game(game)
+    if not found.security_group_id:
+        return Reply(content=text, ephemeral=True)
+    groups = ctx.lifecycle.security_groups(found, actor=ctx.interaction.user_id, purpose="ports")
+    try:
+        added, removed = groups.sync(found.security_group_id, found.ports)
+    except UserError:
+        raise
+    except Exception:
+        log.warning("%s/%s: could not update its security group", ctx.tenant_id, game, exc_info=True)
+        return Reply(
+            content=f"{text}\n⚠️ Its security group `{found.security_group_id}` could not be updated in AWS "
+            "just now; gangway brings it up to date at the next `/start`, or run this command again.",
+            ephemeral=True,
+        )
+    changed = f" (+{len(added)} / -{len(removed)} rules)" if added or removed else ""
+    return Reply(
+        content=f"{text}\nIts security group `{found.security_group_id}` lets these ports in{changed}.",
+        ephemeral=True,
+    )
 
 
 # -- /files ------------------------------------------------------------------------------------------

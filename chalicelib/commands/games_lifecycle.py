@@ -8,6 +8,8 @@ from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import (
     ActionRow,
+    Button,
+    ButtonStyle,
     Length,
     Level,
     Modal,
@@ -19,10 +21,11 @@ from chalicelib.discord import (
 )
 from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameState, check_name
-from chalicelib.lifecycle import begin_start, begin_stop, reply_ref
+from chalicelib.lifecycle import begin_create, begin_start, begin_stop, reply_ref
+from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Usage, plan_named
 
-__all__ = ["create_game", "newgame", "start", "stop"]
+__all__ = ["create_game", "newgame", "start", "stop", "stop_cancelled", "stop_confirmed"]
 
 
 @registry.command(level=Level.ADMIN)
@@ -65,15 +68,23 @@ def create_game(ctx: Context) -> Reply:
     plan = plan_named(tenant.plan)
     games = ctx.services.games.all(ctx.tenant_id)
     plan.check_new_game(Usage(games=len(games), running=0))
-    game = ctx.services.games.create(
-        ctx.tenant_id, name, description=description, created_by=ctx.interaction.user_id
+    plan.check_instance(Game.instance_type)  # the default a new game gets
+    it = ctx.interaction
+    # One conditional write claims the name (CREATING); the CreateGame workflow makes its security group.
+    game = begin_create(
+        ctx.lifecycle,
+        ctx.tenant_id,
+        name,
+        description=description,
+        created_by=it.user_id,
+        interaction_id=it.id,
+        reply=reply_ref(it.application_id, it.token),
     )
-    plan.check_instance(game.instance_type)
     return Reply(
-        content=f"🎮 Created **{game.name}**"
+        content=f"⏳ Creating **{game.name}**"
         + (f" ({description})" if description else "")
-        + f": {summary(game)}. Change these below if you like, then start it with `/start game:{game.name}` "
-        "and install the server through `/files` or `/terminal`.",
+        + f": {summary(game)}. Change these below if you like; this message says when it is ready to "
+        "`/start`.",
         components=choices(game),
         ephemeral=True,
     )
@@ -126,11 +137,49 @@ def stop(ctx: Context, game: GameName) -> Reply:
     found = ctx.game(game)
     if found.state is not GameState.RUNNING:
         raise Conflict(f"**{found.name}** is {found.state.word}; only a running game can be stopped.")
+    playing = players_online(found)
+    if playing:  # people are on it right now (a fresh count from its agent): ask first
+        return Reply(
+            content=f"**{playing} player{'s are' if playing != 1 else ' is'} online** on **{found.name}** "
+            f"(as of <t:{int(found.players_at or 0)}:R>); stop it anyway? Their world is saved first.",
+            components=(
+                ActionRow(
+                    (
+                        Button(f"Stop {found.name}", f"games:stop:{found.name}", ButtonStyle.DANGER),
+                        Button("Cancel", f"games:keep:{found.name}"),
+                    )
+                ),
+            ),
+            ephemeral=True,
+        )
+    return _stop(ctx, found)
+
+
+def _stop(ctx: Context, found: Game) -> Reply:
     it = ctx.interaction
     begin_stop(
         ctx.lifecycle, found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"
     )
     return Reply(content=f"⏳ Stopping **{found.name}**…")
+
+
+@registry.route("games:stop", level=Level.MAIN)
+def stop_confirmed(ctx: Context, *args: str) -> Update:
+    """/stop's danger button (`games:stop:<game>`): the same stop, without asking again."""
+    if len(args) != 1:
+        raise ValidationError("That button isn't one gangway made; run `/stop` again.")
+    found = ctx.game(args[0])
+    if found.state is not GameState.RUNNING:
+        return Update(content=f"**{found.name}** is {found.state.word} now, so there is nothing to stop.")
+    return Update(content=_stop(ctx, found).content)
+
+
+@registry.route("games:keep", level=Level.MAIN)
+def stop_cancelled(ctx: Context, *args: str) -> Update:
+    """/stop's cancel button (`games:keep:<game>`): nothing happens, and the buttons go away."""
+    if len(args) != 1:
+        raise ValidationError("That button isn't one gangway made; run `/stop` again.")
+    return Update(content=f"👍 **{ctx.game(args[0]).name}** keeps running; nothing was stopped.")
 
 
 # -- a new game's choices: selects on the /newgame reply, each saved at once (only while stopped) ------
@@ -239,7 +288,7 @@ def set_choice(ctx: Context, name: str, field: str) -> Update:
     else:
         raise ValidationError("That choice isn't one gangway offers; run `/newgame` or `/games` again.")
     game = ctx.services.games.change(
-        ctx.tenant_id, game.name, states=frozenset({GameState.STOPPED}), **changes
+        ctx.tenant_id, game.name, states=frozenset({GameState.STOPPED, GameState.CREATING}), **changes
     )
     return Update(
         content=f"✅ **{game.name}**: {summary(game)}. Changes apply at the next `/start`.",

@@ -11,6 +11,7 @@ from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job
 from chalicelib.games import Game, GameState
 from chalicelib.games.cost import NoPrice, estimate
 from chalicelib.lifecycle.dns import dns_name
+from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Tenant
 
 __all__ = ["games", "status"]
@@ -57,6 +58,15 @@ def _details(game: Game, tenant: Tenant) -> Embed:
         EmbedField(name="Created", value=_ts(game.created_at), inline=True),
         EmbedField(name="Last change", value=_ts(game.updated_at), inline=True),
     ]
+    playing = players_online(game)
+    if playing is not None:
+        fields.append(
+            EmbedField(
+                name="Players",
+                value=f"{playing} player{'' if playing == 1 else 's'} online, {_ts(game.players_at or 0)}",
+                inline=False,
+            )
+        )
     name = dns_name(tenant, game.name)
     if name and game.state is GameState.RUNNING:
         fields.append(EmbedField(name="Address", value=f"`{name}`", inline=False))

@@ -187,6 +187,8 @@ class GameStore:
         actions: list[Action] = [GameRecord.state.set(to.value), GameRecord.updated_at.set(int(time.time()))]
         if execution is not None:
             actions.append(GameRecord.execution.set(execution))
+        if to is GameState.STARTING:  # a new run: the last run's player count says nothing about it
+            actions += [GameRecord.players.remove(), GameRecord.players_at.remove()]
         try:
             rec.update(actions=actions, condition=GameRecord.name.exists() & GameRecord.state.is_in(*allowed))
         except UpdateError as exc:

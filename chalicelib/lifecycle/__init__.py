@@ -1,17 +1,19 @@
-"""The game lifecycle: StartGame/StopGame/BackupGame/DeleteGame steps, starting them, reacting to agents."""
+"""The game lifecycle: Create/Start/Stop/Backup/DeleteGame steps, starting them, reacting to agents."""
 
 from __future__ import annotations
 
-from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_delete
+from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_create, steps_delete
 from chalicelib.lifecycle.control import begin_start, begin_stop, reply_ref
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.steps_backup import begin_backup
+from chalicelib.lifecycle.steps_create import begin_create
 from chalicelib.lifecycle.steps_delete import begin_delete, newest_complete
 
 __all__ = [
     "Lifecycle",
     "agent_events",
     "begin_backup",
+    "begin_create",
     "begin_delete",
     "begin_start",
     "begin_stop",
@@ -19,5 +21,6 @@ __all__ = [
     "reply_ref",
     "steps",
     "steps_backup",
+    "steps_create",
     "steps_delete",
 ]

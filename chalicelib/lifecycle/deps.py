@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.agents import Outgoing, cmd_topic
 from chalicelib.discord.rest import DiscordRest
 from chalicelib.games import Game, GameStore
-from chalicelib.instances import Ec2Gateway
+from chalicelib.instances import Ec2Gateway, SecurityGroups
 from chalicelib.tenancy import CredentialsBroker, TenantStore
 from chalicelib.workflows import Workflows
 
@@ -35,6 +35,12 @@ class Lifecycle:
         tenant = self.tenants.require(game.tenant_id)
         client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
         return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
+
+    def security_groups(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> SecurityGroups:
+        """The game's security group in its tenant's account, through the broker (audited)."""
+        tenant = self.tenants.require(game.tenant_id)
+        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
+        return SecurityGroups(client, tenant_id=game.tenant_id, game=game.name)
 
     def ask_agent(
         self, game: Game, kind: str, body: dict[str, Any] | None = None, *, request_id: str | None = None

@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 _TOKEN_LIFETIME: Final = 15 * 60 - 30
 
 
-def tell(services: Any, data: Mapping[str, Any], text: str) -> None:
+def tell(services: Any, data: Mapping[str, Any], text: str, *, keep_components: bool = False) -> None:
     """Edit the reply of the interaction that started the workflow; never fails the workflow.
+
+    `keep_components` leaves the reply's buttons and selects as they are (an edit without the field).
 
     Progress is a courtesy: a dead token (older than 15 minutes) or a Discord outage must not undo a
     start or a stop, so errors are logged and dropped.
@@ -28,6 +30,8 @@ def tell(services: Any, data: Mapping[str, Any], text: str) -> None:
         return
     body = message_body(Reply(content=text))
     body.pop("flags", None)
+    if keep_components:
+        body.pop("components", None)
     try:
         services.rest.edit_original(str(reply["application_id"]), str(reply["token"]), body)
     except Exception:

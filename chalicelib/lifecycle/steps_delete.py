@@ -1,7 +1,8 @@
 """Deleting stopped games: /deletegame and the DeleteGame workflow (workflows/delete-game.asl.json).
 
 STOPPED → DELETING (so no /start can pick the game up meanwhile) → delete its snapshots but the newest
-complete one (or all, when asked) → delete any leftover volume (and instance) → delete the game's row.
+complete one (or all, when asked) → delete any leftover volume (and instance) → delete its security
+group → delete the game's row.
 Snapshots are found by the game's own `gangway` tag, so another game's or tenant's are never touched.
 A failure puts the game back to STOPPED with its row and its newest remaining snapshot: /deletegame
 can simply be run again.
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
-from chalicelib.instances import Ec2Gateway
+from chalicelib.instances import Ec2Gateway, GroupInUse
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.progress import tell
 from chalicelib.lifecycle.steps_backup import BACKUP_STALE_SECONDS
@@ -27,6 +28,7 @@ __all__ = ["begin_delete", "newest_complete"]
 log = logging.getLogger(__name__)
 
 _ACTOR: Final = "workflow:delete"
+NOT_YET: Final = "gangway.NotYet"  # the ASL retries it: a terminating instance still holds the group
 
 
 def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, all_snapshots: bool) -> str:
@@ -115,6 +117,17 @@ def delete_volumes(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, An
     for volume_id in left["volumes"]:
         ec2.detach_and_delete_volume(volume_id)
     return left
+
+
+@STEPS.step("delete.group")
+def delete_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Delete the game's security group (every group tagged for it), once no instance uses it any more."""
+    deps, game, _ = _deleting(ctx)
+    try:
+        deleted = deps.security_groups(game, actor=_ACTOR).delete()
+    except GroupInUse as exc:
+        raise StepFailed(NOT_YET, exc.message) from exc
+    return {"deleted": deleted}
 
 
 @STEPS.step("delete.forget")

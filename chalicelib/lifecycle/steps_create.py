@@ -1,0 +1,165 @@
+"""Creating games: /newgame's claim and the CreateGame workflow (workflows/create-game.asl.json).
+
+The form claims the name with one conditional write (a row in CREATING: of two /newgame of one name at
+once, one wins), then the workflow makes the game's security group in the tenant's account, records
+it, and moves the game to STOPPED. A failure deletes the group and the row and says so: a create is
+all or nothing, so /newgame can simply be run again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from chalicelib.games import Game, GameState
+from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.progress import tell
+from chalicelib.workflows import STEPS, StepContext, StepFailed
+
+__all__ = ["begin_create", "game_group"]
+
+log = logging.getLogger(__name__)
+
+_ACTOR: Final = "workflow:create"
+
+
+def begin_create(
+    lc: Lifecycle,
+    tenant_id: str,
+    name: str,
+    *,
+    description: str,
+    created_by: str,
+    interaction_id: str,
+    reply: Mapping[str, Any] | None,
+) -> Game:
+    """Claim `name` (a CREATING row) and start CreateGame; returns the claimed game.
+
+    The execution is named after the interaction, so a redelivered form starts nothing twice, and a
+    game deleted and created again under its old name gets a new execution.
+
+    Raises:
+        ValidationError: bad name.  Conflict: the tenant already has (or is creating) a game of that name.
+    """
+    lc.games.create(tenant_id, name, description=description, created_by=created_by, state=GameState.CREATING)
+    execution = f"create-{interaction_id}-{tenant_id}-{name}"
+    try:
+        arn = lc.workflows.start(
+            "create-game",
+            name=execution,
+            input={"tenant": tenant_id, "game": name, "execution": execution, "reply": dict(reply or {})},
+        )
+    except Exception:
+        # Nothing would ever finish this create: give the name back (DESIGN.md section 2, no stuck games).
+        lc.games.delete(tenant_id, name, state=GameState.CREATING)
+        raise
+    return lc.games.record(tenant_id, name, execution=arn)
+
+
+def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
+    """The game's security group with exactly its open ports, made now if it has none (a game created
+    before games had their own); recorded on the game. Idempotent: StartGame calls it at every launch."""
+    group_id = lc.security_groups(game, actor=actor).ensure(game.ports)
+    if group_id != game.security_group_id:
+        lc.games.record(game.tenant_id, game.name, security_group_id=group_id)
+    return group_id
+
+
+def _deps(ctx: StepContext) -> Lifecycle:
+    deps: Lifecycle = ctx.services.lifecycle()
+    return deps
+
+
+def _creating(ctx: StepContext) -> tuple[Lifecycle, Game]:
+    deps = _deps(ctx)
+    game = deps.games.get(ctx.tenant_id, ctx.game)
+    if game is None or game.state is not GameState.CREATING:
+        state = game.state.word if game else "gone"
+        raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
+    return deps, game
+
+
+@STEPS.step("create.group")
+def create_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The game's security group in the default VPC: its open ports and SFTP (found first if a retry
+    already made it)."""
+    deps, game = _creating(ctx)
+    group_id = deps.security_groups(game, actor=_ACTOR).ensure(game.ports)
+    return {"group_id": group_id}
+
+
+@STEPS.step("create.record")
+def create_record(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Record the group on the game, so StartGame launches into it and DeleteGame removes it."""
+    deps, _ = _creating(ctx)
+    group_id = str(data["group"]["group_id"])
+    deps.games.record(ctx.tenant_id, ctx.game, security_group_id=group_id)
+    return {"security_group_id": group_id}
+
+
+@STEPS.step("create.ready")
+def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """CREATING → STOPPED (a redelivery finds it STOPPED and is fine), then say so in /newgame's reply."""
+    deps = _deps(ctx)
+    game = deps.games.get(ctx.tenant_id, ctx.game)
+    if game is not None and game.state is GameState.CREATING:
+        game = deps.games.transition(
+            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
+        )
+    if game is None or game.state is not GameState.STOPPED:
+        state = game.state.word if game else "gone"
+        raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
+    tell(
+        deps,
+        data,
+        f"✅ Created **{game.name}**"
+        + (f" ({game.description})" if game.description else "")
+        + f". Start it with `/start game:{game.name}`, then install the server through `/files` or "
+        "`/terminal`. The choices below can still be changed until then.",
+        keep_components=True,
+    )
+    return {"state": game.state.value}
+
+
+@STEPS.step("create.failed")
+def create_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Undo a failed create: no group and no row left (unless the game made it to STOPPED after all)."""
+    deps = _deps(ctx)
+    game = deps.games.get(ctx.tenant_id, ctx.game)
+    if game is not None and game.state is not GameState.CREATING:
+        return {"state": game.state.value}  # created after all (a late success): nothing to undo
+    note = ""
+    if game is not None:
+        try:
+            deps.security_groups(game, actor=_ACTOR).delete()
+        except Exception:
+            # The row goes anyway (a stuck CREATING name is worse): the group keeps its tag, so a new game
+            # of this name adopts it (SecurityGroups.ensure finds it), and an admin can delete it.
+            log.warning("create of %s/%s: could not delete its group", ctx.tenant_id, ctx.game, exc_info=True)
+            note = (
+                f" Its security group `gangway-{ctx.tenant_id}-{ctx.game}` could not be removed; a new "
+                "game of this name reuses it, or delete it in the EC2 console."
+            )
+        deps.games.delete(ctx.tenant_id, ctx.game, state=GameState.CREATING)
+    why = _why(data.get("error", {}))
+    tell(
+        deps,
+        data,
+        f"❌ **{ctx.game}** could not be created: {why}. Nothing was kept; run `/newgame` again to retry."
+        f"{note}",
+    )
+    return {"state": "gone"}
+
+
+def _why(error: Mapping[str, Any]) -> str:
+    """What went wrong, in words: the step's cause when there is one, else what its error name means."""
+    cause = error.get("Cause")
+    if cause:
+        return str(cause)[:300]
+    kind = str(error.get("Error") or "")
+    if kind == "gangway.Transient":
+        return "AWS kept failing a request; try again in a few minutes"
+    if kind == "States.Timeout":
+        return "a step took too long"
+    return kind or "an unknown error"
