@@ -413,7 +413,8 @@ def _iot(stage: Stage) -> Json:
             },
         },
         # Worn by hosting-account game instances: it reads only the IoT key parameters tagged with its own
-        # instance's ARN (chalicelib/lifecycle/identity.py); StartGame associates the profile.
+        # instance's ARN (chalicelib/lifecycle/identity.py) and writes to the stage's game log groups;
+        # StartGame associates the profile.
         "InstanceRole": {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -447,7 +448,18 @@ def _iot(stage: Stage) -> Json:
                                             "aws:ResourceTag/gangway:instance": "${ec2:SourceInstanceARN}"
                                         }
                                     },
-                                }
+                                },
+                                {
+                                    # The game's output and the agent's journal; StartGame makes the group
+                                    # (chalicelib/lifecycle/game_logs.py).
+                                    "Sid": "ShipGameLogs",
+                                    "Effect": "Allow",
+                                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                    "Resource": _sub(
+                                        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+                                        f"log-group:/gangway/{stage.name}/*"
+                                    ),
+                                },
                             ],
                         },
                     }

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gangway_agent.config import load
+from botocore.awsrequest import AWSResponse
+from gangway_agent.config import LogSinkKind, load
+from gangway_agent.logsink import build_sink
 
 from chalicelib.lifecycle import begin_start
 from chalicelib.lifecycle.bootstrap import Bootstrap, agent_toml, render
+from chalicelib.lifecycle.game_logs import LOG_RETENTION_DAYS, ensure_log_group, log_group
 from chalicelib.lifecycle.identity import IdentityGateway
+from chalicelib.lifecycle.tools import port_numbers
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.test_lifecycle import (  # noqa: F401
     _create,
+    _ec2,
     _game,
     _pump_steps,
     _start_until_running,
@@ -79,6 +85,10 @@ def test_autostart_off_is_written_to_the_launch_section(tmp_path: Path) -> None:
         {"volume_id": "vol-; rm -rf /"},
         {"volume_id": "snap-0123456789abcdef0"},
         {"disk_wait_s": 0},
+        {"identity_wait_s": 0},
+        {"log_group": "/aws/lambda/other"},
+        {"log_group": "/gangway/dev/1/../../x"},
+        {"log_group": "/gangway/dev/1/g; rm -rf /"},
     ],
 )
 def test_a_malformed_volume_id_or_wait_is_refused_before_rendering(bad: dict[str, Any]) -> None:
@@ -92,6 +102,20 @@ PROFILE = f"gangway-{container().settings.stage}-instance"
 
 def _iot() -> Any:
     return container().client("iot")
+
+
+def _logs() -> Any:
+    return container().client("logs")
+
+
+def _user_data(instance_id: str) -> str:
+    attribute = (
+        container().client("ec2").describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    )
+    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
+    if not user_data.startswith("#!"):  # moto returns the base64 it was given, encoded once more
+        user_data = base64.b64decode(user_data).decode()
+    return user_data
 
 
 def _ssm() -> Any:
@@ -114,6 +138,8 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     tenant: str,  # noqa: F811
 ) -> None:
     _create(harness, "valheim")
+    # As /openport stores them: the agent's config gets them as port numbers, tcp and udp apart.
+    container().lifecycle.games.change(tenant, "valheim", ports=["tcp:27015", "udp:2456-2458"])
     _start_until_running(harness, tenant, "valheim")
     game = _game(tenant, "valheim")
     thing = _thing(tenant, "valheim")
@@ -136,14 +162,7 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     ]
     assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.instance_id}")
 
-    attribute = (
-        container()
-        .client("ec2")
-        .describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
-    )
-    user_data = base64.b64decode(attribute["UserData"]["Value"]).decode()
-    if not user_data.startswith("#!"):  # moto returns the base64 it was given, encoded once more
-        user_data = base64.b64decode(user_data).decode()
+    user_data = _user_data(game.instance_id or "")
     associations = (
         container()
         .client("ec2")
@@ -152,8 +171,13 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
         )["IamInstanceProfileAssociations"]
     )
     assert [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1] for a in associations] == [PROFILE]
-    assert f"VOLUME_ID={game.volume_id}" in user_data and "PRIVATE KEY" not in user_data
+    assert "PRIVATE KEY" not in user_data
     assert f'client_id = "{thing}"' in user_data
+    assert "ports = { tcp = [27015], udp = [2456, 2457, 2458] }" in user_data
+    group = f"/gangway/{container().settings.stage}/{tenant}/valheim"
+    assert f'sink = "cloudwatch"\ngroup = "{group}"' in user_data and f"LOG_GROUP={group}" in user_data
+    made = _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert [(g["logGroupName"], g.get("retentionInDays")) for g in made] == [(group, LOG_RETENTION_DAYS)]
 
     _stop_until_stopped(harness, tenant, "valheim")
     _assert_no_identity(tenant, "valheim", cert_id)
@@ -203,3 +227,90 @@ def _assert_no_identity_raw(gateway: IdentityGateway, *certs: str) -> None:
         with pytest.raises(iot.exceptions.ResourceNotFoundException):
             iot.describe_certificate(certificateId=cert)
     assert _params("555", "twice") == []
+
+
+def test_the_games_ports_reach_the_agent_as_numbers_tcp_and_udp_apart(tmp_path: Path) -> None:
+    tcp, udp = port_numbers(["udp:2456-2458", "tcp:27015", "tcp:7777-7778"])
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(replace(BOOT, tcp_ports=tcp, udp_ports=udp)))
+    ports = load(path).launch.ports
+    assert (ports.tcp, ports.udp) == ((7777, 7778, 27015), (2456, 2457, 2458))
+
+
+def test_a_log_group_name_is_refused_for_anything_but_plain_names() -> None:
+    assert log_group("dev", "123", "valheim") == "/gangway/dev/123/valheim"
+    for parts in (("dev", "..", "x"), ("dev", "1", "a/b"), ("dev", "1", ""), ("dev", "1", "g:*")):
+        with pytest.raises(ValueError):
+            log_group(*parts)
+
+
+def test_the_game_log_sink_in_the_rendered_config_ships_to_cloudwatch(
+    harness: Harness,
+    tenant: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _create(harness, "valheim")
+    game = _game(tenant, "valheim")
+    stage = container().settings.stage
+    # The backend's part, twice: idempotent, the retention set either way.
+    group = ensure_log_group(container().lifecycle, game, stage=stage, actor="test")
+    assert group == ensure_log_group(container().lifecycle, game, stage=stage, actor="test") == log_group(
+        stage, tenant, "valheim"
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text(agent_toml(replace(BOOT, tenant_id=tenant, log_group=group)))
+    config = load(path)
+    assert config.logs.sink is LogSinkKind.CLOUDWATCH and config.logs.group == group
+    # The agent's own sink, as its CLI builds it, against the session's moto server.
+    sink = build_sink(config.logs, "valheim-1")
+    sink.write("stdout", "Game server connected")
+    sink.write("stderr", "World saved")
+    sink.close()
+    events = _logs().get_log_events(logGroupName=group, logStreamName="valheim-1")["events"]
+    assert [e["message"] for e in events] == ["stdout Game server connected", "stderr World saved"]
+    [made] = _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert made["retentionInDays"] == LOG_RETENTION_DAYS
+
+
+@pytest.fixture
+def refuse_logs() -> Iterator[None]:
+    """CreateLogGroup is refused in the tenant's account (a role stack from before the logs rights)."""
+
+    def hook(client: Any) -> None:
+        def deny(model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+            if model.name != "CreateLogGroup":
+                return None
+            body = {"Error": {"Code": "AccessDeniedException", "Message": "injected: CreateLogGroup"}}
+            return AWSResponse("https://logs", 400, {}, None), body  # type: ignore[arg-type]
+
+        client.meta.events.register("before-call.cloudwatch-logs", deny)
+
+    container().broker.hooks.append(hook)
+    yield
+    container().broker.hooks.remove(hook)
+
+
+def test_a_start_whose_log_group_is_refused_still_starts_and_logs_to_a_file(
+    harness: Harness,
+    tenant: str,  # noqa: F811
+    refuse_logs: None,
+) -> None:
+    _create(harness, "valheim")
+    _start_until_running(harness, tenant, "valheim")
+    user_data = _user_data(_game(tenant, "valheim").instance_id or "")
+    assert 'sink = "file"' in user_data and "LOG_GROUP=''" in user_data
+    group = f"/gangway/{container().settings.stage}/{tenant}/valheim"
+    assert _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
+
+
+def test_a_start_with_a_corrupt_stored_port_is_undone_and_says_how_to_fix_it(
+    harness: Harness,
+    tenant: str,  # noqa: F811
+) -> None:
+    _create(harness, "valheim")
+    container().lifecycle.games.change(tenant, "valheim", ports=["udp:99999"])  # never from /openport
+    begin_start(container().lifecycle, _game(tenant, "valheim"), reply=None)
+    _pump_steps(lambda: _game(tenant, "valheim").state.value == "STOPPED", timeout=40)
+    game = _game(tenant, "valheim")
+    assert game.instance_id is None and game.volume_id is None
+    assert _ec2(tenant, "valheim").leftovers()["instances"] == []

@@ -5,7 +5,8 @@ It installs the agent into its own venv from a pip requirement (the `AGENT_PACKA
 mounts the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in
 use, i.e. not the root disk; formatting it only when blank), fetches the instance's IoT certificate
 and key from SSM Parameter Store (identity.py says why not from here), writes /etc/gangway/agent.toml
-and runs the agent under systemd, restarted on failure.
+and runs the agent under systemd, restarted on failure. With a log group, the game's output and the
+agent's journal (the boot's output too, so a failed start is readable) go to CloudWatch Logs.
 
 Nothing secret is in the output: user data can be read by anyone allowed to describe the instance.
 """
@@ -25,6 +26,7 @@ __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
 TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
 MOUNTPOINT: Final = "/srv/gangway"
 _VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
+_LOG_GROUP: Final = re.compile(r"/gangway(/[A-Za-z0-9_.-]{1,100}){3}")
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
@@ -34,6 +36,7 @@ Wants=network-online.target
 After=network-online.target local-fs.target
 
 [Service]
+EnvironmentFile=/etc/gangway/aws.env
 ExecStart=/opt/gangway/venv/bin/gangway-agent --config /etc/gangway/agent.toml
 Restart=on-failure
 RestartSec=5
@@ -56,8 +59,12 @@ class Bootstrap:
     # None: the instance is launched before its volume exists; it takes the one data disk attached.
     volume_id: str | None = None
     autostart: bool = True
-    # How long the script waits for the data disk to be attached before it fails.
+    # How long the script waits for the data disk to be attached, and for the IoT identity, before it fails.
     disk_wait_s: int = 900
+    identity_wait_s: int = 900
+    # The game's CloudWatch log group (lifecycle/game_logs.py): the game's output and the agent's journal
+    # go there; None keeps the game's output in a file on the instance.
+    log_group: str | None = None
     agent_package: str = "gangway-agent[cloudwatch]"
     tcp_ports: tuple[int, ...] = ()
     udp_ports: tuple[int, ...] = ()
@@ -115,7 +122,7 @@ def agent_toml(b: Bootstrap) -> str:
             'user = "gangway"',
             "",
             "[logs]",
-            'sink = "file"',
+            *(['sink = "cloudwatch"', f"group = {_q(b.log_group)}"] if b.log_group else ['sink = "file"']),
             "",
             "[data]",
             f"mountpoint = {_q(MOUNTPOINT)}",
@@ -127,17 +134,22 @@ def render(b: Bootstrap) -> str:
     """The user-data script for one launch.
 
     Raises:
-        ValueError: a malformed volume id, or it would be over EC2's 16 KB limit.
+        ValueError: a malformed volume id or log group, a wait under a second, or over EC2's 16 KB.
     """
     if b.volume_id is not None and not _VOLUME_ID.fullmatch(b.volume_id):
         raise ValueError(f"{b.volume_id!r} is not an EBS volume id (vol-…)")
-    if b.disk_wait_s < 1:
-        raise ValueError(f"disk_wait_s must be at least 1, not {b.disk_wait_s}")
+    for wait in ("disk_wait_s", "identity_wait_s"):
+        if getattr(b, wait) < 1:
+            raise ValueError(f"{wait} must be at least 1, not {getattr(b, wait)}")
+    if b.log_group is not None and not _LOG_GROUP.fullmatch(b.log_group):
+        raise ValueError(f"{b.log_group!r} is not a gangway log group (/gangway/…)")
     script = Template(TEMPLATE.read_text()).substitute(
         tenant_q=shlex.quote(b.tenant_id),
         game_q=shlex.quote(b.game),
         volume_id_q=shlex.quote(b.volume_id or ""),
         disk_wait_s=b.disk_wait_s,
+        identity_wait_s=b.identity_wait_s,
+        log_group_q=shlex.quote(b.log_group or ""),
         parameter_prefix_q=shlex.quote(b.parameter_prefix),
         agent_package_q=shlex.quote(b.agent_package),
         mountpoint=MOUNTPOINT,

@@ -13,13 +13,16 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from chalicelib.errors import ValidationError
 from chalicelib.games import GameState
 from chalicelib.instances import CapacityError, Placement
 from chalicelib.lifecycle import agent_seen, identity  # noqa: F401 - agent_seen registers a handler
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.dns import publish, unpublish
+from chalicelib.lifecycle.game_logs import ensure_log_group
 from chalicelib.lifecycle.progress import tell
+from chalicelib.lifecycle.tools import port_numbers
 from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
@@ -47,8 +50,16 @@ def _game(ctx: StepContext) -> Any:
 
 
 def _user_data(ctx: StepContext, game: Any) -> str:
-    """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent."""
+    """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
+
+    The game's opened ports go to the agent's firewall and player count; its log group is made here
+    (game_logs.py) so the instance role needs no right to make one.
+    """
     s = ctx.services.settings
+    try:
+        tcp, udp = port_numbers(game.ports)
+    except ValidationError as exc:
+        raise StepFailed("gangway.BadPorts", f"{exc} Fix the game's ports with /closeport.") from exc
     return render(
         Bootstrap(
             tenant_id=ctx.tenant_id,
@@ -58,6 +69,9 @@ def _user_data(ctx: StepContext, game: Any) -> str:
             client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
             parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
             agent_package=s.agent_package,
+            tcp_ports=tcp,
+            udp_ports=udp,
+            log_group=ensure_log_group(_deps(ctx), game, stage=s.stage, actor="workflow:start"),
         )
     )
 

@@ -1,44 +1,88 @@
 #!/bin/bash
 # gangway instance bootstrap (rendered by chalicelib/lifecycle/bootstrap.py; placeholder fields are filled
 # in there, $$$$ is a literal dollar). Runs once, as root, at first boot (cloud-init user data).
-# 1. install the agent in its own venv  2. mount the game's data volume (format only if blank)
-# 3. fetch this instance's IoT certificate and key from SSM Parameter Store (SecureString, readable only
-#    by this instance's role)  4. write /etc/gangway/agent.toml  5. run the agent under systemd.
+# 1. install the agent in its own venv, ship the journal to CloudWatch  2. mount the game's data volume
+# (format only if blank)  3. fetch this instance's IoT certificate and key from SSM Parameter Store
+# (SecureString, readable only by this instance's role)  4. write /etc/gangway/agent.toml  5. run the
+# agent under systemd. Any failure stops here, non-zero, with "gangway bootstrap FAILED" in the log.
 set -euo pipefail
-exec > >(tee -a /var/log/gangway-bootstrap.log) 2>&1
 
 TENANT=${tenant_q}
 GAME=${game_q}
 VOLUME_ID=${volume_id_q}
 PARAMS=${parameter_prefix_q}
 AGENT_PACKAGE=${agent_package_q}
-# Tests only: a throw-away root for every path this script writes (none on an instance).
+LOG_GROUP=${log_group_q}
+# Tests only (tests/test_instance_bootstrap.py): a throw-away root under which every path written here
+# lies, and stand-ins for the metadata service and the CA's site. Unset on an instance.
 R=$${GANGWAY_BOOT_ROOT:-}
+IMDS=$${GANGWAY_IMDS_URL:-http://169.254.169.254}
+CA_URL=$${GANGWAY_CA_URL:-https://www.amazontrust.com/repository/AmazonRootCA1.pem}
 DEV_DIR=$$R/dev
+
+mkdir -p "$$R/var/log"
+exec > >(tee -a "$$R/var/log/gangway-bootstrap.log") 2>&1
+on_exit() {
+  local rc=$$?
+  [ "$$rc" -eq 0 ] || echo "gangway bootstrap FAILED (exit $$rc); the lines above say where" >&2
+}
+trap on_exit EXIT
+echo "gangway bootstrap: $$TENANT/$$GAME"
 
 imds() {
   local token
-  token=$$(curl -sfS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
-  curl -sfS -H "X-aws-ec2-metadata-token: $$token" "http://169.254.169.254/latest/$$1"
+  token=$$(curl -sfS --retry 5 -X PUT "$$IMDS/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+  curl -sfS --retry 5 -H "X-aws-ec2-metadata-token: $$token" "$$IMDS/latest/$$1"
 }
 INSTANCE_ID=$$(imds meta-data/instance-id)
 REGION=$$(imds meta-data/placement/region)
+mkdir -p "$$R/etc/gangway" "$$R/etc/systemd/system" && chmod 700 "$$R/etc/gangway"
+echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 
 # 1. The agent, from AGENT_PACKAGE (a pip requirement: a wheel URL or a package spec), in its own venv.
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q python3-venv nftables openssh-server conntrack curl
-python3 -m venv /opt/gangway/venv
-/opt/gangway/venv/bin/pip install --quiet --upgrade pip
-/opt/gangway/venv/bin/pip install --quiet "$$AGENT_PACKAGE" boto3
+python3 -m venv "$$R/opt/gangway/venv"
+"$$R/opt/gangway/venv/bin/pip" install --quiet --upgrade pip
+"$$R/opt/gangway/venv/bin/pip" install --quiet "$$AGENT_PACKAGE" boto3
+
+# From here on the boot's output (cloud-final) and the agent's journal go to the game's log group too,
+# so a start that fails is readable without a shell on the instance.
+if [ -n "$$LOG_GROUP" ]; then
+  cat > "$$R/opt/gangway/journal.py" <<'PY'
+import sys
+from gangway_agent.logsink import BatchingSink, CloudWatchShipper
+sink = BatchingSink(CloudWatchShipper(sys.argv[1], sys.argv[2]), batch_lines=500, flush_interval_s=5)
+try:
+    for line in sys.stdin:
+        sink.write("journal", line.rstrip("\n"))
+finally:
+    sink.close()
+PY
+  cat > "$$R/etc/systemd/system/gangway-journal.service" <<UNIT
+[Unit]
+Description=gangway: the boot's and the agent's journal to CloudWatch Logs $$LOG_GROUP
+After=network-online.target
+[Service]
+EnvironmentFile=/etc/gangway/aws.env
+ExecStart=/bin/sh -c 'journalctl -b -f -o short-iso --cursor-file=/var/lib/gangway-journal.cursor -u cloud-final.service -u gangway-agent.service | /opt/gangway/venv/bin/python /opt/gangway/journal.py "$$LOG_GROUP" "journal-$$INSTANCE_ID"'
+Restart=always
+RestartSec=10
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now gangway-journal.service
+fi
 
 # 2. The data volume. EBS on Nitro shows up as NVMe, named by its volume id without the dash; on Xen
 # it is the /dev/sdf it was attached as, renamed xvdf. Without a volume id (the instance may be launched
 # before its volume exists) it is the one EBS disk that is not in use (the root disk has / mounted).
 data_disk() {
   if [ -n "$$VOLUME_ID" ]; then
-    [ -e "$$DEV_DIR/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}" ] \
-      && echo "$$DEV_DIR/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}"
+    local id=$$DEV_DIR/disk/by-id/nvme-Amazon_Elastic_Block_Store_$${VOLUME_ID/-/}
+    if [ -e "$$id" ]; then echo "$$id"; elif [ -e "$$DEV_DIR/xvdf" ]; then echo "$$DEV_DIR/xvdf"; fi
     return 0
   fi
   local link dev found=""
@@ -61,45 +105,47 @@ if [ -z "$$DEV" ]; then
   exit 1
 fi
 echo "data volume: $$DEV"
-if ! blkid "$$DEV" >/dev/null 2>&1; then
+if ! blkid -p "$$DEV" >/dev/null 2>&1; then
   mkfs.ext4 -q -L gangway-data "$$DEV"   # blank: a new game's first start
 fi
 mkdir -p "$$R${mountpoint}"
 mount "$$DEV" "$$R${mountpoint}"
-echo "UUID=$$(blkid -s UUID -o value "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> "$$R/etc/fstab"
+echo "UUID=$$(blkid -p -s UUID -o value "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> "$$R/etc/fstab"
 mkdir -p "$$R${mountpoint}/game"
 
 # 3. The IoT identity: written by the StartGame Identity step under $$PARAMS/$$INSTANCE_ID/ (it may still
 # be on its way when this runs, so wait for it); the files are root-only.
-mkdir -p /etc/gangway && chmod 700 /etc/gangway
-/opt/gangway/venv/bin/python - "$$REGION" "$$PARAMS/$$INSTANCE_ID" <<'PY'
+"$$R/opt/gangway/venv/bin/python" - "$$REGION" "$$PARAMS/$$INSTANCE_ID" "$$R/etc/gangway" <<'PY'
 import os, sys, time, boto3
-region, path = sys.argv[1], sys.argv[2]
+region, path, into = sys.argv[1:4]
 ssm = boto3.client("ssm", region_name=region)
-for _ in range(180):
+deadline = time.monotonic() + ${identity_wait_s}
+while True:
     try:
         cert = ssm.get_parameter(Name=f"{path}/certificate", WithDecryption=True)["Parameter"]["Value"]
         key = ssm.get_parameter(Name=f"{path}/private-key", WithDecryption=True)["Parameter"]["Value"]
         break
-    except Exception:  # not written yet, or the instance role not associated yet
+    except Exception as exc:  # not written yet, or the instance role not associated yet
+        if time.monotonic() > deadline:
+            sys.exit(f"gangway bootstrap FAILED: no IoT identity at {path} in SSM: {exc}")
         time.sleep(5)
-else:
-    sys.exit("no IoT identity in SSM after 15 minutes")
 for name, text in (("device.pem.crt", cert), ("private.pem.key", key)):
-    fd = os.open(f"/etc/gangway/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(f"{into}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 PY
-curl -sfS -o /etc/gangway/AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem
+curl -sfS --retry 5 -o "$$R/etc/gangway/AmazonRootCA1.pem" "$$CA_URL"
 
 # 4. The agent's configuration (agent/README.md, Configuration).
-cat > /etc/gangway/agent.toml <<'TOML'
+cat > "$$R/etc/gangway/agent.toml" <<'TOML'
 ${agent_toml}
 TOML
 
 # 5. The agent under systemd, restarted on failure.
-cat > /etc/systemd/system/gangway-agent.service <<'UNIT'
+cat > "$$R/etc/systemd/system/gangway-agent.service" <<'UNIT'
 ${systemd_unit}
 UNIT
 systemctl daemon-reload
-systemctl enable --now gangway-agent
+systemctl enable --now gangway-agent.service
+echo "gangway bootstrap: done"
