@@ -142,16 +142,18 @@ def test_openport_and_closeport_keep_a_normalised_list_on_a_stopped_game(
     harness: Harness, tenant: str
 ) -> None:
     _create(harness, "valheim")
-    data = _admin_reply(harness, "openport", game="valheim", ports="udp:2458-2456 tcp:27015")
+    # The record changes at once; the game's security group follows in a job (it calls AWS).
+    data = _deferred(harness, "openport", game="valheim", ports="udp:2458-2456 tcp:27015")
     assert "Opened udp:2456-2458, tcp:27015" in data["content"] and "next starts" in data["content"]
+    assert "security group" in data["content"]
     assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2458")
 
-    _admin_reply(harness, "openport", game="valheim", ports="udp:2459")
+    _deferred(harness, "openport", game="valheim", ports="udp:2459")
     assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2459")
-    data = _admin_reply(harness, "openport", game="valheim", ports="udp:2457")
+    data = _deferred(harness, "openport", game="valheim", ports="udp:2457")
     assert "already open" in data["content"]
 
-    _admin_reply(harness, "closeport", game="valheim", ports="udp:2457")
+    _deferred(harness, "closeport", game="valheim", ports="udp:2457")
     assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
     data = _admin_reply(harness, "closeport", game="valheim", ports="tcp:7777")
     assert "None of those ports is open" in data["content"]
@@ -192,7 +194,7 @@ def test_openport_on_a_running_game_resyncs_its_agent_and_says_when_ports_apply(
     _create(harness, "rust")
     _start_until_running(harness, tenant, "rust")
     agent_link.drain()
-    data = _admin_reply(harness, "openport", game="rust", ports="udp:28015")
+    data = _deferred(harness, "openport", game="rust", ports="udp:28015")
     assert "its firewall takes the new port list at its next start" in data["content"]
     topic, msg = agent_link.next()
     assert topic == f"gangway/{tenant}/rust/cmd" and msg["type"] == "firewall.sync"
@@ -429,7 +431,7 @@ def test_extenddisk_says_when_ebs_is_still_modifying_the_volume(
 def test_ip_shows_the_address_and_ports_of_each_running_game(harness: Harness, tenant: str) -> None:
     _create(harness, "valheim")
     _create(harness, "factorio")
-    _admin_reply(harness, "openport", game="valheim", ports="udp:2456-2458")
+    _deferred(harness, "openport", game="valheim", ports="udp:2456-2458")
     _start_until_running(harness, tenant)
     address = _game(tenant, "valheim").address
     assert address
