@@ -311,7 +311,9 @@ def test_spot_warnings_that_name_no_running_game_change_nothing(
 def test_newgame_offers_choices_that_save_at_once_and_respect_the_plan(harness: Harness, tenant: str) -> None:
     _, answer = harness.post(harness.user.modal_submit("games:create", {"name": "satisfactory"}))
     custom_ids = [row["components"][0]["custom_id"] for row in answer["data"]["components"]]
-    assert custom_ids == [f"games:set:satisfactory:{f}" for f in ("type", "market", "disk", "preload")]
+    assert custom_ids == [
+        f"games:set:satisfactory:{f}" for f in ("type", "market", "disk", "preload", "fallback")
+    ]
     answer = harness.component("games:set:satisfactory:market", ["spot"])
     assert answer["type"] == 7 and "Spot, else on-demand" in answer["data"]["content"]
     game = _game(tenant, "satisfactory")

@@ -224,8 +224,18 @@ PRELOADS: Final = {
 def choices(game: Game) -> tuple[ActionRow, ...]:
     """The selects that change what a stopped game runs on; each custom_id carries the game."""
 
-    def select(field: str, opts: tuple[SelectOption, ...], placeholder: str) -> ActionRow:
-        return ActionRow((StringSelect(f"games:set:{game.name}:{field}", opts, placeholder=placeholder),))
+    def select(field: str, opts: tuple[SelectOption, ...], placeholder: str, many: bool = False) -> ActionRow:
+        return ActionRow(
+            (
+                StringSelect(
+                    f"games:set:{game.name}:{field}",
+                    opts,
+                    placeholder=placeholder,
+                    min_values=0 if many else 1,
+                    max_values=len(opts) if many else 1,
+                ),
+            )
+        )
 
     market = "on-demand" if not game.spot else ("spot" if game.on_demand_fallback else "spot-only")
     return (
@@ -255,6 +265,16 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
             ),
             "Disk preloading",
         ),
+        select(
+            "fallback",
+            tuple(
+                SelectOption(t, t, default=t in game.fallback_types)
+                for t in INSTANCE_TYPES
+                if t != game.instance_type
+            ),
+            "If AWS has no room for it: other types to try",
+            many=True,
+        ),
     )
 
 
@@ -262,8 +282,10 @@ def summary(game: Game) -> str:
     market = (
         "Spot" + (", else on-demand" if game.on_demand_fallback else " only") if game.spot else "on-demand"
     )
+    others = ", ".join(f"`{t}`" for t in game.fallback_types if t != game.instance_type)
     return (
-        f"`{game.instance_type}`, {market}, {game.disk_gb} GB disk, preloading: "
+        f"`{game.instance_type}`" + (f" (else {others})" if others else "") + f", {market}, "
+        f"{game.disk_gb} GB disk, preloading: "
         f"{PRELOADS.get(game.preload, (game.preload,))[0].lower()}"
     )
 
@@ -272,10 +294,16 @@ def summary(game: Game) -> str:
 def set_choice(ctx: Context, name: str, field: str) -> Update:
     """One of the /newgame selects changed: save it (plan limits apply) and redraw the message."""
     game = ctx.game(name)
-    value = (ctx.interaction.values or ("",))[0]
+    values = ctx.interaction.values or ()
+    value = (values or ("",))[0]
     plan = plan_named(ctx.services.tenants.require(ctx.tenant_id).plan)
     changes: dict[str, Any]
-    if field == "type" and value in INSTANCE_TYPES:
+    if field == "fallback" and len(values) < len(INSTANCE_TYPES) and set(values) <= set(INSTANCE_TYPES):
+        picked = [t for t in dict.fromkeys(values) if t != game.instance_type]
+        for t in picked:  # the plan's limit applies to every type a start may use
+            plan.check_instance(t)
+        changes = {"fallback_types": picked}
+    elif field == "type" and value in INSTANCE_TYPES:
         plan.check_instance(value)
         changes = {"instance_type": value}
     elif field == "market" and value in MARKETS:

@@ -37,6 +37,8 @@ class GameRecord(Model):
     on_demand_fallback = BooleanAttribute(default=True)
     disk_gb = NumberAttribute(default=12)
     preload = UnicodeAttribute(default="off")
+    # Instance types StartGame may use, in order, when AWS has no room for `instance_type` in any zone.
+    fallback_types = ListAttribute(of=UnicodeAttribute, null=True)
     # Extra ports the game serves, normalised (`tcp:27015`, `udp:2456-2458`): /openport and /closeport.
     ports = ListAttribute(of=UnicodeAttribute, null=True)
     # What runs now (empty while stopped) and the newest complete snapshot: the game's data at rest.
@@ -47,6 +49,9 @@ class GameRecord(Model):
     snapshot_id = UnicodeAttribute(null=True)
     # The task token of a workflow step waiting on this game's agent (ready, saved).
     task_token = UnicodeAttribute(null=True)
+    # What task_token waits for when it is not the agent's `ready` (a preload, `game.start`), and where
+    # and how far its progress was told: JSON (lifecycle/steps_start.py).
+    task_wait = UnicodeAttribute(null=True)
     # The newest agent reply a command waits for (/files, /extenddisk): `{"id", "type", "body"}` as JSON,
     # cleared by the job that reads it (lifecycle/tools.py explains why it lives here).
     agent_reply = UnicodeAttribute(null=True)

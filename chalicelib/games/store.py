@@ -50,6 +50,7 @@ class Game:
     on_demand_fallback: bool = True
     disk_gb: int = 12
     preload: str = "off"
+    fallback_types: tuple[str, ...] = ()
     ports: tuple[str, ...] = ()
     instance_id: str | None = None
     volume_id: str | None = None
@@ -57,6 +58,7 @@ class Game:
     address: str | None = None
     snapshot_id: str | None = None
     task_token: str | None = None
+    task_wait: str | None = None
     execution: str | None = None
     agent_reply: str | None = None
     backup: str | None = None
@@ -76,6 +78,7 @@ RESOURCE_FIELDS = frozenset(
         "address",
         "snapshot_id",
         "task_token",
+        "task_wait",
         "execution",
         "backup_token",
         "agent_reply",
@@ -84,7 +87,16 @@ RESOURCE_FIELDS = frozenset(
 )
 # Settings an admin command may change (`change()`); the workflows read them at the next start.
 SETTING_FIELDS = frozenset(
-    {"description", "ports", "disk_gb", "instance_type", "spot", "on_demand_fallback", "preload"}
+    {
+        "description",
+        "ports",
+        "disk_gb",
+        "instance_type",
+        "fallback_types",
+        "spot",
+        "on_demand_fallback",
+        "preload",
+    }
 )
 
 
@@ -102,6 +114,7 @@ def _to_game(rec: GameRecord) -> Game:
         on_demand_fallback=bool(rec.on_demand_fallback),
         disk_gb=int(rec.disk_gb),
         preload=rec.preload,
+        fallback_types=tuple(str(t) for t in rec.fallback_types or ()),
         ports=tuple(str(p) for p in rec.ports or ()),
         instance_id=rec.instance_id,
         volume_id=rec.volume_id,
@@ -109,6 +122,7 @@ def _to_game(rec: GameRecord) -> Game:
         address=rec.address,
         snapshot_id=rec.snapshot_id,
         task_token=rec.task_token,
+        task_wait=rec.task_wait,
         execution=rec.execution,
         agent_reply=rec.agent_reply,
         backup=rec.backup,

@@ -7,14 +7,23 @@ and turns capacity errors into `CapacityError` so the workflow can try the next 
 
 from __future__ import annotations
 
-import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.errors import Conflict, InfraError
 
-__all__ = ["CAPACITY_ERRORS", "CapacityError", "Ec2Gateway", "Launch", "Placement", "tags_for"]
+__all__ = [
+    "CAPACITY_ERRORS",
+    "CapacityError",
+    "Ec2Gateway",
+    "FastRestoreRefused",
+    "Launch",
+    "Placement",
+    "placements",
+    "tags_for",
+]
 
 # EC2 error codes that mean "not here, not now": try another zone, type or market.
 CAPACITY_ERRORS: Final = frozenset(
@@ -35,6 +44,10 @@ class CapacityError(InfraError):
     """EC2 has no capacity for this launch option right now."""
 
 
+class FastRestoreRefused(InfraError):
+    """EBS would not turn fast snapshot restore on (or off) for this snapshot in this zone."""
+
+
 def tags_for(tenant_id: str, game: str, role: str) -> list[dict[str, str]]:
     """The tags on everything gangway creates: who it belongs to, and what it is."""
     return [
@@ -43,6 +56,14 @@ def tags_for(tenant_id: str, game: str, role: str) -> list[dict[str, str]]:
         {"Key": "gangway:game", "Value": game},
         {"Key": "gangway:role", "Value": role},
     ]
+
+
+def _client_token(token: str) -> str:
+    """EC2 takes at most 64 characters; a longer token keeps a digest of the rest, so two long tokens
+    that differ only at the end (the option number) never collide."""
+    if len(token) <= 64:
+        return token
+    return f"{token[:55]}-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
 
 
 def _code(exc: BaseException) -> str:
@@ -56,6 +77,12 @@ class Placement:
 
     zone: str
     instance_type: str
+
+
+def placements(instance_types: Sequence[str], zones: Sequence[str]) -> list[Placement]:
+    """Every zone for the first type, then every zone for the next: the game's own type is preferred
+    over any fallback type, and a zone out of room costs one more try, not the start."""
+    return [Placement(zone, t) for t in dict.fromkeys(instance_types) for zone in zones]
 
 
 @dataclass(frozen=True)
@@ -91,7 +118,7 @@ class Ec2Gateway:
             "AvailabilityZone": zone,
             "VolumeType": "gp3",
             "Size": size_gb,
-            "ClientToken": token[:64],
+            "ClientToken": _client_token(token),
             "TagSpecifications": self._tags("volume", "data"),
         }
         if snapshot_id:
@@ -152,8 +179,10 @@ class Ec2Gateway:
                 "MinCount": 1,
                 "MaxCount": 1,
                 "Placement": {"AvailabilityZone": option.zone},
-                "UserData": base64.b64encode(user_data.encode()).decode(),
-                "ClientToken": f"{token}-{n}"[:64],
+                # botocore base64-encodes RunInstances' UserData itself (handlers.base64_encode_user_data):
+                # encoding it here too would hand cloud-init base64 text instead of the script.
+                "UserData": user_data,
+                "ClientToken": _client_token(f"{token}-{n}"),
                 "TagSpecifications": self._tags("instance", "server"),
                 "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
             }
@@ -241,3 +270,69 @@ class Ec2Gateway:
         ]
         volumes = [v["VolumeId"] for v in self._ec2.describe_volumes(Filters=tag)["Volumes"]]
         return {"instances": instances, "volumes": volumes}
+
+    # -- fast snapshot restore (EBS): a volume created while it is on is fully initialised at once ------
+
+    def enable_fast_restore(self, snapshot_id: str, zone: str) -> str:
+        """Turn fast snapshot restore on for `snapshot_id` in `zone`; returns its state (`enabling`…).
+
+        It is billed per snapshot and zone for every hour it is on (at least one), so the caller must
+        turn it off again (`disable_fast_restore`) once its volume exists.
+
+        Raises:
+            FastRestoreRefused: EBS refused (a limit on enabled snapshots, the snapshot's state).
+        """
+        answer = self._ec2.enable_fast_snapshot_restores(
+            AvailabilityZones=[zone], SourceSnapshotIds=[snapshot_id]
+        )
+        for item in answer.get("Successful", []):
+            if item.get("SnapshotId") == snapshot_id and item.get("AvailabilityZone") == zone:
+                return str(item.get("State", "enabling"))
+        raise FastRestoreRefused(_refusal(answer, "enable"))
+
+    def fast_restore_state(self, snapshot_id: str, zone: str) -> str:
+        """`enabling`, `optimizing`, `enabled`, `disabling` or `disabled` (also when EBS lists nothing)."""
+        answer = self._ec2.describe_fast_snapshot_restores(
+            Filters=[
+                {"Name": "snapshot-id", "Values": [snapshot_id]},
+                {"Name": "availability-zone", "Values": [zone]},
+            ]
+        )
+        for item in answer.get("FastSnapshotRestores", []):
+            if item.get("SnapshotId") == snapshot_id and item.get("AvailabilityZone") == zone:
+                return str(item.get("State", "disabled"))
+        return "disabled"
+
+    def disable_fast_restore(self, snapshot_id: str, zone: str) -> None:
+        """Turn fast snapshot restore off; already off (or the snapshot gone) is fine.
+
+        Raises:
+            FastRestoreRefused: EBS refused and it is still on (it keeps costing until it is off).
+        """
+        try:
+            answer = self._ec2.disable_fast_snapshot_restores(
+                AvailabilityZones=[zone], SourceSnapshotIds=[snapshot_id]
+            )
+        except Exception as exc:
+            if _code(exc) in {"InvalidSnapshot.NotFound"}:
+                return
+            raise
+        if any(
+            item.get("SnapshotId") == snapshot_id and item.get("AvailabilityZone") == zone
+            for item in answer.get("Successful", [])
+        ):
+            return
+        if self.fast_restore_state(snapshot_id, zone) in {"disabled", "disabling"}:
+            return
+        raise FastRestoreRefused(_refusal(answer, "disable"))
+
+
+def _refusal(answer: Mapping[str, Any], action: str) -> str:
+    """EBS's reasons from an (Enable|Disable)FastSnapshotRestores answer's `Unsuccessful` list."""
+    reasons = [
+        f"{e.get('AvailabilityZone', '?')}: {e.get('Error', {}).get('Code', '')} "
+        f"{e.get('Error', {}).get('Message', '')}".strip()
+        for item in answer.get("Unsuccessful", [])
+        for e in item.get("FastSnapshotRestoreStateErrors", [])
+    ]
+    return f"EBS did not {action} fast snapshot restore: " + ("; ".join(reasons) or "no reason given")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_create, steps_delete
+from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_create, steps_delete, steps_start
 from chalicelib.lifecycle.control import begin_start, begin_stop, reply_ref
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.steps_backup import begin_backup
@@ -23,4 +23,5 @@ __all__ = [
     "steps_backup",
     "steps_create",
     "steps_delete",
+    "steps_start",
 ]

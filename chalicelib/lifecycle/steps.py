@@ -1,10 +1,10 @@
-"""The steps of the StartGame and StopGame workflows (chalicelib/workflows/*.asl.json).
+"""The steps of the StopGame workflow (chalicelib/workflows/stop-game.asl.json), and what StartGame's
+steps (steps_start.py) share with them.
 
-Snapshots are the source of truth (DESIGN.md §2): start = volume from the newest snapshot → instance
-(Spot or on-demand, falling back as the game allows) → attach → the agent says it is ready → RUNNING.
-Stop = the agent stops the game and flushes → snapshot → wait until complete → delete the volume and
-terminate the instance → STOPPED. Every step is idempotent (SQS may deliver it twice) and records what
-it created on the game row, so the compensation steps can undo exactly that.
+Snapshots are the source of truth (DESIGN.md §2): stop = the agent stops the game and flushes →
+snapshot → wait until complete → delete the volume and terminate the instance → STOPPED. Every step is
+idempotent (SQS may deliver it twice) and records what it created on the game row, so the compensation
+steps can undo exactly that.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any, Final
 
 from chalicelib.errors import ValidationError
 from chalicelib.games import GameState
-from chalicelib.instances import CapacityError, Placement
 from chalicelib.lifecycle import agent_seen, identity  # noqa: F401 - agent_seen registers a handler
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.deps import Lifecycle
-from chalicelib.lifecycle.dns import publish, unpublish
+from chalicelib.lifecycle.dns import unpublish
 from chalicelib.lifecycle.game_logs import ensure_log_group
 from chalicelib.lifecycle.progress import tell
 from chalicelib.lifecycle.tools import port_numbers
@@ -49,11 +48,13 @@ def _game(ctx: StepContext) -> Any:
     return game
 
 
-def _user_data(ctx: StepContext, game: Any) -> str:
+def _user_data(ctx: StepContext, game: Any, *, volume_id: str | None = None, autostart: bool = True) -> str:
     """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
 
     The game's opened ports go to the agent's firewall and player count; its log group is made here
-    (game_logs.py) so the instance role needs no right to make one.
+    (game_logs.py) so the instance role needs no right to make one. The instance is launched before its
+    volume exists (capacity first), so `volume_id` is only given for a volume kept from a failed stop;
+    `autostart` is false when the agent must read the disk before the game starts.
     """
     s = ctx.services.settings
     try:
@@ -64,7 +65,8 @@ def _user_data(ctx: StepContext, game: Any) -> str:
         Bootstrap(
             tenant_id=ctx.tenant_id,
             game=ctx.game,
-            volume_id=game.volume_id or None,
+            volume_id=volume_id,
+            autostart=autostart,
             iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
             client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
             parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
@@ -83,164 +85,13 @@ def _retire_identity(ctx: StepContext, game: Any, actor: str) -> str:
     return f" Note: its server identity was not fully removed ({'; '.join(problems)})." if problems else ""
 
 
-# -- StartGame ------------------------------------------------------------------------------------------
-
-
-@STEPS.step("start.volume")
-def start_volume(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Reuse the game's unsnapshotted volume if one survived a failed stop; else one from the snapshot."""
-    deps, game = _deps(ctx), _game(ctx)
-    ec2 = deps.ec2(game, actor="workflow:start")
-    if game.volume_id and ec2.volume_state(game.volume_id) == "available":
-        return {"volume_id": game.volume_id, "zone": game.zone, "reused": True}
-    zone = ec2.zones()[0]
-    tell(
-        ctx.services.lifecycle(),
-        data,
-        f"⏳ Starting **{game.name}**: preparing its disk"
-        + (" from the latest snapshot…" if game.snapshot_id else "…"),
-    )
-    volume = ec2.create_volume(
-        zone=zone,
-        size_gb=game.disk_gb,
-        snapshot_id=game.snapshot_id,
-        token=f"{ctx.execution or game.name}-volume",
-        init_rate=200 if game.preload == "rate" else None,
-    )
-    deps.games.record(ctx.tenant_id, ctx.game, volume_id=volume, zone=zone)
-    return {"volume_id": volume, "zone": zone}
-
-
-@STEPS.step("start.volume_ready")
-def start_volume_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    game = _game(ctx)
-    state = _deps(ctx).ec2(game, actor="workflow:start").volume_state(data["volume"]["volume_id"])
-    if state == "creating":
-        raise StepFailed(NOT_YET, "the volume is still being created")
-    if state != "available":
-        raise StepFailed("gangway.VolumeFailed", f"the volume is {state}")
-    return {"state": state}
-
-
-@STEPS.step("start.launch")
-def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Launch in the volume's zone: Spot first when asked (`data.market == "spot"`), else on-demand."""
-    deps, game = _deps(ctx), _game(ctx)
-    if game.instance_id:
-        return {"instance_id": game.instance_id}
-    spot = data.get("market") == "spot"
-    plan = plan_named(deps.tenants.require(ctx.tenant_id).plan)
-    plan.check_instance(game.instance_type)
-    tell(
-        deps,
-        data,
-        f"⏳ Starting **{game.name}**: launching a {'Spot ' if spot else ''}`{game.instance_type}`…",
-    )
-    try:
-        launch = deps.ec2(game, actor="workflow:start").run(
-            [Placement(data["volume"]["zone"], game.instance_type)],
-            spot=spot,
-            user_data=_user_data(ctx, game),
-            token=f"{ctx.execution}-{data.get('market', 'od')}",
-        )
-    except CapacityError as exc:
-        raise StepFailed(CAPACITY, str(exc)) from exc
-    deps.games.record(ctx.tenant_id, ctx.game, instance_id=launch.instance_id)
-    return {"instance_id": launch.instance_id, "spot": launch.spot}
-
-
-@STEPS.step("start.attach")
-def start_attach(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    deps, game = _deps(ctx), _game(ctx)
-    ec2 = deps.ec2(game, actor="workflow:start")
-    instance = ec2.instance(game.instance_id or "")
-    if instance is None or instance["State"]["Name"] == "pending":
-        raise StepFailed(NOT_YET, "the instance is not running yet")
-    if instance["State"]["Name"] != "running":
-        raise StepFailed("gangway.InstanceFailed", f"the instance is {instance['State']['Name']}")
-    if ec2.volume_state(game.volume_id or "") == "available":
-        ec2.attach(game.volume_id or "", game.instance_id or "")
-    address = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
-    deps.games.record(ctx.tenant_id, ctx.game, address=address)
-    tell(deps, data, f"⏳ Starting **{game.name}**: waiting for the server to report in…")
-    return {"address": address}
-
-
-@STEPS.step("start.wait_agent")
-def start_wait_agent(ctx: StepContext, data: Mapping[str, Any]) -> None:
-    """Keep the token: the agent's `ready` event finishes this step (lifecycle/agent_events.py).
-
-    Then give the instance its role and IoT identity (lifecycle/identity.py), which the agent needs
-    to connect at all. The token is kept first and `status` asked last, so a `ready` that came before
-    the token is heard again (agent_seen.py). A failure here fails the step (Retry, then Compensate);
-    issuing again is idempotent.
-    """
-    deps, game = _deps(ctx), _game(ctx)
-    deps.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token)
-    s = ctx.services.settings
-    identity.give_role(deps, game, stage=s.stage, actor="workflow:start")
-    identity.issue(deps, game, stage=s.stage, iot_region=s.region, actor="workflow:start")
-    deps.ask_agent(game, "status")  # an agent already up answers: its `ready` came too early (agent_seen.py)
-
-
-@STEPS.step("start.running")
-def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    deps, game = _deps(ctx), _game(ctx)
-    if game.state is GameState.STARTING:
-        game = deps.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.RUNNING, expected_version=game.version
-        )
-    deps.games.record(ctx.tenant_id, ctx.game, task_token=None)
-    dns = publish(deps, game, actor="workflow:start")  # never fails the start (lifecycle/dns.py)
-    where = f"`{dns.name}` (`{game.address}`)" if dns.name else f"`{game.address}`"
-    note = f" ({dns.problem}; use the address)" if dns.problem else ""
-    tell(deps, data, f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect.")
-    return {"state": game.state.value}
-
-
-@STEPS.step("start.compensate")
-def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Undo a failed start: nothing orphaned, the game STOPPED with its snapshot untouched."""
-    deps, game = _deps(ctx), _game(ctx)
-    ec2 = deps.ec2(game, actor="workflow:start")
-    unpublish(deps, game, actor="workflow:start")  # start.running may have set the name before failing
-    if game.instance_id:
-        ec2.terminate(game.instance_id)
-    left = _retire_identity(ctx, game, "workflow:start")
-    # A volume reused from a failed stop holds the only copy of the newest data: keep it, detached.
-    reused = bool(data.get("volume", {}).get("reused"))
-    if game.volume_id and not reused:
-        ec2.detach_and_delete_volume(game.volume_id)
-    game = deps.games.record(
-        ctx.tenant_id,
-        ctx.game,
-        instance_id=None,
-        volume_id=game.volume_id if reused else None,
-        address=None,
-        task_token=None,
-    )
-    if game.state is not GameState.STOPPED:
-        game = deps.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
-    error = data.get("error", {})
-    why = _why(error)
-    tell(
-        deps,
-        data,
-        f"❌ **{game.name}** could not start: {why}. Nothing is left running; its data is as it "
-        f"was. Try `/start` again in a few minutes.{left}",
-    )
-    return {"state": game.state.value}
-
-
 def _why(error: Mapping[str, Any]) -> str:
     kind = str(error.get("Error", ""))
     if kind == CAPACITY:
-        return "AWS had no capacity for this instance type right now"
+        return "AWS had no capacity for it right now"
     if kind == "States.Timeout":
         return "the server did not report in time"
-    return str(error.get("Cause", kind or "an unknown error"))[:300]
+    return str(error.get("Cause") or kind or "an unknown error")[:300]
 
 
 # -- StopGame -------------------------------------------------------------------------------------------

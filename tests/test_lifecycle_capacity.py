@@ -1,0 +1,241 @@
+"""Capacity first: StartGame launches where AWS has room, then makes the volume in that zone.
+
+EC2 capacity errors are injected per (instance type, zone, market) at the botocore seam (the broker's
+client hooks), the way EC2 answers them: `InsufficientInstanceCapacity`. Everything else is moto.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from chalicelib.games import GameRecord, GameState
+from chalicelib.wiring import container
+from tests.helpers import Harness
+from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running
+from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+
+ANY = "*"
+
+
+@dataclass
+class Capacity:
+    """Which (type, zone, market) EC2 has no room for; every RunInstances attempt, in order."""
+
+    full: set[tuple[str, str, str]] = field(default_factory=set)
+    attempts: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def none_for(self, instance_type: str = ANY, zone: str = ANY, market: str = ANY) -> None:
+        self.full.add((instance_type, zone, market))
+
+    def denies(self, attempt: tuple[str, str, str]) -> bool:
+        return any(all(w in (ANY, a) for w, a in zip(rule, attempt, strict=True)) for rule in self.full)
+
+
+@pytest.fixture
+def capacity() -> Iterator[Capacity]:
+    cap = Capacity()
+
+    def launch(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        body = params.get("body") or {}
+        market = "spot" if body.get("InstanceMarketOptions.MarketType") == "spot" else "on-demand"
+        attempt = (str(body.get("InstanceType")), str(body.get("Placement.AvailabilityZone")), market)
+        cap.attempts.append(attempt)
+        if not cap.denies(attempt):
+            return None
+        error = {
+            "Code": "InsufficientInstanceCapacity",
+            "Message": f"We currently do not have sufficient {attempt[0]} capacity in {attempt[1]}.",
+        }
+        return AWSResponse("https://ec2", 500, {}, None), {"Error": error}  # type: ignore[arg-type]
+
+    def hook(client: Any) -> None:
+        client.meta.events.register("before-call.ec2.RunInstances", launch)
+
+    container().broker.hooks.append(hook)
+    yield cap
+    container().broker.hooks.remove(hook)
+
+
+def _zones() -> list[str]:
+    answer = container().client("ec2").describe_availability_zones()
+    return sorted(z["ZoneName"] for z in answer["AvailabilityZones"] if z["State"] == "available")
+
+
+def _instance(tenant: str, name: str) -> dict[str, Any]:
+    found = _ec2(tenant, name).instance(_game(tenant, name).instance_id or "")
+    assert found is not None
+    return dict(found)
+
+
+def _volume(tenant: str, name: str) -> dict[str, Any]:
+    volumes = container().client("ec2").describe_volumes(VolumeIds=[_game(tenant, name).volume_id])
+    return dict(volumes["Volumes"][0])
+
+
+def _told(harness: Harness, payload: dict[str, Any]) -> list[str]:
+    return [c["json"]["content"] for c in harness.calls_for(payload["token"])]
+
+
+def _set(tenant: str, name: str, **values: Any) -> None:
+    GameRecord.get(tenant, name).update(actions=[getattr(GameRecord, k).set(v) for k, v in values.items()])
+
+
+def test_a_full_zone_costs_one_more_try_and_the_volume_follows_the_instance(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "valheim")
+    first, second = _zones()[:2]
+    capacity.none_for(zone=first)
+    payload = _start_until_running(harness, tenant)
+    instance, volume = _instance(tenant, "valheim"), _volume(tenant, "valheim")
+    assert instance["Placement"]["AvailabilityZone"] == second == _game(tenant, "valheim").zone
+    assert volume["AvailabilityZone"] == second
+    assert volume["Attachments"] and volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
+    assert capacity.attempts[:2] == [("t3.medium", first, "on-demand"), ("t3.medium", second, "on-demand")]
+    assert "Note:" not in _told(harness, payload)[-1]  # the type and market it asked for: nothing to say
+
+
+def test_no_room_for_the_type_anywhere_starts_its_first_fallback_type_with_room(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "factorio")
+    harness.component("games:set:factorio:fallback", ["t3.large", "t3.small"])
+    assert _game(tenant, "factorio").fallback_types == ("t3.large", "t3.small")
+    capacity.none_for("t3.medium")
+    capacity.none_for("t3.large")
+    payload = _start_until_running(harness, tenant, "factorio")
+    assert _instance(tenant, "factorio")["InstanceType"] == "t3.small"
+    zones = _zones()
+    # The game's own type in every zone, then each fallback type in every zone, in the order chosen.
+    assert capacity.attempts[: 2 * len(zones) + 1] == [
+        *[("t3.medium", z, "on-demand") for z in zones],
+        *[("t3.large", z, "on-demand") for z in zones],
+        ("t3.small", zones[0], "on-demand"),
+    ]
+    assert _told(harness, payload)[-1].endswith(
+        "Note: no on-demand room for `t3.medium` in any zone; started a `t3.small`."
+    )
+
+
+def test_no_spot_room_anywhere_tries_every_spot_option_then_starts_on_demand_and_says_so(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "rust")
+    _set(tenant, "rust", spot=True, on_demand_fallback=True, fallback_types=["t3.large"])
+    capacity.none_for(market="spot")
+    payload = _start_until_running(harness, tenant, "rust")
+    assert _instance(tenant, "rust").get("InstanceLifecycle") != "spot"
+    zones = _zones()
+    spot = [a for a in capacity.attempts if a[2] == "spot"]
+    assert len(spot) == 2 * len(zones) and capacity.attempts[: len(spot)] == spot  # all Spot options first
+    assert capacity.attempts[len(spot)] == ("t3.medium", zones[0], "on-demand")
+    assert "no Spot room for `t3.medium` or `t3.large` in any zone; started on-demand" in _told(
+        harness, payload
+    )[-1]
+
+
+def test_spot_with_room_in_another_zone_stays_spot(harness: Harness, tenant: str, capacity: Capacity) -> None:
+    _create(harness, "ark")
+    _set(tenant, "ark", spot=True, on_demand_fallback=True)
+    capacity.none_for(zone=_zones()[0], market="spot")
+    _start_until_running(harness, tenant, "ark")
+    instance = _instance(tenant, "ark")
+    assert instance.get("InstanceLifecycle") == "spot"
+    assert instance["Placement"]["AvailabilityZone"] == _zones()[1]
+
+
+def test_spot_only_without_room_is_undone_leaves_nothing_and_says_why(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "terraria")
+    _set(tenant, "terraria", spot=True, on_demand_fallback=False, fallback_types=["t3.small"])
+    capacity.none_for(market="spot")
+    payload, _ = harness.command("start", game="terraria")
+    _pump_steps(lambda: _game(tenant, "terraria").state is GameState.STOPPED)
+    game = _game(tenant, "terraria")
+    assert (game.instance_id, game.volume_id, game.task_token) == (None, None, None)
+    assert _ec2(tenant, "terraria").leftovers() == {"instances": [], "volumes": []}
+    assert all(a[2] == "spot" for a in capacity.attempts)  # never on-demand: the game does not allow it
+    told = _told(harness, payload)[-1]
+    assert "could not start: AWS had no capacity" in told and "no Spot room for `t3.medium` or `t3.small`" in told
+    assert "Spot only" in told and "Try `/start` again" in told
+
+
+def test_fallback_types_over_the_plan_are_refused_and_skipped(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "satisfactory")
+    answer = harness.component("games:set:satisfactory:fallback", ["t3.large", "m6i.2xlarge"])
+    assert "allows instances up to `t3.large`" in answer["data"]["content"]  # the free plan
+    assert _game(tenant, "satisfactory").fallback_types == ()
+    # One saved before the plan shrank is skipped at launch, not launched.
+    _set(tenant, "satisfactory", fallback_types=["m6i.2xlarge", "t3.small"])
+    capacity.none_for("t3.medium")
+    _start_until_running(harness, tenant, "satisfactory")
+    assert {a[0] for a in capacity.attempts} == {"t3.medium", "t3.small"}
+    assert _instance(tenant, "satisfactory")["InstanceType"] == "t3.small"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["c6i.9xlarge"], ["t3.large", "nope"], ["t3.large"] * 11, ["t3.medium' OR 1=1"]],
+)
+def test_hostile_fallback_selections_change_nothing(harness: Harness, tenant: str, values: list[str]) -> None:
+    _create(harness, "hostile")
+    answer = harness.component("games:set:hostile:fallback", values)
+    assert "isn't one gangway offers" in answer["data"]["content"]
+    assert _game(tenant, "hostile").fallback_types == ()
+
+
+def test_clearing_the_fallback_select_saves_no_fallback_types(harness: Harness, tenant: str) -> None:
+    _create(harness, "mc")
+    harness.component("games:set:mc:fallback", ["t3.small"])
+    answer = harness.component("games:set:mc:fallback", [])
+    assert _game(tenant, "mc").fallback_types == () and "(else" not in answer["data"]["content"]
+    fallback = answer["data"]["components"][-1]["components"][0]
+    assert (fallback["min_values"], fallback["custom_id"]) == (0, "games:set:mc:fallback")
+    assert "t3.medium" not in [o["value"] for o in fallback["options"]]  # its own type is no fallback
+
+
+def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reused(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "vrising")
+    zone = _zones()[2]
+    ec2 = container().client("ec2")
+    kept = ec2.create_volume(
+        AvailabilityZone=zone,
+        Size=12,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": "gangway", "Value": f"{tenant}/vrising"}]}
+        ],
+    )["VolumeId"]
+    _set(tenant, "vrising", volume_id=kept, zone=zone)
+    _start_until_running(harness, tenant, "vrising")
+    game = _game(tenant, "vrising")
+    assert game.volume_id == kept and _instance(tenant, "vrising")["Placement"]["AvailabilityZone"] == zone
+    assert {a[1] for a in capacity.attempts} == {zone}
+    user_data = ec2.describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
+    assert kept in base64.b64decode(user_data["UserData"]["Value"]).decode()
+
+
+def test_no_room_in_the_kept_volumes_zone_fails_the_start_and_keeps_the_volume(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    _create(harness, "palworld")
+    zone = _zones()[1]
+    ec2 = container().client("ec2")
+    kept = ec2.create_volume(AvailabilityZone=zone, Size=12)["VolumeId"]
+    _set(tenant, "palworld", volume_id=kept, zone=zone)
+    capacity.none_for(zone=zone)
+    payload, _ = harness.command("start", game="palworld")
+    _pump_steps(lambda: _game(tenant, "palworld").state is GameState.STOPPED)
+    assert _game(tenant, "palworld").volume_id == kept  # the only copy of its newest data
+    assert ec2.describe_volumes(VolumeIds=[kept])["Volumes"][0]["State"] == "available"
+    assert f"in {zone} (where its unsaved disk is)" in _told(harness, payload)[-1]
