@@ -20,7 +20,7 @@ from chalicelib.lifecycle import begin_start
 from chalicelib.lifecycle.bootstrap import Bootstrap, agent_toml, render
 from chalicelib.lifecycle.game_logs import LOG_RETENTION_DAYS, ensure_log_group, log_group
 from chalicelib.lifecycle.identity import IdentityGateway
-from chalicelib.lifecycle.tools import port_numbers
+from chalicelib.lifecycle.tools import MAX_PORTS, port_numbers
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.test_lifecycle import (  # noqa: F401
@@ -227,6 +227,21 @@ def _assert_no_identity_raw(gateway: IdentityGateway, *certs: str) -> None:
         with pytest.raises(iot.exceptions.ResourceNotFoundException):
             iot.describe_certificate(certificateId=cert)
     assert _params("555", "twice") == []
+
+
+def test_the_most_ports_a_game_may_open_fit_ec2s_16_kb_and_more_is_refused() -> None:
+    # /openport's limit: MAX_PORTS numbers in all; five-digit ones are the longest.
+    half = MAX_PORTS // 2
+    busiest = replace(
+        BOOT,
+        tcp_ports=tuple(range(60000, 60000 + half)),
+        udp_ports=tuple(range(61000, 61000 + half)),
+        log_group="/gangway/prod/123456789012345678/abcdefghijklmnopqrstuvwxyz012345",
+    )
+    size = len(render(busiest).encode())
+    assert size < 16 * 1024 * 3 // 4, size  # a quarter of EC2's limit left for what comes next
+    with pytest.raises(ValueError, match="EC2 allows"):
+        render(replace(busiest, launch=("x" * 16 * 1024,)))
 
 
 def test_the_games_ports_reach_the_agent_as_numbers_tcp_and_udp_apart(tmp_path: Path) -> None:

@@ -300,6 +300,16 @@ def test_with_a_volume_id_the_user_data_mounts_that_volume_and_keeps_its_data(
     assert not (instance.root / "etc" / "systemd" / "system" / "gangway-journal.service").exists()
 
 
+def test_on_xen_the_user_data_mounts_the_disk_attached_as_sdf(instance: Instance, guild: str) -> None:
+    xvdf = instance.disk("xvdf", None)
+    boot = _boot(guild)
+    _put_identity(boot)
+    done = instance.run(render(boot))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"mount {xvdf} {instance.root}{MOUNTPOINT}" in instance.calls()
+    assert _blkid(xvdf, "LABEL") == "gangway-data"
+
+
 def test_the_user_data_fails_clearly_when_the_data_disk_never_appears(instance: Instance, guild: str) -> None:
     boot = _boot(guild, disk_wait_s=2)
     _put_identity(boot)

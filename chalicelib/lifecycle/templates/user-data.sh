@@ -41,8 +41,9 @@ echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 
 # 1. The agent, from AGENT_PACKAGE (a pip requirement: a wheel URL or a package spec), in its own venv.
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q python3-venv nftables openssh-server conntrack curl
+# At first boot cloud-init or unattended-upgrades may hold dpkg's lock for a while: wait for it.
+apt-get -o DPkg::Lock::Timeout=600 update -q
+apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-venv nftables openssh-server conntrack curl
 python3 -m venv "$$R/opt/gangway/venv"
 "$$R/opt/gangway/venv/bin/pip" install --quiet --upgrade pip
 "$$R/opt/gangway/venv/bin/pip" install --quiet "$$AGENT_PACKAGE" boto3
