@@ -32,8 +32,10 @@ def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, a
         Conflict: the game is not stopped any more (someone else started it).  Forbidden: plan limit.
     """
     games = lc.games.all(game.tenant_id)
-    # Other games only: this one's own state is decided by the conditional transition below.
-    running = sum(g.state is not GameState.STOPPED for g in games if g.name != game.name)
+    # Other games only: this one's own state is decided by the conditional transition below; a game
+    # being created runs nothing yet.
+    idle = (GameState.STOPPED, GameState.CREATING)
+    running = sum(g.state not in idle for g in games if g.name != game.name)
     plan_named(lc.tenants.require(game.tenant_id).plan).check_start(Usage(games=len(games), running=running))
     return _begin(
         lc,
