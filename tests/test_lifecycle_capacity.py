@@ -135,9 +135,10 @@ def test_no_spot_room_anywhere_tries_every_spot_option_then_starts_on_demand_and
     spot = [a for a in capacity.attempts if a[2] == "spot"]
     assert len(spot) == 2 * len(zones) and capacity.attempts[: len(spot)] == spot  # all Spot options first
     assert capacity.attempts[len(spot)] == ("t3.medium", zones[0], "on-demand")
-    assert "no Spot room for `t3.medium` or `t3.large` in any zone; started on-demand" in _told(
-        harness, payload
-    )[-1]
+    assert (
+        "no Spot room for `t3.medium` or `t3.large` in any zone; started on-demand"
+        in _told(harness, payload)[-1]
+    )
 
 
 def test_spot_with_room_in_another_zone_stays_spot(harness: Harness, tenant: str, capacity: Capacity) -> None:
@@ -163,7 +164,10 @@ def test_spot_only_without_room_is_undone_leaves_nothing_and_says_why(
     assert _ec2(tenant, "terraria").leftovers() == {"instances": [], "volumes": []}
     assert all(a[2] == "spot" for a in capacity.attempts)  # never on-demand: the game does not allow it
     told = _told(harness, payload)[-1]
-    assert "could not start: AWS had no capacity" in told and "no Spot room for `t3.medium` or `t3.small`" in told
+    assert (
+        "could not start: AWS had no capacity" in told
+        and "no Spot room for `t3.medium` or `t3.small`" in told
+    )
     assert "Spot only" in told and "Try `/start` again" in told
 
 

@@ -341,6 +341,22 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     return {"state": game.state.value}
 
 
+# What a failed start says when the error carries no cause (the emulator drops causes).
+_WORDS: Final = {
+    "gangway.PreloadFailed": "the server could not read its disk",
+    "gangway.AgentError": "the server's agent refused a request",
+    "gangway.FastRestoreFailed": "fast snapshot restore did not turn on",
+    "gangway.VolumeFailed": "its disk could not be made",
+    "gangway.InstanceFailed": "its server stopped while starting",
+}
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    if not error.get("Cause") and str(error.get("Error", "")) in _WORDS:
+        return _WORDS[str(error["Error"])]
+    return _why(error)
+
+
 def _no_room(deps: Lifecycle, game: Game, data: Mapping[str, Any]) -> str:
     """Why a start found no capacity, from what it tried (not from the error's cause: the emulator
     drops causes, and AWS's is a list of every attempt)."""
@@ -414,7 +430,7 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
     error = data.get("error", {})
-    why = _no_room(deps, game, data) if error.get("Error") == CAPACITY else _why(error)
+    why = _no_room(deps, game, data) if error.get("Error") == CAPACITY else _explain(error)
     tell(
         deps,
         data,
