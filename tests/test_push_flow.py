@@ -1,24 +1,29 @@
 """The web-push flow end to end (issue 7): /addip for an onboarded member → job → Step Functions (moto)
 → steps Lambda → pywebpush → the push service stand-in on loopback, which decrypts the push with the
 browser's keys (http_ece) and plays the service worker by calling the authorise API → the waiting task
-is answered → the Discord reply (the stand-in's record) is edited with the authorised address."""
+is answered → the Discord reply (the stand-in's record) is edited with the authorised address. And the
+same flow started by a real StartGame execution once the game runs, whose failures never undo the start."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from chalicelib.access import LinkKind, TokenSealer
+from chalicelib.games import GameState
 from chalicelib.push import Preference, PushService
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from devstack.push_service import Device, PushServiceStandIn
 from tests.access_helpers import authorize, make_tenant
 from tests.helpers import Harness
+from tests.test_lifecycle import _create, _ec2, _event, _game
 
 SITE = "https://site.gangway.test"
 HOME = "203.0.113.7"
@@ -268,3 +273,160 @@ def test_hostile_step_input_fails_the_task_as_rejected_and_pushes_nothing(
     with pytest.raises(StepFailed) as failed:  # not retried: the input will never get better
         send(ctx, {"tenant": tenant, "game": "-", **data})
     assert failed.value.error == "gangway.Rejected"
+
+
+# -- a game start pushes: through a real StartGame execution ------------------------------------------
+
+
+def _until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]) -> dict[str, Any]:
+    """/newgame, /start; the agent reports in; the StartGame execution succeeds. Nothing is pushed
+    before the game is up. Returns the /start interaction."""
+    _create(harness, "valheim")
+    payload, answer = harness.command("start", game="valheim")
+    assert answer["data"]["content"] == "⏳ Starting **valheim**…"
+    _until("the wait for the agent", lambda: bool(_game(tenant, "valheim").task_token))
+    assert pushed == []  # not while it is still starting
+    _event(tenant, "valheim", "ready", {"version": "test", "game_running": True})
+    _until("RUNNING", lambda: _game(tenant, "valheim").state is GameState.RUNNING)
+    sfn = container().client("stepfunctions")
+    _until(
+        "the start to finish",
+        lambda: (
+            sfn.describe_execution(executionArn=_game(tenant, "valheim").execution)["status"] != "RUNNING"
+        ),
+    )
+    return payload
+
+
+def _start_is_kept(harness: Harness, tenant: str, payload: dict[str, Any]) -> None:
+    """The start stands: RUNNING with its instance and volume, its execution SUCCEEDED, the user told."""
+    game = _game(tenant, "valheim")
+    assert game.state is GameState.RUNNING and game.instance_id and game.volume_id
+    assert _ec2(tenant, "valheim").leftovers() == {
+        "instances": [game.instance_id],
+        "volumes": [game.volume_id],
+    }
+    status = container().client("stepfunctions").describe_execution(executionArn=game.execution)["status"]
+    assert status == "SUCCEEDED"
+    told = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
+    assert told[-1].startswith("🟢 **valheim** is up at"), told
+    assert not any("could not start" in t for t in told), told
+
+
+def _push_flows(tenant: str, user: str) -> list[dict[str, Any]]:
+    """The member's addip-push executions (a start's are named after it and end with the user id)."""
+    c = container()
+    sfn = c.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=c.workflows.arn("addip-push"))["executions"]
+    return [e for e in listed if tenant in e["name"] and e["name"].endswith(f"-{user}")]
+
+
+def test_a_real_start_pushes_the_member_who_asked_once_the_game_is_running(
+    harness: Harness,
+    tenant: str,
+    push_loopback: PushService,
+    push_standin: PushServiceStandIn,
+    steps_pump: Any,
+) -> None:
+    who, bystander = _member(harness), _member(harness)
+    answers: list[Any] = []
+    device = push_standin.device(on_push=_service_worker("203.0.113.81", answers))
+    other = push_standin.device()
+    _onboard(push_loopback, tenant, who.user_id, device, "start")
+    _onboard(push_loopback, tenant, bystander.user_id, other, "addip")  # asked on /addip only
+
+    payload = _start_through_the_workflow(harness, tenant, device.received)
+    _start_is_kept(harness, tenant, payload)
+    assert device.answered.wait(20)
+    [got] = device.received
+    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g1.{tenant}.")
+    _until(
+        "the member's grant",
+        lambda: container().access.member_grant(tenant, who.user_id, int(time.time())) is not None,
+    )
+    grant = container().access.member_grant(tenant, who.user_id, int(time.time()))
+    assert grant is not None and grant.address == "203.0.113.81" and answers[0].status == 200
+    assert other.received == [] and _push_flows(tenant, bystander.user_id) == []
+
+
+@contextlib.contextmanager
+def _push_flows_refused() -> Iterator[None]:
+    """Step Functions refusing to start any addip-push execution (at the botocore seam of the app's
+    client), so the start's push step fails for good."""
+    from botocore.awsrequest import AWSResponse
+
+    client = container().client("stepfunctions")
+
+    def deny(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if "addip-push" not in str(params.get("body", "")):
+            return None
+        body = {"Error": {"Code": "AccessDeniedException", "Message": "injected: StartExecution refused"}}
+        return AWSResponse("https://states", 400, {}, None), body  # type: ignore[arg-type]
+
+    client.meta.events.register("before-call.sfn.StartExecution", deny)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("before-call.sfn.StartExecution", deny)
+
+
+def _without_vapid_keys() -> None:
+    """The app's push service rebuilt with a VAPID secret that does not exist (`gangway vapid` never
+    ran); the push_loopback fixture drops it again afterwards."""
+    c = container()
+    saved = c.settings
+    c.__dict__.pop("push", None)
+    c.settings = dataclasses.replace(
+        saved, push_loopback_http=True, vapid_secret=f"gangway/test/none-{snowflake()}"
+    )
+    try:
+        assert c.push is not None
+    finally:
+        c.settings = saved
+
+
+@pytest.mark.parametrize("failure", ["push service 500", "no VAPID keys", "push flow refused"])
+def test_a_failing_push_does_not_undo_the_start(  # noqa: PLR0917 - fixtures and parameters
+    harness: Harness,
+    tenant: str,
+    push_loopback: PushService,
+    push_standin: PushServiceStandIn,
+    steps_pump: Any,
+    failure: str,
+) -> None:
+    who = _member(harness)
+    device = push_standin.device(status=500 if failure == "push service 500" else 201)
+    _onboard(push_loopback, tenant, who.user_id, device, "start")
+    if failure == "no VAPID keys":
+        _without_vapid_keys()
+    refused = _push_flows_refused() if failure == "push flow refused" else contextlib.nullcontext()
+    with refused:
+        payload = _start_through_the_workflow(harness, tenant, device.received)
+    _start_is_kept(harness, tenant, payload)
+    sfn = container().client("stepfunctions")
+    start = json.loads(sfn.describe_execution(executionArn=_game(tenant, "valheim").execution)["output"])
+    flows = _push_flows(tenant, who.user_id)
+    if failure == "push flow refused":  # the start's push step failed for good: caught, and the start stands
+        assert start["push_error"]["Error"] == "gangway.Transient" and "pushed" not in start
+        assert flows == [] and device.received == []
+        return
+    assert start["pushed"] == {"pushed": 1}  # the member's flow started; its push failed there
+    [flow] = flows
+    _until(
+        "the push flow to end",
+        lambda: sfn.describe_execution(executionArn=flow["executionArn"])["status"] != "RUNNING",
+    )
+    ended = sfn.describe_execution(executionArn=flow["executionArn"])
+    why = "gangway.NoDevice" if failure == "push service 500" else "gangway.Transient"
+    assert ended["status"] == "SUCCEEDED" and json.loads(ended["output"])["error"]["Error"] == why
+    assert len(device.received) == (1 if failure == "push service 500" else 0)
+    assert container().access.member_grant(tenant, who.user_id, int(time.time())) is None
+    assert push_loopback.store.subscriptions(tenant, who.user_id) != []  # a failure is not a gone device
