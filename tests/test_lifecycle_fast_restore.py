@@ -1,0 +1,194 @@
+"""Preload mode `fsr`: fast snapshot restore is on for the game's snapshot in the instance's zone only
+while its volume is made, and never left on, whatever fails.
+
+moto has no FSR API, so EBS's part is played by a fake at the botocore seam (the broker's client
+hooks) that keeps FSR state per (snapshot, zone) and answers the three operations in EC2's real
+response shapes; everything else is moto. The fake logs every call, CreateVolume included, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from chalicelib.games import GameRecord, GameState
+from chalicelib.lifecycle.steps_start import FSR_HOURLY_USD
+from chalicelib.wiring import container
+from tests.helpers import Harness
+from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running
+from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.test_lifecycle_faults import _with_snapshot
+from tests.test_lifecycle_faults import fail_ec2 as fail_ec2  # noqa: PLC0414 - re-exported fixture
+
+
+@dataclass
+class FakeFsr:
+    """EBS fast snapshot restore: `enabling` → `optimizing` → `enabled` over describes; `disabled` after."""
+
+    states: dict[tuple[str, str], str] = field(default_factory=dict)
+    log: list[tuple[str, str, str]] = field(default_factory=list)
+    refuse: bool = False
+    deny_disable: bool = False
+
+    def _ok(self, body: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+        return AWSResponse("https://ec2", 200, {}, None), {  # type: ignore[arg-type]
+            **body,
+            "ResponseMetadata": {"HTTPStatusCode": 200, "RequestId": "fake-fsr"},
+        }
+
+    def _item(self, snap: str, zone: str, state: str) -> dict[str, Any]:
+        return {
+            "SnapshotId": snap,
+            "AvailabilityZone": zone,
+            "State": state,
+            "StateTransitionReason": "Client.UserInitiated",
+            "OwnerId": "123456789012",
+            "EnablingTime": datetime.now(UTC),
+        }
+
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
+        body = params.get("body") or {}
+        if model.name == "CreateVolume":
+            self.log.append(("CreateVolume", str(body.get("SnapshotId")), str(body.get("AvailabilityZone"))))
+            return None  # moto makes it
+        if model.name == "EnableFastSnapshotRestores":
+            key = (str(body["SourceSnapshotId.1"]), str(body["AvailabilityZone.1"]))
+            self.log.append(("Enable", *key))
+            if self.refuse:
+                error = {"Code": "InvalidRequest", "Message": "the limit of 5 enabled snapshots is reached"}
+                unsuccessful = [
+                    {
+                        "SnapshotId": key[0],
+                        "FastSnapshotRestoreStateErrors": [{"AvailabilityZone": key[1], "Error": error}],
+                    }
+                ]
+                return self._ok({"Successful": [], "Unsuccessful": unsuccessful})
+            self.states[key] = "enabling"
+            return self._ok({"Successful": [self._item(*key, "enabling")], "Unsuccessful": []})
+        if model.name == "DescribeFastSnapshotRestores":
+            filters = {
+                body[k]: body[k.replace(".Name", ".Value.1")]
+                for k in body
+                if k.startswith("Filter.") and k.endswith(".Name")
+            }
+            key = (str(filters["snapshot-id"]), str(filters["availability-zone"]))
+            self.log.append(("Describe", *key))
+            state = self.states.get(key, "disabled")
+            following = {"enabling": "optimizing", "optimizing": "enabled"}
+            if state in following:
+                self.states[key] = following[state]
+            listed = [] if state == "disabled" else [self._item(*key, state)]
+            return self._ok({"FastSnapshotRestores": listed})
+        if model.name == "DisableFastSnapshotRestores":
+            key = (str(body["SourceSnapshotId.1"]), str(body["AvailabilityZone.1"]))
+            self.log.append(("Disable", *key))
+            if self.deny_disable:
+                error = {"Code": "UnauthorizedOperation", "Message": "injected: DisableFastSnapshotRestores"}
+                return AWSResponse("https://ec2", 403, {}, None), {"Error": error}  # type: ignore[arg-type]
+            self.states[key] = "disabled"
+            return self._ok({"Successful": [self._item(*key, "disabling")], "Unsuccessful": []})
+        return None
+
+    def calls(self) -> list[str]:
+        """The calls in order, repeated describes folded into one."""
+        out: list[str] = []
+        for name, *_ in self.log:
+            if not out or out[-1] != name or name != "Describe":
+                out.append(name)
+        return out
+
+    def left_on(self) -> list[tuple[str, str]]:
+        return [k for k, s in self.states.items() if s != "disabled"]
+
+
+@pytest.fixture
+def fsr() -> Iterator[FakeFsr]:
+    fake = FakeFsr()
+
+    def hook(client: Any) -> None:
+        client.meta.events.register("before-call.ec2", fake)
+
+    container().broker.hooks.append(hook)
+    yield fake
+    container().broker.hooks.remove(hook)
+
+
+def _fsr_game(harness: Harness, tenant: str, name: str) -> str:
+    _create(harness, name)
+    snapshot = _with_snapshot(tenant, name)
+    GameRecord.get(tenant, name).update(actions=[GameRecord.preload.set("fsr")])
+    return snapshot
+
+
+def test_fsr_is_on_only_while_the_volume_is_made_in_the_instances_zone(
+    harness: Harness, tenant: str, fsr: FakeFsr
+) -> None:
+    snapshot = _fsr_game(harness, tenant, "valheim")
+    payload = _start_until_running(harness, tenant)
+    game = _game(tenant, "valheim")
+    assert fsr.calls() == ["Enable", "Describe", "CreateVolume", "Disable"]
+    assert {(s, z) for _, s, z in fsr.log} == {(snapshot, game.zone)}  # one snapshot, one zone only
+    assert sum(1 for name, *_ in fsr.log if name == "Describe") >= 3  # waited through enabling/optimizing
+    assert fsr.left_on() == []
+    volume = container().client("ec2").describe_volumes(VolumeIds=[game.volume_id])["Volumes"][0]
+    assert volume["SnapshotId"] == snapshot and volume["AvailabilityZone"] == game.zone
+    edits = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
+    assert any(f"about ${FSR_HOURLY_USD:.2f} an hour while on, at least one hour" in e for e in edits)
+    assert any("with fast snapshot restore" in e for e in edits)
+
+
+@pytest.mark.parametrize("operation", ["CreateVolume", "AttachVolume", "DescribeInstances"])
+def test_a_failure_after_enabling_still_turns_fsr_off_and_leaves_nothing(
+    harness: Harness, tenant: str, fsr: FakeFsr, fail_ec2: set[str], operation: str
+) -> None:
+    snapshot = _fsr_game(harness, tenant, "ark")
+    fail_ec2.add(operation)
+    payload, _ = harness.command("start", game="ark")
+    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED, timeout=60)
+    assert "Enable" in fsr.calls() and fsr.calls()[-1] == "Disable"
+    assert fsr.left_on() == []
+    game = _game(tenant, "ark")
+    assert (game.instance_id, game.volume_id, game.snapshot_id) == (None, None, snapshot)
+    assert _ec2(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
+    told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
+    assert "could not start" in told and "fast snapshot restore could not be turned off" not in told
+
+
+def test_fsr_that_ebs_refuses_is_skipped_and_the_game_still_starts(
+    harness: Harness, tenant: str, fsr: FakeFsr
+) -> None:
+    _fsr_game(harness, tenant, "rust")
+    fsr.refuse = True
+    payload = _start_until_running(harness, tenant, "rust")
+    assert fsr.calls() == ["Enable", "CreateVolume"] and fsr.left_on() == []
+    edits = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
+    assert any(
+        "the limit of 5 enabled snapshots" in e and "warms up as the game reads it" in e for e in edits
+    )
+
+
+def test_a_first_start_has_no_snapshot_so_no_fsr(harness: Harness, tenant: str, fsr: FakeFsr) -> None:
+    _create(harness, "fresh")
+    GameRecord.get(tenant, "fresh").update(actions=[GameRecord.preload.set("fsr")])
+    _start_until_running(harness, tenant, "fresh")
+    assert fsr.calls() == ["CreateVolume"]
+
+
+def test_fsr_that_cannot_be_turned_off_is_said_with_its_cost(
+    harness: Harness, tenant: str, fsr: FakeFsr
+) -> None:
+    snapshot = _fsr_game(harness, tenant, "mc")
+    fsr.deny_disable = True
+    payload, _ = harness.command("start", game="mc")
+    _pump_steps(lambda: _game(tenant, "mc").state is GameState.STOPPED, timeout=90)
+    zone = fsr.log[0][2]
+    assert fsr.left_on() == [(snapshot, zone)]
+    assert _ec2(tenant, "mc").leftovers() == {"instances": [], "volumes": []}
+    told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
+    assert f"fast snapshot restore could not be turned off for snapshot `{snapshot}` in {zone}" in told
+    assert f"about ${FSR_HOURLY_USD:.2f} an hour until it is" in told
