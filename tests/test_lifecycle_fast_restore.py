@@ -192,3 +192,26 @@ def test_fsr_that_cannot_be_turned_off_is_said_with_its_cost(
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     assert f"fast snapshot restore could not be turned off for snapshot `{snapshot}` in {zone}" in told
     assert f"about ${FSR_HOURLY_USD:.2f} an hour until it is" in told
+
+
+def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harness, tenant: str) -> None:
+    _create(harness, "choices")
+    answer = harness.component("games:set:choices:preload", ["fsr"])
+    assert "preloading: fast snapshot restore" in answer["data"]["content"]
+    assert _game(tenant, "choices").preload == "fsr"
+    preload = next(
+        row["components"][0]
+        for row in answer["data"]["components"]
+        if row["components"][0]["custom_id"] == "games:set:choices:preload"
+    )
+    hints = {o["value"]: o.get("description", "") for o in preload["options"]}
+    assert set(hints) == {"off", "rate", "fsr", "read"}
+    assert f"~${FSR_HOURLY_USD:.2f} extra per start" in hints["fsr"] and "at least an hour" in hints["fsr"]
+    assert "before the game starts" in hints["read"]
+    assert all(len(h) <= 100 for h in hints.values())  # Discord's limit for an option's description
+    harness.component("games:set:choices:preload", ["read"])
+    assert _game(tenant, "choices").preload == "read"
+    answer = harness.component("games:set:choices:preload", ["fsr;drop"])
+    assert (
+        "isn't one gangway offers" in answer["data"]["content"] and _game(tenant, "choices").preload == "read"
+    )

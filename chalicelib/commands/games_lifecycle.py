@@ -21,6 +21,7 @@ from chalicelib.discord import (
 )
 from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameState, check_name
+from chalicelib.games.cost import price_table
 from chalicelib.lifecycle import begin_create, begin_start, begin_stop, reply_ref
 from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Usage, plan_named
@@ -214,10 +215,20 @@ MARKETS: Final = {
         {"spot": True, "on_demand_fallback": False},
     ),
 }
-# Fast snapshot restore ("fsr") and the agent reading every block ("read") are issue 4 work still open.
+# Fast snapshot restore is billed per snapshot and zone hour, at least one hour (prices.json).
+_FSR_HOURLY: Final = float(price_table()["regions"]["us-east-1"]["fsr_dsu_hourly"])
+# How StartGame warms a disk made from a snapshot (lifecycle/steps_start.py); a first start has none.
 PRELOADS: Final = {
     "off": ("No preloading", "The disk warms up as the game reads it (slow first minutes)"),
     "rate": ("Provisioned rate", "The volume is initialised at 200 MiB/s while it starts"),
+    "fsr": (
+        "Fast snapshot restore",
+        f"Full speed at once; ~${_FSR_HOURLY:.2f} extra per start (AWS bills it for at least an hour)",
+    ),
+    "read": (
+        "Read the whole disk first",
+        "The server reads every block before the game starts: a longer start, no stutter",
+    ),
 }
 
 
