@@ -222,3 +222,17 @@ def test_every_shipped_workflow_follows_the_pattern() -> None:
         text = path.read_text()
         assert placeholders(text) <= {"StepsQueueUrl", "StepsQueueArn"}, path.name
         assert _check(json.loads(text), STEPS) == [], path.name
+
+
+def test_create_game_is_all_or_nothing() -> None:
+    """CreateGame: group → record → ready, each caught to the one compensation, which ends in a Fail
+    (so a create that was undone is never reported as a success)."""
+    asl = json.loads((DEFINITIONS / "create-game.asl.json").read_text())
+    states = asl["States"]
+    steps = [s["Parameters"]["MessageBody"]["step"] for s in states.values() if s["Type"] == "Task"]
+    assert steps == ["create.group", "create.record", "create.ready", "create.failed"]
+    for name, state in states.items():
+        if state["Type"] == "Task" and name != "Compensate":
+            assert [c["Next"] for c in state["Catch"]] == ["Compensate"], name
+    assert states[states["Compensate"]["Next"]]["Type"] == "Fail"
+    assert _check(asl, STEPS) == []
