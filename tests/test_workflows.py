@@ -235,4 +235,4 @@ def test_create_game_is_all_or_nothing() -> None:
         if state["Type"] == "Task" and name != "Compensate":
             assert [c["Next"] for c in state["Catch"]] == ["Compensate"], name
     assert states[states["Compensate"]["Next"]]["Type"] == "Fail"
-    assert _check(asl, STEPS) == []
+    assert _check(asl, container().step_registry) == []
