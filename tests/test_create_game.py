@@ -4,6 +4,7 @@ name, moto executes the real ASL, the steps make the group in the default VPC; /
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from botocore.stub import Stubber
 from chalicelib.games import GameRecord, GameState, GameStore
 from chalicelib.instances import GroupInUse, SecurityGroups, rules_for
 from chalicelib.instances.security import Rule
+from chalicelib.lifecycle.steps_create import STALE_CLAIM_SECONDS
 from chalicelib.tenancy import plan_named
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
@@ -123,6 +125,21 @@ def test_two_newgame_of_the_same_name_at_once_make_one_game(harness: Harness, te
     _, again = harness.post(first)
     assert "already a game called `ark`" in again["data"]["content"]
     assert len(_executions(tenant, "ark")) == 1
+
+
+def test_a_claim_whose_workflow_died_is_taken_over_and_a_live_one_is_not(
+    harness: Harness, tenant: str
+) -> None:
+    STORE.create(tenant, "ark", description="", created_by="t", state=GameState.CREATING)
+    _, answer = _submit(harness, "ark")
+    assert "already a game called `ark`" in answer["data"]["content"]  # its workflow may still run
+    stuck = int(time.time()) - STALE_CLAIM_SECONDS - 1
+    GameRecord.get(tenant, "ark").update(actions=[GameRecord.updated_at.set(stuck)])
+    _, answer = _submit(harness, "ark")
+    assert answer["data"]["content"].startswith("⏳ Creating **ark**")
+    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED)
+    assert GameRecord.get(tenant, "ark").created_by == harness.user.who.user_id
+    assert len(_groups(tenant, "ark")) == 1
 
 
 # -- faults: each step in turn, then nothing is left -------------------------------------------------------

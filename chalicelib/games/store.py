@@ -161,8 +161,12 @@ class GameStore:
         description: str,
         created_by: str,
         state: GameState = GameState.STOPPED,
+        stale_claim_after: float | None = None,
     ) -> Game:
         """Add a game (stopped, or CREATING while /newgame's workflow makes its security group).
+
+        With `stale_claim_after`, a CREATING row untouched for that many seconds is taken over: its
+        workflow is long over without finishing or undoing it, and the name must not stay stuck.
 
         Raises:
             ValidationError: bad name.  Conflict: the tenant already has a game of that name.
@@ -177,8 +181,13 @@ class GameStore:
             created_at=now,
             updated_at=now,
         )
+        condition = GameRecord.name.does_not_exist()
+        if stale_claim_after is not None:
+            stuck = GameRecord.updated_at < now - int(stale_claim_after)
+            condition |= (GameRecord.state == GameState.CREATING.value) & stuck
         try:
-            rec.save(condition=GameRecord.name.does_not_exist())
+            # No version condition: a new row has none, and a stuck claim's is of no interest.
+            rec.save(condition=condition, add_version_condition=stale_claim_after is None)
         except PutError as exc:
             if exc.cause_response_code == _CONDITION_FAILED:
                 raise Conflict(f"There is already a game called `{name}`.") from exc

@@ -17,11 +17,14 @@ from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.progress import tell
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
-__all__ = ["begin_create", "game_group"]
+__all__ = ["STALE_CLAIM_SECONDS", "begin_create", "game_group"]
 
 log = logging.getLogger(__name__)
 
 _ACTOR: Final = "workflow:create"
+# Longer than CreateGame can run (4 Tasks of at most 120 s, each tried 3 times): a CREATING row this old
+# has no workflow left to finish or undo it, so a new /newgame of its name takes it over.
+STALE_CLAIM_SECONDS: Final = 30 * 60
 
 
 def begin_create(
@@ -42,7 +45,14 @@ def begin_create(
     Raises:
         ValidationError: bad name.  Conflict: the tenant already has (or is creating) a game of that name.
     """
-    lc.games.create(tenant_id, name, description=description, created_by=created_by, state=GameState.CREATING)
+    lc.games.create(
+        tenant_id,
+        name,
+        description=description,
+        created_by=created_by,
+        state=GameState.CREATING,
+        stale_claim_after=STALE_CLAIM_SECONDS,
+    )
     execution = f"create-{interaction_id}-{tenant_id}-{name}"
     try:
         arn = lc.workflows.start(
