@@ -43,7 +43,7 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     counts = Counter(g.state for g in listed)
     summary = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
     lines = [
-        f"{g.state.emoji} **{g.name}** · {g.state.word}" + (f" · {g.description}" if g.description else "")
+        f"{g.state.emoji} **{g.name}** · {_state(g)}" + (f" · {g.description}" if g.description else "")
         for g in listed
     ]
     return Reply(
@@ -52,9 +52,18 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     )
 
 
+def _state(game: Game) -> str:
+    """The state in words; a game brought up by /editgame runs without the game (games_edit.py)."""
+    if game.editing and game.state is GameState.RUNNING:
+        return f"{game.state.word} (up for editing, without the game)"
+    if game.editing and game.state is GameState.STARTING:
+        return f"{game.state.word} (for editing)"
+    return game.state.word
+
+
 def _details(game: Game, tenant: Tenant) -> Embed:
     fields = [
-        EmbedField(name="Status", value=game.state.word, inline=True),
+        EmbedField(name="Status", value=_state(game), inline=True),
         EmbedField(name="Created", value=_ts(game.created_at), inline=True),
         EmbedField(name="Last change", value=_ts(game.updated_at), inline=True),
     ]

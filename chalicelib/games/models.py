@@ -52,6 +52,8 @@ class GameRecord(Model):
     # What task_token waits for when it is not the agent's `ready` (a preload, `game.start`), and where
     # and how far its progress was told: JSON (lifecycle/steps_start.py).
     task_wait = UnicodeAttribute(null=True)
+    # Up for /editgame: the host runs without the game (for installing it); set by the EditGame launch.
+    editing = BooleanAttribute(null=True)
     # The newest agent reply a command waits for (/files, /extenddisk): `{"id", "type", "body"}` as JSON,
     # cleared by the job that reads it (lifecycle/tools.py explains why it lives here).
     agent_reply = UnicodeAttribute(null=True)

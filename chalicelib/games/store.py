@@ -59,6 +59,7 @@ class Game:
     snapshot_id: str | None = None
     task_token: str | None = None
     task_wait: str | None = None
+    editing: bool = False
     execution: str | None = None
     agent_reply: str | None = None
     backup: str | None = None
@@ -79,6 +80,7 @@ RESOURCE_FIELDS = frozenset(
         "snapshot_id",
         "task_token",
         "task_wait",
+        "editing",
         "execution",
         "backup_token",
         "agent_reply",
@@ -123,6 +125,7 @@ def _to_game(rec: GameRecord) -> Game:
         snapshot_id=rec.snapshot_id,
         task_token=rec.task_token,
         task_wait=rec.task_wait,
+        editing=bool(rec.editing),
         execution=rec.execution,
         agent_reply=rec.agent_reply,
         backup=rec.backup,
@@ -226,7 +229,7 @@ class GameStore:
             ) from exc
         return _to_game(rec)
 
-    def record(self, tenant_id: str, name: str, **fields: str | None) -> Game:
+    def record(self, tenant_id: str, name: str, **fields: str | bool | None) -> Game:
         """Record (or clear, with None) resource fields of a game, e.g. the volume a step created.
 
         Raises:

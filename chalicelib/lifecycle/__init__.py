@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_create, steps_delete, steps_start
-from chalicelib.lifecycle.control import begin_start, begin_stop, reply_ref
+from chalicelib.lifecycle.control import begin_edit, begin_start, begin_stop, reply_ref
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.lifecycle.steps_backup import begin_backup
 from chalicelib.lifecycle.steps_create import begin_create
@@ -15,6 +15,7 @@ __all__ = [
     "begin_backup",
     "begin_create",
     "begin_delete",
+    "begin_edit",
     "begin_start",
     "begin_stop",
     "newest_complete",

@@ -14,7 +14,14 @@ from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.deps import Lifecycle
 from chalicelib.tenancy import Usage, plan_named
 
-__all__ = ["AGENT_TIMEOUT_SECONDS", "SAVE_TIMEOUT_SECONDS", "begin_start", "begin_stop", "reply_ref"]
+__all__ = [
+    "AGENT_TIMEOUT_SECONDS",
+    "SAVE_TIMEOUT_SECONDS",
+    "begin_edit",
+    "begin_start",
+    "begin_stop",
+    "reply_ref",
+]
 
 AGENT_TIMEOUT_SECONDS: Final = 600
 SAVE_TIMEOUT_SECONDS: Final = 300
@@ -25,7 +32,14 @@ def reply_ref(application_id: str, token: str) -> dict[str, Any]:
     return {"application_id": application_id, "token": token, "at": time.time()}
 
 
-def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0) -> str:
+def begin_start(
+    lc: Lifecycle,
+    game: Game,
+    *,
+    reply: Mapping[str, Any] | None,
+    agent_timeout: int = 0,
+    workflow: str = "start-game",
+) -> str:
     """STOPPED → STARTING and the StartGame execution; returns the execution ARN.
 
     Raises:
@@ -41,12 +55,21 @@ def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, a
         lc,
         game,
         GameState.STARTING,
-        "start-game",
+        workflow,
         reply,
         spot=game.spot,
         on_demand_fallback=game.on_demand_fallback,
         agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
     )
+
+
+def begin_edit(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0) -> str:
+    """STOPPED → STARTING and the EditGame execution (the host up without the game, for installing it).
+
+    Raises:
+        Conflict: the game is not stopped any more.  Forbidden: plan limit.
+    """
+    return begin_start(lc, game, reply=reply, agent_timeout=agent_timeout, workflow="edit-game")
 
 
 def begin_stop(

@@ -33,6 +33,7 @@ from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = [
+    "EDIT_HOWTO",
     "FSR_HOURLY_USD",
     "INIT_RATE_MIBS",
     "game_start_request_id",
@@ -48,6 +49,16 @@ INIT_RATE_MIBS: Final = 200
 # Fast snapshot restore is billed per snapshot and zone, per hour it is on, at least one hour
 # (https://aws.amazon.com/ebs/pricing/): the figure people are told comes from the repo's price table.
 FSR_HOURLY_USD: Final = float(price_table()["regions"]["us-east-1"]["fsr_dsu_hourly"])
+
+
+# What /editgame and EditGame's last message say (the agent's launch command is its data disk's
+# /game/start.sh: lifecycle/bootstrap.py; SFTP's root is the data disk, starting in /game).
+EDIT_HOWTO: Final = (
+    "Install or change the server: upload it with `/files game:{game}` (SFTP, into `/game`) or set it up "
+    "from `/terminal game:{game}` (it lives in `/srv/gangway/game`), with a `start.sh` there that runs it "
+    "in the foreground. `/stop game:{game}` snapshots everything (what you installed is kept) and stops "
+    "the server; `/start` then runs the game."
+)
 
 
 def preload_request_id(execution: str) -> str:
@@ -126,7 +137,9 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     deps, game = _deps(ctx), _game(ctx)
     ec2 = deps.ec2(game, actor=_ACTOR)
     kept = _kept_volume(ec2, game)
-    mode = preload_mode(game, reused=bool(kept))
+    # EditGame (data.edit) brings the host up without the game, to install it: nothing to preload.
+    edit = bool(data.get("edit"))
+    mode = "off" if edit else preload_mode(game, reused=bool(kept))
     types = _types(deps, game)
     where = f"in {game.zone} (where its unsaved disk is)" if kept else "in any zone"
     common = {"reused": bool(kept), "preload": mode, "snapshot_id": game.snapshot_id}
@@ -148,7 +161,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         launch = ec2.run(
             placements(types, zones),
             spot=spot,
-            user_data=_user_data(ctx, game, volume_id=kept, autostart=mode != "read"),
+            user_data=_user_data(ctx, game, volume_id=kept, autostart=not edit and mode != "read"),
             token=f"{ctx.execution}-{data.get('market', 'od')}",
             security_group_ids=[game_group(deps, game, actor=_ACTOR)],
         )
@@ -156,7 +169,9 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         log.info("%s/%s: %s", ctx.tenant_id, ctx.game, exc)
         market = "Spot" if spot else "on-demand"
         raise StepFailed(CAPACITY, f"no {market} room for {_words(types)} {where}") from exc
-    deps.games.record(ctx.tenant_id, ctx.game, instance_id=launch.instance_id, zone=launch.zone)
+    deps.games.record(
+        ctx.tenant_id, ctx.game, instance_id=launch.instance_id, zone=launch.zone, editing=edit or None
+    )
     note = _note(game, types, spot=launch.spot, instance_type=launch.instance_type, where=where)
     tell(
         deps,
@@ -332,12 +347,14 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     where = f"`{dns.name}` (`{game.address}`)" if dns.name else f"`{game.address}`"
     note = f" ({dns.problem}; use the address)" if dns.problem else ""
     fallback = str(data.get("launch", {}).get("note") or "")
-    tell(
-        deps,
-        data,
-        f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect."
-        + (f" Note: {fallback}." if fallback else ""),
-    )
+    if data.get("edit"):
+        text = (
+            f"🛠️ **{game.name}** is up for editing at {where}{note}, without the game. "
+            + EDIT_HOWTO.format(game=game.name)
+        )
+    else:
+        text = f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect."
+    tell(deps, data, text + (f" Note: {fallback}." if fallback else ""))
     return {"state": game.state.value}
 
 
@@ -424,6 +441,7 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
         address=None,
         task_token=None,
         task_wait=None,
+        editing=None,
     )
     if game.state is not GameState.STOPPED:
         game = deps.games.transition(

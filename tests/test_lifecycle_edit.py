@@ -1,0 +1,155 @@
+"""/editgame: the host up without the game (EditGame: StartGame's steps with the agent's autostart off,
+no preloading, no player push), RUNNING and marked for editing; /stop snapshots it as usual.
+
+Through signed interactions (the Harness), the real ASL on moto, the agent's part played by its events.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.games import GameRecord, GameState
+from chalicelib.wiring import container
+from devstack.discord_user import Who, snowflake
+from tests.helpers import Harness
+from tests.test_lifecycle import (
+    _create,
+    _ec2,
+    _event,
+    _execution_status,
+    _game,
+    _pump_steps,
+    _start_until_running,
+    _stop_until_stopped,
+)
+from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.test_lifecycle_faults import _with_snapshot
+from tests.test_lifecycle_faults import fail_ec2 as fail_ec2  # noqa: PLC0414 - re-exported fixture
+
+
+def _user_data(instance_id: str | None) -> str:
+    answer = (
+        container().client("ec2").describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+    )
+    return base64.b64decode(answer["UserData"]["Value"]).decode()
+
+
+def _steps_run(game: Any) -> list[str]:
+    """The steps the game's current execution sent to the steps queue, in order."""
+    sfn = container().client("stepfunctions")
+    events = sfn.get_execution_history(executionArn=game.execution, maxResults=1000)["events"]
+    return [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])["MessageBody"]["step"]
+        for e in events
+        if e["type"] == "TaskScheduled"
+    ]
+
+
+def _edit_until_up(harness: Harness, tenant: str, name: str) -> dict[str, Any]:
+    payload, answer = harness.command("editgame", game=name)
+    content = answer["data"]["content"]
+    assert content.startswith(f"⏳ Bringing **{name}** up for editing")
+    assert f"/files game:{name}" in content and f"/terminal game:{name}" in content
+    assert f"/stop game:{name}` snapshots everything" in content
+    _pump_steps(lambda: bool(_game(tenant, name).task_token))  # waiting for the agent
+    assert _game(tenant, name).editing
+    _event(tenant, name, "ready", {"version": "test", "game_running": False})
+    _pump_steps(lambda: _game(tenant, name).state is GameState.RUNNING)
+    return payload
+
+
+def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
+    harness: Harness, tenant: str
+) -> None:
+    _create(harness, "valheim")
+    payload = _edit_until_up(harness, tenant, "valheim")
+    game = _game(tenant, "valheim")
+    assert game.editing and game.instance_id and game.volume_id and game.address
+    assert "autostart = false" in _user_data(game.instance_id)
+    told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
+    assert told.startswith("🛠️ **valheim** is up for editing at") and "without the game" in told
+    assert "/files game:valheim" in told and "/stop game:valheim" in told
+    steps = _steps_run(game)
+    assert steps[-1] == "start.running" and "push.game_started" not in steps
+    assert not {"start.preload_read", "start.game_start", "start.fsr_on"} & set(steps)
+    _pump_steps(lambda: _execution_status(game) == "SUCCEEDED")
+
+    _, answer = harness.command("games", game="valheim")
+    status = {f["name"]: f["value"] for f in answer["data"]["embeds"][0]["fields"]}["Status"]
+    assert status == "running (up for editing, without the game)"
+    _, answer = harness.command("games")
+    assert "**valheim** · running (up for editing" in answer["data"]["embeds"][0]["description"]
+
+    _stop_until_stopped(harness, tenant, "valheim")
+    game = _game(tenant, "valheim")
+    assert game.snapshot_id and not game.instance_id and not game.volume_id
+    assert _ec2(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
+
+    # The next /start runs the game, from what was installed, and is no edit.
+    _start_until_running(harness, tenant, "valheim")
+    game = _game(tenant, "valheim")
+    assert not game.editing and "autostart = true" in _user_data(game.instance_id)
+    volume = container().client("ec2").describe_volumes(VolumeIds=[game.volume_id])["Volumes"][0]
+    assert volume["SnapshotId"] == _game(tenant, "valheim").snapshot_id
+
+
+def test_an_edit_never_preloads(harness: Harness, tenant: str) -> None:
+    _create(harness, "ark")
+    _with_snapshot(tenant, "ark")
+    GameRecord.get(tenant, "ark").update(actions=[GameRecord.preload.set("read")])
+    _edit_until_up(harness, tenant, "ark")  # RUNNING right after `ready`: no disk.preload, no game.start
+    game = _game(tenant, "ark")
+    assert "autostart = false" in _user_data(game.instance_id)
+    assert not {"start.preload_read", "start.game_start"} & set(_steps_run(game))
+
+
+def test_a_failed_edit_is_undone_and_leaves_nothing(
+    harness: Harness, tenant: str, fail_ec2: set[str]
+) -> None:
+    _create(harness, "rust")
+    snapshot = _with_snapshot(tenant, "rust")
+    fail_ec2.add("AttachVolume")
+    payload, _ = harness.command("editgame", game="rust")
+    _pump_steps(lambda: _game(tenant, "rust").state is GameState.STOPPED, timeout=60)
+    game = _game(tenant, "rust")
+    assert (game.instance_id, game.volume_id, game.editing, game.snapshot_id) == (None, None, False, snapshot)
+    assert _ec2(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
+    assert "could not start" in [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
+    _pump_steps(lambda: _execution_status(game) == "FAILED")
+
+
+def test_editgame_refuses_a_game_that_is_not_stopped(harness: Harness, tenant: str) -> None:
+    _create(harness, "mc")
+    _start_until_running(harness, tenant, "mc")
+    before = _game(tenant, "mc")
+    _, answer = harness.command("editgame", game="mc")
+    assert "only a stopped game can be brought up for editing" in answer["data"]["content"]
+    assert "`/files` and `/terminal` already work" in answer["data"]["content"]
+    after = _game(tenant, "mc")
+    assert (after.state, after.version, after.editing) == (before.state, before.version, False)
+
+
+@pytest.mark.parametrize("name", ["nosuchgame", "../etc", "x" * 33, "Valheim; DROP"])
+def test_editgame_for_a_game_that_does_not_exist_or_a_malformed_name_changes_nothing(
+    harness: Harness, tenant: str, name: str
+) -> None:
+    _create(harness, "palworld")
+    _, answer = harness.command("editgame", game=name)
+    assert answer["data"]["flags"] & 64  # ephemeral
+    content = answer["data"]["content"]
+    assert content.startswith("⚠️") and any(
+        why in content for why in ("does not exist", "must be 2-32 characters", "isn't a valid game name")
+    )
+    assert _game(tenant, "palworld").state is GameState.STOPPED
+
+
+def test_editgame_is_for_admins(harness: Harness, tenant: str) -> None:
+    _create(harness, "terraria")
+    member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
+    _, answer = harness.command("editgame", who=member, game="terraria")
+    assert "admin" in answer["data"]["content"].lower()
+    assert _game(tenant, "terraria").state is GameState.STOPPED
