@@ -21,7 +21,7 @@ from chalicelib.tenancy import plan_named
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _game, _pump_steps, _start_until_running
+from tests.test_lifecycle import _create, _game, _pump_steps, _start_until_running, _stop_until_stopped
 from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
 
 STORE = GameStore()
@@ -316,6 +316,22 @@ def test_deletegame_deletes_the_games_group(harness: Harness, tenant: str) -> No
     assert status == 200 and answer["type"] == 7
     _pump_steps(lambda: STORE.get(tenant, "ark") is None)
     assert _groups(tenant, "ark") == [] and len(_groups(tenant, "rust")) == 1
+
+
+def test_a_game_deleted_and_created_again_under_its_name_starts_and_stops(
+    harness: Harness, tenant: str
+) -> None:
+    """Its versions run through the same numbers as the old game's: the executions must still be new."""
+    _create(harness, "ark")
+    _start_until_running(harness, tenant, "ark")
+    _stop_until_stopped(harness, tenant, "ark")
+    harness.post(harness.user.component("games:delete:ark:all"))
+    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    _create(harness, "ark")
+    _start_until_running(harness, tenant, "ark")
+    _stop_until_stopped(harness, tenant, "ark")
+    harness.post(harness.user.component("games:delete:ark:all"))
+    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
 
 
 # -- the gateway's idempotence, at the botocore seam ---------------------------------------------------------

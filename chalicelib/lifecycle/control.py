@@ -96,7 +96,10 @@ def _begin(
 ) -> str:
     """The transition, then the execution named after the version it moved to (so never twice)."""
     moved = lc.games.transition(game.tenant_id, game.name, to=to, expected_version=game.version)
-    name = f"{workflow.split('-', maxsplit=1)[0]}-{game.tenant_id}-{game.name}-{moved.version}"
+    # The creation time tells this game from an earlier one of the same name (deleted, then created
+    # again): its versions run through the same numbers, and AWS keeps execution names for 90 days.
+    prefix = workflow.split("-", maxsplit=1)[0]
+    name = f"{prefix}-{game.tenant_id}-{game.name}-{int(game.created_at)}-{moved.version}"
     data = {
         "tenant": game.tenant_id,
         "game": game.name,

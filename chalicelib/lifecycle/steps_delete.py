@@ -42,7 +42,8 @@ def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, 
     moved = lc.games.transition(
         game.tenant_id, game.name, to=GameState.DELETING, expected_version=game.version
     )
-    name = f"delete-{game.tenant_id}-{game.name}-{moved.version}"
+    # Its creation time: an earlier game of this name went through the same versions (control.py).
+    name = f"delete-{game.tenant_id}-{game.name}-{int(game.created_at)}-{moved.version}"
     try:
         arn = lc.workflows.start(
             "delete-game",
