@@ -41,6 +41,16 @@ def _ingress(group: dict[str, Any]) -> set[tuple[str, int, int]]:
     return {(p["IpProtocol"], p["FromPort"], p["ToPort"]) for p in group["IpPermissions"]}
 
 
+def _v4(group: dict[str, Any], port: int) -> set[str]:
+    """The IPv4 ranges the group lets reach `port` (tcp)."""
+    return {
+        r["CidrIp"]
+        for p in group["IpPermissions"]
+        if (p["IpProtocol"], p.get("FromPort")) == ("tcp", port)
+        for r in p["IpRanges"]
+    }
+
+
 def _submit(harness: Harness, name: str, who: Who | None = None) -> tuple[dict[str, Any], Any]:
     payload = harness.user.modal_submit("games:create", {"name": name, "description": "Vikings"}, who=who)
     status, answer = harness.post(payload)
@@ -87,8 +97,9 @@ def test_newgame_claims_the_name_then_the_workflow_makes_its_security_group(
     assert group["VpcId"] == default_vpc["Vpcs"][0]["VpcId"]
     assert {t["Key"]: t["Value"] for t in group["Tags"]}["gangway:role"] == "firewall"
     assert _ingress(group) == {("tcp", 2222, 2222)}  # SFTP for /files; no game port opened yet
-    [sftp] = group["IpPermissions"]
-    assert sftp["IpRanges"][0]["CidrIp"] == "0.0.0.0/0" and sftp["Ipv6Ranges"][0]["CidrIpv6"] == "::/0"
+    anywhere = {r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]}
+    anywhere |= {r["CidrIpv6"] for p in group["IpPermissions"] for r in p["Ipv6Ranges"]}
+    assert anywhere == {"0.0.0.0/0", "::/0"}
 
     last = _edits(harness, payload)[-1]
     assert last["content"].startswith("✅ Created **valheim** (Vikings). Start it with `/start game:valheim`")
@@ -294,10 +305,11 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
             {"IpProtocol": "tcp", "FromPort": 27015, "ToPort": 27015, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
         ],
     )
+    assert _v4(_groups(tenant, "valheim")[0], 27015) == set()
     again = harness.command("openport", game="valheim", ports="tcp:27015")[0]
     harness.run_jobs_for(again["token"], wait=20)
     assert "already open" in _edits(harness, again)[-1]["content"]
-    assert ("tcp", 27015, 27015) in _ingress(_groups(tenant, "valheim")[0])
+    assert _v4(_groups(tenant, "valheim")[0], 27015) == {"0.0.0.0/0"}
 
 
 def test_a_game_from_before_groups_gets_one_at_its_first_start(harness: Harness, tenant: str) -> None:
@@ -363,7 +375,8 @@ def test_a_retried_create_finds_the_group_the_first_try_made() -> None:
     stub.add_client_error("create_security_group", "InvalidGroup.Duplicate")
     stub.add_response("describe_security_groups", {"SecurityGroups": [{"GroupId": "sg-9"}]}, tagged)
     stub.add_response("describe_security_groups", {"SecurityGroups": [{"GroupId": "sg-9"}]})
-    stub.add_response("authorize_security_group_ingress", {})
+    stub.add_response("authorize_security_group_ingress", {})  # SFTP for IPv4...
+    stub.add_response("authorize_security_group_ingress", {})  # ...and for IPv6
     with stub:
         assert groups.ensure([]) == "sg-9"
 
@@ -377,7 +390,11 @@ def test_a_group_still_in_use_says_so() -> None:
 
 
 def test_port_lists_that_are_not_normalised_are_refused() -> None:
-    assert rules_for(["udp:2456-2458"]) == {Rule("udp", 2456, 2458), Rule("tcp", 2222, 2222)}
+    assert rules_for(["udp:2456-2458"]) == {
+        Rule(protocol, low, high, cidr)
+        for protocol, low, high in (("udp", 2456, 2458), ("tcp", 2222, 2222))
+        for cidr in ("0.0.0.0/0", "::/0")
+    }
     for bad in ["icmp:3000", "tcp:", "tcp:0", "udp:70000", "tcp:9-8", "tcp:a-b"]:
         with pytest.raises(ValueError, match="not a port range"):
             rules_for([bad])

@@ -53,20 +53,26 @@ class NoDefaultVpc(UserError):
 
 @dataclass(frozen=True, order=True)
 class Rule:
-    """One ingress rule: a protocol's inclusive port range, open to everyone (v4 and v6)."""
+    """One ingress rule: a protocol's inclusive port range, open to everyone on one address family
+    (`cidr` is 0.0.0.0/0 or ::/0; EC2 counts and reports the two families' rules apart)."""
 
     protocol: str
     low: int
     high: int
+    cidr: str = ANYWHERE_V4
 
     def permission(self) -> dict[str, Any]:
-        return {
-            "IpProtocol": self.protocol,
-            "FromPort": self.low,
-            "ToPort": self.high,
-            "IpRanges": [{"CidrIp": ANYWHERE_V4, "Description": "gangway: players (agent filters)"}],
-            "Ipv6Ranges": [{"CidrIpv6": ANYWHERE_V6, "Description": "gangway: players (agent filters)"}],
-        }
+        where = "players; the agent firewall lets only theirs in"
+        family = (
+            {"Ipv6Ranges": [{"CidrIpv6": self.cidr, "Description": where}]}
+            if ":" in self.cidr
+            else {"IpRanges": [{"CidrIp": self.cidr, "Description": where}]}
+        )
+        return {"IpProtocol": self.protocol, "FromPort": self.low, "ToPort": self.high, **family}
+
+
+def _both(protocol: str, low: int, high: int) -> set[Rule]:
+    return {Rule(protocol, low, high, cidr) for cidr in (ANYWHERE_V4, ANYWHERE_V6)}
 
 
 def rules_for(ports: Iterable[str]) -> frozenset[Rule]:
@@ -75,7 +81,7 @@ def rules_for(ports: Iterable[str]) -> frozenset[Rule]:
     Raises:
         ValueError: an entry that is not `<tcp|udp>:<port>[-<port>]` within 1-65535.
     """
-    rules = {Rule("tcp", SftpPort.TCP, SftpPort.TCP)}
+    rules = _both("tcp", SftpPort.TCP, SftpPort.TCP)
     for entry in ports:
         protocol, _, span = entry.partition(":")
         low, _, high = span.partition("-")
@@ -84,7 +90,7 @@ def rules_for(ports: Iterable[str]) -> frozenset[Rule]:
         first, last = int(low), int(high or low)
         if not 1 <= first <= last <= 65535:
             raise ValueError(f"not a port range: {entry!r}")
-        rules.add(Rule(protocol, first, last))
+        rules |= _both(protocol, first, last)
     return frozenset(rules)
 
 
@@ -97,10 +103,12 @@ def _open_rules(group: Mapping[str, Any]) -> frozenset[Rule]:
     """The rules of a described group that open a tcp/udp range to everyone (the ones gangway makes)."""
     rules = set()
     for perm in group.get("IpPermissions", []):
+        if perm.get("IpProtocol") not in _PROTOCOLS:
+            continue
         cidrs = {r.get("CidrIp") for r in perm.get("IpRanges", [])}
         cidrs |= {r.get("CidrIpv6") for r in perm.get("Ipv6Ranges", [])}
-        if perm.get("IpProtocol") in _PROTOCOLS and cidrs & {ANYWHERE_V4, ANYWHERE_V6}:
-            rules.add(Rule(str(perm["IpProtocol"]), int(perm["FromPort"]), int(perm["ToPort"])))
+        for cidr in cidrs & {ANYWHERE_V4, ANYWHERE_V6}:
+            rules.add(Rule(str(perm["IpProtocol"]), int(perm["FromPort"]), int(perm["ToPort"]), str(cidr)))
     return frozenset(rules)
 
 
