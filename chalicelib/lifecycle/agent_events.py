@@ -131,13 +131,18 @@ def _waiting(lc: Lifecycle, event: AgentEvent, kind: str) -> tuple[Any, dict[str
 
 @AGENT_EVENTS.on("preload.progress")
 def on_preload_progress(event: AgentEvent, services: Any) -> None:
-    """Tell how far the disk is read, throttled: every 10 % or 20 s, not every 5 s report."""
+    """Tell how far the disk is read, throttled: every 10 % or 20 s, not every 5 s report; each report
+    is also the wait's heartbeat."""
     lc = _lc(services)
     found = _waiting(lc, event, "preload")
     percent = event.body.get("percent")
     if found is None or not isinstance(percent, int | float) or isinstance(percent, bool):
         return
     game, wait = found
+    try:  # PreloadRead's HeartbeatSeconds: a silent agent fails the start in minutes, not hours
+        lc.sfn().send_task_heartbeat(taskToken=game.task_token)
+    except Exception:
+        log.warning("%s/%s: preload heartbeat not taken", event.tenant_id, event.game, exc_info=True)
     now = time.time()
     told, at = float(wait.get("told", -1.0)), float(wait.get("at", 0.0))
     if percent < told + _TELL_STEP_PERCENT and now - at < _TELL_EVERY_S and percent < 100:

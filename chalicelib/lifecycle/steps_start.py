@@ -361,6 +361,7 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
 # What a failed start says when the error carries no cause (the emulator drops causes).
 _WORDS: Final = {
     "gangway.PreloadFailed": "the server could not read its disk",
+    "States.HeartbeatTimeout": "the server stopped reporting while it read its disk",
     "gangway.AgentError": "the server's agent refused a request",
     "gangway.FastRestoreFailed": "fast snapshot restore did not turn on",
     "gangway.VolumeFailed": "its disk could not be made",
@@ -369,7 +370,9 @@ _WORDS: Final = {
 
 
 def _explain(error: Mapping[str, Any]) -> str:
-    if not error.get("Cause") and str(error.get("Error", "")) in _WORDS:
+    if str(error.get("Error", "")) == "States.HeartbeatTimeout" or (
+        not error.get("Cause") and str(error.get("Error", "")) in _WORDS
+    ):
         return _WORDS[str(error["Error"])]
     return _why(error)
 
