@@ -219,6 +219,12 @@ def _stop(info: dict[str, Any], member: DiscordUser, guild: str) -> str:
     """/stop until STOPPED with nothing left; returns the new snapshot's id."""
     stopped = member.command("stop", {"game": "valheim"})
     status, answer = member.post(stopped)
+    if "online" in answer["data"]["content"]:
+        # The real agent counts peers of the game's ports and SFTP on this (shared) host: someone may be
+        # "playing". /stop then asks first, and its danger button runs the same stop.
+        assert answer["data"]["components"][0]["components"][0]["custom_id"] == "games:stop:valheim"
+        stopped = member.component("games:stop:valheim")
+        status, answer = member.post(stopped)
     assert (status, answer["data"]["content"]) == (200, "⏳ Stopping **valheim**…")
     story = _story(info, guild, "valheim", stopped["token"])
     _wait("STOPPED", lambda: _state(info, guild, "valheim") == "STOPPED", timeout=90, explain=story)
