@@ -17,7 +17,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.games import GameRecord, GameState
-from chalicelib.lifecycle.steps_start import FSR_HOURLY_USD
+from chalicelib.lifecycle.steps_preload import FSR_HOURLY_USD
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running

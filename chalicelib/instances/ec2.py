@@ -110,6 +110,15 @@ class Ec2Gateway:
         answer = self._ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])
         return sorted(z["ZoneName"] for z in answer["AvailabilityZones"])
 
+    def launch_zones(self) -> list[str]:
+        """The available zones a launch can use: those with a default subnet (a launch names no subnet,
+        so EC2 takes the zone's default one, and a zone without one fails outright); every available
+        zone when the account has no default subnets at all."""
+        zones = self.zones()
+        answer = self._ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+        with_subnet = {str(net["AvailabilityZone"]) for net in answer["Subnets"]}
+        return [z for z in zones if z in with_subnet] or zones
+
     def create_volume(
         self, *, zone: str, size_gb: int, snapshot_id: str | None, token: str, init_rate: int | None = None
     ) -> str:
