@@ -55,6 +55,8 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "ec2:DescribeVolumes",
         "ec2:DescribeSnapshots",
         "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeFastSnapshotRestores",
         "ec2:DescribeIamInstanceProfileAssociations",
         # An IoT certificate and its key are made before they have an ARN (Service Authorization
         # Reference, AWS IoT: CreateKeysAndCertificate, no resource types).
