@@ -69,7 +69,10 @@ def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
     payload = _edit_until_up(harness, tenant, "valheim")
     game = _game(tenant, "valheim")
     assert game.editing and game.instance_id and game.volume_id and game.address
-    assert "autostart = false" in _user_data(game.instance_id)
+    config = _user_data(game.instance_id)
+    assert "autostart = false" in config
+    # nobody plays on an editing host: hours, not the game's minutes, before the agent calls it idle
+    assert "warn_after_s = 7200" in config and "stop_after_s = 10800" in config
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     assert told.startswith("🛠️ **valheim** is up for editing at") and "without the game" in told
     assert "/files game:valheim" in told and "/stop game:valheim" in told

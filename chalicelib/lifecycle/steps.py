@@ -48,13 +48,27 @@ def _game(ctx: StepContext) -> Any:
     return game
 
 
-def _user_data(ctx: StepContext, game: Any, *, volume_id: str | None = None, autostart: bool = True) -> str:
+# An editing host runs no game, so nobody counts as a player while an admin installs it over SFTP or
+# the terminal: it gets hours, not the game's minutes, before the agent calls it idle (a forgotten one
+# still stops).
+EDIT_IDLE_WARN_S: Final = 2 * 3600
+EDIT_IDLE_STOP_S: Final = 3 * 3600
+
+
+def _user_data(
+    ctx: StepContext,
+    game: Any,
+    *,
+    volume_id: str | None = None,
+    autostart: bool = True,
+    editing: bool = False,
+) -> str:
     """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
 
     The game's opened ports go to the agent's firewall and player count; its log group is made here
     (game_logs.py) so the instance role needs no right to make one. The instance is launched before its
     volume exists (capacity first), so `volume_id` is only given for a volume kept from a failed stop;
-    `autostart` is false when the agent must read the disk before the game starts.
+    `autostart` is false when the agent must read the disk before the game starts, or when `editing`.
     """
     s = ctx.services.settings
     try:
@@ -66,7 +80,7 @@ def _user_data(ctx: StepContext, game: Any, *, volume_id: str | None = None, aut
             tenant_id=ctx.tenant_id,
             game=ctx.game,
             volume_id=volume_id,
-            autostart=autostart,
+            autostart=autostart and not editing,
             iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
             client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
             parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
@@ -74,6 +88,7 @@ def _user_data(ctx: StepContext, game: Any, *, volume_id: str | None = None, aut
             tcp_ports=tcp,
             udp_ports=udp,
             log_group=ensure_log_group(_deps(ctx), game, stage=s.stage, actor="workflow:start"),
+            **({"idle_warn_s": EDIT_IDLE_WARN_S, "idle_stop_s": EDIT_IDLE_STOP_S} if editing else {}),
         )
     )
 

@@ -40,7 +40,7 @@ EDIT_HOWTO: Final = (
     "Install or change the server: upload it with `/files game:{game}` (SFTP, into `/game`) or set it up "
     "from `/terminal game:{game}` (it lives in `/srv/gangway/game`), with a `start.sh` there that runs it "
     "in the foreground. `/stop game:{game}` snapshots everything (what you installed is kept) and stops "
-    "the server; `/start` then runs the game."
+    "the server; `/start` then runs the game. Without players it stops by itself after 3 hours."
 )
 
 
@@ -119,7 +119,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         launch = ec2.run(
             placements(types, zones),
             spot=spot,
-            user_data=_user_data(ctx, game, volume_id=kept, autostart=not edit and mode != "read"),
+            user_data=_user_data(ctx, game, volume_id=kept, autostart=mode != "read", editing=edit),
             token=f"{ctx.execution}-{data.get('market', 'od')}",
             security_group_ids=[game_group(deps, game, actor=_ACTOR)],
         )
