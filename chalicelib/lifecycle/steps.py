@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from chalicelib.errors import ValidationError
@@ -75,22 +76,22 @@ def _user_data(
         tcp, udp = port_numbers(game.ports)
     except ValidationError as exc:
         raise StepFailed("gangway.BadPorts", f"{exc} Fix the game's ports with /closeport.") from exc
-    return render(
-        Bootstrap(
-            tenant_id=ctx.tenant_id,
-            game=ctx.game,
-            volume_id=volume_id,
-            autostart=autostart and not editing,
-            iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
-            client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
-            parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
-            agent_package=s.agent_package,
-            tcp_ports=tcp,
-            udp_ports=udp,
-            log_group=ensure_log_group(_deps(ctx), game, stage=s.stage, actor="workflow:start"),
-            **({"idle_warn_s": EDIT_IDLE_WARN_S, "idle_stop_s": EDIT_IDLE_STOP_S} if editing else {}),
-        )
+    boot = Bootstrap(
+        tenant_id=ctx.tenant_id,
+        game=ctx.game,
+        volume_id=volume_id,
+        autostart=autostart and not editing,
+        iot_endpoint=identity.endpoint(_deps(ctx), game, settings=s, actor="workflow:start"),
+        client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
+        parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
+        agent_package=s.agent_package,
+        tcp_ports=tcp,
+        udp_ports=udp,
+        log_group=ensure_log_group(_deps(ctx), game, stage=s.stage, actor="workflow:start"),
     )
+    if editing:
+        boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)
+    return render(boot)
 
 
 def _retire_identity(ctx: StepContext, game: Any, actor: str) -> str:
