@@ -57,11 +57,11 @@ def faultable() -> list[tuple[str, str]]:
     """(workflow, step) for every Task with a Catch in every shipped ASL file."""
     found = []
     for path in sorted(WORKFLOWS.glob("*.asl.json")):
-        for _, state in _tasks(json.loads(path.read_text())["States"]):
+        for name, state in _tasks(json.loads(path.read_text())["States"]):
             if state.get("Catch"):
-                found.append(
-                    (path.name.removesuffix(".asl.json"), str(state["Parameters"]["MessageBody"]["step"]))
-                )
+                # A Task that is not a steps-queue message has no step to fault: its case fails, by name.
+                step = state.get("Parameters", {}).get("MessageBody", {}).get("step") or f"<{name}>"
+                found.append((path.name.removesuffix(".asl.json"), str(step)))
     return found
 
 
@@ -439,4 +439,22 @@ def test_a_step_failing_after_its_work_leaves_everything_consistent(
     raise AssertionError(
         f"no scenario of {workflow} reaches {step} (variants tried: {tried}): it cannot be faulted the "
         "generic way yet; give its scenario a variant that runs it"
+    )
+
+
+def test_the_enumeration_reads_every_workflow_and_every_known_gap_is_current() -> None:
+    cases = faultable()
+    shipped = {p.name.removesuffix(".asl.json") for p in WORKFLOWS.glob("*.asl.json")}
+    assert {w for w, _ in cases} == shipped  # every workflow has steps to fault
+    assert {
+        ("start-game", "start.launch"),
+        ("stop-game", "stop.snapshot"),
+        ("delete-game", "delete.forget"),
+    } <= set(cases)
+    assert not any(
+        s in {"start.compensate", "stop.rescue", "delete.failed"} for _, s in cases
+    )  # the last resorts
+    assert set(KNOWN) <= set(cases), "a known gap names a step that no longer exists: drop it"
+    assert set(SCENARIOS) >= shipped, (
+        f"workflows without a fault scenario: {sorted(shipped - set(SCENARIOS))}"
     )
