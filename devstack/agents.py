@@ -9,6 +9,8 @@ log and game log live under `<state dir>/agents/<instance id>/`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -22,7 +24,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -32,6 +34,7 @@ __all__ = [
     "LocalAgents",
     "agent_command",
     "agent_config",
+    "autostart_of",
     "running_game_instances",
     "start_agent_side",
 ]
@@ -42,6 +45,10 @@ TENANT_TAG: Final = "gangway:tenant"
 GAME_TAG: Final = "gangway:game"
 # What the agent accepts in a topic name (agent/README.md, `tenant`, `game`).
 _NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The `[launch] autostart` line of the agent config the user data writes (lifecycle/bootstrap.py).
+_AUTOSTART: Final = re.compile(r"^autostart = (true|false)$", re.MULTILINE)
+# The local stand-in for the game's data volume, which `disk.preload` reads block by block.
+DISK_BYTES: Final = 32 * 1024 * 1024
 
 # The "game": answers every TCP connection with one line and exits cleanly on SIGTERM (its stop signal).
 FAKE_GAME: Final = """\
@@ -63,6 +70,19 @@ class AgentSpec:
     instance_id: str
     tenant: str
     game: str
+    # False when the user data says so (EditGame, preload "read"): the game waits for `game.start`.
+    autostart: bool = True
+
+
+def autostart_of(ec2: Any, instance_id: str) -> bool:
+    """What the instance's user data tells its agent: start the game at boot, or wait to be asked."""
+    try:
+        answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        script = base64.b64decode(answer.get("UserData", {}).get("Value", "")).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return True
+    found = _AUTOSTART.search(script)
+    return found is None or found.group(1) == "true"
 
 
 def running_game_instances(ec2: Any) -> list[AgentSpec]:
@@ -100,7 +120,8 @@ def agent_config(
     firewall_table: str | None,
 ) -> dict[str, Any]:
     """The agent's config file (agent/examples/local.json's shape): plain MQTT, the fake game, no SFTP
-    or Spot (no sshd chroot or IMDS here), the firewall only when `firewall_table` is given (root)."""
+    or Spot (no sshd chroot or IMDS here), the firewall only when `firewall_table` is given (root), and
+    a sparse file as the data disk (`disk.preload` reads it)."""
     broker = urllib.parse.urlsplit(mqtt_url)
     return {
         "tenant": spec.tenant,
@@ -121,12 +142,13 @@ def agent_config(
             "ports": {"tcp": [game_port], "udp": []},
             "stop_signal": "SIGTERM",
             "stop_grace_s": 5,
+            "autostart": spec.autostart,
         },
         "sftp": {"enabled": False},
         "firewall": {"enabled": firewall_table is not None, "table": firewall_table or "gangway"},
         "spot": {"enabled": False},
         "logs": {"sink": "file", "path": str(directory / "game.log"), "flush_interval_s": 1},
-        "data": {"mountpoint": str(directory)},
+        "data": {"mountpoint": str(directory), "device": str(directory / "disk.img")},
     }
 
 
@@ -195,13 +217,14 @@ class LocalAgents:
             return {i: a.proc.pid for i, a in self._agents.items() if a.proc.poll() is None}
 
     def reconcile(self) -> None:
-        wanted = {spec.instance_id: spec for ec2 in self._ec2() for spec in running_game_instances(ec2)}
+        wanted = {s.instance_id: (s, ec2) for ec2 in self._ec2() for s in running_game_instances(ec2)}
         with self._lock:
             gone = [a for i, a in self._agents.items() if i not in wanted]
             for agent in gone:
                 del self._agents[agent.spec.instance_id]
-            new = [s for i, s in wanted.items() if i not in self._agents]
-            for spec in new:
+            new = [(s, ec2) for i, (s, ec2) in wanted.items() if i not in self._agents]
+            for found, ec2 in new:
+                spec = replace(found, autostart=autostart_of(ec2, found.instance_id))
                 self._agents[spec.instance_id] = self._spawn(spec)
         for agent in gone:
             self._end(agent)
@@ -228,6 +251,8 @@ class LocalAgents:
             heartbeat_s=self._heartbeat_s,
             firewall_table=table,
         )
+        with (directory / "disk.img").open("ab") as disk:
+            disk.truncate(max(disk.tell(), DISK_BYTES))
         path = directory / "agent.json"
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         log_file = (directory / "agent.log").open("ab")

@@ -69,13 +69,14 @@ def _game_with_grant(stack: dict[str, Any], name: str, address: str) -> str:
     return guild
 
 
-def _run_instance(stack: dict[str, Any], tenant: str, game: str) -> str:
+def _run_instance(stack: dict[str, Any], tenant: str, game: str, user_data: str = "") -> str:
     tags = [{"Key": "gangway:tenant", "Value": tenant}, {"Key": "gangway:game", "Value": game}]
     reply = _aws(stack, "ec2").run_instances(
         ImageId=IMAGE,
         InstanceType="t3.micro",
         MinCount=1,
         MaxCount=1,
+        UserData=user_data,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )
     instance_id: str = reply["Instances"][0]["InstanceId"]
@@ -163,6 +164,42 @@ def test_an_instance_gets_an_agent_whose_ready_brings_the_full_firewall_set(stac
         evt.close()
 
 
+def test_user_data_without_autostart_gives_an_agent_that_waits_and_reads_its_disk(
+    stack: dict[str, Any],
+) -> None:
+    """EditGame and preload "read" start the agent without the game; locally its disk is a sparse file."""
+    from paho.mqtt import publish
+
+    tenant = _game_with_grant(stack, "factorio", "198.51.100.24")
+    host, port = stack["mqtt_url"].removeprefix("mqtt://").split(":")
+    evt = Subscriber(host, int(port), f"gangway/{tenant}/factorio/evt")
+    script = "#!/bin/bash\ncat > /etc/gangway/agent.toml <<'EOF'\n[launch]\nautostart = false\nEOF\n"
+    try:
+        instance = _run_instance(stack, tenant, "factorio", user_data=script)
+        config = stack["_state"] / "agents" / instance / "agent.json"
+        ready = _until(evt, lambda _t, m: m["type"] == "ready")
+        assert ready["body"]["game_running"] is False
+        assert json.loads(config.read_text())["launch"]["autostart"] is False
+
+        def ask(kind: str, body: dict[str, Any]) -> str:
+            request_id = uuid.uuid4().hex
+            message = json.dumps({"id": request_id, "type": kind, "body": body})
+            publish.single(f"gangway/{tenant}/factorio/cmd", message, qos=1, hostname=host, port=int(port))
+            return request_id
+
+        preload = ask("disk.preload", {"block_size": 1 << 20})
+        assert _until(evt, lambda _t, m: m["id"] == preload)["type"] == "disk.preload.reply"
+        done = _until(evt, lambda _t, m: m["type"] == "preload.done")
+        assert done["body"]["bytes_read"] == 32 * 1024 * 1024
+        started = ask("game.start", {})
+        reply = _until(evt, lambda _t, m: m["id"] == started)
+        assert reply["type"] == "game.start.reply" and reply["body"]["started"] is True
+        _aws(stack, "ec2").terminate_instances(InstanceIds=[instance])
+        _wait("the agent to end", lambda: not _agent_pids(config), timeout=20)
+    finally:
+        evt.close()
+
+
 def test_untagged_or_stopped_instances_get_no_agent_and_stopping_the_stack_ends_every_agent(
     stack: dict[str, Any],
 ) -> None:
@@ -182,3 +219,4 @@ def test_untagged_or_stopped_instances_get_no_agent_and_stopping_the_stack_ends_
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert not _agent_pids(config)
+
