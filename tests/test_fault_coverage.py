@@ -214,6 +214,20 @@ def _running_game(rig: Rig) -> str:
     return snapshot
 
 
+def _identity_left(tenant: str) -> list[str]:
+    """The game's instance identity still around: its IoT thing, its key's SSM parameters."""
+    from chalicelib.lifecycle.identity import parameter_prefix, thing_name
+
+    c = container()
+    stage = c.settings.stage
+    things = c.client("iot").list_things()["things"]
+    left = [t["thingName"] for t in things if t["thingName"] == thing_name(stage, tenant, NAME)]
+    answer = c.client("ssm").get_parameters_by_path(
+        Path=parameter_prefix(stage, tenant, NAME), Recursive=True
+    )
+    return left + [p["Name"] for p in answer["Parameters"]]
+
+
 def _completed(snapshot: str | None) -> bool:
     if not snapshot:
         return False
@@ -259,6 +273,7 @@ def _start(rig: Rig, variant: str, command: str = "start", workflow: str = "star
     else:
         assert game.state is GameState.STOPPED, game.state
         assert leftovers == {"instances": [], "volumes": []} and not game.instance_id and not game.volume_id
+        assert _identity_left(rig.tenant) == []  # no certificate or key of a gone instance
         assert "could not" in told, told
 
 
@@ -275,7 +290,7 @@ def _stop(rig: Rig, variant: str) -> None:
     game = _game(rig.tenant, NAME)
     leftovers = _ec2(rig.tenant, NAME).leftovers()
     assert game.state is GameState.STOPPED and game.instance_id is None and game.task_token is None
-    assert leftovers["instances"] == []
+    assert leftovers["instances"] == [] and _identity_left(rig.tenant) == []
     if game.volume_id:  # the snapshot did not complete: the volume holds the newest data and is kept
         assert game.volume_id == running.volume_id and leftovers["volumes"] == [running.volume_id]
     else:  # the newest data is a complete snapshot, and the volume is gone
