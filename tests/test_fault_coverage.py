@@ -332,11 +332,22 @@ def _delete(rig: Rig, variant: str) -> None:
     game = container().lifecycle.games.get(rig.tenant, NAME)
     told = rig.told(clicked)
     assert _ec2(rig.tenant, NAME).leftovers() == {"instances": [], "volumes": []}
-    if game is None:  # deleted after all (the fault came after the row went)
+    if game is None:  # deleted after all (the fault came after the row went), its group with it
         assert "Deleted" in told or "could not be deleted" in told, told
+        assert _groups(rig.tenant) == []
     else:  # still here, stopped, pointing at a snapshot that exists: /deletegame can run again
         assert game.state is GameState.STOPPED and _completed(game.snapshot_id), game
+        assert _groups(rig.tenant) in ([], [game.security_group_id])  # a start makes it again if gone
         assert "could not be deleted" in told and "/deletegame" in told, told
+
+
+def _groups(tenant: str) -> list[str]:
+    """The game's security groups in the emulator (by its tag)."""
+    tag = [{"Name": "tag:gangway", "Values": [f"{tenant}/{NAME}"]}]
+    return [
+        g["GroupId"]
+        for g in container().client("ec2").describe_security_groups(Filters=tag)["SecurityGroups"]
+    ]
 
 
 def _create_game(rig: Rig, variant: str) -> None:
@@ -347,16 +358,12 @@ def _create_game(rig: Rig, variant: str) -> None:
     assert status == 200
     rig.settle("create-game")
     game = container().lifecycle.games.get(rig.tenant, NAME)
-    groups = (
-        container()
-        .client("ec2")
-        .describe_security_groups(Filters=[{"Name": "tag:gangway", "Values": [f"{rig.tenant}/{NAME}"]}])
-    )["SecurityGroups"]
+    groups = _groups(rig.tenant)
     told = rig.told(form)
     if game is None:  # all or nothing: no row and no group, and /newgame can simply run again
         assert groups == [] and "could not be created" in told, (groups, told)
     else:
-        assert game.state is GameState.STOPPED and [g["GroupId"] for g in groups] == [game.security_group_id]
+        assert game.state is GameState.STOPPED and groups == [game.security_group_id]
         assert "Created" in told, told
 
 
