@@ -337,8 +337,12 @@ def test_a_game_deleted_and_created_again_under_its_name_starts_and_stops(
     _create(harness, "ark")
     _start_until_running(harness, tenant, "ark")
     _stop_until_stopped(harness, tenant, "ark")
+    logs = container().client("logs")
+    group = f"/gangway/{container().settings.stage}/{tenant}/ark"
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]  # made by the start
     harness.post(harness.user.component("games:delete:ark:all"))
     _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []  # gone with the game
     _create(harness, "ark")
     _start_until_running(harness, tenant, "ark")
     _stop_until_stopped(harness, tenant, "ark")

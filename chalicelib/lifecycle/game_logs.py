@@ -19,7 +19,7 @@ from chalicelib.errors import AccountUnreachable
 from chalicelib.games import Game
 from chalicelib.lifecycle.deps import Lifecycle
 
-__all__ = ["LOG_RETENTION_DAYS", "ensure_log_group", "log_group"]
+__all__ = ["LOG_RETENTION_DAYS", "delete_log_group", "ensure_log_group", "log_group"]
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,18 @@ def ensure_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> st
         log.warning("logs: no log group %s for %s/%s: %s", name, game.tenant_id, game.name, exc)
         return None
     return name
+
+
+def delete_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> str | None:
+    """Delete the game's log group with the game; a problem is returned to be told, never raised (the
+    game is gone either way, and its logs would expire within the retention)."""
+    name = log_group(stage, game.tenant_id, game.name)
+    try:
+        tenant = lc.tenants.require(game.tenant_id)
+        logs = lc.broker.access(tenant, purpose="logs", actor=actor).client("logs")
+        with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+            logs.delete_log_group(logGroupName=name)
+    except (BotoCoreError, ClientError, AccountUnreachable) as exc:
+        log.warning("logs: could not delete %s: %s", name, exc)
+        return f"its log group `{name}` could not be deleted; it expires within {LOG_RETENTION_DAYS} days"
+    return None

@@ -2,7 +2,7 @@
 
 STOPPED → DELETING (so no /start can pick the game up meanwhile) → delete its snapshots but the newest
 complete one (or all, when asked) → delete any leftover volume (and instance) → delete its security
-group → delete the game's row.
+group and its log group → delete the game's row.
 Snapshots are found by the game's own `gangway` tag, so another game's or tenant's are never touched.
 A failure puts the game back to STOPPED with its row and its newest remaining snapshot: /deletegame
 can simply be run again.
@@ -19,6 +19,7 @@ from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
 from chalicelib.instances import Ec2Gateway, GroupInUse
 from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.game_logs import delete_log_group
 from chalicelib.lifecycle.progress import tell
 from chalicelib.lifecycle.steps_backup import BACKUP_STALE_SECONDS
 from chalicelib.workflows import STEPS, StepContext, StepFailed
@@ -122,13 +123,15 @@ def delete_volumes(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, An
 
 @STEPS.step("delete.group")
 def delete_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Delete the game's security group (every group tagged for it), once no instance uses it any more."""
+    """Delete the game's security group (every group tagged for it), once no instance uses it any more,
+    and its log group (whose failure is only told: the logs expire anyway)."""
     deps, game, _ = _deleting(ctx)
     try:
         deleted = deps.security_groups(game, actor=_ACTOR).delete()
     except GroupInUse as exc:
         raise StepFailed(NOT_YET, exc.message) from exc
-    return {"deleted": deleted}
+    problem = delete_log_group(deps, game, stage=ctx.services.settings.stage, actor=_ACTOR)
+    return {"deleted": deleted, "logs": problem}
 
 
 @STEPS.step("delete.forget")
@@ -137,6 +140,7 @@ def delete_forget(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     deps = _deps(ctx)
     deps.games.delete(ctx.tenant_id, ctx.game, state=GameState.DELETING)
     kept = data.get("snapshots", {}).get("kept")
+    logs = data.get("group", {}).get("logs")
     tell(
         deps,
         data,
@@ -146,7 +150,8 @@ def delete_forget(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
             "longer need it."
             if kept
             else " and all its snapshots."
-        ),
+        )
+        + (f" Note: {logs}." if logs else ""),
     )
     return {"deleted": ctx.game, "kept": kept}
 
