@@ -168,6 +168,12 @@ def _newgame(info: dict[str, Any], admin: DiscordUser, guild: str, name: str) ->
     status, answer = admin.post(admin.modal_submit("games:create", {"name": name, "description": "Vikings"}))
     assert status == 200 and f"**{name}**" in answer["data"]["content"], answer
     _wait(f"{name} to exist, stopped", lambda: _state(info, guild, name) == "STOPPED")
+    assert _groups(info, guild, name) == [_row(info, guild, name)["security_group_id"]]  # its own group
+
+
+def _groups(info: dict[str, Any], guild: str, name: str) -> list[str]:
+    tag = [{"Name": "tag:gangway", "Values": [f"{guild}/{name}"]}]
+    return [g["GroupId"] for g in _aws(info, "ec2").describe_security_groups(Filters=tag)["SecurityGroups"]]
 
 
 def test_a_game_lives_through_start_stop_start_backup_stop_and_delete(stack: dict[str, Any]) -> None:
@@ -290,6 +296,7 @@ def _delete(info: dict[str, Any], admin: DiscordUser, guild: str, *, keeps: str)
     said = _said(info, clicked["token"])
     assert _in_order(said, ["removing", f"🗑️ Deleted **valheim**. Its last snapshot `{keeps}`"]), said
     assert _leftovers(info, guild, "valheim") == ([], [])
+    assert _groups(info, guild, "valheim") == []
     _, answer = admin.post(admin.command("games", {"game": "valheim"}))
     assert "does not exist" in answer["data"]["content"]
     _, answer = admin.post(admin.command("games"))
