@@ -90,9 +90,15 @@ def use_hosting(ctx: Context) -> Update:
 def remove(ctx: Context, *confirm: str) -> Reply | Deferred:
     """Ask for confirmation, then remove the tenant in the jobs Lambda."""
     if confirm != ("confirm",):
+        tenant = ctx.services.tenants.require(ctx.tenant_id)
+        data = (
+            "Your games' snapshots stay in your own AWS account; their firewall and log groups are deleted."
+            if tenant.account_mode == "customer"
+            else "Your games' snapshots (their saved worlds) are deleted too: they are in gangway's account."
+        )
         return Reply(
             content="**Remove gangway from this server?** This deletes its games, settings, audit log and "
-            "every other record gangway keeps for it. Snapshots in your own AWS account are left there.",
+            f"every other record gangway keeps for it. {data}",
             components=(
                 ActionRow((Button("Yes, remove gangway", "setup:remove:confirm", ButtonStyle.DANGER),)),
             ),
@@ -105,15 +111,32 @@ def remove(ctx: Context, *confirm: str) -> Reply | Deferred:
 @jobs.job("tenant.remove")
 def remove_tenant(ctx: Context) -> Update:
     """Delete every row of the tenant (games, ledger, audit, and whatever else registers), then itself."""
+    from chalicelib.lifecycle.teardown import release_games
+
     tenant_id = ctx.tenant_id
     _require_no_running_games(ctx, "remove gangway")
+    hosting = ctx.services.tenants.require(tenant_id).account_mode != "customer"
+    released = release_games(
+        ctx.lifecycle,
+        ctx.services.games.all(tenant_id),
+        stage=ctx.services.settings.stage,
+        hosting=hosting,
+    )
     counts = purge_tenant(tenant_id, ctx.services.tenant_tables)
     ctx.services.broker.forget(tenant_id)
     ctx.services.tenants.get(tenant_id)  # refresh the cache: the tenant is gone
     removed = sum(counts.values())
+    groups = f"{released.groups} security group{'s' * (released.groups != 1)}"
+    aws = (
+        f"{released.snapshots} snapshot{'s' * (released.snapshots != 1)} and {groups} were deleted from "
+        "gangway's account."
+        if hosting
+        else f"{groups} deleted; your snapshots are still in your AWS account."
+    )
+    left = (" Left behind: " + "; ".join(released.problems) + ".") if released.problems else ""
     return Update(
-        content=f"gangway was removed from this server ({removed} records deleted). Snapshots in your AWS "
-        "account were left there. Run `/setup` to start again.",
+        content=f"gangway was removed from this server ({removed} records deleted). {aws}{left} "
+        "Run `/setup` to start again.",
     )
 
 
