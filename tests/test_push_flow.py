@@ -24,6 +24,7 @@ from devstack.push_service import Device, PushServiceStandIn
 from tests.access_helpers import authorize, make_tenant
 from tests.helpers import Harness
 from tests.test_lifecycle import _create, _ec2, _event, _game
+from tests.test_local_agents import _wait
 
 SITE = "https://site.gangway.test"
 HOME = "203.0.113.7"
@@ -278,26 +279,18 @@ def test_hostile_step_input_fails_the_task_as_rejected_and_pushes_nothing(
 # -- a game start pushes: through a real StartGame execution ------------------------------------------
 
 
-def _until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]) -> dict[str, Any]:
     """/newgame, /start; the agent reports in; the StartGame execution succeeds. Nothing is pushed
     before the game is up. Returns the /start interaction."""
     _create(harness, "valheim")
     payload, answer = harness.command("start", game="valheim")
     assert answer["data"]["content"] == "⏳ Starting **valheim**…"
-    _until("the wait for the agent", lambda: bool(_game(tenant, "valheim").task_token))
+    _wait("the wait for the agent", lambda: bool(_game(tenant, "valheim").task_token))
     assert pushed == []  # not while it is still starting
     _event(tenant, "valheim", "ready", {"version": "test", "game_running": True})
-    _until("RUNNING", lambda: _game(tenant, "valheim").state is GameState.RUNNING)
+    _wait("RUNNING", lambda: _game(tenant, "valheim").state is GameState.RUNNING)
     sfn = container().client("stepfunctions")
-    _until(
+    _wait(
         "the start to finish",
         lambda: (
             sfn.describe_execution(executionArn=_game(tenant, "valheim").execution)["status"] != "RUNNING"
@@ -348,7 +341,7 @@ def test_a_real_start_pushes_the_member_who_asked_once_the_game_is_running(
     assert device.answered.wait(20)
     [got] = device.received
     assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g1.{tenant}.")
-    _until(
+    _wait(
         "the member's grant",
         lambda: container().access.member_grant(tenant, who.user_id, int(time.time())) is not None,
     )
@@ -420,7 +413,7 @@ def test_a_failing_push_does_not_undo_the_start(  # noqa: PLR0917 - fixtures and
         return
     assert start["pushed"] == {"pushed": 1}  # the member's flow started; its push failed there
     [flow] = flows
-    _until(
+    _wait(
         "the push flow to end",
         lambda: sfn.describe_execution(executionArn=flow["executionArn"])["status"] != "RUNNING",
     )
