@@ -4,7 +4,8 @@ moto executing the real ASL, and a real `gangway-agent` over real MQTT for the i
 /newgame → /start → RUNNING → /stop → STOPPED with a snapshot and nothing left → /start from that
 snapshot → /backupnow → /stop (retention keeps the manual backup) → /deletegame with its confirmation
 (the last snapshot kept) → gone from /games; the progress edits each user saw, in order, from the
-Discord stand-in's record. And two members pressing /start at the same moment: one workflow.
+Discord stand-in's record. And two members pressing /start at the same moment: one workflow; that game
+then stopped and deleted with every snapshot.
 
 Both tests share one stack start (the module-scoped fixture): about 50 s of calls plus 15 s to bring
 the stack up and down on a 2-core machine; the life itself spends most of it waiting for agents.
@@ -197,8 +198,7 @@ def test_a_game_lives_through_start_stop_start_backup_stop_and_delete(stack: dic
     # times have whole seconds, so which two is a tie); the first stop's, older than all, is gone.
     assert snap2 in left and len(set(left) & older) == 2 and set(left.values()) == {"data"}, left
 
-    _delete(stack, admin, guild, keeps=snap2)
-    assert _snapshots(stack, guild, "valheim") == {snap2: "data"}  # the last snapshot stays, alone
+    _delete(stack, admin, guild, keeps=snap2)  # the last snapshot stays, alone
 
 
 def _start(info: dict[str, Any], member: DiscordUser, guild: str, *, from_snapshot: str | None = None) -> str:
@@ -221,26 +221,26 @@ def _start(info: dict[str, Any], member: DiscordUser, guild: str, *, from_snapsh
     return token
 
 
-def _stop(info: dict[str, Any], member: DiscordUser, guild: str) -> str:
+def _stop(info: dict[str, Any], member: DiscordUser, guild: str, name: str = "valheim") -> str:
     """/stop until STOPPED with nothing left; returns the new snapshot's id."""
-    stopped = member.command("stop", {"game": "valheim"})
+    stopped = member.command("stop", {"game": name})
     status, answer = member.post(stopped)
     if "online" in answer["data"]["content"]:
         # The real agent counts peers of the game's ports and SFTP on this (shared) host: someone may be
         # "playing". /stop then asks first, and its danger button runs the same stop.
-        assert answer["data"]["components"][0]["components"][0]["custom_id"] == "games:stop:valheim"
-        stopped = member.component("games:stop:valheim")
+        assert answer["data"]["components"][0]["components"][0]["custom_id"] == f"games:stop:{name}"
+        stopped = member.component(f"games:stop:{name}")
         status, answer = member.post(stopped)
-    assert (status, answer["data"]["content"]) == (200, "⏳ Stopping **valheim**…")
-    story = _story(info, guild, "valheim", stopped["token"])
-    _wait("STOPPED", lambda: _state(info, guild, "valheim") == "STOPPED", timeout=90, explain=story)
-    row = _row(info, guild, "valheim")
+    assert (status, answer["data"]["content"]) == (200, f"⏳ Stopping **{name}**…")
+    story = _story(info, guild, name, stopped["token"])
+    _wait("STOPPED", lambda: _state(info, guild, name) == "STOPPED", timeout=90, explain=story)
+    row = _row(info, guild, name)
     assert row.get("snapshot_id") and not row.get("instance_id") and not row.get("volume_id")
-    _wait("nothing left", lambda: _leftovers(info, guild, "valheim") == ([], []))
+    _wait("nothing left", lambda: _leftovers(info, guild, name) == ([], []))
     _wait("the stopped message", lambda: any("stopped and saved" in s for s in _said(info, stopped["token"])))
     said = _said(info, stopped["token"])
     assert _in_order(said, ["saving the world", "taking a snapshot", "stopped and saved"]), said
-    assert said[-1].startswith(f"⚪ **valheim** stopped and saved (snapshot `{row['snapshot_id']}`)"), said
+    assert said[-1].startswith(f"⚪ **{name}** stopped and saved (snapshot `{row['snapshot_id']}`)"), said
     snapshot: str = row["snapshot_id"]
     return snapshot
 
@@ -277,30 +277,36 @@ def _data_snapshot(info: dict[str, Any], guild: str, volume: str) -> str:
     return snapshot
 
 
-def _delete(info: dict[str, Any], admin: DiscordUser, guild: str, *, keeps: str) -> None:
-    """/deletegame asks first (ephemeral, two danger buttons); the plain one keeps the last snapshot."""
-    status, answer = admin.post(admin.command("deletegame", {"game": "valheim"}))
+def _delete(
+    info: dict[str, Any], admin: DiscordUser, guild: str, *, keeps: str | None, name: str = "valheim"
+) -> None:
+    """/deletegame asks first (ephemeral, two danger buttons); the plain one keeps the last snapshot
+    (`keeps`), the other (`keeps=None`) deletes every snapshot too."""
+    status, answer = admin.post(admin.command("deletegame", {"game": name}))
     assert status == 200 and answer["data"]["flags"] == 64
     buttons = answer["data"]["components"][0]["components"]
-    assert [b["custom_id"] for b in buttons] == ["games:delete:valheim", "games:delete:valheim:all"]
-    assert _state(info, guild, "valheim") == "STOPPED"  # asking changed nothing
-    clicked = admin.component("games:delete:valheim")
+    assert [b["custom_id"] for b in buttons] == [f"games:delete:{name}", f"games:delete:{name}:all"]
+    assert _state(info, guild, name) == "STOPPED"  # asking changed nothing
+    clicked = admin.component(buttons[0 if keeps else 1]["custom_id"])
     status, answer = admin.post(clicked)
-    assert (status, answer["type"], answer["data"]["content"]) == (200, 7, "⏳ Deleting **valheim**…")
+    every = "" if keeps else " and every snapshot"
+    assert (status, answer["type"], answer["data"]["content"]) == (200, 7, f"⏳ Deleting **{name}**{every}…")
     _wait(
         "the game to go",
-        lambda: _item(info, guild, "valheim") is None,
-        explain=_story(info, guild, "valheim", clicked["token"]),
+        lambda: _item(info, guild, name) is None,
+        explain=_story(info, guild, name, clicked["token"]),
     )
     _wait("the deleted message", lambda: any("Deleted" in s for s in _said(info, clicked["token"])))
     said = _said(info, clicked["token"])
-    assert _in_order(said, ["removing", f"🗑️ Deleted **valheim**. Its last snapshot `{keeps}`"]), said
-    assert _leftovers(info, guild, "valheim") == ([], [])
-    assert _groups(info, guild, "valheim") == []
-    _, answer = admin.post(admin.command("games", {"game": "valheim"}))
+    last = f"🗑️ Deleted **{name}**" + (f". Its last snapshot `{keeps}`" if keeps else " and all its snapshots")
+    assert _in_order(said, ["removing", last]), said
+    assert _snapshots(info, guild, name) == ({keeps: "data"} if keeps else {})
+    assert _leftovers(info, guild, name) == ([], [])
+    assert _groups(info, guild, name) == []
+    _, answer = admin.post(admin.command("games", {"game": name}))
     assert "does not exist" in answer["data"]["content"]
     _, answer = admin.post(admin.command("games"))
-    assert "valheim" not in json.dumps(answer["data"])
+    assert name not in json.dumps(answer["data"])
 
 
 def test_two_members_pressing_start_at_once_start_one_workflow(stack: dict[str, Any]) -> None:
@@ -340,3 +346,6 @@ def test_two_members_pressing_start_at_once_start_one_workflow(stack: dict[str, 
     assert len(_executions(stack, guild, "factorio")) == 1
     instances, volumes = _leftovers(stack, guild, "factorio")
     assert len(instances) == 1 and len(volumes) == 1
+    # The one start ran to the end; the game then goes for good, every snapshot with it when asked.
+    _stop(stack, member, guild, "factorio")
+    _delete(stack, admin, guild, keeps=None, name="factorio")
