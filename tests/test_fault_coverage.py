@@ -410,17 +410,6 @@ _PATHS: dict[tuple[str, str], set[str]] = {}
 
 # Known gaps, each reported: strict, so the day one is fixed its test says so (and this entry goes).
 KNOWN: Final[dict[tuple[str, str], str]] = {
-    ("start-game", "start.running"): (
-        "product bug: start.running moved the game to RUNNING, then its task failed; start.compensate "
-        "cleans up but its RUNNING → STOPPED transition is not allowed, so the game stays RUNNING with no "
-        "instance (it should go RUNNING → STOPPING → STOPPED)"
-    ),
-    ("edit-game", "start.running"): "the same start.compensate bug as StartGame's start.running",
-    ("stop-game", "stop.cleanup"): (
-        "product bug: after stop.cleanup deleted the volume (the data safe in a complete snapshot), a "
-        "failure sends StopGame to stop.rescue, which tells the user the snapshot failed and the volume "
-        "is kept: neither is true"
-    ),
 }
 
 

@@ -9,6 +9,7 @@ steps can undo exactly that.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -27,6 +28,8 @@ from chalicelib.tenancy import plan_named
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = ["NOT_YET", "stop_request_id"]
+
+log = logging.getLogger(__name__)
 
 NOT_YET: Final = "gangway.NotYet"
 CAPACITY: Final = "gangway.Capacity"
@@ -191,22 +194,42 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 
 @STEPS.step("stop.rescue")
 def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The snapshot failed: stop paying for the instance, but keep the volume (it holds the only copy
-    of the newest data); the next start reuses it and the next stop snapshots it."""
+    """A stop step failed: stop paying for the instance. If the snapshot failed, keep the volume (it
+    holds the only copy of the newest data; the next start reuses it and the next stop snapshots it).
+    If stop.cleanup failed after recording the complete snapshot, the data is safe: say so, and delete
+    the volume if cleanup had not yet."""
     deps, game = _deps(ctx), _game(ctx)
+    ec2 = deps.ec2(game, actor="workflow:stop")
     unpublish(deps, game, actor="workflow:stop")
     if game.instance_id:
-        deps.ec2(game, actor="workflow:stop").terminate(game.instance_id)
+        ec2.terminate(game.instance_id)
     left = _retire_identity(ctx, game, "workflow:stop")
-    game = deps.games.record(ctx.tenant_id, ctx.game, instance_id=None, address=None, task_token=None)
+    snap = data.get("snapshot", {}).get("snapshot_id")
+    saved = bool(snap) and game.snapshot_id == snap  # stop.cleanup records the complete snapshot first
+    volume_id = game.volume_id
+    if saved and volume_id:
+        try:
+            ec2.detach_and_delete_volume(volume_id)
+            volume_id = None
+        except Exception:  # kept: the next start reuses it (it holds what the snapshot holds)
+            log.warning("stop of %s/%s: volume %s kept", ctx.tenant_id, ctx.game, volume_id, exc_info=True)
+    game = deps.games.record(
+        ctx.tenant_id, ctx.game, instance_id=None, volume_id=volume_id, address=None, task_token=None
+    )
     if game.state is not GameState.STOPPED:
         game = deps.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
-    tell(
-        deps,
-        data,
-        f"⚠️ **{game.name}** stopped, but its snapshot failed ({_why(data.get('error', {}))}). "
-        f"Its data volume is kept and will be used and snapshotted next time.{left}",
-    )
+    why = _why(data.get("error", {}))
+    if saved:
+        text = (
+            f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`), but tidying up after it failed "
+            f"({why}). Nothing is left running; `/start` works as usual.{left}"
+        )
+    else:
+        text = (
+            f"⚠️ **{game.name}** stopped, but its snapshot failed ({why}). "
+            f"Its data volume is kept and will be used and snapshotted next time.{left}"
+        )
+    tell(deps, data, text)
     return {"state": game.state.value}

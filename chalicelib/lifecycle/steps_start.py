@@ -304,6 +304,10 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
         task_wait=None,
         editing=None,
     )
+    if game.state is GameState.RUNNING:  # start.running moved it, then its task failed: down via STOPPING
+        game = deps.games.transition(
+            ctx.tenant_id, ctx.game, to=GameState.STOPPING, expected_version=game.version
+        )
     if game.state is not GameState.STOPPED:
         game = deps.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
