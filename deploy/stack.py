@@ -131,7 +131,34 @@ def for_emulator(sam: Mapping[str, Any]) -> tuple[Json, list[str]]:
     for res in cfn["Resources"].values():
         if res["Type"] == "AWS::ApiGateway::RestApi":  # CloudFormation takes it from the body's title
             res["Properties"].setdefault("Name", res["Properties"]["Body"]["info"]["title"])
+    cfn["Resources"] = _dependencies_first(cfn["Resources"])
     return cfn, skipped
+
+
+def _dependencies_first(resources: Json) -> Json:
+    """The resources reordered so each follows what it refers to or DependsOn.
+
+    The emulator creates resources in template order and ignores DependsOn, so an SQS event source
+    mapping (which names its queue by ARN text) could come before its queue: "Invalid EventSourceArn".
+    """
+
+    def needs(name: str) -> set[str]:
+        res = resources[name]
+        after = res.get("DependsOn", [])
+        return (_refs(res) | set([after] if isinstance(after, str) else after)) & resources.keys() - {name}
+
+    ordered: dict[str, Any] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in ordered or name in path:  # a cycle is CloudFormation's to refuse, not ours
+            return
+        for dep in sorted(needs(name)):
+            visit(dep, (*path, name))
+        ordered[name] = resources[name]
+
+    for name in resources:
+        visit(name, ())
+    return ordered
 
 
 @dataclass

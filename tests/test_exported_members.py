@@ -100,6 +100,7 @@ SURFACES = {
         "audit",
         "games_admin",
         "games_admin_tools",
+        "games_edit",
         "games_lifecycle",
         "membership",
         "Services",
