@@ -175,3 +175,13 @@ def steps_pump(emulator: Emulator) -> Iterator[Any]:
     pump.start()
     yield pump
     pump.stop()
+
+
+# -- the game lifecycle (issue 4) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tenant(harness: Harness) -> Iterator[str]:
+    harness.command("setup")
+    harness.component("setup:main", ["400000000000000001"])  # tests.lifecycle_helpers.MAIN
+    yield harness.user.who.guild_id or ""

@@ -21,8 +21,7 @@ from chalicelib.tenancy import plan_named
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _game, _pump_steps, _start_until_running, _stop_until_stopped
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import create_game, game_row, pump_steps, start_until_running, stop_until_stopped
 
 STORE = GameStore()
 EPHEMERAL = 64
@@ -81,14 +80,14 @@ def test_newgame_claims_the_name_then_the_workflow_makes_its_security_group(
     assert data["content"].startswith("⏳ Creating **valheim** (Vikings): `t3.medium`, on-demand")
     selects = {row["components"][0]["custom_id"] for row in data["components"]}
     assert data["flags"] & EPHEMERAL and {f"games:set:valheim:{f}" for f in ("type", "disk")} <= selects
-    assert _game(tenant, "valheim").state is GameState.CREATING
+    assert game_row(tenant, "valheim").state is GameState.CREATING
     _, listed = harness.command("games")
     assert "🛠️ **valheim** · creating" in listed["data"]["embeds"][0]["description"]
     _, refused = harness.command("start", game="valheim")
     assert "is creating" in refused["data"]["content"]
 
-    _pump_steps(lambda: _game(tenant, "valheim").state is GameState.STOPPED)
-    game = _game(tenant, "valheim")
+    pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED)
+    game = game_row(tenant, "valheim")
     [group] = _groups(tenant, "valheim")
     assert game.security_group_id == group["GroupId"] and group["GroupName"] == f"gangway-{tenant}-valheim"
     default_vpc = (
@@ -105,7 +104,7 @@ def test_newgame_claims_the_name_then_the_workflow_makes_its_security_group(
     assert last["content"].startswith("✅ Created **valheim** (Vikings). Start it with `/start game:valheim`")
     assert "components" not in last  # the edit keeps the choices on the message
     [execution] = _executions(tenant, "valheim")
-    _pump_steps(
+    pump_steps(
         lambda: (
             container()
             .client("stepfunctions")
@@ -119,8 +118,8 @@ def test_the_choices_can_be_changed_while_the_game_is_being_created(harness: Har
     _submit(harness, "rust")
     answer = harness.component("games:set:rust:disk", ["24"])
     assert answer["type"] == 7 and "24 GB disk" in answer["data"]["content"]
-    _pump_steps(lambda: _game(tenant, "rust").state is GameState.STOPPED)
-    assert _game(tenant, "rust").disk_gb == 24
+    pump_steps(lambda: game_row(tenant, "rust").state is GameState.STOPPED)
+    assert game_row(tenant, "rust").disk_gb == 24
 
 
 def test_two_newgame_of_the_same_name_at_once_make_one_game(harness: Harness, tenant: str) -> None:
@@ -130,7 +129,7 @@ def test_two_newgame_of_the_same_name_at_once_make_one_game(harness: Harness, te
     _, other = harness.post(second)
     assert one["data"]["content"].startswith("⏳ Creating **ark**")
     assert "already a game called `ark`" in other["data"]["content"]
-    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED)
+    pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
     assert len(_groups(tenant, "ark")) == 1 and len(_executions(tenant, "ark")) == 1
     # The same form delivered again (a retry) starts nothing new either.
     _, again = harness.post(first)
@@ -148,7 +147,7 @@ def test_a_claim_whose_workflow_died_is_taken_over_and_a_live_one_is_not(
     GameRecord.get(tenant, "ark").update(actions=[GameRecord.updated_at.set(stuck)])
     _, answer = _submit(harness, "ark")
     assert answer["data"]["content"].startswith("⏳ Creating **ark**")
-    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED)
+    pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
     assert GameRecord.get(tenant, "ark").created_by == harness.user.who.user_id
     assert len(_groups(tenant, "ark")) == 1
 
@@ -209,7 +208,7 @@ def test_a_fault_at_each_create_step_leaves_no_group_and_no_row(
     with fault():
         payload, answer = _submit(harness, "valheim")
         assert answer["data"]["content"].startswith("⏳ Creating **valheim**")
-        _pump_steps(lambda: STORE.get(tenant, "valheim") is None, timeout=60)
+        pump_steps(lambda: STORE.get(tenant, "valheim") is None, timeout=60)
     assert _groups(tenant, "valheim") == []
     last = _edits(harness, payload)[-1]
     assert (
@@ -218,9 +217,9 @@ def test_a_fault_at_each_create_step_leaves_no_group_and_no_row(
     assert "run `/newgame` again" in last["content"] and last["components"] == []  # the choices go too
     [execution] = _executions(tenant, "valheim")
     sfn = container().client("stepfunctions")
-    _pump_steps(lambda: sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "FAILED")
+    pump_steps(lambda: sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "FAILED")
     # And the name is free again: the next /newgame simply works.
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     assert len(_groups(tenant, "valheim")) == 1
 
 
@@ -272,8 +271,8 @@ def test_the_form_is_for_admins_and_within_the_plan(harness: Harness, tenant: st
 def test_start_launches_into_the_games_group_and_ports_change_its_rules(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness, "valheim")
-    group_id = _game(tenant, "valheim").security_group_id
+    create_game(harness, "valheim")
+    group_id = game_row(tenant, "valheim").security_group_id
     opened = harness.command("openport", game="valheim", ports="udp:2456-2458 tcp:27015")[0]
     harness.run_jobs_for(opened["token"], wait=20)
     said = _edits(harness, opened)[-1]["content"]
@@ -283,9 +282,9 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
     [group] = _groups(tenant, "valheim")
     assert _ingress(group) == {("tcp", 2222, 2222), ("udp", 2456, 2458), ("tcp", 27015, 27015)}
 
-    _start_until_running(harness, tenant)
+    start_until_running(harness, tenant)
     instance = (
-        container().client("ec2").describe_instances(InstanceIds=[_game(tenant, "valheim").instance_id])
+        container().client("ec2").describe_instances(InstanceIds=[game_row(tenant, "valheim").instance_id])
     )
     assert [g["GroupId"] for g in instance["Reservations"][0]["Instances"][0]["SecurityGroups"]] == [group_id]
 
@@ -315,18 +314,18 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
 def test_a_game_from_before_groups_gets_one_at_its_first_start(harness: Harness, tenant: str) -> None:
     STORE.create(tenant, "legacy", description="", created_by="t")
     STORE.change(tenant, "legacy", ports=["udp:3000"])
-    _start_until_running(harness, tenant, "legacy")
+    start_until_running(harness, tenant, "legacy")
     [group] = _groups(tenant, "legacy")
-    assert _game(tenant, "legacy").security_group_id == group["GroupId"]
+    assert game_row(tenant, "legacy").security_group_id == group["GroupId"]
     assert _ingress(group) == {("tcp", 2222, 2222), ("udp", 3000, 3000)}
 
 
 def test_deletegame_deletes_the_games_group(harness: Harness, tenant: str) -> None:
-    _create(harness, "ark")
-    _create(harness, "rust")
+    create_game(harness, "ark")
+    create_game(harness, "rust")
     status, answer = harness.post(harness.user.component("games:delete:ark:all"))
     assert status == 200 and answer["type"] == 7
-    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    pump_steps(lambda: STORE.get(tenant, "ark") is None)
     assert _groups(tenant, "ark") == [] and len(_groups(tenant, "rust")) == 1
 
 
@@ -334,20 +333,20 @@ def test_a_game_deleted_and_created_again_under_its_name_starts_and_stops(
     harness: Harness, tenant: str
 ) -> None:
     """Its versions run through the same numbers as the old game's: the executions must still be new."""
-    _create(harness, "ark")
-    _start_until_running(harness, tenant, "ark")
-    _stop_until_stopped(harness, tenant, "ark")
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")
+    stop_until_stopped(harness, tenant, "ark")
     logs = container().client("logs")
     group = f"/gangway/{container().settings.stage}/{tenant}/ark"
     assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]  # made by the start
     harness.post(harness.user.component("games:delete:ark:all"))
-    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    pump_steps(lambda: STORE.get(tenant, "ark") is None)
     assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []  # gone with the game
-    _create(harness, "ark")
-    _start_until_running(harness, tenant, "ark")
-    _stop_until_stopped(harness, tenant, "ark")
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")
+    stop_until_stopped(harness, tenant, "ark")
     harness.post(harness.user.component("games:delete:ark:all"))
-    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    pump_steps(lambda: STORE.get(tenant, "ark") is None)
 
 
 # -- the gateway's idempotence, at the botocore seam ---------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.games.cost import PRICES, NoPrice, estimate, price_table
 from chalicelib.tenancy.plans import _SIZES
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, tenant  # noqa: F401
+from tests.lifecycle_helpers import create_game
 
 OFFERED = [
     f"{family}.{size}"
@@ -65,8 +65,8 @@ def test_the_shipped_table_gives_sensible_numbers() -> None:
     assert e.idle_monthly == pytest.approx(0.6)
 
 
-def test_games_shows_the_estimate(harness: Harness, tenant: str) -> None:  # noqa: F811
-    _create(harness, "satisfactory")
+def test_games_shows_the_estimate(harness: Harness, tenant: str) -> None:
+    create_game(harness, "satisfactory")
     _, shown = harness.command("games", game="satisfactory")
     fields = {f["name"]: f["value"] for f in shown["data"]["embeds"][0]["fields"]}
     cost = fields["Cost estimate"]

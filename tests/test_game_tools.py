@@ -29,7 +29,7 @@ from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.access_helpers import Subscriber
 from tests.helpers import Harness
-from tests.test_lifecycle import MAIN, _create, _ec2, _game, _start_until_running
+from tests.lifecycle_helpers import MAIN, create_game, ec2_of, game_row, start_until_running
 
 EPHEMERAL = 64
 
@@ -98,21 +98,21 @@ def _deferred(harness: Harness, name: str, **options: Any) -> dict[str, Any]:
 
 
 def test_setdescription_changes_it_in_any_state_privately(harness: Harness, tenant: str) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     data = _admin_reply(harness, "setdescription", game="valheim", description="  Vikings   on ice ")
     assert data["content"] == "✅ Updated the description of **valheim**: Vikings on ice"
-    assert _game(tenant, "valheim").description == "Vikings on ice"
+    assert game_row(tenant, "valheim").description == "Vikings on ice"
     GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STOPPING")])
     _admin_reply(harness, "setdescription", game="valheim", description="Frozen")
-    assert _game(tenant, "valheim").description == "Frozen"
+    assert game_row(tenant, "valheim").description == "Frozen"
 
     data = _admin_reply(harness, "setdescription", game="valheim", description="   ")
-    assert "some words" in data["content"] and _game(tenant, "valheim").description == "Frozen"
+    assert "some words" in data["content"] and game_row(tenant, "valheim").description == "Frozen"
     data = _admin_reply(harness, "setdescription", game="nosuch", description="x")
     assert "does not exist" in data["content"]
     member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
     _, answer = harness.command("setdescription", who=member, game="valheim", description="mine")
-    assert "admin" in answer["data"]["content"].lower() and _game(tenant, "valheim").description == "Frozen"
+    assert "admin" in answer["data"]["content"].lower() and game_row(tenant, "valheim").description == "Frozen"
 
 
 # -- /openport and /closeport ------------------------------------------------------------------------
@@ -141,28 +141,28 @@ def test_bad_port_ranges_get_the_reason(text: str, message: str) -> None:
 def test_openport_and_closeport_keep_a_normalised_list_on_a_stopped_game(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     # The record changes at once; the game's security group follows in a job (it calls AWS).
     data = _deferred(harness, "openport", game="valheim", ports="udp:2458-2456 tcp:27015")
     assert "Opened udp:2456-2458, tcp:27015" in data["content"] and "next starts" in data["content"]
     assert "security group" in data["content"]
-    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2458")
+    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2458")
 
     _deferred(harness, "openport", game="valheim", ports="udp:2459")
-    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2459")
+    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2459")
     data = _deferred(harness, "openport", game="valheim", ports="udp:2457")
     assert "already open" in data["content"]
 
     _deferred(harness, "closeport", game="valheim", ports="udp:2457")
-    assert _game(tenant, "valheim").ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
+    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
     data = _admin_reply(harness, "closeport", game="valheim", ports="tcp:7777")
     assert "None of those ports is open" in data["content"]
 
-    before = _game(tenant, "valheim")
+    before = game_row(tenant, "valheim")
     for bad in ("tcp:80", "icmp:3000", "27015"):
         data = _admin_reply(harness, "openport", game="valheim", ports=bad)
         assert data["content"].startswith("⚠️")
-    assert _game(tenant, "valheim").ports == before.ports  # bad input changes nothing
+    assert game_row(tenant, "valheim").ports == before.ports  # bad input changes nothing
 
 
 def test_a_game_has_at_most_twenty_ranges() -> None:
@@ -191,8 +191,8 @@ def test_the_launch_config_gets_port_numbers() -> None:
 def test_openport_on_a_running_game_resyncs_its_agent_and_says_when_ports_apply(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
-    _create(harness, "rust")
-    _start_until_running(harness, tenant, "rust")
+    create_game(harness, "rust")
+    start_until_running(harness, tenant, "rust")
     agent_link.drain()
     data = _deferred(harness, "openport", game="rust", ports="udp:28015")
     assert "its firewall takes the new port list at its next start" in data["content"]
@@ -215,11 +215,11 @@ SFTP_REPLY = {
 def test_files_asks_the_agent_and_shows_a_one_time_login_privately(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     data = _admin_reply(harness, "files", game="valheim")
     assert "is stopped" in data["content"] and "/start" in data["content"]
 
-    _start_until_running(harness, tenant)
+    start_until_running(harness, tenant)
     agent_link.drain()
     agent = FakeAgent(agent_link, "sftp.open", SFTP_REPLY)
     try:
@@ -228,21 +228,21 @@ def test_files_asks_the_agent_and_shows_a_one_time_login_privately(
         agent.stop()
     [(topic, request)] = agent.requests
     assert topic == f"gangway/{tenant}/valheim/cmd"
-    assert request["body"] == {"ttl_s": 900, "host": _game(tenant, "valheim").address}
+    assert request["body"] == {"ttl_s": 900, "host": game_row(tenant, "valheim").address}
     embed = edit["embeds"][0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Address"] == "`sftp://gangway@203.0.113.10:2222/`"
     assert fields["Password"] == "`p@ss/word`" and "SHA256:2Yb0n3" in fields["Host key (SHA256)"]
     assert "p%40ss%2Fword@203.0.113.10:2222" in fields["One-click (WinSCP)"]
     assert "<t:1795000900:R>" in embed["description"] and "WinSCP" in embed["description"]
-    assert _game(tenant, "valheim").agent_reply is None  # the password does not stay on the row
+    assert game_row(tenant, "valheim").agent_reply is None  # the password does not stay on the row
 
 
 def test_files_says_so_when_the_agent_refuses_or_is_silent(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
-    _create(harness, "ark")
-    _start_until_running(harness, tenant, "ark")
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")
     agent = FakeAgent(agent_link, "sftp.open", {"code": "unavailable", "message": "sftp is off"}, "error")
     try:
         edit = _deferred(harness, "files", game="ark")
@@ -250,13 +250,13 @@ def test_files_says_so_when_the_agent_refuses_or_is_silent(
         agent.stop()
     assert "couldn't do that: sftp is off" in edit["content"]
 
-    game = _game(tenant, "ark")
+    game = game_row(tenant, "ark")
     with pytest.raises(AgentSilent, match="didn't answer within 1 seconds"):
         ask_and_wait(container().lifecycle, game, "sftp.open", {}, request_id="tool-sftp-silent", wait=1)
 
 
 def test_a_stale_or_foreign_reply_is_not_taken_for_ours(harness: Harness, tenant: str) -> None:
-    _create(harness, "dayz")
+    create_game(harness, "dayz")
     for event_id in ("someone-elses", None):
         evt = {
             "id": event_id,
@@ -265,7 +265,7 @@ def test_a_stale_or_foreign_reply_is_not_taken_for_ours(harness: Harness, tenant
             "topic": f"gangway/{tenant}/dayz/evt",
         }
         container().agent_events.run(json.dumps(evt))
-    assert _game(tenant, "dayz").agent_reply is None
+    assert game_row(tenant, "dayz").agent_reply is None
 
 
 # -- /terminal ---------------------------------------------------------------------------------------
@@ -326,11 +326,11 @@ def assumed() -> Iterator[list[dict[str, Any]]]:
 def test_terminal_gives_a_private_short_lived_link_scoped_to_the_instance(
     harness: Harness, tenant: str, federation: list[dict[str, list[str]]], assumed: list[dict[str, Any]]
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     data = _admin_reply(harness, "terminal", game="valheim")
     assert "is stopped" in data["content"]
-    _start_until_running(harness, tenant)
-    instance = _game(tenant, "valheim").instance_id
+    start_until_running(harness, tenant)
+    instance = game_row(tenant, "valheim").instance_id
     user = harness.user.who.user_id
 
     edit = _deferred(harness, "terminal", game="valheim")
@@ -358,17 +358,17 @@ def test_terminal_gives_a_private_short_lived_link_scoped_to_the_instance(
 
 
 def test_extenddisk_of_a_stopped_game_applies_at_its_next_start(harness: Harness, tenant: str) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
     assert "gets a 20 GB disk (was 12 GB) from its next start" in data["content"]
-    assert _game(tenant, "valheim").disk_gb == 20
+    assert game_row(tenant, "valheim").disk_gb == 20
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
     assert "already 20 GB" in data["content"]
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=4000)
-    assert "plan allows disks up to" in data["content"] and _game(tenant, "valheim").disk_gb == 20
+    assert "plan allows disks up to" in data["content"] and game_row(tenant, "valheim").disk_gb == 20
     GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STARTING")])
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=24)
-    assert "is starting" in data["content"] and _game(tenant, "valheim").disk_gb == 20
+    assert "is starting" in data["content"] and game_row(tenant, "valheim").disk_gb == 20
 
 
 DISK_REPLY = {
@@ -383,20 +383,20 @@ DISK_REPLY = {
 def test_extenddisk_of_a_running_game_grows_the_volume_then_the_filesystem(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
-    _create(harness, "valheim")
-    _start_until_running(harness, tenant)
-    volume = _game(tenant, "valheim").volume_id or ""
+    create_game(harness, "valheim")
+    start_until_running(harness, tenant)
+    volume = game_row(tenant, "valheim").volume_id or ""
     agent_link.drain()
     agent = FakeAgent(agent_link, "disk.extend", DISK_REPLY)
     try:
         edit = _deferred(harness, "extenddisk", game="valheim", size_gb=20)
     finally:
         agent.stop()
-    assert _ec2(tenant, "valheim").volume_size(volume) == 20
+    assert ec2_of(tenant, "valheim").volume_size(volume) == 20
     assert len(agent.requests) == 1 and agent.requests[0][1]["body"] == {}
     assert edit["content"].startswith("✅ **valheim**'s disk is now 20 GB (was 12 GB)")
     assert "from 12.0 to 20.0 GiB" in edit["content"]
-    assert _game(tenant, "valheim").disk_gb == 20  # the next start's volume is at least this size
+    assert game_row(tenant, "valheim").disk_gb == 20  # the next start's volume is at least this size
 
 
 @pytest.fixture
@@ -418,22 +418,22 @@ def volume_busy() -> Iterator[None]:
 def test_extenddisk_says_when_ebs_is_still_modifying_the_volume(
     harness: Harness, tenant: str, volume_busy: None
 ) -> None:
-    _create(harness, "ark")
-    _start_until_running(harness, tenant, "ark")
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")
     edit = _deferred(harness, "extenddisk", game="ark", size_gb=30)
     assert "already being modified" in edit["content"]
-    assert _game(tenant, "ark").disk_gb == 12
+    assert game_row(tenant, "ark").disk_gb == 12
 
 
 # -- /ip ---------------------------------------------------------------------------------------------
 
 
 def test_ip_shows_the_address_and_ports_of_each_running_game(harness: Harness, tenant: str) -> None:
-    _create(harness, "valheim")
-    _create(harness, "factorio")
+    create_game(harness, "valheim")
+    create_game(harness, "factorio")
     _deferred(harness, "openport", game="valheim", ports="udp:2456-2458")
-    _start_until_running(harness, tenant)
-    address = _game(tenant, "valheim").address
+    start_until_running(harness, tenant)
+    address = game_row(tenant, "valheim").address
     assert address
     _, answer = harness.command("ip")
     description = answer["data"]["embeds"][0]["description"]

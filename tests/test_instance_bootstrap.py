@@ -23,14 +23,13 @@ from chalicelib.lifecycle.identity import IdentityGateway
 from chalicelib.lifecycle.tools import MAX_PORTS, port_numbers
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import (  # noqa: F401
-    _create,
-    _ec2,
-    _game,
-    _pump_steps,
-    _start_until_running,
-    _stop_until_stopped,
-    tenant,
+from tests.lifecycle_helpers import (
+    create_game,
+    ec2_of,
+    game_row,
+    pump_steps,
+    start_until_running,
+    stop_until_stopped,
 )
 
 BOOT = Bootstrap(
@@ -135,13 +134,13 @@ def _thing(guild: str, game: str) -> str:
 
 def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     harness: Harness,
-    tenant: str,  # noqa: F811
+    tenant: str,
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     # As /openport stores them: the agent's config gets them as port numbers, tcp and udp apart.
     container().lifecycle.games.change(tenant, "valheim", ports=["tcp:27015", "udp:2456-2458"])
-    _start_until_running(harness, tenant, "valheim")
-    game = _game(tenant, "valheim")
+    start_until_running(harness, tenant, "valheim")
+    game = game_row(tenant, "valheim")
     thing = _thing(tenant, "valheim")
     principals = _iot().list_thing_principals(thingName=thing)["principals"]
     assert len(principals) == 1
@@ -179,7 +178,7 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     made = _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"]
     assert [(g["logGroupName"], g.get("retentionInDays")) for g in made] == [(group, LOG_RETENTION_DAYS)]
 
-    _stop_until_stopped(harness, tenant, "valheim")
+    stop_until_stopped(harness, tenant, "valheim")
     _assert_no_identity(tenant, "valheim", cert_id)
 
 
@@ -193,13 +192,13 @@ def _assert_no_identity(guild: str, game: str, cert_id: str | None) -> None:
     assert _params(guild, game) == []
 
 
-def test_a_start_undone_after_the_identity_leaves_none_behind(harness: Harness, tenant: str) -> None:  # noqa: F811
-    _create(harness, "ark")
-    begin_start(container().lifecycle, _game(tenant, "ark"), reply=None, agent_timeout=2)
-    _pump_steps(lambda: bool(_iot().list_things()["things"]) and bool(_params(tenant, "ark")), timeout=40)
+def test_a_start_undone_after_the_identity_leaves_none_behind(harness: Harness, tenant: str) -> None:
+    create_game(harness, "ark")
+    begin_start(container().lifecycle, game_row(tenant, "ark"), reply=None, agent_timeout=2)
+    pump_steps(lambda: bool(_iot().list_things()["things"]) and bool(_params(tenant, "ark")), timeout=40)
     cert = _iot().list_thing_principals(thingName=_thing(tenant, "ark"))["principals"][0].rsplit("/", 1)[-1]
-    _pump_steps(
-        lambda: _game(tenant, "ark").state.value == "STOPPED" and not _params(tenant, "ark"), timeout=40
+    pump_steps(
+        lambda: game_row(tenant, "ark").state.value == "STOPPED" and not _params(tenant, "ark"), timeout=40
     )
     _assert_no_identity(tenant, "ark", cert)
 
@@ -261,11 +260,11 @@ def test_a_log_group_name_is_refused_for_anything_but_plain_names() -> None:
 
 def test_the_game_log_sink_in_the_rendered_config_ships_to_cloudwatch(
     harness: Harness,
-    tenant: str,  # noqa: F811
+    tenant: str,
     tmp_path: Path,
 ) -> None:
-    _create(harness, "valheim")
-    game = _game(tenant, "valheim")
+    create_game(harness, "valheim")
+    game = game_row(tenant, "valheim")
     stage = container().settings.stage
     # The backend's part, twice: idempotent, the retention set either way.
     group = ensure_log_group(container().lifecycle, game, stage=stage, actor="test")
@@ -307,12 +306,12 @@ def refuse_logs() -> Iterator[None]:
 
 def test_a_start_whose_log_group_is_refused_still_starts_and_logs_to_a_file(
     harness: Harness,
-    tenant: str,  # noqa: F811
+    tenant: str,
     refuse_logs: None,
 ) -> None:
-    _create(harness, "valheim")
-    _start_until_running(harness, tenant, "valheim")
-    user_data = _user_data(_game(tenant, "valheim").instance_id or "")
+    create_game(harness, "valheim")
+    start_until_running(harness, tenant, "valheim")
+    user_data = _user_data(game_row(tenant, "valheim").instance_id or "")
     assert 'sink = "file"' in user_data and "LOG_GROUP=''" in user_data
     group = f"/gangway/{container().settings.stage}/{tenant}/valheim"
     assert _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
@@ -320,12 +319,12 @@ def test_a_start_whose_log_group_is_refused_still_starts_and_logs_to_a_file(
 
 def test_a_start_with_a_corrupt_stored_port_is_undone_and_says_how_to_fix_it(
     harness: Harness,
-    tenant: str,  # noqa: F811
+    tenant: str,
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     container().lifecycle.games.change(tenant, "valheim", ports=["udp:99999"])  # never from /openport
-    begin_start(container().lifecycle, _game(tenant, "valheim"), reply=None)
-    _pump_steps(lambda: _game(tenant, "valheim").state.value == "STOPPED", timeout=40)
-    game = _game(tenant, "valheim")
+    begin_start(container().lifecycle, game_row(tenant, "valheim"), reply=None)
+    pump_steps(lambda: game_row(tenant, "valheim").state.value == "STOPPED", timeout=40)
+    game = game_row(tenant, "valheim")
     assert game.instance_id is None and game.volume_id is None
-    assert _ec2(tenant, "valheim").leftovers()["instances"] == []
+    assert ec2_of(tenant, "valheim").leftovers()["instances"] == []

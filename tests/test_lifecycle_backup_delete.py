@@ -23,15 +23,15 @@ from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.conftest import APPLICATION_ID
 from tests.helpers import Harness
-from tests.test_lifecycle import (
+from tests.lifecycle_helpers import (
     MAIN,
     STORE,
-    _create,
-    _ec2,
-    _game,
-    _pump_steps,
-    _start_until_running,
-    _stop_until_stopped,
+    create_game,
+    ec2_of,
+    game_row,
+    pump_steps,
+    start_until_running,
+    stop_until_stopped,
 )
 
 
@@ -47,7 +47,7 @@ def _tags(snapshot: Any) -> dict[str, str]:
 
 
 def _snapshot_ids(tenant: str, name: str) -> list[str]:
-    return [str(s["SnapshotId"]) for s in _ec2(tenant, name).snapshots()]
+    return [str(s["SnapshotId"]) for s in ec2_of(tenant, name).snapshots()]
 
 
 def _last_edit(harness: Harness, payload: dict[str, Any]) -> str:
@@ -60,7 +60,7 @@ def _last_edit(harness: Harness, payload: dict[str, Any]) -> str:
 def _running(tenant: str, name: str) -> str:
     """A game that is RUNNING as far as a backup can tell: its row says so and its data volume exists."""
     STORE.create(tenant, name, description="", created_by="1")
-    ec2 = _ec2(tenant, name)
+    ec2 = ec2_of(tenant, name)
     zone = ec2.zones()[0]
     volume = ec2.create_volume(zone=zone, size_gb=1, snapshot_id=None, token=snowflake())
     GameRecord.get(tenant, name).update(
@@ -76,7 +76,7 @@ def _running(tenant: str, name: str) -> str:
 def _stopped(tenant: str, name: str, *, snapshots: int, leftover_volume: bool = False) -> list[str]:
     """A stopped game with `snapshots` data snapshots (its row names the newest); newest first."""
     STORE.create(tenant, name, description="", created_by="1")
-    ec2 = _ec2(tenant, name)
+    ec2 = ec2_of(tenant, name)
     volume = ec2.create_volume(zone=ec2.zones()[0], size_gb=1, snapshot_id=None, token=snowflake())
     for n in range(snapshots):
         ec2.snapshot(volume, description=f"test {n}")
@@ -92,7 +92,7 @@ def _backup(harness: Harness, tenant: str, name: str) -> dict[str, Any]:
     """/backupnow of a running game until the agent was asked to save; returns the interaction."""
     payload, answer = harness.command("backupnow", game=name)
     assert answer["data"]["content"] == f"⏳ Backing up **{name}**…", answer
-    _pump_steps(lambda: bool(_game(tenant, name).backup_token))
+    pump_steps(lambda: bool(game_row(tenant, name).backup_token))
     return payload
 
 
@@ -104,7 +104,7 @@ def _agent_says(tenant: str, name: str, kind: str, body: dict[str, Any], request
 
 def _saved(tenant: str, name: str) -> None:
     """The agent saved the world for the game's current backup."""
-    backup = _game(tenant, name).backup
+    backup = game_row(tenant, name).backup
     assert backup
     _agent_says(tenant, name, "game.save.reply", {"saved": True, "synced": True}, save_request_id(backup))
 
@@ -153,7 +153,7 @@ def _click(harness: Harness, custom_id: str, who: Who | None = None) -> tuple[di
 
 
 def _manual(tenant: str, name: str) -> list[Any]:
-    return [s for s in _ec2(tenant, name).snapshots() if _tags(s).get("gangway:role") == "manual-backup"]
+    return [s for s in ec2_of(tenant, name).snapshots() if _tags(s).get("gangway:role") == "manual-backup"]
 
 
 # -- the whole path ---------------------------------------------------------------------------------------
@@ -162,15 +162,15 @@ def _manual(tenant: str, name: str) -> list[Any]:
 def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness)
-    _start_until_running(harness, tenant)
+    create_game(harness)
+    start_until_running(harness, tenant)
     payload = _backup(harness, tenant, "valheim")
-    assert _game(tenant, "valheim").state is GameState.RUNNING
+    assert game_row(tenant, "valheim").state is GameState.RUNNING
     _, again = harness.command("backupnow", game="valheim")
     assert "already under way" in again["data"]["content"]
     _saved(tenant, "valheim")
-    _pump_steps(lambda: _game(tenant, "valheim").backup is None)
-    game = _game(tenant, "valheim")
+    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    game = game_row(tenant, "valheim")
     assert game.state is GameState.RUNNING and not game.backup_token and game.instance_id
     [backup] = _manual(tenant, "valheim")
     assert backup["State"] == "completed" and backup["VolumeId"] == game.volume_id
@@ -185,18 +185,18 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
         reply=reply_ref(APPLICATION_ID, payload["token"]),
         save_timeout=1,
     )
-    _pump_steps(lambda: _game(tenant, "valheim").backup is None)
+    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
     assert len(_manual(tenant, "valheim")) == 2
     assert "did not confirm a save" in _last_edit(harness, payload)
 
     # Retention (StopGame) keeps the newest data snapshots up to the plan's number, and every manual backup.
-    ec2 = _ec2(tenant, "valheim")
+    ec2 = ec2_of(tenant, "valheim")
     for n in range(4):
         ec2.snapshot(game.volume_id or "", description=f"older {n}")
     manual = {s["SnapshotId"] for s in _manual(tenant, "valheim")}
     time.sleep(1.1)  # the emulator's start times have whole seconds: let the stop's snapshot be newest
-    _stop_until_stopped(harness, tenant)
-    game = _game(tenant, "valheim")
+    stop_until_stopped(harness, tenant)
+    game = game_row(tenant, "valheim")
     left = ec2.snapshots()
     assert {s["SnapshotId"] for s in _manual(tenant, "valheim")} == manual
     data = [s["SnapshotId"] for s in left if _tags(s)["gangway:role"] == "data"]
@@ -217,9 +217,9 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
     assert answer["data"]["flags"] == 64
     clicked, answer = _click(harness, "games:delete:valheim")
     assert answer["type"] == 7 and answer["data"]["content"] == "⏳ Deleting **valheim**…"
-    _pump_steps(lambda: STORE.get(tenant, "valheim") is None)
+    pump_steps(lambda: STORE.get(tenant, "valheim") is None)
     assert _snapshot_ids(tenant, "valheim") == [game.snapshot_id]
-    assert _ec2(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
     assert _last_edit(harness, clicked).startswith(
         f"🗑️ Deleted **valheim**. Its last snapshot `{game.snapshot_id}`"
     )
@@ -239,23 +239,23 @@ def test_delete_with_every_snapshot_never_touches_another_game_or_tenant(
     other_tenant = _stopped(elsewhere, "ark", snapshots=2)  # same name, another tenant
     clicked, answer = _click(harness, "games:delete:ark:all")
     assert answer["data"]["content"] == "⏳ Deleting **ark** and every snapshot…"
-    assert _game(tenant, "ark").state is GameState.DELETING
+    assert game_row(tenant, "ark").state is GameState.DELETING
     _, refused = harness.command("start", game="ark")
     assert "is deleting" in refused["data"]["content"]
     _, listed = harness.command("games")
     assert "🗑️ **ark** · deleting" in listed["data"]["embeds"][0]["description"]
-    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    pump_steps(lambda: STORE.get(tenant, "ark") is None)
     assert _snapshot_ids(tenant, "ark") == []
-    assert _ec2(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
-    assert _snapshot_ids(tenant, "rust") == other_game and _game(tenant, "rust").state is GameState.STOPPED
-    assert _snapshot_ids(elsewhere, "ark") == other_tenant and _game(elsewhere, "ark").snapshot_id
+    assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
+    assert _snapshot_ids(tenant, "rust") == other_game and game_row(tenant, "rust").state is GameState.STOPPED
+    assert _snapshot_ids(elsewhere, "ark") == other_tenant and game_row(elsewhere, "ark").snapshot_id
     assert _last_edit(harness, clicked) == "🗑️ Deleted **ark** and all its snapshots."
 
 
 def test_delete_keeps_the_newest_complete_snapshot_by_default(harness: Harness, tenant: str) -> None:
     before = _stopped(tenant, "ark", snapshots=3)
     _click(harness, "games:delete:ark")
-    _pump_steps(lambda: STORE.get(tenant, "ark") is None)
+    pump_steps(lambda: STORE.get(tenant, "ark") is None)
     assert _snapshot_ids(tenant, "ark") == before[:1]
 
 
@@ -267,7 +267,7 @@ def test_refusals_are_clear_and_change_nothing(harness: Harness, tenant: str) ->
     elsewhere = snowflake()
     theirs = _stopped(elsewhere, "palworld", snapshots=1)
     member = Who(guild_id=tenant, user_id=snowflake(), role_ids=(MAIN,), permissions=0)
-    rows = {n: _game(tenant, n) for n in ("valheim", "factorio", "ark")}
+    rows = {n: game_row(tenant, n) for n in ("valheim", "factorio", "ark")}
     snapshots = _snapshot_ids(tenant, "valheim")
 
     def says(answer: Any, *parts: str) -> None:
@@ -293,11 +293,11 @@ def test_refusals_are_clear_and_change_nothing(harness: Harness, tenant: str) ->
         _click(harness, "games:delete:valheim", who=member)[1],
     ):
         says(answer, "admin")
-    assert {n: _game(tenant, n) for n in rows} == rows
+    assert {n: game_row(tenant, n) for n in rows} == rows
     assert _snapshot_ids(tenant, "valheim") == snapshots
     assert (
         _snapshot_ids(elsewhere, "palworld") == theirs
-        and _game(elsewhere, "palworld").state is GameState.STOPPED
+        and game_row(elsewhere, "palworld").state is GameState.STOPPED
     )
 
 
@@ -320,16 +320,16 @@ def test_a_failed_delete_step_leaves_the_game_stopped_and_retryable(
     _stopped(tenant, "ark", snapshots=2, leftover_volume=True)
     with fault():
         clicked, _ = _click(harness, "games:delete:ark" + (":all" if every else ""))
-        _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED)
-    game = _game(tenant, "ark")
+        pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
+    game = game_row(tenant, "ark")
     remaining = _snapshot_ids(tenant, "ark")
     assert game.snapshot_id == (remaining[0] if remaining else None)
     told = _last_edit(harness, clicked)
     assert told.startswith("❌ **ark** could not be deleted: ") and "Run `/deletegame` again" in told
     if fault is _forget_fails:  # and it can simply be retried (once is enough to show it)
         _click(harness, "games:delete:ark:all")
-        _pump_steps(lambda: STORE.get(tenant, "ark") is None)
-        assert _snapshot_ids(tenant, "ark") == [] and _ec2(tenant, "ark").leftovers()["volumes"] == []
+        pump_steps(lambda: STORE.get(tenant, "ark") is None)
+        assert _snapshot_ids(tenant, "ark") == [] and ec2_of(tenant, "ark").leftovers()["volumes"] == []
 
 
 # -- backup failures -------------------------------------------------------------------------------------
@@ -347,8 +347,8 @@ def test_a_failed_backup_step_leaves_no_snapshot_and_the_game_running(
     payload = _backup(harness, tenant, "valheim")
     with _ec2_fails(operation, when):
         _saved(tenant, "valheim")
-        _pump_steps(lambda: _game(tenant, "valheim").backup is None)
-    game = _game(tenant, "valheim")
+        pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    game = game_row(tenant, "valheim")
     assert game.state is GameState.RUNNING and game.volume_id == volume and not game.backup_token
     assert _manual(tenant, "valheim") == []
     told = _last_edit(harness, payload)
@@ -356,7 +356,7 @@ def test_a_failed_backup_step_leaves_no_snapshot_and_the_game_running(
     if operation == "CreateSnapshot":  # the claim was released: a new backup may run
         _backup(harness, tenant, "valheim")
         _saved(tenant, "valheim")
-        _pump_steps(lambda: _game(tenant, "valheim").backup is None)
+        pump_steps(lambda: game_row(tenant, "valheim").backup is None)
         assert len(_manual(tenant, "valheim")) == 1
 
 
@@ -365,13 +365,13 @@ def test_an_agent_error_reply_still_snapshots_and_a_stale_reply_is_ignored(
 ) -> None:
     _running(tenant, "valheim")
     payload = _backup(harness, tenant, "valheim")
-    token = _game(tenant, "valheim").backup_token
+    token = game_row(tenant, "valheim").backup_token
     _agent_says(tenant, "valheim", "game.save.reply", {"saved": True, "synced": True}, "backup-older-save")
-    assert _game(tenant, "valheim").backup_token == token  # not this backup's request
-    backup = _game(tenant, "valheim").backup or ""
+    assert game_row(tenant, "valheim").backup_token == token  # not this backup's request
+    backup = game_row(tenant, "valheim").backup or ""
     _agent_says(
         tenant, "valheim", "error", {"code": "failed", "message": "save failed"}, save_request_id(backup)
     )
-    _pump_steps(lambda: _game(tenant, "valheim").backup is None)
-    assert len(_manual(tenant, "valheim")) == 1 and _game(tenant, "valheim").state is GameState.RUNNING
+    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    assert len(_manual(tenant, "valheim")) == 1 and game_row(tenant, "valheim").state is GameState.RUNNING
     assert "did not confirm a save" in _last_edit(harness, payload)

@@ -17,8 +17,7 @@ from botocore.awsrequest import AWSResponse
 from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running
 
 ANY = "*"
 
@@ -68,13 +67,13 @@ def _zones() -> list[str]:
 
 
 def _instance(tenant: str, name: str) -> dict[str, Any]:
-    found = _ec2(tenant, name).instance(_game(tenant, name).instance_id or "")
+    found = ec2_of(tenant, name).instance(game_row(tenant, name).instance_id or "")
     assert found is not None
     return dict(found)
 
 
 def _volume(tenant: str, name: str) -> dict[str, Any]:
-    volumes = container().client("ec2").describe_volumes(VolumeIds=[_game(tenant, name).volume_id])
+    volumes = container().client("ec2").describe_volumes(VolumeIds=[game_row(tenant, name).volume_id])
     return dict(volumes["Volumes"][0])
 
 
@@ -89,12 +88,12 @@ def _set(tenant: str, name: str, **values: Any) -> None:
 def test_a_full_zone_costs_one_more_try_and_the_volume_follows_the_instance(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     first, second = _zones()[:2]
     capacity.none_for(zone=first)
-    payload = _start_until_running(harness, tenant)
+    payload = start_until_running(harness, tenant)
     instance, volume = _instance(tenant, "valheim"), _volume(tenant, "valheim")
-    assert instance["Placement"]["AvailabilityZone"] == second == _game(tenant, "valheim").zone
+    assert instance["Placement"]["AvailabilityZone"] == second == game_row(tenant, "valheim").zone
     assert volume["AvailabilityZone"] == second
     assert volume["Attachments"] and volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
     assert capacity.attempts[:2] == [("t3.medium", first, "on-demand"), ("t3.medium", second, "on-demand")]
@@ -104,12 +103,12 @@ def test_a_full_zone_costs_one_more_try_and_the_volume_follows_the_instance(
 def test_no_room_for_the_type_anywhere_starts_its_first_fallback_type_with_room(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "factorio")
+    create_game(harness, "factorio")
     harness.component("games:set:factorio:fallback", ["t3.large", "t3.small"])
-    assert _game(tenant, "factorio").fallback_types == ("t3.large", "t3.small")
+    assert game_row(tenant, "factorio").fallback_types == ("t3.large", "t3.small")
     capacity.none_for("t3.medium")
     capacity.none_for("t3.large")
-    payload = _start_until_running(harness, tenant, "factorio")
+    payload = start_until_running(harness, tenant, "factorio")
     assert _instance(tenant, "factorio")["InstanceType"] == "t3.small"
     zones = _zones()
     # The game's own type in every zone, then each fallback type in every zone, in the order chosen.
@@ -126,10 +125,10 @@ def test_no_room_for_the_type_anywhere_starts_its_first_fallback_type_with_room(
 def test_no_spot_room_anywhere_tries_every_spot_option_then_starts_on_demand_and_says_so(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "rust")
+    create_game(harness, "rust")
     _set(tenant, "rust", spot=True, on_demand_fallback=True, fallback_types=["t3.large"])
     capacity.none_for(market="spot")
-    payload = _start_until_running(harness, tenant, "rust")
+    payload = start_until_running(harness, tenant, "rust")
     assert _instance(tenant, "rust").get("InstanceLifecycle") != "spot"
     zones = _zones()
     spot = [a for a in capacity.attempts if a[2] == "spot"]
@@ -142,10 +141,10 @@ def test_no_spot_room_anywhere_tries_every_spot_option_then_starts_on_demand_and
 
 
 def test_spot_with_room_in_another_zone_stays_spot(harness: Harness, tenant: str, capacity: Capacity) -> None:
-    _create(harness, "ark")
+    create_game(harness, "ark")
     _set(tenant, "ark", spot=True, on_demand_fallback=True)
     capacity.none_for(zone=_zones()[0], market="spot")
-    _start_until_running(harness, tenant, "ark")
+    start_until_running(harness, tenant, "ark")
     instance = _instance(tenant, "ark")
     assert instance.get("InstanceLifecycle") == "spot"
     assert instance["Placement"]["AvailabilityZone"] == _zones()[1]
@@ -154,14 +153,14 @@ def test_spot_with_room_in_another_zone_stays_spot(harness: Harness, tenant: str
 def test_spot_only_without_room_is_undone_leaves_nothing_and_says_why(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "terraria")
+    create_game(harness, "terraria")
     _set(tenant, "terraria", spot=True, on_demand_fallback=False, fallback_types=["t3.small"])
     capacity.none_for(market="spot")
     payload, _ = harness.command("start", game="terraria")
-    _pump_steps(lambda: _game(tenant, "terraria").state is GameState.STOPPED)
-    game = _game(tenant, "terraria")
+    pump_steps(lambda: game_row(tenant, "terraria").state is GameState.STOPPED)
+    game = game_row(tenant, "terraria")
     assert (game.instance_id, game.volume_id, game.task_token) == (None, None, None)
-    assert _ec2(tenant, "terraria").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "terraria").leftovers() == {"instances": [], "volumes": []}
     assert all(a[2] == "spot" for a in capacity.attempts)  # never on-demand: the game does not allow it
     told = _told(harness, payload)[-1]
     assert (
@@ -174,14 +173,14 @@ def test_spot_only_without_room_is_undone_leaves_nothing_and_says_why(
 def test_fallback_types_over_the_plan_are_refused_and_skipped(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "satisfactory")
+    create_game(harness, "satisfactory")
     answer = harness.component("games:set:satisfactory:fallback", ["t3.large", "m6i.2xlarge"])
     assert "allows instances up to `t3.large`" in answer["data"]["content"]  # the free plan
-    assert _game(tenant, "satisfactory").fallback_types == ()
+    assert game_row(tenant, "satisfactory").fallback_types == ()
     # One saved before the plan shrank is skipped at launch, not launched.
     _set(tenant, "satisfactory", fallback_types=["m6i.2xlarge", "t3.small"])
     capacity.none_for("t3.medium")
-    _start_until_running(harness, tenant, "satisfactory")
+    start_until_running(harness, tenant, "satisfactory")
     assert {a[0] for a in capacity.attempts} == {"t3.medium", "t3.small"}
     assert _instance(tenant, "satisfactory")["InstanceType"] == "t3.small"
 
@@ -191,17 +190,17 @@ def test_fallback_types_over_the_plan_are_refused_and_skipped(
     [["c6i.9xlarge"], ["t3.large", "nope"], ["t3.large"] * 11, ["t3.medium' OR 1=1"]],
 )
 def test_hostile_fallback_selections_change_nothing(harness: Harness, tenant: str, values: list[str]) -> None:
-    _create(harness, "hostile")
+    create_game(harness, "hostile")
     answer = harness.component("games:set:hostile:fallback", values)
     assert "isn't one gangway offers" in answer["data"]["content"]
-    assert _game(tenant, "hostile").fallback_types == ()
+    assert game_row(tenant, "hostile").fallback_types == ()
 
 
 def test_clearing_the_fallback_select_saves_no_fallback_types(harness: Harness, tenant: str) -> None:
-    _create(harness, "mc")
+    create_game(harness, "mc")
     harness.component("games:set:mc:fallback", ["t3.small"])
     answer = harness.component("games:set:mc:fallback", [])
-    assert _game(tenant, "mc").fallback_types == () and "(else" not in answer["data"]["content"]
+    assert game_row(tenant, "mc").fallback_types == () and "(else" not in answer["data"]["content"]
     fallback = answer["data"]["components"][-1]["components"][0]
     assert (fallback["min_values"], fallback["custom_id"]) == (0, "games:set:mc:fallback")
     assert "t3.medium" not in [o["value"] for o in fallback["options"]]  # its own type is no fallback
@@ -210,7 +209,7 @@ def test_clearing_the_fallback_select_saves_no_fallback_types(harness: Harness, 
 def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reused(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "vrising")
+    create_game(harness, "vrising")
     zone = _zones()[2]
     ec2 = container().client("ec2")
     kept = ec2.create_volume(
@@ -221,8 +220,8 @@ def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reuse
         ],
     )["VolumeId"]
     _set(tenant, "vrising", volume_id=kept, zone=zone)
-    _start_until_running(harness, tenant, "vrising")
-    game = _game(tenant, "vrising")
+    start_until_running(harness, tenant, "vrising")
+    game = game_row(tenant, "vrising")
     assert game.volume_id == kept and _instance(tenant, "vrising")["Placement"]["AvailabilityZone"] == zone
     assert {a[1] for a in capacity.attempts} == {zone}
     user_data = ec2.describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
@@ -232,14 +231,14 @@ def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reuse
 def test_no_room_in_the_kept_volumes_zone_fails_the_start_and_keeps_the_volume(
     harness: Harness, tenant: str, capacity: Capacity
 ) -> None:
-    _create(harness, "palworld")
+    create_game(harness, "palworld")
     zone = _zones()[1]
     ec2 = container().client("ec2")
     kept = ec2.create_volume(AvailabilityZone=zone, Size=12)["VolumeId"]
     _set(tenant, "palworld", volume_id=kept, zone=zone)
     capacity.none_for(zone=zone)
     payload, _ = harness.command("start", game="palworld")
-    _pump_steps(lambda: _game(tenant, "palworld").state is GameState.STOPPED)
-    assert _game(tenant, "palworld").volume_id == kept  # the only copy of its newest data
+    pump_steps(lambda: game_row(tenant, "palworld").state is GameState.STOPPED)
+    assert game_row(tenant, "palworld").volume_id == kept  # the only copy of its newest data
     assert ec2.describe_volumes(VolumeIds=[kept])["Volumes"][0]["State"] == "available"
     assert f"in {zone} (where its unsaved disk is)" in _told(harness, payload)[-1]

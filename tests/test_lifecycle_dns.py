@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _game, _start_until_running, _stop_until_stopped, tenant  # noqa: F401
+from tests.lifecycle_helpers import create_game, game_row, start_until_running, stop_until_stopped
 
 
 def _zone(domain: str) -> str:
@@ -33,16 +33,16 @@ def _setdns(harness: Harness, **options: str) -> str:
     return content
 
 
-def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness, tenant: str) -> None:  # noqa: F811
+def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness, tenant: str) -> None:
     zone = _zone("play.example.net")
     said = _setdns(harness, zone_id=zone, domain="Games.Play.Example.NET.")
     assert said.startswith("✅") and "games.play.example.net" in said
     stored = container().services.tenants.read(tenant)
     assert stored is not None and (stored.dns_zone_id, stored.dns_domain) == (zone, "games.play.example.net")
 
-    _create(harness, "valheim")
-    started = _start_until_running(harness, tenant, "valheim")
-    game = _game(tenant, "valheim")
+    create_game(harness, "valheim")
+    started = start_until_running(harness, tenant, "valheim")
+    game = game_row(tenant, "valheim")
     records = _a_records(zone, "valheim.games.play.example.net")
     assert [(r["TTL"], r["ResourceRecords"]) for r in records] == [(10, [{"Value": game.address}])]
     up = harness.calls_for(started["token"])[-1]["json"]["content"]
@@ -54,7 +54,7 @@ def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness
     changing = _setdns(harness, zone_id=zone, domain="other.play.example.net")
     assert "Stop these games before you change DNS names" in changing
 
-    _stop_until_stopped(harness, tenant, "valheim")
+    stop_until_stopped(harness, tenant, "valheim")
     assert _a_records(zone, "valheim.games.play.example.net") == []
     _, shown = harness.command("games", game="valheim")
     assert "Address" not in {f["name"] for f in shown["data"]["embeds"][0]["fields"]}
@@ -64,7 +64,7 @@ def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness
     assert stored is not None and stored.dns_zone_id is None and stored.dns_domain is None
 
 
-def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness, tenant: str) -> None:  # noqa: F811
+def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness, tenant: str) -> None:
     zone = _zone("refuse.example.org")
     assert "isn't a Route 53 hosted zone id" in _setdns(harness, zone_id="no-such", domain="a.example.org")
     assert "isn't a domain name" in _setdns(harness, zone_id=zone, domain="not a domain")
@@ -77,12 +77,12 @@ def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness,
     assert stored is not None and stored.dns_zone_id is None
 
 
-def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, tenant: str) -> None:  # noqa: F811
+def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, tenant: str) -> None:
     container().services.tenants.set_dns(tenant, "ZGONEZONE0001", "gone.example.net")  # deleted after /setdns
-    _create(harness, "ark")
-    started = _start_until_running(harness, tenant, "ark")
+    create_game(harness, "ark")
+    started = start_until_running(harness, tenant, "ark")
     up = harness.calls_for(started["token"])[-1]["json"]["content"]
     assert "its DNS name `ark.gone.example.net` could not be set (NoSuchHostedZone)" in up, up
-    stopped = _stop_until_stopped(harness, tenant, "ark")
+    stopped = stop_until_stopped(harness, tenant, "ark")
     done = harness.calls_for(stopped["token"])[-1]["json"]["content"]
     assert done.startswith("⚪ **ark** stopped and saved") and "could not be removed" in done

@@ -16,17 +16,16 @@ from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-from tests.test_lifecycle import (
-    _create,
-    _ec2,
-    _event,
-    _execution_status,
-    _game,
-    _pump_steps,
-    _start_until_running,
-    _stop_until_stopped,
+from tests.lifecycle_helpers import (
+    agent_event,
+    create_game,
+    ec2_of,
+    execution_status,
+    game_row,
+    pump_steps,
+    start_until_running,
+    stop_until_stopped,
 )
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
 from tests.test_lifecycle_faults import _with_snapshot
 from tests.test_lifecycle_faults import fail_ec2 as fail_ec2  # noqa: PLC0414 - re-exported fixture
 
@@ -55,19 +54,19 @@ def _edit_until_up(harness: Harness, tenant: str, name: str) -> dict[str, Any]:
     assert content.startswith(f"⏳ Bringing **{name}** up for editing")
     assert f"/files game:{name}" in content and f"/terminal game:{name}" in content
     assert f"/stop game:{name}` snapshots everything" in content
-    _pump_steps(lambda: bool(_game(tenant, name).task_token))  # waiting for the agent
-    assert _game(tenant, name).editing
-    _event(tenant, name, "ready", {"version": "test", "game_running": False})
-    _pump_steps(lambda: _game(tenant, name).state is GameState.RUNNING)
+    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # waiting for the agent
+    assert game_row(tenant, name).editing
+    agent_event(tenant, name, "ready", {"version": "test", "game_running": False})
+    pump_steps(lambda: game_row(tenant, name).state is GameState.RUNNING)
     return payload
 
 
 def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     payload = _edit_until_up(harness, tenant, "valheim")
-    game = _game(tenant, "valheim")
+    game = game_row(tenant, "valheim")
     assert game.editing and game.instance_id and game.volume_id and game.address
     config = _user_data(game.instance_id)
     assert "autostart = false" in config
@@ -79,7 +78,7 @@ def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
     steps = _steps_run(game)
     assert steps[-1] == "start.running" and "push.game_started" not in steps
     assert not {"start.preload_read", "start.game_start", "start.fsr_on"} & set(steps)
-    _pump_steps(lambda: _execution_status(game) == "SUCCEEDED")
+    pump_steps(lambda: execution_status(game) == "SUCCEEDED")
 
     _, answer = harness.command("games", game="valheim")
     status = {f["name"]: f["value"] for f in answer["data"]["embeds"][0]["fields"]}["Status"]
@@ -87,25 +86,25 @@ def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
     _, answer = harness.command("games")
     assert "**valheim** · running (up for editing" in answer["data"]["embeds"][0]["description"]
 
-    _stop_until_stopped(harness, tenant, "valheim")
-    game = _game(tenant, "valheim")
+    stop_until_stopped(harness, tenant, "valheim")
+    game = game_row(tenant, "valheim")
     assert game.snapshot_id and not game.instance_id and not game.volume_id
-    assert _ec2(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
 
     # The next /start runs the game, from what was installed, and is no edit.
-    _start_until_running(harness, tenant, "valheim")
-    game = _game(tenant, "valheim")
+    start_until_running(harness, tenant, "valheim")
+    game = game_row(tenant, "valheim")
     assert not game.editing and "autostart = true" in _user_data(game.instance_id)
     volume = container().client("ec2").describe_volumes(VolumeIds=[game.volume_id])["Volumes"][0]
-    assert volume["SnapshotId"] == _game(tenant, "valheim").snapshot_id
+    assert volume["SnapshotId"] == game_row(tenant, "valheim").snapshot_id
 
 
 def test_an_edit_never_preloads(harness: Harness, tenant: str) -> None:
-    _create(harness, "ark")
+    create_game(harness, "ark")
     _with_snapshot(tenant, "ark")
     GameRecord.get(tenant, "ark").update(actions=[GameRecord.preload.set("read")])
     _edit_until_up(harness, tenant, "ark")  # RUNNING right after `ready`: no disk.preload, no game.start
-    game = _game(tenant, "ark")
+    game = game_row(tenant, "ark")
     assert "autostart = false" in _user_data(game.instance_id)
     assert not {"start.preload_read", "start.game_start"} & set(_steps_run(game))
 
@@ -113,26 +112,26 @@ def test_an_edit_never_preloads(harness: Harness, tenant: str) -> None:
 def test_a_failed_edit_is_undone_and_leaves_nothing(
     harness: Harness, tenant: str, fail_ec2: set[str]
 ) -> None:
-    _create(harness, "rust")
+    create_game(harness, "rust")
     snapshot = _with_snapshot(tenant, "rust")
     fail_ec2.add("AttachVolume")
     payload, _ = harness.command("editgame", game="rust")
-    _pump_steps(lambda: _game(tenant, "rust").state is GameState.STOPPED, timeout=60)
-    game = _game(tenant, "rust")
+    pump_steps(lambda: game_row(tenant, "rust").state is GameState.STOPPED, timeout=60)
+    game = game_row(tenant, "rust")
     assert (game.instance_id, game.volume_id, game.editing, game.snapshot_id) == (None, None, False, snapshot)
-    assert _ec2(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
     assert "could not start" in [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
-    _pump_steps(lambda: _execution_status(game) == "FAILED")
+    pump_steps(lambda: execution_status(game) == "FAILED")
 
 
 def test_editgame_refuses_a_game_that_is_not_stopped(harness: Harness, tenant: str) -> None:
-    _create(harness, "mc")
-    _start_until_running(harness, tenant, "mc")
-    before = _game(tenant, "mc")
+    create_game(harness, "mc")
+    start_until_running(harness, tenant, "mc")
+    before = game_row(tenant, "mc")
     _, answer = harness.command("editgame", game="mc")
     assert "only a stopped game can be brought up for editing" in answer["data"]["content"]
     assert "`/files` and `/terminal` already work" in answer["data"]["content"]
-    after = _game(tenant, "mc")
+    after = game_row(tenant, "mc")
     assert (after.state, after.version, after.editing) == (before.state, before.version, False)
 
 
@@ -140,19 +139,19 @@ def test_editgame_refuses_a_game_that_is_not_stopped(harness: Harness, tenant: s
 def test_editgame_for_a_game_that_does_not_exist_or_a_malformed_name_changes_nothing(
     harness: Harness, tenant: str, name: str
 ) -> None:
-    _create(harness, "palworld")
+    create_game(harness, "palworld")
     _, answer = harness.command("editgame", game=name)
     assert answer["data"]["flags"] & 64  # ephemeral
     content = answer["data"]["content"]
     assert content.startswith("⚠️") and any(
         why in content for why in ("does not exist", "must be 2-32 characters", "isn't a valid game name")
     )
-    assert _game(tenant, "palworld").state is GameState.STOPPED
+    assert game_row(tenant, "palworld").state is GameState.STOPPED
 
 
 def test_editgame_is_for_admins(harness: Harness, tenant: str) -> None:
-    _create(harness, "terraria")
+    create_game(harness, "terraria")
     member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
     _, answer = harness.command("editgame", who=member, game="terraria")
     assert "admin" in answer["data"]["content"].lower()
-    assert _game(tenant, "terraria").state is GameState.STOPPED
+    assert game_row(tenant, "terraria").state is GameState.STOPPED

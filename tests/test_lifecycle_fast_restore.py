@@ -20,8 +20,7 @@ from chalicelib.games import GameRecord, GameState
 from chalicelib.lifecycle.steps_preload import FSR_HOURLY_USD
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running
 from tests.test_lifecycle_faults import _with_snapshot
 from tests.test_lifecycle_faults import fail_ec2 as fail_ec2  # noqa: PLC0414 - re-exported fixture
 
@@ -119,7 +118,7 @@ def fsr() -> Iterator[FakeFsr]:
 
 
 def _fsr_game(harness: Harness, tenant: str, name: str) -> str:
-    _create(harness, name)
+    create_game(harness, name)
     snapshot = _with_snapshot(tenant, name)
     GameRecord.get(tenant, name).update(actions=[GameRecord.preload.set("fsr")])
     return snapshot
@@ -129,8 +128,8 @@ def test_fsr_is_on_only_while_the_volume_is_made_in_the_instances_zone(
     harness: Harness, tenant: str, fsr: FakeFsr
 ) -> None:
     snapshot = _fsr_game(harness, tenant, "valheim")
-    payload = _start_until_running(harness, tenant)
-    game = _game(tenant, "valheim")
+    payload = start_until_running(harness, tenant)
+    game = game_row(tenant, "valheim")
     assert fsr.calls() == ["Enable", "Describe", "CreateVolume", "Disable"]
     assert {(s, z) for _, s, z in fsr.log} == {(snapshot, game.zone)}  # one snapshot, one zone only
     assert sum(1 for name, *_ in fsr.log if name == "Describe") >= 3  # waited through enabling/optimizing
@@ -149,12 +148,12 @@ def test_a_failure_after_enabling_still_turns_fsr_off_and_leaves_nothing(
     snapshot = _fsr_game(harness, tenant, "ark")
     fail_ec2.add(operation)
     payload, _ = harness.command("start", game="ark")
-    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED, timeout=60)
+    pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED, timeout=60)
     assert "Enable" in fsr.calls() and fsr.calls()[-1] == "Disable"
     assert fsr.left_on() == []
-    game = _game(tenant, "ark")
+    game = game_row(tenant, "ark")
     assert (game.instance_id, game.volume_id, game.snapshot_id) == (None, None, snapshot)
-    assert _ec2(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     assert "could not start" in told and "fast snapshot restore could not be turned off" not in told
 
@@ -164,7 +163,7 @@ def test_fsr_that_ebs_refuses_is_skipped_and_the_game_still_starts(
 ) -> None:
     _fsr_game(harness, tenant, "rust")
     fsr.refuse = True
-    payload = _start_until_running(harness, tenant, "rust")
+    payload = start_until_running(harness, tenant, "rust")
     assert fsr.calls() == ["Enable", "CreateVolume"] and fsr.left_on() == []
     edits = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
     assert any(
@@ -173,9 +172,9 @@ def test_fsr_that_ebs_refuses_is_skipped_and_the_game_still_starts(
 
 
 def test_a_first_start_has_no_snapshot_so_no_fsr(harness: Harness, tenant: str, fsr: FakeFsr) -> None:
-    _create(harness, "fresh")
+    create_game(harness, "fresh")
     GameRecord.get(tenant, "fresh").update(actions=[GameRecord.preload.set("fsr")])
-    _start_until_running(harness, tenant, "fresh")
+    start_until_running(harness, tenant, "fresh")
     assert fsr.calls() == ["CreateVolume"]
 
 
@@ -185,20 +184,20 @@ def test_fsr_that_cannot_be_turned_off_is_said_with_its_cost(
     snapshot = _fsr_game(harness, tenant, "mc")
     fsr.deny_disable = True
     payload, _ = harness.command("start", game="mc")
-    _pump_steps(lambda: _game(tenant, "mc").state is GameState.STOPPED, timeout=90)
+    pump_steps(lambda: game_row(tenant, "mc").state is GameState.STOPPED, timeout=90)
     zone = fsr.log[0][2]
     assert fsr.left_on() == [(snapshot, zone)]
-    assert _ec2(tenant, "mc").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "mc").leftovers() == {"instances": [], "volumes": []}
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     assert f"fast snapshot restore could not be turned off for snapshot `{snapshot}` in {zone}" in told
     assert f"about ${FSR_HOURLY_USD:.2f} an hour until it is" in told
 
 
 def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harness, tenant: str) -> None:
-    _create(harness, "choices")
+    create_game(harness, "choices")
     answer = harness.component("games:set:choices:preload", ["fsr"])
     assert "preloading: fast snapshot restore" in answer["data"]["content"]
-    assert _game(tenant, "choices").preload == "fsr"
+    assert game_row(tenant, "choices").preload == "fsr"
     preload = next(
         row["components"][0]
         for row in answer["data"]["components"]
@@ -210,8 +209,8 @@ def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harne
     assert "before the game starts" in hints["read"]
     assert all(len(h) <= 100 for h in hints.values())  # Discord's limit for an option's description
     harness.component("games:set:choices:preload", ["read"])
-    assert _game(tenant, "choices").preload == "read"
+    assert game_row(tenant, "choices").preload == "read"
     answer = harness.component("games:set:choices:preload", ["fsr;drop"])
     assert (
-        "isn't one gangway offers" in answer["data"]["content"] and _game(tenant, "choices").preload == "read"
+        "isn't one gangway offers" in answer["data"]["content"] and game_row(tenant, "choices").preload == "read"
     )

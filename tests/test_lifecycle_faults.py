@@ -17,8 +17,7 @@ from botocore.awsrequest import AWSResponse
 from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _game, _pump_steps, _start_until_running, _stop_reply
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running, stop_reply
 
 
 @pytest.fixture
@@ -62,19 +61,19 @@ def test_a_failing_start_step_is_undone(
     fail_ec2: set[str],
     operation: str,
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     snapshot = _with_snapshot(tenant, "valheim")
     fail_ec2.add(operation)
     payload, _ = harness.command("start", game="valheim")
-    _pump_steps(lambda: _game(tenant, "valheim").state is GameState.STOPPED, timeout=60)
-    game = _game(tenant, "valheim")
+    pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED, timeout=60)
+    game = game_row(tenant, "valheim")
     assert (game.snapshot_id, game.instance_id, game.volume_id, game.task_token) == (
         snapshot,
         None,
         None,
         None,
     )
-    assert _ec2(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
     assert (
         container().client("ec2").describe_snapshots(SnapshotIds=[snapshot])["Snapshots"][0]["State"]
         == "completed"
@@ -95,18 +94,18 @@ def test_a_failing_stop_step_never_loses_data(  # noqa: PLR0917 - fixtures and p
     volume_kept: bool,
     new_snapshot: bool,
 ) -> None:
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     before = _with_snapshot(tenant, "valheim")
-    _start_until_running(harness, tenant)
-    running = _game(tenant, "valheim")
+    start_until_running(harness, tenant)
+    running = game_row(tenant, "valheim")
     fail_ec2.add(operation)
     payload, _ = harness.command("stop", game="valheim")
-    _pump_steps(lambda: bool(_game(tenant, "valheim").task_token))
-    _stop_reply(tenant, "valheim")
-    _pump_steps(lambda: _game(tenant, "valheim").state is GameState.STOPPED, timeout=60)
-    game = _game(tenant, "valheim")
+    pump_steps(lambda: bool(game_row(tenant, "valheim").task_token))
+    stop_reply(tenant, "valheim")
+    pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED, timeout=60)
+    game = game_row(tenant, "valheim")
     assert game.instance_id is None
-    leftovers = _ec2(tenant, "valheim").leftovers()
+    leftovers = ec2_of(tenant, "valheim").leftovers()
     assert leftovers["instances"] == []
     assert (game.volume_id == running.volume_id) is volume_kept and leftovers["volumes"] == [
         running.volume_id

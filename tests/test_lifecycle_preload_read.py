@@ -21,8 +21,7 @@ from chalicelib.lifecycle.steps_preload import game_start_request_id, preload_re
 from chalicelib.wiring import container
 from tests.access_helpers import Subscriber
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _event, _game, _pump_steps
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import agent_event, create_game, ec2_of, game_row, pump_steps
 from tests.test_lifecycle_faults import _with_snapshot
 
 GIB = 2**30
@@ -42,26 +41,26 @@ def _wait_for(sub: Subscriber, kind: str, timeout: float = 10) -> dict[str, Any]
 
 
 def _execution(tenant: str, name: str) -> str:
-    return (_game(tenant, name).execution or "").rsplit(":", 1)[-1]
+    return (game_row(tenant, name).execution or "").rsplit(":", 1)[-1]
 
 
 def _wait(tenant: str, name: str) -> str | None:
-    raw = _game(tenant, name).task_wait
+    raw = game_row(tenant, name).task_wait
     return str(json.loads(raw)["for"]) if raw else None
 
 
 def _reading_game(harness: Harness, tenant: str, name: str, sub: Subscriber) -> dict[str, Any]:
     """A game with a snapshot and preload `read`, started until its agent is reading the disk."""
-    _create(harness, name)
+    create_game(harness, name)
     _with_snapshot(tenant, name)
     GameRecord.get(tenant, name).update(actions=[GameRecord.preload.set("read")])
     payload, _ = harness.command("start", game=name)
-    _pump_steps(lambda: bool(_game(tenant, name).task_token))  # waiting for the agent's `ready`
-    _event(tenant, name, "ready", {"version": "test", "game_running": False})
-    _pump_steps(lambda: _wait(tenant, name) == "preload")
+    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # waiting for the agent's `ready`
+    agent_event(tenant, name, "ready", {"version": "test", "game_running": False})
+    pump_steps(lambda: _wait(tenant, name) == "preload")
     request = _wait_for(sub, "disk.preload")
     assert request["id"] == preload_request_id(_execution(tenant, name)) and request["body"] == {}
-    _event(
+    agent_event(
         tenant,
         name,
         "disk.preload.reply",
@@ -72,7 +71,7 @@ def _reading_game(harness: Harness, tenant: str, name: str, sub: Subscriber) -> 
 
 
 def _progress(tenant: str, name: str, percent: float, total: int = 20 * GIB) -> None:
-    _event(
+    agent_event(
         tenant,
         name,
         "preload.progress",
@@ -88,7 +87,7 @@ def test_the_disk_is_read_before_the_game_starts_with_throttled_progress(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
     payload = _reading_game(harness, tenant, "valheim", agent_link)
-    game = _game(tenant, "valheim")
+    game = game_row(tenant, "valheim")
     user_data = (
         container()
         .client("ec2")
@@ -103,22 +102,22 @@ def test_the_disk_is_read_before_the_game_starts_with_throttled_progress(
         f"⏳ Starting **valheim**: reading the disk of 20.0 GiB… {p} %" for p in (0, 12, 40, 100)
     ]  # 5 % and 41 % came too soon after the one before
     # A late `ready` (the agent reconnecting) is not the end of the preload.
-    _event(tenant, "valheim", "ready", {"version": "test", "game_running": False})
-    assert _game(tenant, "valheim").task_token and _wait(tenant, "valheim") == "preload"
+    agent_event(tenant, "valheim", "ready", {"version": "test", "game_running": False})
+    assert game_row(tenant, "valheim").task_token and _wait(tenant, "valheim") == "preload"
 
-    _event(
+    agent_event(
         tenant,
         "valheim",
         "preload.done",
         {"device": "/dev/nvme1n1", "bytes_read": 20 * GIB, "seconds": 412.5},
     )
-    _pump_steps(lambda: _wait(tenant, "valheim") == "game.start")
+    pump_steps(lambda: _wait(tenant, "valheim") == "game.start")
     start = _wait_for(agent_link, "game.start")
     assert start["id"] == game_start_request_id(_execution(tenant, "valheim"))
-    assert _game(tenant, "valheim").state is GameState.STARTING  # not before the agent says it started
-    _event(tenant, "valheim", "game.start.reply", {"pid": 4242, "started": True}, reply_to=start["id"])
-    _pump_steps(lambda: _game(tenant, "valheim").state is GameState.RUNNING)
-    game = _game(tenant, "valheim")
+    assert game_row(tenant, "valheim").state is GameState.STARTING  # not before the agent says it started
+    agent_event(tenant, "valheim", "game.start.reply", {"pid": 4242, "started": True}, reply_to=start["id"])
+    pump_steps(lambda: game_row(tenant, "valheim").state is GameState.RUNNING)
+    game = game_row(tenant, "valheim")
     assert (game.task_token, game.task_wait) == (None, None)
     edits = _told(harness, payload)
     assert any("the disk is read (read in 412 s); starting the game" in e for e in edits)
@@ -140,14 +139,14 @@ def test_a_preload_that_fails_undoes_the_start(  # noqa: PLR0917 - fixtures and 
     harness: Harness, tenant: str, agent_link: Subscriber, kind: str, body: dict[str, Any], to_request: bool
 ) -> None:
     payload = _reading_game(harness, tenant, "ark", agent_link)
-    snapshot = _game(tenant, "ark").snapshot_id
+    snapshot = game_row(tenant, "ark").snapshot_id
     reply_to = preload_request_id(_execution(tenant, "ark")) if to_request else None
-    _event(tenant, "ark", kind, body, reply_to=reply_to)
-    _pump_steps(lambda: _game(tenant, "ark").state is GameState.STOPPED)
-    game = _game(tenant, "ark")
+    agent_event(tenant, "ark", kind, body, reply_to=reply_to)
+    pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
+    game = game_row(tenant, "ark")
     assert (game.instance_id, game.volume_id, game.task_token, game.task_wait) == (None, None, None, None)
     assert game.snapshot_id == snapshot
-    assert _ec2(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
+    assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     told = _told(harness, payload)[-1]
     assert "could not start" in told and "could not read its disk" in told
 
@@ -156,14 +155,14 @@ def test_a_game_that_will_not_start_after_the_preload_undoes_the_start(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
     payload = _reading_game(harness, tenant, "rust", agent_link)
-    _event(tenant, "rust", "preload.done", {"device": "/dev/nvme1n1", "bytes_read": 1, "seconds": 1.0})
-    _pump_steps(lambda: _wait(tenant, "rust") == "game.start")
+    agent_event(tenant, "rust", "preload.done", {"device": "/dev/nvme1n1", "bytes_read": 1, "seconds": 1.0})
+    pump_steps(lambda: _wait(tenant, "rust") == "game.start")
     start = _wait_for(agent_link, "game.start")
-    _event(
+    agent_event(
         tenant, "rust", "error", {"code": "failed", "message": "start.sh: not found"}, reply_to=start["id"]
     )
-    _pump_steps(lambda: _game(tenant, "rust").state is GameState.STOPPED)
-    assert _ec2(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
+    pump_steps(lambda: game_row(tenant, "rust").state is GameState.STOPPED)
+    assert ec2_of(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
     assert "could not start" in _told(harness, payload)[-1]
 
 
@@ -171,14 +170,14 @@ def test_events_that_are_not_this_preloads_change_nothing(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
     _reading_game(harness, tenant, "mc", agent_link)
-    before = _game(tenant, "mc")
-    _event(tenant, "mc", "error", {"code": "failed", "message": "nft failed"}, reply_to="someone-else")
-    _event(tenant, "mc", "agent.error", {"code": "failed", "message": "firewall: nft failed"})
-    _event(tenant, "mc", "game.start.reply", {"pid": 1, "started": True}, reply_to="not-the-start")
+    before = game_row(tenant, "mc")
+    agent_event(tenant, "mc", "error", {"code": "failed", "message": "nft failed"}, reply_to="someone-else")
+    agent_event(tenant, "mc", "agent.error", {"code": "failed", "message": "firewall: nft failed"})
+    agent_event(tenant, "mc", "game.start.reply", {"pid": 1, "started": True}, reply_to="not-the-start")
     for body in ({"percent": "lots"}, {"percent": True}, {}, {"percent": None}):
-        _event(tenant, "mc", "preload.progress", body)
-    _event(tenant, "other-game", "preload.done", {"device": "/dev/x", "bytes_read": 1, "seconds": 1.0})
-    after = _game(tenant, "mc")
+        agent_event(tenant, "mc", "preload.progress", body)
+    agent_event(tenant, "other-game", "preload.done", {"device": "/dev/x", "bytes_read": 1, "seconds": 1.0})
+    after = game_row(tenant, "mc")
     assert (after.state, after.task_token, after.task_wait) == (
         GameState.STARTING,
         before.task_token,
@@ -189,18 +188,18 @@ def test_events_that_are_not_this_preloads_change_nothing(
 def test_a_first_start_has_nothing_to_read_and_starts_the_game_at_once(
     harness: Harness, tenant: str, agent_link: Subscriber
 ) -> None:
-    _create(harness, "fresh")
+    create_game(harness, "fresh")
     GameRecord.get(tenant, "fresh").update(actions=[GameRecord.preload.set("read")])
     harness.command("start", game="fresh")
-    _pump_steps(lambda: bool(_game(tenant, "fresh").task_token))
-    game = _game(tenant, "fresh")
+    pump_steps(lambda: bool(game_row(tenant, "fresh").task_token))
+    game = game_row(tenant, "fresh")
     user_data = (
         container()
         .client("ec2")
         .describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
     )
     assert "autostart = true" in base64.b64decode(user_data["UserData"]["Value"]).decode()
-    _event(tenant, "fresh", "ready", {"version": "test", "game_running": True})
-    _pump_steps(lambda: _game(tenant, "fresh").state is GameState.RUNNING)
+    agent_event(tenant, "fresh", "ready", {"version": "test", "game_running": True})
+    pump_steps(lambda: game_row(tenant, "fresh").state is GameState.RUNNING)
     sent = [m["type"] for _, m in agent_link.drain()]
     assert "disk.preload" not in sent and "game.start" not in sent

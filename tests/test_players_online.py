@@ -14,8 +14,15 @@ from chalicelib.lifecycle.players import FRESH_SECONDS, online
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-from tests.test_lifecycle import MAIN, _create, _event, _game, _pump_steps, _start_until_running, _stop_reply
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import (
+    MAIN,
+    agent_event,
+    create_game,
+    game_row,
+    pump_steps,
+    start_until_running,
+    stop_reply,
+)
 
 STORE = GameStore()
 EPHEMERAL = 64
@@ -29,7 +36,7 @@ def _running(tenant: str, name: str) -> None:
 
 
 def _players(tenant: str, name: str) -> tuple[int | None, float | None]:
-    game = _game(tenant, name)
+    game = game_row(tenant, name)
     return game.players, game.players_at
 
 
@@ -42,25 +49,25 @@ def test_players_and_heartbeats_record_the_count_and_games_shows_it(harness: Har
     _running(tenant, "valheim")
     assert "Players" not in _details(harness, "valheim")  # nothing heard yet
     before = int(time.time())
-    _event(tenant, "valheim", "players", {"count": 2, "previous": 1})
+    agent_event(tenant, "valheim", "players", {"count": 2, "previous": 1})
     count, at = _players(tenant, "valheim")
     assert count == 2 and at is not None and before <= at <= time.time() + 1
     assert _details(harness, "valheim")["Players"] == f"2 players online, <t:{int(at)}:R>"
 
-    _event(tenant, "valheim", "heartbeat", {"game_running": True, "players": 1, "idle_s": 0})
+    agent_event(tenant, "valheim", "heartbeat", {"game_running": True, "players": 1, "idle_s": 0})
     assert _players(tenant, "valheim")[0] == 1
     assert _details(harness, "valheim")["Players"].startswith("1 player online, <t:")
     # The contract's "not counted yet" changes nothing.
-    _event(tenant, "valheim", "heartbeat", {"game_running": True, "players": None, "idle_s": 0})
+    agent_event(tenant, "valheim", "heartbeat", {"game_running": True, "players": None, "idle_s": 0})
     assert _players(tenant, "valheim")[0] == 1
 
 
 def test_recording_players_never_moves_the_games_version(harness: Harness, tenant: str) -> None:
     _running(tenant, "valheim")
-    version = _game(tenant, "valheim").version
+    version = game_row(tenant, "valheim").version
     for n in range(3):
-        _event(tenant, "valheim", "heartbeat", {"game_running": True, "players": n, "idle_s": 0})
-    assert _game(tenant, "valheim").version == version  # a /stop read before them still wins its write
+        agent_event(tenant, "valheim", "heartbeat", {"game_running": True, "players": n, "idle_s": 0})
+    assert game_row(tenant, "valheim").version == version  # a /stop read before them still wins its write
 
 
 @pytest.mark.parametrize(
@@ -80,20 +87,20 @@ def test_recording_players_never_moves_the_games_version(harness: Harness, tenan
 )
 def test_hostile_player_counts_change_nothing(harness: Harness, tenant: str, body: dict[str, Any]) -> None:
     _running(tenant, "valheim")
-    _event(tenant, "valheim", "players", {"count": 2})
-    before = _game(tenant, "valheim")
-    _event(tenant, "valheim", "players", body)
-    _event(tenant, "valheim", "heartbeat", {"players": body.get("count"), "game_running": True})
-    assert _game(tenant, "valheim") == before
+    agent_event(tenant, "valheim", "players", {"count": 2})
+    before = game_row(tenant, "valheim")
+    agent_event(tenant, "valheim", "players", body)
+    agent_event(tenant, "valheim", "heartbeat", {"players": body.get("count"), "game_running": True})
+    assert game_row(tenant, "valheim") == before
 
 
 def test_events_for_other_games_or_stopped_ones_change_nothing(harness: Harness, tenant: str) -> None:
     _running(tenant, "valheim")
-    _create(harness, "stopped")
+    create_game(harness, "stopped")
     elsewhere = snowflake()
-    _event(elsewhere, "valheim", "players", {"count": 5})  # another tenant's topic, same game name
-    _event(tenant, "nosuch", "players", {"count": 5})  # a game this tenant does not have
-    _event(tenant, "stopped", "players", {"count": 5})  # an agent that outlived its game's stop
+    agent_event(elsewhere, "valheim", "players", {"count": 5})  # another tenant's topic, same game name
+    agent_event(tenant, "nosuch", "players", {"count": 5})  # a game this tenant does not have
+    agent_event(tenant, "stopped", "players", {"count": 5})  # an agent that outlived its game's stop
     assert STORE.get(elsewhere, "valheim") is None and STORE.get(tenant, "nosuch") is None
     assert _players(tenant, "stopped") == (None, None) and _players(tenant, "valheim") == (None, None)
     # A topic that names no game, or a body that is not an object, is dropped before any handler.
@@ -124,9 +131,9 @@ def test_a_count_is_trusted_for_three_heartbeats_only() -> None:
 def test_stop_with_players_online_asks_and_the_button_runs_the_same_stop(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness)
-    _start_until_running(harness, tenant)
-    _event(tenant, "valheim", "players", {"count": 2, "previous": 0})
+    create_game(harness)
+    start_until_running(harness, tenant)
+    agent_event(tenant, "valheim", "players", {"count": 2, "previous": 0})
     member = Who(guild_id=tenant, user_id=snowflake(), role_ids=(MAIN,), permissions=0)
     _, answer = harness.command("stop", who=member, game="valheim")
     data = answer["data"]
@@ -134,15 +141,15 @@ def test_stop_with_players_online_asks_and_the_button_runs_the_same_stop(
     [danger, cancel] = data["components"][0]["components"]
     assert (danger["custom_id"], danger["style"]) == ("games:stop:valheim", DANGER)
     assert cancel["custom_id"] == "games:keep:valheim"
-    assert _game(tenant, "valheim").state is GameState.RUNNING  # nothing happened yet
+    assert game_row(tenant, "valheim").state is GameState.RUNNING  # nothing happened yet
 
     clicked = harness.user.component("games:stop:valheim", who=member)
     status, answer = harness.post(clicked)
     assert (status, answer["type"], answer["data"]["content"]) == (200, 7, "⏳ Stopping **valheim**…")
     assert answer["data"]["components"] == []
-    _pump_steps(lambda: bool(_game(tenant, "valheim").task_token))
-    _stop_reply(tenant, "valheim")
-    _pump_steps(lambda: _game(tenant, "valheim").state is GameState.STOPPED)
+    pump_steps(lambda: bool(game_row(tenant, "valheim").task_token))
+    stop_reply(tenant, "valheim")
+    pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED)
     told = [c["json"]["content"] for c in harness.calls_for(clicked["token"])]
     assert told[-1].startswith("⚪ **valheim** stopped and saved")
 
@@ -152,32 +159,32 @@ def test_stop_with_players_online_asks_and_the_button_runs_the_same_stop(
         "**valheim** is stopped now, so there is nothing to stop."
     )
     # A new run starts with no count: the last run's players say nothing about it.
-    _start_until_running(harness, tenant)
+    start_until_running(harness, tenant)
     assert _players(tenant, "valheim") == (None, None)
 
 
 def test_cancel_leaves_the_game_running(harness: Harness, tenant: str) -> None:
     _running(tenant, "valheim")
-    _event(tenant, "valheim", "players", {"count": 1})
+    agent_event(tenant, "valheim", "players", {"count": 1})
     _, answer = harness.command("stop", game="valheim")
     assert answer["data"]["content"].startswith("**1 player is online** on **valheim**")
     answer = harness.component("games:keep:valheim")
     assert answer["type"] == 7 and "keeps running" in answer["data"]["content"]
-    assert answer["data"]["components"] == [] and _game(tenant, "valheim").state is GameState.RUNNING
+    assert answer["data"]["components"] == [] and game_row(tenant, "valheim").state is GameState.RUNNING
 
 
 @pytest.mark.parametrize("count, age", [(0, 0), (4, FRESH_SECONDS + 5)], ids=["nobody", "stale"])
 def test_stop_without_fresh_players_stops_at_once(
     harness: Harness, tenant: str, count: int, age: int
 ) -> None:
-    _create(harness)
-    _start_until_running(harness, tenant)
+    create_game(harness)
+    start_until_running(harness, tenant)
     GameRecord.get(tenant, "valheim").update(
         actions=[GameRecord.players.set(count), GameRecord.players_at.set(int(time.time()) - age)]
     )
     _, answer = harness.command("stop", game="valheim")
     assert answer["data"]["content"] == "⏳ Stopping **valheim**…"
-    assert _game(tenant, "valheim").state is GameState.STOPPING
+    assert game_row(tenant, "valheim").state is GameState.STOPPING
 
 
 @pytest.mark.parametrize(
@@ -196,11 +203,11 @@ def test_forged_stop_buttons_get_a_clear_answer_and_stop_nothing(
     _running(tenant, "valheim")
     answer = harness.component(custom_id)
     assert said in answer["data"]["content"] and answer["data"]["flags"] & EPHEMERAL
-    assert _game(tenant, "valheim").state is GameState.RUNNING
+    assert game_row(tenant, "valheim").state is GameState.RUNNING
 
 
 def test_stop_buttons_need_the_main_role(harness: Harness, tenant: str) -> None:
     _running(tenant, "valheim")
     stranger = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
     answer = harness.component("games:stop:valheim", who=stranger)
-    assert answer["data"]["flags"] & EPHEMERAL and _game(tenant, "valheim").state is GameState.RUNNING
+    assert answer["data"]["flags"] & EPHEMERAL and game_row(tenant, "valheim").state is GameState.RUNNING

@@ -23,7 +23,7 @@ from devstack.discord_user import Who, snowflake
 from devstack.push_service import Device, PushServiceStandIn
 from tests.access_helpers import authorize, make_tenant
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _ec2, _event, _game
+from tests.lifecycle_helpers import agent_event, create_game, ec2_of, game_row
 from tests.test_local_agents import _wait
 
 SITE = "https://site.gangway.test"
@@ -282,18 +282,18 @@ def test_hostile_step_input_fails_the_task_as_rejected_and_pushes_nothing(
 def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]) -> dict[str, Any]:
     """/newgame, /start; the agent reports in; the StartGame execution succeeds. Nothing is pushed
     before the game is up. Returns the /start interaction."""
-    _create(harness, "valheim")
+    create_game(harness, "valheim")
     payload, answer = harness.command("start", game="valheim")
     assert answer["data"]["content"] == "⏳ Starting **valheim**…"
-    _wait("the wait for the agent", lambda: bool(_game(tenant, "valheim").task_token))
+    _wait("the wait for the agent", lambda: bool(game_row(tenant, "valheim").task_token))
     assert pushed == []  # not while it is still starting
-    _event(tenant, "valheim", "ready", {"version": "test", "game_running": True})
-    _wait("RUNNING", lambda: _game(tenant, "valheim").state is GameState.RUNNING)
+    agent_event(tenant, "valheim", "ready", {"version": "test", "game_running": True})
+    _wait("RUNNING", lambda: game_row(tenant, "valheim").state is GameState.RUNNING)
     sfn = container().client("stepfunctions")
     _wait(
         "the start to finish",
         lambda: (
-            sfn.describe_execution(executionArn=_game(tenant, "valheim").execution)["status"] != "RUNNING"
+            sfn.describe_execution(executionArn=game_row(tenant, "valheim").execution)["status"] != "RUNNING"
         ),
     )
     return payload
@@ -301,9 +301,9 @@ def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]
 
 def _start_is_kept(harness: Harness, tenant: str, payload: dict[str, Any]) -> None:
     """The start stands: RUNNING with its instance and volume, its execution SUCCEEDED, the user told."""
-    game = _game(tenant, "valheim")
+    game = game_row(tenant, "valheim")
     assert game.state is GameState.RUNNING and game.instance_id and game.volume_id
-    assert _ec2(tenant, "valheim").leftovers() == {
+    assert ec2_of(tenant, "valheim").leftovers() == {
         "instances": [game.instance_id],
         "volumes": [game.volume_id],
     }
@@ -405,7 +405,7 @@ def test_a_failing_push_does_not_undo_the_start(  # noqa: PLR0917 - fixtures and
         payload = _start_through_the_workflow(harness, tenant, device.received)
     _start_is_kept(harness, tenant, payload)
     sfn = container().client("stepfunctions")
-    start = json.loads(sfn.describe_execution(executionArn=_game(tenant, "valheim").execution)["output"])
+    start = json.loads(sfn.describe_execution(executionArn=game_row(tenant, "valheim").execution)["output"])
     flows = _push_flows(tenant, who.user_id)
     if failure == "push flow refused":  # the start's push step failed for good: caught, and the start stands
         assert start["push_error"]["Error"] == "gangway.Transient" and "pushed" not in start

@@ -9,8 +9,7 @@ from typing import Any
 from chalicelib.instances import Ec2Gateway
 from chalicelib.wiring import container
 from tests.helpers import Harness
-from tests.test_lifecycle import _create, _start_until_running, _stop_until_stopped
-from tests.test_lifecycle import tenant as tenant  # noqa: PLC0414 - re-exported fixture
+from tests.lifecycle_helpers import create_game, start_until_running, stop_until_stopped
 
 
 def _left(tenant: str, game: str) -> dict[str, Any]:
@@ -27,10 +26,10 @@ def _left(tenant: str, game: str) -> dict[str, Any]:
 def test_removing_a_hosted_server_deletes_its_games_groups_logs_and_snapshots(
     harness: Harness, tenant: str
 ) -> None:
-    _create(harness, "valheim")
-    _start_until_running(harness, tenant, "valheim")
-    _stop_until_stopped(harness, tenant, "valheim")
-    _create(harness, "rust")  # never started: a group, nothing else
+    create_game(harness, "valheim")
+    start_until_running(harness, tenant, "valheim")
+    stop_until_stopped(harness, tenant, "valheim")
+    create_game(harness, "rust")  # never started: a group, nothing else
     before = _left(tenant, "valheim")
     assert before["groups"] and before["snapshots"] and before["logs"]
 
