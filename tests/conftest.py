@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from nacl.signing import SigningKey
 
 from devstack.aws import fake_credentials
 from devstack.stack import free_port
+
+if TYPE_CHECKING:
+    from botocore.stub import Stubber
+
+    from chalicelib.instances import Ec2Gateway
 
 AWS_PORT = free_port()
 DISCORD_PORT = free_port()
@@ -185,3 +190,19 @@ def tenant(harness: Harness) -> Iterator[str]:
     harness.command("setup")
     harness.component("setup:main", ["400000000000000001"])  # tests.lifecycle_helpers.MAIN
     yield harness.user.who.guild_id or ""
+
+
+@pytest.fixture
+def ec2_stub() -> Iterator[tuple[Ec2Gateway, Stubber]]:
+    """A game's EC2 gateway over a client answered by botocore's Stubber (EC2's real shapes, no moto)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from chalicelib.instances import Ec2Gateway
+
+    client = boto3.client(  # an offline client: nothing leaves the process
+        "ec2", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    with Stubber(client) as stubber:
+        yield Ec2Gateway(client, tenant_id="1", game="valheim"), stubber
+        stubber.assert_no_pending_responses()

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from botocore.awsrequest import AWSResponse
 
 import app as app_module
 from chalicelib.games import GameState, GameStore
@@ -23,6 +26,7 @@ __all__ = [
     "STORE",
     "agent_event",
     "create_game",
+    "ec2_fails",
     "ec2_of",
     "execution_history",
     "execution_status",
@@ -145,3 +149,23 @@ def stop_until_stopped(harness: Harness, tenant: str, name: str = "valheim") -> 
     stop_reply(tenant, name)
     pump_steps(lambda: game_row(tenant, name).state is GameState.STOPPED)
     return payload
+
+
+@contextmanager
+def ec2_fails(operation: str, when: str = "") -> Iterator[None]:
+    """EC2 refusing `operation` (those whose request mentions `when`) for every client the broker makes."""
+
+    def deny(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if when not in str(params.get("body", "")):
+            return None
+        body = {"Error": {"Code": "UnauthorizedOperation", "Message": f"injected: {operation} refused"}}
+        return AWSResponse("https://ec2", 403, {}, None), body  # type: ignore[arg-type]
+
+    def hook(client: Any) -> None:
+        client.meta.events.register(f"before-call.ec2.{operation}", deny)
+
+    container().broker.hooks.append(hook)
+    try:
+        yield
+    finally:
+        container().broker.hooks.remove(hook)

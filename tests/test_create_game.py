@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,7 +20,14 @@ from chalicelib.tenancy import plan_named
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-from tests.lifecycle_helpers import create_game, game_row, pump_steps, start_until_running, stop_until_stopped
+from tests.lifecycle_helpers import (
+    create_game,
+    ec2_fails,
+    game_row,
+    pump_steps,
+    start_until_running,
+    stop_until_stopped,
+)
 
 STORE = GameStore()
 EPHEMERAL = 64
@@ -155,25 +161,6 @@ def test_a_claim_whose_workflow_died_is_taken_over_and_a_live_one_is_not(
 # -- faults: each step in turn, then nothing is left -------------------------------------------------------
 
 
-@contextmanager
-def _ec2_fails(operation: str) -> Iterator[None]:
-    """EC2 refusing `operation` for every client the broker makes (the tenant's audited clients)."""
-
-    def deny(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        body = {"Error": {"Code": "UnauthorizedOperation", "Message": f"injected: {operation} refused"}}
-        return AWSResponse("https://ec2", 403, {}, None), body  # type: ignore[arg-type]
-
-    def hook(client: Any) -> None:
-        client.meta.events.register(f"before-call.ec2.{operation}", deny)
-
-    container().broker.hooks.append(hook)
-    try:
-        yield
-    finally:
-        container().broker.hooks.remove(hook)
-
-
-@contextmanager
 def _update_fails(mentioning: str) -> Iterator[None]:
     """DynamoDB refusing UpdateItem on the games table when the request mentions `mentioning`."""
     client: Any = GameRecord._get_connection().connection.client
@@ -194,9 +181,9 @@ def _update_fails(mentioning: str) -> Iterator[None]:
 @pytest.mark.parametrize(
     "fault",
     [
-        lambda: _ec2_fails("DescribeVpcs"),
-        lambda: _ec2_fails("CreateSecurityGroup"),
-        lambda: _ec2_fails("AuthorizeSecurityGroupIngress"),
+        lambda: ec2_fails("DescribeVpcs"),
+        lambda: ec2_fails("CreateSecurityGroup"),
+        lambda: ec2_fails("AuthorizeSecurityGroupIngress"),
         lambda: _update_fails("security_group_id"),
         lambda: _update_fails('"STOPPED"'),
     ],

@@ -3,11 +3,9 @@ what EBS answers, in its real response shapes, becomes a state, a refusal, or no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -19,14 +17,6 @@ ZONE = "us-east-1b"
 WHEN = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def stub() -> Iterator[tuple[Ec2Gateway, Stubber]]:
-    client = boto3.client(
-        "ec2", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-    with Stubber(client) as stubber:
-        yield Ec2Gateway(client, tenant_id="1", game="valheim"), stubber
-        stubber.assert_no_pending_responses()
 
 
 def _item(state: str, **extra: Any) -> dict[str, Any]:
@@ -63,8 +53,8 @@ FILTERS = {
 }
 
 
-def test_enabling_in_one_zone_returns_the_state_ebs_reports(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_enabling_in_one_zone_returns_the_state_ebs_reports(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response(
         "enable_fast_snapshot_restores",
         {"Successful": [_item("enabling", EnablingTime=WHEN)], "Unsuccessful": []},
@@ -73,8 +63,8 @@ def test_enabling_in_one_zone_returns_the_state_ebs_reports(stub: tuple[Ec2Gatew
     assert gw.enable_fast_restore(SNAP, ZONE) == "enabling"
 
 
-def test_a_refused_enable_says_why(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_a_refused_enable_says_why(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response(
         "enable_fast_snapshot_restores",
         _refused("InvalidRequest", "the limit of 5 enabled snapshots is reached"),
@@ -93,15 +83,15 @@ def test_a_refused_enable_says_why(stub: tuple[Ec2Gateway, Stubber]) -> None:
     ],
 )
 def test_the_state_is_read_for_that_snapshot_and_zone_only(
-    stub: tuple[Ec2Gateway, Stubber], listed: list[dict[str, Any]], state: str
+    ec2_stub: tuple[Ec2Gateway, Stubber], listed: list[dict[str, Any]], state: str
 ) -> None:
-    gw, stubber = stub
+    gw, stubber = ec2_stub
     stubber.add_response("describe_fast_snapshot_restores", {"FastSnapshotRestores": listed}, FILTERS)
     assert gw.fast_restore_state(SNAP, ZONE) == state
 
 
-def test_disabling_succeeds_when_ebs_accepts(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_disabling_succeeds_when_ebs_accepts(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response(
         "disable_fast_snapshot_restores",
         {"Successful": [_item("disabling", DisablingTime=WHEN)], "Unsuccessful": []},
@@ -110,8 +100,8 @@ def test_disabling_succeeds_when_ebs_accepts(stub: tuple[Ec2Gateway, Stubber]) -
     gw.disable_fast_restore(SNAP, ZONE)
 
 
-def test_disabling_what_is_already_off_or_gone_is_fine(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_disabling_what_is_already_off_or_gone_is_fine(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response(
         "disable_fast_snapshot_restores", _refused("InvalidParameterValue", "not enabled"), PARAMS
     )
@@ -126,8 +116,8 @@ def test_disabling_what_is_already_off_or_gone_is_fine(stub: tuple[Ec2Gateway, S
     gw.disable_fast_restore(SNAP, ZONE)
 
 
-def test_a_refused_disable_that_leaves_it_on_raises(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_a_refused_disable_that_leaves_it_on_raises(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response("disable_fast_snapshot_restores", _refused("InternalError", "try again"), PARAMS)
     stubber.add_response(
         "describe_fast_snapshot_restores", {"FastSnapshotRestores": [_item("enabled")]}, FILTERS
@@ -136,8 +126,8 @@ def test_a_refused_disable_that_leaves_it_on_raises(stub: tuple[Ec2Gateway, Stub
         gw.disable_fast_restore(SNAP, ZONE)
 
 
-def test_other_aws_errors_are_not_swallowed(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_other_aws_errors_are_not_swallowed(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_client_error(
         "disable_fast_snapshot_restores", "UnauthorizedOperation", "denied", expected_params=PARAMS
     )

@@ -3,10 +3,8 @@ capacity errors move it on and other errors stop it, and that its idempotency to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -18,29 +16,21 @@ AVAILABLE = {"Filters": [{"Name": "state", "Values": ["available"]}]}
 DEFAULT_SUBNETS = {"Filters": [{"Name": "default-for-az", "Values": ["true"]}]}
 
 
-@pytest.fixture
-def stub() -> Iterator[tuple[Ec2Gateway, Stubber]]:
-    client = boto3.client(
-        "ec2", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-    with Stubber(client) as stubber:
-        yield Ec2Gateway(client, tenant_id="1", game="valheim"), stubber
-        stubber.assert_no_pending_responses()
 
 
 def _subnet(zone: str) -> dict[str, Any]:
     return {"SubnetId": f"subnet-{zone[-1]}", "AvailabilityZone": zone, "DefaultForAz": True}
 
 
-def test_launch_zones_are_the_available_ones_with_a_default_subnet(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_launch_zones_are_the_available_ones_with_a_default_subnet(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response("describe_availability_zones", ZONES, AVAILABLE)
     stubber.add_response("describe_subnets", {"Subnets": [_subnet("us-east-1b")]}, DEFAULT_SUBNETS)
     assert gw.launch_zones() == ["us-east-1b"]
 
 
-def test_without_default_subnets_every_available_zone_is_tried(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_without_default_subnets_every_available_zone_is_tried(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_response("describe_availability_zones", ZONES, AVAILABLE)
     stubber.add_response("describe_subnets", {"Subnets": []}, DEFAULT_SUBNETS)
     assert gw.launch_zones() == ["us-east-1a", "us-east-1b"]
@@ -60,9 +50,9 @@ def _launched(instance_id: str) -> dict[str, Any]:
 
 
 def test_a_capacity_error_moves_on_to_the_next_option_with_its_own_token(
-    stub: tuple[Ec2Gateway, Stubber],
+    ec2_stub: tuple[Ec2Gateway, Stubber],
 ) -> None:
-    gw, stubber = stub
+    gw, stubber = ec2_stub
     long_token = "start-" + "1" * 19 + "-" + "g" * 32 + "-12-spot"  # over EC2's 64 characters
     tokens: list[str] = []
 
@@ -105,8 +95,8 @@ def test_a_capacity_error_moves_on_to_the_next_option_with_its_own_token(
     assert len(tokens) == 2 and tokens[0] != tokens[1] and all(len(t) <= 64 for t in tokens)
 
 
-def test_no_capacity_anywhere_raises_capacity_error_naming_each_try(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_no_capacity_anywhere_raises_capacity_error_naming_each_try(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     for code in ("InsufficientInstanceCapacity", "Unsupported"):
         stubber.add_client_error("run_instances", code, "no")
     with pytest.raises(
@@ -115,8 +105,8 @@ def test_no_capacity_anywhere_raises_capacity_error_naming_each_try(stub: tuple[
         gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t")
 
 
-def test_an_error_that_is_not_about_capacity_stops_the_launch(stub: tuple[Ec2Gateway, Stubber]) -> None:
-    gw, stubber = stub
+def test_an_error_that_is_not_about_capacity_stops_the_launch(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
+    gw, stubber = ec2_stub
     stubber.add_client_error("run_instances", "UnauthorizedOperation", "denied")
     with pytest.raises(Exception, match="UnauthorizedOperation"):
         gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t")

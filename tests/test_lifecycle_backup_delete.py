@@ -27,6 +27,7 @@ from tests.lifecycle_helpers import (
     MAIN,
     STORE,
     create_game,
+    ec2_fails,
     ec2_of,
     game_row,
     pump_steps,
@@ -107,26 +108,6 @@ def _saved(tenant: str, name: str) -> None:
     backup = game_row(tenant, name).backup
     assert backup
     _agent_says(tenant, name, "game.save.reply", {"saved": True, "synced": True}, save_request_id(backup))
-
-
-@contextmanager
-def _ec2_fails(operation: str, when: str = "") -> Iterator[None]:
-    """EC2 refusing `operation` (those whose request mentions `when`) for every client the broker makes."""
-
-    def deny(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        if when not in str(params.get("body", "")):
-            return None
-        body = {"Error": {"Code": "UnauthorizedOperation", "Message": f"injected: {operation} refused"}}
-        return AWSResponse("https://ec2", 403, {}, None), body  # type: ignore[arg-type]
-
-    def hook(client: Any) -> None:
-        client.meta.events.register(f"before-call.ec2.{operation}", deny)
-
-    container().broker.hooks.append(hook)
-    try:
-        yield
-    finally:
-        container().broker.hooks.remove(hook)
 
 
 @contextmanager
@@ -308,8 +289,8 @@ def _forget_fails() -> Any:
 @pytest.mark.parametrize(
     "fault, every",
     [
-        (lambda: _ec2_fails("DeleteSnapshot"), False),
-        (lambda: _ec2_fails("DeleteVolume"), True),
+        (lambda: ec2_fails("DeleteSnapshot"), False),
+        (lambda: ec2_fails("DeleteVolume"), True),
         (_forget_fails, False),
     ],
     ids=["snapshots", "volumes", "forget"],
@@ -345,7 +326,7 @@ def test_a_failed_backup_step_leaves_no_snapshot_and_the_game_running(
 ) -> None:
     volume = _running(tenant, "valheim")
     payload = _backup(harness, tenant, "valheim")
-    with _ec2_fails(operation, when):
+    with ec2_fails(operation, when):
         _saved(tenant, "valheim")
         pump_steps(lambda: game_row(tenant, "valheim").backup is None)
     game = game_row(tenant, "valheim")
