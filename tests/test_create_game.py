@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -161,6 +162,7 @@ def test_a_claim_whose_workflow_died_is_taken_over_and_a_live_one_is_not(
 # -- faults: each step in turn, then nothing is left -------------------------------------------------------
 
 
+@contextmanager
 def _update_fails(mentioning: str) -> Iterator[None]:
     """DynamoDB refusing UpdateItem on the games table when the request mentions `mentioning`."""
     client: Any = GameRecord._get_connection().connection.client
