@@ -67,6 +67,11 @@ class DiscordStandIn:
         with self.state.lock:
             return list(self.state.calls)
 
+    def fault(self, **fault: Any) -> None:
+        """Queue an injected answer, as `POST /_faults` does (for callers in this process)."""
+        with self.state.lock:
+            self.state.faults.append({"times": 1, **fault})
+
 
 class _Handler(BaseHTTPRequestHandler):
     state: _State

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
 
 from chalicelib.discord import CallbackType, MessageFlag
 from chalicelib.jobs import JobMessage
 from devstack.discord_user import Who, snowflake
 from tests.helpers import Harness
-
-
-def _fault(harness: Harness, **fault: Any) -> None:
-    req = urllib.request.Request(
-        harness.standin.url + "/_faults",
-        data=json.dumps(fault).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 def _set_up(harness: Harness) -> None:
@@ -76,7 +65,7 @@ def test_redelivered_job_gives_one_follow_up(harness: Harness) -> None:
 def test_rate_limited_edit_is_retried_after_retry_after(harness: Harness) -> None:
     _set_up(harness)
     payload, message = _deferred_status(harness)
-    _fault(harness, method="PATCH", path_contains=payload["token"], status=429, retry_after=0.3, times=2)
+    harness.standin.fault(method="PATCH", path_contains=payload["token"], status=429, retry_after=0.3, times=2)
     started = time.monotonic()
     harness.deliver(message)
     elapsed = time.monotonic() - started
@@ -88,7 +77,7 @@ def test_rate_limited_edit_is_retried_after_retry_after(harness: Harness) -> Non
 def test_failed_delivery_is_retried_without_running_the_job_twice(harness: Harness) -> None:
     _set_up(harness)
     payload, message = _deferred_status(harness)
-    _fault(harness, method="PATCH", path_contains=payload["token"], status=502, times=1)
+    harness.standin.fault(method="PATCH", path_contains=payload["token"], status=502, times=1)
     try:
         harness.deliver(message, delete=False)
     except Exception as exc:  # the Lambda fails, so SQS redelivers
@@ -104,7 +93,7 @@ def test_failed_delivery_is_retried_without_running_the_job_twice(harness: Harne
 def test_expired_token_falls_back_to_a_channel_notice_without_private_content(harness: Harness) -> None:
     _set_up(harness)
     payload, message = _deferred_status(harness)
-    _fault(harness, method="PATCH", path_contains=payload["token"], status=404, code=10015, times=1)
+    harness.standin.fault(method="PATCH", path_contains=payload["token"], status=404, code=10015, times=1)
     harness.deliver(message)
     notices = harness.channel_calls(payload["channel_id"])
     assert len(notices) == 1

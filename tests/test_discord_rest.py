@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -17,21 +18,11 @@ from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 
 
-def _fault(standin: DiscordStandIn, **fault: Any) -> None:
-    req = urllib.request.Request(
-        standin.url + "/_faults",
-        data=json.dumps(fault).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(req, timeout=5).close()
-
-
 def test_429_is_retried_after_retry_after(standin: DiscordStandIn) -> None:
     slept: list[float] = []
     rest = DiscordRest(standin.url, lambda: "t", sleep=slept.append)
     token = "tok" + snowflake()
-    _fault(standin, method="POST", path_contains=token, status=429, retry_after=1.25, times=2)
+    standin.fault(method="POST", path_contains=token, status=429, retry_after=1.25, times=2)
     rest.followup("1", token, {"content": "hi"})
     assert slept == [1.25, 1.25]
     assert [c["status"] for c in standin.calls() if token in c["path"]] == [429, 429, 200]
@@ -40,7 +31,7 @@ def test_429_is_retried_after_retry_after(standin: DiscordStandIn) -> None:
 def test_rate_limit_is_given_up_after_the_wait_budget(standin: DiscordStandIn) -> None:
     rest = DiscordRest(standin.url, lambda: "t", sleep=lambda s: None, max_wait=5)
     token = "tok" + snowflake()
-    _fault(standin, method="POST", path_contains=token, status=429, retry_after=3, times=5)
+    standin.fault(method="POST", path_contains=token, status=429, retry_after=3, times=5)
     with pytest.raises(DiscordApiError) as err:
         rest.followup("1", token, {"content": "hi"})
     assert err.value.status == 429
@@ -83,7 +74,7 @@ def test_bot_call_without_a_token_fails_clearly(standin: DiscordStandIn) -> None
 
 def test_error_status_carries_discords_code(standin: DiscordStandIn) -> None:
     token = "tok" + snowflake()
-    _fault(standin, method="PATCH", path_contains=token, status=404, code=10015)
+    standin.fault(method="PATCH", path_contains=token, status=404, code=10015)
     with pytest.raises(DiscordApiError) as err:
         DiscordRest(standin.url, lambda: None).edit_original("1", token, {})
     assert (err.value.status, err.value.code) == (404, 10015)
@@ -97,7 +88,7 @@ def test_register_puts_the_payload_to_one_guild_and_survives_a_429(
     monkeypatch.setenv("DISCORD_API_URL", standin.url)
     monkeypatch.setenv("DISCORD_APPLICATION_ID", "555")
     monkeypatch.setenv("DISCORD_BOT_TOKEN", "bot-token")
-    _fault(standin, method="PUT", path_contains=f"/guilds/{guild}/", status=429, retry_after=0.05)
+    standin.fault(method="PUT", path_contains=f"/guilds/{guild}/", status=429, retry_after=0.05)
     assert gangway(["register", "--guild", guild]) == 0
     puts = [c for c in standin.calls() if c["path"] == f"/applications/555/guilds/{guild}/commands"]
     assert [c["status"] for c in puts] == [429, 200]
@@ -112,3 +103,25 @@ def test_register_without_credentials_refuses(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SystemExit, match="DISCORD_APPLICATION_ID"):
         gangway(["register"])
     assert "DISCORD_BOT_TOKEN" not in os.environ
+
+
+def test_faults_can_be_queued_over_http_for_other_processes(standin: DiscordStandIn) -> None:
+    """`make run` users and the stack's subprocess tests queue faults with `POST /_faults`."""
+
+    def post(body: bytes) -> int:
+        req = urllib.request.Request(
+            standin.url + "/_faults", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post(b"[1, 2]") == 400
+    token = "http-fault-" + snowflake()
+    assert post(json.dumps({"method": "POST", "path_contains": token, "status": 503}).encode()) == 204
+    rest = DiscordRest(standin.url, lambda: None, max_attempts=1)
+    with pytest.raises(DiscordApiError) as raised:
+        rest.followup("1", token, {"content": "x"})
+    assert raised.value.status == 503

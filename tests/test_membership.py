@@ -3,8 +3,6 @@ with the bot token and an audit-log reason, and Discord's refusals come back as 
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,16 +34,6 @@ def _member(harness: Harness, *roles: str) -> Who:
         role_ids=roles,
         permissions=0,
     )
-
-
-def _fault(harness: Harness, **fault: Any) -> None:
-    req = urllib.request.Request(
-        harness.standin.url + "/_faults",
-        data=json.dumps(fault).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 def _run(harness: Harness, command: str, who: Who) -> tuple[str, list[dict[str, Any]]]:
@@ -100,8 +88,8 @@ def test_join_before_setup_points_to_setup(harness: Harness) -> None:
 
 def test_join_refused_by_discord_tells_how_to_grant_manage_roles(harness: Harness) -> None:
     _setup(harness, MAIN_ROLE)
-    _fault(
-        harness, method="PUT", path_contains="/roles/", status=403, code=50013, message="Missing Permissions"
+    harness.standin.fault(
+        method="PUT", path_contains="/roles/", status=403, code=50013, message="Missing Permissions"
     )
     content, calls = _run(harness, "join", _member(harness))
     assert [c["status"] for c in calls] == [403]
@@ -110,7 +98,9 @@ def test_join_refused_by_discord_tells_how_to_grant_manage_roles(harness: Harnes
 
 def test_join_for_a_deleted_role_says_to_choose_another(harness: Harness) -> None:
     _setup(harness, MAIN_ROLE)
-    _fault(harness, method="PUT", path_contains="/roles/", status=404, code=10011, message="Unknown Role")
+    harness.standin.fault(
+        method="PUT", path_contains="/roles/", status=404, code=10011, message="Unknown Role"
+    )
     content, _ = _run(harness, "join", _member(harness))
     assert "no longer exists" in content and "/setup" in content
 
