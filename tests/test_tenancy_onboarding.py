@@ -11,6 +11,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.discord import CallbackType
+from chalicelib.games import GameState, GameStore
 from chalicelib.tenancy import AuditLog, TenantStore
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
@@ -200,3 +201,24 @@ def test_onboarding_steps_need_manage_server(harness: Harness) -> None:
     ):
         answer = harness.component(custom_id, who=member)
         assert "Manage Server" in answer["data"]["content"], custom_id
+
+
+def test_moving_a_server_with_games_to_another_account_or_region_is_refused(harness: Harness) -> None:
+    """A game's snapshots, security group and logs stay where they were made: a move would strand them."""
+    external_id = _connect(harness)
+    guild = harness.user.who.guild_id or ""
+    GameStore().create(guild, "valheim", description="", created_by="1")
+    _submit_role(harness, _role(external_id))  # the role's region is eu-west-1; the games are in us-east-1
+    text = json.dumps(_verify(harness))
+    assert "games live in AWS account" in text and "`valheim`" in text and "/deletegame" in text
+    tenant = STORE.read(guild)
+    assert tenant is not None and tenant.account_mode == "hosting" and tenant.region == "us-east-1"
+    assert tenant.pending_role_arn  # still waiting: verifying again works once the games are gone
+
+    GameStore().delete(guild, "valheim", state=GameState.STOPPED)
+    assert "Your AWS account is connected" in json.dumps(_verify(harness))
+    GameStore().create(guild, "rust", description="", created_by="1")
+    answer = harness.component("setup:hosting")
+    assert "games live in AWS account" in answer["data"]["content"] and "`rust`" in answer["data"]["content"]
+    tenant = STORE.read(guild)
+    assert tenant is not None and tenant.account_mode == "customer" and tenant.region == "eu-west-1"

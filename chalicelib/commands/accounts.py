@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.commands.admin import MANAGE, account_summary
+from chalicelib.commands.admin import MANAGE, account_summary, require_games_stay
 from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import (
@@ -143,6 +143,7 @@ def verify_job(ctx: Context) -> Update:
             ),
             components=retry,
         )
+    require_games_stay(ctx, account=result.account_id, region=region)
     tenant = store.mark_verified(
         ctx.tenant_id, role_arn=tenant.pending_role_arn, region=region, account_id=result.account_id
     )

@@ -26,7 +26,15 @@ from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import GameState
 from chalicelib.tenancy import RoleKind, Tenant, plan_named, purge_tenant
 
-__all__ = ["account_summary", "choose_roles", "set_dns", "setdns", "settings_view", "setup"]
+__all__ = [
+    "account_summary",
+    "choose_roles",
+    "require_games_stay",
+    "set_dns",
+    "setdns",
+    "settings_view",
+    "setup",
+]
 
 _ROLE_HELP = {
     "main": "can list, start and stop games, and get guest links",
@@ -78,6 +86,7 @@ def choose_roles(ctx: Context, kind: RoleKind) -> Update:
 def use_hosting(ctx: Context) -> Update:
     """Run this server's games in gangway's own AWS account."""
     _require_no_running_games(ctx, "switch accounts")
+    require_games_stay(ctx, account=ctx.services.hosting_account(), region=ctx.services.settings.region)
     tenant = ctx.services.tenants.use_hosting_account(ctx.tenant_id, ctx.services.settings.region)
     ctx.services.broker.forget(ctx.tenant_id)
     return Update(
@@ -176,6 +185,28 @@ def set_dns(ctx: Context, zone_id: str, domain: str) -> Reply:
         "set when the game is up and removed when it stops.",
         ephemeral=True,
     )
+
+
+def require_games_stay(ctx: Context, *, account: str, region: str) -> None:
+    """Refuse to move a tenant with games to another account or region.
+
+    A game lives where it was made: its snapshots (the saved world), its security group and its logs
+    are in the tenant's current account and region. Moving the tenant would strand them, and the next
+    `/start` would fail. Re-verifying the same account (after updating its role stack) is not a move.
+    """
+    tenant = ctx.services.tenants.require(ctx.tenant_id)
+    here = tenant.aws_account_id if tenant.account_mode == "customer" else ctx.services.hosting_account()
+    if (account, region) == (here, tenant.region):
+        return
+    games = [g.name for g in ctx.services.games.all(ctx.tenant_id)]
+    if games:
+        raise Conflict(
+            f"This server's games live in AWS account `{here}`, region `{tenant.region}`: their saved "
+            "worlds (snapshots), firewall and logs are there, and gangway cannot take them along. "
+            "Delete them with `/deletegame` before moving to another account or region: "
+            + ", ".join(f"`{n}`" for n in games)
+            + "."
+        )
 
 
 def _require_no_running_games(ctx: Context, what: str) -> None:
