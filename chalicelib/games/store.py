@@ -218,16 +218,25 @@ class GameStore:
         try:
             rec.update(actions=actions, condition=GameRecord.name.exists() & GameRecord.state.is_in(*allowed))
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise
-            current = self.get(tenant_id, name)
-            if current is None:
-                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            current = self._current_after_refusal(tenant_id, name, exc)
             raise Conflict(
                 f"`{name}` is {current.state.word} (version {current.version}); it can't become "
                 f"{to.word} from there right now."
             ) from exc
         return _to_game(rec)
+
+    def _current_after_refusal(self, tenant_id: str, name: str, exc: UpdateError) -> Game:
+        """The row as it is now, after a conditional write was refused (the caller says why).
+
+        Raises:
+            NotFound: the row is gone.  `exc` itself: the write failed for another reason.
+        """
+        if exc.cause_response_code != _CONDITION_FAILED:
+            raise exc
+        current = self.get(tenant_id, name)
+        if current is None:
+            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+        return current
 
     def record(self, tenant_id: str, name: str, **fields: str | bool | None) -> Game:
         """Record (or clear, with None) resource fields of a game, e.g. the volume a step created.
@@ -287,11 +296,7 @@ class GameStore:
                 actions=actions, condition=condition, add_version_condition=expected_version is not None
             )
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise
-            current = self.get(tenant_id, name)
-            if current is None:
-                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            current = self._current_after_refusal(tenant_id, name, exc)
             raise Conflict(
                 f"**{name}** changed meanwhile (it is {current.state.word} now); nothing was changed. "
                 "Try again."
@@ -324,11 +329,7 @@ class GameStore:
                 add_version_condition=False,
             )
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise
-            current = self.get(tenant_id, name)
-            if current is None:
-                raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+            current = self._current_after_refusal(tenant_id, name, exc)
             if current.state is not GameState.RUNNING:
                 raise Conflict(
                     f"**{name}** is {current.state.word}; only a running game can be backed up."
