@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -41,6 +41,11 @@ def log_group(stage: str, tenant_id: str, game: str) -> str:
     return f"/gangway/{stage}/{tenant_id}/{game}"
 
 
+def _logs(lc: Lifecycle, game: Game, actor: str) -> Any:
+    """CloudWatch Logs in the game's tenant account, through the broker (audited)."""
+    return lc.broker.access(lc.tenants.require(game.tenant_id), purpose="logs", actor=actor).client("logs")
+
+
 def ensure_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> str | None:
     """The game's log group, made if missing and given its retention; None if the account refused.
 
@@ -49,8 +54,7 @@ def ensure_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> st
     """
     name = log_group(stage, game.tenant_id, game.name)
     try:
-        tenant = lc.tenants.require(game.tenant_id)
-        logs = lc.broker.access(tenant, purpose="logs", actor=actor).client("logs")
+        logs = _logs(lc, game, actor)
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=name)
         logs.put_retention_policy(logGroupName=name, retentionInDays=LOG_RETENTION_DAYS)
@@ -65,8 +69,7 @@ def delete_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> st
     game is gone either way, and its logs would expire within the retention)."""
     name = log_group(stage, game.tenant_id, game.name)
     try:
-        tenant = lc.tenants.require(game.tenant_id)
-        logs = lc.broker.access(tenant, purpose="logs", actor=actor).client("logs")
+        logs = _logs(lc, game, actor)
         with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
             logs.delete_log_group(logGroupName=name)
     except (BotoCoreError, ClientError, AccountUnreachable) as exc:
