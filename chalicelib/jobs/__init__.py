@@ -7,10 +7,9 @@ from chalicelib.jobs.ledger import Claim, InteractionLedger, JobStatus
 from chalicelib.jobs.messages import JobMessage
 from chalicelib.jobs.models import InteractionRecord
 from chalicelib.jobs.queue import SqsJobQueue
-from chalicelib.jobs.runner import TOKEN_LIFETIME, JobRunner
+from chalicelib.jobs.runner import JobRunner
 
 __all__ = [
-    "TOKEN_LIFETIME",
     "Claim",
     "InteractionLedger",
     "InteractionRecord",

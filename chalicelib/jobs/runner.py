@@ -12,24 +12,20 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from chalicelib.discord import Reply, Update, error_reply, message_body
+from chalicelib.discord.reply_editor import ReplyEditor
 from chalicelib.discord.rest import DiscordRest
-from chalicelib.errors import DiscordApiError, UserError, ValidationError
+from chalicelib.errors import UserError, ValidationError
 from chalicelib.jobs.handlers import JobRegistry
 from chalicelib.jobs.ledger import InteractionLedger
 from chalicelib.jobs.messages import JobMessage
 from chalicelib.tracing import Tracer
 
-__all__ = ["TOKEN_LIFETIME", "JobRunner"]
+__all__ = ["JobRunner"]
 
 log = logging.getLogger(__name__)
-
-# Interaction tokens last 15 minutes (discord-protocol.md §4); stop trusting one a little earlier.
-TOKEN_LIFETIME: Final = 15 * 60 - 30
-# Unknown webhook / invalid webhook token: the token is gone (discord-protocol.md §8).
-_TOKEN_GONE: Final = {10015, 50027}
 
 
 class JobRunner:
@@ -46,6 +42,7 @@ class JobRunner:
         max_receives: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._replies = ReplyEditor(rest, clock=clock)
         self._jobs = jobs
         self._context_for = context_for
         self._ledger = ledger
@@ -108,14 +105,10 @@ class JobRunner:
             return error_reply(exc)
 
     def _deliver(self, msg: JobMessage, body: Mapping[str, Any]) -> str:
-        if self._clock() - msg.created_at < TOKEN_LIFETIME:
-            try:
-                self._rest.edit_original(msg.application_id, msg.token, body)
+        if self._replies.alive(msg.created_at):
+            if self._replies.edit(msg.application_id, msg.token, body):
                 return "edited"
-            except DiscordApiError as exc:
-                if exc.code not in _TOKEN_GONE and exc.status not in (401, 404):
-                    raise
-                log.info("interaction token for %s is gone; falling back", msg.interaction_id)
+            log.info("interaction token for %s is gone; falling back", msg.interaction_id)
         return self._fallback(msg, body)
 
     def _fallback(self, msg: JobMessage, body: Mapping[str, Any]) -> str:
