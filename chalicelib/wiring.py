@@ -6,7 +6,6 @@ boto3, PynamoDB, the command catalogue and X-Ray load when the first real intera
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -33,15 +32,7 @@ if TYPE_CHECKING:
     from chalicelib.tracing import Tracer
     from chalicelib.workflows import StepRegistry, StepRunner, Workflows
 
-__all__ = ["AGENT_EVENT_MODULES", "Container", "container"]
-
-# The modules that declare agent-event handlers (`@AGENT_EVENTS.on(...)`), imported by the first event.
-AGENT_EVENT_MODULES: tuple[str, ...] = (
-    "chalicelib.access.agent_events",
-    "chalicelib.lifecycle.agent_events",
-    "chalicelib.lifecycle.players",
-    "chalicelib.lifecycle.tools",
-)
+__all__ = ["Container", "container"]
 
 # How long a warm container trusts the bot token it read (rotation: README "Deploying").
 BOT_TOKEN_MAX_AGE: Final = 300.0
@@ -115,30 +106,27 @@ class Container:
         return StepRunner(
             steps=self.step_registry,
             sfn=lambda: self.client("stepfunctions"),
-            services=lambda: self.services,
+            lifecycle=lambda: self.lifecycle,
             tracer=self.tracer,
         )
 
     @cached_property
     def agent_events(self) -> BoundAgentEvents:
         """The agent_events Lambda's core: `run(body)` routes one queue message to the handlers the
-        domain modules declare (imported here, on the first event)."""
-        import importlib
-
+        modules chalicelib/registry.py lists declare (imported here, on the first event)."""
         from chalicelib.agents import AGENT_EVENTS
+        from chalicelib.registry import AGENT_EVENT_MODULES, load
 
-        for module in AGENT_EVENT_MODULES:
-            importlib.import_module(module)
-        return AGENT_EVENTS.bind(self.services)
+        load(AGENT_EVENT_MODULES)
+        return AGENT_EVENTS.bind(self.lifecycle)
 
     @cached_property
     def step_registry(self) -> StepRegistry:
-        """Every workflow step the app defines (domain modules declare into STEPS when imported)."""
-        import chalicelib.lifecycle  # noqa: F401 - declares the lifecycle steps
+        """Every workflow step the app defines (the modules chalicelib/registry.py lists declare them)."""
+        from chalicelib.registry import STEP_MODULES, load
         from chalicelib.workflows import STEPS
 
-        importlib.import_module("chalicelib.push.steps")  # declares the web-push flow's steps
-
+        load(STEP_MODULES)
         return STEPS
 
     @cached_property
@@ -150,17 +138,22 @@ class Container:
 
     @cached_property
     def lifecycle(self) -> Lifecycle:
-        """What lifecycle steps, commands and agent events use (chalicelib/lifecycle)."""
-        from chalicelib.lifecycle import Lifecycle
+        """What lifecycle steps, commands and agent events use (chalicelib/lifecycle/collaborators.py)."""
+        from chalicelib.discord.reply_editor import ReplyEditor
+        from chalicelib.lifecycle.collaborators import Lifecycle
 
         return Lifecycle(
+            settings=self.settings,
             games=self.services.games,
             tenants=self.services.tenants,
             broker=self.broker,
             rest=self.rest,
+            replies=ReplyEditor(self.rest),
             workflows=self.workflows,
             sfn=lambda: self.client("stepfunctions"),
             publisher=lambda: self.publisher,
+            access=lambda: self.access,
+            push=lambda: self.push,
         )
 
     def on_ec2_event(self, event: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSResponse
 import app as app_module
 from chalicelib.games import GameState, GameStore
 from chalicelib.instances import Ec2Gateway
-from chalicelib.lifecycle.steps import stop_request_id
+from chalicelib.lifecycle.stop_game import stop_request_id
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
 from devstack.pump import LambdaContext, sqs_event

@@ -21,6 +21,7 @@ from chalicelib.access import Grant, GrantStore, LinkKind
 from chalicelib.agents import AGENT_EVENTS, AgentEvent, AgentEventRouter, Outgoing, parse_agent_event
 from chalicelib.agents.events import MAX_EVENT_BYTES
 from chalicelib.games import GameRecord, GameState
+from chalicelib.lifecycle import Lifecycle
 from devstack.aws import Emulator
 from devstack.bridge import MAX_IOT_PAYLOAD_BYTES, rule_message
 from devstack.discord_user import snowflake
@@ -128,21 +129,23 @@ def test_malformed_messages_are_refused(body: str) -> None:
 
 def test_the_router_calls_handlers_by_type_and_catch_alls_and_drops_malformed_messages() -> None:
     router = AgentEventRouter()
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[str, Lifecycle]] = []
+
+    lc = container_for_tests().lifecycle
 
     @router.on("ready")
-    def on_ready(event: AgentEvent, services: Any) -> None:
-        seen.append(("ready", services))
+    def on_ready(event: AgentEvent, given: Lifecycle) -> None:
+        seen.append(("ready", given))
 
     @router.on("*")
-    def on_any(event: AgentEvent, services: Any) -> None:
-        seen.append((event.type, services))
+    def on_any(event: AgentEvent, given: Lifecycle) -> None:
+        seen.append((event.type, given))
 
-    assert router.bind("svc").run(_evt("1", "ab")) == "ready:2"
-    assert router.run(_evt("1", "ab", "heartbeat"), "svc") == "heartbeat:1"
-    assert seen == [("ready", "svc"), ("ready", "svc"), ("heartbeat", "svc")]
+    assert router.bind(lc).run(_evt("1", "ab")) == "ready:2"
+    assert router.run(_evt("1", "ab", "heartbeat"), lc) == "heartbeat:1"
+    assert seen == [("ready", lc), ("ready", lc), ("heartbeat", lc)]
     for body in HOSTILE.values():
-        assert router.run(body, "svc") == "malformed"
+        assert router.run(body, lc) == "malformed"
     assert len(seen) == 3
 
 

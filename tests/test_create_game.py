@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from chalicelib.games import GameRecord, GameState, GameStore
 from chalicelib.instances import GroupInUse, SecurityGroups, rules_for
 from chalicelib.instances.security import Rule
-from chalicelib.lifecycle.steps_create import STALE_CLAIM_SECONDS
+from chalicelib.lifecycle.create_game import STALE_CLAIM_SECONDS
 from chalicelib.tenancy import plan_named
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake

@@ -82,7 +82,6 @@ SURFACES = {
         "quick_create_link",
     },
     "chalicelib.jobs": {
-        "TOKEN_LIFETIME",
         "Claim",
         "InteractionLedger",
         "InteractionRecord",
@@ -95,21 +94,10 @@ SURFACES = {
     "chalicelib.commands": {
         "Context",
         "GameName",
-        "access",
-        "accounts",
-        "audit",
-        "games_admin",
-        "games_admin_tools",
-        "games_edit",
-        "games_lifecycle",
-        "membership",
         "Services",
-        "admin",
         "interaction_of_job",
         "jobs",
         "registry",
-        "servers",
-        "welcome",
     },
 }
 

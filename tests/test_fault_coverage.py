@@ -110,7 +110,7 @@ class Rig:
 
         steps = StepRegistry({n: wrap(n, f) for n, f in c.step_registry.steps.items()})
         return StepRunner(
-            steps=steps, sfn=lambda: c.client("stepfunctions"), services=lambda: c.services, tracer=c.tracer
+            steps=steps, sfn=lambda: c.client("stepfunctions"), lifecycle=lambda: c.lifecycle, tracer=c.tracer
         )
 
     def executions(self, workflow: str) -> list[dict[str, Any]]:

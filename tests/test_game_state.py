@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -142,7 +143,7 @@ def test_a_start_whose_workflow_cannot_start_puts_the_game_back(game: tuple[str,
     """If Step Functions refuses, no workflow owns STARTING: the game must not stay there."""
     from botocore.stub import Stubber
 
-    from chalicelib.lifecycle import Lifecycle, begin_start
+    from chalicelib.lifecycle import begin_start
     from chalicelib.wiring import container
     from chalicelib.workflows import Workflows
 
@@ -150,15 +151,7 @@ def test_a_start_whose_workflow_cannot_start_puts_the_game_back(game: tuple[str,
     container().services.tenants.ensure(tenant, created_by="1")
     sfn = container().client("stepfunctions")
     lc = container().lifecycle
-    broken = Lifecycle(
-        games=lc.games,
-        tenants=lc.tenants,
-        broker=lc.broker,
-        rest=lc.rest,
-        workflows=Workflows(lambda: sfn, "gangway-test"),
-        sfn=lc.sfn,
-        publisher=lc.publisher,
-    )
+    broken = replace(lc, workflows=Workflows(lambda: sfn, "gangway-test"))
     with Stubber(sfn) as stub:
         stub.add_client_error(
             "list_state_machines", service_error_code="ServiceUnavailable", http_status_code=503

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 
 from chalicelib.games import GameRecord, GameState
 from chalicelib.lifecycle import begin_backup, reply_ref
-from chalicelib.lifecycle.steps_backup import save_request_id
+from chalicelib.lifecycle.backup_game import save_request_id
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
 from tests.conftest import APPLICATION_ID

@@ -17,7 +17,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.games import GameRecord, GameState
-from chalicelib.lifecycle.steps_preload import FSR_HOURLY_USD
+from chalicelib.lifecycle.preload import FSR_HOURLY_USD
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running

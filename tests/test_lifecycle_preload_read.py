@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib.games import GameRecord, GameState
-from chalicelib.lifecycle.steps_preload import game_start_request_id, preload_request_id
+from chalicelib.lifecycle.start_game import game_start_request_id, preload_request_id
 from chalicelib.wiring import container
 from tests.access_helpers import Subscriber
 from tests.helpers import Harness

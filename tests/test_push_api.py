@@ -316,7 +316,7 @@ from tests.access_helpers import gateway_event
 for request in json.loads(sys.stdin.read()):
     out = app.app(gateway_event("POST", request["path"], body=request["body"], headers=request["headers"]), LambdaContext("api_handler"))
     print(out["statusCode"], out["body"][:60], file=sys.stderr)
-import chalicelib.push.steps  # the steps module itself loads it lazily too
+import chalicelib.push.addip_push  # the steps module itself loads it lazily too
 heavy = sorted(m for m in ("pywebpush", "aiohttp", "http_ece", "py_vapid", "requests") if m in sys.modules)
 print(json.dumps(heavy))
 """

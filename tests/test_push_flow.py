@@ -227,7 +227,7 @@ def test_preference_off_and_start_choose_who_is_pushed_on_addip(
 def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_themselves_in(
     tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn, steps_pump: Any
 ) -> None:
-    from chalicelib.push.steps import game_started
+    from chalicelib.push.addip_push import game_started
     from chalicelib.workflows import StepContext
 
     on_start, on_addip = snowflake(), snowflake()
@@ -236,7 +236,7 @@ def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_the
     addip_only = push_standin.device()
     _onboard(push_loopback, tenant, on_start, starter, "start")
     _onboard(push_loopback, tenant, on_addip, addip_only, "addip")
-    ctx = StepContext(tenant_id=tenant, game="valheim", execution="", token="t", services=None)
+    ctx = StepContext(tenant_id=tenant, game="valheim", execution="", token="t", lifecycle=container().lifecycle)
     execution = f"arn:aws:states:us-east-1:123456789012:execution:gangway-test-start-game:{snowflake()}"
     assert game_started(ctx, {"tenant": tenant, "game": "valheim", "execution": execution}) == {"pushed": 1}
     assert starter.answered.wait(15)
@@ -267,10 +267,10 @@ def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_the
 def test_hostile_step_input_fails_the_task_as_rejected_and_pushes_nothing(
     tenant: str, push_standin: PushServiceStandIn, data: dict[str, Any]
 ) -> None:
-    from chalicelib.push.steps import send
+    from chalicelib.push.addip_push import send
     from chalicelib.workflows import StepContext, StepFailed
 
-    ctx = StepContext(tenant_id=tenant, game="-", execution="", token="t", services=None)
+    ctx = StepContext(tenant_id=tenant, game="-", execution="", token="t", lifecycle=container().lifecycle)
     with pytest.raises(StepFailed) as failed:  # not retried: the input will never get better
         send(ctx, {"tenant": tenant, "game": "-", **data})
     assert failed.value.error == "gangway.Rejected"

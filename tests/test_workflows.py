@@ -131,7 +131,7 @@ def _runner(calls: list[str]) -> StepRunner:
     return StepRunner(
         steps=_registry(calls),
         sfn=lambda: c.client("stepfunctions"),
-        services=lambda: None,
+        lifecycle=lambda: c.lifecycle,
         tracer=NullTracer(),
     )
 

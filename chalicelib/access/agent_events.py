@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 
 if TYPE_CHECKING:
-    from chalicelib.commands import Services
+    from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["send_firewall_on_ready"]
 
@@ -22,11 +22,11 @@ log = logging.getLogger(__name__)
 
 
 @AGENT_EVENTS.on("ready")
-def send_firewall_on_ready(event: AgentEvent, services: Services) -> None:
+def send_firewall_on_ready(event: AgentEvent, lc: Lifecycle) -> None:
     """Publish the full grant set to the agent that announced itself, if its game exists."""
     # The topic is the agent's identity, but a game deleted while its instance was still up (or a
     # leftover agent) must not be answered: it would only be told another tenant-wide set.
-    if services.games.get(event.tenant_id, event.game) is None:
+    if lc.games.get(event.tenant_id, event.game) is None:
         log.warning("ready from agent %s/%s: no such game; ignored", event.tenant_id, event.game)
         return
-    services.access().send_full_sync(event.tenant_id, event.game, int(time.time()))
+    lc.access().send_full_sync(event.tenant_id, event.game, int(time.time()))

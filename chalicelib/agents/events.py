@@ -14,7 +14,10 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+if TYPE_CHECKING:
+    from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["AGENT_EVENTS", "AgentEvent", "AgentEventRouter", "BoundAgentEvents", "parse_agent_event"]
 
@@ -64,13 +67,13 @@ def parse_agent_event(body: str) -> AgentEvent:
     return AgentEvent(topic.group(1), topic.group(2), msg_id, kind, data)
 
 
-Handler = Callable[[AgentEvent, Any], None]
+Handler = Callable[[AgentEvent, "Lifecycle"], None]
 H = TypeVar("H", bound=Handler)
 
 
 @dataclass
 class AgentEventRouter:
-    """Handlers by event type (`*` gets every event); each gets (event, services)."""
+    """Handlers by event type (`*` gets every event); each gets (event, the lifecycle's collaborators)."""
 
     handlers: dict[str, list[Handler]] = field(default_factory=dict)
 
@@ -81,7 +84,7 @@ class AgentEventRouter:
 
         return decorate
 
-    def run(self, body: str, services: Any) -> str:
+    def run(self, body: str, lifecycle: Lifecycle) -> str:
         """Handle one queue message; malformed ones are dropped (logged), handler errors propagate so
         the queue redelivers them."""
         try:
@@ -91,24 +94,25 @@ class AgentEventRouter:
             return "malformed"
         handlers = [*self.handlers.get(event.type, []), *self.handlers.get("*", [])]
         for handler in handlers:
-            handler(event, services)
+            handler(event, lifecycle)
         return f"{event.type}:{len(handlers)}"
 
-    def bind(self, services: Any) -> BoundAgentEvents:
-        """This router with the services its handlers get: what the agent_events Lambda runs."""
-        return BoundAgentEvents(self, services)
+    def bind(self, lifecycle: Lifecycle) -> BoundAgentEvents:
+        """This router with what its handlers get: what the agent_events Lambda runs."""
+        return BoundAgentEvents(self, lifecycle)
 
 
 @dataclass(frozen=True)
 class BoundAgentEvents:
-    """A router and its services: `run(body)` handles one queue message."""
+    """A router and its handlers' collaborators: `run(body)` handles one queue message."""
 
     router: AgentEventRouter
-    services: Any
+    lifecycle: Lifecycle
 
     def run(self, body: str) -> str:
-        return self.router.run(body, self.services)
+        return self.router.run(body, self.lifecycle)
 
 
-# The app's agent-event handlers: domain modules declare into it (`@AGENT_EVENTS.on("ready")`).
+# The app's agent-event handlers: the modules chalicelib/registry.py lists declare into it
+# (`@AGENT_EVENTS.on("ready")`).
 AGENT_EVENTS: Final = AgentEventRouter()

@@ -1,41 +1,12 @@
-"""Our command catalogue, built by importing each module once (their decorators declare into it)."""
+"""Our command catalogue: the modules chalicelib/registry.py lists declare into it when loaded here."""
 
 from __future__ import annotations
 
-from chalicelib.commands import (
-    access,
-    accounts,
-    admin,
-    audit,
-    games_admin,
-    games_admin_tools,
-    games_edit,
-    games_lifecycle,
-    membership,
-    servers,
-    welcome,
-)
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context, Services, interaction_of_job
+from chalicelib.registry import COMMAND_MODULES, load
 
+load(COMMAND_MODULES)
 registry.validate()
 
-__all__ = [
-    "Context",
-    "GameName",
-    "Services",
-    "access",
-    "accounts",
-    "admin",
-    "audit",
-    "games_admin",
-    "games_admin_tools",
-    "games_edit",
-    "games_lifecycle",
-    "interaction_of_job",
-    "jobs",
-    "membership",
-    "registry",
-    "servers",
-    "welcome",
-]
+__all__ = ["Context", "GameName", "Services", "interaction_of_job", "jobs", "registry"]

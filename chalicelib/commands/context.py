@@ -17,6 +17,7 @@ from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore,
 
 if TYPE_CHECKING:
     from chalicelib.lifecycle import Lifecycle
+    from chalicelib.push import PushService
 
 __all__ = ["Context", "Services", "interaction_of_job"]
 
@@ -38,9 +39,9 @@ class Services:
     # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
     access: Callable[[], AccessService]
     # Web push (chalicelib/push): whether /addip may push to the member's browser; built on first use.
-    push: Callable[[], Any]
+    push: Callable[[], PushService]
     # The game lifecycle's collaborators (workflows, Discord edits, agents), built on first use.
-    lifecycle: Callable[[], Any]
+    lifecycle: Callable[[], Lifecycle]
 
 
 class Context:
@@ -78,8 +79,7 @@ class Context:
     @property
     def lifecycle(self) -> Lifecycle:
         """The game lifecycle's collaborators (workflows, EC2 through the broker, agents)."""
-        lc: Lifecycle = self.services.lifecycle()
-        return lc
+        return self.services.lifecycle()
 
     def game(self, name: str) -> Game:
         """The caller's tenant's game called `name`; a name from a button or a form is looked up in the

@@ -12,8 +12,7 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Level, Reply
 from chalicelib.errors import Conflict
 from chalicelib.games import GameState
-from chalicelib.lifecycle import begin_edit, reply_ref
-from chalicelib.lifecycle.steps_start import EDIT_HOWTO
+from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, reply_ref
 
 __all__ = ["editgame"]
 

@@ -217,7 +217,7 @@ MARKETS: Final = {
 }
 # Fast snapshot restore is billed per snapshot and zone hour, at least one hour (prices.json).
 _FSR_HOURLY: Final = float(price_table()["regions"]["us-east-1"]["fsr_dsu_hourly"])
-# How StartGame warms a disk made from a snapshot (lifecycle/steps_start.py); a first start has none.
+# How StartGame warms a disk made from a snapshot (lifecycle/preload.py); a first start has none.
 PRELOADS: Final = {
     "off": ("No preloading", "The disk warms up as the game reads it (slow first minutes)"),
     "rate": ("Provisioned rate", "The volume is initialised at 200 MiB/s while it starts"),

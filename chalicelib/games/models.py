@@ -50,7 +50,7 @@ class GameRecord(Model):
     # The task token of a workflow step waiting on this game's agent (ready, saved).
     task_token = UnicodeAttribute(null=True)
     # What task_token waits for when it is not the agent's `ready` (a preload, `game.start`), and where
-    # and how far its progress was told: JSON (lifecycle/steps_start.py).
+    # and how far its progress was told: JSON (lifecycle/start_game.py).
     task_wait = UnicodeAttribute(null=True)
     # Up for /editgame: the host runs without the game (for installing it); set by the EditGame launch.
     editing = BooleanAttribute(null=True)

@@ -1,17 +1,20 @@
-"""The game lifecycle: Create/Start/Stop/Backup/DeleteGame steps, starting them, reacting to agents."""
+"""The game lifecycle: one module per workflow (named like its `workflows/*.asl.json`), each with its
+`begin_*`, its steps and the agent events that end its waits; the collaborators they share."""
 
 from __future__ import annotations
 
-from chalicelib.lifecycle import agent_events, steps, steps_backup, steps_create, steps_delete, steps_start
-from chalicelib.lifecycle.control import begin_edit, begin_start, begin_stop, reply_ref
-from chalicelib.lifecycle.deps import Lifecycle
-from chalicelib.lifecycle.steps_backup import begin_backup
-from chalicelib.lifecycle.steps_create import begin_create
-from chalicelib.lifecycle.steps_delete import begin_delete, newest_complete
+from chalicelib.discord.reply_editor import reply_ref
+from chalicelib.lifecycle.backup_game import begin_backup
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.lifecycle.create_game import begin_create
+from chalicelib.lifecycle.delete_game import begin_delete, newest_complete
+from chalicelib.lifecycle.edit_game import EDIT_HOWTO, begin_edit
+from chalicelib.lifecycle.start_game import begin_start
+from chalicelib.lifecycle.stop_game import begin_stop
 
 __all__ = [
+    "EDIT_HOWTO",
     "Lifecycle",
-    "agent_events",
     "begin_backup",
     "begin_create",
     "begin_delete",
@@ -20,9 +23,4 @@ __all__ = [
     "begin_stop",
     "newest_complete",
     "reply_ref",
-    "steps",
-    "steps_backup",
-    "steps_create",
-    "steps_delete",
-    "steps_start",
 ]

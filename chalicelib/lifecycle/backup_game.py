@@ -13,10 +13,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.games import Game, GameState
 from chalicelib.instances import Ec2Gateway
-from chalicelib.lifecycle.deps import Lifecycle
-from chalicelib.lifecycle.progress import tell
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.lifecycle.workflow import GONE, NOT_YET, failure_cause, finish_wait, start_workflow
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "BACKUP_STALE_SECONDS",
     "backup_execution",
     "begin_backup",
+    "on_save_reply",
     "save_request_id",
 ]
 
@@ -32,7 +34,6 @@ log = logging.getLogger(__name__)
 BACKUP_SAVE_TIMEOUT_SECONDS: Final = 120
 # Longer than a backup can run (save wait + snapshot wait + steps): an older claim is a dead workflow's.
 BACKUP_STALE_SECONDS: Final = 3 * 3600
-NOT_YET: Final = "gangway.NotYet"
 NOT_RUNNING: Final = "gangway.NotRunning"
 _ACTOR: Final = "workflow:backup"
 
@@ -58,32 +59,22 @@ def begin_backup(
     """
     name = backup_execution(game.tenant_id, game.name, interaction_id)
     lc.games.claim_backup(game.tenant_id, game.name, execution=name, stale_after=BACKUP_STALE_SECONDS)
-    try:
-        return lc.workflows.start(
-            "backup-game",
-            name=name,
-            input={
-                "tenant": game.tenant_id,
-                "game": game.name,
-                "execution": name,
-                "save_timeout": save_timeout or BACKUP_SAVE_TIMEOUT_SECONDS,
-                "reply": dict(reply or {}),
-            },
-        )
-    except Exception:
+    # The game's own execution stays the start's or stop's: a backup runs beside it, not instead.
+    return start_workflow(
+        lc,
+        "backup-game",
+        game,
+        execution=name,
+        reply=reply,
         # No workflow will ever release the claim: release it now so /backupnow can be tried again.
-        lc.games.release_backup(game.tenant_id, game.name, execution=name)
-        raise
-
-
-def _deps(ctx: StepContext) -> Lifecycle:
-    deps: Lifecycle = ctx.services.lifecycle()
-    return deps
+        undo=lambda: lc.games.release_backup(game.tenant_id, game.name, execution=name),
+        save_timeout=save_timeout or BACKUP_SAVE_TIMEOUT_SECONDS,
+    )
 
 
 def _claimed(ctx: StepContext) -> Game:
     """The game, if it is still running and this execution still holds its backup claim."""
-    game = _deps(ctx).games.get(ctx.tenant_id, ctx.game)
+    game = ctx.lifecycle.games.get(ctx.tenant_id, ctx.game)
     if game is None or game.state is not GameState.RUNNING or not game.volume_id:
         raise StepFailed(NOT_RUNNING, f"{ctx.game} stopped during the backup")
     if game.backup != ctx.execution:
@@ -99,24 +90,24 @@ def _mine(ec2: Ec2Gateway, execution: str) -> list[Mapping[str, Any]]:
 @STEPS.step("backup.save")
 def backup_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
     """Ask the agent to save and sync the world; its `game.save.reply` finishes this step."""
-    deps, game = _deps(ctx), _claimed(ctx)
-    deps.games.record(ctx.tenant_id, ctx.game, backup_token=ctx.token)
-    tell(deps, data, f"⏳ Backing up **{game.name}**: saving the world…")
-    deps.ask_agent(game, "game.save", {}, request_id=save_request_id(ctx.execution))
+    lc, game = ctx.lifecycle, _claimed(ctx)
+    lc.games.record(ctx.tenant_id, ctx.game, backup_token=ctx.token)
+    lc.tell(data, f"⏳ Backing up **{game.name}**: saving the world…")
+    lc.ask_agent(game, "game.save", {}, request_id=save_request_id(ctx.execution))
 
 
 @STEPS.step("backup.snapshot")
 def backup_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """A manual snapshot of the data volume (saved or not: a crash-consistent copy beats none)."""
-    deps, game = _deps(ctx), _claimed(ctx)
+    lc, game = ctx.lifecycle, _claimed(ctx)
     if game.backup_token:
-        deps.games.record(ctx.tenant_id, ctx.game, backup_token=None)
-    ec2 = deps.ec2(game, actor=_ACTOR)
+        lc.games.record(ctx.tenant_id, ctx.game, backup_token=None)
+    ec2 = lc.ec2(game, actor=_ACTOR)
     saved = "save_error" not in data
     mine = _mine(ec2, ctx.execution)
     if mine:
         return {"snapshot_id": str(mine[0]["SnapshotId"]), "saved": saved}
-    tell(deps, data, f"⏳ Backing up **{game.name}**: taking a snapshot of its data…")
+    lc.tell(data, f"⏳ Backing up **{game.name}**: taking a snapshot of its data…")
     snap = ec2.snapshot(
         game.volume_id or "",
         description=f"gangway manual backup {ctx.tenant_id}/{ctx.game} ({ctx.execution})",
@@ -127,10 +118,10 @@ def backup_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, A
 
 @STEPS.step("backup.snapshot_ready")
 def backup_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    game = _deps(ctx).games.get(ctx.tenant_id, ctx.game)
+    game = ctx.lifecycle.games.get(ctx.tenant_id, ctx.game)
     if game is None:
-        raise StepFailed("gangway.Gone", f"the game {ctx.game} no longer exists")
-    state = _deps(ctx).ec2(game, actor=_ACTOR).snapshot_state(data["snapshot"]["snapshot_id"])
+        raise StepFailed(GONE, f"the game {ctx.game} no longer exists")
+    state = ctx.lifecycle.ec2(game, actor=_ACTOR).snapshot_state(data["snapshot"]["snapshot_id"])
     if state == "pending":
         raise StepFailed(NOT_YET, "the snapshot is still being taken")
     if state != "completed":
@@ -140,16 +131,15 @@ def backup_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[
 
 @STEPS.step("backup.done")
 def backup_done(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    deps = _deps(ctx)
+    lc = ctx.lifecycle
     snap = str(data["snapshot"]["snapshot_id"])
-    deps.games.release_backup(ctx.tenant_id, ctx.game, execution=ctx.execution)
+    lc.games.release_backup(ctx.tenant_id, ctx.game, execution=ctx.execution)
     caveat = (
         ""
         if data["snapshot"].get("saved")
         else " The server did not confirm a save, so it holds what was on disk."
     )
-    tell(
-        deps,
+    lc.tell(
         data,
         f"💾 **{ctx.game}** is backed up: snapshot `{snap}` (<t:{int(time.time())}:R>), a manual backup kept "
         f"until you delete it; the game kept running.{caveat}",
@@ -161,18 +151,17 @@ def backup_done(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
 def backup_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Undo a failed backup: no unfinished snapshot left behind, the claim released, the user told.
     The game itself was never touched, so it keeps running (or stopping, if /stop came meanwhile)."""
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
-    kept = _clean_up(deps, game, ctx.execution, data) if game is not None else None
-    deps.games.release_backup(ctx.tenant_id, ctx.game, execution=ctx.execution)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
+    kept = _clean_up(lc, game, ctx.execution, data) if game is not None else None
+    lc.games.release_backup(ctx.tenant_id, ctx.game, execution=ctx.execution)
     error = data.get("error", {})
-    why = str(error.get("Cause", error.get("Error", "an unknown error")))[:300]
+    why = failure_cause(error)
     if kept:
-        tell(deps, data, f"⚠️ **{ctx.game}**: the backup `{kept}` was taken, but finishing up failed ({why}).")
+        lc.tell(data, f"⚠️ **{ctx.game}**: the backup `{kept}` was taken, but finishing up failed ({why}).")
     else:
         state = game.state.word if game is not None else "gone"
-        tell(
-            deps,
+        lc.tell(
             data,
             f"❌ **{ctx.game}** could not be backed up: {why}. Nothing was left behind and the game is "
             f"{state} as before. Try `/backupnow` again in a few minutes.",
@@ -180,9 +169,9 @@ def backup_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     return {"kept": kept}
 
 
-def _clean_up(deps: Lifecycle, game: Game, execution: str, data: Mapping[str, Any]) -> str | None:
+def _clean_up(lc: Lifecycle, game: Game, execution: str, data: Mapping[str, Any]) -> str | None:
     """Delete this backup's snapshot unless it completed; returns the id of a completed one."""
-    ec2 = deps.ec2(game, actor=_ACTOR)
+    ec2 = lc.ec2(game, actor=_ACTOR)
     snap = data.get("snapshot", {}).get("snapshot_id")
     try:
         ids = [str(snap)] if snap else [str(s["SnapshotId"]) for s in _mine(ec2, execution)]
@@ -199,3 +188,23 @@ def _clean_up(deps: Lifecycle, game: Game, execution: str, data: Mapping[str, An
             log.warning("backup %s: could not read %s; deleting it", execution, snapshot_id, exc_info=True)
         ec2.delete_snapshot(snapshot_id)
     return kept
+
+
+# -- what the agent says about saving ----------------------------------------------------------------
+
+
+@AGENT_EVENTS.on("game.save.reply")
+@AGENT_EVENTS.on("error")
+def on_save_reply(event: AgentEvent, lc: Lifecycle) -> None:
+    """The agent saved the world for a backup, or could not: either way the snapshot goes ahead.
+    Only the reply to this backup's own request counts (its id), never a late one of an older backup."""
+    game = lc.games.get(event.tenant_id, event.game)
+    if game is None or not game.backup or not game.backup_token or event.id != save_request_id(game.backup):
+        return
+    lc.games.record(event.tenant_id, event.game, backup_token=None)
+    finish_wait(
+        lc,
+        event,
+        game.backup_token,
+        {"saved": bool(event.body.get("saved")), "synced": bool(event.body.get("synced"))},
+    )

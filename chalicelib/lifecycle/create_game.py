@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle.deps import Lifecycle
-from chalicelib.lifecycle.progress import tell
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.lifecycle.workflow import start_workflow
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
-__all__ = ["STALE_CLAIM_SECONDS", "begin_create", "game_group"]
+__all__ = ["STALE_CLAIM_SECONDS", "begin_create"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def begin_create(
     Raises:
         ValidationError: bad name.  Conflict: the tenant already has (or is creating) a game of that name.
     """
-    lc.games.create(
+    claimed = lc.games.create(
         tenant_id,
         name,
         description=description,
@@ -53,75 +53,58 @@ def begin_create(
         state=GameState.CREATING,
         stale_claim_after=STALE_CLAIM_SECONDS,
     )
-    execution = f"create-{interaction_id}-{tenant_id}-{name}"
-    try:
-        arn = lc.workflows.start(
-            "create-game",
-            name=execution,
-            input={"tenant": tenant_id, "game": name, "execution": execution, "reply": dict(reply or {})},
-        )
-    except Exception:
+    arn = start_workflow(
+        lc,
+        "create-game",
+        claimed,
+        execution=f"create-{interaction_id}-{tenant_id}-{name}",
+        reply=reply,
         # Nothing would ever finish this create: give the name back (DESIGN.md section 2, no stuck games).
-        lc.games.delete(tenant_id, name, state=GameState.CREATING)
-        raise
+        undo=lambda: lc.games.delete(tenant_id, name, state=GameState.CREATING),
+    )
     return lc.games.record(tenant_id, name, execution=arn)
 
 
-def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
-    """The game's security group with exactly its open ports, made now if it has none (a game created
-    before games had their own); recorded on the game. Idempotent: StartGame calls it at every launch."""
-    group_id = lc.security_groups(game, actor=actor).ensure(game.ports)
-    if group_id != game.security_group_id:
-        lc.games.record(game.tenant_id, game.name, security_group_id=group_id)
-    return group_id
-
-
-def _deps(ctx: StepContext) -> Lifecycle:
-    deps: Lifecycle = ctx.services.lifecycle()
-    return deps
-
-
 def _creating(ctx: StepContext) -> tuple[Lifecycle, Game]:
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is None or game.state is not GameState.CREATING:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
-    return deps, game
+    return lc, game
 
 
 @STEPS.step("create.group")
 def create_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The game's security group in the default VPC: its open ports and SFTP (found first if a retry
     already made it)."""
-    deps, game = _creating(ctx)
-    group_id = deps.security_groups(game, actor=_ACTOR).ensure(game.ports)
+    lc, game = _creating(ctx)
+    group_id = lc.security_groups(game, actor=_ACTOR).ensure(game.ports)
     return {"group_id": group_id}
 
 
 @STEPS.step("create.record")
 def create_record(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Record the group on the game, so StartGame launches into it and DeleteGame removes it."""
-    deps, _ = _creating(ctx)
+    lc, _ = _creating(ctx)
     group_id = str(data["group"]["group_id"])
-    deps.games.record(ctx.tenant_id, ctx.game, security_group_id=group_id)
+    lc.games.record(ctx.tenant_id, ctx.game, security_group_id=group_id)
     return {"security_group_id": group_id}
 
 
 @STEPS.step("create.ready")
 def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """CREATING → STOPPED (a redelivery finds it STOPPED and is fine), then say so in /newgame's reply."""
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is not None and game.state is GameState.CREATING:
-        game = deps.games.transition(
+        game = lc.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
     if game is None or game.state is not GameState.STOPPED:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
-    tell(
-        deps,
+    lc.tell(
         data,
         f"✅ Created **{game.name}**"
         + (f" ({game.description})" if game.description else "")
@@ -135,14 +118,14 @@ def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 @STEPS.step("create.failed")
 def create_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Undo a failed create: no group and no row left (unless the game made it to STOPPED after all)."""
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is not None and game.state is not GameState.CREATING:
         return {"state": game.state.value}  # created after all (a late success): nothing to undo
     note = ""
     if game is not None:
         try:
-            deps.security_groups(game, actor=_ACTOR).delete()
+            lc.security_groups(game, actor=_ACTOR).delete()
         except Exception:
             # The row goes anyway (a stuck CREATING name is worse): the group keeps its tag, so a new game
             # of this name adopts it (SecurityGroups.ensure finds it), and an admin can delete it.
@@ -151,10 +134,9 @@ def create_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
                 f" Its security group `gangway-{ctx.tenant_id}-{ctx.game}` could not be removed; a new "
                 "game of this name reuses it, or delete it in the EC2 console."
             )
-        deps.games.delete(ctx.tenant_id, ctx.game, state=GameState.CREATING)
+        lc.games.delete(ctx.tenant_id, ctx.game, state=GameState.CREATING)
     why = _why(data.get("error", {}))
-    tell(
-        deps,
+    lc.tell(
         data,
         f"❌ **{ctx.game}** could not be created: {why}. Nothing was kept; run `/newgame` again to retry."
         f"{note}",

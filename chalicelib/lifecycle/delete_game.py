@@ -18,10 +18,10 @@ from typing import Any, Final
 from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
 from chalicelib.instances import Ec2Gateway, GroupInUse
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.backup_game import BACKUP_STALE_SECONDS
+from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.game_logs import delete_log_group
-from chalicelib.lifecycle.progress import tell
-from chalicelib.lifecycle.steps_backup import BACKUP_STALE_SECONDS
+from chalicelib.lifecycle.workflow import NOT_YET, begin_transition, failure_cause
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = ["begin_delete", "newest_complete"]
@@ -29,7 +29,6 @@ __all__ = ["begin_delete", "newest_complete"]
 log = logging.getLogger(__name__)
 
 _ACTOR: Final = "workflow:delete"
-NOT_YET: Final = "gangway.NotYet"  # the ASL retries it: a terminating instance still holds the group
 
 
 def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, all_snapshots: bool) -> str:
@@ -40,29 +39,8 @@ def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, 
     """
     if game.backup and time.time() - (game.backup_since or 0) < BACKUP_STALE_SECONDS:
         raise Conflict(f"A backup of **{game.name}** is still finishing; try again in a few minutes.")
-    moved = lc.games.transition(
-        game.tenant_id, game.name, to=GameState.DELETING, expected_version=game.version
-    )
-    # Its creation time: an earlier game of this name went through the same versions (control.py).
-    name = f"delete-{game.tenant_id}-{game.name}-{int(game.created_at)}-{moved.version}"
-    try:
-        arn = lc.workflows.start(
-            "delete-game",
-            name=name,
-            input={
-                "tenant": game.tenant_id,
-                "game": game.name,
-                "execution": name,
-                "all_snapshots": all_snapshots,
-                "reply": dict(reply or {}),
-            },
-        )
-    except Exception:
-        # Nothing will ever finish this delete: put the game back so it is not stuck in DELETING.
-        lc.games.transition(game.tenant_id, game.name, to=GameState.STOPPED, expected_version=moved.version)
-        raise
-    lc.games.record(game.tenant_id, game.name, execution=arn)
-    return arn
+    # A refused start puts the game back to STOPPED, so it is never stuck in DELETING.
+    return begin_transition(lc, game, GameState.DELETING, "delete-game", reply, all_snapshots=all_snapshots)
 
 
 def newest_complete(snapshots: list[Mapping[str, Any]], *, prefer: str | None = None) -> str | None:
@@ -74,18 +52,13 @@ def newest_complete(snapshots: list[Mapping[str, Any]], *, prefer: str | None = 
     return str(max(done, key=lambda s: (s["StartTime"], s["SnapshotId"] == prefer))["SnapshotId"])
 
 
-def _deps(ctx: StepContext) -> Lifecycle:
-    deps: Lifecycle = ctx.services.lifecycle()
-    return deps
-
-
 def _deleting(ctx: StepContext) -> tuple[Lifecycle, Game, Ec2Gateway]:
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is None or game.state is not GameState.DELETING:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotDeleting", f"{ctx.game} is {state}, not being deleted")
-    return deps, game, deps.ec2(game, actor=_ACTOR)
+    return lc, game, lc.ec2(game, actor=_ACTOR)
 
 
 def _owned(ec2_snapshots: list[Mapping[str, Any]], tenant_id: str, game: str) -> list[Mapping[str, Any]]:
@@ -98,12 +71,12 @@ def _owned(ec2_snapshots: list[Mapping[str, Any]], tenant_id: str, game: str) ->
 @STEPS.step("delete.snapshots")
 def delete_snapshots(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Delete the game's snapshots except the newest complete one (all of them when asked)."""
-    deps, game, ec2 = _deleting(ctx)
+    lc, game, ec2 = _deleting(ctx)
     snapshots = _owned(list(ec2.snapshots()), ctx.tenant_id, ctx.game)
     keep = None if data.get("all_snapshots") else newest_complete(snapshots, prefer=game.snapshot_id)
     doomed = [str(s["SnapshotId"]) for s in snapshots if s["SnapshotId"] != keep]
     if doomed:
-        tell(deps, data, f"⏳ Deleting **{game.name}**: removing {len(doomed)} snapshot(s)…")
+        lc.tell(data, f"⏳ Deleting **{game.name}**: removing {len(doomed)} snapshot(s)…")
     for snapshot_id in doomed:
         ec2.delete_snapshot(snapshot_id)
     return {"kept": keep, "deleted": doomed}
@@ -125,24 +98,23 @@ def delete_volumes(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, An
 def delete_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Delete the game's security group (every group tagged for it), once no instance uses it any more,
     and its log group (whose failure is only told: the logs expire anyway)."""
-    deps, game, _ = _deleting(ctx)
+    lc, game, _ = _deleting(ctx)
     try:
-        deleted = deps.security_groups(game, actor=_ACTOR).delete()
+        deleted = lc.security_groups(game, actor=_ACTOR).delete()
     except GroupInUse as exc:
         raise StepFailed(NOT_YET, exc.message) from exc
-    problem = delete_log_group(deps, game, stage=ctx.services.settings.stage, actor=_ACTOR)
+    problem = delete_log_group(lc, game, stage=ctx.settings.stage, actor=_ACTOR)
     return {"deleted": deleted, "logs": problem}
 
 
 @STEPS.step("delete.forget")
 def delete_forget(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Delete the game's row (only while it is DELETING); a redelivery finds it gone and is fine."""
-    deps = _deps(ctx)
-    deps.games.delete(ctx.tenant_id, ctx.game, state=GameState.DELETING)
+    lc = ctx.lifecycle
+    lc.games.delete(ctx.tenant_id, ctx.game, state=GameState.DELETING)
     kept = data.get("snapshots", {}).get("kept")
     logs = data.get("group", {}).get("logs")
-    tell(
-        deps,
+    lc.tell(
         data,
         f"🗑️ Deleted **{ctx.game}**"
         + (
@@ -159,13 +131,13 @@ def delete_forget(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
 @STEPS.step("delete.failed")
 def delete_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Undo a failed delete: the row stays, STOPPED, pointing at its newest remaining snapshot."""
-    deps = _deps(ctx)
-    game = deps.games.get(ctx.tenant_id, ctx.game)
+    lc = ctx.lifecycle
+    game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is None:  # the row went after all: nothing to put back
         return {"state": "gone"}
     deleted = set(data.get("snapshots", {}).get("deleted", []))
     try:
-        snapshots = _owned(list(deps.ec2(game, actor=_ACTOR).snapshots()), ctx.tenant_id, ctx.game)
+        snapshots = _owned(list(lc.ec2(game, actor=_ACTOR).snapshots()), ctx.tenant_id, ctx.game)
         complete = {s["SnapshotId"] for s in snapshots if s.get("State") == "completed"}
         # The row's snapshot if it survived (what the next start uses), else the newest that did.
         snapshot_id = game.snapshot_id if game.snapshot_id in complete else newest_complete(snapshots)
@@ -173,15 +145,14 @@ def delete_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
         log.warning("delete of %s/%s: could not list snapshots", ctx.tenant_id, ctx.game, exc_info=True)
         snapshot_id = None if game.snapshot_id in deleted else game.snapshot_id
     if snapshot_id != game.snapshot_id:
-        game = deps.games.record(ctx.tenant_id, ctx.game, snapshot_id=snapshot_id)
+        game = lc.games.record(ctx.tenant_id, ctx.game, snapshot_id=snapshot_id)
     if game.state is GameState.DELETING:
-        game = deps.games.transition(
+        game = lc.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
         )
     error = data.get("error", {})
-    why = str(error.get("Cause", error.get("Error", "an unknown error")))[:300]
-    tell(
-        deps,
+    why = failure_cause(error)
+    lc.tell(
         data,
         f"❌ **{ctx.game}** could not be deleted: {why}. It is still here, stopped"
         + (f", with its snapshot `{snapshot_id}`" if snapshot_id else "")

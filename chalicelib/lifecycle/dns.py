@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.tenancy import Tenant
 
 __all__ = [

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from chalicelib.errors import Conflict
 from chalicelib.games import GameState
-from chalicelib.lifecycle.control import begin_stop
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.lifecycle.stop_game import begin_stop
 
 __all__ = ["SPOT_WARNING", "on_ec2_event"]
 

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import AccountUnreachable
 from chalicelib.games import Game
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["LOG_RETENTION_DAYS", "delete_log_group", "ensure_log_group", "log_group"]
 

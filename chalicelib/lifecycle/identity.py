@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from chalicelib.games import Game
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.tenancy import Tenant
 
 __all__ = [

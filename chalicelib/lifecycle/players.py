@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.games import Game, GameState
+from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["FRESH_SECONDS", "MAX_PLAYERS", "on_heartbeat", "on_players", "online"]
 
@@ -33,27 +34,27 @@ def _count(value: Any) -> int | None:
     return value
 
 
-def _note(event: AgentEvent, services: Any, value: Any) -> None:
+def _note(event: AgentEvent, lc: Lifecycle, value: Any) -> None:
     count = _count(value)
     if count is None:
         if value is not None:  # null is the contract's "not counted yet": nothing to record
             log.warning("%s/%s: refusing player count %.40r", event.tenant_id, event.game, value)
         return
-    games = services.lifecycle().games
+    games = lc.games
     if not games.note_players(event.tenant_id, event.game, count=count, at=time.time()):
         log.info("%s/%s: player count for a game that is not running", event.tenant_id, event.game)
 
 
 @AGENT_EVENTS.on("players")
-def on_players(event: AgentEvent, services: Any) -> None:
+def on_players(event: AgentEvent, lc: Lifecycle) -> None:
     """The count changed (`count`, `previous`)."""
-    _note(event, services, event.body.get("count"))
+    _note(event, lc, event.body.get("count"))
 
 
 @AGENT_EVENTS.on("heartbeat")
-def on_heartbeat(event: AgentEvent, services: Any) -> None:
+def on_heartbeat(event: AgentEvent, lc: Lifecycle) -> None:
     """Every minute (`game_running`, `players`, `idle_s`): the count again, and that the agent lives."""
-    _note(event, services, event.body.get("players"))
+    _note(event, lc, event.body.get("players"))
 
 
 def online(game: Game, *, now: float | None = None) -> int | None:

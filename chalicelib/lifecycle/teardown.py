@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import BotError
 from chalicelib.games import Game
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.game_logs import delete_log_group
 
 __all__ = ["Released", "release_games"]

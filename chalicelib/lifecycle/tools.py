@@ -24,7 +24,7 @@ from typing import Any, Final
 from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.errors import UserError, ValidationError
 from chalicelib.games import Game
-from chalicelib.lifecycle.deps import Lifecycle
+from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = [
     "MAX_PORTS",
@@ -239,11 +239,10 @@ def ask_and_wait(
 @AGENT_EVENTS.on("sftp.open.reply")
 @AGENT_EVENTS.on("disk.extend.reply")
 @AGENT_EVENTS.on("error")
-def on_tool_reply(event: AgentEvent, services: Any) -> None:
+def on_tool_reply(event: AgentEvent, lc: Lifecycle) -> None:
     """Keep the agent's answer to one of our requests on its game's row, for the job that waits on it."""
     if not event.id or not event.id.startswith(_PREFIX):
         return
-    lc: Lifecycle = services.lifecycle()
     if lc.games.get(event.tenant_id, event.game) is None:
         return
     reply = json.dumps({"id": event.id, "type": event.type, "body": dict(event.body)})

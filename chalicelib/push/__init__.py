@@ -1,5 +1,5 @@
 """Web push for player access (issue 7): subscriptions, VAPID keys, sending, the page's push API and
-the `addip-push` workflow's steps (declared when `chalicelib.push.steps` is imported, by wiring)."""
+the `addip-push` workflow's steps (addip_push.py, loaded through chalicelib/registry.py)."""
 
 from __future__ import annotations
 

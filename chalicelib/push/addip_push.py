@@ -1,4 +1,4 @@
-"""The steps of the `addip-push` workflow (chalicelib/workflows/addip-push.asl.json).
+"""The AddipPush workflow (chalicelib/workflows/addip-push.asl.json): its steps.
 
 - `push.send`: push a single-use token to the member's browsers and keep the task token (returns None);
   `POST /ipauth/authorize` with that token answers it. No browser reachable fails it as
@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from chalicelib.discord import ActionRow, LinkButton, Reply, message_body
-from chalicelib.errors import DiscordApiError
 from chalicelib.push.service import FLOW_ID
 from chalicelib.push.store import Preference
 from chalicelib.workflows import ERROR_TRANSIENT, STEPS, StepContext, StepFailed
@@ -32,13 +31,6 @@ log = logging.getLogger(__name__)
 
 ERROR_NO_DEVICE: Final = "gangway.NoDevice"
 _SNOWFLAKE: Final = re.compile(r"[0-9]{1,20}")
-_TOKEN_GONE: Final = frozenset({10015, 50027})  # unknown webhook / invalid webhook token
-
-
-def _container() -> Any:
-    from chalicelib import wiring
-
-    return wiring.container()
 
 
 def _field(data: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -68,7 +60,7 @@ def _ts(epoch: int, style: str = "R") -> str:
 def send(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """Push the token and wait (None keeps `ctx.token` for the authorise API)."""
     trigger = Preference.START if data.get("trigger") == "start" else Preference.ADDIP
-    delivery = _container().push.send(
+    delivery = ctx.lifecycle.push().send(
         ctx.tenant_id,
         _field(data, "user", _SNOWFLAKE),
         flow=_field(data, "flow", FLOW_ID),
@@ -95,7 +87,7 @@ def reply(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
 @STEPS.step("push.fallback")
 def fallback(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """No browser answered (or none could be reached): the ordinary link, unless one just did."""
-    result = _container().push.close(ctx.tenant_id, _field(data, "flow", FLOW_ID))
+    result = ctx.lifecycle.push().close(ctx.tenant_id, _field(data, "flow", FLOW_ID))
     if result is not None:
         return _edit(ctx, data, lambda: _success(ctx, data, result))
     error = data.get("error")
@@ -107,7 +99,7 @@ def game_started(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     """For the start-game workflow: push to the members who asked for it on /start (no Discord reply to
     edit: their browser's notification is the answer). Returns how many were pushed."""
     execution = str(data.get("execution") or ctx.execution or ctx.game)
-    started = _container().push.start_for_game(ctx.tenant_id, ctx.game, execution=execution)
+    started = ctx.lifecycle.push().start_for_game(ctx.tenant_id, ctx.game, execution=execution)
     return {"pushed": started}
 
 
@@ -115,7 +107,8 @@ def game_started(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 
 
 def _link(ctx: StepContext, data: Mapping[str, Any]) -> Any:
-    return _container().access.member_link(ctx.tenant_id, _field(data, "user", _SNOWFLAKE), int(time.time()))
+    user = _field(data, "user", _SNOWFLAKE)
+    return ctx.lifecycle.access().member_link(ctx.tenant_id, user, int(time.time()))
 
 
 def _success(ctx: StepContext, data: Mapping[str, Any], result: Mapping[str, Any]) -> Reply:
@@ -167,16 +160,12 @@ def _edit(ctx: StepContext, data: Mapping[str, Any], build: Callable[[], Reply])
         raise StepFailed(ERROR_TRANSIENT, "the job's own reply is not delivered yet")
     body = message_body(msg)
     body.pop("flags", None)  # the deferral fixed the visibility (discord-protocol.md §4)
-    try:
-        _container().rest.edit_original(
-            _field(data, "application_id", _SNOWFLAKE), _field(data, "interaction_token"), body
-        )
-    except DiscordApiError as exc:
-        if exc.code not in _TOKEN_GONE and exc.status not in (401, 404):
-            raise
+    edited = ctx.lifecycle.replies.edit(
+        _field(data, "application_id", _SNOWFLAKE), _field(data, "interaction_token"), body
+    )
+    if not edited:
         log.info("push flow %s: the interaction token is gone; nothing to edit", interaction_id)
-        return {"edited": False}
-    return {"edited": True}
+    return {"edited": edited}
 
 
 def _job_delivered(tenant_id: str, interaction_id: str) -> bool:

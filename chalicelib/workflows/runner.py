@@ -14,11 +14,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.errors import UserError
 from chalicelib.tracing import Tracer
 from chalicelib.workflows.steps import ERROR_REJECTED, ERROR_TRANSIENT, StepContext, StepFailed, StepRegistry
+
+if TYPE_CHECKING:
+    from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["MAX_STEP_MESSAGE_BYTES", "StepMessage", "StepRunner"]
 
@@ -71,12 +74,12 @@ class StepRunner:
         *,
         steps: StepRegistry,
         sfn: Callable[[], Any],
-        services: Callable[[], Any],
+        lifecycle: Callable[[], Lifecycle],
         tracer: Tracer,
     ) -> None:
         self._steps = steps
         self._sfn = sfn
-        self._services = services
+        self._lifecycle = lifecycle
         self._tracer = tracer
 
     def run(self, body: str) -> str:
@@ -98,7 +101,7 @@ class StepRunner:
                 game=msg.input["game"],
                 execution=str(msg.input.get("execution", "")),
                 token=msg.token,
-                services=self._services(),
+                lifecycle=self._lifecycle(),
             )
             try:
                 output = fn(ctx, msg.input)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+    from chalicelib.lifecycle.collaborators import Lifecycle
 
 __all__ = ["ERROR_REJECTED", "ERROR_TRANSIENT", "STEPS", "StepContext", "StepFailed", "StepRegistry"]
 
@@ -29,13 +33,20 @@ class StepFailed(Exception):
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a step may use: the tenant, the game, the workflow's task token and the services."""
+    """What a step may use: the tenant, the game, its execution, the task token and the collaborators.
+
+    The runner builds one per message from the factory wiring gives it; a step reaches nothing else.
+    """
 
     tenant_id: str
     game: str
     execution: str
     token: str
-    services: Any
+    lifecycle: Lifecycle
+
+    @property
+    def settings(self) -> Settings:
+        return self.lifecycle.settings
 
 
 StepFn = Callable[[StepContext, Mapping[str, Any]], Mapping[str, Any] | None]
@@ -61,5 +72,5 @@ class StepRegistry:
         return self.steps.get(name)
 
 
-# The app's steps: domain modules declare into it (`@STEPS.step("name")`); wiring imports them.
+# The app's steps: the modules chalicelib/registry.py lists declare into it (`@STEPS.step("name")`).
 STEPS: Final = StepRegistry()

@@ -1,0 +1,94 @@
+"""The collaborators of the game lifecycle, in one typed value that wiring builds once per container.
+
+Commands, workflow steps (through their `StepContext`) and agent-event handlers all reach AWS, Discord,
+the stores and the agents through it; none of them looks anything up in a service locator.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.agents import Outgoing, Publisher, cmd_topic
+from chalicelib.config import Settings
+from chalicelib.discord.reply_editor import ReplyEditor
+from chalicelib.discord.rest import DiscordRest
+from chalicelib.games import Game, GameStore
+from chalicelib.instances import Ec2Gateway, SecurityGroups
+from chalicelib.tenancy import CredentialsBroker, TenantStore
+from chalicelib.workflows import Workflows
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+    from chalicelib.access import AccessService
+    from chalicelib.push import PushService
+
+__all__ = ["Lifecycle"]
+
+_CAUSE_LIMIT = 32000  # Step Functions caps `cause` at 32768 characters
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Stores, AWS access for the tenant, Discord, workflows and the agents' transport.
+
+    The callables build heavy or rarely used parts on first use (a Lambda that never pushes never
+    loads web push).
+    """
+
+    settings: Settings
+    games: GameStore
+    tenants: TenantStore
+    broker: CredentialsBroker
+    rest: DiscordRest
+    replies: ReplyEditor
+    workflows: Workflows
+    sfn: Callable[[], SFNClient]
+    publisher: Callable[[], Publisher]
+    access: Callable[[], AccessService]
+    push: Callable[[], PushService]
+
+    def ec2(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> Ec2Gateway:
+        """EC2 for this game's tenant, through the broker (audited, the tenant's own account if set)."""
+        tenant = self.tenants.require(game.tenant_id)
+        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
+        return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
+
+    def security_groups(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> SecurityGroups:
+        """The game's security group in its tenant's account, through the broker (audited)."""
+        tenant = self.tenants.require(game.tenant_id)
+        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
+        return SecurityGroups(client, tenant_id=game.tenant_id, game=game.name)
+
+    def tell(self, data: Mapping[str, Any], text: str, *, keep_components: bool = False) -> None:
+        """Show progress in the reply of the interaction that started a workflow (`data["reply"]`)."""
+        self.replies.tell(data.get("reply"), text, keep_components=keep_components)
+
+    def ask_agent(
+        self, game: Game, kind: str, body: dict[str, Any] | None = None, *, request_id: str | None = None
+    ) -> str:
+        """Publish a request to the game's agent; returns the request id its reply will carry.
+
+        A caller that must recognise the reply (even one that arrives before it could note the id)
+        passes its own `request_id`; the agent answers a repeated id without running it again.
+        """
+        request_id = request_id or uuid.uuid4().hex
+        payload = json.dumps({"id": request_id, "type": kind, "body": body or {}}).encode()
+        self.publisher().publish([Outgoing(cmd_topic(game.tenant_id, game.name), payload)])
+        return request_id
+
+    def complete(self, token: str, output: Mapping[str, Any]) -> None:
+        """Finish a workflow step that waited on the agent."""
+        self.sfn().send_task_success(taskToken=token, output=json.dumps(dict(output)))
+
+    def fail(self, token: str, error: str, cause: str) -> None:
+        """Fail a workflow step that waited on the agent, with a named error its Catch matches."""
+        self.sfn().send_task_failure(taskToken=token, error=error, cause=cause[:_CAUSE_LIMIT])
+
+    def heartbeat(self, token: str) -> None:
+        """Renew a waiting step's HeartbeatSeconds (a preload's progress)."""
+        self.sfn().send_task_heartbeat(taskToken=token)

@@ -1,0 +1,89 @@
+"""What StartGame, EditGame and StopGame share about a game's host: its first-boot script, its
+security group at launch, and retiring its server identity when it goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from chalicelib.errors import ValidationError
+from chalicelib.games import Game
+from chalicelib.lifecycle import identity
+from chalicelib.lifecycle.bootstrap import Bootstrap, render
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.lifecycle.game_logs import ensure_log_group
+from chalicelib.lifecycle.tools import port_numbers
+from chalicelib.workflows import StepContext, StepFailed
+
+__all__ = [
+    "AGENT_TIMEOUT_SECONDS",
+    "EDIT_IDLE_STOP_S",
+    "EDIT_IDLE_WARN_S",
+    "game_group",
+    "retire_identity",
+    "user_data",
+]
+
+# How long a new host may take to boot and its agent to report in (StartGame's and EditGame's wait).
+AGENT_TIMEOUT_SECONDS: Final = 600
+
+# An editing host runs no game, so nobody counts as a player while an admin installs it over SFTP or
+# the terminal: it gets hours, not the game's minutes, before the agent calls it idle (a forgotten one
+# still stops).
+EDIT_IDLE_WARN_S: Final = 2 * 3600
+EDIT_IDLE_STOP_S: Final = 3 * 3600
+
+
+def user_data(
+    ctx: StepContext,
+    game: Game,
+    *,
+    volume_id: str | None = None,
+    autostart: bool = True,
+    editing: bool = False,
+) -> str:
+    """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
+
+    The game's opened ports go to the agent's firewall and player count; its log group is made here
+    (game_logs.py) so the instance role needs no right to make one. The instance is launched before its
+    volume exists (capacity first), so `volume_id` is only given for a volume kept from a failed stop;
+    `autostart` is false when the agent must read the disk before the game starts, or when `editing`.
+    """
+    s, lc = ctx.settings, ctx.lifecycle
+    try:
+        tcp, udp = port_numbers(game.ports)
+    except ValidationError as exc:
+        raise StepFailed("gangway.BadPorts", f"{exc} Fix the game's ports with /closeport.") from exc
+    boot = Bootstrap(
+        tenant_id=ctx.tenant_id,
+        game=ctx.game,
+        volume_id=volume_id,
+        autostart=autostart and not editing,
+        iot_endpoint=identity.endpoint(lc, game, settings=s, actor="workflow:start"),
+        client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
+        parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
+        agent_package=s.agent_package,
+        tcp_ports=tcp,
+        udp_ports=udp,
+        log_group=ensure_log_group(lc, game, stage=s.stage, actor="workflow:start"),
+    )
+    if editing:
+        boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)
+    return render(boot)
+
+
+def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
+    """The game's security group with exactly its open ports, made now if it has none (a game created
+    before games had their own); recorded on the game. Idempotent: StartGame calls it at every launch."""
+    group_id = lc.security_groups(game, actor=actor).ensure(game.ports)
+    if group_id != game.security_group_id:
+        lc.games.record(game.tenant_id, game.name, security_group_id=group_id)
+    return group_id
+
+
+def retire_identity(ctx: StepContext, game: Game, actor: str) -> str:
+    """Remove the instance's IoT identity and key parameters; never fails the step, says what was left."""
+    s = ctx.settings
+    problems = identity.retire(ctx.lifecycle, game, stage=s.stage, iot_region=s.region, actor=actor)
+    return f" Note: its server identity was not fully removed ({'; '.join(problems)})." if problems else ""

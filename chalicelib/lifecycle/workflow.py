@@ -1,0 +1,124 @@
+"""What every lifecycle workflow module shares: starting an execution, the named step errors, the game a
+step acts on, and putting a failure in words.
+
+Starting is one pattern for all six workflows (DESIGN.md §2, no stuck games): claim the game with one
+conditional write, start the execution under a name derived from what it acts on (so a retried call
+starts nothing twice), and if Step Functions refuses, undo the claim, since no workflow would ever
+finish it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from chalicelib.agents.events import AgentEvent
+from chalicelib.games import Game, GameState
+from chalicelib.lifecycle.collaborators import Lifecycle
+from chalicelib.workflows import StepContext, StepFailed
+
+__all__ = [
+    "CAPACITY",
+    "GONE",
+    "NOT_YET",
+    "begin_transition",
+    "failure_cause",
+    "finish_wait",
+    "game_of",
+    "start_workflow",
+    "why",
+]
+
+# Named step errors the ASL files' Retry and Catch clauses match.
+NOT_YET: Final = "gangway.NotYet"  # an AWS state is not reached yet: retried with backoff
+CAPACITY: Final = "gangway.Capacity"  # no room for the instance: StartGame's CapacityFallback
+GONE: Final = "gangway.Gone"
+
+
+def start_workflow(
+    lc: Lifecycle,
+    workflow: str,
+    game: Game,
+    *,
+    execution: str,
+    reply: Mapping[str, Any] | None,
+    undo: Callable[[], object],
+    **extra: Any,
+) -> str:
+    """Start `workflow` for `game` under the name `execution`; returns the execution ARN.
+
+    Every execution's input carries the tenant, the game, its own name and where to tell progress.
+
+    Raises:
+        Exception: Step Functions refused, after `undo()` gave back what the caller claimed.
+    """
+    data = {
+        "tenant": game.tenant_id,
+        "game": game.name,
+        "execution": execution,
+        "reply": dict(reply or {}),
+        **extra,
+    }
+    try:
+        return lc.workflows.start(workflow, name=execution, input=data)
+    except Exception:
+        undo()
+        raise
+
+
+def begin_transition(
+    lc: Lifecycle, game: Game, to: GameState, workflow: str, reply: Mapping[str, Any] | None, **extra: Any
+) -> str:
+    """The transition, then the execution named after the version it moved to (so never twice); the
+    execution owns the game's new state until it ends (recorded on the game).
+
+    Raises:
+        Conflict: the game moved meanwhile (someone else got there first).
+    """
+    moved = lc.games.transition(game.tenant_id, game.name, to=to, expected_version=game.version)
+    # The creation time tells this game from an earlier one of the same name (deleted, then created
+    # again): its versions run through the same numbers, and AWS keeps execution names for 90 days.
+    prefix = workflow.split("-", maxsplit=1)[0]
+    name = f"{prefix}-{game.tenant_id}-{game.name}-{int(game.created_at)}-{moved.version}"
+
+    def undo() -> None:
+        lc.games.transition(game.tenant_id, game.name, to=game.state, expected_version=moved.version)
+
+    arn = start_workflow(lc, workflow, game, execution=name, reply=reply, undo=undo, **extra)
+    lc.games.record(game.tenant_id, game.name, execution=arn)
+    return arn
+
+
+def finish_wait(lc: Lifecycle, event: AgentEvent, token: str, output: Mapping[str, Any]) -> None:
+    """Finish the step that waited for this agent reply: an `error` reply fails it (its Catch decides)."""
+    if event.type == "error":
+        lc.fail(token, "gangway.AgentError", str(event.body.get("message", ""))[:500])
+    else:
+        lc.complete(token, output)
+
+
+def game_of(ctx: StepContext) -> Game:
+    """The game the step acts on, read consistently.
+
+    Raises:
+        StepFailed(GONE): it was deleted meanwhile.
+    """
+    game = ctx.lifecycle.games.get(ctx.tenant_id, ctx.game)
+    if game is None:
+        raise StepFailed(GONE, f"the game {ctx.game} no longer exists")
+    return game
+
+
+def why(error: Mapping[str, Any]) -> str:
+    """A Catch's `$.error` in words for the people waiting on the game."""
+    kind = str(error.get("Error", ""))
+    if kind == CAPACITY:
+        return "AWS had no capacity for it right now"
+    if kind == "States.Timeout":
+        return "the server did not report in time"
+    return str(error.get("Cause") or kind or "an unknown error")[:300]
+
+
+def failure_cause(error: Mapping[str, Any]) -> str:
+    """A Catch's `$.error` as it came: its cause, else its name."""
+    return str(error.get("Cause", error.get("Error", "an unknown error")))[:300]
