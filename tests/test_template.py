@@ -7,8 +7,12 @@ workflow so the state-machine path is proven before the first real workflow land
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
+import os
+import re
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,8 @@ from chalicelib.config import Settings
 from deploy.cost import PRICES, idle_cost
 from deploy.policy import NO_RESOURCE_LEVEL, policy_problems, scope_policy, template_policies
 from deploy.stack import Deployment
-from deploy.template import ROOT, SECRETS, Stage, build
+from deploy.template import ROOT, SECRETS, WORKFLOWS, Stage, build
+from deploy.template import main as template_main
 
 STAGE = "dev"
 SAMPLE_WORKFLOW = {
@@ -73,6 +78,88 @@ def app_models() -> list[type[Model]]:
         if cls.__module__.startswith("chalicelib."):
             found.append(cls)
     return found
+
+
+# -- the same template as before the generator was cut into parts ------------------------------------
+
+GOLDEN = ROOT / "tests" / "golden"
+# (golden file, stage, workflows folder): the stages of .chalice/config.json with the shipped
+# workflows, and dev with only SAMPLE_WORKFLOW ("demo").
+GOLDEN_BUILDS = [
+    ("template-local.json", "local", None),
+    ("template-dev.json", "dev", None),
+    ("template-prod.json", "prod", None),
+    ("template-dev-demo-workflow.json", "dev", "demo"),
+]
+# What an ASL placeholder becomes (Fn::Sub of the file's text), as deploy/template/workflows.py promises.
+ASL_PLACEHOLDERS = {
+    "StepsQueueUrl": {"Ref": "StepsQueue"},
+    "StepsQueueArn": {"Fn::GetAtt": ["StepsQueue", "Arn"]},
+}
+
+
+def shipped_definition(text: str) -> Any:
+    """The DefinitionString an ASL file's text should become."""
+    used = sorted(set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", text)))
+    return {"Fn::Sub": [text, {k: ASL_PLACEHOLDERS[k] for k in used}]} if used else text
+
+
+def machines(tpl: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    # A merge template also holds keys for Chalice's resources, without a Type.
+    return {k: r for k, r in tpl["Resources"].items() if r.get("Type") == "AWS::StepFunctions::StateMachine"}
+
+
+@pytest.mark.parametrize(("golden", "stage", "workflow"), GOLDEN_BUILDS, ids=[g for g, _, _ in GOLDEN_BUILDS])
+def test_the_generator_writes_its_golden_template_with_the_workflows_as_they_are_now(
+    golden: str, stage: str, workflow: str | None, tmp_path: Path
+) -> None:
+    """Byte for byte the golden file, except each state machine's ASL text, which is the file's today.
+
+    The ASL files change on their own (chalicelib/workflows); what the generator does with them is
+    pinned here instead: the text as read at test time, its placeholders substituted. A workflow file
+    added or removed does change the template: regenerate the golden files then, with
+    `python -m deploy.template --stage <stage> --out tests/golden/template-<stage>.json` (and, for the
+    demo one, `--workflows` a folder holding SAMPLE_WORKFLOW as demo.asl.json).
+    """
+    folder = WORKFLOWS
+    if workflow is not None:
+        folder = tmp_path / "workflows"
+        folder.mkdir()
+        (folder / f"{workflow}.asl.json").write_text(json.dumps(SAMPLE_WORKFLOW))
+    out = tmp_path / "resources.json"
+    assert template_main(["--stage", stage, "--out", str(out), "--workflows", str(folder)]) == 0
+    built = json.loads(out.read_text())
+    expected_text = (GOLDEN / golden).read_text()
+    expected = json.loads(expected_text)
+    prefix = f"gangway-{stage}-"
+    for name, machine in machines(built).items():
+        stem = machine["Properties"]["StateMachineName"].removeprefix(prefix)
+        shipped = (folder / f"{stem}.asl.json").read_text()
+        assert machine["Properties"]["DefinitionString"] == shipped_definition(shipped), name
+        assert name in machines(expected), f"{name} is new: regenerate tests/golden/{golden}"
+        # Put the golden's definition back where it was, to compare everything else byte for byte.
+        was = expected["Resources"][name]["Properties"]["DefinitionString"]
+        machine["Properties"]["DefinitionString"] = was
+    assert json.dumps(built, indent=2) + "\n" == expected_text
+
+
+def test_the_golden_templates_hold_definitions_as_the_generator_makes_them() -> None:
+    for golden, _, _ in GOLDEN_BUILDS:
+        for name, machine in machines(json.loads((GOLDEN / golden).read_text())).items():
+            definition = copy.deepcopy(machine["Properties"]["DefinitionString"])
+            text = definition if isinstance(definition, str) else definition["Fn::Sub"][0]
+            assert definition == shipped_definition(text), f"{golden}: {name}"
+
+
+def test_building_a_template_leaves_this_process_environment_and_path_as_they_were(tmp_path: Path) -> None:
+    # This process imported the models already, bound to conftest's test-* tables: the build must
+    # neither need a fresh process nor change what this one sees.
+    app_models()
+    env, path, modules = dict(os.environ), list(sys.path), set(sys.modules)
+    assert template_main(["--stage", STAGE, "--out", str(tmp_path / "resources.json")]) == 0
+    assert dict(os.environ) == env
+    assert sys.path == path
+    assert "app" not in set(sys.modules) - modules
 
 
 # -- lint --------------------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Keys merged into the resources Chalice makes for each function, and the ordering Chalice leaves out.
+
+Each function's role gets its `policies/*.json` scoped to the stage (`deploy.policy`), its environment
+every table and queue name, and its logs a group with a retention; an SQS consumer waits for its queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from deploy.policy import scope_policy
+from deploy.template.cfn import LOG_RETENTION_DAYS, Json, ref
+from deploy.template.keys import ipauth_alias
+from deploy.template.stage import Stage, queue_names, table_names
+
+__all__ = ["chalice_overrides", "consumers_wait_for_their_queues", "function_logical_id"]
+
+
+def function_logical_id(name: str) -> str:
+    """The logical id Chalice gives function `name` in its SAM template."""
+    from chalice.utils import to_cfn_resource_name
+
+    return "APIHandler" if name == "api_handler" else to_cfn_resource_name(name)
+
+
+def chalice_overrides(stage: Stage, policies: Path) -> Json:
+    """Keys merged into Chalice's own resources: scoped role policies, settings, ordering, log retention."""
+    from chalice.utils import to_cfn_resource_name
+
+    res: Json = {}
+    for name, cfg in stage.functions.items():
+        policy_file = policies / Path(cfg["iam_policy_file"]).name
+        role = f"{to_cfn_resource_name(name)}Role"
+        doc = scope_policy(json.loads(policy_file.read_text()), stage.name)
+        res[role] = {"Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": doc}]}}
+        fn = function_logical_id(name)
+        env: Json = {
+            **table_names(stage),
+            **queue_names(stage),
+            "WORKFLOWS_PREFIX": stage.prefix,  # state machines are gangway-<stage>-<file stem>
+            "IPAUTH_KEY_ID": ipauth_alias(stage),
+            "HOSTING_ACCOUNT_ID": ref("AWS::AccountId"),
+            "IOT_DATA_ENDPOINT": ref("IotDataEndpoint"),
+            "DISCORD_PUBLIC_KEY": ref("DiscordPublicKey"),
+            "DISCORD_APPLICATION_ID": ref("DiscordApplicationId"),
+            # Not a GetAtt of the distribution: its CSP names the API, which names these functions.
+            # `make deploy` fills it from the SiteURL output (a second, quick update on first create).
+            "SITE_URL": ref("SiteUrl"),
+        }
+        # The function logs to a group the stack made first, with a retention, instead of one Lambda
+        # would create on first use and keep for ever (LoggingConfig, Lambda advanced logging controls).
+        res[fn] = {
+            "Properties": {
+                "Environment": {"Variables": env},
+                "LoggingConfig": {"LogGroup": ref(f"{fn}Logs"), "LogFormat": "Text"},
+            }
+        }
+        res[f"{fn}Logs"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": f"/aws/lambda/{stage.prefix}-{name}",
+                "RetentionInDays": LOG_RETENTION_DAYS,
+            },
+        }
+    return res
+
+
+def consumers_wait_for_their_queues(resources: Json, handlers: Mapping[str, str]) -> None:
+    """Chalice's SQS event source names its queue by ARN text, not Ref: add the DependsOn it lacks.
+
+    Raises ValueError for a handler whose queue the template does not declare.
+    """
+    queues = {
+        r["Properties"]["QueueName"]: k for k, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"
+    }
+    for fn, queue in sorted(handlers.items()):
+        if queue not in queues:
+            raise ValueError(f"{fn} consumes queue {queue!r}, which the template does not declare")
+        resources.setdefault(function_logical_id(fn), {})["DependsOn"] = [queues[queue]]

@@ -1,0 +1,76 @@
+"""The template's parameters (what `make deploy` fills), its conditions, and its outputs.
+
+The outputs are what `deploy.stack` reads after a deploy: the interactions URL, the site, the queues.
+"""
+
+from __future__ import annotations
+
+from deploy.template.cfn import Json, att, ref, sub
+from deploy.template.keys import SECRETS
+from deploy.template.stage import Stage
+
+__all__ = ["conditions", "outputs", "parameters"]
+
+
+def parameters(stage: Stage) -> Json:
+    """The Discord application, the alarm mail, the site URL, the IoT endpoint, and which secrets exist."""
+    params: Json = {
+        "DiscordPublicKey": {
+            "Type": "String",
+            "Default": stage.env.get("DISCORD_PUBLIC_KEY", ""),
+            "AllowedPattern": "^([0-9a-fA-F]{64})?$",
+            "Description": "The application's public key (Developer Portal, General Information)",
+        },
+        "DiscordApplicationId": {
+            "Type": "String",
+            "Default": stage.env.get("DISCORD_APPLICATION_ID", ""),
+            "AllowedPattern": "^([0-9]{17,20})?$",
+            "Description": "The application id (a snowflake)",
+        },
+        "AlarmEmail": {"Type": "String", "Default": "", "Description": "Where alarms are mailed (optional)"},
+        "SiteUrl": {
+            "Type": "String",
+            "Default": "",
+            "Description": "The SiteURL output (make deploy fills it)",
+        },
+        "IotDataEndpoint": {
+            "Type": "String",
+            "Default": "",
+            "Description": "https://<prefix>-ats.iot.<region>.amazonaws.com (make deploy looks it up)",
+        },
+    }
+    for key in SECRETS:
+        params[f"{key}SecretExists"] = {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["false", "true"],
+            "Description": "true when the secret exists outside this stack (kept by an earlier destroy)",
+        }
+    return params
+
+
+def outputs() -> Json:
+    """What the operator pastes (interactions URL) and what `make deploy` reads back."""
+    return {
+        "InteractionsEndpointURL": {
+            "Description": "Paste into the Developer Portal: Interactions Endpoint URL",
+            "Value": sub(
+                "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api/discord/interactions"
+            ),
+        },
+        "SiteURL": {"Value": sub("https://${SiteDistribution.DomainName}")},
+        "SiteBucketName": {"Value": ref("SiteBucket")},
+        "SiteDistributionId": {"Value": ref("SiteDistribution")},
+        "AlarmTopicArn": {"Value": ref("AlarmTopic")},
+        "AgentEventsQueueUrl": {"Value": ref("AgentEventsQueue")},
+        "InstancePolicyName": {"Value": ref("InstancePolicy")},
+        "LinkTokenKeyArn": {"Value": att("LinkTokenKey", "Arn")},
+    }
+
+
+def conditions() -> Json:
+    """Mail alarms only when an address is given; create a secret only when none survived a destroy."""
+    res: Json = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}}
+    for key in SECRETS:
+        res[f"Create{key}Secret"] = {"Fn::Equals": [ref(f"{key}SecretExists"), "false"]}
+    return res
