@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token cost
+	template deploy destroy rotate-token cost workflows
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: venv system-deps
 	$(BIN)/python bench/cold_start.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	@cat bench/results.json
+
+# Rebuilds the *.asl.json made from chalicelib/workflows/src/ (shared states are edited there, once).
+workflows: venv
+	$(BIN)/python -m chalicelib.workflows.compose --write
 
 register: venv
 	$(BIN)/gangway register $(if $(GUILD),--guild $(GUILD),)
