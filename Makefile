@@ -69,7 +69,7 @@ package: venv
 	  AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) build/$(STAGE)
 
 # The whole system as one CloudFormation stack per stage (deploy/, README "Deploying").
-# template: build/$(STAGE)/sam.json = deploy/template.py's resources merged into Chalice's package.
+# template: build/$(STAGE)/sam.json = deploy/template/'s resources merged into Chalice's package.
 template: venv
 	$(BIN)/python -m deploy build --stage $(STAGE)
 

@@ -101,7 +101,7 @@ def create_resources(
 
 
 def _create_agent_events_queue(settings: Settings, sqs: Any, visibility_timeout: int) -> dict[str, str]:
-    """The queue the IoT rule (locally the MQTT bridge) fills, with its DLQ, as deploy/template.py has it."""
+    """The queue the IoT rule (locally the MQTT bridge) fills, with its DLQ, as deploy/template/ has it."""
     name = settings.agent_events_queue
     dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -146,7 +146,7 @@ def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
 
 
 def _create_instance_resources(settings: Settings) -> None:
-    """What deploy/template.py gives every instance: the shared IoT policy its certificate gets
+    """What deploy/template/iot.py gives every instance: the shared IoT policy its certificate gets
     (`InstancePolicy`) and the instance profile whose role reads its key (lifecycle/identity.py)."""
     import boto3
 

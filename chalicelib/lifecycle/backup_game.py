@@ -17,7 +17,14 @@ from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.games import Game, GameState
 from chalicelib.instances import Ec2Gateway
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.workflow import GONE, NOT_YET, failure_cause, finish_wait, start_workflow
+from chalicelib.lifecycle.workflow import (
+    GONE,
+    SNAPSHOT_FAILED,
+    failure_cause,
+    finish_wait,
+    reached,
+    start_workflow,
+)
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = [
@@ -122,11 +129,7 @@ def backup_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[
     if game is None:
         raise StepFailed(GONE, f"the game {ctx.game} no longer exists")
     state = ctx.lifecycle.ec2(game, actor=_ACTOR).snapshot_state(data["snapshot"]["snapshot_id"])
-    if state == "pending":
-        raise StepFailed(NOT_YET, "the snapshot is still being taken")
-    if state != "completed":
-        raise StepFailed("gangway.SnapshotFailed", f"the snapshot is {state}")
-    return {"state": state}
+    return reached(state, ready="completed", pending="pending", what="the snapshot", failed=SNAPSHOT_FAILED)
 
 
 @STEPS.step("backup.done")

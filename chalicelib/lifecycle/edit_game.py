@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chalicelib.games import Game, GameState
-from chalicelib.lifecycle.capacity import check_plan
+from chalicelib.games import Game
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.host import AGENT_TIMEOUT_SECONDS
-from chalicelib.lifecycle.workflow import begin_transition
+from chalicelib.lifecycle.host import begin_host
 
 __all__ = ["EDIT_HOWTO", "begin_edit", "up_for_editing"]
 
@@ -35,17 +33,7 @@ def begin_edit(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, ag
     Raises:
         Conflict: the game is not stopped any more.  Forbidden: plan limit.
     """
-    check_plan(lc, game)
-    return begin_transition(
-        lc,
-        game,
-        GameState.STARTING,
-        "edit-game",
-        reply,
-        spot=game.spot,
-        on_demand_fallback=game.on_demand_fallback,
-        agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
-    )
+    return begin_host(lc, game, "edit-game", reply=reply, agent_timeout=agent_timeout)
 
 
 def up_for_editing(game: Game, where: str) -> str:

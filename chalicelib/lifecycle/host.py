@@ -4,22 +4,26 @@ security group at launch, and retiring its server identity when it goes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from chalicelib.errors import ValidationError
-from chalicelib.games import Game
+from chalicelib.games import Game, GameState
 from chalicelib.lifecycle import identity
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
+from chalicelib.lifecycle.capacity import check_plan
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.game_logs import ensure_log_group
 from chalicelib.lifecycle.tools import port_numbers
+from chalicelib.lifecycle.workflow import begin_transition
 from chalicelib.workflows import StepContext, StepFailed
 
 __all__ = [
     "AGENT_TIMEOUT_SECONDS",
     "EDIT_IDLE_STOP_S",
     "EDIT_IDLE_WARN_S",
+    "begin_host",
     "game_group",
     "retire_identity",
     "user_data",
@@ -33,6 +37,27 @@ AGENT_TIMEOUT_SECONDS: Final = 600
 # still stops).
 EDIT_IDLE_WARN_S: Final = 2 * 3600
 EDIT_IDLE_STOP_S: Final = 3 * 3600
+
+
+def begin_host(
+    lc: Lifecycle, game: Game, workflow: str, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0
+) -> str:
+    """STOPPED → STARTING and the execution that brings the host up (StartGame or EditGame).
+
+    Raises:
+        Conflict: the game is not stopped any more (someone else started it).  Forbidden: plan limit.
+    """
+    check_plan(lc, game)
+    return begin_transition(
+        lc,
+        game,
+        GameState.STARTING,
+        workflow,
+        reply,
+        spot=game.spot,
+        on_demand_fallback=game.on_demand_fallback,
+        agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
+    )
 
 
 def user_data(

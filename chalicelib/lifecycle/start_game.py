@@ -25,13 +25,13 @@ from chalicelib.games import Game, GameState
 from chalicelib.instances import CapacityError, Ec2Gateway
 from chalicelib.instances.ec2 import FastRestoreRefused, placements
 from chalicelib.lifecycle import identity
-from chalicelib.lifecycle.capacity import check_plan, fallback_note, in_words, instance_types, no_room
+from chalicelib.lifecycle.capacity import fallback_note, in_words, instance_types, no_room
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.dns import publish, unpublish
 from chalicelib.lifecycle.edit_game import up_for_editing
-from chalicelib.lifecycle.host import AGENT_TIMEOUT_SECONDS, game_group, retire_identity, user_data
+from chalicelib.lifecycle.host import begin_host, game_group, retire_identity, user_data
 from chalicelib.lifecycle.preload import INIT_RATE_MIBS, fast_restore_off, fsr_hourly, preload_mode
-from chalicelib.lifecycle.workflow import CAPACITY, NOT_YET, begin_transition, finish_wait, game_of, why
+from chalicelib.lifecycle.workflow import CAPACITY, NOT_YET, finish_wait, game_of, reached, why
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _ACTOR: Final = "workflow:start"
+VOLUME_FAILED: Final = "gangway.VolumeFailed"
 # Preload progress edits the reply at most this often (the agent reports every 5 s), or per 10 %.
 _TELL_EVERY_S: Final = 20.0
 _TELL_STEP_PERCENT: Final = 10.0
@@ -62,17 +63,7 @@ def begin_start(
     Raises:
         Conflict: the game is not stopped any more (someone else started it).  Forbidden: plan limit.
     """
-    check_plan(lc, game)
-    return begin_transition(
-        lc,
-        game,
-        GameState.STARTING,
-        "start-game",
-        reply,
-        spot=game.spot,
-        on_demand_fallback=game.on_demand_fallback,
-        agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
-    )
+    return begin_host(lc, game, "start-game", reply=reply, agent_timeout=agent_timeout)
 
 
 def preload_request_id(execution: str) -> str:
@@ -182,11 +173,7 @@ def start_volume(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 def start_volume_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     game = game_of(ctx)
     state = ctx.lifecycle.ec2(game, actor=_ACTOR).volume_state(data["volume"]["volume_id"])
-    if state == "creating":
-        raise StepFailed(NOT_YET, "the volume is still being created")
-    if state != "available":
-        raise StepFailed("gangway.VolumeFailed", f"the volume is {state}")
-    return {"state": state}
+    return reached(state, ready="available", pending="creating", what="the volume", failed=VOLUME_FAILED)
 
 
 @STEPS.step("start.attach")
@@ -324,7 +311,7 @@ _WORDS: Final = {
     "States.HeartbeatTimeout": "the server stopped reporting while it read its disk",
     "gangway.AgentError": "the server's agent refused a request",
     "gangway.FastRestoreFailed": "fast snapshot restore did not turn on",
-    "gangway.VolumeFailed": "its disk could not be made",
+    VOLUME_FAILED: "its disk could not be made",
     "gangway.InstanceFailed": "its server stopped while starting",
 }
 

@@ -20,9 +20,16 @@ from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.dns import unpublish
 from chalicelib.lifecycle.host import retire_identity
-from chalicelib.lifecycle.workflow import NOT_YET, begin_transition, finish_wait, game_of, why
+from chalicelib.lifecycle.workflow import (
+    SNAPSHOT_FAILED,
+    begin_transition,
+    finish_wait,
+    game_of,
+    reached,
+    why,
+)
 from chalicelib.tenancy import plan_named
-from chalicelib.workflows import STEPS, StepContext, StepFailed
+from chalicelib.workflows import STEPS, StepContext
 
 __all__ = ["SAVE_TIMEOUT_SECONDS", "begin_stop", "on_gone", "on_stop_reply", "stop_request_id"]
 
@@ -84,11 +91,7 @@ def stop_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[st
     if not snap:
         return {"state": "none"}
     state = ctx.lifecycle.ec2(game_of(ctx), actor="workflow:stop").snapshot_state(snap)
-    if state == "pending":
-        raise StepFailed(NOT_YET, "the snapshot is still being taken")
-    if state != "completed":
-        raise StepFailed("gangway.SnapshotFailed", f"the snapshot is {state}")
-    return {"state": state}
+    return reached(state, ready="completed", pending="pending", what="the snapshot", failed=SNAPSHOT_FAILED)
 
 
 @STEPS.step("stop.cleanup")

@@ -21,10 +21,12 @@ __all__ = [
     "CAPACITY",
     "GONE",
     "NOT_YET",
+    "SNAPSHOT_FAILED",
     "begin_transition",
     "failure_cause",
     "finish_wait",
     "game_of",
+    "reached",
     "start_workflow",
     "why",
 ]
@@ -33,6 +35,7 @@ __all__ = [
 NOT_YET: Final = "gangway.NotYet"  # an AWS state is not reached yet: retried with backoff
 CAPACITY: Final = "gangway.Capacity"  # no room for the instance: StartGame's CapacityFallback
 GONE: Final = "gangway.Gone"
+SNAPSHOT_FAILED: Final = "gangway.SnapshotFailed"
 
 
 def start_workflow(
@@ -107,6 +110,20 @@ def game_of(ctx: StepContext) -> Game:
     if game is None:
         raise StepFailed(GONE, f"the game {ctx.game} no longer exists")
     return game
+
+
+def reached(state: str, *, ready: str, pending: str, what: str, failed: str) -> dict[str, str]:
+    """One poll of an AWS resource (a volume, a snapshot): a step's output once it is `ready`.
+
+    Raises:
+        StepFailed(NOT_YET): still `pending` (the ASL retries the step).  StepFailed(failed): any
+            other state (it will not become ready: the Catch undoes the workflow).
+    """
+    if state == pending:
+        raise StepFailed(NOT_YET, f"{what} is still {pending}")
+    if state != ready:
+        raise StepFailed(failed, f"{what} is {state}")
+    return {"state": state}
 
 
 def why(error: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """Workflow definitions and executions: load the ASL files, start executions idempotently.
 
 The definitions are the `*.asl.json` files beside this module, with `${Name}` placeholders that the
-deployment template (deploy/template.py) or the local stack fills in. Those that share states
+deployment template (deploy/template/) or the local stack fills in. Those that share states
 (start-game, edit-game) are built from `src/` by compose.py and checked in. Execution names are derived
 from what they act on, so starting the same transition twice returns the same execution.
 """
