@@ -57,7 +57,7 @@ def agent_event(
 
 def stop_reply(tenant: str, game: str) -> None:
     """The agent answers StopGame's `game.stop` request (by its id, as the contract says)."""
-    execution = (game_row(tenant, game).execution or "").rsplit(":", 1)[-1]
+    execution = (game_row(tenant, game).wait.execution or "").rsplit(":", 1)[-1]
     agent_event(
         tenant,
         game,
@@ -116,7 +116,7 @@ def ec2_of(tenant: str, name: str) -> Ec2Gateway:
 
 def execution_status(game: Any) -> str:
     status: str = (
-        container().client("stepfunctions").describe_execution(executionArn=game.execution)["status"]
+        container().client("stepfunctions").describe_execution(executionArn=game.wait.execution)["status"]
     )
     return status
 
@@ -136,7 +136,7 @@ def start_until_running(harness: Harness, tenant: str, name: str = "valheim") ->
     payload, answer = harness.command("start", game=name)
     assert answer["data"]["content"] == f"⏳ Starting **{name}**…"
     assert game_row(tenant, name).state is GameState.STARTING
-    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # waiting for the agent
+    pump_steps(lambda: bool(game_row(tenant, name).wait.task_token))  # waiting for the agent
     agent_event(tenant, name, "ready", {"version": "test", "game_running": True})
     pump_steps(lambda: game_row(tenant, name).state is GameState.RUNNING)
     return payload
@@ -145,7 +145,7 @@ def start_until_running(harness: Harness, tenant: str, name: str = "valheim") ->
 def stop_until_stopped(harness: Harness, tenant: str, name: str = "valheim") -> dict[str, Any]:
     payload, answer = harness.command("stop", game=name)
     assert answer["data"]["content"] == f"⏳ Stopping **{name}**…"
-    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # the agent was asked to stop the game
+    pump_steps(lambda: bool(game_row(tenant, name).wait.task_token))  # the agent was asked to stop the game
     stop_reply(tenant, name)
     pump_steps(lambda: game_row(tenant, name).state is GameState.STOPPED)
     return payload

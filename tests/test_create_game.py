@@ -96,7 +96,7 @@ def test_newgame_claims_the_name_then_the_workflow_makes_its_security_group(
     pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED)
     game = game_row(tenant, "valheim")
     [group] = _groups(tenant, "valheim")
-    assert game.security_group_id == group["GroupId"] and group["GroupName"] == f"gangway-{tenant}-valheim"
+    assert game.resources.security_group_id == group["GroupId"] and group["GroupName"] == f"gangway-{tenant}-valheim"
     default_vpc = (
         container().client("ec2").describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])
     )
@@ -126,7 +126,7 @@ def test_the_choices_can_be_changed_while_the_game_is_being_created(harness: Har
     answer = harness.component("games:set:rust:disk", ["24"])
     assert answer["type"] == 7 and "24 GB disk" in answer["data"]["content"]
     pump_steps(lambda: game_row(tenant, "rust").state is GameState.STOPPED)
-    assert game_row(tenant, "rust").disk_gb == 24
+    assert game_row(tenant, "rust").settings.disk_gb == 24
 
 
 def test_two_newgame_of_the_same_name_at_once_make_one_game(harness: Harness, tenant: str) -> None:
@@ -261,7 +261,7 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
     harness: Harness, tenant: str
 ) -> None:
     create_game(harness, "valheim")
-    group_id = game_row(tenant, "valheim").security_group_id
+    group_id = game_row(tenant, "valheim").resources.security_group_id
     opened = harness.command("openport", game="valheim", ports="udp:2456-2458 tcp:27015")[0]
     harness.run_jobs_for(opened["token"], wait=20)
     said = _edits(harness, opened)[-1]["content"]
@@ -273,7 +273,7 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
 
     start_until_running(harness, tenant)
     instance = (
-        container().client("ec2").describe_instances(InstanceIds=[game_row(tenant, "valheim").instance_id])
+        container().client("ec2").describe_instances(InstanceIds=[game_row(tenant, "valheim").resources.instance_id])
     )
     assert [g["GroupId"] for g in instance["Reservations"][0]["Instances"][0]["SecurityGroups"]] == [group_id]
 
@@ -305,7 +305,7 @@ def test_a_game_from_before_groups_gets_one_at_its_first_start(harness: Harness,
     STORE.change(tenant, "legacy", ports=["udp:3000"])
     start_until_running(harness, tenant, "legacy")
     [group] = _groups(tenant, "legacy")
-    assert game_row(tenant, "legacy").security_group_id == group["GroupId"]
+    assert game_row(tenant, "legacy").resources.security_group_id == group["GroupId"]
     assert _ingress(group) == {("tcp", 2222, 2222), ("udp", 3000, 3000)}
 
 

@@ -264,15 +264,15 @@ def _start(rig: Rig, variant: str, command: str = "start", workflow: str = "star
         rig.settle(workflow)
     game = game_row(rig.tenant, NAME)
     told = rig.told(payload)
-    assert game.task_token is None and game.snapshot_id == snapshot and _completed(snapshot)
+    assert game.wait.task_token is None and game.resources.snapshot_id == snapshot and _completed(snapshot)
     assert fsr is None or fsr.left_on() == []  # never left on: it is billed by the hour
     leftovers = ec2_of(rig.tenant, NAME).leftovers()
     if game.state is GameState.RUNNING:  # only a failed push after the start may leave it running
-        assert leftovers == {"instances": [game.instance_id], "volumes": [game.volume_id]}
+        assert leftovers == {"instances": [game.resources.instance_id], "volumes": [game.resources.volume_id]}
         assert "is up at" in told or "up for editing" in told, told
     else:
         assert game.state is GameState.STOPPED, game.state
-        assert leftovers == {"instances": [], "volumes": []} and not game.instance_id and not game.volume_id
+        assert leftovers == {"instances": [], "volumes": []} and not game.resources.instance_id and not game.resources.volume_id
         assert _identity_left(rig.tenant) == []  # no certificate or key of a gone instance
         assert "could not" in told, told
 
@@ -295,16 +295,16 @@ def _stop(rig: Rig, variant: str) -> None:
     rig.settle("stop-game")
     game = game_row(rig.tenant, NAME)
     leftovers = ec2_of(rig.tenant, NAME).leftovers()
-    assert game.state is GameState.STOPPED and game.instance_id is None and game.task_token is None
+    assert game.state is GameState.STOPPED and game.resources.instance_id is None and game.wait.task_token is None
     assert leftovers["instances"] == [] and _identity_left(rig.tenant) == []
-    if game.volume_id:  # the snapshot did not complete: the volume holds the newest data and is kept
-        assert game.volume_id == running.volume_id and leftovers["volumes"] == [running.volume_id]
+    if game.resources.volume_id:  # the snapshot did not complete: the volume holds the newest data and is kept
+        assert game.resources.volume_id == running.resources.volume_id and leftovers["volumes"] == [running.resources.volume_id]
     else:  # the newest data is a complete snapshot, and the volume is gone
-        assert _completed(game.snapshot_id) and game.snapshot_id != before and leftovers["volumes"] == []
+        assert _completed(game.resources.snapshot_id) and game.resources.snapshot_id != before and leftovers["volumes"] == []
     assert _completed(before)  # the previous good snapshot is never deleted by a failed stop
     told = rig.told(payload)
     assert "stopped" in told, told
-    if not game.volume_id:  # what the user is told matches: no volume is claimed kept that is gone
+    if not game.resources.volume_id:  # what the user is told matches: no volume is claimed kept that is gone
         assert "volume is kept" not in told, told
 
 
@@ -315,8 +315,8 @@ def _backup(rig: Rig, variant: str) -> None:
     payload, _ = rig.harness.command("backupnow", game=NAME)
     rig.settle("backup-game")
     game = game_row(rig.tenant, NAME)
-    assert game.state is GameState.RUNNING and not game.backup and not game.backup_token
-    assert (game.instance_id, game.volume_id) == (running.instance_id, running.volume_id)
+    assert game.state is GameState.RUNNING and not game.wait.backup and not game.wait.backup_token
+    assert (game.resources.instance_id, game.resources.volume_id) == (running.resources.instance_id, running.resources.volume_id)
     manual = [
         s
         for s in ec2_of(rig.tenant, NAME).snapshots()
@@ -342,8 +342,8 @@ def _delete(rig: Rig, variant: str) -> None:
         assert "Deleted" in told or "could not be deleted" in told, told
         assert _groups(rig.tenant) == []
     else:  # still here, stopped, pointing at a snapshot that exists: /deletegame can run again
-        assert game.state is GameState.STOPPED and _completed(game.snapshot_id), game
-        assert _groups(rig.tenant) in ([], [game.security_group_id])  # a start makes it again if gone
+        assert game.state is GameState.STOPPED and _completed(game.resources.snapshot_id), game
+        assert _groups(rig.tenant) in ([], [game.resources.security_group_id])  # a start makes it again if gone
         assert "could not be deleted" in told and "/deletegame" in told, told
 
 
@@ -369,7 +369,7 @@ def _create_game(rig: Rig, variant: str) -> None:
     if game is None:  # all or nothing: no row and no group, and /newgame can simply run again
         assert groups == [] and "could not be created" in told, (groups, told)
     else:
-        assert game.state is GameState.STOPPED and groups == [game.security_group_id]
+        assert game.state is GameState.STOPPED and groups == [game.resources.security_group_id]
         assert "Created" in told, told
 
 

@@ -16,7 +16,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.errors import ValidationError
-from chalicelib.games import GameRecord, GameState
+from chalicelib.games import Game, GameRecord, GameState
 from chalicelib.lifecycle.tools import (
     AgentSilent,
     ask_and_wait,
@@ -32,6 +32,10 @@ from tests.helpers import Harness
 from tests.lifecycle_helpers import MAIN, create_game, ec2_of, game_row, start_until_running
 
 EPHEMERAL = 64
+
+
+def _with_ports(game: Game, *ports: str) -> Game:
+    return dataclasses.replace(game, settings=dataclasses.replace(game.settings, ports=ports))
 
 
 @pytest.fixture
@@ -101,18 +105,21 @@ def test_setdescription_changes_it_in_any_state_privately(harness: Harness, tena
     create_game(harness, "valheim")
     data = _admin_reply(harness, "setdescription", game="valheim", description="  Vikings   on ice ")
     assert data["content"] == "✅ Updated the description of **valheim**: Vikings on ice"
-    assert game_row(tenant, "valheim").description == "Vikings on ice"
+    assert game_row(tenant, "valheim").settings.description == "Vikings on ice"
     GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STOPPING")])
     _admin_reply(harness, "setdescription", game="valheim", description="Frozen")
-    assert game_row(tenant, "valheim").description == "Frozen"
+    assert game_row(tenant, "valheim").settings.description == "Frozen"
 
     data = _admin_reply(harness, "setdescription", game="valheim", description="   ")
-    assert "some words" in data["content"] and game_row(tenant, "valheim").description == "Frozen"
+    assert "some words" in data["content"] and game_row(tenant, "valheim").settings.description == "Frozen"
     data = _admin_reply(harness, "setdescription", game="nosuch", description="x")
     assert "does not exist" in data["content"]
     member = Who(guild_id=tenant, user_id=snowflake(), permissions=0)
     _, answer = harness.command("setdescription", who=member, game="valheim", description="mine")
-    assert "admin" in answer["data"]["content"].lower() and game_row(tenant, "valheim").description == "Frozen"
+    assert (
+        "admin" in answer["data"]["content"].lower()
+        and game_row(tenant, "valheim").settings.description == "Frozen"
+    )
 
 
 # -- /openport and /closeport ------------------------------------------------------------------------
@@ -146,15 +153,15 @@ def test_openport_and_closeport_keep_a_normalised_list_on_a_stopped_game(
     data = _deferred(harness, "openport", game="valheim", ports="udp:2458-2456 tcp:27015")
     assert "Opened udp:2456-2458, tcp:27015" in data["content"] and "next starts" in data["content"]
     assert "security group" in data["content"]
-    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2458")
+    assert game_row(tenant, "valheim").settings.ports == ("tcp:27015", "udp:2456-2458")
 
     _deferred(harness, "openport", game="valheim", ports="udp:2459")
-    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456-2459")
+    assert game_row(tenant, "valheim").settings.ports == ("tcp:27015", "udp:2456-2459")
     data = _deferred(harness, "openport", game="valheim", ports="udp:2457")
     assert "already open" in data["content"]
 
     _deferred(harness, "closeport", game="valheim", ports="udp:2457")
-    assert game_row(tenant, "valheim").ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
+    assert game_row(tenant, "valheim").settings.ports == ("tcp:27015", "udp:2456", "udp:2458-2459")
     data = _admin_reply(harness, "closeport", game="valheim", ports="tcp:7777")
     assert "None of those ports is open" in data["content"]
 
@@ -162,20 +169,18 @@ def test_openport_and_closeport_keep_a_normalised_list_on_a_stopped_game(
     for bad in ("tcp:80", "icmp:3000", "27015"):
         data = _admin_reply(harness, "openport", game="valheim", ports=bad)
         assert data["content"].startswith("⚠️")
-    assert game_row(tenant, "valheim").ports == before.ports  # bad input changes nothing
+    assert game_row(tenant, "valheim").settings.ports == before.settings.ports  # bad input changes nothing
 
 
 def test_a_game_has_at_most_twenty_ranges() -> None:
     from chalicelib.games import Game
 
-    game = Game("1", "g", "", GameState.STOPPED, 0, 0, 1)
+    game = Game("1", "g", GameState.STOPPED, 0, 0, 1)
     many = open_ports(game, parse_ports(" ".join(f"tcp:{2000 + 2 * n}" for n in range(20))))
     assert len(many) == 20
     with pytest.raises(ValidationError, match="at most 20"):
-        open_ports(dataclasses.replace(game, ports=tuple(many)), parse_ports("udp:9000"))
-    assert close_ports(dataclasses.replace(game, ports=("tcp:2000-2100",)), parse_ports("tcp:1500-2050")) == [
-        "tcp:2051-2100"
-    ]
+        open_ports(_with_ports(game, *many), parse_ports("udp:9000"))
+    assert close_ports(_with_ports(game, "tcp:2000-2100"), parse_ports("tcp:1500-2050")) == ["tcp:2051-2100"]
     with pytest.raises(ValidationError, match="at most 200 ports"):
         open_ports(game, parse_ports("udp:10000-10200"))
 
@@ -228,14 +233,14 @@ def test_files_asks_the_agent_and_shows_a_one_time_login_privately(
         agent.stop()
     [(topic, request)] = agent.requests
     assert topic == f"gangway/{tenant}/valheim/cmd"
-    assert request["body"] == {"ttl_s": 900, "host": game_row(tenant, "valheim").address}
+    assert request["body"] == {"ttl_s": 900, "host": game_row(tenant, "valheim").resources.address}
     embed = edit["embeds"][0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Address"] == "`sftp://gangway@203.0.113.10:2222/`"
     assert fields["Password"] == "`p@ss/word`" and "SHA256:2Yb0n3" in fields["Host key (SHA256)"]
     assert "p%40ss%2Fword@203.0.113.10:2222" in fields["One-click (WinSCP)"]
     assert "<t:1795000900:R>" in embed["description"] and "WinSCP" in embed["description"]
-    assert game_row(tenant, "valheim").agent_reply is None  # the password does not stay on the row
+    assert game_row(tenant, "valheim").wait.agent_reply is None  # the password does not stay on the row
 
 
 def test_files_says_so_when_the_agent_refuses_or_is_silent(
@@ -265,7 +270,7 @@ def test_a_stale_or_foreign_reply_is_not_taken_for_ours(harness: Harness, tenant
             "topic": f"gangway/{tenant}/dayz/evt",
         }
         container().agent_events.run(json.dumps(evt))
-    assert game_row(tenant, "dayz").agent_reply is None
+    assert game_row(tenant, "dayz").wait.agent_reply is None
 
 
 # -- /terminal ---------------------------------------------------------------------------------------
@@ -330,7 +335,7 @@ def test_terminal_gives_a_private_short_lived_link_scoped_to_the_instance(
     data = _admin_reply(harness, "terminal", game="valheim")
     assert "is stopped" in data["content"]
     start_until_running(harness, tenant)
-    instance = game_row(tenant, "valheim").instance_id
+    instance = game_row(tenant, "valheim").resources.instance_id
     user = harness.user.who.user_id
 
     edit = _deferred(harness, "terminal", game="valheim")
@@ -361,14 +366,14 @@ def test_extenddisk_of_a_stopped_game_applies_at_its_next_start(harness: Harness
     create_game(harness, "valheim")
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
     assert "gets a 20 GB disk (was 12 GB) from its next start" in data["content"]
-    assert game_row(tenant, "valheim").disk_gb == 20
+    assert game_row(tenant, "valheim").settings.disk_gb == 20
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=20)
     assert "already 20 GB" in data["content"]
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=4000)
-    assert "plan allows disks up to" in data["content"] and game_row(tenant, "valheim").disk_gb == 20
+    assert "plan allows disks up to" in data["content"] and game_row(tenant, "valheim").settings.disk_gb == 20
     GameRecord.get(tenant, "valheim").update(actions=[GameRecord.state.set("STARTING")])
     data = _admin_reply(harness, "extenddisk", game="valheim", size_gb=24)
-    assert "is starting" in data["content"] and game_row(tenant, "valheim").disk_gb == 20
+    assert "is starting" in data["content"] and game_row(tenant, "valheim").settings.disk_gb == 20
 
 
 DISK_REPLY = {
@@ -385,7 +390,7 @@ def test_extenddisk_of_a_running_game_grows_the_volume_then_the_filesystem(
 ) -> None:
     create_game(harness, "valheim")
     start_until_running(harness, tenant)
-    volume = game_row(tenant, "valheim").volume_id or ""
+    volume = game_row(tenant, "valheim").resources.volume_id or ""
     agent_link.drain()
     agent = FakeAgent(agent_link, "disk.extend", DISK_REPLY)
     try:
@@ -396,7 +401,7 @@ def test_extenddisk_of_a_running_game_grows_the_volume_then_the_filesystem(
     assert len(agent.requests) == 1 and agent.requests[0][1]["body"] == {}
     assert edit["content"].startswith("✅ **valheim**'s disk is now 20 GB (was 12 GB)")
     assert "from 12.0 to 20.0 GiB" in edit["content"]
-    assert game_row(tenant, "valheim").disk_gb == 20  # the next start's volume is at least this size
+    assert game_row(tenant, "valheim").settings.disk_gb == 20  # the next start's volume is at least this size
 
 
 @pytest.fixture
@@ -422,7 +427,7 @@ def test_extenddisk_says_when_ebs_is_still_modifying_the_volume(
     start_until_running(harness, tenant, "ark")
     edit = _deferred(harness, "extenddisk", game="ark", size_gb=30)
     assert "already being modified" in edit["content"]
-    assert game_row(tenant, "ark").disk_gb == 12
+    assert game_row(tenant, "ark").settings.disk_gb == 12
 
 
 # -- /ip ---------------------------------------------------------------------------------------------
@@ -433,7 +438,7 @@ def test_ip_shows_the_address_and_ports_of_each_running_game(harness: Harness, t
     create_game(harness, "factorio")
     _deferred(harness, "openport", game="valheim", ports="udp:2456-2458")
     start_until_running(harness, tenant)
-    address = game_row(tenant, "valheim").address
+    address = game_row(tenant, "valheim").resources.address
     assert address
     _, answer = harness.command("ip")
     description = answer["data"]["embeds"][0]["description"]

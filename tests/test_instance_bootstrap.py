@@ -153,20 +153,20 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     assert attributes == {"tenant": tenant, "game": "valheim"}
 
     params = _params(tenant, "valheim")
-    path = f"/gangway/{container().settings.stage}/{tenant}/valheim/{game.instance_id}"
+    path = f"/gangway/{container().settings.stage}/{tenant}/valheim/{game.resources.instance_id}"
     assert sorted(p["Name"] for p in params) == [f"{path}/certificate", f"{path}/private-key"]
     assert {p["Type"] for p in params} == {"SecureString"}
     tags = _ssm().list_tags_for_resource(ResourceType="Parameter", ResourceId=f"{path}/private-key")[
         "TagList"
     ]
-    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.instance_id}")
+    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.resources.instance_id}")
 
-    user_data = _user_data(game.instance_id or "")
+    user_data = _user_data(game.resources.instance_id or "")
     associations = (
         container()
         .client("ec2")
         .describe_iam_instance_profile_associations(
-            Filters=[{"Name": "instance-id", "Values": [game.instance_id]}]
+            Filters=[{"Name": "instance-id", "Values": [game.resources.instance_id]}]
         )["IamInstanceProfileAssociations"]
     )
     assert [a["IamInstanceProfile"]["Arn"].rsplit("/", 1)[-1] for a in associations] == [PROFILE]
@@ -311,7 +311,7 @@ def test_a_start_whose_log_group_is_refused_still_starts_and_logs_to_a_file(
 ) -> None:
     create_game(harness, "valheim")
     start_until_running(harness, tenant, "valheim")
-    user_data = _user_data(game_row(tenant, "valheim").instance_id or "")
+    user_data = _user_data(game_row(tenant, "valheim").resources.instance_id or "")
     assert 'sink = "file"' in user_data and "LOG_GROUP=''" in user_data
     group = f"/gangway/{container().settings.stage}/{tenant}/valheim"
     assert _logs().describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
@@ -326,5 +326,5 @@ def test_a_start_with_a_corrupt_stored_port_is_undone_and_says_how_to_fix_it(
     begin_start(container().lifecycle, game_row(tenant, "valheim"), reply=None)
     pump_steps(lambda: game_row(tenant, "valheim").state.value == "STOPPED", timeout=40)
     game = game_row(tenant, "valheim")
-    assert game.instance_id is None and game.volume_id is None
+    assert game.resources.instance_id is None and game.resources.volume_id is None
     assert ec2_of(tenant, "valheim").leftovers()["instances"] == []

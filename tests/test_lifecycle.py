@@ -33,28 +33,28 @@ def test_newgame_start_stop_start_again_from_the_snapshot(harness: Harness, tena
     create_game(harness)
     started = start_until_running(harness, tenant)
     game = game_row(tenant, "valheim")
-    assert game.instance_id and game.volume_id and game.address
+    assert game.resources.instance_id and game.resources.volume_id and game.resources.address
     assert ec2_of(tenant, "valheim").leftovers() == {
-        "instances": [game.instance_id],
-        "volumes": [game.volume_id],
+        "instances": [game.resources.instance_id],
+        "volumes": [game.resources.volume_id],
     }
     edits = [c["json"]["content"] for c in harness.calls_for(started["token"])]
     assert any("preparing its disk" in e for e in edits) and edits[-1].startswith("🟢 **valheim** is up at")
 
     stopped = stop_until_stopped(harness, tenant)
     game = game_row(tenant, "valheim")
-    assert game.snapshot_id and not game.instance_id and not game.volume_id
+    assert game.resources.snapshot_id and not game.resources.instance_id and not game.resources.volume_id
     assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
     assert harness.calls_for(stopped["token"])[-1]["json"]["content"].startswith(
         "⚪ **valheim** stopped and saved"
     )
-    first_snapshot = game.snapshot_id
+    first_snapshot = game.resources.snapshot_id
 
     start_until_running(harness, tenant)
-    volume = container().client("ec2").describe_volumes(VolumeIds=[game_row(tenant, "valheim").volume_id])
+    volume = container().client("ec2").describe_volumes(VolumeIds=[game_row(tenant, "valheim").resources.volume_id])
     assert volume["Volumes"][0]["SnapshotId"] == first_snapshot
     stop_until_stopped(harness, tenant)
-    assert game_row(tenant, "valheim").snapshot_id != first_snapshot
+    assert game_row(tenant, "valheim").resources.snapshot_id != first_snapshot
 
 
 def test_two_concurrent_starts_start_one_workflow(harness: Harness, tenant: str) -> None:
@@ -81,7 +81,7 @@ def test_an_agent_that_never_reports_in_is_undone_and_nothing_is_left(harness: H
     begin_start(container().lifecycle, game, reply=None, agent_timeout=2)
     pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED, timeout=40)
     game = game_row(tenant, "ark")
-    assert not game.instance_id and not game.volume_id and not game.task_token
+    assert not game.resources.instance_id and not game.resources.volume_id and not game.wait.task_token
     assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     pump_steps(lambda: execution_status(game) == "FAILED")
 
@@ -110,7 +110,7 @@ def test_spot_without_capacity_falls_back_to_on_demand(
     create_game(harness, "rust")
     GameRecord.get(tenant, "rust").update(actions=[GameRecord.spot.set(True)])
     start_until_running(harness, tenant, "rust")
-    instance = ec2_of(tenant, "rust").instance(game_row(tenant, "rust").instance_id)
+    instance = ec2_of(tenant, "rust").instance(game_row(tenant, "rust").resources.instance_id)
     assert instance is not None and instance.get("InstanceLifecycle") != "spot"
 
 
@@ -139,10 +139,10 @@ def test_a_spot_interruption_notice_stops_the_game_with_a_fresh_snapshot(
         {"action": "terminate", "time": "now", "saved": True, "game_stopped": True},
     )
     assert game_row(tenant, "vrising").state is GameState.STOPPING
-    pump_steps(lambda: bool(game_row(tenant, "vrising").task_token))
+    pump_steps(lambda: bool(game_row(tenant, "vrising").wait.task_token))
     stop_reply(tenant, "vrising")
     pump_steps(lambda: game_row(tenant, "vrising").state is GameState.STOPPED)
-    assert game_row(tenant, "vrising").snapshot_id
+    assert game_row(tenant, "vrising").resources.snapshot_id
     assert ec2_of(tenant, "vrising").leftovers() == {"instances": [], "volumes": []}
 
 
@@ -167,15 +167,15 @@ def test_the_eventbridge_spot_warning_starts_the_stop_path(harness: Harness, ten
         "account": "123456789012",
         "time": "2026-11-27T06:00:00Z",
         "region": "us-east-1",
-        "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{game.instance_id}"],
-        "detail": {"instance-id": game.instance_id, "instance-action": "terminate"},
+        "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{game.resources.instance_id}"],
+        "detail": {"instance-id": game.resources.instance_id, "instance-action": "terminate"},
     }
     app_module.ec2_events(event, LambdaContext("ec2_events"))
     assert game_row(tenant, "palworld").state is GameState.STOPPING
-    pump_steps(lambda: bool(game_row(tenant, "palworld").task_token))
+    pump_steps(lambda: bool(game_row(tenant, "palworld").wait.task_token))
     stop_reply(tenant, "palworld")
     pump_steps(lambda: game_row(tenant, "palworld").state is GameState.STOPPED)
-    assert game_row(tenant, "palworld").snapshot_id
+    assert game_row(tenant, "palworld").resources.snapshot_id
 
 
 @pytest.mark.parametrize(
@@ -204,9 +204,9 @@ def test_newgame_offers_choices_that_save_at_once_and_respect_the_plan(harness: 
     answer = harness.component("games:set:satisfactory:market", ["spot"])
     assert answer["type"] == 7 and "Spot, else on-demand" in answer["data"]["content"]
     game = game_row(tenant, "satisfactory")
-    assert game.spot and game.on_demand_fallback
+    assert game.settings.spot and game.settings.on_demand_fallback
     answer = harness.component("games:set:satisfactory:type", ["m6i.2xlarge"])
     assert "allows instances up to `t3.large`" in answer["data"]["content"]  # the free plan
     answer = harness.component("games:set:satisfactory:disk", ["9999"])
     assert "isn't one gangway offers" in answer["data"]["content"]
-    assert game_row(tenant, "satisfactory").instance_type == "t3.medium"
+    assert game_row(tenant, "satisfactory").settings.instance_type == "t3.medium"

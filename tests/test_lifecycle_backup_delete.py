@@ -85,7 +85,9 @@ def _stopped(tenant: str, name: str, *, snapshots: int, leftover_volume: bool = 
         ec2.detach_and_delete_volume(volume)
     ids = _snapshot_ids(tenant, name)
     if ids:
-        STORE.record(tenant, name, snapshot_id=ids[0], volume_id=volume if leftover_volume else None)
+        STORE.snapshot_kept(tenant, name, ids[0])
+        if leftover_volume:
+            STORE.volume_made(tenant, name, volume)
     return ids
 
 
@@ -93,7 +95,7 @@ def _backup(harness: Harness, tenant: str, name: str) -> dict[str, Any]:
     """/backupnow of a running game until the agent was asked to save; returns the interaction."""
     payload, answer = harness.command("backupnow", game=name)
     assert answer["data"]["content"] == f"⏳ Backing up **{name}**…", answer
-    pump_steps(lambda: bool(game_row(tenant, name).backup_token))
+    pump_steps(lambda: bool(game_row(tenant, name).wait.backup_token))
     return payload
 
 
@@ -105,7 +107,7 @@ def _agent_says(tenant: str, name: str, kind: str, body: dict[str, Any], request
 
 def _saved(tenant: str, name: str) -> None:
     """The agent saved the world for the game's current backup."""
-    backup = game_row(tenant, name).backup
+    backup = game_row(tenant, name).wait.backup
     assert backup
     _agent_says(tenant, name, "game.save.reply", {"saved": True, "synced": True}, save_request_id(backup))
 
@@ -150,11 +152,11 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
     _, again = harness.command("backupnow", game="valheim")
     assert "already under way" in again["data"]["content"]
     _saved(tenant, "valheim")
-    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    pump_steps(lambda: game_row(tenant, "valheim").wait.backup is None)
     game = game_row(tenant, "valheim")
-    assert game.state is GameState.RUNNING and not game.backup_token and game.instance_id
+    assert game.state is GameState.RUNNING and not game.wait.backup_token and game.resources.instance_id
     [backup] = _manual(tenant, "valheim")
-    assert backup["State"] == "completed" and backup["VolumeId"] == game.volume_id
+    assert backup["State"] == "completed" and backup["VolumeId"] == game.resources.volume_id
     assert f"`{backup['SnapshotId']}`" in _last_edit(harness, payload)
     assert _last_edit(harness, payload).startswith("💾 **valheim** is backed up")
 
@@ -166,14 +168,14 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
         reply=reply_ref(APPLICATION_ID, payload["token"]),
         save_timeout=1,
     )
-    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    pump_steps(lambda: game_row(tenant, "valheim").wait.backup is None)
     assert len(_manual(tenant, "valheim")) == 2
     assert "did not confirm a save" in _last_edit(harness, payload)
 
     # Retention (StopGame) keeps the newest data snapshots up to the plan's number, and every manual backup.
     ec2 = ec2_of(tenant, "valheim")
     for n in range(4):
-        ec2.snapshot(game.volume_id or "", description=f"older {n}")
+        ec2.snapshot(game.resources.volume_id or "", description=f"older {n}")
     manual = {s["SnapshotId"] for s in _manual(tenant, "valheim")}
     time.sleep(1.1)  # the emulator's start times have whole seconds: let the stop's snapshot be newest
     stop_until_stopped(harness, tenant)
@@ -181,14 +183,14 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
     left = ec2.snapshots()
     assert {s["SnapshotId"] for s in _manual(tenant, "valheim")} == manual
     data = [s["SnapshotId"] for s in left if _tags(s)["gangway:role"] == "data"]
-    assert len(data) == 3 and game.snapshot_id == left[0]["SnapshotId"] == data[0]
+    assert len(data) == 3 and game.resources.snapshot_id == left[0]["SnapshotId"] == data[0]
 
     # A stopped game's backup is its latest snapshot: /backupnow says which, from the jobs Lambda.
     asked, answer = harness.command("backupnow", game="valheim")
     assert answer["type"] == 5
     harness.run_jobs_for(asked["token"])
     said = _last_edit(harness, asked)
-    assert f"`{game.snapshot_id}`" in said and "<t:" in said and "already is its backup" in said
+    assert f"`{game.resources.snapshot_id}`" in said and "<t:" in said and "already is its backup" in said
 
     # /deletegame asks first; the default keeps the newest snapshot (and nothing else of the game).
     _, answer = harness.command("deletegame", game="valheim")
@@ -199,10 +201,10 @@ def test_backup_while_running_retention_keeps_it_then_delete_keeps_the_newest(
     clicked, answer = _click(harness, "games:delete:valheim")
     assert answer["type"] == 7 and answer["data"]["content"] == "⏳ Deleting **valheim**…"
     pump_steps(lambda: STORE.get(tenant, "valheim") is None)
-    assert _snapshot_ids(tenant, "valheim") == [game.snapshot_id]
+    assert _snapshot_ids(tenant, "valheim") == [game.resources.snapshot_id]
     assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
     assert _last_edit(harness, clicked).startswith(
-        f"🗑️ Deleted **valheim**. Its last snapshot `{game.snapshot_id}`"
+        f"🗑️ Deleted **valheim**. Its last snapshot `{game.resources.snapshot_id}`"
     )
     _, answer = harness.command("games", game="valheim")
     assert "does not exist" in answer["data"]["content"]
@@ -229,7 +231,9 @@ def test_delete_with_every_snapshot_never_touches_another_game_or_tenant(
     assert _snapshot_ids(tenant, "ark") == []
     assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     assert _snapshot_ids(tenant, "rust") == other_game and game_row(tenant, "rust").state is GameState.STOPPED
-    assert _snapshot_ids(elsewhere, "ark") == other_tenant and game_row(elsewhere, "ark").snapshot_id
+    assert (
+        _snapshot_ids(elsewhere, "ark") == other_tenant and game_row(elsewhere, "ark").resources.snapshot_id
+    )
     assert _last_edit(harness, clicked) == "🗑️ Deleted **ark** and all its snapshots."
 
 
@@ -304,7 +308,7 @@ def test_a_failed_delete_step_leaves_the_game_stopped_and_retryable(
         pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
     game = game_row(tenant, "ark")
     remaining = _snapshot_ids(tenant, "ark")
-    assert game.snapshot_id == (remaining[0] if remaining else None)
+    assert game.resources.snapshot_id == (remaining[0] if remaining else None)
     told = _last_edit(harness, clicked)
     assert told.startswith("❌ **ark** could not be deleted: ") and "Run `/deletegame` again" in told
     if fault is _forget_fails:  # and it can simply be retried (once is enough to show it)
@@ -328,16 +332,18 @@ def test_a_failed_backup_step_leaves_no_snapshot_and_the_game_running(
     payload = _backup(harness, tenant, "valheim")
     with ec2_fails(operation, when):
         _saved(tenant, "valheim")
-        pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+        pump_steps(lambda: game_row(tenant, "valheim").wait.backup is None)
     game = game_row(tenant, "valheim")
-    assert game.state is GameState.RUNNING and game.volume_id == volume and not game.backup_token
+    assert (
+        game.state is GameState.RUNNING and game.resources.volume_id == volume and not game.wait.backup_token
+    )
     assert _manual(tenant, "valheim") == []
     told = _last_edit(harness, payload)
     assert told.startswith("❌ **valheim** could not be backed up: ") and "running as before" in told
     if operation == "CreateSnapshot":  # the claim was released: a new backup may run
         _backup(harness, tenant, "valheim")
         _saved(tenant, "valheim")
-        pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+        pump_steps(lambda: game_row(tenant, "valheim").wait.backup is None)
         assert len(_manual(tenant, "valheim")) == 1
 
 
@@ -346,13 +352,13 @@ def test_an_agent_error_reply_still_snapshots_and_a_stale_reply_is_ignored(
 ) -> None:
     _running(tenant, "valheim")
     payload = _backup(harness, tenant, "valheim")
-    token = game_row(tenant, "valheim").backup_token
+    token = game_row(tenant, "valheim").wait.backup_token
     _agent_says(tenant, "valheim", "game.save.reply", {"saved": True, "synced": True}, "backup-older-save")
-    assert game_row(tenant, "valheim").backup_token == token  # not this backup's request
-    backup = game_row(tenant, "valheim").backup or ""
+    assert game_row(tenant, "valheim").wait.backup_token == token  # not this backup's request
+    backup = game_row(tenant, "valheim").wait.backup or ""
     _agent_says(
         tenant, "valheim", "error", {"code": "failed", "message": "save failed"}, save_request_id(backup)
     )
-    pump_steps(lambda: game_row(tenant, "valheim").backup is None)
+    pump_steps(lambda: game_row(tenant, "valheim").wait.backup is None)
     assert len(_manual(tenant, "valheim")) == 1 and game_row(tenant, "valheim").state is GameState.RUNNING
     assert "did not confirm a save" in _last_edit(harness, payload)

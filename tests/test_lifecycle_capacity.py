@@ -67,13 +67,13 @@ def _zones() -> list[str]:
 
 
 def _instance(tenant: str, name: str) -> dict[str, Any]:
-    found = ec2_of(tenant, name).instance(game_row(tenant, name).instance_id or "")
+    found = ec2_of(tenant, name).instance(game_row(tenant, name).resources.instance_id or "")
     assert found is not None
     return dict(found)
 
 
 def _volume(tenant: str, name: str) -> dict[str, Any]:
-    volumes = container().client("ec2").describe_volumes(VolumeIds=[game_row(tenant, name).volume_id])
+    volumes = container().client("ec2").describe_volumes(VolumeIds=[game_row(tenant, name).resources.volume_id])
     return dict(volumes["Volumes"][0])
 
 
@@ -93,7 +93,7 @@ def test_a_full_zone_costs_one_more_try_and_the_volume_follows_the_instance(
     capacity.none_for(zone=first)
     payload = start_until_running(harness, tenant)
     instance, volume = _instance(tenant, "valheim"), _volume(tenant, "valheim")
-    assert instance["Placement"]["AvailabilityZone"] == second == game_row(tenant, "valheim").zone
+    assert instance["Placement"]["AvailabilityZone"] == second == game_row(tenant, "valheim").resources.zone
     assert volume["AvailabilityZone"] == second
     assert volume["Attachments"] and volume["Attachments"][0]["InstanceId"] == instance["InstanceId"]
     assert capacity.attempts[:2] == [("t3.medium", first, "on-demand"), ("t3.medium", second, "on-demand")]
@@ -105,7 +105,7 @@ def test_no_room_for_the_type_anywhere_starts_its_first_fallback_type_with_room(
 ) -> None:
     create_game(harness, "factorio")
     harness.component("games:set:factorio:fallback", ["t3.large", "t3.small"])
-    assert game_row(tenant, "factorio").fallback_types == ("t3.large", "t3.small")
+    assert game_row(tenant, "factorio").settings.fallback_types == ("t3.large", "t3.small")
     capacity.none_for("t3.medium")
     capacity.none_for("t3.large")
     payload = start_until_running(harness, tenant, "factorio")
@@ -159,7 +159,7 @@ def test_spot_only_without_room_is_undone_leaves_nothing_and_says_why(
     payload, _ = harness.command("start", game="terraria")
     pump_steps(lambda: game_row(tenant, "terraria").state is GameState.STOPPED)
     game = game_row(tenant, "terraria")
-    assert (game.instance_id, game.volume_id, game.task_token) == (None, None, None)
+    assert (game.resources.instance_id, game.resources.volume_id, game.wait.task_token) == (None, None, None)
     assert ec2_of(tenant, "terraria").leftovers() == {"instances": [], "volumes": []}
     assert all(a[2] == "spot" for a in capacity.attempts)  # never on-demand: the game does not allow it
     told = _told(harness, payload)[-1]
@@ -176,7 +176,7 @@ def test_fallback_types_over_the_plan_are_refused_and_skipped(
     create_game(harness, "satisfactory")
     answer = harness.component("games:set:satisfactory:fallback", ["t3.large", "m6i.2xlarge"])
     assert "allows instances up to `t3.large`" in answer["data"]["content"]  # the free plan
-    assert game_row(tenant, "satisfactory").fallback_types == ()
+    assert game_row(tenant, "satisfactory").settings.fallback_types == ()
     # One saved before the plan shrank is skipped at launch, not launched.
     _set(tenant, "satisfactory", fallback_types=["m6i.2xlarge", "t3.small"])
     capacity.none_for("t3.medium")
@@ -193,14 +193,14 @@ def test_hostile_fallback_selections_change_nothing(harness: Harness, tenant: st
     create_game(harness, "hostile")
     answer = harness.component("games:set:hostile:fallback", values)
     assert "isn't one gangway offers" in answer["data"]["content"]
-    assert game_row(tenant, "hostile").fallback_types == ()
+    assert game_row(tenant, "hostile").settings.fallback_types == ()
 
 
 def test_clearing_the_fallback_select_saves_no_fallback_types(harness: Harness, tenant: str) -> None:
     create_game(harness, "mc")
     harness.component("games:set:mc:fallback", ["t3.small"])
     answer = harness.component("games:set:mc:fallback", [])
-    assert game_row(tenant, "mc").fallback_types == () and "(else" not in answer["data"]["content"]
+    assert game_row(tenant, "mc").settings.fallback_types == () and "(else" not in answer["data"]["content"]
     fallback = answer["data"]["components"][-1]["components"][0]
     assert (fallback["min_values"], fallback["custom_id"]) == (0, "games:set:mc:fallback")
     assert "t3.medium" not in [o["value"] for o in fallback["options"]]  # its own type is no fallback
@@ -222,9 +222,9 @@ def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reuse
     _set(tenant, "vrising", volume_id=kept, zone=zone)
     start_until_running(harness, tenant, "vrising")
     game = game_row(tenant, "vrising")
-    assert game.volume_id == kept and _instance(tenant, "vrising")["Placement"]["AvailabilityZone"] == zone
+    assert game.resources.volume_id == kept and _instance(tenant, "vrising")["Placement"]["AvailabilityZone"] == zone
     assert {a[1] for a in capacity.attempts} == {zone}
-    user_data = ec2.describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
+    user_data = ec2.describe_instance_attribute(InstanceId=game.resources.instance_id, Attribute="userData")
     assert kept in base64.b64decode(user_data["UserData"]["Value"]).decode()
 
 
@@ -239,6 +239,6 @@ def test_no_room_in_the_kept_volumes_zone_fails_the_start_and_keeps_the_volume(
     capacity.none_for(zone=zone)
     payload, _ = harness.command("start", game="palworld")
     pump_steps(lambda: game_row(tenant, "palworld").state is GameState.STOPPED)
-    assert game_row(tenant, "palworld").volume_id == kept  # the only copy of its newest data
+    assert game_row(tenant, "palworld").resources.volume_id == kept  # the only copy of its newest data
     assert ec2.describe_volumes(VolumeIds=[kept])["Volumes"][0]["State"] == "available"
     assert f"in {zone} (where its unsaved disk is)" in _told(harness, payload)[-1]

@@ -44,7 +44,7 @@ def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness
     started = start_until_running(harness, tenant, "valheim")
     game = game_row(tenant, "valheim")
     records = _a_records(zone, "valheim.games.play.example.net")
-    assert [(r["TTL"], r["ResourceRecords"]) for r in records] == [(10, [{"Value": game.address}])]
+    assert [(r["TTL"], r["ResourceRecords"]) for r in records] == [(10, [{"Value": game.resources.address}])]
     up = harness.calls_for(started["token"])[-1]["json"]["content"]
     assert up.startswith("🟢 **valheim** is up at `valheim.games.play.example.net`"), up
     _, shown = harness.command("games", game="valheim")

@@ -40,7 +40,7 @@ def _user_data(instance_id: str | None) -> str:
 def _steps_run(game: Any) -> list[str]:
     """The steps the game's current execution sent to the steps queue, in order."""
     sfn = container().client("stepfunctions")
-    events = sfn.get_execution_history(executionArn=game.execution, maxResults=1000)["events"]
+    events = sfn.get_execution_history(executionArn=game.wait.execution, maxResults=1000)["events"]
     return [
         json.loads(e["taskScheduledEventDetails"]["parameters"])["MessageBody"]["step"]
         for e in events
@@ -54,8 +54,8 @@ def _edit_until_up(harness: Harness, tenant: str, name: str) -> dict[str, Any]:
     assert content.startswith(f"⏳ Bringing **{name}** up for editing")
     assert f"/files game:{name}" in content and f"/terminal game:{name}" in content
     assert f"/stop game:{name}` snapshots everything" in content
-    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # waiting for the agent
-    assert game_row(tenant, name).editing
+    pump_steps(lambda: bool(game_row(tenant, name).wait.task_token))  # waiting for the agent
+    assert game_row(tenant, name).resources.editing
     agent_event(tenant, name, "ready", {"version": "test", "game_running": False})
     pump_steps(lambda: game_row(tenant, name).state is GameState.RUNNING)
     return payload
@@ -67,8 +67,8 @@ def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
     create_game(harness, "valheim")
     payload = _edit_until_up(harness, tenant, "valheim")
     game = game_row(tenant, "valheim")
-    assert game.editing and game.instance_id and game.volume_id and game.address
-    config = _user_data(game.instance_id)
+    assert game.resources.editing and game.resources.instance_id and game.resources.volume_id and game.resources.address
+    config = _user_data(game.resources.instance_id)
     assert "autostart = false" in config
     # nobody plays on an editing host: hours, not the game's minutes, before the agent calls it idle
     assert "warn_after_s = 7200" in config and "stop_after_s = 10800" in config
@@ -88,15 +88,15 @@ def test_editgame_brings_the_host_up_without_the_game_and_stop_snapshots_it(
 
     stop_until_stopped(harness, tenant, "valheim")
     game = game_row(tenant, "valheim")
-    assert game.snapshot_id and not game.instance_id and not game.volume_id
+    assert game.resources.snapshot_id and not game.resources.instance_id and not game.resources.volume_id
     assert ec2_of(tenant, "valheim").leftovers() == {"instances": [], "volumes": []}
 
     # The next /start runs the game, from what was installed, and is no edit.
     start_until_running(harness, tenant, "valheim")
     game = game_row(tenant, "valheim")
-    assert not game.editing and "autostart = true" in _user_data(game.instance_id)
-    volume = container().client("ec2").describe_volumes(VolumeIds=[game.volume_id])["Volumes"][0]
-    assert volume["SnapshotId"] == game_row(tenant, "valheim").snapshot_id
+    assert not game.resources.editing and "autostart = true" in _user_data(game.resources.instance_id)
+    volume = container().client("ec2").describe_volumes(VolumeIds=[game.resources.volume_id])["Volumes"][0]
+    assert volume["SnapshotId"] == game_row(tenant, "valheim").resources.snapshot_id
 
 
 def test_an_edit_never_preloads(harness: Harness, tenant: str) -> None:
@@ -105,7 +105,7 @@ def test_an_edit_never_preloads(harness: Harness, tenant: str) -> None:
     GameRecord.get(tenant, "ark").update(actions=[GameRecord.preload.set("read")])
     _edit_until_up(harness, tenant, "ark")  # RUNNING right after `ready`: no disk.preload, no game.start
     game = game_row(tenant, "ark")
-    assert "autostart = false" in _user_data(game.instance_id)
+    assert "autostart = false" in _user_data(game.resources.instance_id)
     assert not {"start.preload_read", "start.game_start"} & set(_steps_run(game))
 
 
@@ -118,7 +118,7 @@ def test_a_failed_edit_is_undone_and_leaves_nothing(
     payload, _ = harness.command("editgame", game="rust")
     pump_steps(lambda: game_row(tenant, "rust").state is GameState.STOPPED, timeout=60)
     game = game_row(tenant, "rust")
-    assert (game.instance_id, game.volume_id, game.editing, game.snapshot_id) == (None, None, False, snapshot)
+    assert (game.resources.instance_id, game.resources.volume_id, game.resources.editing, game.resources.snapshot_id) == (None, None, False, snapshot)
     assert ec2_of(tenant, "rust").leftovers() == {"instances": [], "volumes": []}
     assert "could not start" in [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     pump_steps(lambda: execution_status(game) == "FAILED")
@@ -132,7 +132,7 @@ def test_editgame_refuses_a_game_that_is_not_stopped(harness: Harness, tenant: s
     assert "only a stopped game can be brought up for editing" in answer["data"]["content"]
     assert "`/files` and `/terminal` already work" in answer["data"]["content"]
     after = game_row(tenant, "mc")
-    assert (after.state, after.version, after.editing) == (before.state, before.version, False)
+    assert (after.state, after.version, after.resources.editing) == (before.state, before.version, False)
 
 
 @pytest.mark.parametrize("name", ["nosuchgame", "../etc", "x" * 33, "Valheim; DROP"])

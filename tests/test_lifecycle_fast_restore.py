@@ -131,11 +131,11 @@ def test_fsr_is_on_only_while_the_volume_is_made_in_the_instances_zone(
     payload = start_until_running(harness, tenant)
     game = game_row(tenant, "valheim")
     assert fsr.calls() == ["Enable", "Describe", "CreateVolume", "Disable"]
-    assert {(s, z) for _, s, z in fsr.log} == {(snapshot, game.zone)}  # one snapshot, one zone only
+    assert {(s, z) for _, s, z in fsr.log} == {(snapshot, game.resources.zone)}  # one snapshot, one zone only
     assert sum(1 for name, *_ in fsr.log if name == "Describe") >= 3  # waited through enabling/optimizing
     assert fsr.left_on() == []
-    volume = container().client("ec2").describe_volumes(VolumeIds=[game.volume_id])["Volumes"][0]
-    assert volume["SnapshotId"] == snapshot and volume["AvailabilityZone"] == game.zone
+    volume = container().client("ec2").describe_volumes(VolumeIds=[game.resources.volume_id])["Volumes"][0]
+    assert volume["SnapshotId"] == snapshot and volume["AvailabilityZone"] == game.resources.zone
     edits = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
     assert any(f"about ${FSR_HOURLY_USD:.2f} an hour while on, at least one hour" in e for e in edits)
     assert any("with fast snapshot restore" in e for e in edits)
@@ -152,7 +152,7 @@ def test_a_failure_after_enabling_still_turns_fsr_off_and_leaves_nothing(
     assert "Enable" in fsr.calls() and fsr.calls()[-1] == "Disable"
     assert fsr.left_on() == []
     game = game_row(tenant, "ark")
-    assert (game.instance_id, game.volume_id, game.snapshot_id) == (None, None, snapshot)
+    assert (game.resources.instance_id, game.resources.volume_id, game.resources.snapshot_id) == (None, None, snapshot)
     assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])][-1]
     assert "could not start" in told and "fast snapshot restore could not be turned off" not in told
@@ -197,7 +197,7 @@ def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harne
     create_game(harness, "choices")
     answer = harness.component("games:set:choices:preload", ["fsr"])
     assert "preloading: fast snapshot restore" in answer["data"]["content"]
-    assert game_row(tenant, "choices").preload == "fsr"
+    assert game_row(tenant, "choices").settings.preload == "fsr"
     preload = next(
         row["components"][0]
         for row in answer["data"]["components"]
@@ -209,8 +209,8 @@ def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harne
     assert "before the game starts" in hints["read"]
     assert all(len(h) <= 100 for h in hints.values())  # Discord's limit for an option's description
     harness.component("games:set:choices:preload", ["read"])
-    assert game_row(tenant, "choices").preload == "read"
+    assert game_row(tenant, "choices").settings.preload == "read"
     answer = harness.component("games:set:choices:preload", ["fsr;drop"])
     assert (
-        "isn't one gangway offers" in answer["data"]["content"] and game_row(tenant, "choices").preload == "read"
+        "isn't one gangway offers" in answer["data"]["content"] and game_row(tenant, "choices").settings.preload == "read"
     )

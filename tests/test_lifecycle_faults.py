@@ -67,7 +67,7 @@ def test_a_failing_start_step_is_undone(
     payload, _ = harness.command("start", game="valheim")
     pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED, timeout=60)
     game = game_row(tenant, "valheim")
-    assert (game.snapshot_id, game.instance_id, game.volume_id, game.task_token) == (
+    assert (game.resources.snapshot_id, game.resources.instance_id, game.resources.volume_id, game.wait.task_token) == (
         snapshot,
         None,
         None,
@@ -100,17 +100,17 @@ def test_a_failing_stop_step_never_loses_data(  # noqa: PLR0917 - fixtures and p
     running = game_row(tenant, "valheim")
     fail_ec2.add(operation)
     payload, _ = harness.command("stop", game="valheim")
-    pump_steps(lambda: bool(game_row(tenant, "valheim").task_token))
+    pump_steps(lambda: bool(game_row(tenant, "valheim").wait.task_token))
     stop_reply(tenant, "valheim")
     pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED, timeout=60)
     game = game_row(tenant, "valheim")
-    assert game.instance_id is None
+    assert game.resources.instance_id is None
     leftovers = ec2_of(tenant, "valheim").leftovers()
     assert leftovers["instances"] == []
-    assert (game.volume_id == running.volume_id) is volume_kept and leftovers["volumes"] == [
-        running.volume_id
+    assert (game.resources.volume_id == running.resources.volume_id) is volume_kept and leftovers["volumes"] == [
+        running.resources.volume_id
     ]
-    assert (game.snapshot_id != before) is new_snapshot
+    assert (game.resources.snapshot_id != before) is new_snapshot
     snaps = container().client("ec2").describe_snapshots(SnapshotIds=[before])["Snapshots"]
     assert snaps and snaps[0]["State"] == "completed"  # the newest good snapshot is never deleted
     told = harness.calls_for(payload["token"])[-1]["json"]["content"]

@@ -41,11 +41,11 @@ def _wait_for(sub: Subscriber, kind: str, timeout: float = 10) -> dict[str, Any]
 
 
 def _execution(tenant: str, name: str) -> str:
-    return (game_row(tenant, name).execution or "").rsplit(":", 1)[-1]
+    return (game_row(tenant, name).wait.execution or "").rsplit(":", 1)[-1]
 
 
 def _wait(tenant: str, name: str) -> str | None:
-    raw = game_row(tenant, name).task_wait
+    raw = game_row(tenant, name).wait.task_wait
     return str(json.loads(raw)["for"]) if raw else None
 
 
@@ -55,7 +55,7 @@ def _reading_game(harness: Harness, tenant: str, name: str, sub: Subscriber) -> 
     _with_snapshot(tenant, name)
     GameRecord.get(tenant, name).update(actions=[GameRecord.preload.set("read")])
     payload, _ = harness.command("start", game=name)
-    pump_steps(lambda: bool(game_row(tenant, name).task_token))  # waiting for the agent's `ready`
+    pump_steps(lambda: bool(game_row(tenant, name).wait.task_token))  # waiting for the agent's `ready`
     agent_event(tenant, name, "ready", {"version": "test", "game_running": False})
     pump_steps(lambda: _wait(tenant, name) == "preload")
     request = _wait_for(sub, "disk.preload")
@@ -91,7 +91,7 @@ def test_the_disk_is_read_before_the_game_starts_with_throttled_progress(
     user_data = (
         container()
         .client("ec2")
-        .describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
+        .describe_instance_attribute(InstanceId=game.resources.instance_id, Attribute="userData")
     )
     assert "autostart = false" in base64.b64decode(user_data["UserData"]["Value"]).decode()
     for percent in (0.0, 5.0, 12.5, 40.0, 41.0, 100.0):
@@ -103,7 +103,7 @@ def test_the_disk_is_read_before_the_game_starts_with_throttled_progress(
     ]  # 5 % and 41 % came too soon after the one before
     # A late `ready` (the agent reconnecting) is not the end of the preload.
     agent_event(tenant, "valheim", "ready", {"version": "test", "game_running": False})
-    assert game_row(tenant, "valheim").task_token and _wait(tenant, "valheim") == "preload"
+    assert game_row(tenant, "valheim").wait.task_token and _wait(tenant, "valheim") == "preload"
 
     agent_event(
         tenant,
@@ -118,7 +118,7 @@ def test_the_disk_is_read_before_the_game_starts_with_throttled_progress(
     agent_event(tenant, "valheim", "game.start.reply", {"pid": 4242, "started": True}, reply_to=start["id"])
     pump_steps(lambda: game_row(tenant, "valheim").state is GameState.RUNNING)
     game = game_row(tenant, "valheim")
-    assert (game.task_token, game.task_wait) == (None, None)
+    assert (game.wait.task_token, game.wait.task_wait) == (None, None)
     edits = _told(harness, payload)
     assert any("the disk is read (read in 412 s); starting the game" in e for e in edits)
     assert edits[-1].startswith("🟢 **valheim** is up at")
@@ -139,13 +139,13 @@ def test_a_preload_that_fails_undoes_the_start(  # noqa: PLR0917 - fixtures and 
     harness: Harness, tenant: str, agent_link: Subscriber, kind: str, body: dict[str, Any], to_request: bool
 ) -> None:
     payload = _reading_game(harness, tenant, "ark", agent_link)
-    snapshot = game_row(tenant, "ark").snapshot_id
+    snapshot = game_row(tenant, "ark").resources.snapshot_id
     reply_to = preload_request_id(_execution(tenant, "ark")) if to_request else None
     agent_event(tenant, "ark", kind, body, reply_to=reply_to)
     pump_steps(lambda: game_row(tenant, "ark").state is GameState.STOPPED)
     game = game_row(tenant, "ark")
-    assert (game.instance_id, game.volume_id, game.task_token, game.task_wait) == (None, None, None, None)
-    assert game.snapshot_id == snapshot
+    assert (game.resources.instance_id, game.resources.volume_id, game.wait.task_token, game.wait.task_wait) == (None, None, None, None)
+    assert game.resources.snapshot_id == snapshot
     assert ec2_of(tenant, "ark").leftovers() == {"instances": [], "volumes": []}
     told = _told(harness, payload)[-1]
     assert "could not start" in told and "could not read its disk" in told
@@ -178,10 +178,10 @@ def test_events_that_are_not_this_preloads_change_nothing(
         agent_event(tenant, "mc", "preload.progress", body)
     agent_event(tenant, "other-game", "preload.done", {"device": "/dev/x", "bytes_read": 1, "seconds": 1.0})
     after = game_row(tenant, "mc")
-    assert (after.state, after.task_token, after.task_wait) == (
+    assert (after.state, after.wait.task_token, after.wait.task_wait) == (
         GameState.STARTING,
-        before.task_token,
-        before.task_wait,
+        before.wait.task_token,
+        before.wait.task_wait,
     )
 
 
@@ -191,12 +191,12 @@ def test_a_first_start_has_nothing_to_read_and_starts_the_game_at_once(
     create_game(harness, "fresh")
     GameRecord.get(tenant, "fresh").update(actions=[GameRecord.preload.set("read")])
     harness.command("start", game="fresh")
-    pump_steps(lambda: bool(game_row(tenant, "fresh").task_token))
+    pump_steps(lambda: bool(game_row(tenant, "fresh").wait.task_token))
     game = game_row(tenant, "fresh")
     user_data = (
         container()
         .client("ec2")
-        .describe_instance_attribute(InstanceId=game.instance_id, Attribute="userData")
+        .describe_instance_attribute(InstanceId=game.resources.instance_id, Attribute="userData")
     )
     assert "autostart = true" in base64.b64decode(user_data["UserData"]["Value"]).decode()
     agent_event(tenant, "fresh", "ready", {"version": "test", "game_running": True})

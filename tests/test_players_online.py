@@ -116,7 +116,7 @@ def test_a_count_is_trusted_for_three_heartbeats_only() -> None:
     from chalicelib.games import Game
 
     now = 1_800_000_000.0
-    game = Game("1", "g", "", GameState.RUNNING, 0, 0, 1, players=3, players_at=now - FRESH_SECONDS)
+    game = Game("1", "g", GameState.RUNNING, 0, 0, 1, players=3, players_at=now - FRESH_SECONDS)
     assert online(game, now=now) == 3
     assert online(game, now=now + 1) is None
     from dataclasses import replace
@@ -147,7 +147,7 @@ def test_stop_with_players_online_asks_and_the_button_runs_the_same_stop(
     status, answer = harness.post(clicked)
     assert (status, answer["type"], answer["data"]["content"]) == (200, 7, "⏳ Stopping **valheim**…")
     assert answer["data"]["components"] == []
-    pump_steps(lambda: bool(game_row(tenant, "valheim").task_token))
+    pump_steps(lambda: bool(game_row(tenant, "valheim").wait.task_token))
     stop_reply(tenant, "valheim")
     pump_steps(lambda: game_row(tenant, "valheim").state is GameState.STOPPED)
     told = [c["json"]["content"] for c in harness.calls_for(clicked["token"])]

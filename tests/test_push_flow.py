@@ -236,7 +236,9 @@ def test_a_game_start_pushes_to_the_members_who_asked_and_their_browsers_let_the
     addip_only = push_standin.device()
     _onboard(push_loopback, tenant, on_start, starter, "start")
     _onboard(push_loopback, tenant, on_addip, addip_only, "addip")
-    ctx = StepContext(tenant_id=tenant, game="valheim", execution="", token="t", lifecycle=container().lifecycle)
+    ctx = StepContext(
+        tenant_id=tenant, game="valheim", execution="", token="t", lifecycle=container().lifecycle
+    )
     execution = f"arn:aws:states:us-east-1:123456789012:execution:gangway-test-start-game:{snowflake()}"
     assert game_started(ctx, {"tenant": tenant, "game": "valheim", "execution": execution}) == {"pushed": 1}
     assert starter.answered.wait(15)
@@ -285,7 +287,7 @@ def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]
     create_game(harness, "valheim")
     payload, answer = harness.command("start", game="valheim")
     assert answer["data"]["content"] == "⏳ Starting **valheim**…"
-    _wait("the wait for the agent", lambda: bool(game_row(tenant, "valheim").task_token))
+    _wait("the wait for the agent", lambda: bool(game_row(tenant, "valheim").wait.task_token))
     assert pushed == []  # not while it is still starting
     agent_event(tenant, "valheim", "ready", {"version": "test", "game_running": True})
     _wait("RUNNING", lambda: game_row(tenant, "valheim").state is GameState.RUNNING)
@@ -293,7 +295,8 @@ def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]
     _wait(
         "the start to finish",
         lambda: (
-            sfn.describe_execution(executionArn=game_row(tenant, "valheim").execution)["status"] != "RUNNING"
+            sfn.describe_execution(executionArn=game_row(tenant, "valheim").wait.execution)["status"]
+            != "RUNNING"
         ),
     )
     return payload
@@ -302,12 +305,14 @@ def _start_through_the_workflow(harness: Harness, tenant: str, pushed: list[Any]
 def _start_is_kept(harness: Harness, tenant: str, payload: dict[str, Any]) -> None:
     """The start stands: RUNNING with its instance and volume, its execution SUCCEEDED, the user told."""
     game = game_row(tenant, "valheim")
-    assert game.state is GameState.RUNNING and game.instance_id and game.volume_id
+    assert game.state is GameState.RUNNING and game.resources.instance_id and game.resources.volume_id
     assert ec2_of(tenant, "valheim").leftovers() == {
-        "instances": [game.instance_id],
-        "volumes": [game.volume_id],
+        "instances": [game.resources.instance_id],
+        "volumes": [game.resources.volume_id],
     }
-    status = container().client("stepfunctions").describe_execution(executionArn=game.execution)["status"]
+    status = (
+        container().client("stepfunctions").describe_execution(executionArn=game.wait.execution)["status"]
+    )
     assert status == "SUCCEEDED"
     told = [c["json"]["content"] for c in harness.calls_for(payload["token"])]
     assert told[-1].startswith("🟢 **valheim** is up at"), told
@@ -405,7 +410,9 @@ def test_a_failing_push_does_not_undo_the_start(  # noqa: PLR0917 - fixtures and
         payload = _start_through_the_workflow(harness, tenant, device.received)
     _start_is_kept(harness, tenant, payload)
     sfn = container().client("stepfunctions")
-    start = json.loads(sfn.describe_execution(executionArn=game_row(tenant, "valheim").execution)["output"])
+    start = json.loads(
+        sfn.describe_execution(executionArn=game_row(tenant, "valheim").wait.execution)["output"]
+    )
     flows = _push_flows(tenant, who.user_id)
     if failure == "push flow refused":  # the start's push step failed for good: caught, and the start stands
         assert start["push_error"]["Error"] == "gangway.Transient" and "pushed" not in start

@@ -123,8 +123,12 @@ def ip(ctx: Context) -> Reply:
         # come from /openport.
         lines = "\n".join(
             f"{GameState.RUNNING.emoji} **{g.name}** · running · "
-            + (f"`{g.address}`" if g.address else "address not known yet (it appears once the server is up)")
-            + (f" · ports {', '.join(g.ports)}" if g.ports else "")
+            + (
+                f"`{g.resources.address}`"
+                if g.resources.address
+                else "address not known yet (it appears once the server is up)"
+            )
+            + (f" · ports {', '.join(g.settings.ports)}" if g.settings.ports else "")
             for g in running
         )
     else:

@@ -44,12 +44,12 @@ def latest_snapshot(ctx: Context, game: str) -> Reply:
         )
     lc = ctx.lifecycle
     snapshots = lc.ec2(found, actor=ctx.interaction.user_id).snapshots()
-    newest_id = newest_complete(snapshots, prefer=found.snapshot_id)
+    newest_id = newest_complete(snapshots, prefer=found.resources.snapshot_id)
     newest = next((s for s in snapshots if s["SnapshotId"] == newest_id), None)
     kept_volume = (
         " Its data volume from the last run (whose snapshot failed) is kept too, and is snapshotted at the "
         "next stop."
-        if found.volume_id
+        if found.resources.volume_id
         else ""
     )
     if newest is None:

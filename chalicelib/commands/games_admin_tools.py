@@ -58,7 +58,7 @@ PortList = Annotated[str, Length(5, 200)]
 
 def _running(ctx: Context, name: str, what: str) -> Game:
     game = ctx.game(name)
-    if game.state is not GameState.RUNNING or not game.instance_id:
+    if game.state is not GameState.RUNNING or not game.resources.instance_id:
         raise Conflict(
             f"**{game.name}** is {game.state.word}; {what} only while it is running. "
             f"Start it with `/start game:{game.name}`."
@@ -93,7 +93,7 @@ def openport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred:
     found = ctx.game(game)
     wanted = parse_ports(ports)
     after = open_ports(found, wanted)
-    if list(found.ports) == after:
+    if list(found.settings.ports) == after:
         # Nothing to record; a game with a group has it checked again (it may have missed a change).
         return _with_group(ctx, found, f"Those ports were already open on **{found.name}**: {_list(after)}.")
     return _save_ports(ctx, found, after, f"Opened {', '.join(map(str, wanted))}")
@@ -110,7 +110,7 @@ def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred
     found = ctx.game(game)
     wanted = parse_ports(ports)
     after = close_ports(found, wanted)
-    if list(found.ports) == after:
+    if list(found.settings.ports) == after:
         raise ValidationError(
             f"None of those ports is open on **{found.name}**; its open ports: {_list(after)}."
         )
@@ -143,7 +143,7 @@ def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply |
 
 def _with_group(ctx: Context, game: Game, text: str) -> Reply | Deferred:
     """The reply, after the game's security group follows its port list (in a job: it calls AWS)."""
-    if not game.security_group_id:  # still being created: CreateGame makes the group from the list
+    if not game.resources.security_group_id:  # still being created: CreateGame makes the group from the list
         return Reply(content=text, ephemeral=True)
     return Deferred(Job("games.ports", {"game": game.name, "text": text}), ephemeral=True)
 
@@ -152,23 +152,24 @@ def _with_group(ctx: Context, game: Game, text: str) -> Reply | Deferred:
 def ports_group(ctx: Context, game: str, text: str) -> Reply:
     """Authorise and revoke the group's rules until they are the game's ports plus SFTP (idempotent)."""
     found = ctx.game(game)
-    if not found.security_group_id:
+    group = found.resources.security_group_id
+    if not group:
         return Reply(content=text, ephemeral=True)
     groups = ctx.lifecycle.security_groups(found, actor=ctx.interaction.user_id, purpose="ports")
     try:
-        added, removed = groups.sync(found.security_group_id, found.ports)
+        added, removed = groups.sync(group, found.settings.ports)
     except UserError:
         raise
     except Exception:
         log.warning("%s/%s: could not update its security group", ctx.tenant_id, game, exc_info=True)
         return Reply(
-            content=f"{text}\n⚠️ Its security group `{found.security_group_id}` could not be updated in AWS "
+            content=f"{text}\n⚠️ Its security group `{group}` could not be updated in AWS "
             "just now; gangway brings it up to date at the next `/start`, or run this command again.",
             ephemeral=True,
         )
     changed = f" (+{len(added)} / -{len(removed)} rules)" if added or removed else ""
     return Reply(
-        content=f"{text}\nIts security group `{found.security_group_id}` lets these ports in{changed}.",
+        content=f"{text}\nIts security group `{group}` lets these ports in{changed}.",
         ephemeral=True,
     )
 
@@ -192,8 +193,8 @@ def files_login(ctx: Context, game: str) -> Reply:
     """Ask the agent for one-time SFTP credentials and show them privately."""
     found = _running(ctx, game, "its files can be opened")
     body: dict[str, object] = {"ttl_s": SFTP_TTL_SECONDS}
-    if found.address:
-        body["host"] = found.address
+    if found.resources.address:
+        body["host"] = found.resources.address
     reply = ask_and_wait(
         ctx.lifecycle, found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id)
     ).body
@@ -252,7 +253,7 @@ def terminal_login(ctx: Context, game: str) -> Reply:
         Federation(settings.signin_url),
         region=tenant.region,
         account=account,
-        instance_id=found.instance_id or "",
+        instance_id=found.resources.instance_id or "",
         user_id=it.user_id,
         issuer=settings.site_url or "https://discord.com",
         now=int(time.time()),
@@ -289,9 +290,11 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
         )
     plan_named(ctx.services.tenants.require(ctx.tenant_id).plan).check_disk(size_gb)
     # A running game may ask for its current size again: that only grows the filesystem into it.
-    if size_gb < found.disk_gb or (size_gb == found.disk_gb and found.state is GameState.STOPPED):
+    if size_gb < found.settings.disk_gb or (
+        size_gb == found.settings.disk_gb and found.state is GameState.STOPPED
+    ):
         raise ValidationError(
-            f"**{found.name}**'s disk is already {found.disk_gb} GB; ask for more than that "
+            f"**{found.name}**'s disk is already {found.settings.disk_gb} GB; ask for more than that "
             "(disks can't shrink)."
         )
     if found.state is GameState.STOPPED:
@@ -303,8 +306,8 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
             disk_gb=size_gb,
         )
         return Reply(
-            content=f"✅ **{found.name}** gets a {size_gb} GB disk (was {found.disk_gb} GB) from its next "
-            "start, made from its latest snapshot. Once it runs, use "
+            content=f"✅ **{found.name}** gets a {size_gb} GB disk (was {found.settings.disk_gb} GB) from "
+            "its next start, made from its latest snapshot. Once it runs, use "
             f"`/extenddisk game:{found.name} size_gb:{size_gb}` to let the server use the new space.",
             ephemeral=True,
         )
@@ -317,8 +320,8 @@ def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
     found = _running(ctx, game, "its disk can be grown online")
     lc = ctx.lifecycle
     ec2 = lc.ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
-    volume = found.volume_id or ""
-    before = ec2.volume_size(volume) or found.disk_gb
+    volume = found.resources.volume_id or ""
+    before = ec2.volume_size(volume) or found.settings.disk_gb
     if size_gb < before:
         raise ValidationError(f"**{found.name}**'s disk is already {before} GB; disks can't shrink.")
     if size_gb > before:

@@ -20,7 +20,7 @@ from chalicelib.discord import (
     Update,
 )
 from chalicelib.errors import Conflict, ValidationError
-from chalicelib.games import Game, GameState, check_name
+from chalicelib.games import Game, GameSettings, GameState, check_name
 from chalicelib.games.cost import price_table
 from chalicelib.lifecycle import begin_create, begin_start, begin_stop, reply_ref
 from chalicelib.lifecycle.players import online as players_online
@@ -69,7 +69,7 @@ def create_game(ctx: Context) -> Reply:
     plan = plan_named(tenant.plan)
     games = ctx.services.games.all(ctx.tenant_id)
     plan.check_new_game(Usage(games=len(games), running=0))
-    plan.check_instance(Game.instance_type)  # the default a new game gets
+    plan.check_instance(GameSettings.instance_type)  # the default a new game gets
     it = ctx.interaction
     # One conditional write claims the name (CREATING); the CreateGame workflow makes its security group.
     game = begin_create(
@@ -104,7 +104,7 @@ def start(ctx: Context, game: GameName | None = None) -> Reply:
             return Reply(
                 content="No game is stopped right now. `/games` shows what each one is doing.", ephemeral=True
             )
-        options = tuple(SelectOption(g.name, g.name, g.description[:100]) for g in stopped[:25])
+        options = tuple(SelectOption(g.name, g.name, g.settings.description[:100]) for g in stopped[:25])
         return Reply(
             content="Which game?",
             ephemeral=True,
@@ -248,11 +248,15 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
             )
         )
 
-    market = "on-demand" if not game.spot else ("spot" if game.on_demand_fallback else "spot-only")
+    market = (
+        "on-demand"
+        if not game.settings.spot
+        else ("spot" if game.settings.on_demand_fallback else "spot-only")
+    )
     return (
         select(
             "type",
-            tuple(SelectOption(t, t, default=t == game.instance_type) for t in INSTANCE_TYPES),
+            tuple(SelectOption(t, t, default=t == game.settings.instance_type) for t in INSTANCE_TYPES),
             "Instance type",
         ),
         select(
@@ -265,13 +269,13 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
         ),
         select(
             "disk",
-            tuple(SelectOption(f"{n} GB", str(n), default=n == game.disk_gb) for n in DISK_SIZES),
+            tuple(SelectOption(f"{n} GB", str(n), default=n == game.settings.disk_gb) for n in DISK_SIZES),
             "Disk size",
         ),
         select(
             "preload",
             tuple(
-                SelectOption(label, key, hint, default=key == game.preload)
+                SelectOption(label, key, hint, default=key == game.settings.preload)
                 for key, (label, hint) in PRELOADS.items()
             ),
             "Disk preloading",
@@ -279,9 +283,9 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
         select(
             "fallback",
             tuple(
-                SelectOption(t, t, default=t in game.fallback_types)
+                SelectOption(t, t, default=t in game.settings.fallback_types)
                 for t in INSTANCE_TYPES
-                if t != game.instance_type
+                if t != game.settings.instance_type
             ),
             "If AWS has no room for it: other types to try",
             many=True,
@@ -291,13 +295,15 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
 
 def summary(game: Game) -> str:
     market = (
-        "Spot" + (", else on-demand" if game.on_demand_fallback else " only") if game.spot else "on-demand"
+        "Spot" + (", else on-demand" if game.settings.on_demand_fallback else " only")
+        if game.settings.spot
+        else "on-demand"
     )
-    others = ", ".join(f"`{t}`" for t in game.fallback_types if t != game.instance_type)
+    others = ", ".join(f"`{t}`" for t in game.settings.fallback_types if t != game.settings.instance_type)
     return (
-        f"`{game.instance_type}`" + (f" (else {others})" if others else "") + f", {market}, "
-        f"{game.disk_gb} GB disk, preloading: "
-        f"{PRELOADS.get(game.preload, (game.preload,))[0].lower()}"
+        f"`{game.settings.instance_type}`" + (f" (else {others})" if others else "") + f", {market}, "
+        f"{game.settings.disk_gb} GB disk, preloading: "
+        f"{PRELOADS.get(game.settings.preload, (game.settings.preload,))[0].lower()}"
     )
 
 
@@ -310,7 +316,7 @@ def set_choice(ctx: Context, name: str, field: str) -> Update:
     plan = plan_named(ctx.services.tenants.require(ctx.tenant_id).plan)
     changes: dict[str, Any]
     if field == "fallback" and len(values) < len(INSTANCE_TYPES) and set(values) <= set(INSTANCE_TYPES):
-        picked = [t for t in dict.fromkeys(values) if t != game.instance_type]
+        picked = [t for t in dict.fromkeys(values) if t != game.settings.instance_type]
         for t in picked:  # the plan's limit applies to every type a start may use
             plan.check_instance(t)
         changes = {"fallback_types": picked}

@@ -43,7 +43,8 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     counts = Counter(g.state for g in listed)
     summary = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
     lines = [
-        f"{g.state.emoji} **{g.name}** · {_state(g)}" + (f" · {g.description}" if g.description else "")
+        f"{g.state.emoji} **{g.name}** · {_state(g)}"
+        + (f" · {g.settings.description}" if g.settings.description else "")
         for g in listed
     ]
     return Reply(
@@ -54,9 +55,9 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
 
 def _state(game: Game) -> str:
     """The state in words; a game brought up by /editgame runs without the game (games_edit.py)."""
-    if game.editing and game.state is GameState.RUNNING:
+    if game.resources.editing and game.state is GameState.RUNNING:
         return f"{game.state.word} (up for editing, without the game)"
-    if game.editing and game.state is GameState.STARTING:
+    if game.resources.editing and game.state is GameState.STARTING:
         return f"{game.state.word} (for editing)"
     return game.state.word
 
@@ -82,7 +83,7 @@ def _details(game: Game, tenant: Tenant) -> Embed:
     fields.append(EmbedField(name="Cost estimate", value=_cost(game, tenant.region), inline=False))
     return Embed(
         title=f"{game.state.emoji} {game.name}",
-        description=game.description or "No description yet.",
+        description=game.settings.description or "No description yet.",
         fields=tuple(fields),
     )
 
@@ -90,7 +91,11 @@ def _details(game: Game, tenant: Tenant) -> Embed:
 def _cost(game: Game, region: str) -> str:
     """Per hour played and per month idle for the game's choices (chalicelib/games/cost.py)."""
     try:
-        return "\n".join(estimate(region, game.instance_type, game.disk_gb).lines(spot=game.spot))
+        return "\n".join(
+            estimate(region, game.settings.instance_type, game.settings.disk_gb).lines(
+                spot=game.settings.spot
+            )
+        )
     except NoPrice as exc:
         return f"No estimate: gangway's price table has {exc}."
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from chalicelib.games.game import Game, GameResources, GameSettings, WorkflowWait
 from chalicelib.games.models import GameRecord
 from chalicelib.games.states import TRANSITIONS, GameState, can_move, sources_of
-from chalicelib.games.store import GAME_NAME, Game, GameStore, check_name
+from chalicelib.games.store import GAME_NAME, GameStore, SettingChanges, check_name
 
 __all__ = [
     "GAME_NAME",
     "TRANSITIONS",
     "Game",
     "GameRecord",
+    "GameResources",
+    "GameSettings",
     "GameState",
     "GameStore",
+    "SettingChanges",
+    "WorkflowWait",
     "can_move",
     "check_name",
     "sources_of",

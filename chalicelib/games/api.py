@@ -11,8 +11,9 @@ import json
 from typing import Any, Final
 
 from chalicelib.errors import Conflict, NotFound, ValidationError
+from chalicelib.games.game import Game
 from chalicelib.games.states import GameState
-from chalicelib.games.store import Game, GameStore, check_name
+from chalicelib.games.store import GameStore, check_name
 from chalicelib.http import HttpReply
 
 __all__ = ["GameStateApi"]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final, TypedDict, Unpack
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from chalicelib.errors import Conflict, NotFound, ValidationError
+from chalicelib.games.game import Game, game_of_record
 from chalicelib.games.models import GameRecord
 from chalicelib.games.states import GameState, sources_of
 
-__all__ = ["GAME_NAME", "Game", "GameStore", "check_name"]
+__all__ = ["GAME_NAME", "GameStore", "SettingChanges", "check_name"]
 
 GAME_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
@@ -34,107 +36,20 @@ def check_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Game:
-    """A game as handlers see it."""
+class SettingChanges(TypedDict, total=False):
+    """The settings an admin command may change (`GameStore.change`), with their types."""
 
-    tenant_id: str
-    name: str
     description: str
-    state: GameState
-    created_at: float
-    updated_at: float
-    version: int
-    instance_type: str = "t3.medium"
-    spot: bool = False
-    on_demand_fallback: bool = True
-    disk_gb: int = 12
-    preload: str = "off"
-    fallback_types: tuple[str, ...] = ()
-    ports: tuple[str, ...] = ()
-    instance_id: str | None = None
-    volume_id: str | None = None
-    zone: str | None = None
-    address: str | None = None
-    snapshot_id: str | None = None
-    task_token: str | None = None
-    task_wait: str | None = None
-    editing: bool = False
-    execution: str | None = None
-    agent_reply: str | None = None
-    backup: str | None = None
-    backup_since: float | None = None
-    backup_token: str | None = None
-    security_group_id: str | None = None
-    players: int | None = None
-    players_at: float | None = None
+    instance_type: str
+    spot: bool
+    on_demand_fallback: bool
+    disk_gb: int
+    preload: str
+    fallback_types: list[str]
+    ports: list[str]
 
 
-# Resource fields a workflow step may record on the game row (never its state: that is transition()).
-RESOURCE_FIELDS = frozenset(
-    {
-        "instance_id",
-        "volume_id",
-        "zone",
-        "address",
-        "snapshot_id",
-        "task_token",
-        "task_wait",
-        "editing",
-        "execution",
-        "backup_token",
-        "agent_reply",
-        "security_group_id",
-    }
-)
-# Settings an admin command may change (`change()`); the workflows read them at the next start.
-SETTING_FIELDS = frozenset(
-    {
-        "description",
-        "ports",
-        "disk_gb",
-        "instance_type",
-        "fallback_types",
-        "spot",
-        "on_demand_fallback",
-        "preload",
-    }
-)
-
-
-def _to_game(rec: GameRecord) -> Game:
-    return Game(
-        tenant_id=rec.tenant_id,
-        name=rec.name,
-        description=rec.description,
-        state=GameState(rec.state),
-        created_at=float(rec.created_at),
-        updated_at=float(rec.updated_at),
-        version=int(rec.version or 0),
-        instance_type=rec.instance_type,
-        spot=bool(rec.spot),
-        on_demand_fallback=bool(rec.on_demand_fallback),
-        disk_gb=int(rec.disk_gb),
-        preload=rec.preload,
-        fallback_types=tuple(str(t) for t in rec.fallback_types or ()),
-        ports=tuple(str(p) for p in rec.ports or ()),
-        instance_id=rec.instance_id,
-        volume_id=rec.volume_id,
-        zone=rec.zone,
-        address=rec.address,
-        snapshot_id=rec.snapshot_id,
-        task_token=rec.task_token,
-        task_wait=rec.task_wait,
-        editing=bool(rec.editing),
-        execution=rec.execution,
-        agent_reply=rec.agent_reply,
-        backup=rec.backup,
-        backup_since=float(rec.backup_since) if rec.backup_since is not None else None,
-        backup_token=rec.backup_token,
-        security_group_id=rec.security_group_id,
-        players=int(rec.players) if rec.players is not None else None,
-        players_at=float(rec.players_at) if rec.players_at is not None else None,
-    )
+_Value = str | int | float | bool | list[str] | None
 
 
 class GameStore:
@@ -142,11 +57,11 @@ class GameStore:
 
     def all(self, tenant_id: str) -> list[Game]:
         """All of a tenant's games, by name (one Query on the tenant's partition)."""
-        return [_to_game(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
+        return [game_of_record(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
 
     def get(self, tenant_id: str, name: str) -> Game | None:
         try:
-            return _to_game(GameRecord.get(tenant_id, name, consistent_read=True))
+            return game_of_record(GameRecord.get(tenant_id, name, consistent_read=True))
         except DoesNotExist:
             return None
 
@@ -195,7 +110,7 @@ class GameStore:
             if exc.cause_response_code == _CONDITION_FAILED:
                 raise Conflict(f"There is already a game called `{name}`.") from exc
             raise
-        return _to_game(rec)
+        return game_of_record(rec)
 
     def transition(
         self, tenant_id: str, name: str, *, to: GameState, expected_version: int, execution: str | None = None
@@ -223,7 +138,7 @@ class GameStore:
                 f"`{name}` is {current.state.word} (version {current.version}); it can't become "
                 f"{to.word} from there right now."
             ) from exc
-        return _to_game(rec)
+        return game_of_record(rec)
 
     def _current_after_refusal(self, tenant_id: str, name: str, exc: UpdateError) -> Game:
         """The row as it is now, after a conditional write was refused (the caller says why).
@@ -238,28 +153,94 @@ class GameStore:
             raise NotFound(f"The game `{name}` does not exist on this server.") from exc
         return current
 
-    def record(self, tenant_id: str, name: str, **fields: str | bool | None) -> Game:
-        """Record (or clear, with None) resource fields of a game, e.g. the volume a step created.
+    # -- the game's resources: what the workflow steps made or removed -----------------------------------
+
+    def launched(self, tenant_id: str, name: str, *, instance_id: str, zone: str, editing: bool) -> Game:
+        """StartGame launched the game's instance (for /editgame: a host without the game)."""
+        return self._set(tenant_id, name, instance_id=instance_id, zone=zone, editing=editing or None)
+
+    def volume_made(self, tenant_id: str, name: str, volume_id: str) -> Game:
+        return self._set(tenant_id, name, volume_id=volume_id)
+
+    def reachable_at(self, tenant_id: str, name: str, address: str | None) -> Game:
+        return self._set(tenant_id, name, address=address)
+
+    def snapshot_kept(self, tenant_id: str, name: str, snapshot_id: str | None) -> Game:
+        """The game's data is now this complete snapshot (None: it has none)."""
+        return self._set(tenant_id, name, snapshot_id=snapshot_id)
+
+    def group_made(self, tenant_id: str, name: str, group_id: str) -> Game:
+        return self._set(tenant_id, name, security_group_id=group_id)
+
+    def host_gone(
+        self, tenant_id: str, name: str, *, kept_volume: str | None, snapshot_id: str | None = None
+    ) -> Game:
+        """The instance is gone (stopped, or a start undone): no address, nothing waits on its agent.
+
+        `kept_volume` is a volume that holds data no snapshot has (the next start reuses it); a
+        `snapshot_id` is recorded as the game's data in the same write.
+        """
+        extra: dict[str, _Value] = {} if snapshot_id is None else {"snapshot_id": snapshot_id}
+        return self._set(
+            tenant_id,
+            name,
+            instance_id=None,
+            volume_id=kept_volume,
+            address=None,
+            editing=None,
+            task_token=None,
+            task_wait=None,
+            **extra,
+        )
+
+    # -- who owns the game and what its steps wait for --------------------------------------------------
+
+    def owned_by(self, tenant_id: str, name: str, execution: str) -> Game:
+        """The execution (its ARN) that owns the game's current state."""
+        return self._set(tenant_id, name, execution=execution)
+
+    def wait(
+        self, tenant_id: str, name: str, token: str, *, waiting_for: Mapping[str, Any] | None = None
+    ) -> Game:
+        """A step keeps its task token until the agent answers; `waiting_for` says for what when it is
+        not the agent's `ready` (lifecycle/start_game.py)."""
+        task_wait = json.dumps(dict(waiting_for)) if waiting_for is not None else None
+        return self._set(tenant_id, name, task_token=token, task_wait=task_wait)
+
+    def note_wait(self, tenant_id: str, name: str, waiting_for: Mapping[str, Any]) -> Game:
+        """What the kept token waits for, updated (how far a preload's progress was told)."""
+        return self._set(tenant_id, name, task_wait=json.dumps(dict(waiting_for)))
+
+    def end_wait(self, tenant_id: str, name: str) -> Game:
+        """The wait is over (answered, or the step moved on)."""
+        return self._set(tenant_id, name, task_token=None, task_wait=None)
+
+    def wait_for_save(self, tenant_id: str, name: str, token: str | None) -> Game:
+        """The backup's task token while the agent saves (None: the wait is over). Apart from the main
+        token: a /stop may run meanwhile and owns that one."""
+        return self._set(tenant_id, name, backup_token=token)
+
+    def keep_agent_reply(self, tenant_id: str, name: str, reply: str | None) -> Game:
+        """The agent's answer a command polls for (None: taken)."""
+        return self._set(tenant_id, name, agent_reply=reply)
+
+    def _set(self, tenant_id: str, name: str, **attrs: _Value) -> Game:
+        """Write (or remove, with None) attributes of resources and waits.
+
+        No version condition: these are owned by the running workflow step, and a concurrent change of
+        other fields (a setting, the state) must not make this write fail.
 
         Raises:
-            ValueError: a field that is not a resource field.  NotFound: no such game.
+            NotFound: no such game.
         """
-        unknown = set(fields) - RESOURCE_FIELDS
-        if unknown:
-            raise ValueError(f"not resource fields: {sorted(unknown)}")
-        attrs = {k: getattr(GameRecord, k) for k in fields}
         actions: list[Action] = [
-            attrs[k].set(v) if v is not None else attrs[k].remove() for k, v in fields.items()
+            getattr(GameRecord, k).set(v) if v is not None else getattr(GameRecord, k).remove()
+            for k, v in attrs.items()
         ]
         actions.append(GameRecord.updated_at.set(int(time.time())))
-        try:
-            rec = GameRecord.get(tenant_id, name, consistent_read=True)
-        except DoesNotExist as exc:
-            raise NotFound(f"The game `{name}` does not exist on this server.") from exc
-        # Resource fields are owned by the running workflow step; a concurrent change of other fields (a
-        # setting, the state) must not make this write fail, so no version condition here.
+        rec = self._record_of(tenant_id, name)
         rec.update(actions=actions, add_version_condition=False)
-        return _to_game(rec)
+        return game_of_record(rec)
 
     def change(
         self,
@@ -268,25 +249,21 @@ class GameStore:
         *,
         expected_version: int | None = None,
         states: frozenset[GameState] | None = None,
-        **fields: str | int | list[str],
+        **changes: Unpack[SettingChanges],
     ) -> Game:
-        """Change settings of a game (`SETTING_FIELDS`), in one conditional write: only while it is at
-        `expected_version` (a read-modify-write such as a port list) and in one of `states`, if given.
+        """Change settings of a game, in one conditional write: only while it is at `expected_version`
+        (a read-modify-write such as a port list) and in one of `states`, if given.
 
         Raises:
-            ValueError: a field that is not a setting.  NotFound: no such game.
-            Conflict: the game changed since it was read, or is in another state.
+            NotFound: no such game.  Conflict: the game changed since it was read, or is in another state.
         """
-        unknown = set(fields) - SETTING_FIELDS
-        if unknown:
-            raise ValueError(f"not setting fields: {sorted(unknown)}")
         try:
             rec = GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist as exc:
             raise NotFound(f"The game `{name}` does not exist on this server.") from exc
         if expected_version is not None:
             rec.version = expected_version
-        actions: list[Action] = [getattr(GameRecord, k).set(v) for k, v in fields.items()]
+        actions: list[Action] = [getattr(GameRecord, k).set(v) for k, v in changes.items()]
         actions.append(GameRecord.updated_at.set(int(time.time())))
         condition = GameRecord.name.exists()
         if states is not None:
@@ -301,7 +278,7 @@ class GameStore:
                 f"**{name}** changed meanwhile (it is {current.state.word} now); nothing was changed. "
                 "Try again."
             ) from exc
-        return _to_game(rec)
+        return game_of_record(rec)
 
     def claim_backup(self, tenant_id: str, name: str, *, execution: str, stale_after: float) -> Game:
         """Mark a running game as backed up by `execution`: one conditional write, so of two /backupnow
@@ -336,9 +313,9 @@ class GameStore:
                 ) from exc
             raise Conflict(
                 f"A backup of **{name}** is already under way (since "
-                f"<t:{int(current.backup_since or now)}:R>); you'll see its result in its reply."
+                f"<t:{int(current.wait.backup_since or now)}:R>); you'll see its result in its reply."
             ) from exc
-        return _to_game(rec)
+        return game_of_record(rec)
 
     def release_backup(self, tenant_id: str, name: str, *, execution: str) -> None:
         """Clear the backup claim of `execution` (and its wait token); someone else's claim is left alone."""

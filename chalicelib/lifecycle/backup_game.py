@@ -82,10 +82,10 @@ def begin_backup(
 def _claimed(ctx: StepContext) -> Game:
     """The game, if it is still running and this execution still holds its backup claim."""
     game = ctx.lifecycle.games.get(ctx.tenant_id, ctx.game)
-    if game is None or game.state is not GameState.RUNNING or not game.volume_id:
+    if game is None or game.state is not GameState.RUNNING or not game.resources.volume_id:
         raise StepFailed(NOT_RUNNING, f"{ctx.game} stopped during the backup")
-    if game.backup != ctx.execution:
-        raise StepFailed(NOT_RUNNING, f"{ctx.game} is claimed by another backup ({game.backup})")
+    if game.wait.backup != ctx.execution:
+        raise StepFailed(NOT_RUNNING, f"{ctx.game} is claimed by another backup ({game.wait.backup})")
     return game
 
 
@@ -98,7 +98,7 @@ def _mine(ec2: Ec2Gateway, execution: str) -> list[Mapping[str, Any]]:
 def backup_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
     """Ask the agent to save and sync the world; its `game.save.reply` finishes this step."""
     lc, game = ctx.lifecycle, _claimed(ctx)
-    lc.games.record(ctx.tenant_id, ctx.game, backup_token=ctx.token)
+    lc.games.wait_for_save(ctx.tenant_id, ctx.game, ctx.token)
     lc.tell(data, f"⏳ Backing up **{game.name}**: saving the world…")
     lc.ask_agent(game, "game.save", {}, request_id=save_request_id(ctx.execution))
 
@@ -107,8 +107,8 @@ def backup_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
 def backup_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """A manual snapshot of the data volume (saved or not: a crash-consistent copy beats none)."""
     lc, game = ctx.lifecycle, _claimed(ctx)
-    if game.backup_token:
-        lc.games.record(ctx.tenant_id, ctx.game, backup_token=None)
+    if game.wait.backup_token:
+        lc.games.wait_for_save(ctx.tenant_id, ctx.game, None)
     ec2 = lc.ec2(game, actor=_ACTOR)
     saved = "save_error" not in data
     mine = _mine(ec2, ctx.execution)
@@ -116,7 +116,7 @@ def backup_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, A
         return {"snapshot_id": str(mine[0]["SnapshotId"]), "saved": saved}
     lc.tell(data, f"⏳ Backing up **{game.name}**: taking a snapshot of its data…")
     snap = ec2.snapshot(
-        game.volume_id or "",
+        game.resources.volume_id or "",
         description=f"gangway manual backup {ctx.tenant_id}/{ctx.game} ({ctx.execution})",
         manual=True,
     )
@@ -202,12 +202,17 @@ def on_save_reply(event: AgentEvent, lc: Lifecycle) -> None:
     """The agent saved the world for a backup, or could not: either way the snapshot goes ahead.
     Only the reply to this backup's own request counts (its id), never a late one of an older backup."""
     game = lc.games.get(event.tenant_id, event.game)
-    if game is None or not game.backup or not game.backup_token or event.id != save_request_id(game.backup):
+    if (
+        game is None
+        or not game.wait.backup
+        or not game.wait.backup_token
+        or event.id != save_request_id(game.wait.backup)
+    ):
         return
-    lc.games.record(event.tenant_id, event.game, backup_token=None)
+    lc.games.wait_for_save(event.tenant_id, event.game, None)
     finish_wait(
         lc,
         event,
-        game.backup_token,
+        game.wait.backup_token,
         {"saved": bool(event.body.get("saved")), "synced": bool(event.body.get("synced"))},
     )

@@ -40,16 +40,16 @@ def instance_types(lc: Lifecycle, game: Game) -> list[str]:
         Forbidden: the plan does not allow the game's own type any more.
     """
     plan = plan_named(lc.tenants.require(game.tenant_id).plan)
-    plan.check_instance(game.instance_type)
+    plan.check_instance(game.settings.instance_type)
     allowed = []
-    for t in game.fallback_types:
+    for t in game.settings.fallback_types:
         try:
             plan.check_instance(t)
         except Exception:
             log.info("%s/%s: fallback %s is over the plan; skipped", game.tenant_id, game.name, t)
             continue
         allowed.append(t)
-    return list(dict.fromkeys([game.instance_type, *allowed]))
+    return list(dict.fromkeys([game.settings.instance_type, *allowed]))
 
 
 def in_words(types: Sequence[str]) -> str:
@@ -59,11 +59,13 @@ def in_words(types: Sequence[str]) -> str:
 def fallback_note(game: Game, types: Sequence[str], *, spot: bool, instance_type: str, where: str) -> str:
     """Which fallback this launch took, in words (empty when it got what the game asked for)."""
     notes = []
-    if game.spot and not spot:
+    if game.settings.spot and not spot:
         notes.append(f"no Spot room for {in_words(types)} {where}; started on-demand")
-    if instance_type != game.instance_type:
+    if instance_type != game.settings.instance_type:
         market = "Spot" if spot else "on-demand"
-        notes.append(f"no {market} room for `{game.instance_type}` {where}; started a `{instance_type}`")
+        notes.append(
+            f"no {market} room for `{game.settings.instance_type}` {where}; started a `{instance_type}`"
+        )
     return "; ".join(notes)
 
 
@@ -73,8 +75,10 @@ def no_room(lc: Lifecycle, game: Game, data: Mapping[str, Any]) -> str:
     try:
         types = in_words(instance_types(lc, game))
     except Exception:
-        types = f"`{game.instance_type}`"
-    where = f"in {game.zone} (where its unsaved disk is)" if game.volume_id else "in any zone"
+        types = f"`{game.settings.instance_type}`"
+    where = (
+        f"in {game.resources.zone} (where its unsaved disk is)" if game.resources.volume_id else "in any zone"
+    )
     if not data.get("spot"):
         market = "on-demand"
     elif data.get("on_demand_fallback"):

@@ -62,7 +62,7 @@ def begin_create(
         # Nothing would ever finish this create: give the name back (DESIGN.md section 2, no stuck games).
         undo=lambda: lc.games.delete(tenant_id, name, state=GameState.CREATING),
     )
-    return lc.games.record(tenant_id, name, execution=arn)
+    return lc.games.owned_by(tenant_id, name, arn)
 
 
 def _creating(ctx: StepContext) -> tuple[Lifecycle, Game]:
@@ -79,7 +79,7 @@ def create_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     """The game's security group in the default VPC: its open ports and SFTP (found first if a retry
     already made it)."""
     lc, game = _creating(ctx)
-    group_id = lc.security_groups(game, actor=_ACTOR).ensure(game.ports)
+    group_id = lc.security_groups(game, actor=_ACTOR).ensure(game.settings.ports)
     return {"group_id": group_id}
 
 
@@ -88,7 +88,7 @@ def create_record(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     """Record the group on the game, so StartGame launches into it and DeleteGame removes it."""
     lc, _ = _creating(ctx)
     group_id = str(data["group"]["group_id"])
-    lc.games.record(ctx.tenant_id, ctx.game, security_group_id=group_id)
+    lc.games.group_made(ctx.tenant_id, ctx.game, group_id)
     return {"security_group_id": group_id}
 
 
@@ -107,7 +107,7 @@ def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     lc.tell(
         data,
         f"✅ Created **{game.name}**"
-        + (f" ({game.description})" if game.description else "")
+        + (f" ({game.settings.description})" if game.settings.description else "")
         + f". Start it with `/start game:{game.name}`, then install the server through `/files` or "
         "`/terminal`. The choices below can still be changed until then.",
         keep_components=True,

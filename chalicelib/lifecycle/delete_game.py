@@ -37,7 +37,7 @@ def begin_delete(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, 
     Raises:
         Conflict: the game is not stopped (any more), or a backup of it is still finishing.
     """
-    if game.backup and time.time() - (game.backup_since or 0) < BACKUP_STALE_SECONDS:
+    if game.wait.backup and time.time() - (game.wait.backup_since or 0) < BACKUP_STALE_SECONDS:
         raise Conflict(f"A backup of **{game.name}** is still finishing; try again in a few minutes.")
     # A refused start puts the game back to STOPPED, so it is never stuck in DELETING.
     return begin_transition(lc, game, GameState.DELETING, "delete-game", reply, all_snapshots=all_snapshots)
@@ -73,7 +73,9 @@ def delete_snapshots(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
     """Delete the game's snapshots except the newest complete one (all of them when asked)."""
     lc, game, ec2 = _deleting(ctx)
     snapshots = _owned(list(ec2.snapshots()), ctx.tenant_id, ctx.game)
-    keep = None if data.get("all_snapshots") else newest_complete(snapshots, prefer=game.snapshot_id)
+    keep = (
+        None if data.get("all_snapshots") else newest_complete(snapshots, prefer=game.resources.snapshot_id)
+    )
     doomed = [str(s["SnapshotId"]) for s in snapshots if s["SnapshotId"] != keep]
     if doomed:
         lc.tell(data, f"⏳ Deleting **{game.name}**: removing {len(doomed)} snapshot(s)…")
@@ -140,12 +142,16 @@ def delete_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
         snapshots = _owned(list(lc.ec2(game, actor=_ACTOR).snapshots()), ctx.tenant_id, ctx.game)
         complete = {s["SnapshotId"] for s in snapshots if s.get("State") == "completed"}
         # The row's snapshot if it survived (what the next start uses), else the newest that did.
-        snapshot_id = game.snapshot_id if game.snapshot_id in complete else newest_complete(snapshots)
+        snapshot_id = (
+            game.resources.snapshot_id
+            if game.resources.snapshot_id in complete
+            else newest_complete(snapshots)
+        )
     except Exception:
         log.warning("delete of %s/%s: could not list snapshots", ctx.tenant_id, ctx.game, exc_info=True)
-        snapshot_id = None if game.snapshot_id in deleted else game.snapshot_id
-    if snapshot_id != game.snapshot_id:
-        game = lc.games.record(ctx.tenant_id, ctx.game, snapshot_id=snapshot_id)
+        snapshot_id = None if game.resources.snapshot_id in deleted else game.resources.snapshot_id
+    if snapshot_id != game.resources.snapshot_id:
+        game = lc.games.snapshot_kept(ctx.tenant_id, ctx.game, snapshot_id)
     if game.state is GameState.DELETING:
         game = lc.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version

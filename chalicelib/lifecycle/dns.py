@@ -101,7 +101,7 @@ def publish(lc: Lifecycle, game: Game, *, actor: str) -> DnsOutcome:
     """UPSERT the game's A record to its address (TTL 10 s); never raises."""
     tenant = lc.tenants.require(game.tenant_id)
     name = dns_name(tenant, game.name)
-    if name is None or not game.address:
+    if name is None or not game.resources.address:
         return DnsOutcome(None)
     change = {
         "Action": "UPSERT",
@@ -109,7 +109,7 @@ def publish(lc: Lifecycle, game: Game, *, actor: str) -> DnsOutcome:
             "Name": name,
             "Type": "A",
             "TTL": TTL,
-            "ResourceRecords": [{"Value": game.address}],
+            "ResourceRecords": [{"Value": game.resources.address}],
         },
     }
     try:

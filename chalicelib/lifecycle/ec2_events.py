@@ -43,7 +43,7 @@ def on_ec2_event(event: Mapping[str, Any], lc: Lifecycle, ec2: Any) -> str:
     if not tenant or not name:
         return "not-ours"
     game = lc.games.get(tenant, name)
-    if game is None or game.instance_id != instance_id or game.state is not GameState.RUNNING:
+    if game is None or game.resources.instance_id != instance_id or game.state is not GameState.RUNNING:
         return "not-running"
     try:
         begin_stop(lc, game, reply=None, reason="spot interruption", save_timeout=SPOT_SAVE_TIMEOUT)

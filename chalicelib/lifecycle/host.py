@@ -54,8 +54,8 @@ def begin_host(
         GameState.STARTING,
         workflow,
         reply,
-        spot=game.spot,
-        on_demand_fallback=game.on_demand_fallback,
+        spot=game.settings.spot,
+        on_demand_fallback=game.settings.on_demand_fallback,
         agent_timeout=agent_timeout or AGENT_TIMEOUT_SECONDS,
     )
 
@@ -77,7 +77,7 @@ def user_data(
     """
     s, lc = ctx.settings, ctx.lifecycle
     try:
-        tcp, udp = port_numbers(game.ports)
+        tcp, udp = port_numbers(game.settings.ports)
     except ValidationError as exc:
         raise StepFailed("gangway.BadPorts", f"{exc} Fix the game's ports with /closeport.") from exc
     boot = Bootstrap(
@@ -101,9 +101,9 @@ def user_data(
 def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
     """The game's security group with exactly its open ports, made now if it has none (a game created
     before games had their own); recorded on the game. Idempotent: StartGame calls it at every launch."""
-    group_id = lc.security_groups(game, actor=actor).ensure(game.ports)
-    if group_id != game.security_group_id:
-        lc.games.record(game.tenant_id, game.name, security_group_id=group_id)
+    group_id = lc.security_groups(game, actor=actor).ensure(game.settings.ports)
+    if group_id != game.resources.security_group_id:
+        lc.games.group_made(game.tenant_id, game.name, group_id)
     return group_id
 
 

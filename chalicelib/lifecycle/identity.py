@@ -206,13 +206,13 @@ def _in_gangways_account(tenant: Tenant, region: str) -> Tenant:
 
 
 def issue(lc: Lifecycle, game: Game, *, stage: str, iot_region: str, actor: str) -> Identity:
-    """The identity of the game's current instance (`game.instance_id`)."""
+    """The identity of the game's current instance (`game.resources.instance_id`)."""
     tenant = lc.tenants.require(game.tenant_id)
     access = lc.broker.access(tenant, purpose="identity", actor=actor)
     account = str(access.client("sts").get_caller_identity()["Account"])
-    instance_arn = f"arn:aws:ec2:{tenant.region}:{account}:instance/{game.instance_id}"
+    instance_arn = f"arn:aws:ec2:{tenant.region}:{account}:instance/{game.resources.instance_id}"
     gateway = _gateway(lc, game, stage=stage, iot_region=iot_region, actor=actor)
-    return gateway.issue(game.instance_id or "", instance_arn)
+    return gateway.issue(game.resources.instance_id or "", instance_arn)
 
 
 def retire(lc: Lifecycle, game: Game, *, stage: str, iot_region: str, actor: str) -> list[str]:
@@ -245,11 +245,11 @@ def give_role(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> str | Non
     try:
         ec2 = lc.broker.access(tenant, purpose="identity", actor=actor).client("ec2")
         current = ec2.describe_iam_instance_profile_associations(
-            Filters=[{"Name": "instance-id", "Values": [game.instance_id or ""]}]
+            Filters=[{"Name": "instance-id", "Values": [game.resources.instance_id or ""]}]
         )["IamInstanceProfileAssociations"]
         if not any(a["State"] in ("associating", "associated") for a in current):
             ec2.associate_iam_instance_profile(
-                IamInstanceProfile={"Name": profile}, InstanceId=game.instance_id
+                IamInstanceProfile={"Name": profile}, InstanceId=game.resources.instance_id
             )
     except Exception as exc:
         log.warning("identity: no instance profile %s for %s/%s: %s", profile, game.tenant_id, game.name, exc)

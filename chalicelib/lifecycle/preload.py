@@ -32,11 +32,11 @@ FSR_HOURLY_USD: Final = float(price_table()["regions"]["us-east-1"]["fsr_dsu_hou
 def preload_mode(game: Game, *, reused: bool) -> str:
     """What preloading this start does: nothing to preload without a snapshot (a first start), and a
     volume kept from a failed stop already exists (only `read` can still warm it)."""
-    if not game.snapshot_id:
+    if not game.resources.snapshot_id:
         return "off"
     if reused:
-        return "read" if game.preload == "read" else "off"
-    return game.preload if game.preload in {"rate", "fsr", "read"} else "off"
+        return "read" if game.settings.preload == "read" else "off"
+    return game.settings.preload if game.settings.preload in {"rate", "fsr", "read"} else "off"
 
 
 def fsr_hourly(region: str) -> float:

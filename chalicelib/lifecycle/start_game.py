@@ -55,9 +55,7 @@ _TELL_EVERY_S: Final = 20.0
 _TELL_STEP_PERCENT: Final = 10.0
 
 
-def begin_start(
-    lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0
-) -> str:
+def begin_start(lc: Lifecycle, game: Game, *, reply: Mapping[str, Any] | None, agent_timeout: int = 0) -> str:
     """STOPPED → STARTING and the StartGame execution; returns the execution ARN.
 
     Raises:
@@ -76,12 +74,14 @@ def game_start_request_id(execution: str) -> str:
     return f"{execution}-game-start"
 
 
-
-
 def _kept_volume(ec2: Ec2Gateway, game: Game) -> str | None:
     """A volume kept by a failed stop (it holds the newest data, unsnapshotted): the start reuses it."""
-    if game.volume_id and game.zone and ec2.volume_state(game.volume_id) == "available":
-        return game.volume_id
+    if (
+        game.resources.volume_id
+        and game.resources.zone
+        and ec2.volume_state(game.resources.volume_id) == "available"
+    ):
+        return game.resources.volume_id
     return None
 
 
@@ -99,17 +99,22 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     edit = bool(data.get("edit"))
     mode = "off" if edit else preload_mode(game, reused=bool(kept))
     types = instance_types(lc, game)
-    where = f"in {game.zone} (where its unsaved disk is)" if kept else "in any zone"
-    common = {"reused": bool(kept), "preload": mode, "snapshot_id": game.snapshot_id}
-    if game.instance_id:  # a repeated delivery: this start already launched it
-        found = ec2.instance(game.instance_id) or {}
+    where = f"in {game.resources.zone} (where its unsaved disk is)" if kept else "in any zone"
+    common = {"reused": bool(kept), "preload": mode, "snapshot_id": game.resources.snapshot_id}
+    if game.resources.instance_id:  # a repeated delivery: this start already launched it
+        found = ec2.instance(game.resources.instance_id) or {}
         spot = found.get("InstanceLifecycle") == "spot"
-        kind = str(found.get("InstanceType", game.instance_type))
+        kind = str(found.get("InstanceType", game.settings.instance_type))
         note = fallback_note(game, types, spot=spot, instance_type=kind, where=where)
-        again = {"instance_id": game.instance_id, "zone": game.zone, "instance_type": kind, "spot": spot}
+        again = {
+            "instance_id": game.resources.instance_id,
+            "zone": game.resources.zone,
+            "instance_type": kind,
+            "spot": spot,
+        }
         return again | common | {"note": note}
     spot = data.get("market") == "spot"
-    zones = [game.zone] if kept and game.zone else ec2.launch_zones()
+    zones = [game.resources.zone] if kept and game.resources.zone else ec2.launch_zones()
     lc.tell(
         data,
         f"⏳ Starting **{game.name}**: looking for {'Spot ' if spot else ''}room for {in_words(types)}…",
@@ -126,9 +131,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         log.info("%s/%s: %s", ctx.tenant_id, ctx.game, exc)
         market = "Spot" if spot else "on-demand"
         raise StepFailed(CAPACITY, f"no {market} room for {in_words(types)} {where}") from exc
-    lc.games.record(
-        ctx.tenant_id, ctx.game, instance_id=launch.instance_id, zone=launch.zone, editing=edit or None
-    )
+    lc.games.launched(ctx.tenant_id, ctx.game, instance_id=launch.instance_id, zone=launch.zone, editing=edit)
     note = fallback_note(game, types, spot=launch.spot, instance_type=launch.instance_type, where=where)
     lc.tell(
         data,
@@ -150,16 +153,16 @@ def start_volume(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     lc, game = ctx.lifecycle, game_of(ctx)
     launch = data["launch"]
     if launch["reused"]:
-        return {"volume_id": game.volume_id, "zone": launch["zone"], "reused": True}
+        return {"volume_id": game.resources.volume_id, "zone": launch["zone"], "reused": True}
     snap, mode = launch["snapshot_id"], launch["preload"]
     volume = lc.ec2(game, actor=_ACTOR).create_volume(
         zone=launch["zone"],
-        size_gb=game.disk_gb,
+        size_gb=game.settings.disk_gb,
         snapshot_id=snap,
         token=f"{ctx.execution}-volume",  # a repeated delivery gets the same volume back
         init_rate=INIT_RATE_MIBS if mode == "rate" and snap else None,
     )
-    lc.games.record(ctx.tenant_id, ctx.game, volume_id=volume)
+    lc.games.volume_made(ctx.tenant_id, ctx.game, volume)
     how = {"rate": f" at {INIT_RATE_MIBS} MiB/s", "fsr": " with fast snapshot restore"}.get(mode, "")
     lc.tell(
         data,
@@ -180,15 +183,15 @@ def start_volume_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str
 def start_attach(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     lc, game = ctx.lifecycle, game_of(ctx)
     ec2 = lc.ec2(game, actor=_ACTOR)
-    instance = ec2.instance(game.instance_id or "")
+    instance = ec2.instance(game.resources.instance_id or "")
     if instance is None or instance["State"]["Name"] == "pending":
         raise StepFailed(NOT_YET, "the instance is not running yet")
     if instance["State"]["Name"] != "running":
         raise StepFailed("gangway.InstanceFailed", f"the instance is {instance['State']['Name']}")
-    if ec2.volume_state(game.volume_id or "") == "available":
-        ec2.attach(game.volume_id or "", game.instance_id or "")
+    if ec2.volume_state(game.resources.volume_id or "") == "available":
+        ec2.attach(game.resources.volume_id or "", game.resources.instance_id or "")
     address = instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
-    lc.games.record(ctx.tenant_id, ctx.game, address=address)
+    lc.games.reachable_at(ctx.tenant_id, ctx.game, address)
     lc.tell(data, f"⏳ Starting **{game.name}**: waiting for the server to report in…")
     return {"address": address}
 
@@ -203,7 +206,7 @@ def start_wait_agent(ctx: StepContext, data: Mapping[str, Any]) -> None:
     issuing again is idempotent.
     """
     lc, game = ctx.lifecycle, game_of(ctx)
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token, task_wait=None)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token)
     s = ctx.settings
     identity.give_role(lc, game, stage=s.stage, actor=_ACTOR)
     identity.issue(lc, game, stage=s.stage, iot_region=s.region, actor=_ACTOR)
@@ -267,7 +270,7 @@ def start_preload_read(ctx: StepContext, data: Mapping[str, Any]) -> None:
     lc, game = ctx.lifecycle, game_of(ctx)
     request = preload_request_id(ctx.execution)
     wait = {"for": "preload", "request": request, "reply": dict(data.get("reply") or {}), "told": -1.0}
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token, task_wait=json.dumps(wait))
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait)
     lc.tell(data, f"⏳ Starting **{game.name}**: reading the disk… 0 %")
     lc.ask_agent(game, "disk.preload", {}, request_id=request)
 
@@ -278,7 +281,7 @@ def start_game_start(ctx: StepContext, data: Mapping[str, Any]) -> None:
     lc, game = ctx.lifecycle, game_of(ctx)
     request = game_start_request_id(ctx.execution)
     wait = {"for": "game.start", "request": request}
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token, task_wait=json.dumps(wait))
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait)
     seconds = data.get("preloaded", {}).get("seconds")
     took = f" (read in {float(seconds):.0f} s)" if isinstance(seconds, int | float) else ""
     lc.tell(data, f"⏳ Starting **{game.name}**: the disk is read{took}; starting the game…")
@@ -292,9 +295,9 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
         game = lc.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.RUNNING, expected_version=game.version
         )
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=None, task_wait=None)
+    lc.games.end_wait(ctx.tenant_id, ctx.game)
     dns = publish(lc, game, actor=_ACTOR)  # never fails the start (lifecycle/dns.py)
-    where = f"`{dns.name}` (`{game.address}`)" if dns.name else f"`{game.address}`"
+    where = f"`{dns.name}` (`{game.resources.address}`)" if dns.name else f"`{game.resources.address}`"
     note = f" ({dns.problem}; use the address)" if dns.problem else ""
     fallback = str(data.get("launch", {}).get("note") or "")
     if data.get("edit"):
@@ -331,25 +334,18 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
     lc, game = ctx.lifecycle, game_of(ctx)
     ec2 = lc.ec2(game, actor=_ACTOR)
     unpublish(lc, game, actor=_ACTOR)  # start.running may have set the name before failing
-    if game.instance_id:
-        ec2.terminate(game.instance_id)
+    if game.resources.instance_id:
+        ec2.terminate(game.resources.instance_id)
     warning = fast_restore_off(ec2, data)
     left = retire_identity(ctx, game, _ACTOR)
     # A volume kept from a failed stop holds the only copy of the newest data: keep it, detached. Launch
     # says whether it reused one; without its answer no volume was made yet, so any volume is the kept one.
     launch = data.get("launch")
-    reused = bool(launch.get("reused")) if isinstance(launch, Mapping) else bool(game.volume_id)
-    if game.volume_id and not reused:
-        ec2.detach_and_delete_volume(game.volume_id)
-    game = lc.games.record(
-        ctx.tenant_id,
-        ctx.game,
-        instance_id=None,
-        volume_id=game.volume_id if reused else None,
-        address=None,
-        task_token=None,
-        task_wait=None,
-        editing=None,
+    reused = bool(launch.get("reused")) if isinstance(launch, Mapping) else bool(game.resources.volume_id)
+    if game.resources.volume_id and not reused:
+        ec2.detach_and_delete_volume(game.resources.volume_id)
+    game = lc.games.host_gone(
+        ctx.tenant_id, ctx.game, kept_volume=game.resources.volume_id if reused else None
     )
     if game.state is GameState.RUNNING:  # start.running moved it, then its task failed: down via STOPPING
         game = lc.games.transition(
@@ -372,17 +368,20 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
 # -- what the agent says while a game starts ---------------------------------------------------------
 
 
-
-
 @AGENT_EVENTS.on("ready")
 def on_ready(event: AgentEvent, lc: Lifecycle) -> None:
     """A starting game's agent is up: finish the StartGame workflow's wait."""
     game = lc.games.get(event.tenant_id, event.game)
-    if game is None or game.state is not GameState.STARTING or not game.task_token or game.task_wait:
+    if (
+        game is None
+        or game.state is not GameState.STARTING
+        or not game.wait.task_token
+        or game.wait.task_wait
+    ):
         return  # a token that waits for something else (a preload, `game.start`) is not the agent's `ready`
-    lc.games.record(event.tenant_id, event.game, task_token=None)
+    lc.games.end_wait(event.tenant_id, event.game)
     lc.complete(
-        game.task_token,
+        game.wait.task_token,
         {"agent": str(event.body.get("version", "")), "game_running": bool(event.body.get("game_running"))},
     )
 
@@ -409,10 +408,15 @@ def on_status_reply(event: AgentEvent, lc: Lifecycle) -> None:
 def _waiting(lc: Lifecycle, event: AgentEvent, kind: str) -> tuple[Any, dict[str, Any]] | None:
     """The starting game and its wait, if its task token waits for `kind` (else None: not for us)."""
     game = lc.games.get(event.tenant_id, event.game)
-    if game is None or game.state is not GameState.STARTING or not game.task_token or not game.task_wait:
+    if (
+        game is None
+        or game.state is not GameState.STARTING
+        or not game.wait.task_token
+        or not game.wait.task_wait
+    ):
         return None
     try:
-        wait = json.loads(game.task_wait)
+        wait = json.loads(game.wait.task_wait)
     except ValueError:
         return None
     return (game, wait) if isinstance(wait, dict) and wait.get("for") == kind else None
@@ -428,7 +432,7 @@ def on_preload_progress(event: AgentEvent, lc: Lifecycle) -> None:
         return
     game, wait = found
     try:  # PreloadRead's HeartbeatSeconds: a silent agent fails the start in minutes, not hours
-        lc.heartbeat(game.task_token)
+        lc.heartbeat(game.wait.task_token)
     except Exception:
         log.warning("%s/%s: preload heartbeat not taken", event.tenant_id, event.game, exc_info=True)
     now = time.time()
@@ -436,7 +440,7 @@ def on_preload_progress(event: AgentEvent, lc: Lifecycle) -> None:
     if percent < told + _TELL_STEP_PERCENT and now - at < _TELL_EVERY_S and percent < 100:
         return
     wait |= {"told": float(percent), "at": now}
-    lc.games.record(event.tenant_id, event.game, task_wait=json.dumps(wait))
+    lc.games.note_wait(event.tenant_id, event.game, wait)
     size = event.body.get("bytes_total")
     of = f" of {size / 2**30:.1f} GiB" if isinstance(size, int) and size > 0 else ""
     lc.tell(
@@ -452,10 +456,10 @@ def on_preload_done(event: AgentEvent, lc: Lifecycle) -> None:
     if found is None:
         return
     game, _ = found
-    lc.games.record(event.tenant_id, event.game, task_token=None, task_wait=None)
+    lc.games.end_wait(event.tenant_id, event.game)
     seconds = event.body.get("seconds")
     lc.complete(
-        game.task_token,
+        game.wait.task_token,
         {
             "bytes_read": event.body.get("bytes_read"),
             "seconds": seconds if isinstance(seconds, int | float) else None,
@@ -476,10 +480,12 @@ def on_preload_failed(event: AgentEvent, lc: Lifecycle) -> None:
     ours = event.id == wait.get("request") if event.type == "error" else message.startswith("preload")
     if not ours:
         return
-    lc.games.record(event.tenant_id, event.game, task_token=None, task_wait=None)
+    lc.games.end_wait(event.tenant_id, event.game)
     code = str(event.body.get("code", ""))
     lc.fail(
-        game.task_token, "gangway.PreloadFailed", f"the server could not read its disk ({code}: {message})"
+        game.wait.task_token,
+        "gangway.PreloadFailed",
+        f"the server could not read its disk ({code}: {message})",
     )
 
 
@@ -491,6 +497,6 @@ def on_start_reply(event: AgentEvent, lc: Lifecycle) -> None:
     if found is None or event.id != found[1].get("request"):
         return
     game, _ = found
-    lc.games.record(event.tenant_id, event.game, task_token=None, task_wait=None)
+    lc.games.end_wait(event.tenant_id, event.game)
     output = {"pid": event.body.get("pid"), "started": event.body.get("started")}
-    finish_wait(lc, event, game.task_token, output)
+    finish_wait(lc, event, game.wait.task_token, output)

@@ -68,19 +68,19 @@ def stop_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
     """Ask the agent to stop the game (it saves and flushes); its reply finishes this step."""
     lc, game = ctx.lifecycle, game_of(ctx)
     lc.tell(data, f"⏳ Stopping **{game.name}**: saving the world…")
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=ctx.token)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token)
     lc.ask_agent(game, "game.stop", {}, request_id=stop_request_id(ctx.execution))
 
 
 @STEPS.step("stop.snapshot")
 def stop_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     lc, game = ctx.lifecycle, game_of(ctx)
-    lc.games.record(ctx.tenant_id, ctx.game, task_token=None)
-    if not game.volume_id:
-        return {"snapshot_id": game.snapshot_id}
+    lc.games.end_wait(ctx.tenant_id, ctx.game)
+    if not game.resources.volume_id:
+        return {"snapshot_id": game.resources.snapshot_id}
     lc.tell(data, f"⏳ Stopping **{game.name}**: taking a snapshot of its data…")
     snap = lc.ec2(game, actor="workflow:stop").snapshot(
-        game.volume_id, description=f"gangway {ctx.tenant_id}/{ctx.game} at {int(time.time())}"
+        game.resources.volume_id, description=f"gangway {ctx.tenant_id}/{ctx.game} at {int(time.time())}"
     )
     return {"snapshot_id": snap}
 
@@ -99,24 +99,16 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     """The snapshot is complete: only now delete the volume, terminate, and prune old snapshots."""
     lc, game = ctx.lifecycle, game_of(ctx)
     ec2 = lc.ec2(game, actor="workflow:stop")
-    snap = data["snapshot"]["snapshot_id"] or game.snapshot_id
+    snap = data["snapshot"]["snapshot_id"] or game.resources.snapshot_id
     # The complete snapshot is the game's data now: record it before anything is deleted.
-    game = lc.games.record(ctx.tenant_id, ctx.game, snapshot_id=snap)
+    game = lc.games.snapshot_kept(ctx.tenant_id, ctx.game, snap)
     dns = unpublish(lc, game, actor="workflow:stop")  # never fails the stop (lifecycle/dns.py)
-    if game.instance_id:
-        ec2.terminate(game.instance_id)
+    if game.resources.instance_id:
+        ec2.terminate(game.resources.instance_id)
     left = retire_identity(ctx, game, "workflow:stop")
-    if game.volume_id and data["snapshot"]["snapshot_id"]:
-        ec2.detach_and_delete_volume(game.volume_id)
-    game = lc.games.record(
-        ctx.tenant_id,
-        ctx.game,
-        snapshot_id=snap,
-        instance_id=None,
-        volume_id=None,
-        address=None,
-        task_token=None,
-    )
+    if game.resources.volume_id and data["snapshot"]["snapshot_id"]:
+        ec2.detach_and_delete_volume(game.resources.volume_id)
+    game = lc.games.host_gone(ctx.tenant_id, ctx.game, kept_volume=None, snapshot_id=snap)
     keep = plan_named(lc.tenants.require(ctx.tenant_id).plan).snapshot_retention
     kept = 0
     for s in ec2.snapshots():
@@ -144,21 +136,21 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     lc, game = ctx.lifecycle, game_of(ctx)
     ec2 = lc.ec2(game, actor="workflow:stop")
     unpublish(lc, game, actor="workflow:stop")
-    if game.instance_id:
-        ec2.terminate(game.instance_id)
+    if game.resources.instance_id:
+        ec2.terminate(game.resources.instance_id)
     left = retire_identity(ctx, game, "workflow:stop")
     snap = data.get("snapshot", {}).get("snapshot_id")
-    saved = bool(snap) and game.snapshot_id == snap  # stop.cleanup records the complete snapshot first
-    volume_id = game.volume_id
+    saved = (
+        bool(snap) and game.resources.snapshot_id == snap
+    )  # stop.cleanup records the complete snapshot first
+    volume_id = game.resources.volume_id
     if saved and volume_id:
         try:
             ec2.detach_and_delete_volume(volume_id)
             volume_id = None
         except Exception:  # kept: the next start reuses it (it holds what the snapshot holds)
             log.warning("stop of %s/%s: volume %s kept", ctx.tenant_id, ctx.game, volume_id, exc_info=True)
-    game = lc.games.record(
-        ctx.tenant_id, ctx.game, instance_id=None, volume_id=volume_id, address=None, task_token=None
-    )
+    game = lc.games.host_gone(ctx.tenant_id, ctx.game, kept_volume=volume_id)
     if game.state is not GameState.STOPPED:
         game = lc.games.transition(
             ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
@@ -186,15 +178,15 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
 def on_stop_reply(event: AgentEvent, lc: Lifecycle) -> None:
     """The agent stopped (and flushed) the game, or could not: either way the snapshot goes ahead."""
     game = lc.games.get(event.tenant_id, event.game)
-    if game is None or game.state is not GameState.STOPPING or not game.task_token:
+    if game is None or game.state is not GameState.STOPPING or not game.wait.task_token:
         return
-    if event.id != stop_request_id((game.execution or "").rsplit(":", 1)[-1]):
+    if event.id != stop_request_id((game.wait.execution or "").rsplit(":", 1)[-1]):
         return  # a reply to something else (a firewall sync, an older stop): not this stop's answer
-    lc.games.record(event.tenant_id, event.game, task_token=None)
+    lc.games.end_wait(event.tenant_id, event.game)
     finish_wait(
         lc,
         event,
-        game.task_token,
+        game.wait.task_token,
         {"exit_code": event.body.get("exit_code"), "killed": event.body.get("killed")},
     )
 

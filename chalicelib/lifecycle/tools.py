@@ -126,7 +126,7 @@ def _merged(ranges: Iterable[PortRange]) -> list[PortRange]:
 
 
 def _stored(game: Game) -> list[PortRange]:
-    return parse_ports(" ".join(game.ports)) if game.ports else []
+    return parse_ports(" ".join(game.settings.ports)) if game.settings.ports else []
 
 
 def open_ports(game: Game, ranges: Iterable[PortRange]) -> list[str]:
@@ -217,9 +217,11 @@ def ask_and_wait(
     deadline = clock() + wait
     while True:
         current = lc.games.get(game.tenant_id, game.name)
-        raw = json.loads(current.agent_reply) if current is not None and current.agent_reply else None
+        raw = (
+            json.loads(current.wait.agent_reply) if current is not None and current.wait.agent_reply else None
+        )
         if raw is not None and raw.get("id") == request_id:
-            lc.games.record(game.tenant_id, game.name, agent_reply=None)
+            lc.games.keep_agent_reply(game.tenant_id, game.name, None)
             reply_body = raw.get("body") or {}
             if raw.get("type") == "error":
                 raise AgentRefused(
@@ -246,4 +248,4 @@ def on_tool_reply(event: AgentEvent, lc: Lifecycle) -> None:
     if lc.games.get(event.tenant_id, event.game) is None:
         return
     reply = json.dumps({"id": event.id, "type": event.type, "body": dict(event.body)})
-    lc.games.record(event.tenant_id, event.game, agent_reply=reply)
+    lc.games.keep_agent_reply(event.tenant_id, event.game, reply)

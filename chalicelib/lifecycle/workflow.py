@@ -88,7 +88,7 @@ def begin_transition(
         lc.games.transition(game.tenant_id, game.name, to=game.state, expected_version=moved.version)
 
     arn = start_workflow(lc, workflow, game, execution=name, reply=reply, undo=undo, **extra)
-    lc.games.record(game.tenant_id, game.name, execution=arn)
+    lc.games.owned_by(game.tenant_id, game.name, arn)
     return arn
 
 

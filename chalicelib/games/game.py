@@ -1,0 +1,134 @@
+"""A game as handlers and steps see it, in three parts that change for different reasons.
+
+- `GameSettings`: what the admin chose (at /newgame, later with /editgame, /openport…); read by the
+  next start.
+- `GameResources`: what runs for it now (instance, volume, address) and what it keeps (its newest
+  complete snapshot, its security group); written by the workflow steps that make or remove them.
+- `WorkflowWait`: which execution owns its current state, and what a step waits for from its agent
+  (task tokens, a backup's claim, a tool's reply); written by the steps and the agent events.
+
+The row stays one DynamoDB item (GameRecord); only the store (store.py) writes it, each part through
+its own typed methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chalicelib.games.models import GameRecord
+from chalicelib.games.states import GameState
+
+__all__ = ["Game", "GameResources", "GameSettings", "WorkflowWait", "game_of_record"]
+
+
+@dataclass(frozen=True)
+class GameSettings:
+    """What to run: chosen at /newgame, changed by admins; the workflows read them at the next start."""
+
+    description: str = ""
+    instance_type: str = "t3.medium"
+    spot: bool = False
+    on_demand_fallback: bool = True
+    disk_gb: int = 12
+    preload: str = "off"
+    # Instance types StartGame may use, in order, when AWS has no room for `instance_type`.
+    fallback_types: tuple[str, ...] = ()
+    # Extra ports the game serves, normalised (`tcp:27015`, `udp:2456-2458`).
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GameResources:
+    """What runs for the game now (empty while stopped), and what it keeps between runs."""
+
+    instance_id: str | None = None
+    volume_id: str | None = None
+    zone: str | None = None
+    address: str | None = None
+    # The newest complete snapshot: the game's data at rest.
+    snapshot_id: str | None = None
+    security_group_id: str | None = None
+    # Up for /editgame: the host runs without the game.
+    editing: bool = False
+
+
+@dataclass(frozen=True)
+class WorkflowWait:
+    """Who owns the game's current state and what its steps wait for."""
+
+    # The Step Functions execution that owns the current transition.
+    execution: str | None = None
+    # The task token of a step waiting on the agent, and (JSON) what it waits for when that is not the
+    # agent's `ready` (a preload, `game.start`), with where and how far its progress was told.
+    task_token: str | None = None
+    task_wait: str | None = None
+    # The backup of a running game (its execution name), since when, and its wait for `game.save`.
+    backup: str | None = None
+    backup_since: float | None = None
+    backup_token: str | None = None
+    # The newest agent reply a command waits for (/files, /extenddisk), as JSON (lifecycle/tools.py).
+    agent_reply: str | None = None
+
+
+@dataclass(frozen=True)
+class Game:
+    """One game server of one tenant."""
+
+    tenant_id: str
+    name: str
+    state: GameState
+    created_at: float
+    updated_at: float
+    version: int
+    settings: GameSettings = field(default_factory=GameSettings)
+    resources: GameResources = field(default_factory=GameResources)
+    wait: WorkflowWait = field(default_factory=WorkflowWait)
+    # Players online as the agent last said, and when (written without a version bump).
+    players: int | None = None
+    players_at: float | None = None
+
+
+def _float(value: float | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def game_of_record(rec: GameRecord) -> Game:
+    """The row as a Game."""
+    return Game(
+        tenant_id=rec.tenant_id,
+        name=rec.name,
+        state=GameState(rec.state),
+        created_at=float(rec.created_at),
+        updated_at=float(rec.updated_at),
+        version=int(rec.version or 0),
+        settings=GameSettings(
+            description=rec.description,
+            instance_type=rec.instance_type,
+            spot=bool(rec.spot),
+            on_demand_fallback=bool(rec.on_demand_fallback),
+            disk_gb=int(rec.disk_gb),
+            preload=rec.preload,
+            fallback_types=tuple(str(t) for t in rec.fallback_types or ()),
+            ports=tuple(str(p) for p in rec.ports or ()),
+        ),
+        resources=GameResources(
+            instance_id=rec.instance_id,
+            volume_id=rec.volume_id,
+            zone=rec.zone,
+            address=rec.address,
+            snapshot_id=rec.snapshot_id,
+            security_group_id=rec.security_group_id,
+            editing=bool(rec.editing),
+        ),
+        wait=WorkflowWait(
+            execution=rec.execution,
+            task_token=rec.task_token,
+            task_wait=rec.task_wait,
+            backup=rec.backup,
+            backup_since=_float(rec.backup_since),
+            backup_token=rec.backup_token,
+            agent_reply=rec.agent_reply,
+        ),
+        players=int(rec.players) if rec.players is not None else None,
+        players_at=_float(rec.players_at),
+    )
