@@ -3,6 +3,7 @@ the credentials broker."""
 
 from __future__ import annotations
 
+from chalicelib.instances.aws_errors import error_code
 from chalicelib.instances.ec2 import CAPACITY_ERRORS, CapacityError, Ec2Gateway, Launch, Placement, tags_for
 from chalicelib.instances.security import GroupInUse, NoDefaultVpc, SecurityGroups, SftpPort, rules_for
 
@@ -16,6 +17,7 @@ __all__ = [
     "Placement",
     "SecurityGroups",
     "SftpPort",
+    "error_code",
     "rules_for",
     "tags_for",
 ]
