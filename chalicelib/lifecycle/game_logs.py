@@ -1,78 +1,25 @@
-"""Each game's CloudWatch log group, made by StartGame when it launches the game's instance.
+"""Each game's CloudWatch log group, by the old `lc`-taking calls; chalicelib/instances/game_logs.py
+holds it now (`TenantGateways.logs`).
 
-The backend makes the group (through the tenant's role, idempotent, with a retention so logs do not
-pile up at the customer's cost), so the instance role needs only CreateLogStream and PutLogEvents on
-`/gangway/…` groups (policies/customer-role.yaml, deploy/template.py). The agent then ships the game's
-output and its own journal there (lifecycle/bootstrap.py).
+Compatibility shim: removed when the lifecycle re-cut lands.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-from typing import Any, Final
-
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.errors import AccountUnreachable
+from chalicelib.config import Settings
 from chalicelib.games import Game
+from chalicelib.instances.game_logs import LOG_RETENTION_DAYS, log_group
+from chalicelib.lifecycle._compat import gateways
 from chalicelib.lifecycle.deps import Lifecycle
 
 __all__ = ["LOG_RETENTION_DAYS", "delete_log_group", "ensure_log_group", "log_group"]
 
-log = logging.getLogger(__name__)
-
-# One of the values PutRetentionPolicy accepts; a month of game output is enough to look into a crash.
-LOG_RETENTION_DAYS: Final = 30
-# What CloudWatch Logs accepts in a group name, less what our names never hold.
-_PART: Final = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-
-
-def log_group(stage: str, tenant_id: str, game: str) -> str:
-    """`/gangway/{stage}/{tenant}/{game}`: one group per game, under the prefix the roles allow.
-
-    Raises:
-        ValueError: a part that is not a plain name (it could reach another game's group).
-    """
-    for part in (stage, tenant_id, game):
-        if not _PART.fullmatch(part) or part in (".", ".."):
-            raise ValueError(f"{part!r} cannot be part of a log group name")
-    return f"/gangway/{stage}/{tenant_id}/{game}"
-
-
-def _logs(lc: Lifecycle, game: Game, actor: str) -> Any:
-    """CloudWatch Logs in the game's tenant account, through the broker (audited)."""
-    return lc.broker.access(lc.tenants.require(game.tenant_id), purpose="logs", actor=actor).client("logs")
-
 
 def ensure_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> str | None:
-    """The game's log group, made if missing and given its retention; None if the account refused.
-
-    Never raises for AWS's refusal: a customer whose role stack predates the logs permissions still
-    starts games, whose agent then keeps the game's output in a file on the instance (logged here).
-    """
-    name = log_group(stage, game.tenant_id, game.name)
-    try:
-        logs = _logs(lc, game, actor)
-        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-            logs.create_log_group(logGroupName=name)
-        logs.put_retention_policy(logGroupName=name, retentionInDays=LOG_RETENTION_DAYS)
-    except (BotoCoreError, ClientError, AccountUnreachable) as exc:
-        log.warning("logs: no log group %s for %s/%s: %s", name, game.tenant_id, game.name, exc)
-        return None
-    return name
+    """The game's log group, made if missing and given its retention; None if the account refused."""
+    return gateways(lc, Settings(stage=stage)).logs(game, actor=actor).ensure()
 
 
 def delete_log_group(lc: Lifecycle, game: Game, *, stage: str, actor: str) -> str | None:
-    """Delete the game's log group with the game; a problem is returned to be told, never raised (the
-    game is gone either way, and its logs would expire within the retention)."""
-    name = log_group(stage, game.tenant_id, game.name)
-    try:
-        logs = _logs(lc, game, actor)
-        with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
-            logs.delete_log_group(logGroupName=name)
-    except (BotoCoreError, ClientError, AccountUnreachable) as exc:
-        log.warning("logs: could not delete %s: %s", name, exc)
-        return f"its log group `{name}` could not be deleted; it expires within {LOG_RETENTION_DAYS} days"
-    return None
+    """Delete the game's log group with the game; a problem is returned to be told, never raised."""
+    return gateways(lc, Settings(stage=stage)).logs(game, actor=actor).delete()
