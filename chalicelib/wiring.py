@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
     from chalicelib.games.api import GameStateApi
+    from chalicelib.instances import TenantGateways
     from chalicelib.jobs import JobMessage, JobRunner
     from chalicelib.lifecycle import Lifecycle
     from chalicelib.push import PushApi, PushService
@@ -96,6 +97,7 @@ class Container:
             access=lambda: self.access,
             push=lambda: self.push,
             lifecycle=lambda: self.lifecycle,
+            gateways=lambda: self.gateways,
         )
 
     @cached_property
@@ -147,6 +149,7 @@ class Container:
             games=self.services.games,
             tenants=self.services.tenants,
             broker=self.broker,
+            gateways=self.gateways,
             rest=self.rest,
             replies=ReplyEditor(self.rest),
             workflows=self.workflows,
@@ -154,6 +157,15 @@ class Container:
             publisher=lambda: self.publisher,
             access=lambda: self.access,
             push=lambda: self.push,
+        )
+
+    @cached_property
+    def gateways(self) -> TenantGateways:
+        """A game's AWS gateways, each through the broker for its tenant (chalicelib/instances)."""
+        from chalicelib.instances import TenantGateways
+
+        return TenantGateways(
+            self.broker, self.services.tenants, self.settings, hosting_account=self.hosting_account_id
         )
 
     def on_ec2_event(self, event: dict[str, Any]) -> str:

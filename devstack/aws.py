@@ -147,7 +147,7 @@ def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
 
 def _create_instance_resources(settings: Settings) -> None:
     """What deploy/template/iot.py gives every instance: the shared IoT policy its certificate gets
-    (`InstancePolicy`) and the instance profile whose role reads its key (lifecycle/identity.py)."""
+    (`InstancePolicy`) and the instance profile whose role reads its key (instances/identity.py)."""
     import boto3
 
     name = f"gangway-{settings.stage}-instance"

@@ -216,7 +216,7 @@ def _running_game(rig: Rig) -> str:
 
 def _identity_left(tenant: str) -> list[str]:
     """The game's instance identity still around: its IoT thing, its key's SSM parameters."""
-    from chalicelib.lifecycle.identity import parameter_prefix, thing_name
+    from chalicelib.instances import parameter_prefix, thing_name
 
     c = container()
     stage = c.settings.stage

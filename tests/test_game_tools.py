@@ -300,15 +300,16 @@ def federation(emulator: object) -> Iterator[list[dict[str, list[str]]]]:
     server = HTTPServer(("127.0.0.1", 0), _Federation)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     c = container()
-    saved = c.services
+    saved, saved_gateways = c.services, c.gateways
     url = f"http://127.0.0.1:{server.server_port}/federation"
-    c.__dict__["services"] = dataclasses.replace(
-        saved, settings=dataclasses.replace(saved.settings, signin_url=url)
-    )
+    settings = dataclasses.replace(saved.settings, signin_url=url)
+    c.__dict__["services"] = dataclasses.replace(saved, settings=settings)
+    c.__dict__["gateways"] = dataclasses.replace(saved_gateways, settings=settings)
     c.__dict__.pop("job_runner", None)
     _Federation.seen = []
     yield _Federation.seen
     c.__dict__["services"] = saved
+    c.__dict__["gateways"] = saved_gateways
     c.__dict__.pop("job_runner", None)
     server.shutdown()
 

@@ -16,11 +16,11 @@ from botocore.awsrequest import AWSResponse
 from gangway_agent.config import LogSinkKind, load
 from gangway_agent.logsink import build_sink
 
+from chalicelib.instances import LOG_RETENTION_DAYS, IdentityGateway, log_group
 from chalicelib.lifecycle import begin_start
 from chalicelib.lifecycle.bootstrap import Bootstrap, agent_toml, render
-from chalicelib.lifecycle.game_logs import LOG_RETENTION_DAYS, ensure_log_group, log_group
-from chalicelib.lifecycle.identity import IdentityGateway
 from chalicelib.lifecycle.tools import MAX_PORTS, port_numbers
+from chalicelib.tenancy import Tenant
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.lifecycle_helpers import (
@@ -132,6 +132,20 @@ def _thing(guild: str, game: str) -> str:
     return f"gangway-{container().settings.stage}-{guild}-{game}"
 
 
+def _hosting_tenant(tenant_id: str) -> Tenant:
+    """A tenant on gangway's own account, in the stack's region (no store row: the gateway needs none)."""
+    return Tenant(
+        tenant_id=tenant_id,
+        main_role_ids=frozenset(),
+        admin_role_ids=frozenset(),
+        account_mode="hosting",
+        region=container().settings.region,
+        created_by="test",
+        created_at=0.0,
+        version=1,
+    )
+
+
 def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     harness: Harness,
     tenant: str,
@@ -205,7 +219,15 @@ def test_a_start_undone_after_the_identity_leaves_none_behind(harness: Harness, 
 
 def test_issuing_twice_for_one_instance_makes_one_certificate() -> None:
     stage = container().settings.stage  # the stack's instance policy exists for this stage
-    gateway = IdentityGateway(iot=_iot(), ssm=_ssm(), stage=stage, tenant_id="555", game="twice")
+    gateway = IdentityGateway(
+        iot=_iot,
+        ssm=_ssm,
+        ec2=lambda: container().client("ec2"),
+        sts=lambda: container().client("sts"),
+        stage=stage,
+        tenant=_hosting_tenant("555"),
+        game="twice",
+    )
     first = gateway.issue("i-0aaa", "arn:aws:ec2:us-east-1:123456789012:instance/i-0aaa")
     again = gateway.issue("i-0aaa", "arn:aws:ec2:us-east-1:123456789012:instance/i-0aaa")
     assert again == first
@@ -267,10 +289,9 @@ def test_the_game_log_sink_in_the_rendered_config_ships_to_cloudwatch(
     game = game_row(tenant, "valheim")
     stage = container().settings.stage
     # The backend's part, twice: idempotent, the retention set either way.
-    group = ensure_log_group(container().lifecycle, game, stage=stage, actor="test")
-    assert group == ensure_log_group(container().lifecycle, game, stage=stage, actor="test") == log_group(
-        stage, tenant, "valheim"
-    )
+    logs = container().gateways.logs(game, actor="test")
+    group = logs.ensure()
+    assert group == logs.ensure() == log_group(stage, tenant, "valheim")
     path = tmp_path / "agent.toml"
     path.write_text(agent_toml(replace(BOOT, tenant_id=tenant, log_group=group)))
     config = load(path)

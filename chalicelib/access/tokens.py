@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.errors import InfraError, LinkRejected
+from chalicelib.instances import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -177,7 +178,7 @@ class TokenSealer:
                 CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext=_context(tenant_id)
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             # KMS says which: a ciphertext it cannot authenticate is the caller's problem.
             if code in {"InvalidCiphertextException", "IncorrectKeyException", "ValidationException"}:
                 raise LinkRejected("invalid", _INVALID) from exc

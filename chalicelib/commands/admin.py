@@ -157,7 +157,7 @@ def setdns(ctx: Context, zone_id: str | None = None, domain: str | None = None) 
         zone_id: The Route 53 hosted zone id, e.g. Z0123456789ABCDEFGHIJ
         domain: The domain for game names, e.g. games.example.net (the zone's name or inside it)
     """
-    from chalicelib.lifecycle.dns import parse_zone
+    from chalicelib.instances import parse_zone
 
     if bool(zone_id) != bool(domain):
         raise ValidationError("Give both `zone_id` and `domain`, or neither to turn game DNS names off.")
@@ -169,16 +169,13 @@ def setdns(ctx: Context, zone_id: str | None = None, domain: str | None = None) 
 @jobs.job("tenant.dns")
 def set_dns(ctx: Context, zone_id: str, domain: str) -> Reply:
     """Runs in the jobs Lambda: check the zone through the tenant's AWS access, then save it."""
-    from chalicelib.lifecycle.dns import check_zone
-
     # A name set while a game runs would be left behind by the stop, which removes the new one.
     _require_no_running_games(ctx, "change DNS names")
     if not zone_id:
         ctx.services.tenants.set_dns(ctx.tenant_id, None, None)
         return Reply(content="✅ Game DNS names are off; `/games` shows no names.", ephemeral=True)
     tenant = ctx.services.tenants.require(ctx.tenant_id)
-    access = ctx.services.broker.access(tenant, purpose="dns", actor=ctx.interaction.user_id)
-    zone = check_zone(access.client("route53"), zone_id, domain)
+    zone = ctx.services.gateways().dns(tenant, actor=ctx.interaction.user_id).check_zone(zone_id, domain)
     ctx.services.tenants.set_dns(ctx.tenant_id, zone, domain)
     return Reply(
         content=f"✅ Running games get a DNS name in `{domain}` (zone `{zone}`), like `valheim.{domain}`, "

@@ -12,6 +12,7 @@ from chalicelib.config import Settings
 from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Level
 from chalicelib.errors import NotFound, NotSetUp
 from chalicelib.games import Game, GameStore, check_name
+from chalicelib.instances import TenantGateways
 from chalicelib.jobs import JobMessage
 from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore, Verifier, level_of
 
@@ -42,6 +43,8 @@ class Services:
     push: Callable[[], PushService]
     # The game lifecycle's collaborators (workflows, Discord edits, agents), built on first use.
     lifecycle: Callable[[], Lifecycle]
+    # A game's AWS gateways (EC2, its security group, DNS, logs, terminal) through the broker.
+    gateways: Callable[[], TenantGateways]
 
 
 class Context:

@@ -42,8 +42,7 @@ def latest_snapshot(ctx: Context, game: str) -> Reply:
             content=f"**{found.name}** is {found.state.word} now; run `/backupnow` again once it is running.",
             ephemeral=True,
         )
-    lc = ctx.lifecycle
-    snapshots = lc.ec2(found, actor=ctx.interaction.user_id).snapshots()
+    snapshots = ctx.services.gateways().ec2(found, actor=ctx.interaction.user_id).snapshots()
     newest_id = newest_complete(snapshots, prefer=found.resources.snapshot_id)
     newest = next((s for s in snapshots if s["SnapshotId"] == newest_id), None)
     kept_volume = (

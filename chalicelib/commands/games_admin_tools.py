@@ -16,7 +16,6 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Deferred, Embed, EmbedField, Job, Length, Level, Range, Reply
 from chalicelib.errors import Conflict, UserError, ValidationError
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle.terminal import Federation, terminal_link
 from chalicelib.lifecycle.tools import (
     AgentRefused,
     AgentSilent,
@@ -155,7 +154,7 @@ def ports_group(ctx: Context, game: str, text: str) -> Reply:
     group = found.resources.security_group_id
     if not group:
         return Reply(content=text, ephemeral=True)
-    groups = ctx.lifecycle.security_groups(found, actor=ctx.interaction.user_id, purpose="ports")
+    groups = ctx.services.gateways().security_groups(found, actor=ctx.interaction.user_id, purpose="ports")
     try:
         added, removed = groups.sync(group, found.settings.ports)
     except UserError:
@@ -241,23 +240,9 @@ def terminal_login(ctx: Context, game: str) -> Reply:
     """Assume the terminal role scoped to this instance and show its console link privately."""
     found = _running(ctx, game, "a terminal can be opened")
     tenant = ctx.services.tenants.require(ctx.tenant_id)
-    customer = tenant.account_mode == "customer" and tenant.role_arn
-    account = (
-        tenant.role_arn.split(":")[4] if customer and tenant.role_arn else ctx.services.hosting_account()
-    )
     it = ctx.interaction
-    sts = ctx.lifecycle.broker.access(tenant, purpose="terminal", actor=it.user_id).client("sts")
-    settings = ctx.services.settings
-    link = terminal_link(
-        sts,
-        Federation(settings.signin_url),
-        region=tenant.region,
-        account=account,
-        instance_id=found.resources.instance_id or "",
-        user_id=it.user_id,
-        issuer=settings.site_url or "https://discord.com",
-        now=int(time.time()),
-    )
+    terminal = ctx.services.gateways().terminal(tenant, actor=it.user_id)
+    link = terminal.link(found.resources.instance_id or "", user_id=it.user_id, now=int(time.time()))
     return Reply(
         embeds=(
             Embed(
@@ -318,8 +303,7 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
 def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
     """ModifyVolume on the running game's data volume, wait for EBS, then the agent grows the filesystem."""
     found = _running(ctx, game, "its disk can be grown online")
-    lc = ctx.lifecycle
-    ec2 = lc.ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
+    ec2 = ctx.services.gateways().ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
     volume = found.resources.volume_id or ""
     before = ec2.volume_size(volume) or found.settings.disk_gb
     if size_gb < before:
@@ -343,7 +327,7 @@ def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
     )
     try:
         reply = ask_and_wait(
-            lc, found, "disk.extend", {}, request_id=tool_request_id("disk", ctx.interaction.id)
+            ctx.lifecycle, found, "disk.extend", {}, request_id=tool_request_id("disk", ctx.interaction.id)
         ).body
     except (AgentSilent, AgentRefused) as exc:
         return Reply(

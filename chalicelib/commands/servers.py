@@ -10,7 +10,7 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
 from chalicelib.games import Game, GameState
 from chalicelib.games.cost import NoPrice, estimate
-from chalicelib.lifecycle.dns import dns_name
+from chalicelib.instances import dns_name
 from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Tenant
 

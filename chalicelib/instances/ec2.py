@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.errors import Conflict, InfraError
+from chalicelib.instances.aws_errors import error_code
 
 __all__ = [
     "CAPACITY_ERRORS",
@@ -64,11 +65,6 @@ def _client_token(token: str) -> str:
     if len(token) <= 64:
         return token
     return f"{token[:55]}-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ class Ec2Gateway:
         try:
             self._ec2.modify_volume(VolumeId=volume_id, Size=size_gb)
         except Exception as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code == "IncorrectModificationState":
                 raise Conflict(
                     "This game's disk is already being modified or optimised. Try again in a few hours."
@@ -208,8 +204,8 @@ class Ec2Gateway:
             try:
                 instance = self._ec2.run_instances(**params)["Instances"][0]
             except Exception as exc:
-                if _code(exc) in CAPACITY_ERRORS:
-                    errors.append(f"{option.instance_type} in {option.zone}: {_code(exc)}")
+                if error_code(exc) in CAPACITY_ERRORS:
+                    errors.append(f"{option.instance_type} in {option.zone}: {error_code(exc)}")
                     continue
                 raise
             return Launch(str(instance["InstanceId"]), option.zone, option.instance_type, spot)
@@ -257,7 +253,7 @@ class Ec2Gateway:
                 self._ec2.detach_volume(VolumeId=volume_id, Force=True)
             self._ec2.delete_volume(VolumeId=volume_id)
         except Exception as exc:
-            if _code(exc) not in {"InvalidVolume.NotFound"}:
+            if error_code(exc) not in {"InvalidVolume.NotFound"}:
                 raise
 
     def terminate(self, instance_id: str) -> None:
@@ -265,7 +261,7 @@ class Ec2Gateway:
         try:
             self._ec2.terminate_instances(InstanceIds=[instance_id])
         except Exception as exc:
-            if _code(exc) not in {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}:
+            if error_code(exc) not in {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}:
                 raise
 
     def leftovers(self) -> dict[str, list[str]]:
@@ -323,7 +319,7 @@ class Ec2Gateway:
                 AvailabilityZones=[zone], SourceSnapshotIds=[snapshot_id]
             )
         except Exception as exc:
-            if _code(exc) in {"InvalidSnapshot.NotFound"}:
+            if error_code(exc) in {"InvalidSnapshot.NotFound"}:
                 return
             raise
         if any(

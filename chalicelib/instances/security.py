@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import Any, Final
 
 from chalicelib.errors import InfraError, UserError
+from chalicelib.instances.aws_errors import error_code
 from chalicelib.instances.ec2 import tags_for
 
 __all__ = [
@@ -94,11 +95,6 @@ def rules_for(ports: Iterable[str]) -> frozenset[Rule]:
     return frozenset(rules)
 
 
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _open_rules(group: Mapping[str, Any]) -> frozenset[Rule]:
     """The rules of a described group that open a tcp/udp range to everyone (the ones gangway makes)."""
     rules = set()
@@ -163,7 +159,7 @@ class SecurityGroups:
             )
         except Exception as exc:
             # A retried step whose first create went through: the group has the name, find it.
-            found = self.find() if _code(exc) == "InvalidGroup.Duplicate" else None
+            found = self.find() if error_code(exc) == "InvalidGroup.Duplicate" else None
             if found is None:
                 raise
             return found
@@ -187,7 +183,7 @@ class SecurityGroups:
                     GroupId=group_id, IpPermissions=[rule.permission()]
                 )
             except Exception as exc:
-                if _code(exc) not in _ALREADY_THERE:
+                if error_code(exc) not in _ALREADY_THERE:
                     raise
 
     def revoke(self, group_id: str, rules: Iterable[Rule]) -> None:
@@ -196,7 +192,7 @@ class SecurityGroups:
             try:
                 self._ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=[rule.permission()])
             except Exception as exc:
-                if _code(exc) not in _ALREADY_GONE:
+                if error_code(exc) not in _ALREADY_GONE:
                     raise
 
     def delete(self) -> list[str]:
@@ -210,9 +206,9 @@ class SecurityGroups:
             try:
                 self._ec2.delete_security_group(GroupId=group["GroupId"])
             except Exception as exc:
-                if _code(exc) == "DependencyViolation":
+                if error_code(exc) == "DependencyViolation":
                     raise GroupInUse(f"the security group {group['GroupId']} is still in use") from exc
-                if _code(exc) not in _ALREADY_GONE:
+                if error_code(exc) not in _ALREADY_GONE:
                     raise
             deleted.append(str(group["GroupId"]))
         return deleted

@@ -109,7 +109,7 @@ def backup_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, A
     lc, game = ctx.lifecycle, _claimed(ctx)
     if game.wait.backup_token:
         lc.games.wait_for_save(ctx.tenant_id, ctx.game, None)
-    ec2 = lc.ec2(game, actor=_ACTOR)
+    ec2 = lc.gateways.ec2(game, actor=_ACTOR)
     saved = "save_error" not in data
     mine = _mine(ec2, ctx.execution)
     if mine:
@@ -128,7 +128,7 @@ def backup_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[
     game = ctx.lifecycle.games.get(ctx.tenant_id, ctx.game)
     if game is None:
         raise StepFailed(GONE, f"the game {ctx.game} no longer exists")
-    state = ctx.lifecycle.ec2(game, actor=_ACTOR).snapshot_state(data["snapshot"]["snapshot_id"])
+    state = ctx.lifecycle.gateways.ec2(game, actor=_ACTOR).snapshot_state(data["snapshot"]["snapshot_id"])
     return reached(state, ready="completed", pending="pending", what="the snapshot", failed=SNAPSHOT_FAILED)
 
 
@@ -174,7 +174,7 @@ def backup_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
 
 def _clean_up(lc: Lifecycle, game: Game, execution: str, data: Mapping[str, Any]) -> str | None:
     """Delete this backup's snapshot unless it completed; returns the id of a completed one."""
-    ec2 = lc.ec2(game, actor=_ACTOR)
+    ec2 = lc.gateways.ec2(game, actor=_ACTOR)
     snap = data.get("snapshot", {}).get("snapshot_id")
     try:
         ids = [str(snap)] if snap else [str(s["SnapshotId"]) for s in _mine(ec2, execution)]

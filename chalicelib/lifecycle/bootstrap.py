@@ -4,9 +4,10 @@ It installs the agent into its own venv from a pip requirement (the `AGENT_PACKA
 `gangway-agent[cloudwatch]` from the package index; a wheel URL, e.g. in the site bucket, works too),
 mounts the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in
 use, i.e. not the root disk; formatting it only when blank), fetches the instance's IoT certificate
-and key from SSM Parameter Store (identity.py says why not from here), writes /etc/gangway/agent.toml
-and runs the agent under systemd, restarted on failure. With a log group, the game's output and the
-agent's journal (the boot's output too, so a failed start is readable) go to CloudWatch Logs.
+and key from SSM Parameter Store (instances/identity.py says why not from here), writes
+/etc/gangway/agent.toml and runs the agent under systemd, restarted on failure. With a log group, the
+game's output and the agent's journal (the boot's output too, so a failed start is readable) go to
+CloudWatch Logs.
 
 Nothing secret is in the output: user data can be read by anyone allowed to describe the instance.
 """
@@ -62,7 +63,7 @@ class Bootstrap:
     # How long the script waits for the data disk to be attached, and for the IoT identity, before it fails.
     disk_wait_s: int = 900
     identity_wait_s: int = 900
-    # The game's CloudWatch log group (lifecycle/game_logs.py): the game's output and the agent's journal
+    # The game's CloudWatch log group (instances/game_logs.py): the game's output and the agent's journal
     # go there; None keeps the game's output in a file on the instance.
     log_group: str | None = None
     agent_package: str = "gangway-agent[cloudwatch]"

@@ -17,7 +17,7 @@ from chalicelib.config import Settings
 from chalicelib.discord.reply_editor import ReplyEditor
 from chalicelib.discord.rest import DiscordRest
 from chalicelib.games import Game, GameStore
-from chalicelib.instances import Ec2Gateway, SecurityGroups
+from chalicelib.instances import TenantGateways
 from chalicelib.tenancy import CredentialsBroker, TenantStore
 from chalicelib.workflows import Workflows
 
@@ -34,7 +34,8 @@ _CAUSE_LIMIT = 32000  # Step Functions caps `cause` at 32768 characters
 
 @dataclass(frozen=True)
 class Lifecycle:
-    """Stores, AWS access for the tenant, Discord, workflows and the agents' transport.
+    """Stores, the tenant's AWS gateways (instances/gateways.py), Discord, workflows and the agents'
+    transport.
 
     The callables build heavy or rarely used parts on first use (a Lambda that never pushes never
     loads web push).
@@ -44,6 +45,7 @@ class Lifecycle:
     games: GameStore
     tenants: TenantStore
     broker: CredentialsBroker
+    gateways: TenantGateways
     rest: DiscordRest
     replies: ReplyEditor
     workflows: Workflows
@@ -51,18 +53,6 @@ class Lifecycle:
     publisher: Callable[[], Publisher]
     access: Callable[[], AccessService]
     push: Callable[[], PushService]
-
-    def ec2(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> Ec2Gateway:
-        """EC2 for this game's tenant, through the broker (audited, the tenant's own account if set)."""
-        tenant = self.tenants.require(game.tenant_id)
-        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
-        return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
-
-    def security_groups(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> SecurityGroups:
-        """The game's security group in its tenant's account, through the broker (audited)."""
-        tenant = self.tenants.require(game.tenant_id)
-        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
-        return SecurityGroups(client, tenant_id=game.tenant_id, game=game.name)
 
     def tell(self, data: Mapping[str, Any], text: str, *, keep_components: bool = False) -> None:
         """Show progress in the reply of the interaction that started a workflow (`data["reply"]`)."""

@@ -79,7 +79,7 @@ def create_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     """The game's security group in the default VPC: its open ports and SFTP (found first if a retry
     already made it)."""
     lc, game = _creating(ctx)
-    group_id = lc.security_groups(game, actor=_ACTOR).ensure(game.settings.ports)
+    group_id = lc.gateways.security_groups(game, actor=_ACTOR).ensure(game.settings.ports)
     return {"group_id": group_id}
 
 
@@ -125,7 +125,7 @@ def create_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     note = ""
     if game is not None:
         try:
-            lc.security_groups(game, actor=_ACTOR).delete()
+            lc.gateways.security_groups(game, actor=_ACTOR).delete()
         except Exception:
             # The row goes anyway (a stuck CREATING name is worse): the group keeps its tag, so a new game
             # of this name adopts it (SecurityGroups.ensure finds it), and an admin can delete it.

@@ -20,7 +20,6 @@ from chalicelib.games import Game, GameState
 from chalicelib.instances import Ec2Gateway, GroupInUse
 from chalicelib.lifecycle.backup_game import BACKUP_STALE_SECONDS
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.game_logs import delete_log_group
 from chalicelib.lifecycle.workflow import NOT_YET, begin_transition, failure_cause
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
@@ -58,7 +57,7 @@ def _deleting(ctx: StepContext) -> tuple[Lifecycle, Game, Ec2Gateway]:
     if game is None or game.state is not GameState.DELETING:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotDeleting", f"{ctx.game} is {state}, not being deleted")
-    return lc, game, lc.ec2(game, actor=_ACTOR)
+    return lc, game, lc.gateways.ec2(game, actor=_ACTOR)
 
 
 def _owned(ec2_snapshots: list[Mapping[str, Any]], tenant_id: str, game: str) -> list[Mapping[str, Any]]:
@@ -102,10 +101,10 @@ def delete_group(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     and its log group (whose failure is only told: the logs expire anyway)."""
     lc, game, _ = _deleting(ctx)
     try:
-        deleted = lc.security_groups(game, actor=_ACTOR).delete()
+        deleted = lc.gateways.security_groups(game, actor=_ACTOR).delete()
     except GroupInUse as exc:
         raise StepFailed(NOT_YET, exc.message) from exc
-    problem = delete_log_group(lc, game, stage=ctx.settings.stage, actor=_ACTOR)
+    problem = lc.gateways.logs(game, actor=_ACTOR).delete()
     return {"deleted": deleted, "logs": problem}
 
 
@@ -139,7 +138,7 @@ def delete_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
         return {"state": "gone"}
     deleted = set(data.get("snapshots", {}).get("deleted", []))
     try:
-        snapshots = _owned(list(lc.ec2(game, actor=_ACTOR).snapshots()), ctx.tenant_id, ctx.game)
+        snapshots = _owned(list(lc.gateways.ec2(game, actor=_ACTOR).snapshots()), ctx.tenant_id, ctx.game)
         complete = {s["SnapshotId"] for s in snapshots if s.get("State") == "completed"}
         # The row's snapshot if it survived (what the next start uses), else the newest that did.
         snapshot_id = (

@@ -4,17 +4,17 @@ security group at launch, and retiring its server identity when it goes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle import identity
+from chalicelib.instances import error_code
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.capacity import check_plan
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.game_logs import ensure_log_group
 from chalicelib.lifecycle.tools import port_numbers
 from chalicelib.lifecycle.workflow import begin_transition
 from chalicelib.workflows import StepContext, StepFailed
@@ -31,6 +31,8 @@ __all__ = [
 
 # How long a new host may take to boot and its agent to report in (StartGame's and EditGame's wait).
 AGENT_TIMEOUT_SECONDS: Final = 600
+
+log = logging.getLogger(__name__)
 
 # An editing host runs no game, so nobody counts as a player while an admin installs it over SFTP or
 # the terminal: it gets hours, not the game's minutes, before the agent calls it idle (a forgotten one
@@ -76,6 +78,7 @@ def user_data(
     `autostart` is false when the agent must read the disk before the game starts, or when `editing`.
     """
     s, lc = ctx.settings, ctx.lifecycle
+    identity = lc.gateways.identity(game, actor="workflow:start")
     try:
         tcp, udp = port_numbers(game.settings.ports)
     except ValidationError as exc:
@@ -85,13 +88,13 @@ def user_data(
         game=ctx.game,
         volume_id=volume_id,
         autostart=autostart and not editing,
-        iot_endpoint=identity.endpoint(lc, game, settings=s, actor="workflow:start"),
-        client_id=identity.thing_name(s.stage, ctx.tenant_id, ctx.game),
-        parameter_prefix=identity.parameter_prefix(s.stage, ctx.tenant_id, ctx.game),
+        iot_endpoint=identity.endpoint(),
+        client_id=identity.thing,
+        parameter_prefix=identity.prefix,
         agent_package=s.agent_package,
         tcp_ports=tcp,
         udp_ports=udp,
-        log_group=ensure_log_group(lc, game, stage=s.stage, actor="workflow:start"),
+        log_group=lc.gateways.logs(game, actor="workflow:start").ensure(),
     )
     if editing:
         boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)
@@ -101,7 +104,7 @@ def user_data(
 def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
     """The game's security group with exactly its open ports, made now if it has none (a game created
     before games had their own); recorded on the game. Idempotent: StartGame calls it at every launch."""
-    group_id = lc.security_groups(game, actor=actor).ensure(game.settings.ports)
+    group_id = lc.gateways.security_groups(game, actor=actor).ensure(game.settings.ports)
     if group_id != game.resources.security_group_id:
         lc.games.group_made(game.tenant_id, game.name, group_id)
     return group_id
@@ -109,6 +112,9 @@ def game_group(lc: Lifecycle, game: Game, *, actor: str) -> str:
 
 def retire_identity(ctx: StepContext, game: Game, actor: str) -> str:
     """Remove the instance's IoT identity and key parameters; never fails the step, says what was left."""
-    s = ctx.settings
-    problems = identity.retire(ctx.lifecycle, game, stage=s.stage, iot_region=s.region, actor=actor)
+    try:
+        problems = ctx.lifecycle.gateways.identity(game, actor=actor).retire()
+    except Exception as exc:  # the tenant is gone: nothing to reach, and a stop must not fail on it
+        log.warning("identity: retire for %s/%s failed: %s", game.tenant_id, game.name, exc)
+        problems = [f"reaching AWS ({error_code(exc, type(exc).__name__)})"]
     return f" Note: its server identity was not fully removed ({'; '.join(problems)})." if problems else ""

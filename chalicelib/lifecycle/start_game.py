@@ -24,10 +24,8 @@ from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.games import Game, GameState
 from chalicelib.instances import CapacityError, Ec2Gateway
 from chalicelib.instances.ec2 import FastRestoreRefused, placements
-from chalicelib.lifecycle import identity
 from chalicelib.lifecycle.capacity import fallback_note, in_words, instance_types, no_room
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.dns import publish, unpublish
 from chalicelib.lifecycle.edit_game import up_for_editing
 from chalicelib.lifecycle.host import begin_host, game_group, retire_identity, user_data
 from chalicelib.lifecycle.preload import INIT_RATE_MIBS, fast_restore_off, fsr_hourly, preload_mode
@@ -93,7 +91,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     option had room: the workflow's CapacityFallback then tries on-demand if the game allows.
     """
     lc, game = ctx.lifecycle, game_of(ctx)
-    ec2 = lc.ec2(game, actor=_ACTOR)
+    ec2 = lc.gateways.ec2(game, actor=_ACTOR)
     kept = _kept_volume(ec2, game)
     # EditGame (data.edit) brings the host up without the game, to install it: nothing to preload.
     edit = bool(data.get("edit"))
@@ -155,7 +153,7 @@ def start_volume(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     if launch["reused"]:
         return {"volume_id": game.resources.volume_id, "zone": launch["zone"], "reused": True}
     snap, mode = launch["snapshot_id"], launch["preload"]
-    volume = lc.ec2(game, actor=_ACTOR).create_volume(
+    volume = lc.gateways.ec2(game, actor=_ACTOR).create_volume(
         zone=launch["zone"],
         size_gb=game.settings.disk_gb,
         snapshot_id=snap,
@@ -175,14 +173,14 @@ def start_volume(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 @STEPS.step("start.volume_ready")
 def start_volume_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     game = game_of(ctx)
-    state = ctx.lifecycle.ec2(game, actor=_ACTOR).volume_state(data["volume"]["volume_id"])
+    state = ctx.lifecycle.gateways.ec2(game, actor=_ACTOR).volume_state(data["volume"]["volume_id"])
     return reached(state, ready="available", pending="creating", what="the volume", failed=VOLUME_FAILED)
 
 
 @STEPS.step("start.attach")
 def start_attach(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     lc, game = ctx.lifecycle, game_of(ctx)
-    ec2 = lc.ec2(game, actor=_ACTOR)
+    ec2 = lc.gateways.ec2(game, actor=_ACTOR)
     instance = ec2.instance(game.resources.instance_id or "")
     if instance is None or instance["State"]["Name"] == "pending":
         raise StepFailed(NOT_YET, "the instance is not running yet")
@@ -200,16 +198,16 @@ def start_attach(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
 def start_wait_agent(ctx: StepContext, data: Mapping[str, Any]) -> None:
     """Keep the token: the agent's `ready` event finishes this step (on_ready, below).
 
-    Then give the instance its role and IoT identity (lifecycle/identity.py), which the agent needs
+    Then give the instance its role and IoT identity (instances/identity.py), which the agent needs
     to connect at all. The token is kept first and `status` asked last, so a `ready` that came before
     the token is heard again (on_status_reply, below). A failure here fails the step (Retry, then Compensate);
     issuing again is idempotent.
     """
     lc, game = ctx.lifecycle, game_of(ctx)
     lc.games.wait(ctx.tenant_id, ctx.game, ctx.token)
-    s = ctx.settings
-    identity.give_role(lc, game, stage=s.stage, actor=_ACTOR)
-    identity.issue(lc, game, stage=s.stage, iot_region=s.region, actor=_ACTOR)
+    identity = lc.gateways.identity(game, actor=_ACTOR)
+    identity.give_role(game.resources.instance_id or "")
+    identity.issue(game.resources.instance_id or "")
     lc.ask_agent(game, "status")  # an agent already up answers: its `ready` came too early
 
 
@@ -228,7 +226,7 @@ def start_fsr_on(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         f"${hourly:.2f} an hour while on, at least one hour; it is turned off once the disk exists)…",
     )
     try:
-        state = lc.ec2(game, actor=_ACTOR).enable_fast_restore(snap, zone)
+        state = lc.gateways.ec2(game, actor=_ACTOR).enable_fast_restore(snap, zone)
     except FastRestoreRefused as exc:
         lc.tell(data, f"⏳ Starting **{game.name}**: {exc}; its disk warms up as the game reads it…")
         return {"enabled": False, "problem": str(exc)[:300]}
@@ -242,7 +240,7 @@ def start_fsr_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, A
         return {"state": "off"}
     lc, game = ctx.lifecycle, game_of(ctx)
     snap, zone = data["launch"]["snapshot_id"], data["launch"]["zone"]
-    state = lc.ec2(game, actor=_ACTOR).fast_restore_state(snap, zone)
+    state = lc.gateways.ec2(game, actor=_ACTOR).fast_restore_state(snap, zone)
     if state in {"enabling", "optimizing"}:
         raise StepFailed(NOT_YET, f"fast snapshot restore is {state}")
     if state != "enabled":
@@ -256,7 +254,9 @@ def start_fsr_off(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     if not data["fsr"].get("enabled"):
         return {"disabled": False}
     lc, game = ctx.lifecycle, game_of(ctx)
-    lc.ec2(game, actor=_ACTOR).disable_fast_restore(data["launch"]["snapshot_id"], data["launch"]["zone"])
+    lc.gateways.ec2(game, actor=_ACTOR).disable_fast_restore(
+        data["launch"]["snapshot_id"], data["launch"]["zone"]
+    )
     return {"disabled": True}
 
 
@@ -296,7 +296,7 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
             ctx.tenant_id, ctx.game, to=GameState.RUNNING, expected_version=game.version
         )
     lc.games.end_wait(ctx.tenant_id, ctx.game)
-    dns = publish(lc, game, actor=_ACTOR)  # never fails the start (lifecycle/dns.py)
+    dns = lc.gateways.game_dns(game, actor=_ACTOR).publish(game.name, game.resources.address)  # never fails
     where = f"`{dns.name}` (`{game.resources.address}`)" if dns.name else f"`{game.resources.address}`"
     note = f" ({dns.problem}; use the address)" if dns.problem else ""
     fallback = str(data.get("launch", {}).get("note") or "")
@@ -332,8 +332,8 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
     """Undo a failed start: nothing orphaned (instance, volume, fast snapshot restore), the game
     STOPPED with its snapshot untouched."""
     lc, game = ctx.lifecycle, game_of(ctx)
-    ec2 = lc.ec2(game, actor=_ACTOR)
-    unpublish(lc, game, actor=_ACTOR)  # start.running may have set the name before failing
+    ec2 = lc.gateways.ec2(game, actor=_ACTOR)
+    lc.gateways.game_dns(game, actor=_ACTOR).unpublish(game.name)  # start.running may have set it
     if game.resources.instance_id:
         ec2.terminate(game.resources.instance_id)
     warning = fast_restore_off(ec2, data)

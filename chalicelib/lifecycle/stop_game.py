@@ -18,7 +18,6 @@ from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.dns import unpublish
 from chalicelib.lifecycle.host import retire_identity
 from chalicelib.lifecycle.workflow import (
     SNAPSHOT_FAILED,
@@ -79,7 +78,7 @@ def stop_snapshot(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     if not game.resources.volume_id:
         return {"snapshot_id": game.resources.snapshot_id}
     lc.tell(data, f"⏳ Stopping **{game.name}**: taking a snapshot of its data…")
-    snap = lc.ec2(game, actor="workflow:stop").snapshot(
+    snap = lc.gateways.ec2(game, actor="workflow:stop").snapshot(
         game.resources.volume_id, description=f"gangway {ctx.tenant_id}/{ctx.game} at {int(time.time())}"
     )
     return {"snapshot_id": snap}
@@ -90,7 +89,7 @@ def stop_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[st
     snap = data["snapshot"]["snapshot_id"]
     if not snap:
         return {"state": "none"}
-    state = ctx.lifecycle.ec2(game_of(ctx), actor="workflow:stop").snapshot_state(snap)
+    state = ctx.lifecycle.gateways.ec2(game_of(ctx), actor="workflow:stop").snapshot_state(snap)
     return reached(state, ready="completed", pending="pending", what="the snapshot", failed=SNAPSHOT_FAILED)
 
 
@@ -98,11 +97,11 @@ def stop_snapshot_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[st
 def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The snapshot is complete: only now delete the volume, terminate, and prune old snapshots."""
     lc, game = ctx.lifecycle, game_of(ctx)
-    ec2 = lc.ec2(game, actor="workflow:stop")
+    ec2 = lc.gateways.ec2(game, actor="workflow:stop")
     snap = data["snapshot"]["snapshot_id"] or game.resources.snapshot_id
     # The complete snapshot is the game's data now: record it before anything is deleted.
     game = lc.games.snapshot_kept(ctx.tenant_id, ctx.game, snap)
-    dns = unpublish(lc, game, actor="workflow:stop")  # never fails the stop (lifecycle/dns.py)
+    dns = lc.gateways.game_dns(game, actor="workflow:stop").unpublish(game.name)  # never fails the stop
     if game.resources.instance_id:
         ec2.terminate(game.resources.instance_id)
     left = retire_identity(ctx, game, "workflow:stop")
@@ -134,8 +133,8 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     If stop.cleanup failed after recording the complete snapshot, the data is safe: say so, and delete
     the volume if cleanup had not yet."""
     lc, game = ctx.lifecycle, game_of(ctx)
-    ec2 = lc.ec2(game, actor="workflow:stop")
-    unpublish(lc, game, actor="workflow:stop")
+    ec2 = lc.gateways.ec2(game, actor="workflow:stop")
+    lc.gateways.game_dns(game, actor="workflow:stop").unpublish(game.name)
     if game.resources.instance_id:
         ec2.terminate(game.resources.instance_id)
     left = retire_identity(ctx, game, "workflow:stop")

@@ -16,7 +16,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import BotError
 from chalicelib.games import Game
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.game_logs import delete_log_group
 
 __all__ = ["Released", "release_games"]
 
@@ -39,16 +38,16 @@ def release_games(lc: Lifecycle, games: list[Game], *, stage: str, hosting: bool
     out = Released()
     for game in games:
         try:
-            out.groups += len(lc.security_groups(game, actor=_ACTOR).delete())
+            out.groups += len(lc.gateways.security_groups(game, actor=_ACTOR).delete())
             if hosting:
-                ec2 = lc.ec2(game, actor=_ACTOR)
+                ec2 = lc.gateways.ec2(game, actor=_ACTOR)
                 for snap in ec2.snapshots():
                     ec2.delete_snapshot(str(snap["SnapshotId"]))
                     out.snapshots += 1
         except (BotoCoreError, ClientError, BotError) as exc:
             log.warning("removal: %s/%s left resources: %s", game.tenant_id, game.name, exc)
             out.problems.append(f"`{game.name}`: {getattr(exc, 'message', None) or exc}"[:200])
-        problem = delete_log_group(lc, game, stage=stage, actor=_ACTOR)
+        problem = lc.gateways.logs(game, actor=_ACTOR).delete()
         if problem:
             out.problems.append(f"`{game.name}`: {problem}")
     return out

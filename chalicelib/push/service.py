@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from chalicelib.access import Authorized, Claims, LinkKind, TokenSealer
 from chalicelib.errors import BadRequest, LinkRejected
+from chalicelib.instances import error_code
 from chalicelib.push.sender import Outcome, WebPushSender
 from chalicelib.push.store import Preference, PushStore, Subscription, device_id
 from chalicelib.push.subscription import SubscriptionRules, parse_subscription
@@ -264,7 +265,7 @@ class PushService:
         except Exception as exc:
             # The address is let in either way: a flow that misses this answer times out, and its fallback
             # finds the stored result and shows it, so the browser's request must not fail here.
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code in _STALE:
                 log.info("push flow %s no longer waits (%s)", claims.nonce, code)
             else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from chalicelib.errors import AccountUnreachable
+from chalicelib.instances import error_code
 from chalicelib.tenancy.audit import AuditLog
 from chalicelib.tenancy.store import Tenant
 
@@ -169,7 +170,7 @@ class CredentialsBroker:
                 DurationSeconds=_SESSION_SECONDS,
             )
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            code = error_code(exc, type(exc).__name__)
             self._audit.record(
                 tenant_id,
                 actor=actor,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chalicelib.errors import AccountUnreachable, ValidationError
+from chalicelib.instances import error_code
 from chalicelib.tenancy.broker import CredentialsBroker, TenantAccess
 from chalicelib.tenancy.store import Tenant
 
@@ -87,13 +88,6 @@ class VerifyResult:
     account_id: str = ""
     problems: tuple[str, ...] = ()
     checked: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", type(exc).__name__))
-    return type(exc).__name__
 
 
 def _checks(region: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
@@ -174,7 +168,7 @@ class Verifier:
             try:
                 call(client)
             except Exception as exc:
-                code = _code(exc)
+                code = error_code(exc, type(exc).__name__)
                 if code in _DENIED:
                     problems.append(f"missing permission `{permission}`")
                 elif code not in _ALLOWED:
@@ -188,7 +182,8 @@ class Verifier:
         try:
             doc: Any = access.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
         except Exception as exc:
-            return [f"missing permission `iam:GetRole` on the role itself ({_code(exc)})"]
+            code = error_code(exc, type(exc).__name__)
+            return [f"missing permission `iam:GetRole` on the role itself ({code})"]
         if isinstance(doc, str):
             doc = json.loads(urllib.parse.unquote(doc))
         for stmt in doc.get("Statement", []):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.errors import UserError
+from chalicelib.instances import error_code
 from chalicelib.tracing import Tracer
 from chalicelib.workflows.steps import ERROR_REJECTED, ERROR_TRANSIENT, StepContext, StepFailed, StepRegistry
 
@@ -138,7 +139,7 @@ class StepRunner:
         try:
             call(self._sfn())
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code in _STALE:
                 log.info("step %s: its task is no longer waiting (%s)", msg.step, code)
                 return "stale"

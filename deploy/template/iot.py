@@ -125,7 +125,7 @@ def iot_resources(stage: Stage) -> Json:
             },
         },
         # Worn by hosting-account game instances: it reads only the IoT key parameters tagged with its own
-        # instance's ARN (chalicelib/lifecycle/identity.py) and writes to the stage's game log groups;
+        # instance's ARN (chalicelib/instances/identity.py) and writes to the stage's game log groups;
         # StartGame associates the profile.
         "InstanceRole": {
             "Type": "AWS::IAM::Role",
@@ -163,7 +163,7 @@ def iot_resources(stage: Stage) -> Json:
                                 },
                                 {
                                     # The game's output and the agent's journal; StartGame makes the group
-                                    # (chalicelib/lifecycle/game_logs.py).
+                                    # (chalicelib/instances/game_logs.py).
                                     "Sid": "ShipGameLogs",
                                     "Effect": "Allow",
                                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -9,6 +9,9 @@ endpoint refuses chained credentials that asked for a `DurationSeconds` or a con
 (IAM user guide, "Enable custom identity broker access to the AWS console"), so we ask for neither:
 the credentials live one hour (the most a chained session may), and the sign-in token inside the link
 must be used within 15 minutes.
+
+`TerminalGateway` is that for one tenant: its STS client (through the broker, audited), its account
+and region, and the federation endpoint.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ from __future__ import annotations
 import json
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.discord.rest import Transport, urllib_transport
 from chalicelib.errors import InfraError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
 
 __all__ = [
     "SESSION_SECONDS",
     "SIGNIN_TOKEN_SECONDS",
     "TERMINAL_ROLE_NAME",
     "Federation",
+    "TerminalGateway",
     "TerminalLink",
     "session_policy",
     "terminal_link",
@@ -106,7 +113,7 @@ class Federation:
 
 
 def terminal_link(
-    sts: Any,
+    sts: STSClient,
     federation: Federation,
     *,
     region: str,
@@ -138,3 +145,34 @@ def terminal_link(
     destination = f"https://{region}.console.aws.amazon.com/systems-manager/session-manager/{instance_id}?region={region}"
     url = federation.login_url(token, destination=destination, issuer=issuer)
     return TerminalLink(url, min(now + SIGNIN_TOKEN_SECONDS, session_ends), session_ends)
+
+
+class TerminalGateway:
+    """Console links onto one tenant's instances: the terminal role in its account, then the federation
+    endpoint (see the module docstring)."""
+
+    def __init__(
+        self, sts: STSClient, federation: Federation, *, region: str, account: str, issuer: str
+    ) -> None:
+        self._sts = sts
+        self._federation = federation
+        self._region = region
+        self._account = account
+        self._issuer = issuer
+
+    def link(self, instance_id: str, *, user_id: str, now: int) -> TerminalLink:
+        """A console link to a shell on `instance_id` for the Discord user `user_id`.
+
+        Raises:
+            InfraError: STS or the federation endpoint failed.
+        """
+        return terminal_link(
+            self._sts,
+            self._federation,
+            region=self._region,
+            account=self._account,
+            instance_id=instance_id,
+            user_id=user_id,
+            issuer=self._issuer,
+            now=now,
+        )
