@@ -2,7 +2,7 @@
 
 The backend makes the group (through the tenant's role, idempotent, with a retention so logs do not
 pile up at the customer's cost), so the instance role needs only CreateLogStream and PutLogEvents on
-`/gangway/…` groups (policies/customer-role.yaml, deploy/template.py). The agent then ships the game's
+`/gangway/…` groups (policies/customer-role.yaml, deploy/template/iot.py). The agent then ships the game's
 output and its own journal there (lifecycle/bootstrap.py).
 
 The client comes as a provider: reaching the tenant's account (the broker's AssumeRole) may fail, and

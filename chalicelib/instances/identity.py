@@ -1,5 +1,5 @@
 """Each game instance's IoT identity (DESIGN.md §4): one thing, one certificate, the stack's instance
-policy (deploy/template.py `InstancePolicy`, `gangway-<stage>-instance`: its policy variables resolve to
+policy (deploy/template/iot.py `InstancePolicy`, `gangway-<stage>-instance`: its policy variables resolve to
 the thing's `tenant` and `game` attributes, so it allows only the game's own topics), and the
 certificate's key handed over through SSM Parameter Store.
 
@@ -61,7 +61,7 @@ def thing_name(stage: str, tenant_id: str, game: str) -> str:
 
 
 def policy_name(stage: str) -> str:
-    """The stack's IoT policy for instances (deploy/template.py `InstancePolicy`)."""
+    """The stack's IoT policy for instances (deploy/template/iot.py `InstancePolicy`)."""
     return f"gangway-{stage}-instance"
 
 
