@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _ACTOR: Final = "workflow:start"
 VOLUME_FAILED: Final = "gangway.VolumeFailed"
+FAST_RESTORE_FAILED: Final = "gangway.FastRestoreFailed"
 # Preload progress edits the reply at most this often (the agent reports every 5 s), or per 10 %.
 _TELL_EVERY_S: Final = 20.0
 _TELL_STEP_PERCENT: Final = 10.0
@@ -241,11 +242,13 @@ def start_fsr_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, A
     lc, game = ctx.lifecycle, game_of(ctx)
     snap, zone = data["launch"]["snapshot_id"], data["launch"]["zone"]
     state = lc.gateways.ec2(game, actor=_ACTOR).fast_restore_state(snap, zone)
-    if state in {"enabling", "optimizing"}:
-        raise StepFailed(NOT_YET, f"fast snapshot restore is {state}")
-    if state != "enabled":
-        raise StepFailed("gangway.FastRestoreFailed", f"fast snapshot restore went {state}")
-    return {"state": state}
+    return reached(
+        state,
+        ready="enabled",
+        pending=("enabling", "optimizing"),
+        what="fast snapshot restore",
+        failed=FAST_RESTORE_FAILED,
+    )
 
 
 @STEPS.step("start.fsr_off")
@@ -313,7 +316,7 @@ _WORDS: Final = {
     "gangway.PreloadFailed": "the server could not read its disk",
     "States.HeartbeatTimeout": "the server stopped reporting while it read its disk",
     "gangway.AgentError": "the server's agent refused a request",
-    "gangway.FastRestoreFailed": "fast snapshot restore did not turn on",
+    FAST_RESTORE_FAILED: "fast snapshot restore did not turn on",
     VOLUME_FAILED: "its disk could not be made",
     "gangway.InstanceFailed": "its server stopped while starting",
 }

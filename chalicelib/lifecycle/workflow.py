@@ -112,15 +112,18 @@ def game_of(ctx: StepContext) -> Game:
     return game
 
 
-def reached(state: str, *, ready: str, pending: str, what: str, failed: str) -> dict[str, str]:
-    """One poll of an AWS resource (a volume, a snapshot): a step's output once it is `ready`.
+def reached(
+    state: str, *, ready: str, pending: str | tuple[str, ...], what: str, failed: str
+) -> dict[str, str]:
+    """One poll of an AWS resource (a volume, a snapshot, fast snapshot restore): a step's output once
+    it is `ready`.
 
     Raises:
         StepFailed(NOT_YET): still `pending` (the ASL retries the step).  StepFailed(failed): any
             other state (it will not become ready: the Catch undoes the workflow).
     """
-    if state == pending:
-        raise StepFailed(NOT_YET, f"{what} is still {pending}")
+    if state in ((pending,) if isinstance(pending, str) else pending):
+        raise StepFailed(NOT_YET, f"{what} is still {state}")
     if state != ready:
         raise StepFailed(failed, f"{what} is {state}")
     return {"state": state}
