@@ -58,6 +58,10 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "ec2:DescribeSubnets",
         "ec2:DescribeFastSnapshotRestores",
         "ec2:DescribeIamInstanceProfileAssociations",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeVpcs",
+        # IoT's DescribeEndpoint names no resource (Service Authorization Reference, AWS IoT).
+        "iot:DescribeEndpoint",
         # An IoT certificate and its key are made before they have an ARN (Service Authorization
         # Reference, AWS IoT: CreateKeysAndCertificate, no resource types).
         "iot:CreateKeysAndCertificate",
