@@ -335,3 +335,11 @@ def test_the_local_stack_passes_every_check_once_its_commands_are_registered(
         "interactions",
         "commands",
     ]
+
+
+def test_make_doctor_runs_the_cli_this_file_tests() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(BIN)/gangway doctor --stage $(STAGE) $(if $(GUILD),--guild $(GUILD),)" in makefile
+    with pytest.raises(SystemExit) as exc:
+        gangway(["doctor", "--help"])
+    assert exc.value.code == 0
