@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token cost workflows
+	template deploy destroy rotate-token cost workflows doctor
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ template: venv
 # DRY_RUN=1 prints the steps; GUILD=<id> registers the commands to one guild.
 deploy: venv
 	$(BIN)/python -m deploy deploy --stage $(STAGE) $(if $(GUILD),--guild $(GUILD),) $(if $(DRY_RUN),--dry-run,)
+
+# Before and after a deploy: the account (identity, default VPC, vCPU quotas, image parameter) and the
+# Discord application (bot token, endpoint URL, registered commands) of STAGE; GUILD=<id> as for deploy.
+doctor: venv
+	$(BIN)/gangway doctor --stage $(STAGE) $(if $(GUILD),--guild $(GUILD),)
 
 destroy: venv
 	$(BIN)/python -m deploy destroy --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)

@@ -70,6 +70,11 @@ class Settings:
     # What a game instance pip-installs as its agent (chalicelib/lifecycle/bootstrap.py): a requirement
     # or a wheel URL.
     agent_package: str = "gangway-agent[cloudwatch]"
+    # The game instance's image: the publisher's public SSM parameter (`{arch}` is amd64 or arm64), the
+    # owner the image must have (Debian's account), and an explicit AMI id that overrides both.
+    image_parameter: str = "/aws/service/debian/release/12/latest/{arch}"
+    image_owner: str = "136693071363"
+    image_id: str = ""
     # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
     signin_url: str = "https://signin.aws.amazon.com/federation"
     # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
@@ -129,6 +134,9 @@ class Settings:
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
             agent_package=e.get("AGENT_PACKAGE", cls.agent_package),
+            image_parameter=e.get("IMAGE_PARAMETER", cls.image_parameter),
+            image_owner=e.get("IMAGE_OWNER", cls.image_owner),
+            image_id=e.get("IMAGE_ID", cls.image_id),
             push_table=e.get("PUSH_TABLE", cls.push_table),
             vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),

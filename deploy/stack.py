@@ -393,6 +393,18 @@ class Deployment:
             raise RuntimeError(f"stack {name} failed:\n" + "\n".join(self._failures(name))) from None
         return self._outputs(name)
 
+    def described(self) -> Json | None:
+        """The stage's stack as CloudFormation describes it, or None; read-only (unlike deploying,
+        which deletes a stack left in ROLLBACK_COMPLETE), for `gangway doctor`."""
+        cfn = self.client("cloudformation")
+        try:
+            stacks = cfn.describe_stacks(StackName=self.stack_name)["Stacks"]
+        except cfn.exceptions.ClientError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+        return dict(stacks[0]) if stacks else None
+
     def _outputs(self, name: str) -> dict[str, str]:
         stack = self._stack(name) or {}
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
-__all__ = ["Emulator", "create_resources", "ensure_vapid_keys", "fake_credentials"]
+__all__ = [
+    "Emulator",
+    "create_resources",
+    "ensure_vapid_keys",
+    "fake_credentials",
+    "publish_image_parameters",
+]
 
 log = logging.getLogger(__name__)
 
@@ -244,3 +250,45 @@ def _create_access_resources(settings: Settings) -> None:
         if alias not in aliases:
             key = kms.create_key(Description="gangway IPAuth link tokens", KeyUsage="ENCRYPT_DECRYPT")
             kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+
+
+def publish_image_parameters(
+    settings: Settings, archs: tuple[str, ...] = ("amd64", "arm64")
+) -> dict[str, str]:
+    """Play the image publisher: put `settings.image_parameter` for each architecture into the embedded
+    emulator, naming one of the emulator's own images of that architecture; returns name → AMI id.
+
+    In AWS, Debian publishes these parameters under `/aws/service/`, a path nobody else may write, and
+    moto refuses PutParameter there just as AWS does. So they go straight into the emulator's SSM
+    backend (it runs in this process), and the code that reads them is the same one that runs in AWS.
+    """
+    import boto3
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.core.utils import utcnow
+    from moto.ssm.models import Parameter, ssm_backends
+
+    ec2 = boto3.client("ec2", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    backend = ssm_backends[DEFAULT_ACCOUNT_ID][settings.region]
+    published: dict[str, str] = {}
+    for arch in archs:
+        machine = "x86_64" if arch == "amd64" else arch
+        images = ec2.describe_images(Filters=[{"Name": "architecture", "Values": [machine]}])["Images"]
+        image_id = images[0]["ImageId"] if images else "ami-12c6146b"
+        name = settings.image_parameter.format(arch=arch)
+        if name not in backend._parameters:
+            backend._parameters[name].append(
+                Parameter(  # type: ignore[abstract]  # moto builds its own public parameters this way
+                    account_id=DEFAULT_ACCOUNT_ID,
+                    name=name,
+                    value=image_id,
+                    parameter_type="String",
+                    description=None,
+                    allowed_pattern=None,
+                    keyid=None,
+                    last_modified_date=utcnow(),
+                    version=1,
+                    data_type="aws:ec2:image",
+                )
+            )
+        published[name] = image_id
+    return published

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,33 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the AWS account and the Discord application of a deployed stage (or the local stack)."""
+    from deploy.doctor import Target, failed, run, table
+
+    if args.local:
+        from devstack.aws import fake_credentials
+
+        path = Path(args.state_dir) / "stack.json"
+        if not path.exists():
+            sys.exit(f"no local stack found at {path}: start one with `make run`")
+        os.environ.update(fake_credentials())
+        target = Target.local(path, guild=args.guild)
+    else:
+        target = Target.deployed(args.stage, guild=args.guild)
+
+    import boto3
+
+    make: Callable[..., Any] = boto3.client
+
+    def client(service: str) -> Any:
+        return make(service, region_name=target.region, endpoint_url=target.endpoint_url)
+
+    checks = run(target, client)
+    print(table(checks, target))
+    return 1 if failed(checks) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
     parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
@@ -216,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     vap.add_argument("--local", action="store_true", help="against the local stack's emulator")
     vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")
     vap.set_defaults(fn=_cmd_vapid)
+
+    doc = sub.add_parser(
+        "doctor", help="check the AWS account and Discord application a deployment needs (before and after)"
+    )
+    doc.add_argument("--stage", default="dev", help="the deployed stage whose stack and secret to read")
+    doc.add_argument("--local", action="store_true", help="check the local stack instead")
+    doc.add_argument("--guild", help="compare the commands registered to this guild (make deploy GUILD=…)")
+    doc.set_defaults(fn=_cmd_doctor)
 
     args = parser.parse_args(argv)
     result: int = args.fn(args)

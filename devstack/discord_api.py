@@ -4,7 +4,13 @@
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
 "status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
-check that none was sent; bot routes answer 401 without `Authorization: Bot …`.
+check that none was sent; bot routes answer 401 without `Authorization: Bot …`, and with any other
+token than the one the stand-in was given (when given one; the local stack gives its own).
+
+Like Discord, it keeps what was registered: a PUT of an application's (or one guild's) commands
+replaces the list a later GET answers. `GET /users/@me` answers the bot user and `GET /applications/@me`
+the application, with the interactions endpoint URL it was given (`application(...)` changes it, as the
+Developer Portal does), so `gangway doctor` can check a token, an endpoint and the registered commands.
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ _WEBHOOK: Final = re.compile(r"^/webhooks/(\d+)/([^/]+)(/messages/(@original|\d+
 _CHANNEL_MESSAGES: Final = re.compile(r"^/channels/(\d+)/messages$")
 _COMMANDS: Final = re.compile(r"^/applications/(\d+)(/guilds/(\d+))?/commands$")
 _MEMBER_ROLE: Final = re.compile(r"^/guilds/(\d+)/members/(\d+)/roles/(\d+)$")
+_UNAUTHORIZED: Final[tuple[int, Any, dict[str, str]]] = (401, {"message": "401: Unauthorized", "code": 0}, {})
 _MAX_BODY: Final = 1 << 20
 
 
 class _State:
-    def __init__(self) -> None:
+    def __init__(self, bot_token: str | None, application: dict[str, Any]) -> None:
         self.lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self.next_id = 900000000000000000
+        self.bot_token = bot_token
+        self.application = application
+        # Registered commands by (application id, guild id or "" for global), as Discord keeps them.
+        self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def new_id(self) -> str:
         with self.lock:
@@ -41,8 +52,26 @@ class _State:
 class DiscordStandIn:
     """The stand-in server; `start()` serves it on a thread, `url` is its base."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = _State()
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bot_token: str | None = None,
+        application_id: str = "",
+        interactions_endpoint_url: str | None = None,
+    ) -> None:
+        application = {
+            "id": application_id or "900000000000000000",
+            "name": "gangway",
+            "description": "",
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "verify_key": "",
+            "flags": 0,
+            "interactions_endpoint_url": interactions_endpoint_url,
+        }
+        self.state = _State(bot_token, application)
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -66,6 +95,14 @@ class DiscordStandIn:
     def calls(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return list(self.state.calls)
+
+    def application(self, **fields: Any) -> dict[str, Any]:
+        """Change the application as its owner does in the Developer Portal (e.g. its
+        `interactions_endpoint_url`); returns it. Discord would PING a new endpoint first; the
+        stand-in does not, so this is for tests that need a wrong one."""
+        with self.state.lock:
+            self.state.application.update(fields)
+            return dict(self.state.application)
 
     def fault(self, **fault: Any) -> None:
         """Queue an injected answer, as `POST /_faults` does (for callers in this process)."""
@@ -162,16 +199,39 @@ class _Handler(BaseHTTPRequestHandler):
         if hook and method == "DELETE":
             return 204, None, limits
         if not (auth or "").startswith("Bot "):
-            return 401, {"message": "401: Unauthorized", "code": 0}, {}
+            return _UNAUTHORIZED
+        if self.state.bot_token is not None and auth != f"Bot {self.state.bot_token}":
+            return _UNAUTHORIZED
+        if path == "/users/@me" and method == "GET":
+            with self.state.lock:
+                app_id = self.state.application["id"]
+            user = {"id": app_id, "username": "gangway", "discriminator": "0", "global_name": None}
+            return 200, {**user, "avatar": None, "bot": True, "flags": 0}, limits
+        if path == "/applications/@me" and method == "GET":
+            with self.state.lock:
+                return 200, dict(self.state.application), limits
         chan = _CHANNEL_MESSAGES.match(path)
         if chan and method == "POST":
             message = {"id": self.state.new_id(), "channel_id": chan.group(1), **(payload or {})}
             return 200, message, limits
         cmds = _COMMANDS.match(path)
-        if cmds and method in ("PUT", "GET"):
+        if cmds and method == "PUT":
             listed = payload if isinstance(payload, list) else []
-            out = [{"id": self.state.new_id(), "application_id": cmds.group(1), **c} for c in listed]
+            out = [
+                {
+                    "id": self.state.new_id(),
+                    "application_id": cmds.group(1),
+                    "version": self.state.new_id(),
+                    **c,
+                }
+                for c in listed
+            ]
+            with self.state.lock:
+                self.state.commands[(cmds.group(1), cmds.group(3) or "")] = out
             return 200, out, limits
+        if cmds and method == "GET":
+            with self.state.lock:
+                return 200, list(self.state.commands.get((cmds.group(1), cmds.group(3) or ""), [])), limits
         if _MEMBER_ROLE.match(path) and method in ("PUT", "DELETE"):
             return 204, None, limits  # Discord answers both with an empty 204, idempotently
         return 404, {"message": "404: Not Found", "code": 0}, {}

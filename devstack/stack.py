@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from nacl.signing import SigningKey
 
 from devstack.agents import start_agent_side
-from devstack.aws import Emulator, create_resources, fake_credentials
+from devstack.aws import Emulator, create_resources, fake_credentials, publish_image_parameters
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 from devstack.pump import Pump
@@ -30,6 +30,8 @@ __all__ = ["Ports", "Stack", "free_port"]
 
 log = logging.getLogger("gangway.stack")
 ROOT = Path(__file__).resolve().parent.parent
+# The bot token the app and `gangway register --local` use; the stand-in refuses any other.
+LOCAL_BOT_TOKEN: Final = "local-bot-token"  # noqa: S105 - the stand-in's, not a secret
 
 
 def free_port() -> int:
@@ -83,7 +85,13 @@ class Stack:
         app_id = snowflake()
         p = self.ports
         aws_url = f"http://127.0.0.1:{p.aws}"
-        discord = DiscordStandIn(port=p.discord).start()
+        discord = DiscordStandIn(
+            port=p.discord,
+            bot_token=LOCAL_BOT_TOKEN,
+            application_id=app_id,
+            # Set as the owner pastes it in the Developer Portal after `make deploy`.
+            interactions_endpoint_url=f"http://127.0.0.1:{p.api}/discord/interactions",
+        ).start()
         self._stoppers.append(discord.stop)
         site_url = self._serve_site()
         env = {
@@ -93,7 +101,7 @@ class Stack:
             "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
             "DISCORD_APPLICATION_ID": app_id,
             "DISCORD_API_URL": discord.url,
-            "DISCORD_BOT_TOKEN": "local-bot-token",
+            "DISCORD_BOT_TOKEN": LOCAL_BOT_TOKEN,
             "SITE_URL": site_url,
             # Agent commands go to the stack's Mosquitto (started below) instead of IoT Core.
             "MQTT_URL": f"mqtt://127.0.0.1:{p.mqtt}",
@@ -114,6 +122,7 @@ class Stack:
 
         c = container()
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
+        publish_image_parameters(c.settings)
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
         pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)
@@ -141,6 +150,7 @@ class Stack:
             "application_id": app_id,
             "public_key": key.verify_key.encode().hex(),
             "signing_key": key.encode().hex(),
+            "image_parameter": c.settings.image_parameter,
             "pid": os.getpid(),
         }
         path = self.state_dir / "stack.json"
