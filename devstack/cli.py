@@ -12,15 +12,29 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "parse_args", "state_dir"]
 
 DEFAULT_STATE = Path(".local")
+
+
+def state_dir(text: str) -> Path:
+    """`--state-dir` made absolute once, as it is parsed: the stack hands it to processes that run in
+    other folders (each local agent runs in its instance's folder), where a relative path means nothing."""
+    return Path(text).expanduser().absolute()
+
+
+def _shown(path: Path) -> str:
+    """A path as a person would type it from here: relative under the working folder, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _load_stack(state_dir: Path) -> dict[str, Any]:
     path = state_dir / "stack.json"
     if not path.exists():
-        sys.exit(f"no local stack found at {path}: start one with `make run`")
+        sys.exit(f"no local stack found at {_shown(path)}: start one with `make run`")
     stack: dict[str, Any] = json.loads(path.read_text())
     return stack
 
@@ -32,7 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for noisy in ("botocore", "pynamodb", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ports = Ports.auto() if args.auto_ports else Ports()
-    stack = Stack(Path(args.state_dir), ports)
+    stack = Stack(args.state_dir, ports)
     try:
         info = stack.start()
     except Exception:
@@ -40,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     for key in ("api_url", "discord_api_url", "site_url", "mqtt_url", "aws_endpoint_url"):
         print(f"{key:>18}: {info[key]}")
-    print(f"{'stack.json':>18}: {Path(args.state_dir) / 'stack.json'}")
+    print(f"{'stack.json':>18}: {_shown(args.state_dir / 'stack.json')}")
     print(
         'ready: try `gangway discord "/setup"` then `gangway discord "/help"`; Ctrl-C stops everything',
         flush=True,
@@ -53,7 +67,7 @@ def _cmd_discord(args: argparse.Namespace) -> int:
     from chalicelib.commands import registry
     from devstack.discord_user import DiscordUser, Who
 
-    stack = _load_stack(Path(args.state_dir))
+    stack = _load_stack(args.state_dir)
     who = Who(
         guild_id=None if args.dm else args.guild,
         user_id=args.user,
@@ -93,7 +107,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
         print(registry.payload_json(), end="")
         return 0
     if args.local:
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         api, app_id, token = stack["discord_api_url"], stack["application_id"], "local-bot-token"
     else:
         api = os.environ.get("DISCORD_API_URL", "https://discord.com/api/v10")
@@ -113,7 +127,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.local:
         from devstack.aws import fake_credentials
 
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         os.environ.update({**fake_credentials(), "AWS_ENDPOINT_URL": stack["aws_endpoint_url"]})
     elif args.stage:
         os.environ["TENANTS_TABLE"] = f"gangway-{args.stage}-tenants"
@@ -139,7 +153,7 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
     if args.local:
         from devstack.aws import fake_credentials
 
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         env.update(fake_credentials())
         env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
         os.environ.update(env)
@@ -168,9 +182,12 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed (`--state-dir` already absolute); `main` runs what it names."""
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
-    parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
+    parser.add_argument(
+        "--state-dir", type=state_dir, default=str(DEFAULT_STATE), help="where stack.json lives"
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="bring the local stack up (Ctrl-C stops it)")
@@ -217,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")
     vap.set_defaults(fn=_cmd_vapid)
 
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     result: int = args.fn(args)
     return result
 
