@@ -31,6 +31,13 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _field(text: str) -> str:
+    """One `--field name=value`; refused at parse time when it has no `=` (a form needs both)."""
+    if "=" not in text or not text.partition("=")[0]:
+        raise argparse.ArgumentTypeError(f"a form field is written name=value, got {text!r}")
+    return text
+
+
 def _load_stack(state_dir: Path) -> dict[str, Any]:
     path = state_dir / "stack.json"
     if not path.exists():
@@ -75,12 +82,15 @@ def _cmd_discord(args: argparse.Namespace) -> int:
         permissions=0 if args.member else Who().permissions,
     )
     user = DiscordUser.from_stack(stack, who)
-    if args.component:
+    if args.modal:
+        fields = dict(f.partition("=")[::2] for f in args.field)
+        payload = user.modal_submit(args.modal, fields)
+    elif args.component:
         payload = user.component(args.component, args.values.split(",") if args.values is not None else None)
     else:
         payload = user.line(args.line, registry)
     status, body = user.post(payload)
-    print(json.dumps({"status": status, "response": body}, indent=2))
+    print(json.dumps({"status": status, "response": body}, indent=2, ensure_ascii=False))
     deferred = isinstance(body, dict) and body.get("type") in (5, 6)
     if deferred and args.wait > 0:
         token = payload["token"]
@@ -89,7 +99,9 @@ def _cmd_discord(args: argparse.Namespace) -> int:
             with urllib.request.urlopen(stack["discord_api_url"] + "/_calls", timeout=5) as resp:  # noqa: S310
                 calls = [c for c in json.loads(resp.read()) if token in c["path"]]
             if calls:
-                print(json.dumps({"follow_ups": calls}, indent=2).replace(token, "<token>"))
+                print(
+                    json.dumps({"follow_ups": calls}, indent=2, ensure_ascii=False).replace(token, "<token>")
+                )
                 break
             time.sleep(0.1)
         else:
@@ -200,6 +212,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     dis.add_argument("line", nargs="?", default="/help", help='a command line such as "/games game:valheim"')
     dis.add_argument("--component", help="send a component interaction with this custom_id instead")
     dis.add_argument("--values", help="comma-separated select values for --component")
+    dis.add_argument("--modal", help="submit the form (modal) with this custom_id instead, e.g. games:create")
+    dis.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        type=_field,
+        help="a form field for --modal, name=value (repeat it for each field)",
+    )
     dis.add_argument("--guild", default="100000000000000001")
     dis.add_argument("--user", default="200000000000000002")
     dis.add_argument("--roles", default="", help="comma-separated role ids of the caller")

@@ -44,9 +44,21 @@ def test_the_local_agents_refuse_a_relative_state_dir() -> None:
 
 
 def test_without_a_stack_the_cli_says_where_it_looked_as_the_user_wrote_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as ended:
         main(["discord", "/games"])
     assert ended.value.code == "no local stack found at .local/stack.json: start one with `make run`"
+
+
+def test_a_form_is_submitted_field_by_field_and_a_field_without_a_name_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse_args(
+        ["discord", "--modal", "games:create", "--field", "name=valheim", "--field", "description=a=b"]
+    )
+    assert (args.modal, args.field) == ("games:create", ["name=valheim", "description=a=b"])
+    with pytest.raises(SystemExit):
+        parse_args(["discord", "--modal", "games:create", "--field", "valheim"])
+    assert "a form field is written name=value, got 'valheim'" in capsys.readouterr().err
