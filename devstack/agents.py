@@ -182,6 +182,8 @@ class LocalAgents:
         free_port: Callable[[], int],
         privileged: bool | None = None,
     ) -> None:
+        if not state_dir.is_absolute():  # each agent runs in its own folder, where this would mean nothing
+            raise ValueError(f"the local agents need an absolute state directory, not {str(state_dir)!r}")
         self._ec2 = ec2  # one EC2 client per region to watch
         self._mqtt_url = mqtt_url
         self._dir = state_dir / "agents"

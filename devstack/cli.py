@@ -13,15 +13,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "parse_args", "state_dir"]
 
 DEFAULT_STATE = Path(".local")
+
+
+def state_dir(text: str) -> Path:
+    """`--state-dir` made absolute once, as it is parsed: the stack hands it to processes that run in
+    other folders (each local agent runs in its instance's folder), where a relative path means nothing."""
+    return Path(text).expanduser().absolute()
+
+
+def _shown(path: Path) -> str:
+    """A path as a person would type it from here: relative under the working folder, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _field(text: str) -> str:
+    """One `--field name=value`; refused at parse time when it has no `=` (a form needs both)."""
+    if "=" not in text or not text.partition("=")[0]:
+        raise argparse.ArgumentTypeError(f"a form field is written name=value, got {text!r}")
+    return text
 
 
 def _load_stack(state_dir: Path) -> dict[str, Any]:
     path = state_dir / "stack.json"
     if not path.exists():
-        sys.exit(f"no local stack found at {path}: start one with `make run`")
+        sys.exit(f"no local stack found at {_shown(path)}: start one with `make run`")
     stack: dict[str, Any] = json.loads(path.read_text())
     return stack
 
@@ -33,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for noisy in ("botocore", "pynamodb", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ports = Ports.auto() if args.auto_ports else Ports()
-    stack = Stack(Path(args.state_dir), ports)
+    stack = Stack(args.state_dir, ports)
     try:
         info = stack.start()
     except Exception:
@@ -41,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     for key in ("api_url", "discord_api_url", "site_url", "mqtt_url", "aws_endpoint_url"):
         print(f"{key:>18}: {info[key]}")
-    print(f"{'stack.json':>18}: {Path(args.state_dir) / 'stack.json'}")
+    print(f"{'stack.json':>18}: {_shown(args.state_dir / 'stack.json')}")
     print(
         'ready: try `gangway discord "/setup"` then `gangway discord "/help"`; Ctrl-C stops everything',
         flush=True,
@@ -54,7 +75,7 @@ def _cmd_discord(args: argparse.Namespace) -> int:
     from chalicelib.commands import registry
     from devstack.discord_user import DiscordUser, Who
 
-    stack = _load_stack(Path(args.state_dir))
+    stack = _load_stack(args.state_dir)
     who = Who(
         guild_id=None if args.dm else args.guild,
         user_id=args.user,
@@ -62,12 +83,15 @@ def _cmd_discord(args: argparse.Namespace) -> int:
         permissions=0 if args.member else Who().permissions,
     )
     user = DiscordUser.from_stack(stack, who)
-    if args.component:
+    if args.modal:
+        fields = dict(f.partition("=")[::2] for f in args.field)
+        payload = user.modal_submit(args.modal, fields)
+    elif args.component:
         payload = user.component(args.component, args.values.split(",") if args.values is not None else None)
     else:
         payload = user.line(args.line, registry)
     status, body = user.post(payload)
-    print(json.dumps({"status": status, "response": body}, indent=2))
+    print(json.dumps({"status": status, "response": body}, indent=2, ensure_ascii=False))
     deferred = isinstance(body, dict) and body.get("type") in (5, 6)
     if deferred and args.wait > 0:
         token = payload["token"]
@@ -76,7 +100,9 @@ def _cmd_discord(args: argparse.Namespace) -> int:
             with urllib.request.urlopen(stack["discord_api_url"] + "/_calls", timeout=5) as resp:  # noqa: S310
                 calls = [c for c in json.loads(resp.read()) if token in c["path"]]
             if calls:
-                print(json.dumps({"follow_ups": calls}, indent=2).replace(token, "<token>"))
+                print(
+                    json.dumps({"follow_ups": calls}, indent=2, ensure_ascii=False).replace(token, "<token>")
+                )
                 break
             time.sleep(0.1)
         else:
@@ -94,7 +120,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
         print(registry.payload_json(), end="")
         return 0
     if args.local:
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         api, app_id, token = stack["discord_api_url"], stack["application_id"], "local-bot-token"
     else:
         api = os.environ.get("DISCORD_API_URL", "https://discord.com/api/v10")
@@ -114,7 +140,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.local:
         from devstack.aws import fake_credentials
 
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         os.environ.update({**fake_credentials(), "AWS_ENDPOINT_URL": stack["aws_endpoint_url"]})
     elif args.stage:
         os.environ["TENANTS_TABLE"] = f"gangway-{args.stage}-tenants"
@@ -140,7 +166,7 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
     if args.local:
         from devstack.aws import fake_credentials
 
-        stack = _load_stack(Path(args.state_dir))
+        stack = _load_stack(args.state_dir)
         env.update(fake_credentials())
         env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
         os.environ.update(env)
@@ -196,9 +222,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed(checks) else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed (`--state-dir` already absolute); `main` runs what it names."""
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
-    parser.add_argument("--state-dir", default=str(DEFAULT_STATE), help="where stack.json lives")
+    parser.add_argument(
+        "--state-dir", type=state_dir, default=str(DEFAULT_STATE), help="where stack.json lives"
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="bring the local stack up (Ctrl-C stops it)")
@@ -211,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     dis.add_argument("line", nargs="?", default="/help", help='a command line such as "/games game:valheim"')
     dis.add_argument("--component", help="send a component interaction with this custom_id instead")
     dis.add_argument("--values", help="comma-separated select values for --component")
+    dis.add_argument("--modal", help="submit the form (modal) with this custom_id instead, e.g. games:create")
+    dis.add_argument(
+        "--field",
+        action="append",
+        default=[],
+        type=_field,
+        help="a form field for --modal, name=value (repeat it for each field)",
+    )
     dis.add_argument("--guild", default="100000000000000001")
     dis.add_argument("--user", default="200000000000000002")
     dis.add_argument("--roles", default="", help="comma-separated role ids of the caller")
@@ -253,7 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     doc.add_argument("--guild", help="compare the commands registered to this guild (make deploy GUILD=…)")
     doc.set_defaults(fn=_cmd_doctor)
 
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     result: int = args.fn(args)
     return result
 
