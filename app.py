@@ -36,7 +36,8 @@ def jobs(event: SQSEvent) -> None:
 @app.on_sqs_message(queue=settings().steps_queue, batch_size=1)
 def steps(event: SQSEvent) -> None:
     for record in event:
-        wiring.container().step_runner.run(record.body)
+        attrs = record.to_dict().get("attributes", {})
+        wiring.container().step_runner.run(record.body, attrs.get("AWSTraceHeader"))
 
 
 @app.on_sqs_message(queue=settings().agent_events_queue, batch_size=1)

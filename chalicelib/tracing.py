@@ -105,7 +105,13 @@ class XRayTracer:
     def segment(self, name: str, trace_header: str | None = None) -> Iterator[Span]:
         recorder = self._get()
         if self._in_lambda:
+            # The runtime's segment is the parent and its trace id is fixed; X-Ray links an SQS-triggered
+            # invocation to its message's AWSTraceHeader, and the annotation finds the rest
+            # (`annotation.continues = "<root>"`), such as agent events, whose queue message has none.
             with self.span(name) as span:
+                root = _parse_header(trace_header).get("Root")
+                if root:
+                    span.annotate("continues", root)
                 yield span
             return
         parts = _parse_header(trace_header)

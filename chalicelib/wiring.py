@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from chalicelib.access import AccessService, IpAuthApi
-    from chalicelib.agents import BoundAgentEvents, Publisher
+    from chalicelib.agents import AgentEvent, BoundAgentEvents, Publisher
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
@@ -120,7 +120,15 @@ class Container:
         from chalicelib.registry import AGENT_EVENT_MODULES, load
 
         load(AGENT_EVENT_MODULES)
-        return AGENT_EVENTS.bind(self.lifecycle)
+        lc = self.lifecycle
+
+        def trace_of(event: AgentEvent) -> str | None:
+            """The trace of the step waiting on the event's game (GameStore.wait stored it)."""
+            game = lc.games.get(event.tenant_id, event.game)
+            return game.wait.task_trace if game is not None else None
+
+        # With tracing off the read is skipped: nothing would use its answer.
+        return AGENT_EVENTS.bind(lc, self.tracer, trace_of if self.settings.tracing else None)
 
     @cached_property
     def step_registry(self) -> StepRegistry:
@@ -136,7 +144,13 @@ class Container:
         """Starts executions of the deployed state machines."""
         from chalicelib.workflows import Workflows
 
-        return Workflows(lambda: self.client("stepfunctions"), self.settings.workflows_prefix)
+        def trace_header() -> str | None:
+            """The starter's current trace, from the tracer of the moment (looked up, not captured)."""
+            return self.tracer.trace_header()
+
+        return Workflows(
+            lambda: self.client("stepfunctions"), self.settings.workflows_prefix, trace_header=trace_header
+        )
 
     @cached_property
     def lifecycle(self) -> Lifecycle:

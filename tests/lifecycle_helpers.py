@@ -77,8 +77,13 @@ def pump_steps(until: Callable[[], bool], timeout: float = 30) -> None:
     while time.monotonic() < deadline:
         if until():
             return
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=5, WaitTimeSeconds=1, VisibilityTimeout=60
+        got = sqs.receive_message(  # with the system attributes (AWSTraceHeader), as Lambda's event source
+            QueueUrl=url,
+            MaxNumberOfMessages=5,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=60,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
         )
         for message in got.get("Messages", []):
             app_module.steps(sqs_event(dict(message), arn, c.settings.region), LambdaContext("steps"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from chalicelib.config import settings
-from chalicelib.wiring import Container
+from chalicelib.wiring import Container, container
 from tests.helpers import Harness
+from tests.lifecycle_helpers import create_game, start_until_running
 
 
 @pytest.fixture
@@ -108,3 +110,70 @@ def test_ping_path_loads_neither_the_xray_sdk_nor_boto3_even_with_tracing_on() -
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env
     ).stdout
     assert json.loads(out) == [200, []]
+
+
+# Objects that hold the tracer they were built with; rebuilt around a traced test (wiring.py builds
+# them lazily, so popping the cached value is enough).
+_HOLD_THE_TRACER = ("tracer", "endpoint", "dispatcher", "job_runner", "step_runner", "agent_events")
+
+
+@contextlib.contextmanager
+def _tracing_on(daemon: socket.socket) -> Iterator[Container]:
+    """The process-wide container (the one app.py's handlers use) with tracing on, sending to `daemon`."""
+    c = container()
+    saved = c.settings
+    address = f"127.0.0.1:{daemon.getsockname()[1]}"
+    c.settings = dataclasses.replace(saved, tracing=True, xray_daemon_address=address)
+    for name in _HOLD_THE_TRACER:
+        c.__dict__.pop(name, None)
+    try:
+        yield c
+    finally:
+        c.settings = saved
+        for name in _HOLD_THE_TRACER:
+            c.__dict__.pop(name, None)
+
+
+def _all_segments(sock: socket.socket, quiet: float = 1.0) -> list[dict[str, Any]]:
+    """Every document the daemon got until it has been quiet for `quiet` seconds."""
+    sock.settimeout(quiet)
+    out: list[dict[str, Any]] = []
+    while True:
+        try:
+            data, _ = sock.recvfrom(65536)
+        except TimeoutError:
+            return out
+        out.append(json.loads(data.partition(b"\n")[2]))
+
+
+def test_a_start_is_one_trace_from_the_click_to_running(
+    harness: Harness, tenant: str, daemon: socket.socket
+) -> None:
+    """Interaction → StartExecution → every StartGame step → the agent's `ready` → start.running's
+    edit: one trace id. The emulator drops StartExecution's traceHeader and sets no AWSTraceHeader, so
+    the steps here continue the trace the execution's input carries (engine.py's TRACE_FIELD)."""
+    create_game(harness)  # untraced: the trace under test begins at the click on /start
+    with _tracing_on(daemon):
+        start_until_running(harness, tenant)
+        documents = _all_segments(daemon)
+
+    assert documents, "no segments reached the daemon"
+    assert {d["trace_id"] for d in documents} == {documents[0]["trace_id"]}
+    entities = [e for d in documents for e in _walk(d)]
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for e in entities:
+        by_name.setdefault(e["name"], []).append(e)
+    (command,) = by_name["application_command:start"]
+    calls = [e["aws"].get("operation") for e in command.get("subsegments", []) if e.get("namespace") == "aws"]
+    assert "StartExecution" in calls  # under the click
+    steps = [e["annotations"]["step"] for e in by_name["step"]]
+    for step in ("start.launch", "start.volume", "start.volume_ready", "start.attach", "start.wait_agent"):
+        assert step in steps
+    assert steps[-1] == "start.running"
+    (ready,) = [e for e in by_name["agent_event"] if e["annotations"]["event"] == "ready"]
+    (wait_agent,) = [e for e in by_name["step"] if e["annotations"]["step"] == "start.wait_agent"]
+    ready_segment = next(d for d in documents if ready in _walk(d))
+    assert ready_segment["parent_id"] == wait_agent["id"]  # the wait's stored trace, continued
+    # start.running's edit of the /start reply (the Discord webhook PATCH) is in the same trace.
+    (running,) = [e for e in by_name["step"] if e["annotations"]["step"] == "start.running"]
+    assert running["annotations"]["outcome"] == "ok"

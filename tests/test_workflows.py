@@ -3,14 +3,15 @@ steps queue (`sqs:sendMessage.waitForTaskToken`), answered by the steps runner; 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from chalicelib.tracing import NullTracer
+from chalicelib.tracing import NullTracer, Span
 from chalicelib.wiring import container
 from chalicelib.workflows import (
     DEFINITIONS,
@@ -177,9 +178,48 @@ def test_malformed_step_messages_are_dropped(emulator: Any) -> None:
         assert runner.run(body) == "malformed"
 
 
+class _RecordingTracer(NullTracer):
+    """Tracing off, but remembering which trace each segment was asked to continue."""
+
+    def __init__(self) -> None:
+        self.continued: list[str | None] = []
+
+    @contextlib.contextmanager
+    def segment(self, name: str, trace_header: str | None = None) -> Iterator[Span]:
+        self.continued.append(trace_header)
+        with super().segment(name, trace_header) as span:
+            yield span
+
+
+def test_a_step_continues_the_queue_s_trace_header_else_the_one_its_input_carries(emulator: Any) -> None:
+    """Step Functions sets AWSTraceHeader on the steps-queue message when tracing is on (preferred); the
+    embedded emulator does not, so the execution input's trace stands in."""
+    c = container()
+    tracer = _RecordingTracer()
+    runner = StepRunner(
+        steps=StepRegistry(),
+        sfn=lambda: c.client("stepfunctions"),
+        lifecycle=lambda: c.lifecycle,
+        tracer=tracer,
+    )
+    carried = "Root=1-5f84c7a9-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+    queue = "Root=1-5f84c7a9-fedcba9876543210fedcba98;Parent=1111111111111111;Sampled=1"
+    body = json.dumps(
+        {"step": "t.gone", "input": {"tenant": "1", "game": "x", "trace": carried}, "token": "t"}
+    )
+    runner.run(body, queue)  # an unknown step: answered with a failure (a stale token here), still traced
+    runner.run(body)
+    runner.run(
+        json.dumps({"step": "t.gone", "input": {"tenant": "1", "game": "x", "trace": 7}, "token": "t"})
+    )
+    assert tracer.continued == [queue, carried, None]
+
+
 def _check(asl: Mapping[str, Any], steps: StepRegistry) -> list[str]:
     """DESIGN.md §3: every Task is the token pattern to the steps queue, names a known step, retries
-    transient errors and catches to a path that ends (no dangling Next)."""
+    transient errors and catches to a path that ends (no dangling Next). Every step gets the whole state
+    and no state narrows it: the tenant, the game and the starter's trace (engine.py's TRACE_FIELD) ride
+    in the execution input and must reach every step."""
     problems: list[str] = []
     states = asl["States"]
     # A compensation step is where Catch clauses lead; it is the end of the line and needs no Catch.
@@ -191,12 +231,16 @@ def _check(asl: Mapping[str, Any], steps: StepRegistry) -> list[str]:
         for catch in state.get("Catch", []):
             if catch["Next"] not in states:
                 problems.append(f"{name}: Catch goes to missing {catch['Next']}")
+        if "InputPath" in state or "OutputPath" in state or state.get("ResultPath") == "$":
+            problems.append(f"{name}: narrows or replaces the state (the input would lose its trace)")
         if state["Type"] != "Task":
             continue
         if state.get("Resource") != TASK or state["Parameters"].get("QueueUrl") != "${StepsQueueUrl}":
             problems.append(f"{name}: not the steps-queue token pattern")
             continue
         step = state["Parameters"]["MessageBody"].get("step")
+        if state["Parameters"]["MessageBody"].get("input.$") != "$":
+            problems.append(f"{name}: does not send the whole state as the step's input")
         if steps.get(step) is None:
             problems.append(f"{name}: unknown step {step}")
         if not any(ERROR_TRANSIENT in r["ErrorEquals"] for r in state.get("Retry", [])):
@@ -213,7 +257,9 @@ def test_the_checker_finds_what_it_must() -> None:
     del broken["States"]["One"]["Catch"]
     broken["States"]["Flaky"]["Parameters"]["MessageBody"]["step"] = "t.nope"
     broken["States"]["Boom"]["Retry"] = []
-    assert len(_check(broken, reg)) == 3
+    broken["States"]["Boom"]["Parameters"]["MessageBody"]["input.$"] = "$.results"
+    broken["States"]["Flaky"]["OutputPath"] = "$.results"
+    assert len(_check(broken, reg)) == 5
 
 
 def test_every_shipped_workflow_follows_the_pattern() -> None:

@@ -5,6 +5,10 @@ A message is the agent's `evt` envelope plus the `topic` it was published on (th
 `SELECT *, topic() AS topic FROM 'gangway/+/+/evt'`). The tenant and game come from the topic only:
 an agent can publish only on its own topic (IoT policy / broker ACL), so the topic is the identity,
 while anything inside the body is the agent's word.
+
+Tracing: the agent knows nothing of traces (its `ready` comes unasked, when it connects). An event
+continues the trace of the workflow step waiting on its game, which the step stored with its token
+(`GameStore.wait`), so a `/start` stays one trace across the agent's `ready`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from chalicelib.tracing import NullTracer, Tracer
 
 if TYPE_CHECKING:
     from chalicelib.lifecycle.collaborators import Lifecycle
@@ -68,6 +74,9 @@ def parse_agent_event(body: str) -> AgentEvent:
 
 
 Handler = Callable[[AgentEvent, "Lifecycle"], None]
+# The trace header an event continues: the waiting step's (see the module docstring), or None.
+TraceOf = Callable[[AgentEvent], "str | None"]
+_NULL_TRACER: Final = NullTracer()
 H = TypeVar("H", bound=Handler)
 
 
@@ -84,22 +93,35 @@ class AgentEventRouter:
 
         return decorate
 
-    def run(self, body: str, lifecycle: Lifecycle) -> str:
+    def run(
+        self,
+        body: str,
+        lifecycle: Lifecycle,
+        tracer: Tracer = _NULL_TRACER,
+        trace_of: TraceOf | None = None,
+    ) -> str:
         """Handle one queue message; malformed ones are dropped (logged), handler errors propagate so
-        the queue redelivers them."""
+        the queue redelivers them. `trace_of(event)` names the trace the event continues (None: a new
+        one); it is asked only when tracing is on, since it may cost a read."""
         try:
             event = parse_agent_event(body)
         except ValueError as exc:
             log.error("dropping malformed agent event: %s", exc)
             return "malformed"
         handlers = [*self.handlers.get(event.type, []), *self.handlers.get("*", [])]
-        for handler in handlers:
-            handler(event, lifecycle)
+        with tracer.segment("agent_event", trace_of(event) if trace_of else None) as span:
+            span.annotate("tenant", event.tenant_id)
+            span.annotate("game", event.game)
+            span.annotate("event", event.type)
+            for handler in handlers:
+                handler(event, lifecycle)
         return f"{event.type}:{len(handlers)}"
 
-    def bind(self, lifecycle: Lifecycle) -> BoundAgentEvents:
+    def bind(
+        self, lifecycle: Lifecycle, tracer: Tracer = _NULL_TRACER, trace_of: TraceOf | None = None
+    ) -> BoundAgentEvents:
         """This router with what its handlers get: what the agent_events Lambda runs."""
-        return BoundAgentEvents(self, lifecycle)
+        return BoundAgentEvents(self, lifecycle, tracer, trace_of)
 
 
 @dataclass(frozen=True)
@@ -108,9 +130,11 @@ class BoundAgentEvents:
 
     router: AgentEventRouter
     lifecycle: Lifecycle
+    tracer: Tracer = _NULL_TRACER
+    trace_of: TraceOf | None = None
 
     def run(self, body: str) -> str:
-        return self.router.run(body, self.lifecycle)
+        return self.router.run(body, self.lifecycle, self.tracer, self.trace_of)
 
 
 # The app's agent-event handlers: the modules chalicelib/registry.py lists declare into it

@@ -62,6 +62,9 @@ class WorkflowWait:
     # agent's `ready` (a preload, `game.start`), with where and how far its progress was told.
     task_token: str | None = None
     task_wait: str | None = None
+    # The trace of the waiting step (tracing on): the agent event that ends the wait continues it, so a
+    # /start stays one trace across the agent's `ready`.
+    task_trace: str | None = None
     # The backup of a running game (its execution name), since when, and its wait for `game.save`.
     backup: str | None = None
     backup_since: float | None = None
@@ -124,6 +127,7 @@ def game_of_record(rec: GameRecord) -> Game:
             execution=rec.execution,
             task_token=rec.task_token,
             task_wait=rec.task_wait,
+            task_trace=rec.task_trace,
             backup=rec.backup,
             backup_since=_float(rec.backup_since),
             backup_token=rec.backup_token,

@@ -52,6 +52,8 @@ class GameRecord(Model):
     # What task_token waits for when it is not the agent's `ready` (a preload, `game.start`), and where
     # and how far its progress was told: JSON (lifecycle/start_game.py).
     task_wait = UnicodeAttribute(null=True)
+    # The X-Ray trace header of the step that keeps task_token: the agent event ending the wait joins it.
+    task_trace = UnicodeAttribute(null=True)
     # Up for /editgame: the host runs without the game (for installing it); set by the EditGame launch.
     editing = BooleanAttribute(null=True)
     # The newest agent reply a command waits for (/files, /extenddisk): `{"id", "type", "body"}` as JSON,

@@ -190,6 +190,7 @@ class GameStore:
             editing=None,
             task_token=None,
             task_wait=None,
+            task_trace=None,
             **extra,
         )
 
@@ -200,12 +201,19 @@ class GameStore:
         return self._set(tenant_id, name, execution=execution)
 
     def wait(
-        self, tenant_id: str, name: str, token: str, *, waiting_for: Mapping[str, Any] | None = None
+        self,
+        tenant_id: str,
+        name: str,
+        token: str,
+        *,
+        waiting_for: Mapping[str, Any] | None = None,
+        trace: str | None = None,
     ) -> Game:
         """A step keeps its task token until the agent answers; `waiting_for` says for what when it is
-        not the agent's `ready` (lifecycle/start_game.py)."""
+        not the agent's `ready` (lifecycle/start_game.py); `trace` is the step's trace header, which the
+        agent's answer continues (the agent itself knows nothing of traces)."""
         task_wait = json.dumps(dict(waiting_for)) if waiting_for is not None else None
-        return self._set(tenant_id, name, task_token=token, task_wait=task_wait)
+        return self._set(tenant_id, name, task_token=token, task_wait=task_wait, task_trace=trace)
 
     def note_wait(self, tenant_id: str, name: str, waiting_for: Mapping[str, Any]) -> Game:
         """What the kept token waits for, updated (how far a preload's progress was told)."""
@@ -213,7 +221,7 @@ class GameStore:
 
     def end_wait(self, tenant_id: str, name: str) -> Game:
         """The wait is over (answered, or the step moved on)."""
-        return self._set(tenant_id, name, task_token=None, task_wait=None)
+        return self._set(tenant_id, name, task_token=None, task_wait=None, task_trace=None)
 
     def wait_for_save(self, tenant_id: str, name: str, token: str | None) -> Game:
         """The backup's task token while the agent saves (None: the wait is over). Apart from the main

@@ -205,7 +205,7 @@ def start_wait_agent(ctx: StepContext, data: Mapping[str, Any]) -> None:
     issuing again is idempotent.
     """
     lc, game = ctx.lifecycle, game_of(ctx)
-    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, trace=ctx.trace)
     identity = lc.gateways.identity(game, actor=_ACTOR)
     identity.give_role(game.resources.instance_id or "")
     identity.issue(game.resources.instance_id or "")
@@ -273,7 +273,7 @@ def start_preload_read(ctx: StepContext, data: Mapping[str, Any]) -> None:
     lc, game = ctx.lifecycle, game_of(ctx)
     request = preload_request_id(ctx.execution)
     wait = {"for": "preload", "request": request, "reply": dict(data.get("reply") or {}), "told": -1.0}
-    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait, trace=ctx.trace)
     lc.tell(data, f"⏳ Starting **{game.name}**: reading the disk… 0 %")
     lc.ask_agent(game, "disk.preload", {}, request_id=request)
 
@@ -284,7 +284,7 @@ def start_game_start(ctx: StepContext, data: Mapping[str, Any]) -> None:
     lc, game = ctx.lifecycle, game_of(ctx)
     request = game_start_request_id(ctx.execution)
     wait = {"for": "game.start", "request": request}
-    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, waiting_for=wait, trace=ctx.trace)
     seconds = data.get("preloaded", {}).get("seconds")
     took = f" (read in {float(seconds):.0f} s)" if isinstance(seconds, int | float) else ""
     lc.tell(data, f"⏳ Starting **{game.name}**: the disk is read{took}; starting the game…")

@@ -67,7 +67,7 @@ def stop_save(ctx: StepContext, data: Mapping[str, Any]) -> None:
     """Ask the agent to stop the game (it saves and flushes); its reply finishes this step."""
     lc, game = ctx.lifecycle, game_of(ctx)
     lc.tell(data, f"⏳ Stopping **{game.name}**: saving the world…")
-    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token)
+    lc.games.wait(ctx.tenant_id, ctx.game, ctx.token, trace=ctx.trace)
     lc.ask_agent(game, "game.stop", {}, request_id=stop_request_id(ctx.execution))
 
 

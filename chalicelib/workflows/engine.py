@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["DEFINITIONS", "Workflows", "definition", "placeholders", "state_machine_name"]
+__all__ = ["DEFINITIONS", "TRACE_FIELD", "Workflows", "definition", "placeholders", "state_machine_name"]
 
 DEFINITIONS: Final = Path(__file__).resolve().parent
 _PLACEHOLDER: Final = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
@@ -42,12 +42,23 @@ def definition(workflow: str, values: Mapping[str, str]) -> str:
     return filled
 
 
-class Workflows:
-    """Starts executions of the deployed state machines (looked up by name once per container)."""
+# The execution input's field that carries the starter's X-Ray trace header to every step.
+TRACE_FIELD: Final = "trace"
 
-    def __init__(self, sfn: Callable[[], Any], prefix: str) -> None:
+
+class Workflows:
+    """Starts executions of the deployed state machines (looked up by name once per container).
+
+    `trace_header` reports the caller's current X-Ray trace (None when tracing is off): an execution
+    continues it, so one user action is one trace from the click to the last step.
+    """
+
+    def __init__(
+        self, sfn: Callable[[], Any], prefix: str, trace_header: Callable[[], str | None] = lambda: None
+    ) -> None:
         self._sfn = sfn
         self._prefix = prefix
+        self._trace_header = trace_header
         self._arns: dict[str, str] = {}
 
     def arn(self, workflow: str) -> str:
@@ -63,13 +74,19 @@ class Workflows:
     def start(self, workflow: str, *, name: str, input: Mapping[str, Any]) -> str:
         """Start (or find, if `name` already ran) an execution; returns its ARN.
 
-        Names are at most 80 characters of letters, digits, `-` and `_` (AWS's rule).
+        Names are at most 80 characters of letters, digits, `-` and `_` (AWS's rule). With tracing on,
+        the trace goes twice: as `traceHeader` (Step Functions then sets `AWSTraceHeader` on every
+        steps-queue message) and as the input's `trace` field, which reaches every step through
+        `"input.$": "$"` where the first does not (the embedded emulator drops `traceHeader`).
         """
         safe = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:80]
         sfn = self._sfn()
+        header = self._trace_header()
+        extra: dict[str, str] = {} if header is None else {"traceHeader": header}
+        data = dict(input) if header is None else {**input, TRACE_FIELD: header}
         try:
             answer = sfn.start_execution(
-                stateMachineArn=self.arn(workflow), name=safe, input=json.dumps(input)
+                stateMachineArn=self.arn(workflow), name=safe, input=json.dumps(data), **extra
             )
         except sfn.exceptions.ExecutionAlreadyExists:
             prefix = self.arn(workflow).split(":stateMachine:")[0]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from chalicelib.errors import UserError
 from chalicelib.instances import error_code
 from chalicelib.tracing import Tracer
+from chalicelib.workflows.engine import TRACE_FIELD
 from chalicelib.workflows.steps import ERROR_REJECTED, ERROR_TRANSIENT, StepContext, StepFailed, StepRegistry
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ _STEP: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _TENANT: Final = re.compile(r"[0-9]{1,20}")
 _CAUSE_LIMIT: Final = 32000  # Step Functions caps `cause` at 32768 characters
 _STALE: Final = {"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"}
+_TRACE_LIMIT: Final = 256  # StartExecution's traceHeader limit
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,12 @@ class StepMessage:
     step: str
     input: Mapping[str, Any]
     token: str
+
+    @property
+    def trace(self) -> str | None:
+        """The starter's trace header from the execution input (engine.py's TRACE_FIELD), if any."""
+        value = self.input.get(TRACE_FIELD)
+        return value if isinstance(value, str) and 0 < len(value) <= _TRACE_LIMIT else None
 
     @classmethod
     def parse(cls, body: str) -> StepMessage:
@@ -83,16 +91,21 @@ class StepRunner:
         self._lifecycle = lifecycle
         self._tracer = tracer
 
-    def run(self, body: str) -> str:
+    def run(self, body: str, trace_header: str | None = None) -> str:
         """Process one message; returns what happened. Never raises for a step's own failure: that is
-        reported to Step Functions, whose Retry/Catch decide what comes next."""
+        reported to Step Functions, whose Retry/Catch decide what comes next.
+
+        `trace_header` is the message's `AWSTraceHeader` (Step Functions sets it when tracing is on);
+        without it the step continues the trace its execution's input carries, so either way a step
+        joins the trace of the action that started the workflow.
+        """
         try:
             msg = StepMessage.parse(body)
         except ValueError as exc:
             log.error("dropping malformed step message: %s", exc)
             return "malformed"
         fn = self._steps.get(msg.step)
-        with self._tracer.segment("step") as span:
+        with self._tracer.segment("step", trace_header or msg.trace) as span:
             span.annotate("tenant", msg.input["tenant"])
             span.annotate("step", msg.step)
             if fn is None:
@@ -103,6 +116,7 @@ class StepRunner:
                 execution=str(msg.input.get("execution", "")),
                 token=msg.token,
                 lifecycle=self._lifecycle(),
+                trace=self._tracer.trace_header(),
             )
             try:
                 output = fn(ctx, msg.input)

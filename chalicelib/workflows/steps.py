@@ -43,6 +43,9 @@ class StepContext:
     execution: str
     token: str
     lifecycle: Lifecycle
+    # This step's trace header (None when tracing is off): a step that keeps its token stores it on the
+    # game, so the agent event that ends the wait joins the same trace.
+    trace: str | None = None
 
     @property
     def settings(self) -> Settings:
