@@ -67,9 +67,9 @@ class Settings:
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
     iot_data_endpoint: str | None = None
-    # What a game instance pip-installs as its agent (chalicelib/lifecycle/bootstrap.py): a requirement
-    # or a wheel URL.
-    agent_package: str = "gangway-agent[cloudwatch]"
+    # Where game instances get their agent (chalicelib/instances/wheelhouse.py): the wheelhouse `make deploy`
+    # uploads, s3://<artifacts bucket>/agent/<sha256>. Empty: no game can start (the step says why).
+    agent_wheelhouse: str = ""
     # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
     signin_url: str = "https://signin.aws.amazon.com/federation"
     # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
@@ -128,7 +128,7 @@ class Settings:
             ipauth_key_id=e.get("IPAUTH_KEY_ID", cls.ipauth_key_id),
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
-            agent_package=e.get("AGENT_PACKAGE", cls.agent_package),
+            agent_wheelhouse=e.get("AGENT_WHEELHOUSE", ""),
             push_table=e.get("PUSH_TABLE", cls.push_table),
             vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),
