@@ -21,7 +21,13 @@ from typing import Any, ClassVar
 from nacl.signing import SigningKey
 
 from devstack.agents import start_agent_side
-from devstack.aws import LOCAL_ARTIFACTS_BUCKET, Emulator, artifacts_bucket, create_resources, fake_credentials
+from devstack.aws import (
+    LOCAL_ARTIFACTS_BUCKET,
+    Emulator,
+    artifacts_bucket,
+    create_resources,
+    fake_credentials,
+)
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 from devstack.pump import Pump

@@ -77,7 +77,9 @@ def emulator() -> Iterator[Emulator]:
     s3 = c.client("s3")
     bucket = artifacts_bucket(s3, "gangway-artifacts-test")
     s3.put_object(Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.tar", Body=WHEELHOUSE_ARCHIVE)
-    s3.put_object(Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.requirements.txt", Body=WHEELHOUSE_REQUIREMENTS.encode())
+    s3.put_object(
+        Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.requirements.txt", Body=WHEELHOUSE_REQUIREMENTS.encode()
+    )
     yield emu
     emu.stop()
 

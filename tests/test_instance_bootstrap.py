@@ -41,9 +41,21 @@ AGENT = AgentInstall(
     "&X-Amz-Security-Token=" + "T" * 1400 + "&X-Amz-Signature=" + "f" * 64,
     sha256="a" * 64,
     requirements="".join(
-        f"{name}==1.0.0 --hash=sha256:{'b' * 64}" + (f" --hash=sha256:{'c' * 64}" if name == "awscrt" else "") + "\n"
-        for name in ("awscrt", "awsiotsdk", "boto3", "botocore", "gangway-agent", "jmespath",
-                     "python-dateutil", "s3transfer", "six", "urllib3")
+        f"{name}==1.0.0 --hash=sha256:{'b' * 64}"
+        + (f" --hash=sha256:{'c' * 64}" if name == "awscrt" else "")
+        + "\n"
+        for name in (
+            "awscrt",
+            "awsiotsdk",
+            "boto3",
+            "botocore",
+            "gangway-agent",
+            "jmespath",
+            "python-dateutil",
+            "s3transfer",
+            "six",
+            "urllib3",
+        )
     ),
 )
 BOOT = Bootstrap(
@@ -84,7 +96,7 @@ def test_the_agent_comes_only_from_the_wheelhouse_with_every_hash_required() -> 
     nothing unhashed; no pip upgrade (it would be an unpinned install)."""
     script = render(BOOT)
     assert f"AGENT_SHA256={AGENT.sha256}" in script and f"AGENT_URL='{AGENT.url}'" in script
-    assert 'sha256sum -c --quiet -' in script
+    assert "sha256sum -c --quiet -" in script
     assert AGENT.requirements.rstrip("\n") + "\nREQ\n" in script
     assert "--no-index --require-hashes" in script and "--upgrade" not in script
     assert "gangway-agent[cloudwatch]" not in script
@@ -204,7 +216,9 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     tags = _ssm().list_tags_for_resource(ResourceType="Parameter", ResourceId=f"{path}/private-key")[
         "TagList"
     ]
-    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.resources.instance_id}")
+    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(
+        f":instance/{game.resources.instance_id}"
+    )
 
     user_data = _user_data(game.resources.instance_id or "")
     associations = (

@@ -1,7 +1,7 @@
 """Instances: the AWS gateways of a game's resources, built through the credentials broker by
 `TenantGateways`: EC2/EBS (launch options, volumes, snapshots), its security group, its instance's IoT
-identity, its DNS name, its log group, and console links onto its instance; and where instances get their agent
-(`wheelhouse.py`, the hosting account's artifacts bucket)."""
+identity, its DNS name, its log group, and console links onto its instance; and where instances get
+their agent (`wheelhouse.py`, the hosting account's artifacts bucket)."""
 
 from __future__ import annotations
 

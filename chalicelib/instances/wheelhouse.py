@@ -20,7 +20,9 @@ __all__ = ["URL_LIFETIME_S", "AgentInstall", "AgentWheelhouse", "NoWheelhouse"]
 
 # Long enough for a boot that waits on apt's lock; short enough that a leaked user data is soon useless.
 URL_LIFETIME_S: Final = 3600
-_LOCATION: Final = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>agent/(?P<sha>[0-9a-f]{64}))")
+_LOCATION: Final = re.compile(
+    r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>agent/(?P<sha>[0-9a-f]{64}))"
+)
 # One pinned distribution with one or more wheel hashes: nothing else may reach the user data's heredoc.
 _REQUIREMENT: Final = re.compile(r"[a-z0-9][a-z0-9.-]*==[A-Za-z0-9.+!-]+( --hash=sha256:[0-9a-f]{64})+")
 
@@ -57,7 +59,8 @@ class AgentWheelhouse:
         m = _LOCATION.fullmatch(self._location)
         if m is None:
             raise NoWheelhouse(
-                f"AGENT_WHEELHOUSE is {self._location!r}, not s3://<bucket>/agent/<sha256> (make deploy sets it)"
+                f"AGENT_WHEELHOUSE is {self._location!r}, not s3://<bucket>/agent/<sha256> "
+                "(make deploy sets it)"
             )
         bucket, key = m["bucket"], m["key"]
         with self._lock:

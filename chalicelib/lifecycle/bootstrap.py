@@ -3,8 +3,9 @@
 It installs the agent into its own venv from the wheelhouse `make deploy` uploaded (instances/wheelhouse.py):
 it downloads the archive from a presigned URL, checks the archive's sha256, and runs
 `pip install --no-index --require-hashes` with the requirements written here, every wheel pinned by its
-sha256 (the agent's own included), so nothing comes from a package index or unpinned; it then mounts the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in
-use, i.e. not the root disk; formatting it only when blank), fetches the instance's IoT certificate
+sha256 (the agent's own included), so nothing comes from a package index or unpinned. It then mounts
+the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in use, i.e.
+not the root disk; formatting it only when blank), fetches the instance's IoT certificate
 and key from SSM Parameter Store (instances/identity.py says why not from here), writes
 /etc/gangway/agent.toml and runs the agent under systemd, restarted on failure. With a log group, the
 game's output and the agent's journal (the boot's output too, so a failed start is readable) go to
@@ -156,7 +157,8 @@ def render(b: Bootstrap) -> str:
     """The user-data script for one launch.
 
     Raises:
-        ValueError: a malformed volume id, log group, agent hash or requirement, a wait under a second, or over EC2's 16 KB.
+        ValueError: a malformed volume id, log group, agent hash or requirement, a wait under a second,
+            or over EC2's 16 KB.
     """
     if b.volume_id is not None and not _VOLUME_ID.fullmatch(b.volume_id):
         raise ValueError(f"{b.volume_id!r} is not an EBS volume id (vol-…)")

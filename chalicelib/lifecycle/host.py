@@ -72,7 +72,8 @@ def user_data(
 ) -> str:
     """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
 
-    The agent comes from the deployment's wheelhouse (a fresh presigned URL per launch, instances/wheelhouse.py).
+    The agent comes from the deployment's wheelhouse (a fresh presigned URL per launch,
+    instances/wheelhouse.py).
 
     The game's opened ports go to the agent's firewall and player count; its log group is made here
     (game_logs.py) so the instance role needs no right to make one. The instance is launched before its
