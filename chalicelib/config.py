@@ -67,9 +67,9 @@ class Settings:
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
     iot_data_endpoint: str | None = None
-    # What a game instance pip-installs as its agent (chalicelib/lifecycle/bootstrap.py): a requirement
-    # or a wheel URL.
-    agent_package: str = "gangway-agent[cloudwatch]"
+    # Where game instances get their agent (chalicelib/instances/wheelhouse.py): the wheelhouse `make deploy`
+    # uploads, s3://<artifacts bucket>/agent/<sha256>. Empty: no game can start (the step says why).
+    agent_wheelhouse: str = ""
     # The game instance's image: the publisher's public SSM parameter (`{arch}` is amd64 or arm64), the
     # owner the image must have (Debian's account), and an explicit AMI id that overrides both.
     image_parameter: str = "/aws/service/debian/release/12/latest/{arch}"
@@ -133,7 +133,7 @@ class Settings:
             ipauth_key_id=e.get("IPAUTH_KEY_ID", cls.ipauth_key_id),
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
-            agent_package=e.get("AGENT_PACKAGE", cls.agent_package),
+            agent_wheelhouse=e.get("AGENT_WHEELHOUSE", ""),
             image_parameter=e.get("IMAGE_PARAMETER", cls.image_parameter),
             image_owner=e.get("IMAGE_OWNER", cls.image_owner),
             image_id=e.get("IMAGE_ID", cls.image_id),

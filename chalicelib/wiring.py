@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
     from chalicelib.games.api import GameStateApi
-    from chalicelib.instances import TenantGateways
+    from chalicelib.instances import AgentWheelhouse, TenantGateways
     from chalicelib.jobs import JobMessage, JobRunner
     from chalicelib.lifecycle import Lifecycle
     from chalicelib.push import PushApi, PushService
@@ -171,7 +171,16 @@ class Container:
             publisher=lambda: self.publisher,
             access=lambda: self.access,
             push=lambda: self.push,
+            wheelhouse=lambda: self.wheelhouse,
         )
+
+    @cached_property
+    def wheelhouse(self) -> AgentWheelhouse:
+        """The agent's wheelhouse in the hosting account's artifacts bucket, with this function's own
+        credentials (the instances may be in any tenant's account; the URL it signs reaches them all)."""
+        from chalicelib.instances import AgentWheelhouse
+
+        return AgentWheelhouse(self.client("s3"), self.settings.agent_wheelhouse)
 
     @cached_property
     def gateways(self) -> TenantGateways:

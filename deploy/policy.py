@@ -100,6 +100,9 @@ _IOT_CERT_ACTIONS: Final = frozenset(
         "iot:DeleteCertificate",
     }
 )
+# The agent's wheelhouse in the `gangway-artifacts` stack's bucket (CloudFormation names it
+# gangway-artifacts-artifactsbucket-<random>): read-only, content-addressed, and not a stage's.
+_AGENT_WHEELHOUSE: Final = "gangway-artifacts-*/agent/*"
 _ARN: Final = re.compile(
     r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<rest>.+)$"
 )
@@ -224,6 +227,12 @@ def _generated_ids_only(m: re.Match[str], actions: list[str]) -> bool:
     return m["service"] == "iot" and m["rest"] == "cert/*" and set(actions) <= _IOT_CERT_ACTIONS
 
 
+def _agent_wheelhouse(m: re.Match[str], actions: list[str]) -> bool:
+    """Reading the agent's wheelhouse: the artifacts bucket is one per account, shared by stages
+    (deploy/bootstrap.json), so no stage can be named in it."""
+    return m["service"] == "s3" and m["rest"] == _AGENT_WHEELHOUSE and set(actions) == {"s3:GetObject"}
+
+
 def _text_problem(
     text: str, actions: list[str], *, kind: PolicyKind, stage: str | None, scoped_by_condition: bool
 ) -> str | None:
@@ -238,7 +247,7 @@ def _text_problem(
     m = _ARN.match(text)
     if m is None:
         return f"resource {text!r} is not an ARN"
-    if _generated_ids_only(m, actions):
+    if _generated_ids_only(m, actions) or _agent_wheelhouse(m, actions):
         return None
     if stage is not None and "*" in (m["region"], m["account"]):
         return f"resource {text!r} leaves the region or account open"

@@ -2,9 +2,11 @@
 
 Deploy, in order: build the merged template (`deploy.template` in a fresh process, then `chalice package
 --merge-template`); make sure the artifacts stack (`deploy/bootstrap.json`) exists; upload the Lambda
-package and the template there (what `aws cloudformation package` does); create or update the stage's
-stack and wait; fill SiteUrl on the first create; put the bot token when one is given;
-upload `site/`; register the slash commands; print the interactions endpoint URL.
+package and the template there (what `aws cloudformation package` does), and the agent's wheelhouse
+(deploy/wheelhouse.py, under its sha256; the stack's AgentWheelhouse parameter names it); create or
+update the stage's stack and wait; fill SiteUrl on the first create; put the bot token when one is
+given; publish the customer role template to its bucket (/setup's quick-create link); upload `site/`;
+register the slash commands; print the interactions endpoint URL.
 
 Destroy: back up the tables, empty the site bucket, delete the stack, and say what stays.
 
@@ -27,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from deploy import wheelhouse as wh
 from deploy.template import ROOT, SECRETS, UNSET_SECRET, Stage, queue_names
+from deploy.template.site import CUSTOMER_TEMPLATE_KEY
 
 __all__ = [
     "EMULATOR_SKIPS",
@@ -176,6 +180,9 @@ class Deployment:
     )
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     say: Callable[[str], None] = _say
+    # Builds (or takes from ~/.cache/gangway) the agent's wheelhouse; a test may hand in its own.
+    build_wheelhouse: Callable[[], wh.Wheelhouse] = field(default_factory=lambda: wh.build)
+    _agent_wheelhouse: str = field(default="", repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -239,6 +246,7 @@ class Deployment:
         zip_path = template_path.parent / "deployment.zip"
         code_key = f"{self.stage}/{_sha256(zip_path.read_bytes())}.zip"
         self._upload_once(bucket, code_key, zip_path.read_bytes())
+        self._agent_wheelhouse = wh.publish(self.client("s3"), bucket, self.build_wheelhouse(), say=self.say)
         for res in sam["Resources"].values():
             if res["Type"] == "AWS::Serverless::Function":
                 res["Properties"]["CodeUri"] = f"s3://{bucket}/{code_key}"
@@ -249,6 +257,8 @@ class Deployment:
             self.say(f"SiteUrl is now {site_url}: updating the functions' SITE_URL")
             outputs = self._apply(self.stack_name, sam, {**params, "SiteUrl": site_url}, bucket)
         self._fill_bot_token()
+        if "CustomerTemplateBucketName" in outputs:
+            self.publish_customer_template(outputs["CustomerTemplateBucketName"])
         if "SiteBucketName" in outputs:
             self.upload_site(
                 outputs["SiteBucketName"], site, outputs.get("SiteDistributionId"), _published(outputs)
@@ -269,13 +279,27 @@ class Deployment:
         say(f"ensure stack {ARTIFACTS_STACK} from deploy/bootstrap.json (the artifacts bucket)")
         say(f"upload {template_path.parent / 'deployment.zip'} to s3://<artifacts>/{self.stage}/<sha256>.zip")
         say(f"upload {template_path} to s3://<artifacts>/{self.stage}/<sha256>.template.json")
+        say(
+            f"build the agent's wheelhouse into {wh.cache_dir()}/<key> (cached): the agent's wheel "
+            f"and {wh.LOCK.relative_to(ROOT)} for "
+            + ", ".join(f"{arch} ({tag})" for arch, tag in wh.PLATFORMS.items())
+            + f", CPython {wh.PYTHON_VERSION}"
+        )
+        say(
+            f"upload the wheelhouse to s3://<artifacts>/{wh.KEY_PREFIX}<sha256>.tar and "
+            f"{wh.KEY_PREFIX}<sha256>.requirements.txt; AgentWheelhouse=s3://<artifacts>/"
+            f"{wh.KEY_PREFIX}<sha256>"
+        )
         say(f"create or update stack {self.stack_name} with {' '.join(CAPABILITIES)}, and wait")
         say("update the stack once more with SiteUrl=<SiteURL output> when it changed")
         say(f"put DISCORD_BOT_TOKEN into gangway/{self.stage}/discord-bot-token when set")
+        say(
+            f"put s3://<CustomerTemplateBucketName>/{CUSTOMER_TEMPLATE_KEY} (policies/customer-role.yaml; "
+            "the functions' CUSTOMER_TEMPLATE_URL)"
+        )
         for key, _, ctype, cache in site_files(site):
             say(f"put s3://<SiteBucketName>/{key} Content-Type={ctype!r} Cache-Control={cache!r}")
         say('put s3://<SiteBucketName>/config.json {"api_url": <EndpointURL output>}')
-        say("put s3://<SiteBucketName>/gangway-customer-role.yaml (policies/customer-role.yaml)")
         say("invalidate /* on the site's CloudFront distribution")
         say("$ .venv/bin/gangway register" + (f" --guild {guild}" if guild else ""))
         say("print the InteractionsEndpointURL output")
@@ -327,6 +351,8 @@ class Deployment:
             p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters", [])
         }
         given["IotDataEndpoint"] = self._iot_endpoint()
+        if self._agent_wheelhouse:
+            given["AgentWheelhouse"] = self._agent_wheelhouse
         for key, (name, _) in SECRETS.items():
             given[f"{key}SecretExists"] = (
                 "true" if self._secret_outside_stack(f"gangway/{self.stage}/{name}") else "false"
@@ -493,6 +519,19 @@ class Deployment:
 
     # -- the site ----------------------------------------------------------------------------------
 
+    def publish_customer_template(self, bucket: str) -> str:
+        """Put policies/customer-role.yaml where /setup's quick-create link points (CUSTOMER_TEMPLATE_URL):
+        an S3 object, because CloudFormation takes a template URL only from S3."""
+        self.client("s3").put_object(
+            Bucket=bucket,
+            Key=CUSTOMER_TEMPLATE_KEY,
+            Body=(ROOT / "policies" / "customer-role.yaml").read_bytes(),
+            ContentType="text/yaml; charset=utf-8",
+            CacheControl="no-cache",
+        )
+        self.say(f"customer role template: s3://{bucket}/{CUSTOMER_TEMPLATE_KEY}")
+        return CUSTOMER_TEMPLATE_KEY
+
     def upload_site(
         self,
         bucket: str,
@@ -540,7 +579,7 @@ class Deployment:
             for line in (
                 f"# destroy stack {self.stack_name} in {self.region}",
                 "back up every table of the stack (DynamoDB on-demand backups, kept)",
-                "empty the site bucket",
+                "empty the site bucket and the customer template bucket",
                 f"delete stack {self.stack_name} and wait",
             ):
                 self.say(line)
@@ -557,9 +596,11 @@ class Deployment:
                 table = r["PhysicalResourceId"]
                 arn = self.client("dynamodb").create_backup(TableName=table, BackupName=f"{table}-{stamp}")
                 kept.append(f"backup {arn['BackupDetails']['BackupArn']} (restore-table-from-backup)")
-        bucket = self._outputs(self.stack_name).get("SiteBucketName")
-        if bucket:
-            s3 = self.client("s3")
+        outputs = self._outputs(self.stack_name)
+        for bucket in filter(
+            None, (outputs.get(k) for k in ("SiteBucketName", "CustomerTemplateBucketName"))
+        ):
+            s3 = self.client("s3")  # CloudFormation deletes only empty buckets
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
                 objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if objects:
@@ -583,14 +624,10 @@ class Deployment:
 
 def _published(outputs: Mapping[str, str]) -> dict[str, tuple[bytes, str]]:
     """Files the site serves beside `site/`: where the page finds the API (site/app.js reads
-    config.json, as the local stack serves it), and the customer-account role template that /setup's
-    quick-create link points at by default (chalicelib/commands/accounts.py)."""
+    config.json, as the local stack serves it). The customer role template is not among them:
+    CloudFormation refuses a CloudFront URL as a template URL (see publish_customer_template)."""
     api_url = outputs.get("EndpointURL", "").rstrip("/")  # Chalice's output: https://…/api/
-    files = {"config.json": (json.dumps({"api_url": api_url}).encode(), "application/json")}
-    role = ROOT / "policies" / "customer-role.yaml"
-    if role.exists():
-        files["gangway-customer-role.yaml"] = (role.read_bytes(), "text/yaml; charset=utf-8")
-    return files
+    return {"config.json": (json.dumps({"api_url": api_url}).encode(), "application/json")}
 
 
 def _sha256(data: bytes) -> str:

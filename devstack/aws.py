@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from chalicelib.config import Settings
 
 __all__ = [
+    "LOCAL_ARTIFACTS_BUCKET",
     "Emulator",
+    "artifacts_bucket",
     "create_resources",
     "ensure_vapid_keys",
     "fake_credentials",
@@ -28,6 +30,20 @@ log = logging.getLogger(__name__)
 
 # moto checks only that a role ARN is well formed; the deployed template makes the real role.
 WORKFLOWS_ROLE = "arn:aws:iam::123456789012:role/gangway-workflows"
+
+
+# The local stand-in for the `gangway-artifacts` stack's bucket (deploy/bootstrap.json), where the agent's
+# wheelhouse lies. Its name fits the steps policy's `gangway-artifacts-*` (the name CloudFormation gives).
+LOCAL_ARTIFACTS_BUCKET = "gangway-artifacts-local"
+
+
+def artifacts_bucket(s3: Any, name: str = LOCAL_ARTIFACTS_BUCKET) -> str:
+    """Make the artifacts bucket in the emulator (idempotent); returns its name."""
+    try:
+        s3.head_bucket(Bucket=name)
+    except s3.exceptions.ClientError:
+        s3.create_bucket(Bucket=name)
+    return name
 
 
 def fake_credentials(region: str = "us-east-1") -> dict[str, str]:

@@ -21,7 +21,14 @@ from typing import Any, ClassVar, Final
 from nacl.signing import SigningKey
 
 from devstack.agents import start_agent_side
-from devstack.aws import Emulator, create_resources, fake_credentials, publish_image_parameters
+from devstack.aws import (
+    LOCAL_ARTIFACTS_BUCKET,
+    Emulator,
+    artifacts_bucket,
+    create_resources,
+    fake_credentials,
+    publish_image_parameters,
+)
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 from devstack.pump import Pump
@@ -94,6 +101,12 @@ class Stack:
         ).start()
         self._stoppers.append(discord.stop)
         site_url = self._serve_site()
+        # The agent's wheelhouse, as `make deploy` builds it (cached under ~/.cache/gangway: built once per
+        # lock file and agent sources), published to the emulator's S3 below: the user data StartGame
+        # renders here names the same archive, hashes and requirements an instance in AWS would get.
+        from deploy.wheelhouse import KEY_PREFIX, build, publish
+
+        wheelhouse = build(say=log.info)
         env = {
             **fake_credentials(),
             "GANGWAY_STAGE": "local",
@@ -106,6 +119,7 @@ class Stack:
             # Agent commands go to the stack's Mosquitto (started below) instead of IoT Core.
             "MQTT_URL": f"mqtt://127.0.0.1:{p.mqtt}",
             "TENANT_CACHE_SECONDS": os.environ.get("TENANT_CACHE_SECONDS", "2"),
+            "AGENT_WHEELHOUSE": f"s3://{LOCAL_ARTIFACTS_BUCKET}/{KEY_PREFIX}{wheelhouse.sha256}",
         }
         # The app reads its settings from the environment once, like a Lambda container.
         os.environ.update(env)
@@ -123,6 +137,7 @@ class Stack:
         c = container()
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
         publish_image_parameters(c.settings)
+        publish(c.client("s3"), artifacts_bucket(c.client("s3")), wheelhouse, say=log.info)
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
         pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)

@@ -7,6 +7,7 @@ other's rows even though they share tables.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -27,6 +28,12 @@ AWS_PORT = free_port()
 DISCORD_PORT = free_port()
 SIGNING_KEY = SigningKey.generate()
 APPLICATION_ID = "111111111111111111"
+# A stand-in for the agent's wheelhouse (deploy/wheelhouse.py) in the emulator's artifacts bucket: the
+# steps read its requirements and sign its URL; nothing here installs it (test_instance_bootstrap_run.py
+# installs the real one). Its key is its content's sha256, as `make deploy` publishes it.
+WHEELHOUSE_ARCHIVE = b"stand-in wheelhouse archive"
+WHEELHOUSE_REQUIREMENTS = "gangway-agent==0.1.0 --hash=sha256:" + "0" * 64 + "\n"
+WHEELHOUSE_KEY = f"agent/{hashlib.sha256(WHEELHOUSE_ARCHIVE).hexdigest()}"
 
 os.environ.update(fake_credentials())
 os.environ.update(
@@ -46,12 +53,15 @@ os.environ.update(
         "JOBS_QUEUE": "test-jobs",
         "JOB_MAX_RECEIVES": "3",
         "SITE_URL": "https://site.gangway.test",  # the IPAuth page's origin (CORS, links)
+        "AGENT_WHEELHOUSE": f"s3://gangway-artifacts-test/{WHEELHOUSE_KEY}",
+        # What the stack gives the functions: the customer role template in the stage's template bucket.
+        "CUSTOMER_TEMPLATE_URL": "https://gangway-test-templates.s3.us-east-1.amazonaws.com/gangway-customer-role.yaml",
     }
 )
 os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
 os.environ.pop("GANGWAY_TRACING", None)
 
-from devstack.aws import Emulator, create_resources  # noqa: E402
+from devstack.aws import Emulator, artifacts_bucket, create_resources  # noqa: E402
 from devstack.discord_api import DiscordStandIn  # noqa: E402
 from devstack.discord_user import DiscordUser, Who, snowflake  # noqa: E402
 from tests.helpers import Harness  # noqa: E402
@@ -64,6 +74,12 @@ def emulator() -> Iterator[Emulator]:
 
     c = container()
     create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1)
+    s3 = c.client("s3")
+    bucket = artifacts_bucket(s3, "gangway-artifacts-test")
+    s3.put_object(Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.tar", Body=WHEELHOUSE_ARCHIVE)
+    s3.put_object(
+        Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.requirements.txt", Body=WHEELHOUSE_REQUIREMENTS.encode()
+    )
     yield emu
     emu.stop()
 

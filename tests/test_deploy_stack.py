@@ -9,6 +9,7 @@ against moto itself, so it stays honest. Those resources' settings are checked i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -207,8 +208,31 @@ def test_deploy_puts_the_token_uploads_the_site_registers_and_prints_the_endpoin
     assert obj["ContentType"] == "text/html; charset=utf-8" and obj["CacheControl"] == "no-cache"
     config = json.loads(s3.get_object(Bucket=bucket, Key="config.json")["Body"].read())
     assert config == {"api_url": deployed.outputs["EndpointURL"].rstrip("/")}  # what site/app.js reads
-    role = s3.get_object(Bucket=bucket, Key="gangway-customer-role.yaml")["Body"].read()
+    # The customer role template is an S3 object the functions name by its S3 URL (CloudFormation takes
+    # no other template URL), not a file of the CloudFront site.
+    templates = deployed.outputs["CustomerTemplateBucketName"]
+    role = s3.get_object(Bucket=templates, Key="gangway-customer-role.yaml")["Body"].read()
     assert role == (ROOT / "policies" / "customer-role.yaml").read_bytes()
+    lam = deployed.client("lambda")
+    names = [
+        f["FunctionName"]
+        for f in lam.list_functions()["Functions"]
+        if f["FunctionName"].startswith("gangway-")
+    ]
+    env = lam.get_function_configuration(FunctionName=names[0])["Environment"]["Variables"]
+    assert env["CUSTOMER_TEMPLATE_URL"] == (
+        f"https://{templates}.s3.{deployed.dep.region}.amazonaws.com/gangway-customer-role.yaml"
+    )
+    # The agent's wheelhouse went to the artifacts bucket under its sha256, and the functions know where.
+    wheelhouse = env["AGENT_WHEELHOUSE"]
+    artifacts, key = wheelhouse.removeprefix("s3://").split("/", 1)
+    assert artifacts.startswith("gangway-artifacts-") and key.startswith("agent/")  # the steps policy's scope
+    archive = s3.get_object(Bucket=artifacts, Key=f"{key}.tar")["Body"].read()
+    assert hashlib.sha256(archive).hexdigest() == key.removeprefix("agent/")
+    requirements = s3.get_object(Bucket=artifacts, Key=f"{key}.requirements.txt")["Body"].read().decode()
+    assert "gangway-agent==" in requirements and all(
+        "--hash=sha256:" in line for line in requirements.splitlines()
+    )
     puts = [
         c
         for c in standin.calls()
@@ -286,6 +310,10 @@ def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
         "CAPABILITY_NAMED_IAM",
         "index.html Content-Type='text/html; charset=utf-8'",
         "gangway register --guild 123",
+        "agent/requirements.lock for x86_64 (manylinux2014_x86_64), aarch64 (manylinux2014_aarch64)",
+        "s3://<artifacts>/agent/<sha256>.tar",
+        "AgentWheelhouse=s3://<artifacts>/agent/<sha256>",
+        "s3://<CustomerTemplateBucketName>/gangway-customer-role.yaml",
         "InteractionsEndpointURL",
         "delete stack gangway-dev",
     ):

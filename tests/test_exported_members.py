@@ -98,6 +98,8 @@ SURFACES = {
     "chalicelib.instances": {
         "CAPACITY_ERRORS",
         "LOG_RETENTION_DAYS",
+        "AgentInstall",
+        "AgentWheelhouse",
         "CapacityError",
         "DnsGateway",
         "DnsOutcome",
@@ -109,6 +111,7 @@ SURFACES = {
         "IdentityGateway",
         "Launch",
         "NoDefaultVpc",
+        "NoWheelhouse",
         "Placement",
         "SecurityGroups",
         "SftpPort",

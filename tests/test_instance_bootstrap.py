@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSResponse
 from gangway_agent.config import LogSinkKind, load
 from gangway_agent.logsink import build_sink
 
-from chalicelib.instances import LOG_RETENTION_DAYS, IdentityGateway, log_group
+from chalicelib.instances import LOG_RETENTION_DAYS, AgentInstall, IdentityGateway, log_group
 from chalicelib.lifecycle import begin_start
 from chalicelib.lifecycle.bootstrap import Bootstrap, agent_toml, render
 from chalicelib.lifecycle.tools import MAX_PORTS, port_numbers
@@ -32,6 +32,32 @@ from tests.lifecycle_helpers import (
     stop_until_stopped,
 )
 
+# As long as a real presigned URL signed with a Lambda's temporary credentials (the session token is most
+# of it), and the real wheelhouse's requirements (deploy/wheelhouse.py), so the size test means something.
+AGENT = AgentInstall(
+    url="https://gangway-artifacts-artifactsbucket-abc.s3.amazonaws.com/agent/" + "a" * 64 + ".tar"
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIA0000000000000000%2F20250101%2Fus-east-1%2Fs3"
+    "%2Faws4_request&X-Amz-Date=20250101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host"
+    "&X-Amz-Security-Token=" + "T" * 1400 + "&X-Amz-Signature=" + "f" * 64,
+    sha256="a" * 64,
+    requirements="".join(
+        f"{name}==1.0.0 --hash=sha256:{'b' * 64}"
+        + (f" --hash=sha256:{'c' * 64}" if name == "awscrt" else "")
+        + "\n"
+        for name in (
+            "awscrt",
+            "awsiotsdk",
+            "boto3",
+            "botocore",
+            "gangway-agent",
+            "jmespath",
+            "python-dateutil",
+            "s3transfer",
+            "six",
+            "urllib3",
+        )
+    ),
+)
 BOOT = Bootstrap(
     tenant_id="123456789012345678",
     game="valheim",
@@ -39,6 +65,7 @@ BOOT = Bootstrap(
     iot_endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
     client_id="gangway-dev-123456789012345678-valheim",
     parameter_prefix="/gangway/dev/123456789012345678/valheim",
+    agent=AGENT,
     udp_ports=(2456, 2457),
 )
 
@@ -62,6 +89,17 @@ def test_the_script_mounts_by_volume_id_runs_the_agent_under_systemd_and_holds_n
     assert "PARAMS=/gangway/dev/123456789012345678/valheim" in script and "WithDecryption=True" in script
     assert "PRIVATE KEY" not in script and len(script.encode()) < 16 * 1024
     assert "${" + "tenant_q}" not in script  # every placeholder filled
+
+
+def test_the_agent_comes_only_from_the_wheelhouse_with_every_hash_required() -> None:
+    """The archive must have the hash it was published under, and pip may take nothing from an index and
+    nothing unhashed; no pip upgrade (it would be an unpinned install)."""
+    script = render(BOOT)
+    assert f"AGENT_SHA256={AGENT.sha256}" in script and f"AGENT_URL='{AGENT.url}'" in script
+    assert "sha256sum -c --quiet -" in script
+    assert AGENT.requirements.rstrip("\n") + "\nREQ\n" in script
+    assert "--no-index --require-hashes" in script and "--upgrade" not in script
+    assert "gangway-agent[cloudwatch]" not in script
 
 
 def test_without_a_volume_id_the_script_takes_the_one_unused_ebs_disk() -> None:
@@ -88,6 +126,11 @@ def test_autostart_off_is_written_to_the_launch_section(tmp_path: Path) -> None:
         {"log_group": "/aws/lambda/other"},
         {"log_group": "/gangway/dev/1/../../x"},
         {"log_group": "/gangway/dev/1/g; rm -rf /"},
+        {"agent": replace(AGENT, sha256="not-a-hash")},
+        {"agent": replace(AGENT, requirements="gangway-agent[cloudwatch]\n")},  # unpinned
+        {"agent": replace(AGENT, requirements="boto3==1.0\n")},  # no hash
+        {"agent": replace(AGENT, requirements=AGENT.requirements + "REQ\nrm -rf /\n")},  # ends the heredoc
+        {"agent": replace(AGENT, requirements="")},
     ],
 )
 def test_a_malformed_volume_id_or_wait_is_refused_before_rendering(bad: dict[str, Any]) -> None:
@@ -173,7 +216,9 @@ def test_a_running_instance_has_its_own_identity_and_a_stopped_game_none(
     tags = _ssm().list_tags_for_resource(ResourceType="Parameter", ResourceId=f"{path}/private-key")[
         "TagList"
     ]
-    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(f":instance/{game.resources.instance_id}")
+    assert {t["Key"]: t["Value"] for t in tags}["gangway:instance"].endswith(
+        f":instance/{game.resources.instance_id}"
+    )
 
     user_data = _user_data(game.resources.instance_id or "")
     associations = (
@@ -260,7 +305,9 @@ def test_the_most_ports_a_game_may_open_fit_ec2s_16_kb_and_more_is_refused() -> 
         log_group="/gangway/prod/123456789012345678/abcdefghijklmnopqrstuvwxyz012345",
     )
     size = len(render(busiest).encode())
-    assert size < 16 * 1024 * 3 // 4, size  # a quarter of EC2's limit left for what comes next
+    # With the wheelhouse's presigned URL (a Lambda's session token is most of its ~1.8 KB) and its hashed
+    # requirements, 2 KB of EC2's limit must stay free for what comes next.
+    assert size < 16 * 1024 - 2048, size
     with pytest.raises(ValueError, match="EC2 allows"):
         render(replace(busiest, launch=("x" * 16 * 1024,)))
 

@@ -5,17 +5,23 @@ disk) run as they would on the instance; the session's moto server answers SSM a
 loopback HTTP server speaks IMDSv2 (token, then metadata) and serves the CA. Only what cannot run here
 is a recording stand-in on PATH: apt-get, `python3 -m venv` and pip (the venv is this test's Python,
 which has the agent installed), systemctl, mount, and lsblk for the root disk (it says `/` is mounted
-from it; every other device is asked of the real lsblk).
+from it; every other device is asked of the real lsblk). The loopback server also serves the agent's
+wheelhouse archive, as the presigned S3 URL does; in the first test it is the real one
+(deploy/wheelhouse.py, cached under ~/.cache/gangway), and the venv and `pip install --no-index
+--require-hashes` are real too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import secrets
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +33,10 @@ from typing import Any
 import pytest
 from gangway_agent.config import LogSinkKind, load
 
+from chalicelib.instances import AgentInstall
 from chalicelib.lifecycle.bootstrap import MOUNTPOINT, Bootstrap, render
 from chalicelib.wiring import container
+from deploy.wheelhouse import Wheelhouse, build
 from devstack.aws import Emulator
 
 INSTANCE = "i-0123456789abcdef0"
@@ -43,6 +51,22 @@ ROOT_VOLUME, DATA_VOLUME, OTHER_VOLUME = (
 )
 
 
+def _stand_in_archive() -> bytes:
+    """A wheelhouse archive for the tests whose pip is a stand-in: a valid tar, nothing in it installed."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        data = b"not a wheel"
+        info = tarfile.TarInfo("stand_in-0-py3-none-any.whl")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+STAND_IN_ARCHIVE = _stand_in_archive()
+STAND_IN_REQUIREMENTS = "stand-in==0 --hash=sha256:" + "0" * 64 + "\n"
+WHEELHOUSE_PATH = "/agent/wheelhouse.tar"
+
+
 class _Imds(ThreadingHTTPServer):
     """IMDSv2: a PUT for a token, then GETs that must carry it; and the CA's file."""
 
@@ -50,6 +74,7 @@ class _Imds(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ImdsHandler)
         self.token = secrets.token_hex(16)
         self.seen: list[tuple[str, str, bool]] = []  # (method, path, had the token)
+        self.wheelhouse = STAND_IN_ARCHIVE  # what the presigned URL serves
         self.metadata = {
             "/latest/meta-data/instance-id": INSTANCE,
             "/latest/meta-data/placement/region": REGION,
@@ -76,6 +101,8 @@ class _ImdsHandler(BaseHTTPRequestHandler):
         self.server.seen.append(("GET", self.path, had))
         if self.path == "/AmazonRootCA1.pem":
             self._send(200, CA)
+        elif self.path.split("?", 1)[0] == WHEELHOUSE_PATH:  # a presigned URL: no token, its own query
+            self._send(200, self.server.wheelhouse)
         elif not had:
             self._send(401, "")
         elif self.path in self.server.metadata:
@@ -83,8 +110,8 @@ class _ImdsHandler(BaseHTTPRequestHandler):
         else:
             self._send(404, "")
 
-    def _send(self, status: int, body: str) -> None:
-        data = body.encode()
+    def _send(self, status: int, body: str | bytes) -> None:
+        data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -108,9 +135,11 @@ _STAND_INS = {
     "apt-get": 'echo "apt-get $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "systemctl": 'echo "systemctl $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "mount": 'echo "mount $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
-    # `python3 -m venv DIR`: a venv whose python is this test's (the agent is installed in it).
+    # `python3 -m venv DIR`: a venv whose python is this test's (the agent is installed in it), and pip
+    # a recorder; with GANGWAY_TEST_REAL_VENV a real venv, whose pip installs from the wheelhouse.
     "python3": """echo "python3 $*" >> "$GANGWAY_BOOT_ROOT/calls.log"
 [ "$1 $2" = "-m venv" ] || exit 2
+[ -z "${GANGWAY_TEST_REAL_VENV:-}" ] || exec {python} -m venv "$3"
 mkdir -p "$3/bin"
 printf '#!/bin/sh\\nexec %s "$@"\\n' "{python}" > "$3/bin/python"
 printf '#!/bin/sh\\necho "pip $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\\n' > "$3/bin/pip"
@@ -144,6 +173,20 @@ class Instance:
             Path(f"{link}_1").symlink_to(f"../../{name}")  # newer udev's second name for the same disk
         return dev
 
+    def agent(self) -> AgentInstall:
+        """What the backend would pass for the archive this instance's loopback server serves."""
+        requirements = (
+            STAND_IN_REQUIREMENTS if self.imds.wheelhouse is STAND_IN_ARCHIVE else self.requirements
+        )
+        return AgentInstall(
+            url=f"{self.imds.url}{WHEELHOUSE_PATH}?X-Amz-Signature=stand-in",
+            sha256=hashlib.sha256(self.imds.wheelhouse).hexdigest(),
+            requirements=requirements,
+        )
+
+    requirements: str = ""
+    real_venv: bool = False
+
     def run(self, script: str, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         path = self.root.parent / "user-data.sh"
         path.write_text(script)
@@ -153,6 +196,7 @@ class Instance:
             "GANGWAY_IMDS_URL": self.imds.url,
             "GANGWAY_CA_URL": f"{self.imds.url}/AmazonRootCA1.pem",
             "PATH": f"{self.bin}:{os.environ['PATH']}",
+            **({"GANGWAY_TEST_REAL_VENV": "1"} if self.real_venv else {}),
         }
         done = subprocess.run(
             ["bash", str(path)], env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -194,8 +238,13 @@ def instance(tmp_path: Path, imds: _Imds, emulator: Emulator) -> Instance:
     return inst
 
 
-def _boot(guild: str, **changes: Any) -> Bootstrap:
+def _boot(instance: Instance | None, guild: str, **changes: Any) -> Bootstrap:
     stage = container().settings.stage
+    agent = (
+        instance.agent()
+        if instance
+        else AgentInstall("http://127.0.0.1:9/a.tar", "0" * 64, STAND_IN_REQUIREMENTS)
+    )
     return replace(
         Bootstrap(
             tenant_id=guild,
@@ -203,6 +252,7 @@ def _boot(guild: str, **changes: Any) -> Bootstrap:
             iot_endpoint="abc-ats.iot.us-east-1.amazonaws.com",
             client_id=f"gangway-{stage}-{guild}-valheim",
             parameter_prefix=f"/gangway/{stage}/{guild}/valheim",
+            agent=agent,
             tcp_ports=(27015,),
             udp_ports=(2456, 2457, 2458),
             log_group=f"/gangway/{stage}/{guild}/valheim",
@@ -211,6 +261,17 @@ def _boot(guild: str, **changes: Any) -> Bootstrap:
         ),
         **changes,
     )
+
+
+def _real_wheelhouse() -> Wheelhouse:
+    """The wheelhouse `make deploy` publishes (built once into ~/.cache/gangway; a few MB downloaded from
+    the package index the first time). This machine runs CPython 3.11 on x86_64, as an instance does."""
+    if (sys.version_info[:2], os.uname().machine) != ((3, 11), "x86_64"):
+        pytest.skip("the wheelhouse holds CPython 3.11 wheels for x86_64 and aarch64 (Debian 12)")
+    try:
+        return build(say=lambda _: None)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot build the agent's wheelhouse here (no package index?): {exc}")
 
 
 def _put_identity(boot: Bootstrap) -> None:
@@ -234,9 +295,12 @@ def test_the_user_data_mounts_the_one_unused_disk_writes_the_identity_and_config
     instance: Instance, guild: str
 ) -> None:
     data = instance.disk("nvme1n1", DATA_VOLUME)
-    boot = _boot(guild)
+    wheelhouse = _real_wheelhouse()
+    instance.imds.wheelhouse, instance.requirements = wheelhouse.archive.read_bytes(), wheelhouse.requirements
+    instance.real_venv = True
+    boot = _boot(instance, guild)
     _put_identity(boot)
-    done = instance.run(render(boot))
+    done = instance.run(render(boot), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     log = instance.log()
     assert f"data volume: {data}" in log and "gangway bootstrap: done" in log and "FAILED" not in log
@@ -272,7 +336,24 @@ def test_the_user_data_mounts_the_one_unused_disk_writes_the_identity_and_config
         "systemctl enable --now gangway-agent.service"
     )
     assert "systemctl daemon-reload" in calls
-    assert "pip install --quiet gangway-agent[cloudwatch] boto3" in calls
+    # The agent and its dependencies, really installed from the wheelhouse with every hash required; the
+    # unpacked wheelhouse gone afterwards.
+    venv = instance.root / "opt" / "gangway" / "venv"
+    versions = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; "
+            "print(*(m.version(d) for d in ('gangway-agent', 'awsiotsdk', 'awscrt', 'boto3')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    pins = dict(line.split(" ", 1)[0].split("==") for line in wheelhouse.requirements.splitlines())
+    assert versions == [pins[d] for d in ("gangway-agent", "awsiotsdk", "awscrt", "boto3")]
+    assert (venv / "bin" / "gangway-agent").exists()
+    assert not (instance.root / "opt" / "gangway" / "wheelhouse").exists()
     unit = (instance.root / "etc" / "systemd" / "system" / "gangway-agent.service").read_text()
     assert "Restart=on-failure" in unit and "EnvironmentFile=/etc/gangway/aws.env" in unit
     journal = (instance.root / "etc" / "systemd" / "system" / "gangway-journal.service").read_text()
@@ -286,7 +367,7 @@ def test_with_a_volume_id_the_user_data_mounts_that_volume_and_keeps_its_data(
     data = instance.disk("nvme2n1", DATA_VOLUME)
     subprocess.run(["mkfs.ext4", "-q", "-L", "old-world", str(data)], check=True)  # restored from a snapshot
     uuid = _blkid(data, "UUID")
-    boot = _boot(guild, volume_id=DATA_VOLUME, log_group=None)
+    boot = _boot(instance, guild, volume_id=DATA_VOLUME, log_group=None)
     _put_identity(boot)
     done = instance.run(render(boot))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -297,12 +378,17 @@ def test_with_a_volume_id_the_user_data_mounts_that_volume_and_keeps_its_data(
     assert _blkid(data, "UUID") == uuid and _blkid(data, "LABEL") == "old-world"  # not formatted again
     assert _blkid(other, "TYPE") == ""  # the other disk untouched
     assert load(instance.etc("agent.toml")).logs.sink is LogSinkKind.FILE
+    wheels = f"{instance.root}/opt/gangway/wheelhouse"
+    assert (
+        "pip install --quiet --disable-pip-version-check --no-index --require-hashes --only-binary :all: "
+        f"--find-links {wheels} -r {wheels}/requirements.txt"
+    ) in instance.calls()
     assert not (instance.root / "etc" / "systemd" / "system" / "gangway-journal.service").exists()
 
 
 def test_on_xen_the_user_data_mounts_the_disk_attached_as_sdf(instance: Instance, guild: str) -> None:
     xvdf = instance.disk("xvdf", None)
-    boot = _boot(guild)
+    boot = _boot(instance, guild)
     _put_identity(boot)
     done = instance.run(render(boot))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -311,7 +397,7 @@ def test_on_xen_the_user_data_mounts_the_disk_attached_as_sdf(instance: Instance
 
 
 def test_the_user_data_fails_clearly_when_the_data_disk_never_appears(instance: Instance, guild: str) -> None:
-    boot = _boot(guild, disk_wait_s=2)
+    boot = _boot(instance, guild, disk_wait_s=2)
     _put_identity(boot)
     started = time.monotonic()
     done = instance.run(render(boot))
@@ -326,7 +412,7 @@ def test_the_user_data_fails_clearly_when_the_data_disk_never_appears(instance: 
 def test_the_user_data_refuses_to_guess_between_two_unused_disks(instance: Instance, guild: str) -> None:
     first = instance.disk("nvme1n1", DATA_VOLUME)
     instance.disk("nvme2n1", OTHER_VOLUME)
-    done = instance.run(render(_boot(guild)))
+    done = instance.run(render(_boot(instance, guild)))
     assert done.returncode != 0
     assert "gangway bootstrap FAILED: more than one data disk" in instance.log()
     assert _blkid(first, "TYPE") == ""  # neither was formatted
@@ -334,7 +420,7 @@ def test_the_user_data_refuses_to_guess_between_two_unused_disks(instance: Insta
 
 def test_the_user_data_fails_clearly_without_its_identity_in_ssm(instance: Instance, guild: str) -> None:
     instance.disk("nvme1n1", DATA_VOLUME)
-    done = instance.run(render(_boot(guild, identity_wait_s=1)))
+    done = instance.run(render(_boot(instance, guild, identity_wait_s=1)))
     assert done.returncode != 0
     assert "gangway bootstrap FAILED: no IoT identity at" in instance.log()
     assert not instance.etc("private.pem.key").exists()
@@ -345,7 +431,7 @@ def test_the_journal_shipper_it_installs_sends_lines_to_the_game_log_group(
     instance: Instance, guild: str
 ) -> None:
     instance.disk("nvme1n1", DATA_VOLUME)
-    boot = _boot(guild)
+    boot = _boot(instance, guild)
     _put_identity(boot)
     logs = container().client("logs")
     assert boot.log_group
@@ -372,7 +458,7 @@ def test_the_journal_shipper_it_installs_sends_lines_to_the_game_log_group(
 def test_the_user_data_passes_bash_n_and_shellcheck(guild: str) -> None:
     checker = Path(sys.executable).parent / "shellcheck"
     found = str(checker) if checker.exists() else shutil.which("shellcheck")
-    for boot in (_boot(guild), _boot(guild, volume_id=DATA_VOLUME, log_group=None)):
+    for boot in (_boot(None, guild), _boot(None, guild, volume_id=DATA_VOLUME, log_group=None)):
         script = render(boot)
         assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
         if found is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -96,6 +97,34 @@ def test_connect_offers_a_quick_create_link_with_this_servers_external_id(harnes
     assert query["templateURL"][0].endswith("/gangway-customer-role.yaml")
     assert buttons[2]["custom_id"] == "setup:roleform"
     assert STORE.read(harness.user.who.guild_id or "").external_id == external_id  # type: ignore[union-attr]
+
+
+def test_the_quick_create_link_is_one_cloudformation_accepts(harness: Harness) -> None:
+    """CloudFormation's console takes a template URL only from S3 (an https object URL), not from the
+    site's CloudFront address; the link opens the quick-create page of the tenant's region with the stack
+    name and the tenant's ExternalId filled in."""
+    external_id = _connect(harness)
+    answer = harness.component("setup:connect")
+    link = urllib.parse.urlparse(answer["data"]["components"][0]["components"][0]["url"])
+    region = STORE.read(harness.user.who.guild_id or "").region  # type: ignore[union-attr]
+    assert (link.scheme, link.netloc, link.path) == (
+        "https",
+        f"{region}.console.aws.amazon.com",
+        "/cloudformation/home",
+    )
+    assert urllib.parse.parse_qs(link.query) == {"region": [region]}
+    route, query_text = link.fragment.split("?", 1)
+    assert route == "/stacks/quickcreate"
+    query = urllib.parse.parse_qs(query_text, strict_parsing=True)
+    assert set(query) == {"templateURL", "stackName", "param_ExternalId", "param_GangwayAccountId"}
+    template = urllib.parse.urlparse(query["templateURL"][0])
+    assert template.scheme == "https" and not template.query and not template.fragment
+    assert re.fullmatch(
+        r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\.s3\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com", template.netloc
+    )
+    assert template.path == "/gangway-customer-role.yaml"
+    assert query["param_ExternalId"] == [external_id] and len(external_id) >= 16
+    assert re.fullmatch(r"[A-Za-z0-9-]{1,128}", query["stackName"][0])
 
 
 def test_each_tenant_gets_its_own_external_id(harness: Harness) -> None:

@@ -1,6 +1,7 @@
 """Instances: the AWS gateways of a game's resources, built through the credentials broker by
 `TenantGateways`: EC2/EBS (launch options, volumes, snapshots), its security group, its instance's IoT
-identity, its DNS name, its log group, and console links onto its instance."""
+identity, its DNS name, its log group, and console links onto its instance; and where instances get
+their agent (`wheelhouse.py`, the hosting account's artifacts bucket)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from chalicelib.instances.identity import (
 )
 from chalicelib.instances.security import GroupInUse, NoDefaultVpc, SecurityGroups, SftpPort, rules_for
 from chalicelib.instances.terminal import Federation, TerminalGateway, TerminalLink
+from chalicelib.instances.wheelhouse import AgentInstall, AgentWheelhouse, NoWheelhouse
 
 __all__ = [
     "CAPACITY_ERRORS",
     "LOG_RETENTION_DAYS",
+    "AgentInstall",
+    "AgentWheelhouse",
     "CapacityError",
     "DnsGateway",
     "DnsOutcome",
@@ -33,6 +37,7 @@ __all__ = [
     "IdentityGateway",
     "Launch",
     "NoDefaultVpc",
+    "NoWheelhouse",
     "Placement",
     "SecurityGroups",
     "SftpPort",

@@ -1,9 +1,11 @@
 """The instance's first-boot script (EC2 user data), rendered from `templates/user-data.sh`.
 
-It installs the agent into its own venv from a pip requirement (the `AGENT_PACKAGE` setting: by default
-`gangway-agent[cloudwatch]` from the package index; a wheel URL, e.g. in the site bucket, works too),
-mounts the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in
-use, i.e. not the root disk; formatting it only when blank), fetches the instance's IoT certificate
+It installs the agent into its own venv from the wheelhouse `make deploy` uploaded (instances/wheelhouse.py):
+it downloads the archive from a presigned URL, checks the archive's sha256, and runs
+`pip install --no-index --require-hashes` with the requirements written here, every wheel pinned by its
+sha256 (the agent's own included), so nothing comes from a package index or unpinned. It then mounts
+the game's data volume (by its EBS id if known, else the one EBS disk attached that is not in use, i.e.
+not the root disk; formatting it only when blank), fetches the instance's IoT certificate
 and key from SSM Parameter Store (instances/identity.py says why not from here), writes
 /etc/gangway/agent.toml and runs the agent under systemd, restarted on failure. With a log group, the
 game's output and the agent's journal (the boot's output too, so a failed start is readable) go to
@@ -22,11 +24,15 @@ from pathlib import Path
 from string import Template
 from typing import Final
 
+from chalicelib.instances import AgentInstall
+
 __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
 
 TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
 MOUNTPOINT: Final = "/srv/gangway"
 _VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+_REQUIREMENT: Final = re.compile(r"[a-z0-9][a-z0-9.-]*==[A-Za-z0-9.+!-]+( --hash=sha256:[0-9a-f]{64})+")
 _LOG_GROUP: Final = re.compile(r"/gangway(/[A-Za-z0-9_.-]{1,100}){3}")
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
@@ -57,6 +63,8 @@ class Bootstrap:
     iot_endpoint: str
     client_id: str
     parameter_prefix: str
+    # The agent's wheelhouse: a presigned URL of its archive, the archive's sha256, the hashed requirements.
+    agent: AgentInstall
     # None: the instance is launched before its volume exists; it takes the one data disk attached.
     volume_id: str | None = None
     autostart: bool = True
@@ -66,7 +74,6 @@ class Bootstrap:
     # The game's CloudWatch log group (instances/game_logs.py): the game's output and the agent's journal
     # go there; None keeps the game's output in a file on the instance.
     log_group: str | None = None
-    agent_package: str = "gangway-agent[cloudwatch]"
     tcp_ports: tuple[int, ...] = ()
     udp_ports: tuple[int, ...] = ()
     idle_warn_s: int = 1200
@@ -131,11 +138,27 @@ def agent_toml(b: Bootstrap) -> str:
     )
 
 
+def _sha256(value: str) -> str:
+    if not _SHA256.fullmatch(value):
+        raise ValueError(f"{value!r} is not a sha256 (64 hex digits)")
+    return value
+
+
+def _requirements(text: str) -> str:
+    """The requirements as the heredoc will hold them: only pinned, hashed lines (no line can end it)."""
+    lines = text.strip().splitlines()
+    bad = [line for line in lines if not _REQUIREMENT.fullmatch(line)]
+    if not lines or bad:
+        raise ValueError(f"agent requirements must each be name==version --hash=sha256:…, not {bad[:1]}")
+    return "\n".join(lines)
+
+
 def render(b: Bootstrap) -> str:
     """The user-data script for one launch.
 
     Raises:
-        ValueError: a malformed volume id or log group, a wait under a second, or over EC2's 16 KB.
+        ValueError: a malformed volume id, log group, agent hash or requirement, a wait under a second,
+            or over EC2's 16 KB.
     """
     if b.volume_id is not None and not _VOLUME_ID.fullmatch(b.volume_id):
         raise ValueError(f"{b.volume_id!r} is not an EBS volume id (vol-…)")
@@ -152,7 +175,9 @@ def render(b: Bootstrap) -> str:
         identity_wait_s=b.identity_wait_s,
         log_group_q=shlex.quote(b.log_group or ""),
         parameter_prefix_q=shlex.quote(b.parameter_prefix),
-        agent_package_q=shlex.quote(b.agent_package),
+        agent_url_q=shlex.quote(b.agent.url),
+        agent_sha256=_sha256(b.agent.sha256),
+        agent_requirements=_requirements(b.agent.requirements),
         mountpoint=MOUNTPOINT,
         agent_toml=agent_toml(b),
         systemd_unit=SYSTEMD_UNIT,

@@ -17,7 +17,7 @@ from chalicelib.config import Settings
 from chalicelib.discord.reply_editor import ReplyEditor
 from chalicelib.discord.rest import DiscordRest
 from chalicelib.games import Game, GameStore
-from chalicelib.instances import TenantGateways
+from chalicelib.instances import AgentWheelhouse, TenantGateways
 from chalicelib.tenancy import CredentialsBroker, TenantStore
 from chalicelib.workflows import Workflows
 
@@ -53,6 +53,8 @@ class Lifecycle:
     publisher: Callable[[], Publisher]
     access: Callable[[], AccessService]
     push: Callable[[], PushService]
+    # Where instances get their agent (instances/wheelhouse.py): read from the hosting account's bucket.
+    wheelhouse: Callable[[], AgentWheelhouse]
 
     def tell(self, data: Mapping[str, Any], text: str, *, keep_components: bool = False) -> None:
         """Show progress in the reply of the interaction that started a workflow (`data["reply"]`)."""

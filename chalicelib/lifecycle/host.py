@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game, GameState
-from chalicelib.instances import error_code
+from chalicelib.instances import NoWheelhouse, error_code
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.capacity import check_plan
 from chalicelib.lifecycle.collaborators import Lifecycle
@@ -72,17 +72,24 @@ def user_data(
 ) -> str:
     """The first-boot script (lifecycle/bootstrap.py); the IoT identity follows in start.wait_agent.
 
+    The agent comes from the deployment's wheelhouse (a fresh presigned URL per launch,
+    instances/wheelhouse.py).
+
     The game's opened ports go to the agent's firewall and player count; its log group is made here
     (game_logs.py) so the instance role needs no right to make one. The instance is launched before its
     volume exists (capacity first), so `volume_id` is only given for a volume kept from a failed stop;
     `autostart` is false when the agent must read the disk before the game starts, or when `editing`.
     """
-    s, lc = ctx.settings, ctx.lifecycle
+    lc = ctx.lifecycle
     identity = lc.gateways.identity(game, actor="workflow:start")
     try:
         tcp, udp = port_numbers(game.settings.ports)
     except ValidationError as exc:
         raise StepFailed("gangway.BadPorts", f"{exc} Fix the game's ports with /closeport.") from exc
+    try:
+        agent = lc.wheelhouse().install()
+    except NoWheelhouse as exc:
+        raise StepFailed("gangway.NoAgent", f"{exc}. The operator must run make deploy again.") from exc
     boot = Bootstrap(
         tenant_id=ctx.tenant_id,
         game=ctx.game,
@@ -91,7 +98,7 @@ def user_data(
         iot_endpoint=identity.endpoint(),
         client_id=identity.thing,
         parameter_prefix=identity.prefix,
-        agent_package=s.agent_package,
+        agent=agent,
         tcp_ports=tcp,
         udp_ports=udp,
         log_group=lc.gateways.logs(game, actor="workflow:start").ensure(),

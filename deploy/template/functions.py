@@ -13,6 +13,7 @@ from pathlib import Path
 from deploy.policy import scope_policy
 from deploy.template.cfn import LOG_RETENTION_DAYS, Json, ref
 from deploy.template.keys import ipauth_alias
+from deploy.template.site import customer_template_url
 from deploy.template.stage import Stage, queue_names, table_names
 
 __all__ = ["chalice_overrides", "consumers_wait_for_their_queues", "function_logical_id"]
@@ -48,6 +49,10 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
             # Not a GetAtt of the distribution: its CSP names the API, which names these functions.
             # `make deploy` fills it from the SiteURL output (a second, quick update on first create).
             "SITE_URL": ref("SiteUrl"),
+            # The steps sign each instance a URL of the agent's wheelhouse (make deploy uploads it first).
+            "AGENT_WHEELHOUSE": ref("AgentWheelhouse"),
+            # /setup's quick-create link: an S3 object URL, which CloudFormation accepts (not CloudFront).
+            "CUSTOMER_TEMPLATE_URL": customer_template_url(),
         }
         # The function logs to a group the stack made first, with a retention, instead of one Lambda
         # would create on first use and keep for ever (LoggingConfig, Lambda advanced logging controls).

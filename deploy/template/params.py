@@ -13,7 +13,8 @@ __all__ = ["conditions", "outputs", "parameters"]
 
 
 def parameters(stage: Stage) -> Json:
-    """The Discord application, the alarm mail, the site URL, the IoT endpoint, and which secrets exist."""
+    """The Discord application, the alarm mail, the site URL, the agent's wheelhouse, the IoT endpoint, and
+    which secrets exist."""
     params: Json = {
         "DiscordPublicKey": {
             "Type": "String",
@@ -32,6 +33,12 @@ def parameters(stage: Stage) -> Json:
             "Type": "String",
             "Default": "",
             "Description": "The SiteURL output (make deploy fills it)",
+        },
+        "AgentWheelhouse": {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^(s3://[a-z0-9.-]{3,63}/agent/[0-9a-f]{64})?$",
+            "Description": "s3://<artifacts bucket>/agent/<sha256>, the agent wheelhouse (make deploy)",
         },
         "IotDataEndpoint": {
             "Type": "String",
@@ -60,6 +67,7 @@ def outputs() -> Json:
         },
         "SiteURL": {"Value": sub("https://${SiteDistribution.DomainName}")},
         "SiteBucketName": {"Value": ref("SiteBucket")},
+        "CustomerTemplateBucketName": {"Value": ref("CustomerTemplateBucket")},
         "SiteDistributionId": {"Value": ref("SiteDistribution")},
         "AlarmTopicArn": {"Value": ref("AlarmTopic")},
         "AgentEventsQueueUrl": {"Value": ref("AgentEventsQueue")},

@@ -1,6 +1,10 @@
-"""The web page's hosting: a private S3 bucket behind CloudFront, with security headers.
+"""The web page's hosting: a private S3 bucket behind CloudFront, with security headers; and the bucket
+that publishes the customer role template where CloudFormation's quick-create link can read it.
 
-Only CloudFront reads the bucket (origin access control); the page may talk only to itself and the API.
+Only CloudFront reads the site bucket (origin access control); the page may talk only to itself and the
+API. CloudFormation accepts only an S3 https URL as a template URL (not CloudFront's), and fetches it with
+the caller's identity in the customer's own account, so that one object is public: it holds nothing but
+`policies/customer-role.yaml`, which is in this repository anyway.
 """
 
 from __future__ import annotations
@@ -10,7 +14,18 @@ from typing import Final
 from deploy.template.cfn import Json, att, ref, sub
 from deploy.template.stage import Stage
 
-__all__ = ["site_resources"]
+__all__ = ["CUSTOMER_TEMPLATE_KEY", "customer_template_url", "site_resources"]
+
+# The object /setup's quick-create link points at (make deploy uploads policies/customer-role.yaml there).
+CUSTOMER_TEMPLATE_KEY: Final = "gangway-customer-role.yaml"
+
+
+def customer_template_url() -> Json:
+    """The template's S3 object URL, the form CloudFormation accepts: https://<bucket>.s3.<region>.<suffix>/<key>."""
+    return sub(
+        f"https://${{CustomerTemplateBucket}}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}/{CUSTOMER_TEMPLATE_KEY}"
+    )
+
 
 # CloudFront's managed cache policy "CachingOptimized" (CloudFront developer guide, managed cache policies).
 _CACHING_OPTIMIZED: Final = "658327ea-f89d-4fab-a63d-7e88639e58f6"
@@ -71,6 +86,54 @@ def site_resources(stage: Stage) -> Json:
                             "Principal": "*",
                             "Action": "s3:*",
                             "Resource": [att("SiteBucket", "Arn"), sub("${SiteBucket.Arn}/*")],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
+                    ],
+                },
+            },
+        },
+        "CustomerTemplateBucket": {
+            "Type": "AWS::S3::Bucket",
+            "Properties": {
+                # Public reads only through the policy below (one object); ACLs stay off.
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "BlockPublicPolicy": False,
+                    "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": False,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "BucketEncryption": {
+                    "ServerSideEncryptionConfiguration": [
+                        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+                    ]
+                },
+                "Tags": [{"Key": "gangway:stage", "Value": stage.name}],
+            },
+        },
+        "CustomerTemplateBucketPolicy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": ref("CustomerTemplateBucket"),
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "AnyAccountsCloudFormationReadsTheRoleTemplate",
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": ["s3:GetObject"],
+                            "Resource": sub(f"${{CustomerTemplateBucket.Arn}}/{CUSTOMER_TEMPLATE_KEY}"),
+                        },
+                        {
+                            "Sid": "TlsOnly",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [
+                                att("CustomerTemplateBucket", "Arn"),
+                                sub("${CustomerTemplateBucket.Arn}/*"),
+                            ],
                             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                         },
                     ],

@@ -1,7 +1,7 @@
 #!/bin/bash
 # gangway instance bootstrap (rendered by chalicelib/lifecycle/bootstrap.py; placeholder fields are filled
 # in there, $$$$ is a literal dollar). Runs once, as root, at first boot (cloud-init user data).
-# 1. install the agent in its own venv, ship the journal to CloudWatch  2. mount the game's data volume
+# 1. install the agent in its own venv from the deployment's wheelhouse (hashes required), ship the journal to CloudWatch  2. mount the game's data volume
 # (format only if blank)  3. fetch this instance's IoT certificate and key from SSM Parameter Store
 # (SecureString, readable only by this instance's role)  4. write /etc/gangway/agent.toml  5. run the
 # agent under systemd. Any failure stops here, non-zero, with "gangway bootstrap FAILED" in the log.
@@ -11,7 +11,9 @@ TENANT=${tenant_q}
 GAME=${game_q}
 VOLUME_ID=${volume_id_q}
 PARAMS=${parameter_prefix_q}
-AGENT_PACKAGE=${agent_package_q}
+# The agent's wheelhouse (deploy/wheelhouse.py): a presigned URL of the archive and the archive's sha256.
+AGENT_URL=${agent_url_q}
+AGENT_SHA256=${agent_sha256}
 LOG_GROUP=${log_group_q}
 # Tests only (tests/test_instance_bootstrap.py): a throw-away root under which every path written here
 # lies, and stand-ins for the metadata service and the CA's site. Unset on an instance.
@@ -39,14 +41,26 @@ REGION=$$(imds meta-data/placement/region)
 mkdir -p "$$R/etc/gangway" "$$R/etc/systemd/system" && chmod 700 "$$R/etc/gangway"
 echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 
-# 1. The agent, from AGENT_PACKAGE (a pip requirement: a wheel URL or a package spec), in its own venv.
+# 1. The agent and its dependencies, from the deployment's wheelhouse only: the archive must have the
+# sha256 it was published under, and pip installs nothing from an index and nothing whose hash is not
+# listed here (the agent's own wheel included). The venv keeps Debian's pip: upgrading it would be an
+# unpinned install.
 export DEBIAN_FRONTEND=noninteractive
 # At first boot cloud-init or unattended-upgrades may hold dpkg's lock for a while: wait for it.
 apt-get -o DPkg::Lock::Timeout=600 update -q
 apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-venv nftables openssh-server conntrack curl
+WHEELS=$$R/opt/gangway/wheelhouse
+mkdir -p "$$WHEELS"
+cat > "$$WHEELS/requirements.txt" <<'REQ'
+${agent_requirements}
+REQ
+curl -sfS --retry 5 -o "$$WHEELS/wheelhouse.tar" "$$AGENT_URL"
+echo "$$AGENT_SHA256  $$WHEELS/wheelhouse.tar" | sha256sum -c --quiet -
+tar -xf "$$WHEELS/wheelhouse.tar" -C "$$WHEELS" --no-same-owner --no-same-permissions
 python3 -m venv "$$R/opt/gangway/venv"
-"$$R/opt/gangway/venv/bin/pip" install --quiet --upgrade pip
-"$$R/opt/gangway/venv/bin/pip" install --quiet "$$AGENT_PACKAGE" boto3
+"$$R/opt/gangway/venv/bin/pip" install --quiet --disable-pip-version-check --no-index --require-hashes \
+  --only-binary :all: --find-links "$$WHEELS" -r "$$WHEELS/requirements.txt"
+rm -rf "$$WHEELS"
 
 # From here on the boot's output (cloud-final) and the agent's journal go to the game's log group too,
 # so a start that fails is readable without a shell on the instance.
