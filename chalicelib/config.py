@@ -92,6 +92,9 @@ class Settings:
         "notify.windows.com",
     )
     push_loopback_http: bool = False
+    # Where AWS credentials come from (chalicelib/credentials.py): unset in AWS (the Lambda role's);
+    # locally a `module:function` naming the current function's identity, so the emulator enforces IAM.
+    credentials_source: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -145,6 +148,7 @@ class Settings:
             if e.get("PUSH_HOSTS")
             else cls.push_hosts,
             push_loopback_http=_flag(e.get("PUSH_LOOPBACK_HTTP")),
+            credentials_source=e.get("CREDENTIALS_SOURCE") or None,
         )
 
 

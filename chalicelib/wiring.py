@@ -52,6 +52,41 @@ class Container:
         self._bot_token: str | None = None
         self._bot_token_at = 0.0
         self._hosting_account: str | None = None
+        self._session: Any = None
+        if cfg.credentials_source:
+            self._sign_tables()
+
+    def _sign_tables(self) -> None:
+        """Every PynamoDB model signs with the configured source too (chalicelib/storage.py)."""
+        from chalicelib.access import AccessRecord, GrantRecord, RateRecord
+        from chalicelib.credentials import SourcedCredentials, load_source
+        from chalicelib.games import GameRecord
+        from chalicelib.jobs import InteractionRecord
+        from chalicelib.push import PushRecord
+        from chalicelib.storage import sign_tables_with
+        from chalicelib.tenancy import AuditRecord, TenantRecord
+
+        models = (TenantRecord, AuditRecord, GameRecord, InteractionRecord, GrantRecord, AccessRecord)
+        source = load_source(self.settings.credentials_source or "")
+        sign_tables_with((*models, RateRecord, PushRecord), SourcedCredentials(source))
+
+    def new_session(self) -> Any:
+        """A boto3 session: boto3's default chain (in AWS, the Lambda role's credentials), or, when
+        CREDENTIALS_SOURCE is set, the current function's identity asked at every request."""
+        if self.settings.credentials_source:
+            from chalicelib.credentials import load_source, sourced_session
+
+            return sourced_session(load_source(self.settings.credentials_source), self.settings.region)
+        import boto3
+
+        return boto3.Session(region_name=self.settings.region)
+
+    def session(self) -> Any:
+        """The one session `client()` makes this container's clients from (sessions are not thread-safe
+        to share for making clients, so only under the lock)."""
+        if self._session is None:
+            self._session = self.new_session()
+        return self._session
 
     @cached_property
     def endpoint(self) -> InteractionEndpoint:
@@ -209,14 +244,9 @@ class Container:
         """The only source of AWS access for a tenant (chalicelib/tenancy/broker.py)."""
         from chalicelib.tenancy import AuditLog, CredentialsBroker
 
-        def hosting_session() -> Any:
-            import boto3
-
-            return boto3.Session(region_name=self.settings.region)
-
         return CredentialsBroker(
             sts=lambda: self.client("sts"),
-            hosting_session=hosting_session,
+            hosting_session=self.new_session,
             audit=AuditLog(),
             endpoint_url=self.settings.aws_endpoint_url,
         )
@@ -284,12 +314,11 @@ class Container:
 
         if self.settings.mqtt_url:
             return MqttPublisher(self.settings.mqtt_url)
-        import boto3
-
-        make: Any = boto3.client
         # Locally without a broker the emulator stands in (moto records iot-data publishes).
         endpoint = self.settings.iot_data_endpoint or self.settings.aws_endpoint_url
-        return IotDataPublisher(make("iot-data", region_name=self.settings.region, endpoint_url=endpoint))
+        return IotDataPublisher(
+            self.new_session().client("iot-data", region_name=self.settings.region, endpoint_url=endpoint)
+        )
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -336,10 +365,7 @@ class Container:
         """A boto3 client for `service`, pointed at the embedded emulator when configured."""
         with self._lock:
             if service not in self._clients:
-                import boto3
-
-                make: Any = boto3.client
-                self._clients[service] = make(
+                self._clients[service] = self.session().client(
                     service, region_name=self.settings.region, endpoint_url=self.settings.aws_endpoint_url
                 )
             return self._clients[service]

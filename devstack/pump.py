@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devstack.iam import running_as
+
 __all__ = ["LambdaContext", "Pump", "scheduled_event", "sqs_event"]
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ class Pump:
         def loop() -> None:
             while not self._stop.wait(seconds):
                 try:
-                    handler(scheduled_event(name, self._region), LambdaContext(function_name=name))
+                    with running_as(name):  # the function's own IAM identity when enforced (devstack/iam.py)
+                        handler(scheduled_event(name, self._region), LambdaContext(function_name=name))
                 except Exception:
                     log.exception("schedule %s: handler failed", name)
 
@@ -126,7 +129,8 @@ class Pump:
             for message in got.get("Messages", []):
                 event = sqs_event(message, arn, self._region)
                 try:
-                    handler(event, LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4())))
+                    with running_as(name):  # the function's own IAM identity when enforced (devstack/iam.py)
+                        handler(event, LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4())))
                 except Exception:
                     log.exception("pump %s: handler failed; the message will be redelivered", name)
                     continue

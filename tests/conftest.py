@@ -17,6 +17,8 @@ import pytest
 from nacl.signing import SigningKey
 
 from devstack.aws import fake_credentials
+from devstack.iam import SOURCE as IAM_SOURCE
+from devstack.iam import deployed_names, enforced
 from devstack.stack import free_port
 
 if TYPE_CHECKING:
@@ -58,6 +60,10 @@ os.environ.update(
         "CUSTOMER_TEMPLATE_URL": "https://gangway-test-templates.s3.us-east-1.amazonaws.com/gangway-customer-role.yaml",
     }
 )
+# GANGWAY_ENFORCE_IAM=1: every handler calls the emulator as its own IAM user (devstack/iam.py).
+if enforced():
+    os.environ["CREDENTIALS_SOURCE"] = IAM_SOURCE
+    os.environ.update(deployed_names("test"))  # the names the policies are written for
 os.environ.pop("AWS_XRAY_DAEMON_ADDRESS", None)
 os.environ.pop("GANGWAY_TRACING", None)
 
@@ -80,6 +86,12 @@ def emulator() -> Iterator[Emulator]:
     s3.put_object(
         Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.requirements.txt", Body=WHEELHOUSE_REQUIREMENTS.encode()
     )
+    if enforced():
+        import app as app_module
+        from devstack.iam import enforce, identify_handlers
+
+        identify_handlers(app_module.app)
+        enforce(emu.url, c.settings.region, c.settings.stage)
     yield emu
     emu.stop()
 

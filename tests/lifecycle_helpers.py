@@ -18,6 +18,7 @@ from chalicelib.instances import Ec2Gateway
 from chalicelib.lifecycle.stop_game import stop_request_id
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
+from devstack.iam import running_as
 from devstack.pump import LambdaContext, sqs_event
 from tests.helpers import Harness
 
@@ -52,7 +53,8 @@ def agent_event(
         "body": body or {},
         "topic": f"gangway/{tenant}/{game}/evt",
     }
-    container().agent_events.run(json.dumps(message))
+    with running_as("agent_events"):  # the IoT rule's queue feeds the agent_events function
+        container().agent_events.run(json.dumps(message))
 
 
 def stop_reply(tenant: str, game: str) -> None:

@@ -1,0 +1,269 @@
+"""IAM enforced in the embedded emulator: each handler calls AWS as its own identity (DESIGN.md §2).
+
+In AWS each Lambda function has a role whose policy is its `policies/<function>.json` scoped by
+`deploy/policy.py`. Here every handler runs in one process, so `enforce()` makes one IAM user per
+function in moto with that same scoped document and keys moto issued, plus an admin user for what plays
+AWS itself (the pump's receives, creating resources, tests' checks), and then switches moto's
+enforcement on (`/moto-api/reset-auth`, what `INITIAL_NO_AUTH_ACTION_COUNT` sets at start-up).
+`current_credentials` is the app's CREDENTIALS_SOURCE (chalicelib/credentials.py): the keys of the
+function the `CURRENT_FUNCTION` contextvar names, or the admin's outside any handler. The pump, a
+Chalice middleware (every route is the api function; every event handler is named by its Lambda
+context) and the tests' direct calls set it.
+
+moto checks actions against identity policies only (feasibility.md, last addendum): a missing action
+fails as in AWS (AccessDenied), a too narrow resource does not; `tests/test_policy_lint.py` and
+`deploy/policy.py` watch resources.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "CURRENT_FUNCTION",
+    "ENFORCE_ENV",
+    "SOURCE",
+    "Identities",
+    "create_customer_role",
+    "current_credentials",
+    "customer_role_policy",
+    "deployed_names",
+    "enforce",
+    "enforced",
+    "function_policies",
+    "identify_handlers",
+    "running_as",
+]
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+# `make run` / the tests turn enforcement on with this; the app finds the identities through SOURCE.
+ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
+SOURCE: Final = "devstack.iam:current_credentials"
+ACCOUNT: Final = "123456789012"  # moto's default account
+
+CURRENT_FUNCTION: ContextVar[str | None] = ContextVar("gangway_current_function", default=None)
+
+Keys = tuple[str, str, str | None]
+
+
+@dataclass
+class Identities:
+    """Keys moto issued: the admin's and each function's (by its name in .chalice/config.json)."""
+
+    admin: Keys = ("testing", "testing", "testing")  # before enforce(): moto accepts anything
+    functions: dict[str, Keys] = field(default_factory=dict)
+
+
+_IDENTITIES = Identities()
+
+
+def enforced(env: Mapping[str, str] | None = None) -> bool:
+    """Whether GANGWAY_ENFORCE_IAM asks for enforcement."""
+    e = os.environ if env is None else env
+    return e.get(ENFORCE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def current_credentials() -> Keys:
+    """The credentials of the function running now (the admin's outside any handler).
+
+    A function without an identity is an error, not the admin: a handler that slipped through
+    unscoped would hide exactly the gap enforcement is for.
+    """
+    name = CURRENT_FUNCTION.get()
+    if name is None or not _IDENTITIES.functions:
+        return _IDENTITIES.admin
+    return _IDENTITIES.functions[name]
+
+
+@contextmanager
+def running_as(function: str) -> Iterator[None]:
+    """Calls in this block are the Lambda function `function`'s (api_handler, jobs, steps, …)."""
+    token = CURRENT_FUNCTION.set(function)
+    try:
+        yield
+    finally:
+        CURRENT_FUNCTION.reset(token)
+
+
+def identify_handlers(app: Any) -> None:
+    """A Chalice middleware naming the function each invocation runs as: every route is the api
+    function's (`api_handler`); an event handler is the one its Lambda context names."""
+
+    def middleware(event: Any, get_response: Any) -> Any:
+        context = getattr(event, "context", None)
+        name = getattr(context, "function_name", None) if context is not None else None
+        if not isinstance(name, str) or hasattr(event, "method"):
+            name = "api_handler"  # a Request: API Gateway's routes all run in the api function
+        with running_as(name):
+            return get_response(event)
+
+    app.register_middleware(middleware, "all")
+
+
+def deployed_names(stage: str) -> dict[str, str]:
+    """The environment naming tables, queues, state machines and the link-token key as a deployed
+    stage names them (`gangway-<stage>-…`): moto matches DynamoDB's table ARN against a policy's
+    Resource, so under enforcement the names must be the ones the policies are written for."""
+    from deploy.template.keys import ipauth_alias
+    from deploy.template.stage import Stage, queue_names, table_names
+
+    named = Stage(stage, {}, {})
+    return {
+        **table_names(named),
+        **queue_names(named),
+        "WORKFLOWS_PREFIX": named.prefix,
+        "IPAUTH_KEY_ID": ipauth_alias(named),
+    }
+
+
+def function_policies(stage: str) -> dict[str, dict[str, Any]]:
+    """Each function's policy as the template gives its role (deploy/template/functions.py), with
+    CloudFormation's Fn::Sub resolved for this account and region."""
+    from deploy.policy import scope_policy
+    from deploy.template.stage import Stage
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, cfg in Stage.load("local").functions.items():
+        doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
+        out[name] = _plain(scope_policy(doc, stage))
+    return out
+
+
+def customer_role_policy() -> dict[str, Any]:
+    """Every statement `policies/customer-role.yaml` gives its access role (`Role`), resolved."""
+    from cfnlint.decode import decode_str  # type: ignore[import-untyped]
+
+    template, matches = decode_str((ROOT / "policies" / "customer-role.yaml").read_text())
+    if matches:
+        raise ValueError(f"policies/customer-role.yaml does not parse: {matches}")
+    resources = template["Resources"]
+    statements: list[Any] = []
+    for p in resources["Role"]["Properties"]["Policies"]:
+        statements += p["PolicyDocument"]["Statement"]
+    for res in resources.values():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::IAM::RolePolicy" and props.get("RoleName") == {"Ref": "Role"}:
+            statements += props["PolicyDocument"]["Statement"]
+    return _plain({"Version": "2012-10-17", "Statement": statements})
+
+
+# moto 5.2.5 matches a statement's Resource against the request's resource, but only SQS (the queue's
+# ARN), IAM and STS (the role's ARN) name one; every other service's requests stand for "*", which no
+# ARN pattern matches. So those statements get "*": the action is what moto can check for them.
+_RESOURCE_AWARE: Final = frozenset({"sqs", "iam", "sts"})
+
+
+def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A template policy as moto can check it: Fn::Sub ARNs filled in; other intrinsics (a Ref, a
+    GetAtt) become "*"; resources "*" for services moto names no resource for; conditions dropped
+    (they may hold intrinsics, and moto evaluates few condition keys)."""
+    out: dict[str, Any] = json.loads(json.dumps(doc))
+    for stmt in out["Statement"]:
+        stmt.pop("Condition", None)
+        actions = stmt.get("Action", [])
+        services = {str(a).split(":", 1)[0] for a in (actions if isinstance(actions, list) else [actions])}
+        if "Resource" in stmt and not services <= _RESOURCE_AWARE:
+            stmt["Resource"] = "*"
+        elif "Resource" in stmt:
+            res = stmt["Resource"]
+            values = [_resolve(r) for r in (res if isinstance(res, list) else [res])]
+            stmt["Resource"] = values if isinstance(res, list) else values[0]
+    return out
+
+
+def _resolve(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        text = str(value["Fn::Sub"])
+        for k, v in {"AWS::Partition": "aws", "AWS::Region": "*", "AWS::AccountId": ACCOUNT}.items():
+            text = text.replace("${" + k + "}", v)
+        text = re.sub(r"\$\{[A-Za-z0-9:.]+\}", "*", text)  # parameters such as ${HostedZoneId}
+        return text.replace("${!", "${")
+    return "*"
+
+
+def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
+    """Make the admin and one user per function with their policies and keys, then enforce IAM.
+
+    Call it once resources exist (they are made before, as the deployment's stack makes them). It sets
+    this process's AWS_* environment to the admin's keys, for every client made outside the app.
+    """
+    import boto3
+
+    iam = boto3.client("iam", region_name=region, endpoint_url=endpoint_url)
+    admin = _user(
+        iam,
+        f"gangway-{stage}-admin",
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+    )
+    functions = {
+        name: _user(iam, f"gangway-{stage}-{name}".replace("_", "-"), doc)
+        for name, doc in function_policies(stage).items()
+    }
+    _workflows_identity(iam, stage)
+    _IDENTITIES.admin = admin
+    _IDENTITIES.functions = functions
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = admin[0], admin[1]
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    req = urllib.request.Request(  # noqa: S310 - the loopback emulator
+        endpoint_url + "/moto-api/reset-auth",
+        data=b"0",
+        headers={"Content-Type": "application/json"},  # a form body would be parsed away
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the loopback emulator
+    return _IDENTITIES
+
+
+def _workflows_identity(iam: Any, stage: str) -> None:
+    """moto's Step Functions engine signs its task calls with the fixed keys "ak"/"sk"; in AWS they run
+    as the workflows role (deploy/template/workflows.py: SendSteps). So a user with that role's policy
+    gets those keys, re-keyed inside moto's own IAM backend (the server runs in this process)."""
+    from moto.iam.models import iam_backends
+
+    name = f"gangway-{stage}-workflows"
+    steps = f"arn:aws:sqs:*:{ACCOUNT}:gangway-{stage}-steps"
+    statement = {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": steps}
+    key, _, _ = _user(iam, name, {"Version": "2012-10-17", "Statement": [statement]})
+    backend = iam_backends[ACCOUNT]["aws"]
+    issued = backend.access_keys.pop(key)
+    issued.access_key_id, issued.secret_access_key = "ak", "sk"
+    backend.access_keys["ak"] = issued
+
+
+def _user(iam: Any, name: str, policy: Mapping[str, Any]) -> Keys:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"]), None
+
+
+def create_customer_role(iam: Any, name: str, external_id: str) -> str:
+    """A customer's access role as `policies/customer-role.yaml` makes it: trusting the hosting account
+    with this ExternalId, carrying the stack's policies. Returns its ARN."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+    arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    iam.put_role_policy(
+        RoleName=name, PolicyName="gangway", PolicyDocument=json.dumps(customer_role_policy())
+    )
+    return arn
