@@ -70,6 +70,12 @@ class Settings:
     # What a game instance pip-installs as its agent (chalicelib/lifecycle/bootstrap.py): a requirement
     # or a wheel URL.
     agent_package: str = "gangway-agent[cloudwatch]"
+    # The machine image (chalicelib/instances/images.py): the publisher's public SSM parameter, `{arch}`
+    # being amd64 or arm64 after the instance type's architecture; the account that must own the image
+    # (Debian's); and optionally one pinned image id, owner-checked all the same.
+    image_parameter: str = "/aws/service/debian/release/12/latest/{arch}"
+    image_owner: str = "136693071363"
+    image_id: str = ""
     # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
     signin_url: str = "https://signin.aws.amazon.com/federation"
     # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
@@ -129,6 +135,9 @@ class Settings:
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
             agent_package=e.get("AGENT_PACKAGE", cls.agent_package),
+            image_parameter=e.get("IMAGE_PARAMETER") or cls.image_parameter,
+            image_owner=e.get("IMAGE_OWNER") or cls.image_owner,
+            image_id=e.get("IMAGE_ID", cls.image_id).strip(),
             push_table=e.get("PUSH_TABLE", cls.push_table),
             vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),
