@@ -10,18 +10,35 @@ import json
 import logging
 import os
 import urllib.request
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
-__all__ = ["Emulator", "create_resources", "ensure_vapid_keys", "fake_credentials"]
+__all__ = [
+    "EMULATOR_ACCOUNT",
+    "Emulator",
+    "create_resources",
+    "emulator_settings",
+    "ensure_vapid_keys",
+    "fake_credentials",
+    "seed_images",
+]
 
 log = logging.getLogger(__name__)
 
 
+# The account moto answers as (its default): customer roles in tests live in it too.
+EMULATOR_ACCOUNT = "123456789012"
 # moto checks only that a role ARN is well formed; the deployed template makes the real role.
-WORKFLOWS_ROLE = "arn:aws:iam::123456789012:role/gangway-workflows"
+WORKFLOWS_ROLE = f"arn:aws:iam::{EMULATOR_ACCOUNT}:role/gangway-workflows"
+
+
+def emulator_settings() -> dict[str, str]:
+    """Settings the app needs against the emulator: its stand-in Debian images are the emulator
+    account's own (`seed_images`), so that account is the publisher whose ownership a launch checks."""
+    return {"IMAGE_OWNER": EMULATOR_ACCOUNT}
 
 
 def fake_credentials(region: str = "us-east-1") -> dict[str, str]:
@@ -65,9 +82,18 @@ class Emulator:
 
 
 def create_resources(
-    settings: Settings, sqs: Any, dynamodb: Any, *, visibility_timeout: int = 30
+    settings: Settings,
+    sqs: Any,
+    dynamodb: Any,
+    *,
+    visibility_timeout: int = 30,
+    image_regions: Sequence[str] | None = None,
 ) -> dict[str, str]:
-    """Create every table and queue the app uses (idempotent); returns queue URLs by name."""
+    """Create every table and queue the app uses (idempotent); returns queue URLs by name.
+
+    `image_regions` limits where the stand-in Debian images are published (`seed_images`): each region
+    costs the emulator its EC2 backend (about a second), so the tests name the few they use.
+    """
     from chalicelib.games import GameRecord
     from chalicelib.jobs import InteractionRecord
     from chalicelib.tenancy import AuditRecord, TenantRecord
@@ -82,6 +108,7 @@ def create_resources(
     _create_access_resources(settings)
     _create_push_resources(settings)
     _create_instance_resources(settings)
+    seed_images(settings, image_regions)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -180,6 +207,66 @@ def _create_instance_resources(settings: Settings) -> None:
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         iam.create_instance_profile(InstanceProfileName=name)
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+
+
+def seed_images(settings: Settings, regions: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    """The publisher's public image parameters, as moto has none: for each of `regions` (every region
+    gangway offers when None, and always the default one) and each architecture, an image owned by the
+    emulator's account and the parameter (`settings.image_parameter` with `{arch}` filled in) that names
+    it. Returns (region, arch) → image id.
+
+    AWS reserves `/aws/...` parameter names (PutParameter refuses them, in moto too), and RegisterImage
+    takes no architecture in moto, so both are written into the in-process emulator's backends: local
+    configuration only, never code that runs in AWS (instances/images.py reads them like the real ones).
+    """
+    from moto.core.utils import utcnow
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.utils import random_ami_id
+    from moto.ssm.models import Parameter, ssm_backends
+
+    from chalicelib.instances.images import ARCH_NAMES
+    from chalicelib.tenancy.onboarding import REGIONS
+
+    seeded: dict[tuple[str, str], str] = {}
+    for region in dict.fromkeys((settings.region, *(REGIONS if regions is None else regions))):
+        parameters = ssm_backends[EMULATOR_ACCOUNT][region]._parameters
+        ec2 = ec2_backends[EMULATOR_ACCOUNT][region]
+        for architecture, arch in ARCH_NAMES.items():
+            name = settings.image_parameter.replace("{arch}", arch)
+            if dict.__contains__(parameters, name):  # not its lazy loader: an already seeded emulator
+                seeded[(region, arch)] = parameters[name][-1].value
+                continue
+            image_id = random_ami_id()
+            ec2.amis[image_id] = Ami(
+                ec2,
+                image_id,
+                name=f"debian-12-{arch}-emulator",
+                description=f"Stand-in for Debian 12 ({arch}) in the local emulator",
+                owner_id=EMULATOR_ACCOUNT,
+                public=True,
+                architecture=architecture,
+                virtualization_type="hvm",
+                root_device_type="ebs",
+                root_device_name="/dev/xvda",
+                region_name=f"{region}a",
+            )
+            parameters[name].append(
+                Parameter(  # type: ignore[abstract]  # moto's CloudFormation hooks are not needed here
+                    account_id=EMULATOR_ACCOUNT,
+                    name=name,
+                    value=image_id,
+                    parameter_type="String",
+                    description=None,
+                    allowed_pattern=None,
+                    keyid=None,
+                    last_modified_date=utcnow(),
+                    version=1,
+                    data_type="aws:ec2:image",
+                )
+            )
+            seeded[(region, arch)] = image_id
+    return seeded
 
 
 def _create_push_resources(settings: Settings) -> None:

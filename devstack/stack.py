@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from nacl.signing import SigningKey
 
 from devstack.agents import start_agent_side
-from devstack.aws import Emulator, create_resources, fake_credentials
+from devstack.aws import Emulator, create_resources, emulator_settings, fake_credentials
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 from devstack.pump import Pump
@@ -88,6 +88,7 @@ class Stack:
         site_url = self._serve_site()
         env = {
             **fake_credentials(),
+            **emulator_settings(),
             "GANGWAY_STAGE": "local",
             "AWS_ENDPOINT_URL": aws_url,
             "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),

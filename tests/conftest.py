@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from nacl.signing import SigningKey
 
-from devstack.aws import fake_credentials
+from devstack.aws import emulator_settings, fake_credentials
 from devstack.stack import free_port
 
 if TYPE_CHECKING:
@@ -27,8 +27,12 @@ AWS_PORT = free_port()
 DISCORD_PORT = free_port()
 SIGNING_KEY = SigningKey.generate()
 APPLICATION_ID = "111111111111111111"
+# Where the emulator publishes its stand-in Debian images: the default region and those the customer
+# account tests connect in (each costs moto an EC2 backend).
+IMAGE_REGIONS = ("us-east-1", "eu-west-1", "eu-central-1")
 
 os.environ.update(fake_credentials())
+os.environ.update(emulator_settings())  # the emulator's stand-in Debian images (devstack/aws.py seed_images)
 os.environ.update(
     {
         "GANGWAY_STAGE": "test",
@@ -63,7 +67,9 @@ def emulator() -> Iterator[Emulator]:
     from chalicelib.wiring import container
 
     c = container()
-    create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1)
+    create_resources(
+        c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1, image_regions=IMAGE_REGIONS
+    )
     yield emu
     emu.stop()
 
