@@ -195,3 +195,12 @@ def test_no_image_id_is_written_into_the_code_that_runs_in_aws() -> None:
         if re.search(r"\bami-[0-9a-f]", line)
     ]
     assert found == []
+
+
+def test_newgame_offers_graviton_types_with_their_prices_within_discords_limit() -> None:
+    from chalicelib.commands.games_lifecycle import ARM_TYPES, INSTANCE_TYPES, type_hint
+
+    assert {"t4g.medium", "t4g.large", "m7g.large", "c7g.large"} <= set(ARM_TYPES) <= set(INSTANCE_TYPES)
+    assert len(INSTANCE_TYPES) <= 25  # Discord's options per select
+    assert type_hint("t4g.large").startswith("Arm (Graviton): ~$0.067/h on-demand, ~$0.020-0.047/h Spot")
+    assert type_hint("t3.large").startswith("x86: ~$0.083/h on-demand")
