@@ -193,7 +193,7 @@ def _median_us(samples_ns: list[int]) -> float:
 
 def measure_warm() -> dict[str, Any]:
     """Time `/help` through a warm container against an emulator, and the bare verify beside it."""
-    from devstack.aws import Emulator, create_resources, fake_credentials
+    from devstack.aws import Emulator, create_resources, emulator_settings, fake_credentials
 
     key = SigningKey.generate()
     port = _free_port()
@@ -201,6 +201,7 @@ def measure_warm() -> dict[str, Any]:
     os.environ.update(
         {
             **fake_credentials(),
+            **emulator_settings(),
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
             "DISCORD_APPLICATION_ID": app_id,

@@ -70,8 +70,9 @@ class Settings:
     # Where game instances get their agent (chalicelib/instances/wheelhouse.py): the wheelhouse `make deploy`
     # uploads, s3://<artifacts bucket>/agent/<sha256>. Empty: no game can start (the step says why).
     agent_wheelhouse: str = ""
-    # The game instance's image: the publisher's public SSM parameter (`{arch}` is amd64 or arm64), the
-    # owner the image must have (Debian's account), and an explicit AMI id that overrides both.
+    # The machine image (chalicelib/instances/images.py): the publisher's public SSM parameter, `{arch}`
+    # being amd64 or arm64 after the instance type's architecture; the account that must own the image
+    # (Debian's); and optionally one pinned image id, owner-checked all the same.
     image_parameter: str = "/aws/service/debian/release/12/latest/{arch}"
     image_owner: str = "136693071363"
     image_id: str = ""
@@ -137,9 +138,9 @@ class Settings:
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
             agent_wheelhouse=e.get("AGENT_WHEELHOUSE", ""),
-            image_parameter=e.get("IMAGE_PARAMETER", cls.image_parameter),
-            image_owner=e.get("IMAGE_OWNER", cls.image_owner),
-            image_id=e.get("IMAGE_ID", cls.image_id),
+            image_parameter=e.get("IMAGE_PARAMETER") or cls.image_parameter,
+            image_owner=e.get("IMAGE_OWNER") or cls.image_owner,
+            image_id=e.get("IMAGE_ID", cls.image_id).strip(),
             push_table=e.get("PUSH_TABLE", cls.push_table),
             vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),

@@ -115,6 +115,7 @@ class Container:
         from chalicelib.access import AccessRecord, GrantRecord
         from chalicelib.commands import Services, registry
         from chalicelib.games import GameRecord, GameStore
+        from chalicelib.instances.images import ImageConfig
         from chalicelib.jobs import InteractionRecord
         from chalicelib.push import PushRecord
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
@@ -126,7 +127,7 @@ class Container:
             registry=registry,
             audit=AuditLog(),
             broker=self.broker,
-            verifier=Verifier(self.broker),
+            verifier=Verifier(self.broker, ImageConfig.of(self.settings)),
             tenant_tables=(GameRecord, InteractionRecord, GrantRecord, AccessRecord, PushRecord),
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,

@@ -62,6 +62,8 @@ NO_RESOURCE_LEVEL: Final = frozenset(
         "ec2:DescribeVpcs",
         # IoT's DescribeEndpoint names no resource (Service Authorization Reference, AWS IoT).
         "iot:DescribeEndpoint",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstanceTypes",
         # An IoT certificate and its key are made before they have an ARN (Service Authorization
         # Reference, AWS IoT: CreateKeysAndCertificate, no resource types).
         "iot:CreateKeysAndCertificate",
@@ -88,6 +90,10 @@ _TAG_CONDITION_KEYS: Final = frozenset(
 _CUSTOMER_ROLE: Final = re.compile(r"^arn:aws:iam::\*:role/gangway-access-\*$")
 # What a launch uses without creating it: RunInstances needs permission on the image, subnet and group.
 _LAUNCH_INPUTS: Final = ("image/", "subnet/", "security-group/")
+# Public parameters (the image publishers' `/aws/service/...`) belong to no account: their ARN has an
+# empty account field, and reading them is all anyone may do (Systems Manager user guide, "Working with
+# public parameters").
+_PUBLIC_PARAMETERS: Final = "parameter/aws/service/"
 # IoT certificate ids are generated (a hash of the certificate) and take no tags IAM can test, so
 # `cert/*` is as narrow as IAM can say for what is done to an instance's certificate.
 _IOT_CERT_ACTIONS: Final = frozenset(
@@ -221,7 +227,10 @@ def _resource_problem(
 
 
 def _generated_ids_only(m: re.Match[str], actions: list[str]) -> bool:
-    """Launch inputs (image, subnet, group) and IoT certificates: ids gangway cannot name or tag."""
+    """Launch inputs (image, subnet, group), IoT certificates and public parameters: what gangway
+    reads or uses but cannot name or tag."""
+    if m["service"] == "ssm" and m["account"] == "":
+        return set(actions) == {"ssm:GetParameter"} and m["rest"].startswith(_PUBLIC_PARAMETERS)
     if m["service"] == "ec2":
         return set(actions) == {"ec2:RunInstances"} and m["rest"].startswith(_LAUNCH_INPUTS)
     return m["service"] == "iot" and m["rest"] == "cert/*" and set(actions) <= _IOT_CERT_ACTIONS

@@ -10,26 +10,37 @@ import json
 import logging
 import os
 import urllib.request
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
 __all__ = [
+    "EMULATOR_ACCOUNT",
     "LOCAL_ARTIFACTS_BUCKET",
     "Emulator",
     "artifacts_bucket",
     "create_resources",
+    "emulator_settings",
     "ensure_vapid_keys",
     "fake_credentials",
-    "publish_image_parameters",
+    "seed_images",
 ]
 
 log = logging.getLogger(__name__)
 
 
+# The account moto answers as (its default): customer roles in tests live in it too.
+EMULATOR_ACCOUNT = "123456789012"
 # moto checks only that a role ARN is well formed; the deployed template makes the real role.
-WORKFLOWS_ROLE = "arn:aws:iam::123456789012:role/gangway-workflows"
+WORKFLOWS_ROLE = f"arn:aws:iam::{EMULATOR_ACCOUNT}:role/gangway-workflows"
+
+
+def emulator_settings() -> dict[str, str]:
+    """Settings the app needs against the emulator: its stand-in Debian images are the emulator
+    account's own (`seed_images`), so that account is the publisher whose ownership a launch checks."""
+    return {"IMAGE_OWNER": EMULATOR_ACCOUNT}
 
 
 # The local stand-in for the `gangway-artifacts` stack's bucket (deploy/bootstrap.json), where the agent's
@@ -87,9 +98,18 @@ class Emulator:
 
 
 def create_resources(
-    settings: Settings, sqs: Any, dynamodb: Any, *, visibility_timeout: int = 30
+    settings: Settings,
+    sqs: Any,
+    dynamodb: Any,
+    *,
+    visibility_timeout: int = 30,
+    image_regions: Sequence[str] | None = None,
 ) -> dict[str, str]:
-    """Create every table and queue the app uses (idempotent); returns queue URLs by name."""
+    """Create every table and queue the app uses (idempotent); returns queue URLs by name.
+
+    `image_regions` limits where the stand-in Debian images are published (`seed_images`): each region
+    costs the emulator its EC2 backend (about a second), so the tests name the few they use.
+    """
     from chalicelib.games import GameRecord
     from chalicelib.jobs import InteractionRecord
     from chalicelib.tenancy import AuditRecord, TenantRecord
@@ -104,6 +124,7 @@ def create_resources(
     _create_access_resources(settings)
     _create_push_resources(settings)
     _create_instance_resources(settings)
+    seed_images(settings, image_regions)
     urls: dict[str, str] = {}
     dlq = sqs.create_queue(QueueName=settings.jobs_queue + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -204,6 +225,66 @@ def _create_instance_resources(settings: Settings) -> None:
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
 
 
+def seed_images(settings: Settings, regions: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    """The publisher's public image parameters, as moto has none: for each of `regions` (every region
+    gangway offers when None, and always the default one) and each architecture, an image owned by the
+    emulator's account and the parameter (`settings.image_parameter` with `{arch}` filled in) that names
+    it. Returns (region, arch) → image id.
+
+    AWS reserves `/aws/...` parameter names (PutParameter refuses them, in moto too), and RegisterImage
+    takes no architecture in moto, so both are written into the in-process emulator's backends: local
+    configuration only, never code that runs in AWS (instances/images.py reads them like the real ones).
+    """
+    from moto.core.utils import utcnow
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.amis import Ami
+    from moto.ec2.utils import random_ami_id
+    from moto.ssm.models import Parameter, ssm_backends
+
+    from chalicelib.instances.images import ARCH_NAMES
+    from chalicelib.tenancy.onboarding import REGIONS
+
+    seeded: dict[tuple[str, str], str] = {}
+    for region in dict.fromkeys((settings.region, *(REGIONS if regions is None else regions))):
+        parameters = ssm_backends[EMULATOR_ACCOUNT][region]._parameters
+        ec2 = ec2_backends[EMULATOR_ACCOUNT][region]
+        for architecture, arch in ARCH_NAMES.items():
+            name = settings.image_parameter.replace("{arch}", arch)
+            if dict.__contains__(parameters, name):  # not its lazy loader: an already seeded emulator
+                seeded[(region, arch)] = parameters[name][-1].value
+                continue
+            image_id = random_ami_id()
+            ec2.amis[image_id] = Ami(
+                ec2,
+                image_id,
+                name=f"debian-12-{arch}-emulator",
+                description=f"Stand-in for Debian 12 ({arch}) in the local emulator",
+                owner_id=EMULATOR_ACCOUNT,
+                public=True,
+                architecture=architecture,
+                virtualization_type="hvm",
+                root_device_type="ebs",
+                root_device_name="/dev/xvda",
+                region_name=f"{region}a",
+            )
+            parameters[name].append(
+                Parameter(  # type: ignore[abstract]  # moto's CloudFormation hooks are not needed here
+                    account_id=EMULATOR_ACCOUNT,
+                    name=name,
+                    value=image_id,
+                    parameter_type="String",
+                    description=None,
+                    allowed_pattern=None,
+                    keyid=None,
+                    last_modified_date=utcnow(),
+                    version=1,
+                    data_type="aws:ec2:image",
+                )
+            )
+            seeded[(region, arch)] = image_id
+    return seeded
+
+
 def _create_push_resources(settings: Settings) -> None:
     """Web push: the push table (TTL on `purge_at`) and the VAPID key pair, made once (`gangway vapid`)."""
     import boto3
@@ -266,45 +347,3 @@ def _create_access_resources(settings: Settings) -> None:
         if alias not in aliases:
             key = kms.create_key(Description="gangway IPAuth link tokens", KeyUsage="ENCRYPT_DECRYPT")
             kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
-
-
-def publish_image_parameters(
-    settings: Settings, archs: tuple[str, ...] = ("amd64", "arm64")
-) -> dict[str, str]:
-    """Play the image publisher: put `settings.image_parameter` for each architecture into the embedded
-    emulator, naming one of the emulator's own images of that architecture; returns name → AMI id.
-
-    In AWS, Debian publishes these parameters under `/aws/service/`, a path nobody else may write, and
-    moto refuses PutParameter there just as AWS does. So they go straight into the emulator's SSM
-    backend (it runs in this process), and the code that reads them is the same one that runs in AWS.
-    """
-    import boto3
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.core.utils import utcnow
-    from moto.ssm.models import Parameter, ssm_backends
-
-    ec2 = boto3.client("ec2", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
-    backend = ssm_backends[DEFAULT_ACCOUNT_ID][settings.region]
-    published: dict[str, str] = {}
-    for arch in archs:
-        machine = "x86_64" if arch == "amd64" else arch
-        images = ec2.describe_images(Filters=[{"Name": "architecture", "Values": [machine]}])["Images"]
-        image_id = images[0]["ImageId"] if images else "ami-12c6146b"
-        name = settings.image_parameter.format(arch=arch)
-        if name not in backend._parameters:
-            backend._parameters[name].append(
-                Parameter(  # type: ignore[abstract]  # moto builds its own public parameters this way
-                    account_id=DEFAULT_ACCOUNT_ID,
-                    name=name,
-                    value=image_id,
-                    parameter_type="String",
-                    description=None,
-                    allowed_pattern=None,
-                    keyid=None,
-                    last_modified_date=utcnow(),
-                    version=1,
-                    data_type="aws:ec2:image",
-                )
-            )
-        published[name] = image_id
-    return published

@@ -26,8 +26,8 @@ from devstack.aws import (
     Emulator,
     artifacts_bucket,
     create_resources,
+    emulator_settings,
     fake_credentials,
-    publish_image_parameters,
 )
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
@@ -109,6 +109,7 @@ class Stack:
         wheelhouse = build(say=log.info)
         env = {
             **fake_credentials(),
+            **emulator_settings(),
             "GANGWAY_STAGE": "local",
             "AWS_ENDPOINT_URL": aws_url,
             "DISCORD_PUBLIC_KEY": key.verify_key.encode().hex(),
@@ -136,7 +137,6 @@ class Stack:
 
         c = container()
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
-        publish_image_parameters(c.settings)
         publish(c.client("s3"), artifacts_bucket(c.client("s3")), wheelhouse, say=log.info)
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from nacl.signing import SigningKey
 
-from devstack.aws import fake_credentials
+from devstack.aws import emulator_settings, fake_credentials
 from devstack.iam import SOURCE as IAM_SOURCE
 from devstack.iam import deployed_names, enforced
 from devstack.stack import free_port
@@ -36,8 +36,12 @@ APPLICATION_ID = "111111111111111111"
 WHEELHOUSE_ARCHIVE = b"stand-in wheelhouse archive"
 WHEELHOUSE_REQUIREMENTS = "gangway-agent==0.1.0 --hash=sha256:" + "0" * 64 + "\n"
 WHEELHOUSE_KEY = f"agent/{hashlib.sha256(WHEELHOUSE_ARCHIVE).hexdigest()}"
+# Where the emulator publishes its stand-in Debian images: the default region and those the customer
+# account tests connect in (each costs moto an EC2 backend).
+IMAGE_REGIONS = ("us-east-1", "eu-west-1", "eu-central-1")
 
 os.environ.update(fake_credentials())
+os.environ.update(emulator_settings())  # the emulator's stand-in Debian images (devstack/aws.py seed_images)
 os.environ.update(
     {
         "GANGWAY_STAGE": "test",
@@ -79,7 +83,9 @@ def emulator() -> Iterator[Emulator]:
     from chalicelib.wiring import container
 
     c = container()
-    create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1)
+    create_resources(
+        c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=1, image_regions=IMAGE_REGIONS
+    )
     s3 = c.client("s3")
     bucket = artifacts_bucket(s3, "gangway-artifacts-test")
     s3.put_object(Bucket=bucket, Key=f"{WHEELHOUSE_KEY}.tar", Body=WHEELHOUSE_ARCHIVE)

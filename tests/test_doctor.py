@@ -26,7 +26,7 @@ from chalicelib.commands import registry
 from chalicelib.config import Settings
 from chalicelib.discord.rest import DiscordRest
 from deploy.doctor import QUOTAS, Check, Status, Target, failed, run, table
-from devstack.aws import Emulator, fake_credentials, publish_image_parameters
+from devstack.aws import Emulator, fake_credentials
 from devstack.cli import main as gangway
 from devstack.discord_api import DiscordStandIn
 from devstack.stack import LOCAL_BOT_TOKEN
@@ -50,7 +50,6 @@ def discord() -> Iterator[DiscordStandIn]:
 
 @pytest.fixture(scope="module")
 def healthy(emulator: Emulator, discord: DiscordStandIn) -> Target:
-    publish_image_parameters(Settings(aws_endpoint_url=emulator.url))
     return Target(
         stack="the test's stack",
         region="us-east-1",

@@ -14,6 +14,8 @@ from chalicelib.instances.ec2 import placements
 ZONES = {"AvailabilityZones": [{"ZoneName": z, "State": "available"} for z in ("us-east-1b", "us-east-1a")]}
 AVAILABLE = {"Filters": [{"Name": "state", "Values": ["available"]}]}
 DEFAULT_SUBNETS = {"Filters": [{"Name": "default-for-az", "Values": ["true"]}]}
+IMAGE = "ami-0123456789abcdef0"  # what instances/images.py resolved for the type
+IMAGES = {"t3.large": IMAGE}
 
 
 
@@ -58,7 +60,7 @@ def test_a_capacity_error_moves_on_to_the_next_option_with_its_own_token(
 
     def expect(zone: str) -> dict[str, Any]:
         return {
-            "ImageId": ANY,
+            "ImageId": IMAGE,
             "InstanceType": "t3.large",
             "MinCount": 1,
             "MaxCount": 1,
@@ -90,6 +92,7 @@ def test_a_capacity_error_moves_on_to_the_next_option_with_its_own_token(
         spot=True,
         user_data="#!/bin/bash\necho hi\n",
         token=long_token,
+        images=IMAGES,
     )
     assert (launch.instance_id, launch.zone, launch.spot) == ("i-0abc", "us-east-1b", True)
     assert len(tokens) == 2 and tokens[0] != tokens[1] and all(len(t) <= 64 for t in tokens)
@@ -102,11 +105,11 @@ def test_no_capacity_anywhere_raises_capacity_error_naming_each_try(ec2_stub: tu
     with pytest.raises(
         CapacityError, match=r"t3.large in a: InsufficientInstanceCapacity; t3.large in b: Unsupported"
     ):
-        gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t")
+        gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t", images=IMAGES)
 
 
 def test_an_error_that_is_not_about_capacity_stops_the_launch(ec2_stub: tuple[Ec2Gateway, Stubber]) -> None:
     gw, stubber = ec2_stub
     stubber.add_client_error("run_instances", "UnauthorizedOperation", "denied")
     with pytest.raises(Exception, match="UnauthorizedOperation"):
-        gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t")
+        gw.run(placements(["t3.large"], ["a", "b"]), spot=False, user_data="x", token="t", images=IMAGES)

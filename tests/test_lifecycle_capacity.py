@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from chalicelib.commands.games_lifecycle import INSTANCE_TYPES
 from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from tests.helpers import Harness
@@ -187,7 +188,8 @@ def test_fallback_types_over_the_plan_are_refused_and_skipped(
 
 @pytest.mark.parametrize(
     "values",
-    [["c6i.9xlarge"], ["t3.large", "nope"], ["t3.large"] * 11, ["t3.medium' OR 1=1"]],
+    # More values than the select has options (every type but the game's own), among others.
+    [["c6i.9xlarge"], ["t3.large", "nope"], ["t3.large"] * len(INSTANCE_TYPES), ["t3.medium' OR 1=1"]],
 )
 def test_hostile_fallback_selections_change_nothing(harness: Harness, tenant: str, values: list[str]) -> None:
     create_game(harness, "hostile")
@@ -242,3 +244,28 @@ def test_no_room_in_the_kept_volumes_zone_fails_the_start_and_keeps_the_volume(
     assert game_row(tenant, "palworld").resources.volume_id == kept  # the only copy of its newest data
     assert ec2.describe_volumes(VolumeIds=[kept])["Volumes"][0]["State"] == "available"
     assert f"in {zone} (where its unsaved disk is)" in _told(harness, payload)[-1]
+
+
+def _image_of(arch: str) -> str:
+    name = container().settings.image_parameter.replace("{arch}", arch)
+    return str(container().client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
+
+
+def test_a_graviton_type_launches_with_the_arm64_image(harness: Harness, tenant: str) -> None:
+    create_game(harness, "terraria")
+    harness.component("games:set:terraria:type", ["t4g.medium"])
+    start_until_running(harness, tenant, "terraria")
+    instance = _instance(tenant, "terraria")
+    assert (instance["InstanceType"], instance["ImageId"]) == ("t4g.medium", _image_of("arm64"))
+    assert instance["Architecture"] == "arm64"
+
+
+def test_a_fallback_of_the_other_architecture_boots_its_own_image(
+    harness: Harness, tenant: str, capacity: Capacity
+) -> None:
+    create_game(harness, "satisfactory")
+    harness.component("games:set:satisfactory:fallback", ["m7g.large"])
+    capacity.none_for("t3.medium")
+    start_until_running(harness, tenant, "satisfactory")
+    instance = _instance(tenant, "satisfactory")
+    assert (instance["InstanceType"], instance["ImageId"]) == ("m7g.large", _image_of("arm64"))

@@ -185,7 +185,9 @@ def stop_cancelled(ctx: Context, *args: str) -> Update:
 
 # -- a new game's choices: selects on the /newgame reply, each saved at once (only while stopped) ------
 
-INSTANCE_TYPES: Final = (
+# x86 types first, then AWS Graviton (arm64) ones: each boots the Debian image of its own architecture
+# (instances/images.py). Discord allows 25 options in a select; the fallback select shows all but one.
+X86_TYPES: Final = (
     "t3.small",
     "t3.medium",
     "t3.large",
@@ -197,6 +199,21 @@ INSTANCE_TYPES: Final = (
     "c6i.xlarge",
     "c6i.2xlarge",
 )
+ARM_TYPES: Final = (
+    "t4g.small",
+    "t4g.medium",
+    "t4g.large",
+    "t4g.xlarge",
+    "m7g.large",
+    "m7g.xlarge",
+    "m7g.2xlarge",
+    "c7g.large",
+    "c7g.xlarge",
+    "c7g.2xlarge",
+)
+INSTANCE_TYPES: Final = X86_TYPES + ARM_TYPES
+# Where the selects' prices come from (prices.json): gangway's default region.
+_PRICE_REGION: Final = "us-east-1"
 DISK_SIZES: Final = (12, 16, 24, 32, 48, 64, 128)
 MARKETS: Final = {
     "on-demand": (
@@ -232,6 +249,17 @@ PRELOADS: Final = {
 }
 
 
+def type_hint(instance_type: str) -> str:
+    """A type's option description: its architecture and list prices, so Graviton's saving shows."""
+    table = price_table()
+    hourly = table["regions"][_PRICE_REGION]["on_demand_hourly"].get(instance_type)
+    arch = "Arm (Graviton)" if instance_type in ARM_TYPES else "x86"
+    if hourly is None:
+        return arch
+    low, high = (float(hourly) * (1 - float(table["spot"][k])) for k in ("savings_high", "savings_low"))
+    return f"{arch}: ~${float(hourly):.3f}/h on-demand, ~${low:.3f}-{high:.3f}/h Spot ({_PRICE_REGION})"
+
+
 def choices(game: Game) -> tuple[ActionRow, ...]:
     """The selects that change what a stopped game runs on; each custom_id carries the game."""
 
@@ -256,7 +284,10 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
     return (
         select(
             "type",
-            tuple(SelectOption(t, t, default=t == game.settings.instance_type) for t in INSTANCE_TYPES),
+            tuple(
+                SelectOption(t, t, type_hint(t), default=t == game.settings.instance_type)
+                for t in INSTANCE_TYPES
+            ),
             "Instance type",
         ),
         select(
@@ -283,7 +314,7 @@ def choices(game: Game) -> tuple[ActionRow, ...]:
         select(
             "fallback",
             tuple(
-                SelectOption(t, t, default=t in game.settings.fallback_types)
+                SelectOption(t, t, type_hint(t), default=t in game.settings.fallback_types)
                 for t in INSTANCE_TYPES
                 if t != game.settings.instance_type
             ),

@@ -37,8 +37,6 @@ CAPACITY_ERRORS: Final = frozenset(
         "Unsupported",
     }
 )
-# Any AMI id works in the emulator; in AWS the deployment configures a current Ubuntu image.
-DEFAULT_AMI: Final = "ami-12c6146b"
 
 
 class CapacityError(InfraError):
@@ -169,9 +167,13 @@ class Ec2Gateway:
         spot: bool,
         user_data: str,
         token: str,
+        images: Mapping[str, str],
         security_group_ids: Sequence[str] = (),
     ) -> Launch:
         """Launch in the first option with capacity; one-time Spot requests only, never persistent.
+
+        `images` gives each option's instance type its machine image (instances/images.py resolves them
+        per architecture: a fallback type may be Graviton where the game's own is x86).
 
         Raises:
             CapacityError: no option had capacity.
@@ -179,7 +181,7 @@ class Ec2Gateway:
         errors = []
         for n, option in enumerate(options):
             params: dict[str, Any] = {
-                "ImageId": DEFAULT_AMI,
+                "ImageId": images[option.instance_type],
                 "InstanceType": option.instance_type,
                 "MinCount": 1,
                 "MaxCount": 1,

@@ -9,13 +9,14 @@ knows which account each service lives in: EC2, SSM, STS, Route 53 and CloudWatc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.instances.dns import DnsGateway
 from chalicelib.instances.ec2 import Ec2Gateway
 from chalicelib.instances.game_logs import GameLogs
 from chalicelib.instances.identity import IdentityGateway
+from chalicelib.instances.images import ImageCache, ImageConfig, ImageResolver
 from chalicelib.instances.security import SecurityGroups
 from chalicelib.instances.terminal import Federation, TerminalGateway
 
@@ -33,13 +34,15 @@ class TenantGateways:
 
     `settings` gives the stage (names), gangway's region (IoT), the configured IoT endpoints, the
     console's federation endpoint and the terminal link's issuer; `hosting_account` is gangway's own
-    account id (where a hosting tenant's instances run).
+    account id (where a hosting tenant's instances run). `image_cache` keeps resolved machine images for
+    the container's life (instances/images.py).
     """
 
     broker: CredentialsBroker
     tenants: TenantStore
     settings: Settings
     hosting_account: Callable[[], str]
+    image_cache: ImageCache = field(default_factory=ImageCache, compare=False)
 
     def ec2(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> Ec2Gateway:
         """EC2 for this game's tenant, through the broker (audited, the tenant's own account if set).
@@ -50,6 +53,22 @@ class TenantGateways:
         tenant = self.tenants.require(game.tenant_id)
         client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
         return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
+
+    def images(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> ImageResolver:
+        """The machine images a launch of this game may use: the public parameter and the image in its
+        tenant's account and region (EC2 and SSM through the broker, built on first use), cached.
+
+        Raises:
+            NotSetUp: the tenant is gone.
+        """
+        tenant = self.tenants.require(game.tenant_id)
+        return ImageResolver(
+            lambda: self._client(tenant, "ec2", purpose, actor),
+            lambda: self._client(tenant, "ssm", purpose, actor),
+            ImageConfig.of(self.settings),
+            scope=f"{tenant.role_arn or 'hosting'}@{tenant.region}",
+            cache=self.image_cache,
+        )
 
     def security_groups(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> SecurityGroups:
         """The game's security group in its tenant's account, through the broker (audited).

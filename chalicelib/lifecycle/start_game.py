@@ -24,6 +24,7 @@ from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.games import Game, GameState
 from chalicelib.instances import CapacityError, Ec2Gateway
 from chalicelib.instances.ec2 import FastRestoreRefused, placements
+from chalicelib.instances.images import ImageRefused, image_ids
 from chalicelib.lifecycle.capacity import fallback_note, in_words, instance_types, no_room
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.edit_game import up_for_editing
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _ACTOR: Final = "workflow:start"
 VOLUME_FAILED: Final = "gangway.VolumeFailed"
 FAST_RESTORE_FAILED: Final = "gangway.FastRestoreFailed"
+IMAGE_REFUSED: Final = "gangway.ImageRefused"
 # Preload progress edits the reply at most this often (the agent reports every 5 s), or per 10 %.
 _TELL_EVERY_S: Final = 20.0
 _TELL_STEP_PERCENT: Final = 10.0
@@ -88,8 +90,10 @@ def _kept_volume(ec2: Ec2Gateway, game: Game) -> str | None:
 def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """Launch where AWS has room: every (type, zone) of the game in the market `data.market` says.
 
-    A volume kept from a failed stop pins the launch to its zone. Raises StepFailed(CAPACITY) when no
-    option had room: the workflow's CapacityFallback then tries on-demand if the game allows.
+    A volume kept from a failed stop pins the launch to its zone. Each type boots the Debian image of
+    its own architecture (instances/images.py), owner-checked first: a refused image fails the start
+    (StepFailed(IMAGE_REFUSED)) before anything is launched. Raises StepFailed(CAPACITY) when no option
+    had room: the workflow's CapacityFallback then tries on-demand if the game allows.
     """
     lc, game = ctx.lifecycle, game_of(ctx)
     ec2 = lc.gateways.ec2(game, actor=_ACTOR)
@@ -113,6 +117,12 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         }
         return again | common | {"note": note}
     spot = data.get("market") == "spot"
+    try:
+        images = lc.gateways.images(game, actor=_ACTOR).for_types(types)
+    except ImageRefused as exc:
+        log.warning("%s/%s: %s", ctx.tenant_id, ctx.game, exc)
+        raise StepFailed(IMAGE_REFUSED, str(exc)) from exc
+    types = [t for t in types if t in images]
     zones = [game.resources.zone] if kept and game.resources.zone else ec2.launch_zones()
     lc.tell(
         data,
@@ -124,6 +134,7 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
             spot=spot,
             user_data=user_data(ctx, game, volume_id=kept, autostart=mode != "read", editing=edit),
             token=f"{ctx.execution}-{data.get('market', 'od')}",
+            images=image_ids(images),
             security_group_ids=[game_group(lc, game, actor=_ACTOR)],
         )
     except CapacityError as exc:
@@ -318,6 +329,7 @@ _WORDS: Final = {
     "gangway.AgentError": "the server's agent refused a request",
     FAST_RESTORE_FAILED: "fast snapshot restore did not turn on",
     VOLUME_FAILED: "its disk could not be made",
+    IMAGE_REFUSED: "its machine image failed gangway's owner check or could not be found",
     "gangway.InstanceFailed": "its server stopped while starting",
 }
 

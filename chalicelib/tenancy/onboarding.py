@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from chalicelib.errors import AccountUnreachable, ValidationError
 from chalicelib.instances import error_code
+from chalicelib.instances.images import Image, ImageConfig, ImageRefused, ImageResolver
 from chalicelib.tenancy.broker import CredentialsBroker, TenantAccess
 from chalicelib.tenancy.store import Tenant
 
@@ -46,6 +47,8 @@ REGIONS: Final = (
 _DENIED: Final = {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "UnauthorizedException"}
 _ALLOWED: Final = {"DryRunOperation"}
 STACK_NAME: Final = "gangway-access"
+# The type the RunInstances dry run asks for: the smallest of the default x86 family.
+PROBE_INSTANCE_TYPE: Final = "t3.micro"
 
 
 def check_role_arn(value: str, region: str) -> tuple[str, str]:
@@ -90,29 +93,37 @@ class VerifyResult:
     checked: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _checks(region: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
-    """(permission, service, call) for what gangway does in a customer account.
+def _checks(region: str, image: Image | None) -> list[tuple[str, str, Callable[[Any], Any]]]:
+    """(permission, service, call) for what gangway does in a customer account; the RunInstances dry
+    run uses the image a launch would (instances/images.py resolved it in that account and region), and
+    is left out when there is none (that problem is already reported).
 
     ssm:StartSession (for /terminal) has no harmless probe without a running instance; /terminal
     reports it when it is missing.
     """
     zone = f"{region}a"
-    return [
+    checks: list[tuple[str, str, Callable[[Any], Any]]] = [
         ("ec2:DescribeInstances", "ec2", lambda c: c.describe_instances(DryRun=True)),
-        (
-            "ec2:RunInstances",
-            "ec2",
-            lambda c: c.run_instances(
-                DryRun=True,
-                ImageId="ami-12c6146b",
-                InstanceType="t3.micro",
-                MinCount=1,
-                MaxCount=1,
-                TagSpecifications=[
-                    {"ResourceType": "instance", "Tags": [{"Key": "gangway", "Value": "check"}]}
-                ],
-            ),
-        ),
+    ]
+    if image is not None:
+        checks.append(
+            (
+                "ec2:RunInstances",
+                "ec2",
+                lambda c: c.run_instances(
+                    DryRun=True,
+                    ImageId=image.image_id,
+                    InstanceType=PROBE_INSTANCE_TYPE,
+                    MinCount=1,
+                    MaxCount=1,
+                    TagSpecifications=[
+                        {"ResourceType": "instance", "Tags": [{"Key": "gangway", "Value": "check"}]}
+                    ],
+                ),
+            )
+        )
+    return [
+        *checks,
         (
             "ec2:CreateVolume",
             "ec2",
@@ -132,10 +143,11 @@ def _checks(region: str) -> list[tuple[str, str, Callable[[Any], Any]]]:
 
 
 class Verifier:
-    """Checks a role before a tenant may use it."""
+    """Checks a role before a tenant may use it; `images` says where launches take their image from."""
 
-    def __init__(self, broker: CredentialsBroker) -> None:
+    def __init__(self, broker: CredentialsBroker, images: ImageConfig) -> None:
         self._broker = broker
+        self._images = images
 
     def verify(self, tenant: Tenant, *, role_arn: str, region: str, actor: str) -> VerifyResult:
         """Assume `role_arn` with the tenant's ExternalId and check every permission gangway needs."""
@@ -160,9 +172,10 @@ class Verifier:
         access = self._broker.access(candidate, purpose="verify", actor=actor)
         account = str(access.client("sts").get_caller_identity()["Account"])
         problems = self._trust_problems(access, role_arn, tenant.external_id or "")
-        checked: list[str] = []
+        checked: list[str] = ["ec2:DescribeInstanceTypes", "ssm:GetParameter", "ec2:DescribeImages"]
         clients: dict[str, Any] = {}
-        for permission, service, call in _checks(region):
+        image = self._image(access, region, problems)
+        for permission, service, call in _checks(region, image):
             client = clients.setdefault(service, access.client(service))
             checked.append(permission)
             try:
@@ -174,6 +187,27 @@ class Verifier:
                 elif code not in _ALLOWED:
                     problems.append(f"`{permission}` could not be checked ({code})")
         return VerifyResult(not problems, account, tuple(problems), tuple(checked))
+
+    def _image(self, access: TenantAccess, region: str, problems: list[str]) -> Image | None:
+        """The image a launch would boot in this account and region, fresh (uncached), or None with the
+        reason added to `problems`: the same resolution as a launch's, so a role that passes can start."""
+        resolver = ImageResolver(
+            lambda: access.client("ec2"), lambda: access.client("ssm"), self._images, scope=region
+        )
+        try:
+            return resolver.image(PROBE_INSTANCE_TYPE)
+        except ImageRefused as exc:
+            problems.append(f"no machine image gangway trusts: {exc}")
+        except Exception as exc:
+            code = error_code(exc, type(exc).__name__)
+            if code in _DENIED:
+                problems.append(
+                    "missing permission to find the machine image (`ec2:DescribeInstanceTypes`, "
+                    "`ssm:GetParameter` on the publisher's parameter or `ec2:DescribeImages`)"
+                )
+            else:
+                problems.append(f"the machine image could not be checked ({code})")
+        return None
 
     @staticmethod
     def _trust_problems(access: TenantAccess, role_arn: str, external_id: str) -> list[str]:
