@@ -1,5 +1,8 @@
 """Drive the app as Discord and Lambda would: signed requests through Chalice's test client, queued
-jobs through the same `jobs` handler the Lambda runs, follow-ups read from the Discord stand-in."""
+jobs through the same `jobs` handler the Lambda runs, follow-ups read from the Discord stand-in.
+
+Every 200 answer is checked against Discord's interaction-callback schema, as Discord checks it: an
+answer Discord would refuse raises `InvalidFormBody` (devstack/discord_schemas.py) in the test."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib.wiring import container
 from devstack.discord_api import DiscordStandIn
+from devstack.discord_schemas import check_callback
 from devstack.discord_user import DiscordUser, Who
 from devstack.pump import LambdaContext, sqs_event
 
@@ -29,7 +33,10 @@ class Harness:
 
     def post_raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, Any]:
         resp = self.client.http.post("/discord/interactions", headers=dict(headers), body=body)
-        return resp.status_code, json.loads(resp.body) if resp.body else None
+        answer = json.loads(resp.body) if resp.body else None
+        if resp.status_code == 200:
+            check_callback(answer)
+        return resp.status_code, answer
 
     def post(self, payload: Mapping[str, Any]) -> tuple[int, Any]:
         body = json.dumps(payload).encode()
