@@ -1,6 +1,7 @@
 """A stand-in for Discord's REST API: records every call and answers like Discord does.
 
-`GET /_calls` lists `{method, path, json, time, auth, reason, status}`; `DELETE /_calls` clears it.
+`GET /_calls` lists `{method, path, json, time, auth, reason, status}` (plus `errors` on a 50035);
+`DELETE /_calls` clears it.
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
 "status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
@@ -22,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
-from devstack.discord_schemas import refusal, schemas
+from devstack.discord_schemas import INVALID_FORM_BODY, refusal, schemas
 
 __all__ = ["DiscordStandIn"]
 
@@ -143,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         status, body, headers = self._fault(method, path) or self._answer(method, path, payload, auth)
         call["status"] = status
+        if isinstance(body, dict) and body.get("code") == INVALID_FORM_BODY:
+            call["errors"] = body.get("errors")  # what Discord would have said, for the test that sent it
         with self.state.lock:
             self.state.calls.append(call)
         self._send(status, body, headers)

@@ -27,6 +27,13 @@ class Harness:
     user: DiscordUser
     standin: DiscordStandIn
     client: Client = field(default_factory=lambda: Client(app_module.app))
+    # Calls the stand-in refused with 50035 fail the test at teardown unless it expects them.
+    expect_refusals: bool = False
+    started: float = field(default_factory=time.time)
+
+    def refused_calls(self) -> list[dict[str, Any]]:
+        """Calls made since this harness started that Discord would have refused (50035)."""
+        return [c for c in self.standin.calls() if c["time"] >= self.started and "errors" in c]
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
