@@ -73,6 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_discord(args: argparse.Namespace) -> int:
     from chalicelib.commands import registry
+    from devstack.discord_schemas import InvalidFormBody, refusal
     from devstack.discord_user import DiscordUser, Who
 
     stack = _load_stack(args.state_dir)
@@ -90,7 +91,12 @@ def _cmd_discord(args: argparse.Namespace) -> int:
         payload = user.component(args.component, args.values.split(",") if args.values is not None else None)
     else:
         payload = user.line(args.line, registry)
-    status, body = user.post(payload)
+    try:
+        status, body = user.post(payload)
+    except InvalidFormBody as exc:
+        print(json.dumps({"discord_refused": refusal(exc.errors)}, indent=2, ensure_ascii=False))
+        print(exc, file=sys.stderr)
+        return 1
     print(json.dumps({"status": status, "response": body}, indent=2, ensure_ascii=False))
     deferred = isinstance(body, dict) and body.get("type") in (5, 6)
     if deferred and args.wait > 0:

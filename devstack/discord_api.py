@@ -1,6 +1,7 @@
 """A stand-in for Discord's REST API: records every call and answers like Discord does.
 
-`GET /_calls` lists `{method, path, json, time, auth, reason, status}`; `DELETE /_calls` clears it.
+`GET /_calls` lists `{method, path, json, time, auth, reason, status}` (plus `errors` on a 50035);
+`DELETE /_calls` clears it.
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
 "status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
@@ -11,6 +12,12 @@ Like Discord, it keeps what was registered: a PUT of an application's (or one gu
 replaces the list a later GET answers. `GET /users/@me` answers the bot user and `GET /applications/@me`
 the application, with the interactions endpoint URL it was given (`application(...)` changes it, as the
 Developer Portal does), so `gangway doctor` can check a token, an endpoint and the registered commands.
+
+Every request body is validated against Discord's published schema for its route (`discord_schemas`,
+vendored from Discord's OpenAPI file); one that does not validate gets Discord's own refusal, 400
+`{"code": 50035, "message": "Invalid Form Body", "errors": {...}}`, and is recorded with that status,
+so a payload Discord would refuse fails here too instead of in a user's evening. A body that is not
+JSON gets 400 with code 50109, as on Discord. Injected faults still take precedence.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
+from devstack.discord_schemas import INVALID_FORM_BODY, refusal, schemas
+
 __all__ = ["DiscordStandIn"]
 
 _WEBHOOK: Final = re.compile(r"^/webhooks/(\d+)/([^/]+)(/messages/(@original|\d+))?$")
@@ -30,6 +39,11 @@ _COMMANDS: Final = re.compile(r"^/applications/(\d+)(/guilds/(\d+))?/commands$")
 _MEMBER_ROLE: Final = re.compile(r"^/guilds/(\d+)/members/(\d+)/roles/(\d+)$")
 _UNAUTHORIZED: Final[tuple[int, Any, dict[str, str]]] = (401, {"message": "401: Unauthorized", "code": 0}, {})
 _MAX_BODY: Final = 1 << 20
+_INVALID_JSON: Final = {"code": 50109, "message": "The request body contains invalid JSON."}
+
+
+class _NotJson(str):
+    """A body that did not parse as JSON (kept as text for the record)."""
 
 
 class _State:
@@ -167,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         status, body, headers = self._fault(method, path) or self._answer(method, path, payload, auth)
         call["status"] = status
+        if isinstance(body, dict) and body.get("code") == INVALID_FORM_BODY:
+            call["errors"] = body.get("errors")  # what Discord would have said, for the test that sent it
         with self.state.lock:
             self.state.calls.append(call)
         self._send(status, body, headers)
@@ -193,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, Any, dict[str, str]]:
         limits = {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "1.0"}
         hook = _WEBHOOK.match(path)
+        if hook and (refused := self._refusal(method, path, payload)):
+            return refused  # webhook routes need no Authorization: validation comes first
         if hook and method in ("PATCH", "POST", "GET"):
             message = {"id": self.state.new_id(), "type": 0, **(payload if isinstance(payload, dict) else {})}
             return 200, message, limits
@@ -210,6 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/applications/@me" and method == "GET":
             with self.state.lock:
                 return 200, dict(self.state.application), limits
+        if refused := self._refusal(method, path, payload):
+            return refused
         chan = _CHANNEL_MESSAGES.match(path)
         if chan and method == "POST":
             message = {"id": self.state.new_id(), "channel_id": chan.group(1), **(payload or {})}
@@ -236,6 +256,19 @@ class _Handler(BaseHTTPRequestHandler):
             return 204, None, limits  # Discord answers both with an empty 204, idempotently
         return 404, {"message": "404: Not Found", "code": 0}, {}
 
+    def _refusal(self, method: str, path: str, payload: Any) -> tuple[int, Any, dict[str, str]] | None:
+        """Discord's 400 for a body it would not accept on this route, or None."""
+        route = schemas().route(method, path)
+        if route is None or method in ("GET", "DELETE"):
+            return None
+        if isinstance(payload, _NotJson):
+            return 400, dict(_INVALID_JSON), {}
+        errors = schemas().errors(route, payload, present=self._has_body())
+        return None if errors is None else (400, refusal(errors), {})
+
+    def _has_body(self) -> bool:
+        return int(self.headers.get("Content-Length") or 0) > 0
+
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         if length <= 0 or length > _MAX_BODY:
@@ -244,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw)
         except ValueError:
-            return raw.decode(errors="replace")
+            return _NotJson(raw.decode(errors="replace"))
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()

@@ -1,7 +1,9 @@
 """Plays Discord's side of the interactions protocol: builds interactions and signs them for real.
 
 People use it through `gangway discord`, tests use it directly; both sign with the stack's Ed25519 key,
-so the app verifies exactly what it verifies in production.
+so the app verifies exactly what it verifies in production. In the other direction it checks what
+the app answers as Discord does: a 200 whose body is not a valid interaction callback (Discord's
+published schema) raises `InvalidFormBody`, since Discord would show "This interaction failed".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nacl.signing import SigningKey
 
 from chalicelib.discord import CommandRegistry, InteractionType, Permission
 from chalicelib.discord.payloads import ComponentType, OptionType
+from devstack.discord_schemas import check_callback
 
 __all__ = ["DiscordUser", "Who", "parse_command_line", "snowflake"]
 
@@ -183,7 +186,11 @@ class DiscordUser:
     def post(
         self, payload: Mapping[str, Any] | bytes, headers: Mapping[str, str] | None = None
     ) -> tuple[int, Any]:
-        """POST to the app's interactions endpoint; returns (status, decoded JSON or None)."""
+        """POST to the app's interactions endpoint; returns (status, decoded JSON or None).
+
+        Raises:
+            InvalidFormBody: the app answered 200 with a body Discord would refuse as a callback.
+        """
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         hdrs = dict(self.sign(body)) if headers is None else dict(headers)
         req = urllib.request.Request(  # noqa: S310 - the local stack's URL
@@ -192,7 +199,10 @@ class DiscordUser:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - local stack URL
                 raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
+                answer = json.loads(raw) if raw else None
+                if resp.status == 200:
+                    check_callback(answer)
+                return resp.status, answer
         except urllib.error.HTTPError as err:
             raw = err.read()
             try:

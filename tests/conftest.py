@@ -132,6 +132,8 @@ def harness(emulator: Emulator, standin: DiscordStandIn, user: DiscordUser) -> I
     h = Harness(user=user, standin=standin)
     yield h
     h.close()
+    refused = [] if h.expect_refusals else h.refused_calls()
+    assert not refused, f"Discord would refuse what gangway sent: {refused}"
 
 
 def body_of(resp: Any) -> Any:

@@ -1,5 +1,8 @@
 """Drive the app as Discord and Lambda would: signed requests through Chalice's test client, queued
-jobs through the same `jobs` handler the Lambda runs, follow-ups read from the Discord stand-in."""
+jobs through the same `jobs` handler the Lambda runs, follow-ups read from the Discord stand-in.
+
+Every 200 answer is checked against Discord's interaction-callback schema, as Discord checks it: an
+answer Discord would refuse raises `InvalidFormBody` (devstack/discord_schemas.py) in the test."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from chalice.test import Client
 import app as app_module
 from chalicelib.wiring import container
 from devstack.discord_api import DiscordStandIn
+from devstack.discord_schemas import check_callback
 from devstack.discord_user import DiscordUser, Who
 from devstack.pump import LambdaContext, sqs_event
 
@@ -23,13 +27,23 @@ class Harness:
     user: DiscordUser
     standin: DiscordStandIn
     client: Client = field(default_factory=lambda: Client(app_module.app))
+    # Calls the stand-in refused with 50035 fail the test at teardown unless it expects them.
+    expect_refusals: bool = False
+    started: float = field(default_factory=time.time)
+
+    def refused_calls(self) -> list[dict[str, Any]]:
+        """Calls made since this harness started that Discord would have refused (50035)."""
+        return [c for c in self.standin.calls() if c["time"] >= self.started and "errors" in c]
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)
 
     def post_raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, Any]:
         resp = self.client.http.post("/discord/interactions", headers=dict(headers), body=body)
-        return resp.status_code, json.loads(resp.body) if resp.body else None
+        answer = json.loads(resp.body) if resp.body else None
+        if resp.status_code == 200:
+            check_callback(answer)
+        return resp.status_code, answer
 
     def post(self, payload: Mapping[str, Any]) -> tuple[int, Any]:
         body = json.dumps(payload).encode()

@@ -18,6 +18,7 @@ __all__ = [
     "SelectOption",
     "StringSelect",
     "TextInput",
+    "checked_custom_id",
     "clip",
 ]
 
@@ -27,7 +28,8 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _custom_id(value: str) -> str:
+def checked_custom_id(value: str) -> str:
+    """`value`, or ValueError: a custom_id carries state, so cutting it would break the next step."""
     if not 1 <= len(value) <= LIMITS.custom_id:
         raise ValueError(f"custom_id must be 1-{LIMITS.custom_id} characters: {value!r}")
     return value
@@ -47,7 +49,7 @@ class Button:
             "type": ComponentType.BUTTON,
             "style": self.style,
             "label": clip(self.label, LIMITS.button_label),
-            "custom_id": _custom_id(self.custom_id),
+            "custom_id": checked_custom_id(self.custom_id),
             "disabled": self.disabled,
         }
 
@@ -60,7 +62,15 @@ class LinkButton:
     url: str
 
     def to_dict(self) -> JSON:
-        return {"type": ComponentType.BUTTON, "style": ButtonStyle.LINK, "label": self.label, "url": self.url}
+        # Discord refuses a label over 80 or a url over 512 characters (50035); a cut URL is a broken one.
+        if not 1 <= len(self.url) <= LIMITS.button_url:
+            raise ValueError(f"a link button's url must be 1-{LIMITS.button_url} characters")
+        return {
+            "type": ComponentType.BUTTON,
+            "style": ButtonStyle.LINK,
+            "label": clip(self.label, LIMITS.button_label),
+            "url": self.url,
+        }
 
 
 @dataclass(frozen=True)
@@ -89,10 +99,15 @@ class StringSelect:
     min_values: int = 1
     max_values: int = 1
 
+    def __post_init__(self) -> None:
+        # Discord refuses a select without options (50035, BASE_TYPE_MIN_LENGTH): fail here, not there.
+        if not self.options:
+            raise ValueError("a string select needs at least one option")
+
     def to_dict(self) -> JSON:
         return {
             "type": ComponentType.STRING_SELECT,
-            "custom_id": _custom_id(self.custom_id),
+            "custom_id": checked_custom_id(self.custom_id),
             "options": [o.to_dict() for o in self.options[: LIMITS.select_options]],
             "placeholder": clip(self.placeholder, LIMITS.select_placeholder),
             "min_values": self.min_values,
@@ -113,7 +128,7 @@ class RoleSelect:
     def to_dict(self) -> JSON:
         return {
             "type": ComponentType.ROLE_SELECT,
-            "custom_id": _custom_id(self.custom_id),
+            "custom_id": checked_custom_id(self.custom_id),
             "placeholder": clip(self.placeholder, LIMITS.select_placeholder),
             "min_values": self.min_values,
             "max_values": self.max_values,
@@ -137,7 +152,7 @@ class TextInput:
     def to_dict(self) -> JSON:
         field: JSON = {
             "type": ComponentType.TEXT_INPUT,
-            "custom_id": _custom_id(self.custom_id),
+            "custom_id": checked_custom_id(self.custom_id),
             "style": self.style,
             "required": self.required,
             "min_length": self.min_length,

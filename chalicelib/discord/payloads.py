@@ -138,6 +138,7 @@ class _Limits:
     select_options: Final = 25
     custom_id: Final = 100
     button_label: Final = 80
+    button_url: Final = 512
     select_placeholder: Final = 150
     modal_title: Final = 45
     modal_components: Final = 5

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
-from chalicelib.discord.components import ActionRow, Embed, TextInput, clip
+from chalicelib.discord.components import ActionRow, Embed, TextInput, checked_custom_id, clip
 from chalicelib.discord.payloads import JSON, LIMITS, CallbackType, MessageFlag
 from chalicelib.errors import UserError
 
@@ -129,7 +129,7 @@ def callback_body(resp: Response) -> JSON:
         return {
             "type": CallbackType.MODAL,
             "data": {
-                "custom_id": resp.custom_id,
+                "custom_id": checked_custom_id(resp.custom_id),
                 "title": clip(resp.title, LIMITS.modal_title),
                 "components": [f.to_dict() for f in resp.fields[: LIMITS.modal_components]],
             },

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from chalicelib.errors import DiscordApiError
 
-__all__ = ["DiscordRest", "HttpResult", "Transport", "urllib_transport"]
+__all__ = ["DiscordRest", "HttpResult", "Transport", "describe_errors", "urllib_transport"]
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,32 @@ class DiscordRest:
             message = (
                 data.get("message", "") if isinstance(data, dict) else result.body[:200].decode("replace")
             )
+            if isinstance(data, dict) and isinstance(data.get("errors"), dict):
+                # 50035 names the offending fields only in `errors`; without them the log says nothing.
+                message = f"{message} ({describe_errors(data['errors'])})"
             log.warning("Discord %s on %s %s: %s", result.status, method, redact(path), message)
             raise DiscordApiError(result.status, code if isinstance(code, int) else None, str(message))
         return data
+
+
+def describe_errors(errors: Mapping[str, Any], limit: int = 5) -> str:
+    """Discord's nested `errors` as `data.components.0.options: Must be 25 or fewer in length.; …`.
+
+    A 50035 answer's message is only "Invalid Form Body"; the field and the reason are in the nesting.
+    """
+    found: list[str] = []
+
+    def walk(node: Mapping[str, Any], trail: list[str]) -> None:
+        for key, value in node.items():
+            if key == "_errors" and isinstance(value, list):
+                where = ".".join(trail) or "body"
+                found.extend(f"{where}: {e.get('message', e)}" for e in value if isinstance(e, dict))
+            elif isinstance(value, Mapping):
+                walk(value, [*trail, str(key)])
+
+    walk(errors, [])
+    more = f"; and {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
 
 
 def _retry_after(result: HttpResult) -> float:

@@ -1,0 +1,142 @@
+"""Extract the request-body schemas the Discord stand-in enforces from Discord's OpenAPI file.
+
+Discord publishes its HTTP API as one 1.2 MB OpenAPI 3.1 file (discord/discord-api-spec). The repo
+cannot depend on a copy of it lying beside the clone, so this script vendors the part we need into
+`devstack/discord_schemas.json`: the request body of every route gangway calls (plus the interaction
+callback, which is what our endpoint answers Discord's POST with) and every component those reference,
+transitively. `tests/test_discord_schemas.py` re-runs the extraction whenever the full file is present
+and fails if the vendored copy drifted.
+
+One deliberate change, marked in the output: the file types the permission bit sets
+(`default_member_permissions`, `permissions`) as integers, while Discord documents and sends them as
+strings of digits and accepts both. Those two properties accept either; nothing else is loosened.
+
+    python -m devstack.discord_schemas_extract [path/to/discord-openapi.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["PERMISSION_FIELDS", "ROUTES", "VENDORED", "default_source", "extract", "main", "render"]
+
+VENDORED: Final = Path(__file__).with_name("discord_schemas.json")
+
+# (method, OpenAPI path) of every route whose request body the stand-in or the harness validates.
+ROUTES: Final[tuple[tuple[str, str], ...]] = (
+    ("POST", "/interactions/{interaction_id}/{interaction_token}/callback"),
+    ("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/@original"),
+    ("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"),
+    ("POST", "/webhooks/{webhook_id}/{webhook_token}"),
+    ("PUT", "/applications/{application_id}/commands"),
+    ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands"),
+    ("POST", "/channels/{channel_id}/messages"),
+    ("PUT", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}"),
+    ("DELETE", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}"),
+)
+
+PERMISSION_FIELDS: Final = frozenset({"default_member_permissions", "permissions"})
+_REF_PREFIX: Final = "#/components/schemas/"
+_DIGITS: Final = {"type": "string", "pattern": "^[0-9]+$"}
+
+
+def default_source() -> Path | None:
+    """The full OpenAPI file, if a copy of shared/ is at hand (the team's machine or CI's clone)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (
+        Path("/work/shared/reference/discord-openapi.json"),
+        here.parent / "shared" / "reference" / "discord-openapi.json",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if not ref.startswith(_REF_PREFIX):
+                raise ValueError(f"unexpected $ref {ref!r}: only components/schemas are vendored")
+            yield ref[len(_REF_PREFIX) :]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _loosen_permissions(node: Any) -> Any:
+    """Let the permission bit sets be strings of digits too (Discord's documented form)."""
+    if isinstance(node, list):
+        return [_loosen_permissions(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _loosen_permissions(v) for k, v in node.items()}
+    props = out.get("properties")
+    if isinstance(props, dict):
+        for name in PERMISSION_FIELDS & props.keys():
+            schema = props[name]
+            kinds = schema.get("type")
+            if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
+                props[name] = {
+                    "$comment": "gangway: Discord documents and accepts permission bit sets as strings",
+                    "anyOf": [schema, _DIGITS],
+                }
+    return out
+
+
+def extract(openapi: dict[str, Any]) -> dict[str, Any]:
+    """The vendored document: `routes` ("METHOD path" → body schema or null) and `components`."""
+    all_schemas: dict[str, Any] = openapi["components"]["schemas"]
+    routes: dict[str, Any] = {}
+    for method, path in ROUTES:
+        operation = openapi["paths"][path][method.lower()]
+        body = operation.get("requestBody")
+        schema = body["content"]["application/json"]["schema"] if body else None
+        routes[f"{method} {path}"] = (
+            None if schema is None else {"required": bool(body.get("required")), "schema": schema}
+        )
+    wanted: set[str] = set()
+    pending = [name for name in _refs(routes)]
+    while pending:
+        name = pending.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        pending.extend(_refs(all_schemas[name]))
+    return {
+        "$comment": (
+            "Generated by devstack/discord_schemas_extract.py from Discord's OpenAPI file "
+            "(discord/discord-api-spec); do not edit. Permission bit sets also accept strings."
+        ),
+        "info": {"openapi": openapi.get("openapi"), "api_version": openapi.get("info", {}).get("version")},
+        "routes": routes,
+        "components": {"schemas": _loosen_permissions({name: all_schemas[name] for name in sorted(wanted)})},
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """The vendored file's exact text (stable, so the drift test can compare strings)."""
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write `devstack/discord_schemas.json` from the given (or the default) OpenAPI file."""
+    args = sys.argv[1:] if argv is None else argv
+    source = Path(args[0]) if args else default_source()
+    if source is None:
+        sys.stderr.write("no discord-openapi.json found; pass its path\n")
+        return 2
+    document = extract(json.loads(source.read_text(encoding="utf-8")))
+    VENDORED.write_text(render(document), encoding="utf-8")
+    sys.stderr.write(f"wrote {VENDORED} ({len(document['components']['schemas'])} components)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
