@@ -35,6 +35,7 @@ __all__ = [
     "Identities",
     "create_customer_role",
     "current_credentials",
+    "customer_role_document",
     "customer_role_policy",
     "deployed_names",
     "enforce",
@@ -139,7 +140,12 @@ def function_policies(stage: str) -> dict[str, dict[str, Any]]:
 
 
 def customer_role_policy() -> dict[str, Any]:
-    """Every statement `policies/customer-role.yaml` gives its access role (`Role`), resolved."""
+    """Every statement `policies/customer-role.yaml` gives its access role (`Role`), as moto checks it."""
+    return _plain(customer_role_document())
+
+
+def customer_role_document() -> dict[str, Any]:
+    """Every statement `policies/customer-role.yaml` gives its access role (`Role`), as written."""
     from cfnlint.decode import decode_str  # type: ignore[import-untyped]
 
     template, matches = decode_str((ROOT / "policies" / "customer-role.yaml").read_text())
@@ -153,7 +159,7 @@ def customer_role_policy() -> dict[str, Any]:
         props = res.get("Properties", {})
         if res["Type"] == "AWS::IAM::RolePolicy" and props.get("RoleName") == {"Ref": "Role"}:
             statements += props["PolicyDocument"]["Statement"]
-    return _plain({"Version": "2012-10-17", "Statement": statements})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 # moto 5.2.5 matches a statement's Resource against the request's resource, but only SQS (the queue's

@@ -31,7 +31,8 @@ from typing import Any, Final
 import botocore.session
 import pytest
 from botocore import xform_name
-from cfnlint.decode import decode_str  # type: ignore[import-untyped]
+
+from devstack.iam import customer_role_document
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 POLICIES: Final = ROOT / "policies"
@@ -269,21 +270,6 @@ def function_policy(handler: str) -> dict[str, Any]:
     return doc
 
 
-def customer_role_policy() -> dict[str, Any]:
-    """The statements of every policy the customer role stack gives its access role (`Role`)."""
-    template, matches = decode_str((POLICIES / "customer-role.yaml").read_text())
-    assert not matches, matches
-    resources = template["Resources"]
-    statements: list[Any] = []
-    for p in resources["Role"]["Properties"]["Policies"]:
-        statements += p["PolicyDocument"]["Statement"]
-    for res in resources.values():
-        props = res.get("Properties", {})
-        if res["Type"] == "AWS::IAM::RolePolicy" and props.get("RoleName") == {"Ref": "Role"}:
-            statements += props["PolicyDocument"]["Statement"]
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
 def gaps(
     calls: Mapping[str, tuple[tuple[str, ...], Mapping[str, Call]]],
     policies: Mapping[str, Mapping[str, Any]],
@@ -329,7 +315,7 @@ def test_every_client_call_in_the_code_is_listed_with_who_runs_it() -> None:
 
 def test_every_function_policy_and_the_customer_role_allow_every_call_they_run() -> None:
     policies = {h: function_policy(h) for h in HANDLERS}
-    problems = gaps(CALLS, policies, customer_role_policy())
+    problems = gaps(CALLS, policies, customer_role_document())
     assert not problems, "\n".join(problems)
 
 
@@ -343,13 +329,13 @@ def test_taking_one_needed_action_out_of_a_policy_fails_the_check(handler: str, 
     for stmt in cut["Statement"]:
         names = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
         stmt["Action"] = [a for a in names if a != action] or ["none:Nothing"]
-    problems = gaps(CALLS, {**policies, handler: cut}, customer_role_policy())
+    problems = gaps(CALLS, {**policies, handler: cut}, customer_role_document())
     assert any(p.endswith(f"policies/{handler}.json lacks {action}") for p in problems), problems
 
 
 def test_taking_one_needed_action_out_of_the_customer_role_fails_the_check() -> None:
     policies = {h: function_policy(h) for h in HANDLERS}
-    customer = customer_role_policy()
+    customer = customer_role_document()
     for stmt in customer["Statement"]:
         names = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
         stmt["Action"] = [a for a in names if a != "ec2:DeleteSecurityGroup"] or ["none:Nothing"]
