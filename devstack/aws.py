@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import urllib.request
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -68,6 +69,36 @@ def fake_credentials(region: str = "us-east-1") -> dict[str, str]:
     }
 
 
+# DynamoDB's item writes that may carry a condition. Real DynamoDB evaluates a condition and applies the
+# write atomically; moto's backend does neither under its threaded server (no lock around "check, then
+# write"), so two concurrent conditional writes of one version could both succeed there.
+_DYNAMODB_WRITES: Final = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+)
+_dynamodb_lock = threading.RLock()
+
+
+def _atomic_dynamodb_writes() -> None:
+    """Make the emulator's DynamoDB writes atomic, as AWS's are (once per process)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _DYNAMODB_WRITES:
+        write = getattr(DynamoDBBackend, name)
+        if getattr(write, "_gangway_atomic", False):
+            continue
+
+        def atomic(self: Any, *args: Any, _write: Any = write, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return _write(self, *args, **kwargs)
+
+        atomic._gangway_atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
+
+
 class Emulator:
     """A moto server on loopback, in this process."""
 
@@ -81,6 +112,7 @@ class Emulator:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        _atomic_dynamodb_writes()
 
     def start(self) -> Emulator:
         self._server.start()

@@ -121,6 +121,9 @@ class Stack:
             "MQTT_URL": f"mqtt://127.0.0.1:{p.mqtt}",
             "TENANT_CACHE_SECONDS": os.environ.get("TENANT_CACHE_SECONDS", "2"),
             "AGENT_WHEELHOUSE": f"s3://{LOCAL_ARTIFACTS_BUCKET}/{KEY_PREFIX}{wheelhouse.sha256}",
+            # The local site serves the customer role's template (accounts.py falls back to it): never an
+            # S3 URL inherited from the caller's environment, which nothing here can reach.
+            "CUSTOMER_TEMPLATE_URL": "",
         }
         # The app reads its settings from the environment once, like a Lambda container.
         os.environ.update(env)
