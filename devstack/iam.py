@@ -43,6 +43,7 @@ __all__ = [
     "function_policies",
     "identify_handlers",
     "running_as",
+    "verify_empty_bodies",
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -217,6 +218,7 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
         for name, doc in function_policies(stage).items()
     }
     _workflows_identity(iam, stage)
+    verify_empty_bodies()
     _IDENTITIES.admin = admin
     _IDENTITIES.functions = functions
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = admin[0], admin[1]
@@ -229,6 +231,43 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     )
     urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the loopback emulator
     return _IDENTITIES
+
+
+def verify_empty_bodies() -> None:
+    """Make moto verify the signature of a request without a body as AWS does (idempotent).
+
+    moto 5.2.5 recomputes a SigV4 signature in `moto/iam/access_control.py`
+    (`IAMRequestBase._create_aws_request`) over `data=self._body or self._data`: the fallback is
+    meant for a form POST (the query protocol: werkzeug moves the body into the form, which
+    `moto/core/responses.py` `setup_class` copies to `data`). But when a body is empty `data` is
+    the query string, or failing that the request's headers, so every GET and DELETE of a rest-json
+    service (IoT's DescribeEndpoint, ListThingPrincipals, DeleteThing, …) is hashed as a payload the
+    client never sent and refused with SignatureDoesNotMatch. The class moto's authorization imports
+    at each call (`moto/core/authorization.py`) becomes one that falls back only for a form body.
+    """
+    from moto.iam import access_control
+
+    if getattr(access_control.IAMRequest, "verifies_empty_bodies", False):
+        return
+    access_control.IAMRequest = _iam_request_class()  # type: ignore[misc]
+
+
+def _iam_request_class() -> Any:
+    from moto.iam.access_control import IAMRequest
+
+    class IAMRequestVerifyingEmptyBodies(IAMRequest):
+        """moto's IAMRequest, hashing an empty body as empty unless the request was a form POST."""
+
+        verifies_empty_bodies = True
+
+        def _create_aws_request(self) -> Any:
+            request = super()._create_aws_request()
+            form = "x-www-form-urlencoded" in str(self._headers.get("Content-Type", "")).lower()
+            if not self._body and not form:
+                request.data = b""
+            return request
+
+    return IAMRequestVerifyingEmptyBodies
 
 
 def _workflows_identity(iam: Any, stage: str) -> None:
