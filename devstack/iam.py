@@ -30,6 +30,7 @@ from typing import Any, Final
 
 __all__ = [
     "CURRENT_FUNCTION",
+    "DROP_ENV",
     "ENFORCE_ENV",
     "SOURCE",
     "Identities",
@@ -49,6 +50,9 @@ __all__ = [
 ROOT: Final = Path(__file__).resolve().parent.parent
 # `make run` / the tests turn enforcement on with this; the app finds the identities through SOURCE.
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
+# "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
+# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
+DROP_ENV: Final = "GANGWAY_IAM_DROP"
 SOURCE: Final = "devstack.iam:current_credentials"
 ACCOUNT: Final = "123456789012"  # moto's default account
 
@@ -137,6 +141,29 @@ def function_policies(stage: str) -> dict[str, dict[str, Any]]:
     for name, cfg in Stage.load("local").functions.items():
         doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
         out[name] = _plain(scope_policy(doc, stage))
+    drop = os.environ.get(DROP_ENV, "").strip()
+    if drop:
+        function, _, action = drop.partition(":")
+        out[function] = _without(out[function], action)
+    return out
+
+
+def _without(doc: Mapping[str, Any], action: str) -> dict[str, Any]:
+    """`doc` with `action` taken out of every statement (a statement left with none goes); an action
+    the document never allows is an error, so a mistyped drop cannot pass for a proof."""
+    out: dict[str, Any] = json.loads(json.dumps(doc))
+    kept: list[Any] = []
+    found = False
+    for stmt in out["Statement"]:
+        actions = stmt.get("Action", [])
+        listed = actions if isinstance(actions, list) else [actions]
+        found = found or action in listed
+        stmt["Action"] = [a for a in listed if a != action]
+        if stmt["Action"]:
+            kept.append(stmt)
+    if not found:
+        raise ValueError(f"{DROP_ENV}: the policy does not allow {action}")
+    out["Statement"] = kept
     return out
 
 
@@ -169,21 +196,49 @@ def customer_role_document() -> dict[str, Any]:
 _RESOURCE_AWARE: Final = frozenset({"sqs", "iam", "sts"})
 
 
+# Actions moto 5.2.5 checks against "*" even in a resource-aware service: `moto/sqs/responses.py`
+# `_determine_resource` reads the queue from a QueueUrl parameter or the path, and GetQueueUrl has
+# neither (its QueueName is in the body), so the request's resource is "*".
+_UNNAMED: Final = frozenset({"sqs:GetQueueUrl"})
+# moto names an action "<the credential scope's service>:<operation>" (`moto/iam/access_control.py`,
+# IAMRequestBase.__init__). IoT's data plane signs as "iotdata" (botocore's iot-data signingName), so
+# moto checks `iotdata:Publish` where IAM checks `iot:Publish`: those statements also allow the alias.
+_IOT_DATA: Final = frozenset(
+    {
+        "iot:Publish",
+        "iot:GetThingShadow",
+        "iot:UpdateThingShadow",
+        "iot:DeleteThingShadow",
+        "iot:GetRetainedMessage",
+    }
+)
+
+
 def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A template policy as moto can check it: Fn::Sub ARNs filled in; other intrinsics (a Ref, a
-    GetAtt) become "*"; resources "*" for services moto names no resource for; conditions dropped
-    (they may hold intrinsics, and moto evaluates few condition keys)."""
+    GetAtt) become "*"; resources "*" for services (and actions) moto names no resource for; IoT data
+    actions under the name moto checks too; conditions dropped (they may hold intrinsics, and moto
+    evaluates few condition keys)."""
     out: dict[str, Any] = json.loads(json.dumps(doc))
+    extra: list[dict[str, Any]] = []
     for stmt in out["Statement"]:
         stmt.pop("Condition", None)
-        actions = stmt.get("Action", [])
-        services = {str(a).split(":", 1)[0] for a in (actions if isinstance(actions, list) else [actions])}
+        raw = stmt.get("Action", [])
+        actions = [str(a) for a in (raw if isinstance(raw, list) else [raw])]
+        aliases = ["iotdata:" + a.split(":", 1)[1] for a in actions if a in _IOT_DATA]
+        if aliases:
+            stmt["Action"] = actions = actions + aliases
+        services = {a.split(":", 1)[0] for a in actions}
         if "Resource" in stmt and not services <= _RESOURCE_AWARE:
             stmt["Resource"] = "*"
         elif "Resource" in stmt:
             res = stmt["Resource"]
             values = [_resolve(r) for r in (res if isinstance(res, list) else [res])]
             stmt["Resource"] = values if isinstance(res, list) else values[0]
+            unnamed = [a for a in actions if a in _UNNAMED]
+            if unnamed and stmt.get("Effect") == "Allow":
+                extra.append({"Effect": "Allow", "Action": unnamed, "Resource": "*"})
+    out["Statement"] += extra
     return out
 
 
