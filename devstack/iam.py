@@ -278,6 +278,7 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     _IDENTITIES.functions = functions
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = admin[0], admin[1]
     os.environ.pop("AWS_SESSION_TOKEN", None)
+    boto3.DEFAULT_SESSION = None  # its credentials were resolved once, from the fake keys
     req = urllib.request.Request(  # noqa: S310 - the loopback emulator
         endpoint_url + "/moto-api/reset-auth",
         data=b"0",
