@@ -34,6 +34,7 @@ __all__ = [
     "ENFORCE_ENV",
     "SOURCE",
     "Identities",
+    "correct_moto_auth",
     "create_customer_role",
     "current_credentials",
     "customer_role_document",
@@ -44,7 +45,6 @@ __all__ = [
     "function_policies",
     "identify_handlers",
     "running_as",
-    "verify_empty_bodies",
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -273,7 +273,7 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
         for name, doc in function_policies(stage).items()
     }
     _workflows_identity(iam, stage)
-    verify_empty_bodies()
+    correct_moto_auth()
     _IDENTITIES.admin = admin
     _IDENTITIES.functions = functions
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = admin[0], admin[1]
@@ -289,32 +289,44 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     return _IDENTITIES
 
 
-def verify_empty_bodies() -> None:
-    """Make moto verify the signature of a request without a body as AWS does (idempotent).
+def correct_moto_auth() -> None:
+    """Make moto authenticate two kinds of request as AWS does (idempotent).
 
-    moto 5.2.5 recomputes a SigV4 signature in `moto/iam/access_control.py`
-    (`IAMRequestBase._create_aws_request`) over `data=self._body or self._data`: the fallback is
-    meant for a form POST (the query protocol: werkzeug moves the body into the form, which
-    `moto/core/responses.py` `setup_class` copies to `data`). But when a body is empty `data` is
-    the query string, or failing that the request's headers, so every GET and DELETE of a rest-json
-    service (IoT's DescribeEndpoint, ListThingPrincipals, DeleteThing, …) is hashed as a payload the
-    client never sent and refused with SignatureDoesNotMatch. The class moto's authorization imports
-    at each call (`moto/core/authorization.py`) becomes one that falls back only for a form body.
+    1. A request without a body. moto 5.2.5 recomputes a SigV4 signature in
+       `moto/iam/access_control.py` (`IAMRequestBase._create_aws_request`) over
+       `data=self._body or self._data`: the fallback is meant for a form POST (the query protocol:
+       werkzeug moves the body into the form, which `moto/core/responses.py` `setup_class` copies to
+       `data`). But when a body is empty `data` is the query string, or failing that the request's
+       headers, so every GET and DELETE of a rest-json service (IoT's DescribeEndpoint,
+       ListThingPrincipals, DeleteThing, …) was hashed as a payload the client never sent and refused
+       with SignatureDoesNotMatch. Now it falls back only for a form body.
+    2. AssumeRole on a role trusting the account (`arn:aws:iam::<account>:root`, as
+       policies/customer-role.yaml's role trusts the hosting account). moto's trust check
+       (`_check_role_trust_relationship` → `IAMPolicyStatement._check_principal`) compares the
+       principal with the caller's own ARN only, so a function's user never matched. In IAM the
+       account principal delegates to the caller's identity policy, which moto has checked already;
+       so a caller of that account is also tried as the account (conditions such as sts:ExternalId
+       still apply).
+
+    The class moto's authorization imports at each call (`moto/core/authorization.py`) becomes one
+    that does both.
     """
     from moto.iam import access_control
 
-    if getattr(access_control.IAMRequest, "verifies_empty_bodies", False):
+    if getattr(access_control.IAMRequest, "gangway_corrected", False):
         return
     access_control.IAMRequest = _iam_request_class()  # type: ignore[misc]
 
 
 def _iam_request_class() -> Any:
-    from moto.iam.access_control import IAMRequest
+    from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
+    from moto.iam.utils import format_incoming_conditional_values
 
-    class IAMRequestVerifyingEmptyBodies(IAMRequest):
-        """moto's IAMRequest, hashing an empty body as empty unless the request was a form POST."""
+    class CorrectedIAMRequest(IAMRequest):
+        """moto's IAMRequest: an empty body hashed as empty unless the request was a form POST; a role
+        trusting the caller's account assumable by the caller."""
 
-        verifies_empty_bodies = True
+        gangway_corrected = True
 
         def _create_aws_request(self) -> Any:
             request = super()._create_aws_request()
@@ -323,7 +335,18 @@ def _iam_request_class() -> Any:
                 request.data = b""
             return request
 
-    return IAMRequestVerifyingEmptyBodies
+        def _check_role_trust_relationship(self, role_arn: str) -> bool:
+            if super()._check_role_trust_relationship(role_arn):
+                return True
+            caller = str(self._access_key.arn).split(":")
+            account = f"arn:{caller[1]}:iam::{caller[4]}:root"
+            trust = IAMPolicy(self.backend.get_role_by_arn(role_arn).assume_role_policy_document)
+            result = trust.is_action_permitted(
+                self._action, role_arn, account, format_incoming_conditional_values(self._data)
+            )
+            return bool(result == PermissionResult.PERMITTED)
+
+    return CorrectedIAMRequest
 
 
 def _workflows_identity(iam: Any, stage: str) -> None:
