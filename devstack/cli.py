@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,15 @@ def _field(text: str) -> str:
     if "=" not in text or not text.partition("=")[0]:
         raise argparse.ArgumentTypeError(f"a form field is written name=value, got {text!r}")
     return text
+
+
+def _use_tool_environment(stack: dict[str, Any], env: MutableMapping[str, str]) -> None:
+    """An IAM-enforced stack (GANGWAY_ENFORCE_IAM=1) lets only keys it issued in: its admin's, without the
+    fake session token (moto would take it for a temporary credential), and its deployed names."""
+    tools: dict[str, str] = stack.get("tool_environment") or {}
+    env.update(tools)
+    if "AWS_ACCESS_KEY_ID" in tools:
+        env.pop("AWS_SESSION_TOKEN", None)
 
 
 def _load_stack(state_dir: Path) -> dict[str, Any]:
@@ -148,6 +157,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         stack = _load_stack(args.state_dir)
         os.environ.update({**fake_credentials(), "AWS_ENDPOINT_URL": stack["aws_endpoint_url"]})
+        _use_tool_environment(stack, os.environ)
     elif args.stage:
         os.environ["TENANTS_TABLE"] = f"gangway-{args.stage}-tenants"
     from chalicelib.tenancy import PLANS, TenantStore
@@ -175,6 +185,7 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
         stack = _load_stack(args.state_dir)
         env.update(fake_credentials())
         env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
+        _use_tool_environment(stack, env)
         os.environ.update(env)
     else:
         env["GANGWAY_STAGE"] = args.stage
@@ -212,6 +223,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         if not path.exists():
             sys.exit(f"no local stack found at {path}: start one with `make run`")
         os.environ.update(fake_credentials())
+        _use_tool_environment(json.loads(path.read_text()), os.environ)
         target = Target.local(path, guild=args.guild)
     else:
         target = Target.deployed(args.stage, guild=args.guild)

@@ -30,9 +30,11 @@ from typing import Any, Final
 
 __all__ = [
     "CURRENT_FUNCTION",
+    "DROP_ENV",
     "ENFORCE_ENV",
     "SOURCE",
     "Identities",
+    "correct_moto_auth",
     "create_customer_role",
     "current_credentials",
     "customer_role_document",
@@ -48,6 +50,9 @@ __all__ = [
 ROOT: Final = Path(__file__).resolve().parent.parent
 # `make run` / the tests turn enforcement on with this; the app finds the identities through SOURCE.
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
+# "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
+# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
+DROP_ENV: Final = "GANGWAY_IAM_DROP"
 SOURCE: Final = "devstack.iam:current_credentials"
 ACCOUNT: Final = "123456789012"  # moto's default account
 
@@ -136,6 +141,29 @@ def function_policies(stage: str) -> dict[str, dict[str, Any]]:
     for name, cfg in Stage.load("local").functions.items():
         doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
         out[name] = _plain(scope_policy(doc, stage))
+    drop = os.environ.get(DROP_ENV, "").strip()
+    if drop:
+        function, _, action = drop.partition(":")
+        out[function] = _without(out[function], action)
+    return out
+
+
+def _without(doc: Mapping[str, Any], action: str) -> dict[str, Any]:
+    """`doc` with `action` taken out of every statement (a statement left with none goes); an action
+    the document never allows is an error, so a mistyped drop cannot pass for a proof."""
+    out: dict[str, Any] = json.loads(json.dumps(doc))
+    kept: list[Any] = []
+    found = False
+    for stmt in out["Statement"]:
+        actions = stmt.get("Action", [])
+        listed = actions if isinstance(actions, list) else [actions]
+        found = found or action in listed
+        stmt["Action"] = [a for a in listed if a != action]
+        if stmt["Action"]:
+            kept.append(stmt)
+    if not found:
+        raise ValueError(f"{DROP_ENV}: the policy does not allow {action}")
+    out["Statement"] = kept
     return out
 
 
@@ -168,21 +196,49 @@ def customer_role_document() -> dict[str, Any]:
 _RESOURCE_AWARE: Final = frozenset({"sqs", "iam", "sts"})
 
 
+# Actions moto 5.2.5 checks against "*" even in a resource-aware service: `moto/sqs/responses.py`
+# `_determine_resource` reads the queue from a QueueUrl parameter or the path, and GetQueueUrl has
+# neither (its QueueName is in the body), so the request's resource is "*".
+_UNNAMED: Final = frozenset({"sqs:GetQueueUrl"})
+# moto names an action "<the credential scope's service>:<operation>" (`moto/iam/access_control.py`,
+# IAMRequestBase.__init__). IoT's data plane signs as "iotdata" (botocore's iot-data signingName), so
+# moto checks `iotdata:Publish` where IAM checks `iot:Publish`: those statements also allow the alias.
+_IOT_DATA: Final = frozenset(
+    {
+        "iot:Publish",
+        "iot:GetThingShadow",
+        "iot:UpdateThingShadow",
+        "iot:DeleteThingShadow",
+        "iot:GetRetainedMessage",
+    }
+)
+
+
 def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A template policy as moto can check it: Fn::Sub ARNs filled in; other intrinsics (a Ref, a
-    GetAtt) become "*"; resources "*" for services moto names no resource for; conditions dropped
-    (they may hold intrinsics, and moto evaluates few condition keys)."""
+    GetAtt) become "*"; resources "*" for services (and actions) moto names no resource for; IoT data
+    actions under the name moto checks too; conditions dropped (they may hold intrinsics, and moto
+    evaluates few condition keys)."""
     out: dict[str, Any] = json.loads(json.dumps(doc))
+    extra: list[dict[str, Any]] = []
     for stmt in out["Statement"]:
         stmt.pop("Condition", None)
-        actions = stmt.get("Action", [])
-        services = {str(a).split(":", 1)[0] for a in (actions if isinstance(actions, list) else [actions])}
+        raw = stmt.get("Action", [])
+        actions = [str(a) for a in (raw if isinstance(raw, list) else [raw])]
+        aliases = ["iotdata:" + a.split(":", 1)[1] for a in actions if a in _IOT_DATA]
+        if aliases:
+            stmt["Action"] = actions = actions + aliases
+        services = {a.split(":", 1)[0] for a in actions}
         if "Resource" in stmt and not services <= _RESOURCE_AWARE:
             stmt["Resource"] = "*"
         elif "Resource" in stmt:
             res = stmt["Resource"]
             values = [_resolve(r) for r in (res if isinstance(res, list) else [res])]
             stmt["Resource"] = values if isinstance(res, list) else values[0]
+            unnamed = [a for a in actions if a in _UNNAMED]
+            if unnamed and stmt.get("Effect") == "Allow":
+                extra.append({"Effect": "Allow", "Action": unnamed, "Resource": "*"})
+    out["Statement"] += extra
     return out
 
 
@@ -217,10 +273,12 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
         for name, doc in function_policies(stage).items()
     }
     _workflows_identity(iam, stage)
+    correct_moto_auth()
     _IDENTITIES.admin = admin
     _IDENTITIES.functions = functions
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = admin[0], admin[1]
     os.environ.pop("AWS_SESSION_TOKEN", None)
+    boto3.DEFAULT_SESSION = None  # its credentials were resolved once, from the fake keys
     req = urllib.request.Request(  # noqa: S310 - the loopback emulator
         endpoint_url + "/moto-api/reset-auth",
         data=b"0",
@@ -229,6 +287,66 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     )
     urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the loopback emulator
     return _IDENTITIES
+
+
+def correct_moto_auth() -> None:
+    """Make moto authenticate two kinds of request as AWS does (idempotent).
+
+    1. A request without a body. moto 5.2.5 recomputes a SigV4 signature in
+       `moto/iam/access_control.py` (`IAMRequestBase._create_aws_request`) over
+       `data=self._body or self._data`: the fallback is meant for a form POST (the query protocol:
+       werkzeug moves the body into the form, which `moto/core/responses.py` `setup_class` copies to
+       `data`). But when a body is empty `data` is the query string, or failing that the request's
+       headers, so every GET and DELETE of a rest-json service (IoT's DescribeEndpoint,
+       ListThingPrincipals, DeleteThing, …) was hashed as a payload the client never sent and refused
+       with SignatureDoesNotMatch. Now it falls back only for a form body.
+    2. AssumeRole on a role trusting the account (`arn:aws:iam::<account>:root`, as
+       policies/customer-role.yaml's role trusts the hosting account). moto's trust check
+       (`_check_role_trust_relationship` → `IAMPolicyStatement._check_principal`) compares the
+       principal with the caller's own ARN only, so a function's user never matched. In IAM the
+       account principal delegates to the caller's identity policy, which moto has checked already;
+       so a caller of that account is also tried as the account (conditions such as sts:ExternalId
+       still apply).
+
+    The class moto's authorization imports at each call (`moto/core/authorization.py`) becomes one
+    that does both.
+    """
+    from moto.iam import access_control
+
+    if getattr(access_control.IAMRequest, "gangway_corrected", False):
+        return
+    access_control.IAMRequest = _iam_request_class()  # type: ignore[misc]
+
+
+def _iam_request_class() -> Any:
+    from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
+    from moto.iam.utils import format_incoming_conditional_values
+
+    class CorrectedIAMRequest(IAMRequest):
+        """moto's IAMRequest: an empty body hashed as empty unless the request was a form POST; a role
+        trusting the caller's account assumable by the caller."""
+
+        gangway_corrected = True
+
+        def _create_aws_request(self) -> Any:
+            request = super()._create_aws_request()
+            form = "x-www-form-urlencoded" in str(self._headers.get("Content-Type", "")).lower()
+            if not self._body and not form:
+                request.data = b""
+            return request
+
+        def _check_role_trust_relationship(self, role_arn: str) -> bool:
+            if super()._check_role_trust_relationship(role_arn):
+                return True
+            caller = str(self._access_key.arn).split(":")
+            account = f"arn:{caller[1]}:iam::{caller[4]}:root"
+            trust = IAMPolicy(self.backend.get_role_by_arn(role_arn).assume_role_policy_document)
+            result = trust.is_action_permitted(
+                self._action, role_arn, account, format_incoming_conditional_values(self._data)
+            )
+            return bool(result == PermissionResult.PERMITTED)
+
+    return CorrectedIAMRequest
 
 
 def _workflows_identity(iam: Any, stage: str) -> None:

@@ -31,6 +31,8 @@ from devstack.aws import (
 )
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
+from devstack.iam import SOURCE as IAM_SOURCE
+from devstack.iam import deployed_names, enforce, enforced, identify_handlers
 from devstack.pump import Pump
 
 __all__ = ["Ports", "Stack", "free_port"]
@@ -125,6 +127,11 @@ class Stack:
             # S3 URL inherited from the caller's environment, which nothing here can reach.
             "CUSTOMER_TEMPLATE_URL": "",
         }
+        # GANGWAY_ENFORCE_IAM=1: every handler calls the emulator as its function's IAM user
+        # (devstack/iam.py), under the names the policies are written for, as tests/conftest.py does.
+        iam = enforced()
+        if iam:
+            env.update({"CREDENTIALS_SOURCE": IAM_SOURCE, **deployed_names("local")})
         # The app reads its settings from the environment once, like a Lambda container.
         os.environ.update(env)
         emulator = Emulator(p.aws).start()
@@ -141,6 +148,7 @@ class Stack:
         c = container()
         urls = create_resources(c.settings, c.sqs(), c.client("dynamodb"), visibility_timeout=2)
         publish(c.client("s3"), artifacts_bucket(c.client("s3")), wheelhouse, say=log.info)
+        tools = self._enforce(app_module.app, aws_url, c.settings.region, c.settings.stage) if iam else {}
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
         pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)
@@ -170,12 +178,24 @@ class Stack:
             "signing_key": key.encode().hex(),
             "image_parameter": c.settings.image_parameter,
             "pid": os.getpid(),
+            "iam_enforced": iam,
+            "tool_environment": tools,
         }
         path = self.state_dir / "stack.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(stack, indent=2) + "\n")
         tmp.replace(path)
         return stack
+
+    @staticmethod
+    def _enforce(app: Any, aws_url: str, region: str, stage: str) -> dict[str, str]:
+        """Turn IAM enforcement on once resources exist (as the deployment's stack makes them first);
+        returns what tools run against this stack need in their environment (`gangway plan --local`, …):
+        the admin's keys, since the emulator now lets only keys it issued in, and the deployed names."""
+        identify_handlers(app)
+        admin = enforce(aws_url, region, stage).admin
+        log.info("IAM enforced: each function calls the emulator as its own user (policies/*.json)")
+        return {**deployed_names(stage), "AWS_ACCESS_KEY_ID": admin[0], "AWS_SECRET_ACCESS_KEY": admin[1]}
 
     def _serve_site(self) -> str:
         # The page finds the API through config.json, which the deploy step writes next to it in S3.

@@ -16,27 +16,31 @@ from chalicelib.games import GameState, GameStore
 from chalicelib.tenancy import AuditLog, TenantStore
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
+from devstack.iam import customer_role_policy
 from tests.helpers import Harness
 
 STORE = TenantStore(default_region="us-east-1")
 
 
-def _role(external_id: str) -> str:
-    """A customer role in the emulator's IAM whose trust policy demands `external_id`."""
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
+def _role(external_id: str | None) -> str:
+    """A customer role in the emulator's IAM whose trust policy demands `external_id` (None: no
+    ExternalId at all, a role any gangway user could assume)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "sts:AssumeRole",
     }
+    if external_id is not None:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    trust = {"Version": "2012-10-17", "Statement": [statement]}
     name = f"gangway-access-Role-{snowflake()}"
     iam = container().client("iam")
-    return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    # What policies/customer-role.yaml gives it: checked when the session runs with IAM enforced.
+    iam.put_role_policy(
+        RoleName=name, PolicyName="gangway", PolicyDocument=json.dumps(customer_role_policy())
+    )
+    return arn
 
 
 def _connect(harness: Harness) -> str:
@@ -183,7 +187,9 @@ def test_onboarding_end_to_end_switches_the_tenant_to_its_verified_account(harne
 
 def test_a_role_that_does_not_demand_our_external_id_is_refused(harness: Harness) -> None:
     _connect(harness)
-    _submit_role(harness, _role("somebody-elses-external-id"))
+    # Trusting the account without an ExternalId: assumable (a role demanding another one is not, as in
+    # AWS once IAM is enforced), and the confused-deputy check must refuse it.
+    _submit_role(harness, _role(None))
     edit = _verify(harness)
     assert "does not require this server's ExternalId" in json.dumps(edit)
     tenant = STORE.read(harness.user.who.guild_id or "")
