@@ -50,8 +50,7 @@ class TenantGateways:
         Raises:
             NotSetUp: the tenant is gone.  AccountUnreachable: its role could not be assumed.
         """
-        tenant = self.tenants.require(game.tenant_id)
-        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
+        client = self._client(self.tenants.require(game.tenant_id), "ec2", purpose, actor)
         return Ec2Gateway(client, tenant_id=game.tenant_id, game=game.name)
 
     def images(self, game: Game, *, actor: str, purpose: str = "lifecycle") -> ImageResolver:
@@ -76,8 +75,7 @@ class TenantGateways:
         Raises:
             NotSetUp: the tenant is gone.  AccountUnreachable: its role could not be assumed.
         """
-        tenant = self.tenants.require(game.tenant_id)
-        client = self.broker.access(tenant, purpose=purpose, actor=actor).client("ec2")
+        client = self._client(self.tenants.require(game.tenant_id), "ec2", purpose, actor)
         return SecurityGroups(client, tenant_id=game.tenant_id, game=game.name)
 
     def identity(self, game: Game, *, actor: str) -> IdentityGateway:

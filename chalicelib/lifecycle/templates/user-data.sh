@@ -42,9 +42,9 @@ mkdir -p "$$R/etc/gangway" "$$R/etc/systemd/system" && chmod 700 "$$R/etc/gangwa
 echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 
 # 1. The agent and its dependencies, from the deployment's wheelhouse only: the archive must have the
-# sha256 it was published under, and pip installs nothing from an index and nothing whose hash is not
-# listed here (the agent's own wheel included). The venv keeps Debian's pip: upgrading it would be an
-# unpinned install.
+# sha256 it was published under; the install below takes nothing from an index and nothing whose hash
+# is not listed here (the agent's own wheel included). The venv keeps Debian's pip as it is: upgrading
+# it would fetch an unpinned package.
 export DEBIAN_FRONTEND=noninteractive
 # At first boot cloud-init or unattended-upgrades may hold dpkg's lock for a while: wait for it.
 apt-get -o DPkg::Lock::Timeout=600 update -q
