@@ -266,12 +266,13 @@ class Container:
         from chalicelib.access import AccessService, FirewallSync, GrantStore, TokenSealer
 
         services = self.services
+        grants = GrantStore()
         return AccessService(
             sealer=TokenSealer(lambda: self.client("kms"), self.settings.ipauth_key_id),
-            grants=GrantStore(),
+            grants=grants,
             tenants=services.tenants,
             games=services.games,
-            firewall=FirewallSync(lambda: self.publisher, services.games),
+            firewall=FirewallSync(lambda: self.publisher, services.games, grants),
             site_url=self.settings.site_url,
             push=lambda: self.push,
         )

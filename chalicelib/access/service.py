@@ -20,7 +20,7 @@ from typing import Final, Literal, Protocol
 from chalicelib.access.firewall import FirewallSync, full_sync_request
 from chalicelib.access.store import AccessPolicy, Grant, GrantStore
 from chalicelib.access.tokens import Claims, LinkKind, TokenSealer
-from chalicelib.agents import AgentRequest
+from chalicelib.agents import AgentRequest, FirewallPorts
 from chalicelib.errors import BadRequest, LinkRejected
 from chalicelib.games import GameState, GameStore
 from chalicelib.tenancy import TenantStore
@@ -214,7 +214,7 @@ class AccessService:
         games = self._games.all(grant.tenant_id)
         running = tuple(g.name for g in games if g.state is GameState.RUNNING)
         if revoked is not None:
-            self.firewall.changed(grant.tenant_id, [grant], revoked, running=running)
+            self.firewall.changed(grant.tenant_id, [grant], revoked, now=grant.granted_at, running=running)
         return Authorized(status, grant, tuple(g.name for g in games), running, replaced)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -231,12 +231,15 @@ class AccessService:
         return max(live, key=lambda g: g.expires_at, default=None)
 
     def full_sync(self, tenant_id: str, now: int) -> AgentRequest:
-        """The `firewall.sync` (full) an agent gets when it connects (the lifecycle's `ready` handler)."""
-        return full_sync_request(self.grants.live(tenant_id, now))
+        """The `firewall.sync` (full) an agent gets when it connects, at the set's current version."""
+        version = self.grants.version(tenant_id)
+        return full_sync_request(self.grants.live(tenant_id, now), version=version)
 
-    def send_full_sync(self, tenant_id: str, game: str, now: int) -> None:
-        """Publish the full set to one game's agent."""
-        self.firewall.full(tenant_id, game, self.grants.live(tenant_id, now))
+    def send_full_sync(
+        self, tenant_id: str, game: str, now: int, ports: FirewallPorts | None = None
+    ) -> AgentRequest:
+        """Publish the full set (and, when given, the game's ports) to one game's agent."""
+        return self.firewall.full(tenant_id, game, now, ports)
 
     # -- expiry ----------------------------------------------------------------------------------
 
@@ -248,5 +251,5 @@ class AccessService:
             if self.grants.remove(tenant_id, address, expired_by=now):
                 removed.setdefault(tenant_id, []).append(address)
         for tenant_id, addresses in removed.items():
-            self.firewall.changed(tenant_id, [], addresses)
+            self.firewall.changed(tenant_id, [], addresses, now=now)
         return removed

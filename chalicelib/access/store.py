@@ -18,6 +18,7 @@ __all__ = ["AccessPolicy", "Grant", "GrantStore"]
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _DAY: Final = 86_400
 _POLICY: Final = "policy"
+_FIREWALL: Final = "firewall"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,22 @@ class GrantStore:
             guest_link_uses=policy.guest_link_uses,
             updated_at=now,
         ).save()
+
+    # -- the grant set's version -------------------------------------------------------------------
+
+    def next_version(self, tenant_id: str, now: int) -> int:
+        """Number one change of the tenant's grant set (one atomic ADD); returns its version."""
+        rec = AccessRecord(tenant_id, _FIREWALL)
+        rec.update(actions=[AccessRecord.set_version.add(1), AccessRecord.updated_at.set(now)])
+        return int(rec.set_version or 0)
+
+    def version(self, tenant_id: str) -> int:
+        """The version of the tenant's grant set now (0 before its first change)."""
+        try:
+            rec = AccessRecord.get(tenant_id, _FIREWALL, consistent_read=True)
+        except DoesNotExist:
+            return 0
+        return int(rec.set_version or 0)
 
     # -- guest links -----------------------------------------------------------------------------
 
