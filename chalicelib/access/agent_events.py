@@ -69,6 +69,11 @@ def correct_stale_firewall(event: AgentEvent, lc: Lifecycle) -> None:
     game = lc.games.get(event.tenant_id, event.game)
     if game is None or game.state is not GameState.RUNNING:
         return
-    log.warning("%s/%s: firewall at version %d, the grants at %d; sending the full set",
-                event.tenant_id, event.game, held, current)
+    log.warning(
+        "%s/%s: firewall at version %d, the grants at %d; sending the full set",
+        event.tenant_id,
+        event.game,
+        held,
+        current,
+    )
     lc.access().send_full_sync(event.tenant_id, event.game, int(time.time()), firewall_ports(game))
