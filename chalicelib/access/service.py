@@ -230,10 +230,10 @@ class AccessService:
         live = [g for g in self.grants.of_owner(tenant_id, f"user#{user_id}") if g.expires_at > now]
         return max(live, key=lambda g: g.expires_at, default=None)
 
-    def full_sync(self, tenant_id: str, now: int) -> AgentRequest:
-        """The `firewall.sync` (full) an agent gets when it connects, at the set's current version."""
+    def full_sync(self, tenant_id: str, now: int, ports: FirewallPorts | None = None) -> AgentRequest:
+        """The `firewall.sync` (full) at the set's current version (read before the grants)."""
         version = self.grants.version(tenant_id)
-        return full_sync_request(self.grants.live(tenant_id, now), version=version)
+        return full_sync_request(self.grants.live(tenant_id, now), version=version, ports=ports)
 
     def send_full_sync(
         self, tenant_id: str, game: str, now: int, ports: FirewallPorts | None = None
