@@ -95,6 +95,9 @@ class AccessRecord(Model):
     max_uses = NumberAttribute(null=True)
     purge_at = TTLAttribute(null=True)
     updated_at = NumberAttribute(null=True)
+    issued_by = UnicodeAttribute(null=True)  # guest-link rows: who ran /addguestip
+    revoked_at = NumberAttribute(null=True)  # guest-link rows: revoked by an admin (/access)
+    link_expires_at = NumberAttribute(null=True)
     # the firewall row
     set_version = NumberAttribute(null=True)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from chalicelib.access.firewall import FirewallSync, full_sync_request
+from chalicelib.access.revocation import Revocations
 from chalicelib.access.store import AccessPolicy, Grant, GrantStore
 from chalicelib.access.tokens import Claims, LinkKind, TokenSealer
 from chalicelib.agents import AgentRequest, FirewallPorts
@@ -98,6 +99,7 @@ class AccessService:
         self._tenants = tenants
         self._games = games
         self.firewall = firewall
+        self.revocations = Revocations(grants, firewall)
         self._site_url = site_url.rstrip("/")
 
     # -- links -----------------------------------------------------------------------------------
@@ -112,7 +114,10 @@ class AccessService:
         )
         return Link(self._url(token), claims)
 
-    def guest_link(self, tenant_id: str, now: int, max_uses: int | None = None) -> Link:
+    def guest_link(
+        self, tenant_id: str, now: int, max_uses: int | None = None, *, issued_by: str | None = None
+    ) -> Link:
+        """A new guest link; with `issued_by` it is recorded (for /access) before anyone uses it."""
         policy = self.grants.policy(tenant_id)
         token, claims = self._sealer.seal(
             tenant_id=tenant_id,
@@ -121,6 +126,14 @@ class AccessService:
             lifetime_s=policy.guest_days * DAY,
             max_uses=max_uses or policy.guest_link_uses,
         )
+        if issued_by is not None:
+            self.grants.issue_guest_link(
+                tenant_id,
+                claims.nonce,
+                issued_by=issued_by,
+                max_uses=claims.max_uses or 1,
+                expires_at=claims.expires_at,
+            )
         return Link(self._url(token), claims)
 
     def _url(self, token: str) -> str:

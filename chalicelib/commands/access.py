@@ -101,13 +101,15 @@ def addguestip(ctx: Context, uses: Annotated[int, Range(1, 100)] | None = None) 
     _need_site(ctx)
     now = int(time.time())
     access = ctx.services.access()
-    link = access.guest_link(ctx.tenant_id, now, max_uses=uses)
+    link = access.guest_link(ctx.tenant_id, now, max_uses=uses, issued_by=ctx.interaction.user_id)
     days = access.grants.policy(ctx.tenant_id).guest_days
     text = (
         "Share this **guest link** with people outside Discord. Each person who opens it gets their IP "
         f"address through the firewall of this server's games for {days} days.\n"
         f"It works for up to **{link.claims.max_uses}** addresses until {_ts(link.claims.expires_at, 'f')} "
-        f"({_ts(link.claims.expires_at)}). Members should use `/addip` for long-term access.\n"
+        f"({_ts(link.claims.expires_at)}). Members should use `/addip` for long-term access. "
+        f"This is link `{link.claims.nonce}`: admins can withdraw it, and every address it let in, "
+        "with `/access`.\n"
         f"```\n{link.url}\n```"
     )
     return Reply(content=text, components=_button("Open the guest link", link.url), ephemeral=True)
