@@ -280,7 +280,7 @@ class Container:
     @cached_property
     def push(self) -> PushService:
         """Web push (chalicelib/push): subscriptions, sending, single-use push tokens."""
-        from chalicelib.access import TokenSealer
+        from chalicelib.access import GrantStore, TokenSealer
         from chalicelib.push import PushService, PushStore, SubscriptionRules, VapidSource, WebPushSender
 
         cfg = self.settings
@@ -292,6 +292,7 @@ class Container:
             sfn=lambda: self.client("stepfunctions"),
             workflows=lambda: self.workflows,
             rules=SubscriptionRules(hosts=cfg.push_hosts, loopback_http=cfg.push_loopback_http),
+            member_days=lambda tenant_id: GrantStore().policy(tenant_id).member_days,
         )
 
     @cached_property

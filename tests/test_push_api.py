@@ -91,6 +91,34 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
     assert [s.preference.value for s in push_loopback.store.subscriptions(tenant, user)] == ["addip"]
 
 
+def test_a_subscription_expires_like_a_member_grant_and_goes_with_revoked_access(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    from chalicelib.access import AccessPolicy, GrantStore
+
+    GrantStore().set_policy(tenant, AccessPolicy(member_days=7), int(time.time()))
+    user, other = snowflake(), snowflake()
+    for who in (user, user, other):
+        device = push_standin.device()
+        token = _seal(tenant, user=who)
+        body = {"token": token, "subscription": device.subscription, "preference": "addip"}
+        assert _subscribe(body).status == 200
+    subs = push_loopback.store.subscriptions(tenant, user)
+    assert len(subs) == 2 and all(s.expires_at - s.created_at == 7 * 86400 for s in subs)
+    # after the tenant's member grant length the browser no longer counts (and /addip sends the link)
+    later = subs[0].expires_at
+    assert push_loopback.store.subscriptions(tenant, user, now=later) == []
+    assert push_loopback.wants_push(tenant, user)
+    # revoking the member's access forgets their browsers, not another member's
+    done = container().access.revocations.member(tenant, user, int(time.time()))
+    assert done.browsers == 2 and done.addresses == ()
+    assert push_loopback.store.subscriptions(tenant, user) == []
+    assert not push_loopback.wants_push(tenant, user)
+    assert len(push_loopback.store.subscriptions(tenant, other)) == 1
+    assert container().access.revocations.everything(tenant, int(time.time())).browsers == 1
+    assert push_loopback.store.subscriptions(tenant, other) == []
+
+
 def test_guest_push_and_expired_tokens_cannot_subscribe(
     tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
 ) -> None:

@@ -9,6 +9,7 @@ the addresses are off the game firewalls at once. A withdrawn guest link is mark
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalicelib.access.firewall import FirewallSync
@@ -32,14 +33,21 @@ class Revoked:
     addresses: tuple[str, ...]
     links: tuple[str, ...] = ()
     games_told: tuple[str, ...] = ()
+    browsers: int = 0  # push subscriptions forgotten (they would authorise an address by themselves)
 
 
 class Revocations:
     """Lists and revokes a tenant's grants; every method takes the tenant id explicitly."""
 
-    def __init__(self, grants: GrantStore, firewall: FirewallSync) -> None:
+    def __init__(
+        self,
+        grants: GrantStore,
+        firewall: FirewallSync,
+        forget: Callable[[str, str | None], int] = lambda _tenant, _user: 0,
+    ) -> None:
         self._grants = grants
         self._firewall = firewall
+        self._forget = forget  # deletes a member's push subscriptions (everyone's with None)
 
     def entries(self, tenant_id: str, now: int) -> list[AccessEntry]:
         """Every live grant, members first, then guests by link, each group by address."""
@@ -55,8 +63,9 @@ class Revocations:
         ]
 
     def member(self, tenant_id: str, user_id: str, now: int) -> Revoked:
-        """Take every address of one member off the firewalls."""
-        return self._owner(tenant_id, f"user#{user_id}", now)
+        """Take every address of one member off the firewalls, and forget their push browsers."""
+        done = self._owner(tenant_id, f"user#{user_id}", now)
+        return Revoked(done.addresses, (), done.games_told, self._forget(tenant_id, user_id))
 
     def guest_link(self, tenant_id: str, link_id: str, now: int) -> Revoked:
         """Withdraw a guest link and take every address it let in off the firewalls."""
@@ -79,7 +88,7 @@ class Revocations:
             if self._grants.remove(tenant_id, g.address, owner=g.owner)
         ]
         told = self._firewall.changed(tenant_id, [], removed, now=now)
-        return Revoked(tuple(removed), links, tuple(told))
+        return Revoked(tuple(removed), links, tuple(told), self._forget(tenant_id, None))
 
     def _owner(self, tenant_id: str, owner: str, now: int) -> Revoked:
         removed = [

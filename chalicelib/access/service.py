@@ -63,6 +63,9 @@ class PushRedemption(Protocol):
     def completed(self, claims: Claims, done: Authorized) -> None:
         """Hand the result to the waiting flow."""
 
+    def forget(self, tenant_id: str, user_id: str | None) -> int:
+        """Delete a member's browsers (everyone's with None); returns how many."""
+
 
 def normalise_address(raw: str) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 becomes IPv4).
@@ -99,7 +102,7 @@ class AccessService:
         self._tenants = tenants
         self._games = games
         self.firewall = firewall
-        self.revocations = Revocations(grants, firewall)
+        self.revocations = Revocations(grants, firewall, forget=self._forget_browsers)
         self._site_url = site_url.rstrip("/")
 
     # -- links -----------------------------------------------------------------------------------
@@ -135,6 +138,10 @@ class AccessService:
                 expires_at=claims.expires_at,
             )
         return Link(self._url(token), claims)
+
+    def _forget_browsers(self, tenant_id: str, user_id: str | None) -> int:
+        """Revoked access takes the member's push subscriptions with it (they authorise by themselves)."""
+        return self._push().forget(tenant_id, user_id) if self._push is not None else 0
 
     def _url(self, token: str) -> str:
         # The fragment never reaches a server (not even the site's) nor a Referer header.

@@ -123,6 +123,17 @@ def access_page(ctx: Context, page: str = "0") -> Update:
 
 
 def _said(done: Revoked) -> str:
+    return _took(done) + _browsers(done)
+
+
+def _browsers(done: Revoked) -> str:
+    n = done.browsers
+    if not n:
+        return ""
+    return f", and forgot {n} browser{'s' if n != 1 else ''} set to authorise by push"
+
+
+def _took(done: Revoked) -> str:
     n = len(done.addresses)
     if not n:
         return "no address was let in by it any more"
@@ -190,7 +201,7 @@ def access_everything(ctx: Context) -> Update:
 def revokeip(ctx: Context) -> Reply:
     """Take your IP address off the game servers' firewall (e.g. on a shared or lost device)."""
     done = ctx.services.access().revocations.member(ctx.tenant_id, ctx.interaction.user_id, int(time.time()))
-    if not done.addresses:
+    if not done.addresses and not done.browsers:
         text = "You have no IP address let in here, so there was nothing to revoke. `/addip` lets one in."
     else:
         text = f"✅ Done: {_said(done)}. Use `/addip` on the device you play on to let an address in again."

@@ -72,7 +72,9 @@ class PushService:
         sfn: Callable[[], Any],
         workflows: Callable[[], Any],
         rules: SubscriptionRules,
+        member_days: Callable[[str], int] = lambda _tenant: 90,
     ) -> None:
+        self._member_days = member_days  # the tenant's member grant length (/ipsettings)
         self._workflows = workflows
         self.store = store
         self._sealer = sealer
@@ -107,9 +109,14 @@ class PushService:
             auth=auth,
             preference=Preference(preference),
             created_at=now,
+            expires_at=now + self._member_days(claims.tenant_id) * 86_400,
         )
         self.store.save(sub)
         return sub
+
+    def forget(self, tenant_id: str, user_id: str | None) -> int:
+        """Delete a member's browsers (everyone's with None) when their access is revoked."""
+        return self.store.forget(tenant_id, user_id)
 
     def unsubscribe(self, endpoint: object, auth: object) -> int:
         """Delete one browser's subscriptions in every tenant; the caller proves the browser by the
