@@ -79,7 +79,7 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
         {"token": _seal(tenant, user=user), "subscription": device.subscription, "preference": "start"}
     )
     assert got.status == 200, got.json
-    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant}
+    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant, "confirmed": False}
     assert got.headers["cache-control"] == "no-store"
     [sub] = push_loopback.store.subscriptions(tenant, user)
     assert sub.endpoint == device.endpoint and sub.preference.value == "start"
@@ -106,8 +106,11 @@ def test_a_subscription_expires_like_a_member_grant_and_goes_with_revoked_access
     subs = push_loopback.store.subscriptions(tenant, user)
     assert len(subs) == 2 and all(s.expires_at - s.created_at == 7 * 86400 for s in subs)
     # after the tenant's member grant length the browser no longer counts (and /addip sends the link)
-    later = subs[0].expires_at
+    later = max(s.expires_at for s in subs)
     assert push_loopback.store.subscriptions(tenant, user, now=later) == []
+    assert not push_loopback.wants_push(tenant, user)  # not confirmed in Discord yet
+    for sub in subs:
+        assert push_loopback.confirm(tenant, user, sub.link, int(time.time())) == 1
     assert push_loopback.wants_push(tenant, user)
     # revoking the member's access forgets their browsers, not another member's
     done = container().access.revocations.member(tenant, user, int(time.time()))
@@ -359,9 +362,10 @@ def test_the_interaction_path_never_imports_pywebpush(
     harness.command("setup")
     tenant = harness.user.who.guild_id or ""
     onboarded = snowflake()
-    push_loopback.subscribe(
+    sub = push_loopback.subscribe(
         _seal(tenant, user=onboarded), push_standin.device().subscription, "addip", int(time.time())
     )
+    push_loopback.confirm(tenant, onboarded, sub.link, int(time.time()))
     requests = []
     for uid in (onboarded, snowflake()):
         payload = harness.user.command(

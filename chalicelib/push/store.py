@@ -49,6 +49,10 @@ class Subscription:
     # Like a member's grant, a subscription lasts the tenant's `member_days` (/ipsettings), then it is
     # ignored and purged: a browser does not keep authorising itself for ever.
     expires_at: int = 0
+    # A browser bound with a member link pushes only once the member confirmed it in Discord (the
+    # button under /addip's reply): whoever else holds a leaked link cannot make their browser a way in.
+    link: str = ""
+    confirmed: bool = True
 
     @property
     def device(self) -> str:
@@ -93,6 +97,9 @@ def _to_subscription(rec: PushRecord) -> Subscription:
         expires_at=int(rec.expires_at)
         if rec.expires_at is not None
         else int(rec.created_at or 0) + _DEFAULT_LIFE,
+        link=rec.link or "",
+        # rows from before confirmation existed were made by their member's own page: confirmed
+        confirmed=rec.link is None or bool(rec.confirmed_at),
     )
 
 
@@ -140,6 +147,8 @@ class PushStore:
             created_at=sub.created_at,
             expires_at=sub.expires_at,
             purge_at=datetime.fromtimestamp(sub.expires_at + _DAY, tz=UTC),
+            link=sub.link or None,
+            confirmed_at=sub.created_at if sub.confirmed else None,
         ).save()
         others = [s for s in self.subscriptions(sub.tenant_id, sub.user_id) if s.device != sub.device]
         excess = others[: max(0, len(others) + 1 - MAX_DEVICES)]
@@ -149,6 +158,19 @@ class PushStore:
 
     def delete(self, tenant_id: str, user_id: str, device: str) -> None:
         PushRecord(tenant_id, _sub_key(user_id, device)).delete()
+
+    def confirm(self, tenant_id: str, user_id: str, link: str, now: int) -> int:
+        """Confirm the member's unconfirmed browsers bound with member link `link`; returns how many."""
+        rows = PushRecord.query(
+            tenant_id, PushRecord.item.startswith(_sub_key(user_id)), consistent_read=True
+        )
+        count = 0
+        for rec in rows:
+            if rec.link != link or rec.user_id != user_id or rec.confirmed_at:
+                continue
+            rec.update(actions=[PushRecord.confirmed_at.set(now)])
+            count += 1
+        return count
 
     def forget(self, tenant_id: str, user_id: str | None = None) -> int:
         """Delete a member's browsers (every member's when `user_id` is None); returns how many."""
