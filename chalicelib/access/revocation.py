@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from chalicelib.access.firewall import FirewallSync
 from chalicelib.access.store import Grant, GrantStore
+from chalicelib.access.tokens import LinkKind
 
 __all__ = ["AccessEntry", "Revocations", "Revoked"]
 
@@ -53,7 +54,8 @@ class Revocations:
         """Every live grant, members first, then guests by link, each group by address."""
         issuers = {link.link_id: link.issued_by for link in self._grants.guest_links(tenant_id)}
         live = sorted(
-            self._grants.live(tenant_id, now), key=lambda g: (g.kind.value != "member", g.owner, g.address)
+            self._grants.live(tenant_id, now),
+            key=lambda g: (g.kind is not LinkKind.MEMBER, g.owner, g.address),
         )
         return [
             AccessEntry(
