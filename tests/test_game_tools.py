@@ -228,6 +228,20 @@ def test_openport_on_a_running_game_is_filtered_by_its_agent_at_once_and_says_wh
         assert request["body"]["mode"] == "full" and 28015 in request["body"]["ports"]["udp"]
 
 
+def test_openport_on_a_running_game_whose_agent_is_silent_opens_nothing_and_says_so(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")  # no agent answers on this game's topic
+    data = _deferred(harness, "openport", game="ark", ports="udp:27777")
+    content = data["content"]
+    assert "**ark** is running, but its firewall didn't confirm the new port list" in content
+    assert "security group was left as it was: the new ports stay closed to everyone" in content
+    group_id = game_row(tenant, "ark").resources.security_group_id
+    [group] = container().client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    assert 27777 not in {p.get("FromPort") for p in group["IpPermissions"]}
+
+
 def _until(check: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
