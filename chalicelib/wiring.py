@@ -266,12 +266,13 @@ class Container:
         from chalicelib.access import AccessService, FirewallSync, GrantStore, TokenSealer
 
         services = self.services
+        grants = GrantStore()
         return AccessService(
             sealer=TokenSealer(lambda: self.client("kms"), self.settings.ipauth_key_id),
-            grants=GrantStore(),
+            grants=grants,
             tenants=services.tenants,
             games=services.games,
-            firewall=FirewallSync(lambda: self.publisher, services.games),
+            firewall=FirewallSync(lambda: self.publisher, services.games, grants),
             site_url=self.settings.site_url,
             push=lambda: self.push,
         )
@@ -279,7 +280,7 @@ class Container:
     @cached_property
     def push(self) -> PushService:
         """Web push (chalicelib/push): subscriptions, sending, single-use push tokens."""
-        from chalicelib.access import TokenSealer
+        from chalicelib.access import GrantStore, TokenSealer
         from chalicelib.push import PushService, PushStore, SubscriptionRules, VapidSource, WebPushSender
 
         cfg = self.settings
@@ -291,6 +292,7 @@ class Container:
             sfn=lambda: self.client("stepfunctions"),
             workflows=lambda: self.workflows,
             rules=SubscriptionRules(hosts=cfg.push_hosts, loopback_http=cfg.push_loopback_http),
+            member_days=lambda tenant_id: GrantStore().policy(tenant_id).member_days,
         )
 
     @cached_property

@@ -255,7 +255,16 @@ async function turnOn() {
     $("push-off").hidden = false;
     button.textContent = "Save";
     const when = preference === "start" ? "/addip, and when a game you play starts" : "/addip";
-    pushStatus(`On. Next time you run ${when}, this browser lets itself in.`, "ok");
+    if (saved.body && saved.body.confirmed === false) {
+      // A leaked link must not make someone else's browser a way in: its member confirms it in Discord.
+      pushStatus(
+        "Almost: in Discord, press Confirm automatic authorisation under your /addip reply. " +
+          `Then, next time you run ${when}, this browser lets itself in.`,
+        "ok",
+      );
+    } else {
+      pushStatus(`On. Next time you run ${when}, this browser lets itself in.`, "ok");
+    }
   } catch (err) {
     pushStatus("This browser couldn't subscribe to notifications. You can keep using links from /addip.", "bad");
   } finally {

@@ -79,7 +79,7 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
         {"token": _seal(tenant, user=user), "subscription": device.subscription, "preference": "start"}
     )
     assert got.status == 200, got.json
-    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant}
+    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant, "confirmed": False}
     assert got.headers["cache-control"] == "no-store"
     [sub] = push_loopback.store.subscriptions(tenant, user)
     assert sub.endpoint == device.endpoint and sub.preference.value == "start"
@@ -89,6 +89,37 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
     )
     assert again.status == 200
     assert [s.preference.value for s in push_loopback.store.subscriptions(tenant, user)] == ["addip"]
+
+
+def test_a_subscription_expires_like_a_member_grant_and_goes_with_revoked_access(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    from chalicelib.access import AccessPolicy, GrantStore
+
+    GrantStore().set_policy(tenant, AccessPolicy(member_days=7), int(time.time()))
+    user, other = snowflake(), snowflake()
+    for who in (user, user, other):
+        device = push_standin.device()
+        token = _seal(tenant, user=who)
+        body = {"token": token, "subscription": device.subscription, "preference": "addip"}
+        assert _subscribe(body).status == 200
+    subs = push_loopback.store.subscriptions(tenant, user)
+    assert len(subs) == 2 and all(s.expires_at - s.created_at == 7 * 86400 for s in subs)
+    # after the tenant's member grant length the browser no longer counts (and /addip sends the link)
+    later = max(s.expires_at for s in subs)
+    assert push_loopback.store.subscriptions(tenant, user, now=later) == []
+    assert not push_loopback.wants_push(tenant, user)  # not confirmed in Discord yet
+    for sub in subs:
+        assert push_loopback.confirm(tenant, user, sub.link, int(time.time())) == 1
+    assert push_loopback.wants_push(tenant, user)
+    # revoking the member's access forgets their browsers, not another member's
+    done = container().access.revocations.member(tenant, user, int(time.time()))
+    assert done.browsers == 2 and done.addresses == ()
+    assert push_loopback.store.subscriptions(tenant, user) == []
+    assert not push_loopback.wants_push(tenant, user)
+    assert len(push_loopback.store.subscriptions(tenant, other)) == 1
+    assert container().access.revocations.everything(tenant, int(time.time())).browsers == 1
+    assert push_loopback.store.subscriptions(tenant, other) == []
 
 
 def test_guest_push_and_expired_tokens_cannot_subscribe(
@@ -331,9 +362,10 @@ def test_the_interaction_path_never_imports_pywebpush(
     harness.command("setup")
     tenant = harness.user.who.guild_id or ""
     onboarded = snowflake()
-    push_loopback.subscribe(
+    sub = push_loopback.subscribe(
         _seal(tenant, user=onboarded), push_standin.device().subscription, "addip", int(time.time())
     )
+    push_loopback.confirm(tenant, onboarded, sub.link, int(time.time()))
     requests = []
     for uid in (onboarded, snowflake()):
         payload = harness.user.command(

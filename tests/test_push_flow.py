@@ -42,7 +42,8 @@ def _service_worker(source_ip: str, answers: list[Any]) -> Callable[[Any], None]
 def _onboard(push: PushService, tenant: str, user: str, device: Device, preference: str = "addip") -> None:
     """What the page does after a successful /addip link: subscribe with that link's token."""
     token = push_member_token(tenant, user)
-    push.subscribe(token, device.subscription, preference, int(time.time()))
+    sub = push.subscribe(token, device.subscription, preference, int(time.time()))
+    push.confirm(tenant, user, sub.link, int(time.time()))  # the member's button under /addip's reply
 
 
 def push_member_token(tenant: str, user: str) -> str:
@@ -75,6 +76,37 @@ def _member(harness: Harness) -> Who:
 def tenant(harness: Harness) -> str:
     harness.command("setup")
     return harness.user.who.guild_id or ""
+
+
+def test_a_browser_bound_with_a_member_link_pushes_only_after_its_member_confirms_in_discord(
+    harness: Harness, tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    who, thief = _member(harness), _member(harness)
+    _, answer = harness.command("addip", who=who)  # no browser yet: the link reply
+    [row] = answer["data"]["components"]
+    link_button, confirm = row["components"]
+    token = link_button["url"].split("#", 1)[1]
+    assert (
+        confirm["custom_id"].startswith("push:confirm:")
+        and confirm["label"] == "Confirm automatic authorisation"
+    )
+    # the link reaches someone else, whose browser subscribes with it: it stays unconfirmed
+    device = push_standin.device()
+    got = push_loopback.subscribe(token, device.subscription, "addip", int(time.time()))
+    assert got.confirmed is False and got.user_id == who.user_id
+    assert not push_loopback.wants_push(tenant, who.user_id)
+    _, again = harness.command("addip", who=who)
+    assert again["type"] == 4  # still the link, never a push to that browser
+    # the thief cannot press the member's button for them (it confirms only the presser's own browsers)
+    foreign = harness.component(confirm["custom_id"], who=thief)
+    assert "No browser has turned on automatic authorisation" in foreign["data"]["content"]
+    assert not push_loopback.wants_push(tenant, who.user_id)
+    # the member presses it: that browser may push from now on
+    mine = harness.component(confirm["custom_id"], who=who)
+    assert mine["data"]["flags"] == 64 and "✅ Confirmed 1 browser" in mine["data"]["content"]
+    assert push_loopback.wants_push(tenant, who.user_id)
+    # a damaged button changes nothing
+    assert "damaged" in harness.component("push:confirm:zz<>", who=who)["data"]["content"]
 
 
 def test_addip_pushes_to_the_browser_which_authorises_itself_and_the_reply_shows_the_address(

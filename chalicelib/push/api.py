@@ -73,9 +73,13 @@ class PushApi:
             )
         except BotError as exc:
             return self._site.error(exc, headers)
-        return self._site.ok(
-            {"subscribed": True, "preference": sub.preference.value, "tenant": sub.tenant_id}, headers
-        )
+        answer = {
+            "subscribed": True,
+            "preference": sub.preference.value,
+            "tenant": sub.tenant_id,
+            "confirmed": sub.confirmed,  # false: the member confirms it with /addip's button in Discord
+        }
+        return self._site.ok(answer, headers)
 
     def unsubscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """`{"endpoint", "auth"}`: forget this browser everywhere."""

@@ -48,6 +48,8 @@ class PushRecord(Model):
     auth = UnicodeAttribute(null=True)
     preference = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
+    link = UnicodeAttribute(null=True)  # the member link's nonce it was made with
+    confirmed_at = NumberAttribute(null=True)  # when the member confirmed it in Discord (/addip's button)
     # wait rows: "pending" → "used" (a device authorised) or "closed" (the flow gave up)
     state = UnicodeAttribute(null=True)
     task_token = UnicodeAttribute(null=True)
