@@ -47,7 +47,7 @@ def _life(*modules: str, **extra: str) -> subprocess.CompletedProcess[str]:
 def test_a_hosted_game_lives_under_enforced_iam() -> None:
     run = _life(ONBOARDING)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "15 passed" in run.stdout
+    assert "16 passed" in run.stdout
     for refusal in ("AccessDenied", "is not authorized", "SignatureDoesNotMatch"):
         assert refusal not in run.stdout, run.stdout[-6000:]
 
