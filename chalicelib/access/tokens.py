@@ -26,6 +26,7 @@ __all__ = ["MAX_TOKEN_CHARS", "Claims", "LinkKind", "TokenSealer"]
 
 # g1 tokens were sealed by KMS; the prefix changed with the format, so one never parses as the other.
 _PREFIX: Final = "g2"
+_RETIRED_PREFIX: Final = "g1."
 # A sealed claim set is ~200 characters; anything much longer is not ours.
 MAX_TOKEN_CHARS: Final = 2048
 # AES-GCM: a 96-bit random IV per token, a 128-bit tag (NIST SP 800-38D §5.2.1.1, §5.2.1.2).
@@ -150,6 +151,13 @@ class TokenSealer:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        if token.startswith(_RETIRED_PREFIX) and len(token) <= MAX_TOKEN_CHARS:
+            # A link handed out before the upgrade to g2: it can no longer open; say what to do.
+            raise LinkRejected(
+                "expired",
+                "This link is from before gangway's last upgrade and no longer works. "
+                "Get a new one with /addip (or ask for a new guest link).",
+            )
         parts = token.split(".")
         if (
             len(token) > MAX_TOKEN_CHARS
