@@ -217,13 +217,15 @@ def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
     _state(page, "expired", "expired-link")
 
     token = _link(admin, "addip").split("#", 1)[1]
-    head, tid, blob = token.split(".")
-    tampered = f"{head}.{tid}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
+    head, tid, key_id, blob = token.split(".")
+    tampered = f"{head}.{tid}.{key_id}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
     page.goto(f"{stack['site_url']}/#{tampered}")
     _state(page, "invalid", "invalid-link")
 
-    page.goto(f"{stack['site_url']}/#{head}.{other}.{blob}")  # this tenant's link presented as another's
+    page.goto(f"{stack['site_url']}/#{head}.{other}.{key_id}.{blob}")  # this tenant's, shown as another's
     _state(page, "invalid")
+    page.goto(f"{stack['site_url']}/#g1.{tid}.{blob}")  # a link from before the AES-GCM format
+    _state(page, "expired")
     page.goto(f"{stack['site_url']}/#not-a-link")
     _state(page, "invalid")
     assert _grants(stack, guild) == [] and _grants(stack, other) == []
