@@ -323,8 +323,11 @@ def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
     )
     dep.deploy(dep.build(), guild="123")
     dep.destroy()
+    assert dep.rotate_link_keys() == []
     text = "\n".join(lines)
     for step in (
+        "/gangway/dev/ipauth-keys (new link keys) and /gangway/dev/vapid-keys",
+        "put a new current key into /gangway/dev/ipauth-keys, keeping the current one as previous",
         "deploy.template",
         "chalice package --stage dev --merge-template",
         "bootstrap.json",
