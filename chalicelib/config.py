@@ -64,11 +64,11 @@ class Settings:
     # How long a warm Lambda trusts its cached copy of a tenant's roles.
     tenant_cache_seconds: float = 30.0
     # Player access (chalicelib/access): grants, guest-link uses and rate counters, and the SecureString
-    # parameter holding the AES keys that seal IPAuth tokens ("" means /gangway/<stage>/ipauth-keys).
+    # parameter holding the AES keys that seal IPAuth tokens (unset: /gangway/<stage>/ipauth-keys).
     grants_table: str = "gangway-grants"
     access_table: str = "gangway-access"
     ratelimit_table: str = "gangway-ratelimits"
-    ipauth_keys_parameter: str = ""
+    ipauth_keys_parameter: str = "/gangway/local/ipauth-keys"
     # Where agent commands go: a broker URL locally (mqtt://host:port); in AWS the iot-data API
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
@@ -85,11 +85,11 @@ class Settings:
     # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
     signin_url: str = "https://signin.aws.amazon.com/federation"
     # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's SecureString
-    # parameter (JSON {"public", "private"}; "" means /gangway/<stage>/vapid-keys), its `sub` claim, how
+    # parameter (JSON {"public", "private"}; unset: /gangway/<stage>/vapid-keys), its `sub` claim, how
     # long a push flow waits for a device, and which push services subscriptions may point at (host
     # suffixes, https only; PUSH_LOOPBACK_HTTP lets the local stack's stand-in on http://127.0.0.1 in).
     push_table: str = "gangway-push"
-    vapid_parameter: str = ""
+    vapid_parameter: str = "/gangway/local/vapid-keys"
     vapid_subject: str = "mailto:gangway@example.invalid"
     push_wait_seconds: int = 60
     push_hosts: tuple[str, ...] = (
