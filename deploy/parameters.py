@@ -12,7 +12,17 @@ from typing import Any, Final
 from chalicelib.access import LinkKeyRing
 from deploy.template.keys import SECURE_PARAMETERS
 
-__all__ = ["ensure_link_keys", "ensure_vapid_keys", "put_secure", "read_secure", "rotate_link_keys"]
+__all__ = [
+    "adopt_legacy_secret",
+    "ensure_link_keys",
+    "ensure_vapid_keys",
+    "put_secure",
+    "read_secure",
+    "rotate_link_keys",
+]
+
+# What a Secrets Manager secret of the old template held until the operator filled it.
+_LEGACY_UNSET: Final = "unset"
 
 _TIER: Final = "Standard"
 
@@ -33,6 +43,22 @@ def put_secure(ssm: Any, name: str, value: str, *, overwrite: bool) -> None:
         ssm.put_parameter(**args, Overwrite=True)
     else:
         ssm.put_parameter(**args, Description=about)
+
+
+def adopt_legacy_secret(ssm: Any, secrets: Any, secret_id: str, name: str) -> bool:
+    """Copy a secret the old template kept in Secrets Manager (`DeletionPolicy: Retain`) into parameter
+    `name` when that does not exist yet, so an upgrade keeps the bot token and the VAPID pair (browsers
+    stay subscribed). True when it copied; the operator deletes the secret afterwards ($0.40/month)."""
+    if read_secure(ssm, name) is not None:
+        return False
+    try:
+        value = str(secrets.get_secret_value(SecretId=secret_id)["SecretString"]).strip()
+    except Exception:  # ClientError: no such secret (a new deployment), or not allowed: nothing to adopt
+        return False
+    if not value or value == _LEGACY_UNSET:
+        return False
+    put_secure(ssm, name, value, overwrite=False)
+    return True
 
 
 def ensure_link_keys(ssm: Any, name: str) -> LinkKeyRing:

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy import wheelhouse as wh
-from deploy.parameters import ensure_link_keys, ensure_vapid_keys, put_secure, read_secure, rotate_link_keys
+from deploy.parameters import (
+    adopt_legacy_secret,
+    ensure_link_keys,
+    ensure_vapid_keys,
+    put_secure,
+    read_secure,
+    rotate_link_keys,
+)
 from deploy.template import ROOT, SECURE_PARAMETERS, Stage, queue_names, secure_parameter
 from deploy.template.site import CUSTOMER_TEMPLATE_KEY
 
@@ -294,6 +301,10 @@ class Deployment:
         say(f"create or update stack {self.stack_name} with {' '.join(CAPABILITIES)}, and wait")
         say("update the stack once more with SiteUrl=<SiteURL output> when it changed")
         say(
+            f"copy the secrets gangway/{self.stage}/discord-bot-token and gangway/{self.stage}/vapid-keys "
+            "from Secrets Manager into their parameters when an older deploy left them"
+        )
+        say(
             f"create the SecureString parameters {self._secure('ipauth-keys')} (new link keys) and "
             f"{self._secure('vapid-keys')} (a VAPID key pair) when missing"
         )
@@ -447,7 +458,15 @@ class Deployment:
     def _ensure_parameters(self) -> None:
         """The SecureString parameters the functions read and CloudFormation cannot make: the link keys
         and the VAPID key pair, made once and kept (destroy leaves them, the next deploy finds them)."""
-        ssm = self.client("ssm")
+        ssm, secrets = self.client("ssm"), self.client("secretsmanager")
+        for name in ("discord-bot-token", "vapid-keys"):  # where an older gangway kept them
+            legacy = f"gangway/{self.stage}/{name}"
+            if adopt_legacy_secret(ssm, secrets, legacy, self._secure(name)):
+                self.say(
+                    f"copied the Secrets Manager secret {legacy} into {self._secure(name)}; delete the "
+                    f"secret when this deploy works ($0.40/month): aws secretsmanager delete-secret "
+                    f"--secret-id {legacy}"
+                )
         ensure_link_keys(ssm, self._secure("ipauth-keys"))
         ensure_vapid_keys(ssm, self._secure("vapid-keys"))
         self.say(f"parameters ready: {self._secure('ipauth-keys')}, {self._secure('vapid-keys')}")

@@ -23,6 +23,7 @@ from moto.cloudformation.parsing import get_model_map
 
 from chalicelib.access import LinkKeyRing
 from deploy.__main__ import main as deploy_main
+from deploy.parameters import adopt_legacy_secret, read_secure
 from deploy.stack import EMULATOR_SKIPS, Deployment, for_emulator, site_files
 from deploy.template import ROOT
 from devstack.aws import Emulator
@@ -313,6 +314,24 @@ def test_destroy_backs_up_the_tables_empties_the_bucket_and_deletes_the_stack(
     assert backups["BackupSummaries"]
     assert any("/gangway/prod/discord-bot-token" in k and "no charge" in k for k in kept)
     assert dep.destroy() == [] and "nothing to destroy" in lines[-1]
+
+
+def test_an_upgrade_copies_the_old_secrets_into_parameters_once(emulator: Emulator) -> None:
+    """An older gangway kept the bot token and VAPID pair in retained Secrets Manager secrets: the
+    next deploy carries them over (browsers stay subscribed), never over a parameter that exists."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=emulator.url)
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=emulator.url)
+    stage = f"upgrade{os.getpid()}"
+    sm.create_secret(Name=f"gangway/{stage}/discord-bot-token", SecretString="old-bot-token")
+    sm.create_secret(Name=f"gangway/{stage}/vapid-keys", SecretString="unset")  # never filled
+    token, vapid = f"/gangway/{stage}/discord-bot-token", f"/gangway/{stage}/vapid-keys"
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/discord-bot-token", token) is True
+    assert read_secure(ssm, token) == "old-bot-token"
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/vapid-keys", vapid) is False  # nothing to keep
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/absent", f"/gangway/{stage}/absent") is False
+    sm.put_secret_value(SecretId=f"gangway/{stage}/discord-bot-token", SecretString="newer")
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/discord-bot-token", token) is False
+    assert read_secure(ssm, token) == "old-bot-token"
 
 
 def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
