@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token cost workflows doctor
+	template deploy destroy rotate-token rotate-link-key cost workflows doctor
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +88,11 @@ destroy: venv
 # DISCORD_BOT_TOKEN=<new> make rotate-token STAGE=…: store it, recycle the functions' containers.
 rotate-token: venv
 	$(BIN)/python -m deploy rotate-token --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
+
+# make rotate-link-key STAGE=…: a new key seals IPAuth links from now on; links already given keep working
+# (the previous key is kept) until they expire.
+rotate-link-key: venv
+	$(BIN)/python -m deploy rotate-link-key --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
 
 cost: template
 	$(BIN)/python -m deploy cost --stage $(STAGE)

@@ -175,7 +175,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_vapid(args: argparse.Namespace) -> int:
-    """Create the deployment's VAPID key pair in Secrets Manager (once) and print its public key."""
+    """Create the deployment's VAPID key pair in its SecureString parameter (once); print its public key."""
     from chalicelib.config import Settings
 
     env = dict(os.environ)
@@ -190,13 +190,13 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
         env = dict(os.environ)
     else:
         env["GANGWAY_STAGE"] = args.stage
-        env.pop("VAPID_SECRET", None)
+        env.pop("VAPID_PARAMETER", None)
     cfg = Settings.from_env(env)
     from devstack.aws import ensure_vapid_keys
 
     public = ensure_vapid_keys(cfg, replace=args.rotate)
     what = "replaced" if args.rotate else "ready"
-    print(f"VAPID keys {what} in secret {cfg.vapid_secret} ({cfg.region})\npublic key: {public}")
+    print(f"VAPID keys {what} in parameter {cfg.vapid_parameter} ({cfg.region})\npublic key: {public}")
     if args.rotate:
         sys.stderr.write("browsers subscribed with the old key must turn automatic authorisation on again\n")
     return 0
@@ -295,8 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pln.add_argument("--stage", help="the deployed stage whose tables to use (dev, prod)")
     pln.set_defaults(fn=_cmd_plan)
 
-    vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in Secrets Manager (once)")
-    vap.add_argument("--stage", default="dev", help="the deployed stage: secret gangway/<stage>/vapid-keys")
+    vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in SSM (once)")
+    vap.add_argument("--stage", default="dev", help="the stage: /gangway/<stage>/vapid-keys")
     vap.add_argument("--local", action="store_true", help="against the local stack's emulator")
     vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")
     vap.set_defaults(fn=_cmd_vapid)

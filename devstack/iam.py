@@ -119,10 +119,10 @@ def identify_handlers(app: Any) -> None:
 
 
 def deployed_names(stage: str) -> dict[str, str]:
-    """The environment naming tables, queues, state machines and the link-token key as a deployed
+    """The environment naming tables, queues, state machines and the SecureString parameters as a deployed
     stage names them (`gangway-<stage>-…`): moto matches DynamoDB's table ARN against a policy's
     Resource, so under enforcement the names must be the ones the policies are written for."""
-    from deploy.template.keys import ipauth_alias
+    from deploy.template.keys import secure_parameter
     from deploy.template.stage import Stage, queue_names, table_names
 
     named = Stage(stage, {}, {})
@@ -130,7 +130,9 @@ def deployed_names(stage: str) -> dict[str, str]:
         **table_names(named),
         **queue_names(named),
         "WORKFLOWS_PREFIX": named.prefix,
-        "IPAUTH_KEY_ID": ipauth_alias(named),
+        "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage, "discord-bot-token"),
+        "VAPID_PARAMETER": secure_parameter(stage, "vapid-keys"),
+        "IPAUTH_KEYS_PARAMETER": secure_parameter(stage, "ipauth-keys"),
     }
 
 

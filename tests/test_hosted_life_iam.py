@@ -28,7 +28,10 @@ from tests.lifecycle_helpers import (
     stop_until_stopped,
 )
 
-__all__ = ["test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam"]
+__all__ = [
+    "test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam",
+    "test_a_member_link_is_sealed_and_opened_under_enforced_iam",
+]
 
 
 def _last(harness: Harness, payload: dict[str, Any]) -> str:
@@ -92,3 +95,19 @@ def test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam(harness: H
     tag = [{"Name": "tag:gangway", "Values": [f"{tenant}/rust"]}]
     assert ec2.describe_security_groups(Filters=tag)["SecurityGroups"] == []
     assert rust.snapshots() == []
+
+
+def test_a_member_link_is_sealed_and_opened_under_enforced_iam(harness: Harness, tenant: str) -> None:
+    """/addip (api) reads the link keys as the api function, and the page's API opens the link again:
+    `ssm:GetParameter` on the stage's ipauth-keys parameter is what the policy must allow (issue 15.3)."""
+    from devstack.discord_user import Who
+    from tests.access_helpers import authorize
+
+    for built in ("sealer", "access", "ipauth", "push"):  # as a fresh container: the api function reads
+        container().__dict__.pop(built, None)
+    member = Who(guild_id=tenant, user_id=snowflake(), role_ids=("400000000000000001",), permissions=0)
+    _, answer = harness.command("addip", who=member)
+    url = answer["data"]["components"][0]["components"][0]["url"]
+    token = url.split("#", 1)[1]
+    assert token.startswith(f"g2.{tenant}.")
+    assert authorize(token, "198.51.100.77").status == 200

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.access import LinkKind, TokenSealer
+from chalicelib.access import LinkKind
 from chalicelib.push import MAX_DEVICES, PushService
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
@@ -31,7 +31,7 @@ SITE = {"Origin": "https://site.gangway.test"}
 
 def _seal(tenant: str, kind: LinkKind = LinkKind.MEMBER, *, user: str | None = None, age: int = 0) -> str:
     c = container()
-    token, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+    token, _ = c.sealer.seal(
         tenant_id=tenant,
         kind=kind,
         issued_at=int(time.time()) - age,
@@ -131,7 +131,7 @@ def test_guest_push_and_expired_tokens_cannot_subscribe(
         (_seal(tenant, LinkKind.GUEST), "invalid"),
         (_seal(tenant, LinkKind.PUSH, user=user), "invalid"),
         (_seal(tenant, user=user, age=7200), "expired"),
-        ("g1.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "invalid"),
+        ("g2.1.00000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "invalid"),
     ]:
         got = _subscribe({"token": token, "subscription": sub, "preference": "addip"})
         assert got.status == 403 and got.json["error"]["code"] == code, got.json
@@ -411,13 +411,12 @@ def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
         monkeypatch.setenv(key, value)  # restored afterwards: the CLI sets them for its run
     stack = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "tool_environment": tool_environment("local")}
     (tmp_path / "stack.json").write_text(json.dumps(stack))  # as `make run` writes it: the admin's keys
-    sm = container().client("secretsmanager")
-    name = "gangway/local/vapid-keys"
-    if name in {s["Name"] for s in sm.list_secrets()["SecretList"]}:
-        sm.put_secret_value(SecretId=name, SecretString="unset")  # what the deploy template leaves
+    ssm = container().client("ssm")
+    name = "/gangway/local/vapid-keys"
+    ssm.put_parameter(Name=name, Value="unset", Type="SecureString", Overwrite=True)  # a malformed value
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0
     first = capsys.readouterr().out.split("public key: ")[1].strip()
-    stored = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+    stored = json.loads(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
     assert stored["public"] == first and len(stored["private"]) == 43  # 32 bytes, base64url
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0  # kept
     assert capsys.readouterr().out.split("public key: ")[1].strip() == first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chalicelib.access.api import MAX_API_BODY_BYTES, IpAuthApi
 from chalicelib.access.firewall import FirewallSync, full_sync_request
+from chalicelib.access.linkkeys import LinkKey, LinkKeyRing, LinkKeySource
 from chalicelib.access.models import AccessRecord, GrantRecord, RateRecord
 from chalicelib.access.ratelimit import Limit, RateLimiter
 from chalicelib.access.revocation import AccessEntry, Revocations, Revoked
@@ -28,6 +29,9 @@ __all__ = [
     "IpAuthApi",
     "Limit",
     "Link",
+    "LinkKey",
+    "LinkKeyRing",
+    "LinkKeySource",
     "LinkKind",
     "RateLimiter",
     "RateRecord",

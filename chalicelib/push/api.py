@@ -99,7 +99,7 @@ class PushApi:
         raw = body.encode() if isinstance(body, str) else (body or b"")
         if len(raw) > MAX_PUSH_BODY_BYTES:
             raise PayloadTooLarge(f"the body is larger than {MAX_PUSH_BODY_BYTES} bytes")
-        self._limiter.hit(SUBSCRIBE_PER_ADDRESS, source_ip or "-", int(self._clock()))
+        self._limiter.hit_address(SUBSCRIBE_PER_ADDRESS, source_ip or "-", int(self._clock()))
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploy.policy import scope_policy
 from deploy.template.cfn import LOG_RETENTION_DAYS, Json, ref
-from deploy.template.keys import ipauth_alias
+from deploy.template.keys import secure_parameter
 from deploy.template.site import customer_template_url
 from deploy.template.stage import Stage, queue_names, table_names
 
@@ -41,7 +41,10 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
             **table_names(stage),
             **queue_names(stage),
             "WORKFLOWS_PREFIX": stage.prefix,  # state machines are gangway-<stage>-<file stem>
-            "IPAUTH_KEY_ID": ipauth_alias(stage),
+            # The SecureString parameters `make deploy` creates (deploy/parameters.py).
+            "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage.name, "discord-bot-token"),
+            "VAPID_PARAMETER": secure_parameter(stage.name, "vapid-keys"),
+            "IPAUTH_KEYS_PARAMETER": secure_parameter(stage.name, "ipauth-keys"),
             "HOSTING_ACCOUNT_ID": ref("AWS::AccountId"),
             "IOT_DATA_ENDPOINT": ref("IotDataEndpoint"),
             "DISCORD_PUBLIC_KEY": ref("DiscordPublicKey"),

@@ -156,7 +156,7 @@ def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
     agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
     try:
         url = _link(admin, "addip")
-        assert url.startswith(stack["site_url"] + "/#g1.")
+        assert url.startswith(stack["site_url"] + "/#g2.")
         page.goto(url)
         _state(page, "success", "success")
         expect(page.locator("#address")).to_have_text("127.0.0.1")
@@ -193,10 +193,10 @@ def test_success_fits_a_phone_screen(stack: dict[str, Any], browser: Any) -> Non
 
 
 def _sealer(stack: dict[str, Any]) -> Any:
-    from chalicelib.access import TokenSealer
+    from chalicelib.access import LinkKeySource, TokenSealer
 
-    kms = _aws(stack, "kms")
-    return TokenSealer(lambda: kms, "alias/gangway-ipauth")
+    ssm = _aws(stack, "ssm")
+    return TokenSealer(LinkKeySource(lambda: ssm, "/gangway/local/ipauth-keys"))
 
 
 def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
@@ -217,13 +217,15 @@ def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
     _state(page, "expired", "expired-link")
 
     token = _link(admin, "addip").split("#", 1)[1]
-    head, tid, blob = token.split(".")
-    tampered = f"{head}.{tid}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
+    head, tid, key_id, blob = token.split(".")
+    tampered = f"{head}.{tid}.{key_id}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
     page.goto(f"{stack['site_url']}/#{tampered}")
     _state(page, "invalid", "invalid-link")
 
-    page.goto(f"{stack['site_url']}/#{head}.{other}.{blob}")  # this tenant's link presented as another's
+    page.goto(f"{stack['site_url']}/#{head}.{other}.{key_id}.{blob}")  # this tenant's, shown as another's
     _state(page, "invalid")
+    page.goto(f"{stack['site_url']}/#g1.{tid}.{blob}")  # a link from before the AES-GCM format
+    _state(page, "expired")
     page.goto(f"{stack['site_url']}/#not-a-link")
     _state(page, "invalid")
     assert _grants(stack, guild) == [] and _grants(stack, other) == []

@@ -203,11 +203,11 @@ def test_onboarding_subscribes_and_the_service_worker_authorises_a_pushed_token_
     )
 
     # The service worker on a push: it authorises with the pushed token and shows the result.
-    from chalicelib.access import LinkKind, TokenSealer
+    from chalicelib.access import LinkKeySource, LinkKind, TokenSealer
 
-    kms = _aws(stack, "kms")
+    ssm = _aws(stack, "ssm")
     flow = snowflake()
-    token, claims = TokenSealer(lambda: kms, "alias/gangway-ipauth").seal(
+    token, claims = TokenSealer(LinkKeySource(lambda: ssm, "/gangway/local/ipauth-keys")).seal(
         tenant_id=guild, kind=LinkKind.PUSH, issued_at=int(time.time()), lifetime_s=60,
         user_id=member.who.user_id, nonce=flow,
     )  # fmt: skip
