@@ -52,6 +52,7 @@ run: venv system-deps
 bench: venv system-deps
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/first_command.py
+	$(BIN)/python bench/interaction_cost.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	@cat bench/results.json
 
