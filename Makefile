@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token cost workflows doctor
+	template deploy destroy rotate-token cost workflows doctor load
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: venv system-deps
 	$(BIN)/python bench/interaction_cost.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	@cat bench/results.json
+
+# The local stack under RATE signed interactions a second for SECONDS (bounded; loopback only), docs/scale.md.
+load: venv system-deps
+	$(BIN)/python bench/load.py $(if $(RATE),--rate $(RATE),) $(if $(SECONDS),--seconds $(SECONDS),)
 
 # Rebuilds the *.asl.json made from chalicelib/workflows/src/ (shared states are edited there, once).
 workflows: venv
