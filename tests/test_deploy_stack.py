@@ -79,6 +79,8 @@ def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deploye
     for res in sam["Resources"].values():
         if res["Type"] == "AWS::Serverless::Function":
             res["Properties"]["CodeUri"] = "s3://artifacts/package.zip"  # what deploy uploads first
+        elif res["Type"] == "AWS::Serverless::LayerVersion":
+            res["Properties"]["ContentUri"] = "s3://artifacts/push-layer.zip"
     cfn, skipped = for_emulator(sam)
     translated_types = {r["Type"] for r in cfn["Resources"].values()}
     moto_types = set(get_model_map())
