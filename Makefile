@@ -53,6 +53,7 @@ bench: venv system-deps
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/first_command.py
 	$(BIN)/python bench/interaction_cost.py
+	$(BIN)/python bench/package_size.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	@cat bench/results.json
 
