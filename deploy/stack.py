@@ -12,7 +12,8 @@ Destroy: back up the tables, empty the site bucket, delete the stack, and say wh
 
 Against the embedded emulator (`AWS_ENDPOINT_URL` set) the same code runs with two adaptations: moto
 cannot run the SAM transform, so it runs here with aws-sam-translator (the translator CloudFormation
-itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`).
+itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`);
+functions are not attached to web push's layer there (moto cannot update a function with a layer).
 """
 
 from __future__ import annotations
@@ -137,6 +138,10 @@ def for_emulator(sam: Mapping[str, Any]) -> tuple[Json, list[str]]:
     for res in cfn["Resources"].values():
         if res["Type"] == "AWS::ApiGateway::RestApi":  # CloudFormation takes it from the body's title
             res["Properties"].setdefault("Name", res["Properties"]["Body"]["info"]["title"])
+        if res["Type"] == "AWS::Lambda::Function":
+            # moto's stack update hands a function the LayerVersion object its Ref names instead of the
+            # ARN, and fails; the emulator runs no function code, so the layer is made but not attached.
+            res["Properties"].pop("Layers", None)
     cfn["Resources"] = _dependencies_first(cfn["Resources"])
     return cfn, skipped
 

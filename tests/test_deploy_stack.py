@@ -90,6 +90,18 @@ def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deploye
     assert "JobsQueue" not in skipped and "LinkTokenKey" not in skipped
 
 
+def test_web_push_layer_is_made_from_the_split_package(deployed: Deployed) -> None:
+    versions = deployed.client("lambda").list_layer_versions(LayerName=f"gangway-{STAGE}-web-push")
+    assert versions["LayerVersions"]
+    s3 = deployed.client("s3")
+    keys = [
+        o["Key"]
+        for b in s3.list_buckets()["Buckets"]
+        for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])
+    ]
+    assert any(k.startswith(f"{STAGE}/") and k.endswith(".layer.zip") for k in keys)
+
+
 def test_every_table_exists_with_its_keys_indexes_and_billing(deployed: Deployed) -> None:
     # moto's CloudFormation drops TimeToLiveSpecification and PointInTimeRecoverySpecification
     # (moto/dynamodb/models/table.py, create_from_cloudformation_json); test_template.py checks them.
