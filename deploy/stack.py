@@ -12,7 +12,8 @@ Destroy: back up the tables, empty the site bucket, delete the stack, and say wh
 
 Against the embedded emulator (`AWS_ENDPOINT_URL` set) the same code runs with two adaptations: moto
 cannot run the SAM transform, so it runs here with aws-sam-translator (the translator CloudFormation
-itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`).
+itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`);
+functions are not attached to web push's layer there (moto cannot update a function with a layer).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy import wheelhouse as wh
+from deploy.package import LAYER_ZIP, requirement_names
+from deploy.package import split as split_package
 from deploy.parameters import (
     adopt_legacy_secret,
     ensure_link_keys,
@@ -142,6 +145,10 @@ def for_emulator(sam: Mapping[str, Any]) -> tuple[Json, list[str]]:
     for res in cfn["Resources"].values():
         if res["Type"] == "AWS::ApiGateway::RestApi":  # CloudFormation takes it from the body's title
             res["Properties"].setdefault("Name", res["Properties"]["Body"]["info"]["title"])
+        if res["Type"] == "AWS::Lambda::Function":
+            # moto's stack update hands a function the LayerVersion object its Ref names instead of the
+            # ARN, and fails; the emulator runs no function code, so the layer is made but not attached.
+            res["Properties"].pop("Layers", None)
     cfn["Resources"] = _dependencies_first(cfn["Resources"])
     return cfn, skipped
 
@@ -239,6 +246,13 @@ class Deployment:
             self.say("$ " + " ".join(cmd))
             if not self.dry_run:
                 subprocess.run(cmd, cwd=ROOT, env=cmd_env, check=True)
+        self.say(f"split {out / 'deployment.zip'}: the runtime's packages out, web push's to {LAYER_ZIP}")
+        if not self.dry_run:
+            got = split_package(out / "deployment.zip", requirement_names(ROOT / "requirements.txt"))
+            self.say(
+                f"function package {got.function_unpacked / 1e6:.1f} MB unpacked, "
+                f"web push layer {got.layer_unpacked / 1e6:.1f} MB"
+            )
         return out / "sam.json"
 
     # -- deploy ------------------------------------------------------------------------------------
@@ -254,9 +268,14 @@ class Deployment:
         code_key = f"{self.stage}/{_sha256(zip_path.read_bytes())}.zip"
         self._upload_once(bucket, code_key, zip_path.read_bytes())
         self._agent_wheelhouse = wh.publish(self.client("s3"), bucket, self.build_wheelhouse(), say=self.say)
+        layer_path = template_path.parent / LAYER_ZIP
+        layer_key = f"{self.stage}/{_sha256(layer_path.read_bytes())}.layer.zip"
+        self._upload_once(bucket, layer_key, layer_path.read_bytes())
         for res in sam["Resources"].values():
             if res["Type"] == "AWS::Serverless::Function":
                 res["Properties"]["CodeUri"] = f"s3://{bucket}/{code_key}"
+            elif res["Type"] == "AWS::Serverless::LayerVersion":
+                res["Properties"]["ContentUri"] = f"s3://{bucket}/{layer_key}"
         self._ensure_parameters()
         params = self._parameters(sam)
         outputs = self._apply(self.stack_name, sam, params, bucket)
@@ -286,6 +305,7 @@ class Deployment:
         say(f"# deploy stage {self.stage} to {self.region} as stack {self.stack_name}")
         say(f"ensure stack {ARTIFACTS_STACK} from deploy/bootstrap.json (the artifacts bucket)")
         say(f"upload {template_path.parent / 'deployment.zip'} to s3://<artifacts>/{self.stage}/<sha256>.zip")
+        say(f"upload {template_path.parent / LAYER_ZIP} to s3://<artifacts>/{self.stage}/<sha256>.layer.zip")
         say(f"upload {template_path} to s3://<artifacts>/{self.stage}/<sha256>.template.json")
         say(
             f"build the agent's wheelhouse into {wh.cache_dir()}/<key> (cached): the agent's wheel "

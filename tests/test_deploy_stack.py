@@ -81,6 +81,8 @@ def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deploye
     for res in sam["Resources"].values():
         if res["Type"] == "AWS::Serverless::Function":
             res["Properties"]["CodeUri"] = "s3://artifacts/package.zip"  # what deploy uploads first
+        elif res["Type"] == "AWS::Serverless::LayerVersion":
+            res["Properties"]["ContentUri"] = "s3://artifacts/push-layer.zip"
     cfn, skipped = for_emulator(sam)
     translated_types = {r["Type"] for r in cfn["Resources"].values()}
     moto_types = set(get_model_map())
@@ -88,6 +90,19 @@ def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deploye
     assert not (EMULATOR_SKIPS - {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}) & moto_types
     assert any("left out" in line and "AgentEventsRule" in line for line in deployed.lines)
     assert "JobsQueue" not in skipped
+
+
+def test_web_push_layer_is_made_from_the_split_package(deployed: Deployed) -> None:
+    # moto names the layer after its logical id (AWS takes LayerName: test_package.py checks the template).
+    layers = deployed.client("lambda").list_layers()["Layers"]
+    assert [x for x in layers if "WebPushLayer" in x["LayerName"]]
+    s3 = deployed.client("s3")
+    keys = [
+        o["Key"]
+        for b in s3.list_buckets()["Buckets"]
+        for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])
+    ]
+    assert any(k.startswith(f"{STAGE}/") and k.endswith(".layer.zip") for k in keys)
 
 
 def test_every_table_exists_with_its_keys_indexes_and_billing(deployed: Deployed) -> None:

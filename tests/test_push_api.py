@@ -434,3 +434,30 @@ def test_a_missing_or_unset_vapid_secret_is_an_infra_error_not_a_crash() -> None
     keys = VapidKeys.generate()
     assert VapidKeys.from_json(keys.to_json()) == keys
     assert keys.private not in repr(keys)
+
+
+def test_the_p256_check_agrees_with_cryptography() -> None:
+    """parse_subscription's pure-Python curve check accepts and refuses what cryptography does (the
+    compressed form, which cryptography also reads, it refuses: the Push API gives 65-byte points)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from chalicelib.push.subscription import on_p256
+
+    def loads(point: bytes) -> bool:
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        except ValueError:
+            return False
+        return True
+
+    for _ in range(50):
+        good = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        tampered = good[:40] + bytes([good[40] ^ 1]) + good[41:]
+        compressed = bytes([2 + (good[-1] & 1)]) + good[1:33]
+        outside = b"\x04" + b"\xff" * 64
+        for point in (good, tampered, compressed, outside, b"\x04" + os.urandom(64)):
+            assert on_p256(point) == loads(point) or (point == compressed and not on_p256(point))
+        assert on_p256(good)

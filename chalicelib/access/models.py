@@ -11,7 +11,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["AccessRecord", "ByAddress", "ByExpiry", "ByOwner", "GrantRecord", "RateRecord"]
 
@@ -111,3 +111,6 @@ class RateRecord(Model):
     key = UnicodeAttribute(hash_key=True)
     hits = NumberAttribute(default=0)
     purge_at = TTLAttribute(null=True)
+
+
+share_one_session(GrantRecord, AccessRecord, RateRecord)

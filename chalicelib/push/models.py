@@ -14,7 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["ByDevice", "PushRecord"]
 
@@ -58,3 +58,6 @@ class PushRecord(Model):
     purge_at = TTLAttribute(null=True)
 
     by_device = ByDevice()
+
+
+share_one_session(PushRecord)
