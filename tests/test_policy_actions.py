@@ -95,10 +95,11 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
         {"send_task_success": Call({S}), "send_task_failure": Call({S})},
     ),
     # begin_* run in the api (commands), agent_events (idle shutdown, Spot notice), ec2_events (the
-    # Spot warning); web push's flow starts in jobs (addip.push).
+    # Spot warning); web push's flow starts in jobs (addip.push) and in steps (push.game_started: the
+    # members who asked on /start).
     "workflows/engine.py": (
         ("stepfunctions",),
-        {"start_execution": Call({A, J, E, X}), "list_state_machines": Call({A, J, E, X})},
+        {"start_execution": Call({A, J, S, E, X}), "list_state_machines": Call({A, J, S, E, X})},
     ),
     # The browser's answer to a push (api) ends the flow's wait.
     "push/service.py": (("stepfunctions",), {"send_task_success": Call({A})}),
