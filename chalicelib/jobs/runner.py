@@ -8,6 +8,7 @@ token has expired (15 minutes) goes to the channel with the bot token, unless it
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -61,6 +62,11 @@ class JobRunner:
             msg = JobMessage.from_json(body)
         except ValidationError as exc:
             log.error("dropping malformed job message: %s", exc.message)
+            return "malformed"
+        handler = self._jobs.get(msg.kind)
+        if handler is not None and not _fits(handler, msg.args):
+            # Arguments the job does not take would raise TypeError on every receive (a retry storm).
+            log.error("dropping malformed job message: its arguments do not fit job %s", msg.kind)
             return "malformed"
         with self._tracer.segment("job", trace_header or msg.trace) as span:
             span.annotate("tenant", msg.tenant_id)
@@ -126,6 +132,15 @@ class JobRunner:
         public = {k: v for k, v in body.items() if k != "flags"}
         self._rest.create_message(msg.channel_id, public)
         return "channel"
+
+
+def _fits(handler: Callable[..., Any], args: Mapping[str, Any]) -> bool:
+    """Whether `handler(ctx, **args)` matches its signature (names only; values are the job's to check)."""
+    try:
+        inspect.signature(handler).bind(None, **args)
+    except TypeError:
+        return False
+    return True
 
 
 def _body(reply: Reply | Update) -> dict[str, Any]:
