@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -27,6 +28,7 @@ __all__ = [
     "hostile_text",
     "mutate",
     "nested",
+    "sqs_event",
 ]
 
 EXAMPLES: Final = int(os.environ.get("GANGWAY_FUZZ_EXAMPLES", "100"))
@@ -203,9 +205,10 @@ def mutations_of(bases: list[Any]) -> st.SearchStrategy[Any]:
 
 
 def bodies(bases: list[Any]) -> st.SearchStrategy[str]:
-    """Queue or request bodies: mutated valid messages most of the time, else any JSON, deep nesting,
-    or text that is not JSON at all."""
+    """Queue or request bodies: mutated valid messages most of the time, else the valid ones, any JSON,
+    deep nesting, or text that is not JSON at all."""
     return st.one_of(
+        st.sampled_from(bases).map(json.dumps),  # the valid ones too: the door must still let them in
         mutations_of(bases).map(json.dumps),
         mutations_of(bases).map(json.dumps),
         mutations_of(bases).map(json.dumps),
@@ -213,6 +216,25 @@ def bodies(bases: list[Any]) -> st.SearchStrategy[str]:
         deep_json(),
         st.text(max_size=300),
     )
+
+
+def sqs_event(body: str, receives: int = 1) -> dict[str, Any]:
+    """One SQS record as the Lambda event source delivers it."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "fuzz",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": str(receives)},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fuzz",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
 
 
 # -- the emulator's state ----------------------------------------------------------------------------

@@ -57,10 +57,15 @@ ip_addresses = st.one_of(
     st.ip_addresses(v=6).map(str),
     st.sampled_from(["198.51.100.7", "2001:db8::42", "127.0.0.1", "::1", "0.0.0.0"]),
 )
+_header_value = st.one_of(st.just(SITE), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
 headers = st.dictionaries(
     st.sampled_from(["Origin", "Content-Type", "Access-Control-Request-Method", "X-Forwarded-For", "Cookie"]),
-    st.one_of(st.just(SITE), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)),
+    _header_value,
     max_size=4,
+)
+# For the doors that take a body: its Content-Type stays JSON (another is a 415 before any parsing).
+body_headers = st.dictionaries(
+    st.sampled_from(["Origin", "Access-Control-Request-Method", "X-Forwarded-For", "Cookie"]), _header_value, max_size=3
 )
 
 
@@ -88,10 +93,12 @@ def test_interactions_door(emulator: Emulator, standin: DiscordStandIn) -> None:
     @given(body=bodies(bases), signed=st.integers(0, 9), sig=hostile_text)
     def run(body: str, signed: int, sig: str) -> None:
         raw = body.encode("utf-8", "surrogatepass")
-        hdrs = user.sign(raw) if signed else {"X-Signature-Ed25519": sig, "X-Signature-Timestamp": str(int(time.time()))}
+        # Hypothesis favours 0 and the ends of a range: 5 (one input in ten, roughly) goes unsigned.
+        forged = {"X-Signature-Ed25519": sig, "X-Signature-Timestamp": str(int(time.time()))}
+        hdrs = user.sign(raw) if signed != 5 else forged
         before = state.take()
         answer = call_api("POST", "/discord/interactions", body=body, headers=hdrs)
-        if not signed:
+        if signed == 5:
             assert answer.status == 401, answer
         if answer.status == 200:
             check_callback(answer.json)  # Discord's own schema for what it would accept
@@ -117,7 +124,7 @@ def test_ipauth_authorize_door(emulator: Emulator) -> None:
     door, state = Door("POST /ipauth/authorize"), _state()
 
     @fuzz_settings()
-    @given(body=bodies(bases), hdrs=headers, ip=ip_addresses, site=st.booleans())
+    @given(body=bodies(bases), hdrs=body_headers, ip=ip_addresses, site=st.booleans())
     def run(body: str, hdrs: dict[str, str], ip: str, site: bool) -> None:
         hdrs = {**hdrs, "Origin": SITE} if site else hdrs
         before = state.take()
@@ -178,9 +185,9 @@ def test_push_subscribe_doors(emulator: Emulator, method: str) -> None:
     door, state = Door(f"{method} /push/subscribe"), _state()
 
     @fuzz_settings()
-    @given(body=bodies(bases), hdrs=headers, ip=ip_addresses, site=st.integers(0, 4))
+    @given(body=bodies(bases), hdrs=body_headers, ip=ip_addresses, site=st.integers(0, 4))
     def run(body: str, hdrs: dict[str, str], ip: str, site: int) -> None:
-        hdrs = {**hdrs, "Origin": SITE} if site else hdrs
+        hdrs = {**hdrs, "Origin": SITE} if site != 2 else hdrs  # one input in five from anywhere
         before = state.take()
         answer = call_api(method, "/push/subscribe", body=body, headers=hdrs, source_ip=ip)
         _check(door, state, before, (answer.status, answer.json), body[:200])

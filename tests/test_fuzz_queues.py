@@ -30,7 +30,7 @@ from devstack.discord_user import snowflake
 from devstack.pump import LambdaContext
 from tests.access_helpers import add_game, make_tenant
 from tests.conftest import APPLICATION_ID
-from tests.fuzzing import Door, EmulatorState, bodies, fuzz_settings
+from tests.fuzzing import Door, EmulatorState, bodies, fuzz_settings, sqs_event
 
 CONTRACT = Path(__file__).resolve().parents[1] / "agent" / "contract"
 
@@ -38,24 +38,6 @@ CONTRACT = Path(__file__).resolve().parents[1] / "agent" / "contract"
 def _state() -> EmulatorState:
     s = container().settings
     return EmulatorState(s.ratelimit_table, s.audit_table)
-
-
-def _sqs(body: str, receives: int = 1) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": "fuzz",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": str(receives)},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fuzz",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
 
 
 class Drops(logging.Handler):
@@ -127,7 +109,7 @@ def test_jobs_door(emulator: Emulator, standin: DiscordStandIn, drops: Drops) ->
     ctx = LambdaContext("jobs")
 
     def handle(body: str) -> None:
-        app_module.jobs(_sqs(body), ctx)
+        app_module.jobs(sqs_event(body), ctx)
 
     door, deliver = _door("SQS jobs", handle, drops)
 
@@ -174,7 +156,7 @@ def test_steps_door(emulator: Emulator, standin: DiscordStandIn, drops: Drops) -
     ]
 
     def handle(body: str) -> None:
-        app_module.steps(_sqs(body), LambdaContext("steps"))
+        app_module.steps(sqs_event(body), LambdaContext("steps"))
 
     door, deliver = _door("SQS steps", handle, drops)
 
@@ -222,7 +204,7 @@ def test_agent_events_door(emulator: Emulator, standin: DiscordStandIn, drops: D
     ]
 
     def handle(body: str) -> None:
-        app_module.agent_events(_sqs(body), LambdaContext("agent_events"))
+        app_module.agent_events(sqs_event(body), LambdaContext("agent_events"))
 
     door, deliver = _door("SQS agent-events", handle, drops, reset=starting)
 

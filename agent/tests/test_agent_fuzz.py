@@ -209,3 +209,43 @@ def test_agent_config_door(tmp_path: Path) -> None:
     run()
     _write_tally("agent config (decoded)", outcomes)
     _write_tally("agent config file (bytes)", files)
+
+
+# -- what the fuzzers found, one test each (each failed before its fix) -----------------------------------
+
+
+def test_a_deeply_nested_request_is_bad_json_not_an_internal_error(
+    fuzz_agent: tuple[Agent, MemoryLink, ScriptedRunner, Path],
+) -> None:
+    agent, link, _, _ = fuzz_agent
+    agent.handle(b"[" * 5000 + b"]" * 5000)
+    (reply,) = link.drain()
+    assert reply["type"] == "error" and reply["body"]["code"] == ErrorCode.BAD_JSON, reply
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"state_dir": None}, "state_dir must be a non-empty string"),
+        ({"mqtt": {"endpoint": None}}, "mqtt.endpoint must be a non-empty string"),
+        ({"launch": {"command": None}}, "launch.command must be a non-empty list of strings"),
+        ({"idle": {"warn_after_s": float("nan")}}, "idle.warn_after_s must be a number"),
+        ({"idle": {"stop_after_s": float("inf")}}, "idle.stop_after_s must be a number"),
+        ({"heartbeat_interval_s": 10**400}, "heartbeat_interval_s must be a number"),
+    ],
+)
+def test_null_and_non_finite_config_values_are_config_errors(
+    tmp_path: Path, change: dict[str, Any], says: str
+) -> None:
+    data = config_dict(tmp_path)
+    for key, value in change.items():
+        data[key] = data[key] | value if isinstance(value, dict) else value
+    with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
+        config.parse(data)
+
+
+def test_a_deeply_nested_config_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        config.load(path)
