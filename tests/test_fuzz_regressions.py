@@ -85,3 +85,7 @@ def test_a_job_whose_arguments_do_not_fit_is_dropped_not_retried(emulator: Emula
     assert container().job_runner.run(json.dumps(job | {"interaction_id": snowflake()})) == "malformed"
     extra = job | {"interaction_id": snowflake(), "args": {"queued_at": 1.0, "surprise": 1}}
     assert container().job_runner.run(json.dumps(extra)) == "malformed"
+    # A value of the wrong type failed inside the job (TypeError) on every receive but the last.
+    for wrong in (None, "soon", True, [1.0]):
+        typed = job | {"interaction_id": snowflake(), "args": {"queued_at": wrong}}
+        _drops(app_module.jobs, json.dumps(typed), "jobs")

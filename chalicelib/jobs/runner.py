@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from chalicelib.discord import Reply, Update, error_reply, message_body
 from chalicelib.discord.reply_editor import ReplyEditor
@@ -135,12 +136,26 @@ class JobRunner:
 
 
 def _fits(handler: Callable[..., Any], args: Mapping[str, Any]) -> bool:
-    """Whether `handler(ctx, **args)` matches its signature (names only; values are the job's to check)."""
+    """Whether `handler(ctx, **args)` matches its signature: the names, and the values of the plain
+    types jobs take (`str`, `int`, `float`), which a wrong type would fail on every receive."""
+    sig = inspect.signature(handler)
     try:
-        inspect.signature(handler).bind(None, **args)
+        sig.bind(None, **args)
     except TypeError:
         return False
+    for name, value in args.items():
+        check = _PLAIN.get(str(sig.parameters[name].annotation))
+        if check is not None and not check(value):
+            return False
     return True
+
+
+_PLAIN: Final[dict[str, Callable[[Any], bool]]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and math.isfinite(v)),
+}
 
 
 def _body(reply: Reply | Update) -> dict[str, Any]:
