@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import app as app_module
+from chalicelib.games import GameRecord, GameState
 from chalicelib.wiring import container
 from devstack.aws import Emulator
 from devstack.discord_user import DiscordUser, Who, snowflake
@@ -89,3 +90,43 @@ def test_a_job_whose_arguments_do_not_fit_is_dropped_not_retried(emulator: Emula
     for wrong in (None, "soon", True, [1.0]):
         typed = job | {"interaction_id": snowflake(), "args": {"queued_at": wrong}}
         _drops(app_module.jobs, json.dumps(typed), "jobs")
+
+
+def _starting_with_preload(guild: str) -> None:
+    """A game whose start waits on its agent's preload, with a task token nothing waits on any more."""
+    now = int(time.time())
+    GameRecord(
+        guild, "preload", description="", state=GameState.STARTING.value, created_by="1",
+        created_at=now, updated_at=now, task_token="a-token-whose-execution-ended",
+        task_wait=json.dumps({"for": "preload", "request": "c0ffee00c0ffee00c0ffee00c0ffee00"}),
+    ).save(add_version_condition=False)
+
+
+def _event(guild: str, kind: str, body: dict[str, Any]) -> str:
+    return json.dumps({"id": "c0ffee00c0ffee00c0ffee00c0ffee00", "type": kind, "body": body,
+                       "topic": f"gangway/{guild}/preload/evt"})
+
+
+def test_an_agent_answer_for_an_ended_wait_is_logged_not_retried(emulator: Emulator) -> None:
+    guild = snowflake()
+    make_tenant(guild)
+    for kind, body in (
+        ("preload.done", {"device": "/dev/nvme1n1", "bytes_read": 1, "seconds": 1.0}),
+        ("error", {"code": "failed", "message": "preload: the disk is gone"}),
+    ):
+        _starting_with_preload(guild)
+        # InvalidToken from SendTaskSuccess/Failure raised before: SQS delivered the event again.
+        app_module.agent_events(sqs_event(_event(guild, kind, body)), LambdaContext("agent_events"))
+
+
+def test_a_preload_progress_of_infinity_or_a_huge_size_is_ignored_not_retried(emulator: Emulator) -> None:
+    guild = snowflake()
+    make_tenant(guild)
+    for body in (
+        {"percent": float("inf"), "bytes_read": 1, "bytes_total": 2},
+        {"percent": float("-inf"), "bytes_read": 1, "bytes_total": 2},
+        {"percent": float("nan"), "bytes_read": 1, "bytes_total": 2},
+        {"percent": 50.0, "bytes_read": 1, "bytes_total": 10**4000},
+    ):
+        _starting_with_preload(guild)
+        app_module.agent_events(sqs_event(_event(guild, "preload.progress", body)), LambdaContext("agent_events"))
