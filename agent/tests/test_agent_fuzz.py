@@ -30,6 +30,7 @@ from gangway_agent.errors import ConfigError, ErrorCode
 from gangway_agent.firewall import Firewall
 from gangway_agent.logsink import BatchingSink, FileShipper
 from gangway_agent.protocol import parse_outgoing
+from gangway_agent.seams import Completed
 
 CONTRACT = Path(__file__).resolve().parents[1] / "contract"
 EXAMPLES = int(os.environ.get("GANGWAY_FUZZ_EXAMPLES", "100"))
@@ -94,6 +95,13 @@ def _set(base: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
     return out
 
 
+def _fresh(bases: list[Any]) -> st.SearchStrategy[Any]:
+    """The bases, each with a new request id (an id answered before gets its cached reply, not a run)."""
+    return st.tuples(st.sampled_from(bases), st.uuids()).map(
+        lambda t: t[0] | {"id": t[1].hex} if isinstance(t[0], dict) and "id" in t[0] else t[0]
+    )
+
+
 def _mutated(bases: list[Any]) -> st.SearchStrategy[Any]:
     def one(base: Any) -> st.SearchStrategy[Any]:
         step = st.tuples(st.sampled_from(_paths(base)), _json, st.booleans())
@@ -108,12 +116,13 @@ def _mutated(bases: list[Any]) -> st.SearchStrategy[Any]:
 
         return st.lists(step, min_size=1, max_size=3).map(apply)
 
-    return st.sampled_from(bases).flatmap(one)
+    return _fresh(bases).flatmap(one)
 
 
 def _raw(bases: list[Any]) -> st.SearchStrategy[bytes]:
     deep = st.sampled_from([500, 5000, 50000]).map(lambda n: ("[" * n + "]" * n).encode())
     return st.one_of(
+        _fresh(bases).map(lambda m: json.dumps(m).encode()),  # valid ones too: they must still work
         _mutated(bases).map(lambda m: json.dumps(m).encode()),
         _mutated(bases).map(lambda m: json.dumps(m).encode()),
         _mutated(bases).map(lambda m: json.dumps(m).encode()),
@@ -130,6 +139,9 @@ def _raw(bases: list[Any]) -> st.SearchStrategy[bytes]:
 def fuzz_agent(tmp_path: Path) -> Iterator[tuple[Agent, MemoryLink, ScriptedRunner, Path]]:
     cfg = config.parse(config_dict(tmp_path))
     clock, link, runner = FakeClock(), MemoryLink(), ScriptedRunner()
+    # What lsblk says on an instance whose data disk is not mounted: the disk requests refuse plainly.
+    disks = {"blockdevices": [{"name": "nvme0n1", "path": "/dev/nvme0n1", "type": "disk", "mountpoint": "/"}]}
+    runner.on(["lsblk"], Completed(("lsblk",), 0, json.dumps(disks), ""))
     state = tmp_path / "state" / "grants.json"
     fw = Firewall(table="gwfuzz", tcp_ports=[27015], udp_ports=[27015], runner=runner, clock=clock,
                   state_file=state)
