@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token rotate-link-key cost workflows doctor load
+	template deploy destroy rotate-token rotate-link-key cost workflows doctor load fuzz
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,16 @@ pytest: venv system-deps
 	$(BIN)/pytest -q tests $(wildcard agent/tests)
 
 test: lint typecheck pytest
+
+# Generated hostile input through every entry point, FUZZ_EXAMPLES (10,000) inputs each, then the
+# count per door (docs/security.md). `make test` runs the same doors with a hundred inputs each.
+FUZZ_EXAMPLES ?= 10000
+fuzz: venv
+	mkdir -p build && rm -f build/fuzz.jsonl
+	GANGWAY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) GANGWAY_FUZZ_REPORT=$(CURDIR)/build/fuzz.jsonl \
+	  $(BIN)/pytest -q -p no:logging tests/test_fuzz_api.py tests/test_fuzz_queues.py \
+	  agent/tests/test_agent_fuzz.py; status=$$?; \
+	  $(BIN)/python -m tests.fuzz_report build/fuzz.jsonl && exit $$status
 
 run: venv system-deps
 	$(BIN)/gangway run

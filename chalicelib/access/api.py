@@ -97,7 +97,7 @@ class IpAuthApi:
 def _token_of(raw: bytes) -> str:
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested past the stack
         raise BadRequest('the body must be JSON: {"token": "…"}') from exc
     if not isinstance(data, dict) or set(data) != {"token"}:
         raise BadRequest('the body must be exactly {"token": "…"}')

@@ -57,7 +57,10 @@ def parse_agent_event(body: str) -> AgentEvent:
     """
     if len(body.encode()) > MAX_EVENT_BYTES + 512:
         raise ValueError("agent event too large")
-    raw = json.loads(body)
+    try:
+        raw = json.loads(body)
+    except RecursionError:
+        raise ValueError("agent event is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ValueError("agent event is not an object")
     topic = _TOPIC.fullmatch(str(raw.get("topic", "")))

@@ -65,7 +65,7 @@ class InteractionEndpoint:
             )
             try:
                 payload = json.loads(body)
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested past the stack
                 raise BadRequest("body is not JSON") from exc
             if isinstance(payload, dict) and payload.get("type") == InteractionType.PING:
                 return HttpReply.json(200, _PONG)

@@ -58,7 +58,7 @@ class JobMessage:
             raise ValidationError("job message too large")
         try:
             raw = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested past the stack
             raise ValidationError("job message is not JSON") from exc
         if not isinstance(raw, dict):
             raise ValidationError("job message is not an object")

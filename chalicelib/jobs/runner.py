@@ -8,11 +8,13 @@ token has expired (15 minutes) goes to the channel with the bot token, unless it
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from chalicelib.discord import Reply, Update, error_reply, message_body
 from chalicelib.discord.reply_editor import ReplyEditor
@@ -61,6 +63,11 @@ class JobRunner:
             msg = JobMessage.from_json(body)
         except ValidationError as exc:
             log.error("dropping malformed job message: %s", exc.message)
+            return "malformed"
+        handler = self._jobs.get(msg.kind)
+        if handler is not None and not _fits(handler, msg.args):
+            # Arguments the job does not take would raise TypeError on every receive (a retry storm).
+            log.error("dropping malformed job message: its arguments do not fit job %s", msg.kind)
             return "malformed"
         with self._tracer.segment("job", trace_header or msg.trace) as span:
             span.annotate("tenant", msg.tenant_id)
@@ -126,6 +133,29 @@ class JobRunner:
         public = {k: v for k, v in body.items() if k != "flags"}
         self._rest.create_message(msg.channel_id, public)
         return "channel"
+
+
+def _fits(handler: Callable[..., Any], args: Mapping[str, Any]) -> bool:
+    """Whether `handler(ctx, **args)` matches its signature: the names, and the values of the plain
+    types jobs take (`str`, `int`, `float`), which a wrong type would fail on every receive."""
+    sig = inspect.signature(handler)
+    try:
+        sig.bind(None, **args)
+    except TypeError:
+        return False
+    for name, value in args.items():
+        check = _PLAIN.get(str(sig.parameters[name].annotation))
+        if check is not None and not check(value):
+            return False
+    return True
+
+
+_PLAIN: Final[dict[str, Callable[[Any], bool]]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and math.isfinite(v)),
+}
 
 
 def _body(reply: Reply | Update) -> dict[str, Any]:

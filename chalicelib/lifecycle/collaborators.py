@@ -7,17 +7,18 @@ the stores and the agents through it; none of them looks anything up in a servic
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.agents import Outgoing, Publisher, cmd_topic
 from chalicelib.config import Settings
 from chalicelib.discord.reply_editor import ReplyEditor
 from chalicelib.discord.rest import DiscordRest
 from chalicelib.games import Game, GameStore
-from chalicelib.instances import AgentWheelhouse, TenantGateways
+from chalicelib.instances import AgentWheelhouse, TenantGateways, error_code
 from chalicelib.tenancy import CredentialsBroker, TenantStore
 from chalicelib.workflows import Workflows
 
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Lifecycle"]
 
+log = logging.getLogger(__name__)
+
 _CAUSE_LIMIT = 32000  # Step Functions caps `cause` at 32768 characters
+_STALE: Final = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,26 @@ class Lifecycle:
 
     def complete(self, token: str, output: Mapping[str, Any]) -> None:
         """Finish a workflow step that waited on the agent."""
-        self.sfn().send_task_success(taskToken=token, output=json.dumps(dict(output)))
+        _unless_stale(lambda: self.sfn().send_task_success(taskToken=token, output=json.dumps(dict(output))))
 
     def fail(self, token: str, error: str, cause: str) -> None:
         """Fail a workflow step that waited on the agent, with a named error its Catch matches."""
-        self.sfn().send_task_failure(taskToken=token, error=error, cause=cause[:_CAUSE_LIMIT])
+        _unless_stale(
+            lambda: self.sfn().send_task_failure(taskToken=token, error=error, cause=cause[:_CAUSE_LIMIT])
+        )
 
     def heartbeat(self, token: str) -> None:
         """Renew a waiting step's HeartbeatSeconds (a preload's progress)."""
         self.sfn().send_task_heartbeat(taskToken=token)
+
+
+def _unless_stale(call: Callable[[], Any]) -> None:
+    """Answer a waiting step; a token nothing waits on any more (its execution timed out, failed or
+    was stopped) is logged, not raised: raising would only have the queue redeliver the agent's event."""
+    try:
+        call()
+    except Exception as exc:
+        code = error_code(exc)
+        if code not in _STALE:
+            raise
+        log.info("the step this answer was for no longer waits (%s)", code)

@@ -445,6 +445,8 @@ def on_preload_progress(event: AgentEvent, lc: Lifecycle) -> None:
     percent = event.body.get("percent")
     if found is None or not isinstance(percent, int | float) or isinstance(percent, bool):
         return
+    if not 0 <= percent <= 100:  # NaN and ±Infinity too (int() of them raised: a retry per report)
+        return
     game, wait = found
     try:  # PreloadRead's HeartbeatSeconds: a silent agent fails the start in minutes, not hours
         lc.heartbeat(game.wait.task_token)
@@ -457,7 +459,7 @@ def on_preload_progress(event: AgentEvent, lc: Lifecycle) -> None:
     wait |= {"told": float(percent), "at": now}
     lc.games.note_wait(event.tenant_id, event.game, wait)
     size = event.body.get("bytes_total")
-    of = f" of {size / 2**30:.1f} GiB" if isinstance(size, int) and size > 0 else ""
+    of = f" of {size / 2**30:.1f} GiB" if isinstance(size, int) and 0 < size < 2**63 else ""
     lc.tell(
         {"reply": wait.get("reply")},
         f"⏳ Starting **{game.name}**: reading the disk{of}… {min(max(int(percent), 0), 100)} %",

@@ -102,7 +102,7 @@ class PushApi:
         self._limiter.hit_address(SUBSCRIBE_PER_ADDRESS, source_ip or "-", int(self._clock()))
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested past the stack
             raise BadRequest("the body must be JSON") from exc
         if not isinstance(data, dict) or set(data) != fields:
             raise BadRequest(f"the body must have exactly: {', '.join(sorted(fields))}")

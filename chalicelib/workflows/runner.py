@@ -60,7 +60,10 @@ class StepMessage:
         """
         if len(body.encode()) > MAX_STEP_MESSAGE_BYTES:
             raise ValueError("step message too large")
-        raw = json.loads(body)
+        try:
+            raw = json.loads(body)
+        except RecursionError:
+            raise ValueError("step message is nested too deeply") from None
         if not isinstance(raw, dict):
             raise ValueError("step message is not an object")
         step, data, token = raw.get("step"), raw.get("input"), raw.get("token")

@@ -7,6 +7,7 @@ A malformed file raises ConfigError naming the offending key.
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import tomllib
@@ -166,6 +167,8 @@ def load(path: Path) -> Config:
         data: object = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config {path} is nested too deeply to read") from None
     return parse(data)
 
 
@@ -313,7 +316,7 @@ class _Section:
 
     def string(self, key: str, default: str | object | None = _MISSING) -> Any:
         value = self.raw(key, default)
-        if value is None or value is default:
+        if value is default or (value is None and default is None):  # null only where None is the default
             return value
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{self._key(key)} must be a non-empty string")
@@ -327,9 +330,15 @@ class _Section:
 
     def number(self, key: str, default: float | object = _MISSING, *, minimum: float = 0.0) -> float:
         value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        number = math.nan
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer past float's range
+                number = math.inf
+        if not minimum <= number < math.inf:  # NaN and infinities too
             raise ConfigError(f"{self._key(key)} must be a number >= {minimum}")
-        return float(value)
+        return number
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.raw(key, default)
@@ -353,7 +362,7 @@ class _Section:
 
     def argv(self, key: str, *, optional: bool = False) -> tuple[str, ...] | None:
         value = self.raw(key, None if optional else _MISSING)
-        if value is None:
+        if value is None and optional:
             return None
         if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
             raise ConfigError(f"{self._key(key)} must be a non-empty list of strings")

@@ -148,6 +148,8 @@ def parse_envelope(raw: bytes) -> Envelope:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not JSON: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_ENVELOPE, "message must be a JSON object")
     msg_id = data.get("id")
