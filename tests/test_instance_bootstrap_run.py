@@ -135,6 +135,13 @@ _STAND_INS = {
     "apt-get": 'echo "apt-get $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "systemctl": 'echo "systemctl $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "mount": 'echo "mount $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    # Users, ownership, the metadata guard and the package check act on this machine: recorded here,
+    # run for real on the booted instance (tests/test_booted_instance.py).
+    "useradd": 'echo "useradd $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "id": 'echo "id $*" >> "$GANGWAY_BOOT_ROOT/calls.log"; exit 1\n',
+    "chown": 'echo "chown $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "nft": 'echo "nft $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "dpkg-query": "echo 'install ok installed'\n",
     # `python3 -m venv DIR`: a venv whose python is this test's (the agent is installed in it), and pip
     # a recorder; with GANGWAY_TEST_REAL_VENV a real venv, whose pip installs from the wheelhouse.
     "python3": """echo "python3 $*" >> "$GANGWAY_BOOT_ROOT/calls.log"

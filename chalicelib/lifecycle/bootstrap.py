@@ -30,6 +30,8 @@ __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
 
 TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
 MOUNTPOINT: Final = "/srv/gangway"
+# The account the game runs as and its files belong to (made at first boot; the agent's SFTP user too).
+GAME_USER: Final = "gangway"
 _VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _REQUIREMENT: Final = re.compile(r"[a-z0-9][a-z0-9.-]*==[A-Za-z0-9.+!-]+( --hash=sha256:[0-9a-f]{64})+")
@@ -49,6 +51,17 @@ Restart=on-failure
 RestartSec=5
 TimeoutStopSec=120
 KillMode=mixed
+# The agent is root (nftables, sshd, the game's user); what it never needs is taken away.
+NoNewPrivileges=yes
+ProtectSystem=true
+ReadWritePaths=/usr/local/sbin
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
 
 [Install]
 WantedBy=multi-user.target"""
@@ -114,7 +127,7 @@ def agent_toml(b: Bootstrap) -> str:
             "[launch]",
             f"command = {_list(b.launch)}",
             f"cwd = {_q(MOUNTPOINT + '/game')}",
-            'user = "gangway"',
+            f"user = {_q(GAME_USER)}",
             f"autostart = {str(b.autostart).lower()}",
             f"ports = {{ tcp = {_list(b.tcp_ports)}, udp = {_list(b.udp_ports)} }}",
             "",
@@ -127,7 +140,7 @@ def agent_toml(b: Bootstrap) -> str:
             "port = 2222",
             f"chroot = {_q(MOUNTPOINT)}",
             'start_dir = "/game"',
-            'user = "gangway"',
+            f"user = {_q(GAME_USER)}",
             "",
             "[logs]",
             *(['sink = "cloudwatch"', f"group = {_q(b.log_group)}"] if b.log_group else ['sink = "file"']),
@@ -179,6 +192,7 @@ def render(b: Bootstrap) -> str:
         agent_sha256=_sha256(b.agent.sha256),
         agent_requirements=_requirements(b.agent.requirements),
         mountpoint=MOUNTPOINT,
+        game_user=GAME_USER,
         agent_toml=agent_toml(b),
         systemd_unit=SYSTEMD_UNIT,
     )
