@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -77,18 +77,22 @@ class BootedInstance:
         rootfs: RootFs,
         metadata: InstanceMetadata,
         *,
-        forward_ports: Sequence[int] = (),
+        forward_ports: Mapping[int, int] | None = None,
         environment: dict[str, str] | None = None,
         disk_mb: int = 256,
+        disk_files: Path | None = None,
         log_path: Path | None = None,
     ) -> None:
         n = next(_COUNTER)
         self.name = f"gw{os.getpid()}x{n}"  # ≤15 characters: it names the host's veth too
         self.rootfs = rootfs
         self.metadata = metadata
-        self._forward_ports = tuple(forward_ports)
+        # Port on the instance's loopback → port on this machine's (the local stack's services).
+        self._forward_ports = dict(forward_ports or {})
         self._environment = dict(environment or {})
         self._disk_mb = disk_mb
+        # A data disk restored from a snapshot: ext4 holding this folder's files; None: a blank volume.
+        self._disk_files = disk_files
         self.work = Path(tempfile.mkdtemp(prefix=f"gangway-{self.name}-", dir="/var/tmp"))
         self.root = self.work / "root"
         self.disk_file = self.work / "disk.img"
@@ -108,7 +112,7 @@ class BootedInstance:
 
     # -- boot ------------------------------------------------------------------------------------------
     def start(self, *, timeout: float = 60) -> BootedInstance:
-        """Boot and wait until systemd inside has finished starting (`is-system-running` answers)."""
+        """Boot and wait until systemd inside has reached multi-user.target (the user data may still run)."""
         try:
             self._prepare()
             log = self.log_path.open("ab")
@@ -154,11 +158,13 @@ class BootedInstance:
         self._install_cloud_final()
         with self.disk_file.open("wb") as fh:
             fh.truncate(self._disk_mb * 1024 * 1024)  # sparse, blank: a new game's first volume
+        if self._disk_files is not None:
+            _run(["mkfs.ext4", "-q", "-L", "gangway-data", "-d", str(self._disk_files), str(self.disk_file)])
         self.loop = _run(["losetup", "--find", "--show", str(self.disk_file)]).stdout.strip()
         self.net.create()
         self.imds = MetadataServer(self.net.listen(IMDS_ADDRESS, IMDS_PORT), self.metadata).start()
-        for port in self._forward_ports:
-            self._forwarders.append(Forwarder(self.net.listen("127.0.0.1", port), ("127.0.0.1", port)))
+        for inside, here in self._forward_ports.items():
+            self._forwarders.append(Forwarder(self.net.listen("127.0.0.1", inside), ("127.0.0.1", here)))
 
     def _install_cloud_final(self) -> None:
         runner = self.root / "usr/local/lib/gangway-cloud-final"
@@ -173,7 +179,8 @@ class BootedInstance:
         if self._environment:
             conf = self.root / "etc/systemd/system.conf.d"
             conf.mkdir(parents=True, exist_ok=True)
-            env = " ".join(f'"{k}={v}"' for k, v in sorted(self._environment.items()))
+            # systemd expands % specifiers here: a presigned URL's %2F must stay as it is.
+            env = " ".join(f'"{k}={v}"'.replace("%", "%%") for k, v in sorted(self._environment.items()))
             (conf / "gangway-endpoints.conf").write_text(_ENV_CONF.format(env=env))
         # No machine id in the cache: this boot makes its own, as a fresh instance does.
         (self.root / "etc/machine-id").write_text("")
@@ -184,8 +191,8 @@ class BootedInstance:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"the instance stopped while booting; see {self.log_path}")
             if self.leader() is not None:
-                state = self.exec(["systemctl", "is-system-running"], check=False, timeout=10).stdout.strip()
-                if state in ("running", "degraded"):
+                state = self.exec(["systemctl", "is-active", "multi-user.target"], check=False, timeout=10)
+                if state.stdout.strip() == "active":
                     return
             time.sleep(0.5)
         raise RuntimeError(f"the instance did not finish booting in {timeout:.0f}s; see {self.log_path}")

@@ -1,0 +1,269 @@
+"""The instance side on a booted Debian 12 system (devstack/instance): systemd as PID 1, the real user
+data run at first boot from the metadata stand-in, the agent installed from the real wheelhouse (served by
+a presigned URL of the emulator's S3), its IoT identity from the emulator's SSM, and its link to an mTLS
+Mosquitto that plays IoT Core. One instance is booted for the module; the last test powers it off and
+checks nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.instances import AgentInstall
+from chalicelib.lifecycle.bootstrap import GAME_USER, MOUNTPOINT, Bootstrap, render
+from chalicelib.wiring import container
+from devstack.aws import Emulator
+from devstack.discord_user import snowflake
+from devstack.instance.boot import BootedInstance
+from devstack.instance.imds import InstanceMetadata
+from devstack.instance.rootfs import build_rootfs
+from tests.access_helpers import Subscriber
+from tests.booted_helpers import TlsBroker, make_pki, require_booting, tls_mosquitto
+
+INSTANCE = "i-0b00d0b00d0b00d00"
+GAME = "valheim"
+GAME_PORT = 27015
+MQTT_TLS = 8883
+BUCKET = "gangway-artifacts-test"
+# The game the restored volume holds: a line to every TCP client, its output in its log.
+START_SH = f"""#!/bin/sh
+exec python3 -u -c '
+import socket, os
+s = socket.create_server(("0.0.0.0", {GAME_PORT}))
+print("booted game up as uid", os.getuid())
+while True:
+    c, _ = s.accept()
+    c.sendall(b"hello from the booted game\\n")
+    c.close()
+'
+"""
+
+
+@dataclass
+class Booted:
+    vm: BootedInstance
+    tenant: str
+    boot: Bootstrap
+    log: str
+    events: Subscriber
+    broker: TlsBroker
+
+    def sh(self, script: str, *, user: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return self.vm.exec(["sh", "-c", script], user=user, check=False, timeout=timeout)
+
+    def event(self, kind: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind!r} event from the booted agent; console: {self.console()}")
+            try:
+                _topic, msg = self.events.next(timeout=left)
+            except queue.Empty:
+                continue
+            if msg.get("type") == kind:
+                return msg
+
+    def console(self) -> str:
+        return self.vm.log_path.read_text(errors="replace")[-4000:]
+
+
+def _wheelhouse() -> tuple[bytes, str]:
+    from deploy.wheelhouse import build
+
+    if (sys.version_info[:2], os.uname().machine) != ((3, 11), "x86_64"):
+        pytest.skip("the wheelhouse holds CPython 3.11 wheels (Debian 12's) and this machine is not x86_64 3.11")
+    try:
+        built = build(say=lambda _: None)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot build the agent's wheelhouse here (no package index?): {exc}")
+    return built.archive.read_bytes(), built.requirements
+
+
+def _presigned(key: str, body: bytes) -> str:
+    s3 = container().client("s3")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    url: str = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600)
+    return url
+
+
+@pytest.fixture(scope="module")
+def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    require_booting()
+    rootfs = build_rootfs()
+    archive, requirements = _wheelhouse()
+    sha = hashlib.sha256(archive).hexdigest()
+    agent = AgentInstall(_presigned(f"booted/{sha}.tar", archive), sha, requirements)
+    pki = make_pki()
+    ca_url = _presigned("booted/AmazonRootCA1.pem", pki.ca)  # Amazon's CA is public; this bucket is not
+    tenant = snowflake()
+    stage = container().settings.stage
+    boot = Bootstrap(
+        tenant_id=tenant,
+        game=GAME,
+        iot_endpoint="127.0.0.1",
+        client_id=f"gangway-{stage}-{tenant}-{GAME}",
+        parameter_prefix=f"/gangway/{stage}/{tenant}/{GAME}",
+        agent=agent,
+        tcp_ports=(GAME_PORT,),
+        disk_wait_s=30,
+        identity_wait_s=60,
+    )
+    cert, key = pki.client(f"{tenant}/{GAME}")
+    ssm = container().client("ssm")
+    for name, value in (("certificate", cert), ("private-key", key)):
+        ssm.put_parameter(
+            Name=f"{boot.parameter_prefix}/{INSTANCE}/{name}", Value=value, Type="SecureString", Overwrite=True
+        )
+    files = tmp_path_factory.mktemp("volume")
+    (files / "game").mkdir()
+    (files / "game" / "start.sh").write_text(START_SH)
+    (files / "game" / "start.sh").chmod(0o755)
+    aws_port = int(emulator.url.rsplit(":", 1)[1])
+    with tls_mosquitto(tmp_path_factory.mktemp("broker"), pki) as broker:
+        events = Subscriber("127.0.0.1", broker.plain_port, f"gangway/{tenant}/{GAME}/evt")
+        vm = BootedInstance(
+            rootfs,
+            InstanceMetadata(INSTANCE, container().settings.region, render(boot)),
+            forward_ports={aws_port: aws_port, MQTT_TLS: broker.tls_port},
+            environment={"AWS_ENDPOINT_URL": emulator.url, "GANGWAY_CA_URL": ca_url},
+            disk_files=files,
+            log_path=tmp_path_factory.mktemp("console") / "console.log",
+        )
+        try:
+            vm.start()
+            log = vm.wait_user_data(timeout=300)
+            yield Booted(vm, tenant, boot, log, events, broker)
+        finally:
+            vm.stop()
+            events.close()
+
+
+def test_first_boot_runs_the_user_data_and_the_agent_comes_up_under_its_unit_over_mtls(booted: Booted) -> None:
+    assert "gangway bootstrap: done" in booted.log and "FAILED" not in booted.log, booted.log
+    ready = booted.event("ready")
+    assert ready["body"]["version"], ready
+    show = booted.vm.exec(
+        ["systemctl", "show", "gangway-agent", "-p", "ActiveState,Restart,NoNewPrivileges,ProtectSystem,User"]
+    ).stdout
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    assert props == {
+        "ActiveState": "active",
+        "Restart": "on-failure",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "yes",
+        "User": "",
+    }, show
+
+
+def test_the_game_user_exists_owns_the_game_folder_and_autostart_runs_the_game_as_it(booted: Booted) -> None:
+    uid = booted.sh(f"id -u {GAME_USER}").stdout.strip()
+    assert uid and uid != "0"
+    assert booted.sh(f"stat -c %U {MOUNTPOINT}/game {MOUNTPOINT}/game/start.sh").stdout.split() == [GAME_USER] * 2
+    assert booted.sh(f"stat -c %U:%a {MOUNTPOINT}").stdout.strip() == "root:755"  # sshd's chroot rule
+    deadline = time.monotonic() + 60
+    owner = ""
+    while time.monotonic() < deadline:
+        owner = booted.sh(
+            "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = python3 ] && "
+            "grep -q 'booted game' $p/cmdline 2>/dev/null && "
+            "awk '/^Uid:/{print $2}' $p/status; done"
+        ).stdout.strip()
+        if owner:
+            break
+        time.sleep(1)
+    assert owner.splitlines() and set(owner.splitlines()) == {uid}, owner
+    hello = booted.sh(f"python3 -c 'import socket; print(socket.create_connection((\"127.0.0.1\", {GAME_PORT}), 5).recv(100))'")
+    assert "hello from the booted game" in hello.stdout, hello.stderr
+
+
+def test_the_restored_data_disk_is_kept_and_mounted_by_uuid(booted: Booted) -> None:
+    uuid = booted.sh("blkid -p -s UUID -o value /dev/xvdf").stdout.strip()
+    assert uuid
+    fstab = booted.sh("cat /etc/fstab").stdout
+    assert f"UUID={uuid} {MOUNTPOINT} auto defaults,nofail 0 2" in fstab.splitlines()
+    assert booted.sh(f"findmnt -n -o SOURCE {MOUNTPOINT}").stdout.strip() == "/dev/xvdf"
+    assert booted.sh(f"cat {MOUNTPOINT}/game/start.sh").stdout == START_SH  # not formatted again
+    assert booted.sh("blkid -p -s LABEL -o value /dev/xvdf").stdout.strip() == "gangway-data"
+
+
+def test_the_game_user_cannot_reach_the_metadata_service_but_root_can(booted: Booted) -> None:
+    token = "curl -sf -m 5 -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60'"
+    assert booted.sh(token).returncode == 0  # the agent (root) keeps its instance role
+    denied = booted.sh(token, user=GAME_USER)
+    assert denied.returncode != 0 and denied.stdout == ""
+    py = "import socket; socket.create_connection(('169.254.169.254', 80), 5)"
+    assert booted.sh(f'python3 -c "{py}"', user=GAME_USER).returncode != 0
+
+
+def test_the_key_is_the_agents_alone_and_gone_from_ssm(booted: Booted) -> None:
+    for name in ("private.pem.key", "device.pem.crt"):
+        assert booted.sh(f"stat -c %U:%a /etc/gangway/{name}").stdout.strip() == "root:600"
+    denied = booted.sh("cat /etc/gangway/private.pem.key", user=GAME_USER)
+    assert denied.returncode != 0 and "BEGIN" not in denied.stdout
+    ssm = container().client("ssm")
+    prefix = f"{booted.boot.parameter_prefix}/{INSTANCE}/"
+    for name in ("certificate", "private-key"):
+        with pytest.raises(ssm.exceptions.ParameterNotFound):
+            ssm.get_parameter(Name=prefix + name)
+
+
+def test_the_game_user_cannot_connect_to_the_broker_as_the_agent(booted: Booted) -> None:
+    # Without the key no certificate can be offered, and the broker (as IoT Core) wants one.
+    script = (
+        "import ssl, socket\n"
+        "ctx = ssl.create_default_context(cafile='/etc/gangway/AmazonRootCA1.pem')\n"
+        "ctx.load_cert_chain('/etc/gangway/device.pem.crt', '/etc/gangway/private.pem.key')\n"
+    )
+    as_game = booted.sh(f"python3 -c \"{script}\"", user=GAME_USER)
+    assert as_game.returncode != 0 and "Permission denied" in as_game.stderr
+    bare = (
+        "import ssl, socket\n"
+        "ctx = ssl.create_default_context(cafile='/etc/gangway/AmazonRootCA1.pem')\n"
+        f"s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {MQTT_TLS}), 5), server_hostname='localhost')\n"
+        "s.sendall(bytes([0x10, 0x0c, 0, 4]) + b'MQTT' + bytes([4, 2, 0, 60, 0, 0]))\n"
+        "assert s.recv(4)[:1] == bytes([0x20]), 'connected'\n"
+    )
+    assert booted.sh(f'python3 -c "{bare}"', user=GAME_USER).returncode != 0
+
+
+def test_the_agent_is_restarted_when_it_dies(booted: Booted) -> None:
+    before = booted.vm.exec(["systemctl", "show", "gangway-agent", "-p", "NRestarts,MainPID"]).stdout
+    props = dict(line.split("=", 1) for line in before.splitlines())
+    booted.vm.exec(["kill", "-9", props["MainPID"]])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = dict(
+            line.split("=", 1)
+            for line in booted.vm.exec(["systemctl", "show", "gangway-agent", "-p", "NRestarts,ActiveState"]).stdout.splitlines()
+        )
+        if int(now["NRestarts"]) > int(props["NRestarts"]) and now["ActiveState"] == "active":
+            return
+        time.sleep(1)
+    raise AssertionError(f"the agent was not restarted: {now}")
+
+
+def test_poweroff_from_inside_stops_the_container_and_leaves_nothing_behind(booted: Booted) -> None:
+    vm = booted.vm
+    netns, loop, root = vm.net.name, vm.loop, vm.root
+    vm.exec(["systemctl", "poweroff", "--no-block"])
+    assert vm.wait_stopped(60), booted.console()
+    vm.stop()
+    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(root) not in Path("/proc/mounts").read_text()
+    assert not vm.work.exists()
+    ifaces = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
+    assert vm.net.host_if not in {i["ifname"] for i in ifaces}
