@@ -52,6 +52,7 @@ run: venv system-deps
 bench: venv system-deps
 	$(BIN)/python bench/cold_start.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
+	$(BIN)/python bench/first_boot.py
 	@cat bench/results.json
 
 # Rebuilds the *.asl.json made from chalicelib/workflows/src/ (shared states are edited there, once).

@@ -7,10 +7,10 @@ checks nothing is left behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import time
@@ -21,21 +21,20 @@ from typing import Any
 
 import pytest
 
-from chalicelib.instances import AgentInstall
-from chalicelib.lifecycle.bootstrap import GAME_USER, MOUNTPOINT, Bootstrap, render
+from chalicelib.lifecycle.bootstrap import GAME_USER, MOUNTPOINT, Bootstrap
 from chalicelib.wiring import container
 from devstack.aws import Emulator
 from devstack.discord_user import snowflake
 from devstack.instance.boot import BootedInstance
-from devstack.instance.imds import InstanceMetadata
+from devstack.instance.firstboot import MQTT_TLS_PORT, phases, prepare
+from devstack.instance.iot import TlsBroker, make_pki, tls_mosquitto
 from devstack.instance.rootfs import build_rootfs
 from tests.access_helpers import Subscriber
-from tests.booted_helpers import TlsBroker, make_pki, require_booting, tls_mosquitto
 
 INSTANCE = "i-0b00d0b00d0b00d00"
 GAME = "valheim"
 GAME_PORT = 27015
-MQTT_TLS = 8883
+TOOLS = ("debootstrap", "systemd-nspawn", "nsenter", "losetup", "ip", "mosquitto", "mkfs.ext4")
 BUCKET = "gangway-artifacts-test"
 # The game the restored volume holds: a line to every TCP client, its output in its log.
 START_SH = f"""#!/bin/sh
@@ -60,7 +59,9 @@ class Booted:
     events: Subscriber
     broker: TlsBroker
 
-    def sh(self, script: str, *, user: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, script: str, *, user: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return self.vm.exec(["sh", "-c", script], user=user, check=False, timeout=timeout)
 
     def event(self, kind: str, timeout: float = 120) -> dict[str, Any]:
@@ -84,7 +85,9 @@ def _wheelhouse() -> tuple[bytes, str]:
     from deploy.wheelhouse import build
 
     if (sys.version_info[:2], os.uname().machine) != ((3, 11), "x86_64"):
-        pytest.skip("the wheelhouse holds CPython 3.11 wheels (Debian 12's) and this machine is not x86_64 3.11")
+        pytest.skip(
+            "the wheelhouse holds CPython 3.11 wheels (Debian 12's) and this machine is not x86_64 3.11"
+        )
     try:
         built = build(say=lambda _: None)
     except subprocess.CalledProcessError as exc:
@@ -92,67 +95,67 @@ def _wheelhouse() -> tuple[bytes, str]:
     return built.archive.read_bytes(), built.requirements
 
 
-def _presigned(key: str, body: bytes) -> str:
-    s3 = container().client("s3")
-    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    url: str = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600)
-    return url
+def require_booting() -> None:
+    """Skip (not root, or a tool missing) with the reason; under CI=true a missing tool fails."""
+    if os.geteuid() != 0:
+        pytest.skip("booting an instance needs root (systemd-nspawn, loop devices, network namespaces)")
+    missing = [t for t in TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    if missing:
+        message = f"not installed: {', '.join(missing)} (make system-deps installs them as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     require_booting()
     rootfs = build_rootfs()
-    archive, requirements = _wheelhouse()
-    sha = hashlib.sha256(archive).hexdigest()
-    agent = AgentInstall(_presigned(f"booted/{sha}.tar", archive), sha, requirements)
+    wheelhouse = _wheelhouse()
     pki = make_pki()
-    ca_url = _presigned("booted/AmazonRootCA1.pem", pki.ca)  # Amazon's CA is public; this bucket is not
     tenant = snowflake()
-    stage = container().settings.stage
-    boot = Bootstrap(
-        tenant_id=tenant,
-        game=GAME,
-        iot_endpoint="127.0.0.1",
-        client_id=f"gangway-{stage}-{tenant}-{GAME}",
-        parameter_prefix=f"/gangway/{stage}/{tenant}/{GAME}",
-        agent=agent,
-        tcp_ports=(GAME_PORT,),
-        disk_wait_s=30,
-        identity_wait_s=60,
-    )
-    cert, key = pki.client(f"{tenant}/{GAME}")
-    ssm = container().client("ssm")
-    for name, value in (("certificate", cert), ("private-key", key)):
-        ssm.put_parameter(
-            Name=f"{boot.parameter_prefix}/{INSTANCE}/{name}", Value=value, Type="SecureString", Overwrite=True
-        )
     files = tmp_path_factory.mktemp("volume")
     (files / "game").mkdir()
     (files / "game" / "start.sh").write_text(START_SH)
     (files / "game" / "start.sh").chmod(0o755)
-    aws_port = int(emulator.url.rsplit(":", 1)[1])
+    c = container()
     with tls_mosquitto(tmp_path_factory.mktemp("broker"), pki) as broker:
         events = Subscriber("127.0.0.1", broker.plain_port, f"gangway/{tenant}/{GAME}/evt")
-        vm = BootedInstance(
+        instance = prepare(
             rootfs,
-            InstanceMetadata(INSTANCE, container().settings.region, render(boot)),
-            forward_ports={aws_port: aws_port, MQTT_TLS: broker.tls_port},
-            environment={"AWS_ENDPOINT_URL": emulator.url, "GANGWAY_CA_URL": ca_url},
+            instance_id=INSTANCE,
+            tenant=tenant,
+            game=GAME,
+            stage=c.settings.stage,
+            region=c.settings.region,
+            aws_url=emulator.url,
+            s3=c.client("s3"),
+            ssm=c.client("ssm"),
+            bucket=BUCKET,
+            wheelhouse=wheelhouse,
+            pki=pki,
+            broker=broker,
+            tcp_ports=(GAME_PORT,),
             disk_files=files,
             log_path=tmp_path_factory.mktemp("console") / "console.log",
         )
+        vm = instance.vm
         try:
             vm.start()
             log = vm.wait_user_data(timeout=300)
-            yield Booted(vm, tenant, boot, log, events, broker)
+            yield Booted(vm, tenant, instance.boot, log, events, broker)
         finally:
             vm.stop()
             events.close()
 
 
-def test_first_boot_runs_the_user_data_and_the_agent_comes_up_under_its_unit_over_mtls(booted: Booted) -> None:
+def test_first_boot_runs_the_user_data_and_the_agent_comes_up_under_its_unit_over_mtls(
+    booted: Booted,
+) -> None:
     assert "gangway bootstrap: done" in booted.log and "FAILED" not in booted.log, booted.log
+    marks = phases(booted.log)
+    assert [name for name, _ in marks] == ["packages", "agent-install", "disk", "key-fetch", "game-start"]
+    assert [at for _, at in marks] == sorted(at for _, at in marks)
     ready = booted.event("ready")
     assert ready["body"]["version"], ready
     show = booted.vm.exec(
@@ -171,13 +174,16 @@ def test_first_boot_runs_the_user_data_and_the_agent_comes_up_under_its_unit_ove
 def test_the_game_user_exists_owns_the_game_folder_and_autostart_runs_the_game_as_it(booted: Booted) -> None:
     uid = booted.sh(f"id -u {GAME_USER}").stdout.strip()
     assert uid and uid != "0"
-    assert booted.sh(f"stat -c %U {MOUNTPOINT}/game {MOUNTPOINT}/game/start.sh").stdout.split() == [GAME_USER] * 2
+    assert (
+        booted.sh(f"stat -c %U {MOUNTPOINT}/game {MOUNTPOINT}/game/start.sh").stdout.split()
+        == [GAME_USER] * 2
+    )
     assert booted.sh(f"stat -c %U:%a {MOUNTPOINT}").stdout.strip() == "root:755"  # sshd's chroot rule
     deadline = time.monotonic() + 60
     owner = ""
     while time.monotonic() < deadline:
         owner = booted.sh(
-            "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = python3 ] && "
+            'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = python3 ] && '
             "grep -q 'booted game' $p/cmdline 2>/dev/null && "
             "awk '/^Uid:/{print $2}' $p/status; done"
         ).stdout.strip()
@@ -185,7 +191,9 @@ def test_the_game_user_exists_owns_the_game_folder_and_autostart_runs_the_game_a
             break
         time.sleep(1)
     assert owner.splitlines() and set(owner.splitlines()) == {uid}, owner
-    hello = booted.sh(f"python3 -c 'import socket; print(socket.create_connection((\"127.0.0.1\", {GAME_PORT}), 5).recv(100))'")
+    hello = booted.sh(
+        f"python3 -c 'import socket; print(socket.create_connection((\"127.0.0.1\", {GAME_PORT}), 5).recv(100))'"
+    )
     assert "hello from the booted game" in hello.stdout, hello.stderr
 
 
@@ -227,12 +235,12 @@ def test_the_game_user_cannot_connect_to_the_broker_as_the_agent(booted: Booted)
         "ctx = ssl.create_default_context(cafile='/etc/gangway/AmazonRootCA1.pem')\n"
         "ctx.load_cert_chain('/etc/gangway/device.pem.crt', '/etc/gangway/private.pem.key')\n"
     )
-    as_game = booted.sh(f"python3 -c \"{script}\"", user=GAME_USER)
+    as_game = booted.sh(f'python3 -c "{script}"', user=GAME_USER)
     assert as_game.returncode != 0 and "Permission denied" in as_game.stderr
     bare = (
         "import ssl, socket\n"
         "ctx = ssl.create_default_context(cafile='/etc/gangway/AmazonRootCA1.pem')\n"
-        f"s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {MQTT_TLS}), 5), server_hostname='localhost')\n"
+        f"s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {MQTT_TLS_PORT}), 5), server_hostname='localhost')\n"
         "s.sendall(bytes([0x10, 0x0c, 0, 4]) + b'MQTT' + bytes([4, 2, 0, 60, 0, 0]))\n"
         "assert s.recv(4)[:1] == bytes([0x20]), 'connected'\n"
     )
@@ -247,7 +255,9 @@ def test_the_agent_is_restarted_when_it_dies(booted: Booted) -> None:
     while time.monotonic() < deadline:
         now = dict(
             line.split("=", 1)
-            for line in booted.vm.exec(["systemctl", "show", "gangway-agent", "-p", "NRestarts,ActiveState"]).stdout.splitlines()
+            for line in booted.vm.exec(
+                ["systemctl", "show", "gangway-agent", "-p", "NRestarts,ActiveState"]
+            ).stdout.splitlines()
         )
         if int(now["NRestarts"]) > int(props["NRestarts"]) and now["ActiveState"] == "active":
             return
@@ -261,9 +271,14 @@ def test_poweroff_from_inside_stops_the_container_and_leaves_nothing_behind(boot
     vm.exec(["systemctl", "poweroff", "--no-block"])
     assert vm.wait_stopped(60), booted.console()
     vm.stop()
-    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert (
+        netns
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    )
+    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
     assert str(root) not in Path("/proc/mounts").read_text()
     assert not vm.work.exists()
-    ifaces = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
+    ifaces = json.loads(
+        subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=False).stdout
+    )
     assert vm.net.host_if not in {i["ifname"] for i in ifaces}

@@ -36,6 +36,8 @@ _VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _REQUIREMENT: Final = re.compile(r"[a-z0-9][a-z0-9.-]*==[A-Za-z0-9.+!-]+( --hash=sha256:[0-9a-f]{64})+")
 _LOG_GROUP: Final = re.compile(r"/gangway(/[A-Za-z0-9_.-]{1,100}){3}")
+# The template's comment lines ("# …", not "#!"): for its readers; the rendered script goes without them.
+_COMMENT: Final = re.compile(r"^[ \t]*# .*\n", re.MULTILINE)
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
@@ -180,7 +182,7 @@ def render(b: Bootstrap) -> str:
             raise ValueError(f"{wait} must be at least 1, not {getattr(b, wait)}")
     if b.log_group is not None and not _LOG_GROUP.fullmatch(b.log_group):
         raise ValueError(f"{b.log_group!r} is not a gangway log group (/gangway/…)")
-    script = Template(TEMPLATE.read_text()).substitute(
+    script = Template(_COMMENT.sub("", TEMPLATE.read_text())).substitute(
         tenant_q=shlex.quote(b.tenant_id),
         game_q=shlex.quote(b.game),
         volume_id_q=shlex.quote(b.volume_id or ""),

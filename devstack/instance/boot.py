@@ -23,7 +23,7 @@ from devstack.instance.imds import IMDS_PORT, InstanceMetadata, MetadataServer
 from devstack.instance.netns import IMDS_ADDRESS, Forwarder, Netns
 from devstack.instance.rootfs import RootFs
 
-__all__ = ["BootedInstance", "CLOUD_FINAL", "USER_DATA_DONE"]
+__all__ = ["CLOUD_FINAL", "USER_DATA_DONE", "BootedInstance"]
 
 _COUNTER = itertools.count()
 USER_DATA_DONE: Final = "/var/lib/cloud/instance/boot-finished"
@@ -184,6 +184,7 @@ class BootedInstance:
             (conf / "gangway-endpoints.conf").write_text(_ENV_CONF.format(env=env))
         # No machine id in the cache: this boot makes its own, as a fresh instance does.
         (self.root / "etc/machine-id").write_text("")
+        (self.root / "etc/hostname").write_text(self.metadata.instance_id + "\n")
 
     def _wait_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -210,7 +211,12 @@ class BootedInstance:
         return None
 
     def exec(
-        self, cmd: Sequence[str], *, user: str | None = None, check: bool = True, timeout: float = 60,
+        self,
+        cmd: Sequence[str],
+        *,
+        user: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """`cmd` inside the instance (all its namespaces), as root or as `user` (with that user's groups)."""
@@ -224,7 +230,9 @@ class BootedInstance:
             capture_output=True, text=True, check=False, timeout=timeout, input=input,
         )  # fmt: skip
         if check and done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} in the instance: exit {done.returncode}: {done.stderr.strip()}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} in the instance: exit {done.returncode}: {done.stderr.strip()}"
+            )
         return done
 
     def wait_user_data(self, timeout: float = 300) -> str:

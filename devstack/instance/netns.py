@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-__all__ = ["IMDS_ADDRESS", "Netns", "Forwarder", "in_netns"]
+__all__ = ["IMDS_ADDRESS", "Forwarder", "Netns", "in_netns"]
 
 IMDS_ADDRESS: Final = "169.254.169.254"
 _CLONE_NEWNET: Final = 0x40000000
@@ -60,7 +60,7 @@ def in_netns(name: str, fn: Callable[[], T]) -> T:
     return result[0]
 
 
-def _used_networks() -> set[ipaddress.IPv4Network]:
+def _used_networks() -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=False).stdout
     found = set()
     for line in out.splitlines():

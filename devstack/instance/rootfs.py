@@ -54,13 +54,17 @@ class RootFs:
 
 def archive_url(apt_dir: Path = Path("/etc/apt")) -> str:
     """The Debian archive this machine's apt reaches (its first non-security source), else Debian's."""
-    files = sorted(apt_dir.glob("sources.list.d/*.sources")) + [apt_dir / "sources.list"]
-    files += sorted(apt_dir.glob("sources.list.d/*.list"))
+    files = [
+        *sorted(apt_dir.glob("sources.list.d/*.sources")),
+        apt_dir / "sources.list",
+        *sorted(apt_dir.glob("sources.list.d/*.list")),
+    ]
     for f in files:
         if not f.is_file():
             continue
         text = f.read_text(errors="replace")
-        for url in _URIS.findall(text) + _DEB_LINE.findall(text):
+        urls: list[str] = [*_URIS.findall(text), *_DEB_LINE.findall(text)]
+        for url in urls:
             if "security" not in url:
                 return url.rstrip("/")
     return _DEFAULT_ARCHIVE
@@ -97,8 +101,14 @@ def build_rootfs(packages: tuple[str, ...] = PACKAGES, cache: Path = CACHE_DIR) 
     log = cache / f"{target.name}.log"
     try:
         _run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(work),
-             archive_url()],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(packages)}",
+                SUITE,
+                str(work),
+                archive_url(),
+            ],
             log,
         )
         # No machine id: each boot makes its own, as a fresh cloud image does.

@@ -50,14 +50,13 @@ export DEBIAN_FRONTEND=noninteractive
 # Only what the image lacks (Debian's cloud image has ssh and curl; a prepared image has them all).
 phase() { echo "gangway phase: $$1 $$(date +%s.%N)"; }
 phase packages
-NEED=""
+NEED=()
 for p in python3-venv nftables openssh-server conntrack curl; do
-  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || NEED="$$NEED $$p"
+  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || NEED+=("$$p")
 done
-if [ -n "$$NEED" ]; then
+if [ "$${#NEED[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -q
-  # shellcheck disable=SC2086
-  apt-get -o DPkg::Lock::Timeout=600 install -y -q $$NEED
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q "$${NEED[@]}"
 fi
 
 # The game's own user, from the first boot: it owns the game's files (autostart and SFTP uploads need

@@ -1,12 +1,10 @@
-"""What the booted-instance tests share: the tool check, a throw-away CA, and an mTLS Mosquitto that
-stands in for IoT Core (certificate required, client identity = certificate, each game's topics only)."""
+"""IoT Core for a booted instance: a throw-away CA and an mTLS Mosquitto (certificate required, the
+client's identity is its certificate's CN `tenant/game`, each game's topics only, as the IoT policy)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -15,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,19 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from devstack.stack import free_port
 
-TOOLS = ("debootstrap", "systemd-nspawn", "nsenter", "losetup", "ip", "mosquitto", "mkfs.ext4")
-
-
-def require_booting() -> None:
-    """Skip (not root, or a tool missing) with the reason; under CI=true a missing tool fails."""
-    if os.geteuid() != 0:
-        pytest.skip("booting an instance needs root (systemd-nspawn, loop devices, network namespaces)")
-    missing = [t for t in TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
-    if missing:
-        message = f"not installed: {', '.join(missing)} (make system-deps installs them as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+__all__ = ["Pki", "TlsBroker", "make_pki", "tls_mosquitto"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +36,9 @@ class Pki:
         return cert.decode(), key.decode()
 
 
-def _issue(ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, cn: str, *, server: bool) -> tuple[bytes, bytes]:
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, cn: str, *, server: bool
+) -> tuple[bytes, bytes]:
     now = datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
@@ -94,7 +81,10 @@ def make_pki() -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
     return Pki(
-        ca.public_bytes(serialization.Encoding.PEM), _issue(ca_key, name, "localhost", server=True), ca_key, name
+        ca.public_bytes(serialization.Encoding.PEM),
+        _issue(ca_key, name, "localhost", server=True),
+        ca_key,
+        name,
     )
 
 
@@ -121,7 +111,9 @@ def tls_mosquitto(directory: Path, pki: Pki) -> Iterator[TlsBroker]:
         f"allow_anonymous false\nacl_file {directory / 'acl'}\n"
     )
     with (directory / "mosquitto.log").open("wb") as log:
-        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 10
         for port in (plain, tls):
@@ -130,7 +122,9 @@ def tls_mosquitto(directory: Path, pki: Pki) -> Iterator[TlsBroker]:
                     if s.connect_ex(("127.0.0.1", port)) == 0:
                         break
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}")
+                    raise AssertionError(
+                        f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}"
+                    )
                 time.sleep(0.05)
         yield TlsBroker(plain, tls)
     finally:
