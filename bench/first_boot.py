@@ -52,6 +52,28 @@ def _merge(result: dict[str, Any]) -> None:
     tmp.replace(RESULTS)
 
 
+def _ready(events: queue.Queue[tuple[float, dict[str, Any]]], timeout: float) -> float:
+    """When the agent's `ready` arrived (epoch seconds), 0 if it did not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            at, msg = events.get(timeout=1)
+        except queue.Empty:
+            continue
+        if msg.get("type") == "ready":
+            return at
+    return 0.0
+
+
+def _volume(work: Path) -> Path:
+    """The game's volume as a snapshot would restore it: its start script under game/."""
+    script = work / "volume" / "game" / "start.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text(START_SH)
+    script.chmod(0o755)
+    return work / "volume"
+
+
 def measure(work: Path) -> dict[str, Any]:
     from devstack.aws import fake_credentials
 
@@ -74,9 +96,6 @@ def measure(work: Path) -> dict[str, Any]:
     try:
         s3 = boto3.client("s3", endpoint_url=emulator.url)
         bucket = artifacts_bucket(s3)
-        (work / "volume" / "game").mkdir(parents=True)
-        (work / "volume" / "game" / "start.sh").write_text(START_SH)
-        (work / "volume" / "game" / "start.sh").chmod(0o755)
         (work / "broker").mkdir()
         pki = make_pki()
         with tls_mosquitto(work / "broker", pki) as broker:
@@ -99,22 +118,14 @@ def measure(work: Path) -> dict[str, Any]:
                 wheelhouse=(built.archive.read_bytes(), built.requirements),
                 pki=pki,
                 broker=broker,
-                disk_files=work / "volume",
+                disk_files=_volume(work),
             )
             vm = instance.vm
             try:
                 started = time.time()
                 vm.start()
                 booted = time.time()
-                ready_at = 0.0
-                deadline = time.monotonic() + 300
-                while not ready_at and time.monotonic() < deadline:
-                    try:
-                        at, msg = events.get(timeout=1)
-                    except queue.Empty:
-                        continue
-                    if msg.get("type") == "ready":
-                        ready_at = at
+                ready_at = _ready(events, 300)
                 log = vm.wait_user_data(timeout=60)
             finally:
                 vm.stop()
