@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -245,6 +246,62 @@ def test_the_game_user_cannot_connect_to_the_broker_as_the_agent(booted: Booted)
         "assert s.recv(4)[:1] == bytes([0x20]), 'connected'\n"
     )
     assert booted.sh(f'python3 -c "{bare}"', user=GAME_USER).returncode != 0
+
+
+def _command(booted: Booted, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One request on the game's `cmd` topic (as the backend publishes it) and the agent's reply."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    request = f"booted-{time.monotonic_ns()}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"backend-{request}")
+    client.connect("127.0.0.1", booted.broker.plain_port)
+    client.loop_start()
+    payload = json.dumps({"id": request, "type": kind, "body": body})
+    client.publish(f"gangway/{booted.tenant}/{GAME}/cmd", payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            _topic, msg = booted.events.next(timeout=1)
+        except queue.Empty:
+            continue
+        if msg.get("id") == request:
+            return msg
+    raise AssertionError(f"no reply to {kind}")
+
+
+def _reach(address: str, port: int) -> bool:
+    """From this machine (through the veth, the source is the host's end): does the game answer?"""
+    try:
+        with socket.create_connection((address, port), timeout=3) as conn:
+            return b"hello from the booted game" in conn.recv(100)
+    except OSError:
+        return False
+
+
+def test_players_let_in_reach_the_game_and_others_are_dropped(booted: Booted) -> None:
+    vm = booted.vm
+    until = time.time() + 600
+    reply = _command(
+        booted,
+        "firewall.sync",
+        {"mode": "full", "grants": [{"address": "198.51.100.7", "expires_at": until}]},
+    )
+    assert reply["type"] == "firewall.sync.reply", reply
+    members = vm.exec(["nft", "-j", "list", "set", "inet", "gangway", "allowed_v4"]).stdout
+    assert "198.51.100.7" in members and vm.net.host_ip not in members
+    assert not _reach(vm.net.guest_ip, GAME_PORT)  # this machine is not a player: dropped
+    _command(
+        booted,
+        "firewall.sync",
+        {"mode": "delta", "grants": [{"address": vm.net.host_ip, "expires_at": until}]},
+    )
+    assert vm.net.host_ip in vm.exec(["nft", "-j", "list", "set", "inet", "gangway", "allowed_v4"]).stdout
+    assert _reach(vm.net.guest_ip, GAME_PORT)
+    _command(booted, "firewall.sync", {"mode": "delta", "revoke": [vm.net.host_ip]})
+    assert not _reach(vm.net.guest_ip, GAME_PORT)
 
 
 def test_the_agent_is_restarted_when_it_dies(booted: Booted) -> None:
