@@ -317,16 +317,66 @@ def test_the_agent_is_restarted_when_it_dies(booted: Booted) -> None:
             ).stdout.splitlines()
         )
         if int(now["NRestarts"]) > int(props["NRestarts"]) and now["ActiveState"] == "active":
+            booted.event("ready", timeout=60)  # back on the broker: the next tests' requests are heard
             return
         time.sleep(1)
     raise AssertionError(f"the agent was not restarted: {now}")
 
 
-def test_poweroff_from_inside_stops_the_container_and_leaves_nothing_behind(booted: Booted) -> None:
+def test_files_gives_a_password_for_the_real_sshd_chrooted_and_uploads_belong_to_the_game_user(
+    booted: Booted,
+) -> None:
+    import paramiko
+
+    vm = booted.vm
+    _command(
+        booted,
+        "firewall.sync",
+        {"mode": "delta", "grants": [{"address": vm.net.host_ip, "expires_at": time.time() + 600}]},
+    )
+    reply = _command(booted, "sftp.open", {"ttl_s": 300, "host": vm.net.guest_ip})
+    assert reply["type"] == "sftp.open.reply", reply
+    login = reply["body"]
+    transport = paramiko.Transport((vm.net.guest_ip, 2222))
+    try:
+        transport.connect(username=login["username"], password=login["password"])
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        assert sftp is not None
+        assert "game" in sftp.listdir("/") and "etc" not in sftp.listdir("/")  # chrooted to the data disk
+        with sftp.open("/game/world.txt", "w") as fh:
+            fh.write("uploaded through the booted sshd\n")
+        sftp.close()
+    finally:
+        transport.close()
+    owner = booted.sh(f"stat -c %U {MOUNTPOINT}/game/world.txt").stdout.strip()
+    assert owner == GAME_USER
+    wrong = paramiko.Transport((vm.net.guest_ip, 2222))
+    try:
+        with pytest.raises(paramiko.AuthenticationException):
+            wrong.connect(username=login["username"], password=login["password"] + "x")
+    finally:
+        wrong.close()
+
+
+def test_a_spot_notice_from_the_metadata_service_stops_the_game_within_the_two_minutes(
+    booted: Booted,
+) -> None:
+    assert booted.vm.imds is not None
+    booted.vm.imds.spot_notice("terminate", in_s=120)
+    noticed = time.monotonic()
+    notice = booted.event("spot.notice", timeout=120)
+    assert time.monotonic() - noticed < 120
+    assert notice["body"]["action"] == "terminate" and notice["body"]["game_stopped"] is True, notice
+
+
+def test_stop_shuts_the_agent_down_and_the_container_powers_off_leaving_nothing_behind(
+    booted: Booted,
+) -> None:
     vm = booted.vm
     netns, loop, root = vm.net.name, vm.loop, vm.root
-    vm.exec(["systemctl", "poweroff", "--no-block"])
-    assert vm.wait_stopped(60), booted.console()
+    reply = _command(booted, "shutdown", {"poweroff": True})
+    assert reply["body"] == {"stopping": True, "poweroff": True}, reply
+    assert vm.wait_stopped(90), booted.console()
     vm.stop()
     assert (
         netns
