@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["CACHE_DIR", "PACKAGES", "RootFs", "archive_url", "build_rootfs"]
+__all__ = ["CACHE_DIR", "PACKAGES", "RootFs", "archive_url", "build_rootfs", "cache_path"]
 
 CACHE_DIR: Final = Path(os.environ.get("GANGWAY_ROOTFS_CACHE", "/var/cache/gangway"))
 SUITE: Final = "bookworm"
