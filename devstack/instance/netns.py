@@ -23,7 +23,7 @@ __all__ = ["IMDS_ADDRESS", "Forwarder", "Netns", "in_netns"]
 IMDS_ADDRESS: Final = "169.254.169.254"
 _CLONE_NEWNET: Final = 0x40000000
 # Private /30s for the veth pairs, one per booted instance; a free one is picked at creation.
-_POOL: Final = ipaddress.ip_network("100.90.0.0/16")
+_POOL: Final = ipaddress.IPv4Network("100.90.0.0/16")
 
 T = TypeVar("T")
 
@@ -84,7 +84,12 @@ class Netns:
         try:
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", "eth0", "netns", self.name)
             used = _used_networks()
-            subnet = next(n for n in _POOL.subnets(new_prefix=30) if not any(n.overlaps(u) for u in used))
+            # Start the search at a place of this process's own, so two test runs creating at once do not
+            # both take the first free /30.
+            subnets: list[ipaddress.IPv4Network] = list(_POOL.subnets(new_prefix=30))
+            start = (os.getpid() * 61) % len(subnets)
+            ordered = subnets[start:] + subnets[:start]
+            subnet = next(n for n in ordered if not any(n.overlaps(u) for u in used))
             host, guest = list(subnet.hosts())
             self.host_ip, self.guest_ip = str(host), str(guest)
             _ip("addr", "add", f"{host}/30", "dev", self.host_if)
