@@ -185,8 +185,9 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
         stack = _load_stack(args.state_dir)
         env.update(fake_credentials())
         env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
-        _use_tool_environment(stack, env)
         os.environ.update(env)
+        _use_tool_environment(stack, os.environ)  # after: it also takes the fake session token away
+        env = dict(os.environ)
     else:
         env["GANGWAY_STAGE"] = args.stage
         env.pop("VAPID_SECRET", None)

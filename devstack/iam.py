@@ -45,10 +45,12 @@ __all__ = [
     "function_policies",
     "identify_handlers",
     "running_as",
+    "tool_environment",
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-# `make run` / the tests turn enforcement on with this; the app finds the identities through SOURCE.
+# On by default in `make run` and the tests; `GANGWAY_ENFORCE_IAM=0` turns it off (the app finds the
+# identities through SOURCE).
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
 # "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
 # action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
@@ -73,9 +75,10 @@ _IDENTITIES = Identities()
 
 
 def enforced(env: Mapping[str, str] | None = None) -> bool:
-    """Whether GANGWAY_ENFORCE_IAM asks for enforcement."""
+    """Whether IAM is enforced: always, unless GANGWAY_ENFORCE_IAM turns it off (`0`), because a call a
+    policy does not allow must fail here as it would in AWS, not at a user's first `/start`."""
     e = os.environ if env is None else env
-    return e.get(ENFORCE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return e.get(ENFORCE_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def current_credentials() -> Keys:
@@ -287,6 +290,13 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     )
     urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the loopback emulator
     return _IDENTITIES
+
+
+def tool_environment(stage: str) -> dict[str, str]:
+    """What a tool run against this enforced emulator needs (`gangway plan|vapid|doctor --local` read it
+    from stack.json): the admin's keys, since only keys moto issued get in, and the stage's deployed names."""
+    admin = _IDENTITIES.admin
+    return {**deployed_names(stage), "AWS_ACCESS_KEY_ID": admin[0], "AWS_SECRET_ACCESS_KEY": admin[1]}
 
 
 def correct_moto_auth() -> None:

@@ -64,7 +64,8 @@ os.environ.update(
         "CUSTOMER_TEMPLATE_URL": "https://gangway-test-templates.s3.us-east-1.amazonaws.com/gangway-customer-role.yaml",
     }
 )
-# GANGWAY_ENFORCE_IAM=1: every handler calls the emulator as its own IAM user (devstack/iam.py).
+# IAM is enforced (GANGWAY_ENFORCE_IAM=0 turns it off): every handler calls the emulator as its own IAM user
+# (devstack/iam.py).
 if enforced():
     os.environ["CREDENTIALS_SOURCE"] = IAM_SOURCE
     os.environ.update(deployed_names("test"))  # the names the policies are written for

@@ -373,10 +373,12 @@ def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
 ) -> None:
     from devstack.aws import fake_credentials
     from devstack.cli import main
+    from devstack.iam import tool_environment
 
     for key, value in {**fake_credentials(), "GANGWAY_STAGE": "local"}.items():
         monkeypatch.setenv(key, value)  # restored afterwards: the CLI sets them for its run
-    (tmp_path / "stack.json").write_text(json.dumps({"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"]}))
+    stack = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "tool_environment": tool_environment("local")}
+    (tmp_path / "stack.json").write_text(json.dumps(stack))  # as `make run` writes it: the admin's keys
     sm = container().client("secretsmanager")
     name = "gangway/local/vapid-keys"
     if name in {s["Name"] for s in sm.list_secrets()["SecretList"]}:

@@ -1,10 +1,10 @@
 """A hosted game's whole life with every handler calling the emulator as its own IAM user.
 
-Run only by tests/test_iam_enforced.py, in a subprocess with GANGWAY_ENFORCE_IAM=1 (moto's auth switch
-is process-wide, so it cannot share the main suite's server); its name keeps plain `pytest` from
-collecting it. Each step goes through the function that does it in AWS (the api function's routes, the
-jobs and steps Lambdas, agent_events), so an action missing from that function's policy fails here as
-AccessDenied, as it would in the account. DNS stays out: Route 53 is in no function's policy by design.
+The suite runs with IAM enforced (devstack/iam.py; `GANGWAY_ENFORCE_IAM=0` is the only way out). Each
+step here goes through the function that does it in AWS (the api function's routes, the jobs and steps
+Lambdas, agent_events), so an action missing from that function's policy fails here as AccessDenied, as
+it would in the account; tests/test_iam_enforced.py runs this module again without one action to prove
+it. DNS stays out: Route 53 is in no function's policy by design.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _last(harness: Harness, payload: dict[str, Any]) -> str:
 
 
 def test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam(harness: Harness, tenant: str) -> None:
-    assert enforced(), "run with GANGWAY_ENFORCE_IAM=1 (tests/test_iam_enforced.py does)"
+    assert enforced(), "the suite runs with IAM enforced; GANGWAY_ENFORCE_IAM=0 turned it off"
     assert CURRENT_FUNCTION.get() is None and current_credentials()[0] != "testing"  # moto issued the keys
 
     create_game(harness, "valheim")
