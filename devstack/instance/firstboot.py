@@ -59,8 +59,13 @@ def prepare(
     tcp_ports: tuple[int, ...] = (),
     disk_files: Path | None = None,
     log_path: Path | None = None,
+    credentials: dict[str, str] | None = None,
 ) -> GameInstance:
-    """Everything in place for the instance's first boot; `vm.start()` boots it."""
+    """Everything in place for the instance's first boot; `vm.start()` boots it.
+
+    `s3` and `ssm` play what StartGame does (the admin's clients under enforcement); `credentials` are
+    the instance role's keys the metadata service hands out (devstack.iam.instance_credentials when the
+    emulator enforces IAM; None: stand-in keys an unenforced emulator takes)."""
     archive, requirements = wheelhouse
     sha = hashlib.sha256(archive).hexdigest()
     agent = AgentInstall(_presigned(s3, bucket, f"booted/{sha}.tar", archive), sha, requirements)
@@ -86,9 +91,12 @@ def prepare(
             Overwrite=True,
         )
     aws_port = int(aws_url.rsplit(":", 1)[1])
+    metadata = InstanceMetadata(instance_id, region, render(boot))
+    if credentials is not None:
+        metadata.credentials = dict(credentials)
     vm = BootedInstance(
         rootfs,
-        InstanceMetadata(instance_id, region, render(boot)),
+        metadata,
         forward_ports={aws_port: aws_port, MQTT_TLS_PORT: broker.tls_port},
         # What DNS and Amazon's CA site are on an instance: here the emulator, and this test CA.
         environment={"AWS_ENDPOINT_URL": aws_url, "GANGWAY_CA_URL": ca_url},
