@@ -30,7 +30,7 @@ from devstack.aws import Emulator
 from devstack.discord_user import snowflake
 from devstack.iam import enforced, instance_credentials
 from devstack.instance.boot import BootedInstance
-from devstack.instance.firstboot import MQTT_TLS_PORT, phases, prepare
+from devstack.instance.firstboot import MQTT_TLS_PORT, Idle, phases, prepare
 from devstack.instance.iot import TlsBroker, make_pki, tls_mosquitto
 from devstack.instance.rootfs import build_rootfs
 from tests.access_helpers import Subscriber
@@ -62,20 +62,31 @@ class Booted:
     log: str
     events: Subscriber
     broker: TlsBroker
+    seen: list[dict[str, Any]]  # every event read so far, whoever waited for it
 
     def sh(
         self, script: str, *, user: str | None = None, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
         return self.vm.exec(["sh", "-c", script], user=user, check=False, timeout=timeout)
 
-    def event(self, kind: str, timeout: float = 120) -> dict[str, Any]:
+    def next(self, timeout: float) -> dict[str, Any]:
+        _topic, msg = self.events.next(timeout=timeout)
+        self.seen.append(msg)
+        return msg
+
+    def event(self, kind: str, timeout: float = 120, *, earlier: bool = False) -> dict[str, Any]:
+        """The next `kind` event (or, with `earlier`, one already read by another wait)."""
+        if earlier:
+            for msg in self.seen:
+                if msg.get("type") == kind:
+                    return msg
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"no {kind!r} event from the booted agent; console: {self.console()}")
             try:
-                _topic, msg = self.events.next(timeout=left)
+                msg = self.next(timeout=left)
             except queue.Empty:
                 continue
             if msg.get("type") == kind:
@@ -147,12 +158,14 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
             disk_files=files,
             log_path=tmp_path_factory.mktemp("console") / "console.log",
             credentials=instance_credentials(c.settings.stage, INSTANCE) if enforced() else None,
+            # Idle after 20 s without players, counted every 2 s: the last test sees it within this boot.
+            idle=Idle(warn_s=10, stop_s=20, grace_s=0, check_s=2),
         )
         vm = instance.vm
         try:
             vm.start()
             log = vm.wait_user_data(timeout=300)
-            yield Booted(vm, tenant, instance.boot, log, events, broker)
+            yield Booted(vm, tenant, instance.boot, log, events, broker, [])
         finally:
             vm.stop()
             events.close()
@@ -204,6 +217,26 @@ def test_the_game_user_exists_owns_the_game_folder_and_autostart_runs_the_game_a
         f"python3 -c 'import socket; print(socket.create_connection((\"127.0.0.1\", {GAME_PORT}), 5).recv(100))'"
     )
     assert "hello from the booted game" in hello.stdout, hello.stderr
+
+
+def test_the_game_runs_as_its_user_in_its_own_unit_with_its_output_in_the_journal(booted: Booted) -> None:
+    uid = booted.sh(f"id -u {GAME_USER}").stdout.strip()
+    deadline = time.monotonic() + 60
+    while True:
+        show = booted.sh("systemctl show gangway-game -p MainPID,ActiveState,Type").stdout
+        props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+        if props.get("ActiveState") == "active" and props.get("MainPID", "0") != "0":
+            break
+        assert time.monotonic() < deadline, show
+        time.sleep(1)
+    pid = props["MainPID"]
+    assert booted.sh(f"awk '/^Uid:/{{print $2}}' /proc/{pid}/status").stdout.strip() == uid
+    assert booted.sh(f"cat /proc/{pid}/cgroup").stdout.strip().endswith("/system.slice/gangway-game.service")
+    assert "booted game" in booted.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
+    journal = booted.sh("journalctl -u gangway-game --no-pager -o cat").stdout
+    assert f"booted game up as uid {uid}" in journal, journal
+    # Not the agent's child but systemd's (the agent supervises it through `systemd-run --wait`).
+    assert booted.sh(f"awk '/^PPid:/{{print $2}}' /proc/{pid}/status").stdout.strip() == "1"
 
 
 def test_the_restored_data_disk_is_kept_and_mounted_by_uuid(booted: Booted) -> None:
@@ -272,7 +305,7 @@ def _command(booted: Booted, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            _topic, msg = booted.events.next(timeout=1)
+            msg = booted.next(timeout=1)
         except queue.Empty:
             continue
         if msg.get("id") == request:
@@ -377,11 +410,15 @@ def test_a_spot_notice_from_the_metadata_service_stops_the_game_within_the_two_m
     assert notice["body"]["action"] == "terminate" and notice["body"]["game_stopped"] is True, notice
 
 
-def test_stop_shuts_the_agent_down_and_the_container_powers_off_leaving_nothing_behind(
+def test_an_idle_game_is_shut_down_and_the_container_powers_off_leaving_nothing_behind(
     booted: Booted,
 ) -> None:
     vm = booted.vm
     netns, loop, root = vm.net.name, vm.loop, vm.root
+    # The agent counts players every 2 s (the user data's check_interval_s) and says when it is idle...
+    idle = booted.event("idle.shutdown", timeout=120, earlier=True)
+    assert idle["body"]["idle_s"] >= 20, idle
+    # ... and the backend answers as StopGame does: the agent stops the game and powers the instance off.
     reply = _command(booted, "shutdown", {"poweroff": True})
     assert reply["body"] == {"stopping": True, "poweroff": True}, reply
     assert vm.wait_stopped(90), booted.console()

@@ -19,12 +19,23 @@ from devstack.instance.imds import InstanceMetadata
 from devstack.instance.iot import Pki, TlsBroker
 from devstack.instance.rootfs import RootFs
 
-__all__ = ["MQTT_TLS_PORT", "GameInstance", "phases", "prepare"]
+__all__ = ["MQTT_TLS_PORT", "GameInstance", "Idle", "phases", "prepare"]
 
 # The port agent.toml names for IoT Core (lifecycle/bootstrap.py); forwarded to the stand-in broker's.
 MQTT_TLS_PORT: Final = 8883
 # "gangway phase: <name> <epoch seconds>": the user data marks where each step of the first boot starts.
 _PHASE: Final = re.compile(r"^gangway phase: (\S+) (\d+\.\d+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The agent's idle shutdown as the user data sets it (seconds; Bootstrap's defaults): a test makes
+    it short to see an idle game shut down within the module's one boot."""
+
+    warn_s: int = 1200
+    stop_s: int = 1800
+    grace_s: int = 600
+    check_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ def prepare(
     disk_files: Path | None = None,
     log_path: Path | None = None,
     credentials: dict[str, str] | None = None,
+    idle: Idle = Idle(),
 ) -> GameInstance:
     """Everything in place for the instance's first boot; `vm.start()` boots it.
 
@@ -81,6 +93,10 @@ def prepare(
         tcp_ports=tcp_ports,
         disk_wait_s=30,
         identity_wait_s=60,
+        idle_warn_s=idle.warn_s,
+        idle_stop_s=idle.stop_s,
+        startup_grace_s=idle.grace_s,
+        idle_check_s=idle.check_s,
     )
     cert, key = pki.client(f"{tenant}/{game}")
     for name, value in (("certificate", cert), ("private-key", key)):
