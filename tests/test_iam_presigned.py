@@ -15,7 +15,8 @@ from botocore.config import Config
 
 from chalicelib.wiring import container
 from devstack.aws import Emulator
-from devstack.iam import enforced, instance_credentials
+from devstack.iam import enforced, instance_credentials, running_as
+from tests.conftest import WHEELHOUSE_ARCHIVE
 
 BUCKET = "gangway-presigned-test"
 
@@ -67,3 +68,12 @@ def test_a_presigned_url_is_checked_as_its_signers_request(emulator: Emulator) -
     role = instance_credentials(container().settings.stage, "i-0presign")
     status, body = _get(url(_s3(emulator, role)))
     assert status == 403 and b"AccessDenied" in body, body
+
+
+def test_the_wheelhouse_url_a_start_signs_is_one_an_instance_can_fetch(emulator: Emulator) -> None:
+    """StartGame's steps sign the agent's wheelhouse URL with their own identity (wiring.py); under
+    enforcement that URL serves the archive, as in AWS."""
+    with running_as("steps"):
+        install = container().wheelhouse.install()
+    assert "X-Amz-Signature=" in install.url
+    assert _get(install.url) == (200, WHEELHOUSE_ARCHIVE)
