@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-1
 # mosquitto: the MQTT broker; nftables/iproute2: the agent's firewall tests in network namespaces;
 # openssh-server: the agent's SFTP service; openssl: test certificates; chromium: the IPAuth page's
 # browser tests (Playwright drives /usr/bin/chromium; no `playwright install`).
-SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e2fsprogs util-linux curl
+SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e2fsprogs util-linux curl debootstrap systemd-container
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
@@ -65,6 +65,7 @@ bench: venv system-deps
 	$(BIN)/python bench/interaction_cost.py
 	$(BIN)/python bench/package_size.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
+	$(BIN)/python bench/first_boot.py
 	@cat bench/results.json
 
 # The local stack under RATE signed interactions a second for SECONDS (bounded; loopback only), docs/scale.md.

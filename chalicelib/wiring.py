@@ -213,10 +213,20 @@ class Container:
     @cached_property
     def wheelhouse(self) -> AgentWheelhouse:
         """The agent's wheelhouse in the hosting account's artifacts bucket, with this function's own
-        credentials (the instances may be in any tenant's account; the URL it signs reaches them all)."""
+        credentials (the instances may be in any tenant's account; the URL it signs reaches them all).
+        Its URLs are SigV4 (S3's only signature in newer regions; SigV2 is deprecated)."""
+        from botocore.config import Config
+
         from chalicelib.instances import AgentWheelhouse
 
-        return AgentWheelhouse(self.client("s3"), self.settings.agent_wheelhouse)
+        with self._lock:
+            s3 = self.session().client(
+                "s3",
+                region_name=self.settings.region,
+                endpoint_url=self.settings.aws_endpoint_url,
+                config=Config(signature_version="s3v4"),
+            )
+        return AgentWheelhouse(s3, self.settings.agent_wheelhouse)
 
     @cached_property
     def gateways(self) -> TenantGateways:

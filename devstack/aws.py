@@ -222,8 +222,11 @@ def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:
 
 def _create_instance_resources(settings: Settings) -> None:
     """What deploy/template/iot.py gives every instance: the shared IoT policy its certificate gets
-    (`InstancePolicy`) and the instance profile whose role reads its key (instances/identity.py)."""
+    (`InstancePolicy`) and the instance profile whose role, with the template's policy, reads its key
+    (instances/identity.py) and ships the game's logs."""
     import boto3
+
+    from devstack.iam import instance_role_policy
 
     name = f"gangway-{settings.stage}-instance"
     iot = boto3.client("iot", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
@@ -253,6 +256,8 @@ def _create_instance_resources(settings: Settings) -> None:
             ],
         }
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        policy = json.dumps(instance_role_policy(settings.stage))
+        iam.put_role_policy(RoleName=name, PolicyName="OwnKey", PolicyDocument=policy)
         iam.create_instance_profile(InstanceProfileName=name)
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
 

@@ -213,6 +213,27 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forward(text: str) -> tuple[int, int]:
+    """One `--forward INSIDE:HERE` (or one port for both)."""
+    inside, _, here = text.partition(":")
+    try:
+        return int(inside), int(here or inside)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a forward is a port or INSIDE:HERE, got {text!r}") from None
+
+
+def _cmd_instance(args: argparse.Namespace) -> int:
+    import os
+
+    from devstack.instance.console import boot
+
+    if os.geteuid() != 0:
+        sys.exit("booting an instance needs root (systemd-nspawn, a loop device, a network namespace)")
+    if args.user_data is not None and not args.user_data.is_file():
+        sys.exit(f"no user data at {args.user_data}: give a script file")
+    return boot(args.user_data, instance_id=args.instance_id, region=args.region, forward=dict(args.forward))
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     """Check the AWS account and the Discord application of a deployed stage (or the local stack)."""
     from deploy.doctor import Target, failed, run, table
@@ -239,6 +260,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     checks = run(target, client)
     print(table(checks, target))
     return 1 if failed(checks) else 0
+
+
+def _instance_parser(sub: Any) -> None:
+    ins = sub.add_parser("instance", help="a booted Debian 12 instance on this machine (root)")
+    ins_sub = ins.add_subparsers(dest="action", required=True)
+    bt = ins_sub.add_parser("boot", help="boot one, run the user data at first boot, Ctrl-C to stop")
+    bt.add_argument("--user-data", type=Path, help="the script to run at first boot (default: a hello)")
+    bt.add_argument("--instance-id", default="i-0123456789abcdef0", help="what the metadata service says")
+    bt.add_argument("--region", default="us-east-1")
+    bt.add_argument(
+        "--forward", action="append", default=[], type=_forward,
+        help="a port of this machine's loopback on the instance's, INSIDE:HERE (repeat for each)",
+    )  # fmt: skip
+    bt.set_defaults(fn=_cmd_instance)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -308,6 +343,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     doc.add_argument("--local", action="store_true", help="check the local stack instead")
     doc.add_argument("--guild", help="compare the commands registered to this guild (make deploy GUILD=…)")
     doc.set_defaults(fn=_cmd_doctor)
+
+    _instance_parser(sub)
 
     return parser.parse_args(argv)
 

@@ -44,6 +44,8 @@ __all__ = [
     "enforced",
     "function_policies",
     "identify_handlers",
+    "instance_credentials",
+    "instance_role_policy",
     "running_as",
     "tool_environment",
 ]
@@ -176,6 +178,42 @@ def _without(doc: Mapping[str, Any], action: str) -> dict[str, Any]:
         raise ValueError(f"{DROP_ENV}: the policy does not allow {action}")
     out["Statement"] = kept
     return out
+
+
+def instance_role_policy(stage: str) -> dict[str, Any]:
+    """The game instance role's policy as the hosted template gives it (deploy/template/iot.py
+    `InstanceRole`), as moto checks it."""
+    from deploy.template.iot import iot_resources
+    from deploy.template.stage import Stage
+
+    role = iot_resources(Stage(stage, {}, {}))["InstanceRole"]["Properties"]
+    statements: list[Any] = []
+    for p in role["Policies"]:
+        statements += p["PolicyDocument"]["Statement"]
+    return _plain({"Version": "2012-10-17", "Statement": statements})
+
+
+def instance_credentials(stage: str, instance_id: str) -> dict[str, str]:
+    """Temporary keys of the instance role (`gangway-<stage>-instance`) as EC2 hands them to an instance
+    through its metadata service: EC2 assumes the role itself (its trust names ec2.amazonaws.com, which
+    no caller here is), so moto's STS backend (the server runs in this process) issues the session
+    directly. Calls signed with them are checked against the role's policy (`instance_role_policy`)."""
+    from moto.sts.models import sts_backends
+
+    role = f"arn:aws:iam::{ACCOUNT}:role/gangway-{stage}-instance"
+    session = sts_backends[ACCOUNT]["aws"].assume_role(
+        region_name="us-east-1",
+        role_session_name=instance_id,
+        role_arn=role,
+        policy="",
+        duration=6 * 3600,
+        external_id="",
+    )
+    return {
+        "AccessKeyId": str(session.access_key_id),
+        "SecretAccessKey": str(session.secret_access_key),
+        "Token": str(session.session_token),
+    }
 
 
 def customer_role_policy() -> dict[str, Any]:
@@ -326,14 +364,20 @@ def correct_moto_auth() -> None:
        so a caller of that account is also tried as the account (conditions such as sts:ExternalId
        still apply).
 
-    The class moto's authorization imports at each call (`moto/core/authorization.py`) becomes one
-    that does both.
+    3. A presigned S3 URL (SigV4 in the query string, as a Lambda hands an instance its wheelhouse).
+       moto reads the credential scope from an Authorization header only, so every presigned GET failed
+       with a 500 once enforcement was on; in AWS it is the signer's request, checked against the
+       signer's policies and refused once expired. Now it is exactly that.
+
+    The classes moto's authorization imports at each call (`moto/core/authorization.py`) become ones
+    that do this.
     """
     from moto.iam import access_control
 
     if getattr(access_control.IAMRequest, "gangway_corrected", False):
         return
     access_control.IAMRequest = _iam_request_class()  # type: ignore[misc]
+    access_control.S3IAMRequest = _s3_request_class()  # type: ignore[misc]
 
 
 def _iam_request_class() -> Any:
@@ -365,6 +409,61 @@ def _iam_request_class() -> Any:
             return bool(result == PermissionResult.PERMITTED)
 
     return CorrectedIAMRequest
+
+
+def _s3_request_class() -> Any:
+    import datetime
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from moto.iam.access_control import S3IAMRequest
+
+    class PresignedS3IAMRequest(S3IAMRequest):
+        """moto's S3IAMRequest, also for a SigV4 presigned URL (the signature in the query string)."""
+
+        gangway_corrected = True
+
+        def __init__(self, *, headers: dict[str, str], path: str, **kwargs: Any) -> None:
+            self._query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
+            self._presigned = "Authorization" not in headers and "X-Amz-Credential" in self._query
+            if self._presigned:
+                q = self._query
+                headers = dict(headers)
+                signature = q.get("X-Amz-Signature", "")
+                headers["Authorization"] = (
+                    f"AWS4-HMAC-SHA256 Credential={q['X-Amz-Credential']}, Signature={signature}"
+                )
+                if "X-Amz-Security-Token" in q:
+                    headers["X-Amz-Security-Token"] = q["X-Amz-Security-Token"]
+            super().__init__(headers=headers, path=path, **kwargs)
+
+        def check_signature(self) -> None:
+            if not self._presigned:
+                super().check_signature()
+                return
+            q = self._query
+            try:
+                signed = datetime.datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+                expires = int(q["X-Amz-Expires"])
+            except (KeyError, ValueError):
+                self._raise_access_denied()
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            if now > signed + datetime.timedelta(seconds=expires):
+                self._raise_access_denied()  # S3 answers an expired URL with 403 AccessDenied
+            unsigned = urlencode([(k, v) for k, v in q.items() if k != "X-Amz-Signature"])
+            host = self._headers.get("Host", "")
+            url = f"http://{host}{urlsplit(self._path).path}?{unsigned}"
+            request = AWSRequest(method=self._method, url=url, headers={"host": host})
+            request.context["timestamp"] = q["X-Amz-Date"]
+            keys = self._access_key.create_credentials()
+            auth = S3SigV4QueryAuth(keys, self._service, self._region, expires)
+            canonical = auth.canonical_request(request)
+            expected = auth.signature(auth.string_to_sign(request, canonical), request)
+            if expected != q.get("X-Amz-Signature"):
+                self._raise_signature_does_not_match()
+
+    return PresignedS3IAMRequest
 
 
 def _workflows_identity(iam: Any, stage: str) -> None:

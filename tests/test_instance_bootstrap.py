@@ -77,6 +77,10 @@ def test_the_agent_config_is_one_the_agent_accepts(tmp_path: Path) -> None:
     assert (config.tenant, config.game) == ("123456789012345678", "valheim")
     assert config.mqtt.client_id == "gangway-dev-123456789012345678-valheim"
     assert config.mqtt.transport == "mtls" and config.mqtt.endpoint == BOOT.iot_endpoint
+    assert (config.launch.mode, config.launch.unit, config.launch.user) == ("systemd", "gangway-game", "gangway")
+    assert config.idle.check_interval_s == 60
+    path.write_text(agent_toml(replace(BOOT, idle_check_s=2)))
+    assert load(path).idle.check_interval_s == 2
 
 
 def test_the_script_mounts_by_volume_id_runs_the_agent_under_systemd_and_holds_no_secret() -> None:
@@ -123,6 +127,7 @@ def test_autostart_off_is_written_to_the_launch_section(tmp_path: Path) -> None:
         {"volume_id": "snap-0123456789abcdef0"},
         {"disk_wait_s": 0},
         {"identity_wait_s": 0},
+        {"idle_check_s": 0},
         {"log_group": "/aws/lambda/other"},
         {"log_group": "/gangway/dev/1/../../x"},
         {"log_group": "/gangway/dev/1/g; rm -rf /"},

@@ -4,8 +4,10 @@ The system's own bash, curl, readlink, blkid and mkfs.ext4 (on a sparse image st
 disk) run as they would on the instance; the session's moto server answers SSM and CloudWatch Logs; a
 loopback HTTP server speaks IMDSv2 (token, then metadata) and serves the CA. Only what cannot run here
 is a recording stand-in on PATH: apt-get, `python3 -m venv` and pip (the venv is this test's Python,
-which has the agent installed), systemctl, mount, and lsblk for the root disk (it says `/` is mounted
-from it; every other device is asked of the real lsblk). The loopback server also serves the agent's
+which has the agent installed), systemctl, mount, what would change this machine's users and firewall
+(useradd, id, chown, nft; dpkg-query says every package is installed), and lsblk for the root disk (it
+says `/` is mounted from it; every other device is asked of the real lsblk). All of these run for real
+on a booted Debian 12 system in tests/test_booted_instance.py. The loopback server also serves the agent's
 wheelhouse archive, as the presigned S3 URL does; in the first test it is the real one
 (deploy/wheelhouse.py, cached under ~/.cache/gangway), and the venv and `pip install --no-index
 --require-hashes` are real too.
@@ -135,6 +137,13 @@ _STAND_INS = {
     "apt-get": 'echo "apt-get $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "systemctl": 'echo "systemctl $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
     "mount": 'echo "mount $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    # Users, ownership, the metadata guard and the package check act on this machine: recorded here,
+    # run for real on the booted instance (tests/test_booted_instance.py).
+    "useradd": 'echo "useradd $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "id": 'echo "id $*" >> "$GANGWAY_BOOT_ROOT/calls.log"; exit 1\n',
+    "chown": 'echo "chown $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "nft": 'echo "nft $*" >> "$GANGWAY_BOOT_ROOT/calls.log"\n',
+    "dpkg-query": "echo 'install ok installed'\n",
     # `python3 -m venv DIR`: a venv whose python is this test's (the agent is installed in it), and pip
     # a recorder; with GANGWAY_TEST_REAL_VENV a real venv, whose pip installs from the wheelhouse.
     "python3": """echo "python3 $*" >> "$GANGWAY_BOOT_ROOT/calls.log"

@@ -14,7 +14,7 @@ import pytest
 from agent_fakes import config_dict
 
 from gangway_agent import cli, config
-from gangway_agent.config import LogSinkKind, Transport
+from gangway_agent.config import LaunchMode, LogSinkKind, Transport
 from gangway_agent.errors import ConfigError
 
 TOML = """
@@ -54,6 +54,7 @@ def test_toml_with_defaults(tmp_path: Path) -> None:
     assert (cfg.idle.warn_after_s, cfg.idle.stop_after_s, cfg.idle.startup_grace_s) == (1200, 1800, 900)
     assert cfg.sftp.port == 2222 and cfg.firewall.table == "gangway"
     assert cfg.logs.sink is LogSinkKind.FILE
+    assert cfg.launch.mode is LaunchMode.PROCESS and cfg.idle.check_interval_s == 60  # the defaults
 
 
 def test_json(tmp_path: Path) -> None:
@@ -92,6 +93,9 @@ def _broken(tmp_path: Path, change: dict[str, Any]) -> dict[str, Any]:
     ({"idle": {"warn_after_s": "soon"}}, "idle.warn_after_s must be a number"),
     ({"sftp": {"enabled": "yes"}}, "sftp.enabled must be true or false"),
     ({"launch": "nope"}, "launch. must be a table"),
+    ({"launch.mode": "docker"}, "launch.mode must be one of: process, systemd"),
+    ({"launch.unit": "game unit"}, "launch.unit must match"),
+    ({"idle": {"check_interval_s": 0}}, "idle.check_interval_s must be a number >= 0.1"),
 ])
 def test_malformed_values(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

@@ -191,7 +191,13 @@ class Ec2Gateway:
                 "UserData": user_data,
                 "ClientToken": _client_token(f"{token}-{n}"),
                 "TagSpecifications": self._tags("instance", "server"),
-                "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                # Hop limit 1: a token answer cannot cross one more hop (a container or a forwarder on the
+                # instance), only the host's own processes get one; the firewall narrows those to the agent.
+                "MetadataOptions": {
+                    "HttpTokens": "required",
+                    "HttpEndpoint": "enabled",
+                    "HttpPutResponseHopLimit": 1,
+                },
             }
             if security_group_ids:  # the game's own group (instances/security.py), else the VPC's default
                 params["SecurityGroupIds"] = list(security_group_ids)

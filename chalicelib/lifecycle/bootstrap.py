@@ -30,10 +30,16 @@ __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
 
 TEMPLATE: Final = Path(__file__).resolve().parent / "templates" / "user-data.sh"
 MOUNTPOINT: Final = "/srv/gangway"
+# The account the game runs as and its files belong to (made at first boot; the agent's SFTP user too).
+GAME_USER: Final = "gangway"
+# The game's systemd unit on the instance (`journalctl -u gangway-game` shows its output).
+GAME_UNIT: Final = "gangway-game"
 _VOLUME_ID: Final = re.compile(r"vol-[0-9a-f]{8,17}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _REQUIREMENT: Final = re.compile(r"[a-z0-9][a-z0-9.-]*==[A-Za-z0-9.+!-]+( --hash=sha256:[0-9a-f]{64})+")
 _LOG_GROUP: Final = re.compile(r"/gangway(/[A-Za-z0-9_.-]{1,100}){3}")
+# The template's comment lines ("# …", not "#!"): for its readers; the rendered script goes without them.
+_COMMENT: Final = re.compile(r"^[ \t]*# .*\n", re.MULTILINE)
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
@@ -49,6 +55,17 @@ Restart=on-failure
 RestartSec=5
 TimeoutStopSec=120
 KillMode=mixed
+# The agent is root (nftables, sshd, the game's user); what it never needs is taken away.
+NoNewPrivileges=yes
+ProtectSystem=true
+ReadWritePaths=/usr/local/sbin
+ProtectHome=yes
+PrivateTmp=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectClock=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
 
 [Install]
 WantedBy=multi-user.target"""
@@ -79,6 +96,8 @@ class Bootstrap:
     idle_warn_s: int = 1200
     idle_stop_s: int = 1800
     startup_grace_s: int = 600
+    # How often the agent counts players (seconds): the idle thresholds are only as sharp as this.
+    idle_check_s: int = 60
     # The game's own start script lives on its data volume, so it survives stops with the world.
     launch: tuple[str, ...] = field(default=(f"{MOUNTPOINT}/game/start.sh",))
 
@@ -114,7 +133,10 @@ def agent_toml(b: Bootstrap) -> str:
             "[launch]",
             f"command = {_list(b.launch)}",
             f"cwd = {_q(MOUNTPOINT + '/game')}",
-            'user = "gangway"',
+            f"user = {_q(GAME_USER)}",
+            # Its own unit and cgroup, its output in the journal (agent/src/gangway_agent/gameunit.py).
+            'mode = "systemd"',
+            f"unit = {_q(GAME_UNIT)}",
             f"autostart = {str(b.autostart).lower()}",
             f"ports = {{ tcp = {_list(b.tcp_ports)}, udp = {_list(b.udp_ports)} }}",
             "",
@@ -122,12 +144,13 @@ def agent_toml(b: Bootstrap) -> str:
             f"warn_after_s = {b.idle_warn_s}",
             f"stop_after_s = {b.idle_stop_s}",
             f"startup_grace_s = {b.startup_grace_s}",
+            f"check_interval_s = {b.idle_check_s}",
             "",
             "[sftp]",
             "port = 2222",
             f"chroot = {_q(MOUNTPOINT)}",
             'start_dir = "/game"',
-            'user = "gangway"',
+            f"user = {_q(GAME_USER)}",
             "",
             "[logs]",
             *(['sink = "cloudwatch"', f"group = {_q(b.log_group)}"] if b.log_group else ['sink = "file"']),
@@ -157,17 +180,18 @@ def render(b: Bootstrap) -> str:
     """The user-data script for one launch.
 
     Raises:
-        ValueError: a malformed volume id, log group, agent hash or requirement, a wait under a second,
+        ValueError: a malformed volume id, log group, agent hash or requirement, a wait or idle check
+            under a second,
             or over EC2's 16 KB.
     """
     if b.volume_id is not None and not _VOLUME_ID.fullmatch(b.volume_id):
         raise ValueError(f"{b.volume_id!r} is not an EBS volume id (vol-…)")
-    for wait in ("disk_wait_s", "identity_wait_s"):
+    for wait in ("disk_wait_s", "identity_wait_s", "idle_check_s"):
         if getattr(b, wait) < 1:
             raise ValueError(f"{wait} must be at least 1, not {getattr(b, wait)}")
     if b.log_group is not None and not _LOG_GROUP.fullmatch(b.log_group):
         raise ValueError(f"{b.log_group!r} is not a gangway log group (/gangway/…)")
-    script = Template(TEMPLATE.read_text()).substitute(
+    script = Template(_COMMENT.sub("", TEMPLATE.read_text())).substitute(
         tenant_q=shlex.quote(b.tenant_id),
         game_q=shlex.quote(b.game),
         volume_id_q=shlex.quote(b.volume_id or ""),
@@ -179,6 +203,7 @@ def render(b: Bootstrap) -> str:
         agent_sha256=_sha256(b.agent.sha256),
         agent_requirements=_requirements(b.agent.requirements),
         mountpoint=MOUNTPOINT,
+        game_user=GAME_USER,
         agent_toml=agent_toml(b),
         systemd_unit=SYSTEMD_UNIT,
     )

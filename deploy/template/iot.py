@@ -148,9 +148,11 @@ def iot_resources(stage: Stage) -> Json:
                             "Version": "2012-10-17",
                             "Statement": [
                                 {
+                                    # Read once, then deleted by the instance: the key leaves SSM as soon
+                                    # as the instance holds it (lifecycle/templates/user-data.sh).
                                     "Sid": "ReadOwnKey",
                                     "Effect": "Allow",
-                                    "Action": ["ssm:GetParameter"],
+                                    "Action": ["ssm:GetParameter", "ssm:DeleteParameter"],
                                     "Resource": sub(
                                         "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
                                         f"parameter/gangway/{stage.name}/*"

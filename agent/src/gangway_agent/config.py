@@ -37,6 +37,13 @@ class LogSinkKind(StrEnum):
     NONE = "none"
 
 
+class LaunchMode(StrEnum):
+    """How the game is run: a child process of the agent, or its own systemd unit (on an instance)."""
+
+    PROCESS = "process"
+    SYSTEMD = "systemd"
+
+
 @dataclass(frozen=True)
 class MqttConfig:
     endpoint: str
@@ -73,6 +80,9 @@ class GameConfig:
     group: str | None = None
     restart_backoff_s: float = 2.0
     restart_backoff_max_s: float = 300.0
+    # systemd: a transient service `<unit>.service` as `user`, its output in the journal (supervisor.py).
+    mode: LaunchMode = LaunchMode.PROCESS
+    unit: str = "gangway-game"
 
 
 @dataclass(frozen=True)
@@ -285,6 +295,8 @@ def _game(s: _Section) -> GameConfig:
         group=s.string("group", None),
         restart_backoff_s=s.number("restart_backoff_s", 2.0, minimum=0.01),
         restart_backoff_max_s=s.number("restart_backoff_max_s", 300.0, minimum=0.01),
+        mode=s.choice("mode", LaunchMode, LaunchMode.PROCESS),
+        unit=s.name("unit", "gangway-game"),
     )
 
 

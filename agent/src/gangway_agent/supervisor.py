@@ -2,7 +2,9 @@
 
 The game runs in its own session so a stop reaches every child it forked. A watcher thread per
 process ships its output and, when it dies without being asked to, restarts it after an
-exponential backoff (reset once a run lasted a minute) and reports the exit.
+exponential backoff (reset once a run lasted a minute) and reports the exit. With launch.mode
+"systemd" (an instance) the process watched is `systemd-run --wait` of the game's own unit
+(gameunit.py): signals go to the unit's cgroup and the output comes from its journal.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Final
 
-from .config import GameConfig
+from . import gameunit
+from .config import GameConfig, LaunchMode
 from .errors import CommandFailed, ErrorCode, GameError
 from .logsink import LogSink
 from .seams import Clock, Runner
@@ -63,6 +66,8 @@ class GameSupervisor:
         self._backoff = cfg.restart_backoff_s
         self.restarts = 0
         self.last_exit_code: int | None = None
+        self._unit = cfg.mode is LaunchMode.SYSTEMD
+        self._journal = gameunit.JournalFollower(cfg, sink) if self._unit else None
 
     def start(self) -> tuple[int, bool]:
         """Start the game unless it runs; returns (pid, started now). Raises GameError."""
@@ -114,9 +119,12 @@ class GameSupervisor:
         with self._lock:
             proc = self._proc
             running = proc is not None and proc.poll() is None
+            pid = proc.pid if proc is not None and running else None
+            if pid is not None and self._unit:
+                pid = gameunit.main_pid(self._runner, self._cfg)
             return GameStatus(
                 running=running,
-                pid=proc.pid if proc is not None and running else None,
+                pid=pid,
                 uptime_s=self._clock.monotonic() - self._started_at if running else None,
                 restarts=self.restarts,
                 last_exit_code=self.last_exit_code,
@@ -127,22 +135,33 @@ class GameSupervisor:
 
     def _spawn(self) -> int:
         try:
-            proc = subprocess.Popen(
-                self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                user=self._cfg.user, group=self._cfg.group,
-            )
+            if self._journal is not None:
+                gameunit.reset_unit(self._runner, self._cfg)
+                self._journal.ensure()
+                # systemd-run's own complaints (a unit it cannot start) still reach the log sink.
+                proc = subprocess.Popen(
+                    gameunit.unit_argv(self._cfg), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE, start_new_session=True,
+                )
+            else:
+                proc = subprocess.Popen(
+                    self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                    user=self._cfg.user, group=self._cfg.group,
+                )
         except (OSError, KeyError) as exc:  # KeyError: launch.user or launch.group does not exist
-            message = f"cannot launch {self._cfg.command[0]}: {getattr(exc, 'strerror', None) or exc}"
+            argv0 = "systemd-run" if self._unit else self._cfg.command[0]
+            message = f"cannot launch {argv0}: {getattr(exc, 'strerror', None) or exc}"
             raise GameError(message, ErrorCode.FAILED) from exc
         self._proc = proc
         self._started_at = self._clock.monotonic()
         self._wake.clear()
         for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-            assert stream is not None
-            threading.Thread(target=self._pump, args=(name, stream), daemon=True, name=f"game-{name}").start()
+            if stream is not None:
+                args = (name, stream)
+                threading.Thread(target=self._pump, args=args, daemon=True, name=f"game-{name}").start()
         threading.Thread(target=self._watch, args=(proc,), daemon=True, name="game-watch").start()
-        log.info("game started, pid %d", proc.pid)
+        log.info("game started, pid %d%s", proc.pid, f" (unit {self._cfg.unit})" if self._unit else "")
         return proc.pid
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
@@ -179,7 +198,9 @@ class GameSupervisor:
                     self._backoff = min(self._backoff * 2, self._cfg.restart_backoff_max_s)
                     log.error("restart failed: %s; next try in %.1fs", exc, delay)
 
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    def _signal(self, proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        if self._unit:
+            gameunit.kill_unit(self._runner, self._cfg, sig)
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)

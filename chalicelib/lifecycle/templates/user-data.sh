@@ -47,8 +47,49 @@ echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 # it would fetch an unpinned package.
 export DEBIAN_FRONTEND=noninteractive
 # At first boot cloud-init or unattended-upgrades may hold dpkg's lock for a while: wait for it.
-apt-get -o DPkg::Lock::Timeout=600 update -q
-apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-venv nftables openssh-server conntrack curl
+# Only what the image lacks (Debian's cloud image has ssh and curl; a prepared image has them all).
+phase() { echo "gangway phase: $$1 $$(date +%s.%N)"; }
+phase packages
+NEED=()
+for p in python3-venv nftables openssh-server conntrack curl; do
+  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || NEED+=("$$p")
+done
+if [ "$${#NEED[@]}" -gt 0 ]; then
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q "$${NEED[@]}"
+fi
+
+# The game's own user, from the first boot: it owns the game's files (autostart and SFTP uploads need
+# it) and is the only account the game runs as.
+id -u ${game_user} >/dev/null 2>&1 || useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin ${game_user}
+
+# The instance's metadata (and through it the instance role) is the agent's alone: no other user's
+# packets reach 169.254.169.254, from before the agent or the game ever run (the launch's hop limit of 1
+# keeps containers and forwarders out too).
+cat > "$$R/etc/gangway/imds-guard.nft" <<'NFT'
+table inet gangway_imds {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    ip daddr 169.254.169.254 meta skuid != 0 counter reject with icmp type admin-prohibited
+  }
+}
+NFT
+cat > "$$R/etc/systemd/system/gangway-imds-guard.service" <<'UNIT'
+[Unit]
+Description=gangway: the instance metadata service for root (the agent) only
+DefaultDependencies=no
+Before=network-pre.target gangway-agent.service
+Wants=network-pre.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f /etc/gangway/imds-guard.nft
+[Install]
+WantedBy=sysinit.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now gangway-imds-guard.service
+phase agent-install
 WHEELS=$$R/opt/gangway/wheelhouse
 mkdir -p "$$WHEELS"
 cat > "$$WHEELS/requirements.txt" <<'REQ'
@@ -114,6 +155,7 @@ data_disk() {
   [ -z "$$found" ] || echo "$$found"
 }
 DEV=""
+phase disk
 for _ in $$(seq 1 ${disk_wait_s}); do DEV=$$(data_disk) || exit 1; [ -n "$$DEV" ] && break; sleep 1; done
 if [ -z "$$DEV" ]; then
   echo "gangway bootstrap FAILED: data volume $${VOLUME_ID:-(any)} not attached after ${disk_wait_s}s" >&2
@@ -123,10 +165,18 @@ echo "data volume: $$DEV"
 if ! blkid -p "$$DEV" >/dev/null 2>&1; then
   mkfs.ext4 -q -L gangway-data "$$DEV"   # blank: a new game's first start
 fi
+# Mounted by its file system's UUID (a device name can change between boots), through fstab so a reboot
+# mounts it again.
+UUID=$$(blkid -p -s UUID -o value "$$DEV")
 mkdir -p "$$R${mountpoint}"
+grep -q "^UUID=$$UUID " "$$R/etc/fstab" 2>/dev/null || \
+  echo "UUID=$$UUID ${mountpoint} auto defaults,nofail 0 2" >> "$$R/etc/fstab"
 mount "$$DEV" "$$R${mountpoint}"
-echo "UUID=$$(blkid -p -s UUID -o value "$$DEV") ${mountpoint} auto defaults,nofail 0 2" >> "$$R/etc/fstab"
+# sshd's chroot must be root's and not writable by others; the game's folder is the game user's.
+chown root:root "$$R${mountpoint}" && chmod 755 "$$R${mountpoint}"
 mkdir -p "$$R${mountpoint}/game"
+chown -R ${game_user}: "$$R${mountpoint}/game"
+phase key-fetch
 
 # 3. The IoT identity: written by the StartGame Identity step under $$PARAMS/$$INSTANCE_ID/ (it may still
 # be on its way when this runs, so wait for it); the files are root-only.
@@ -149,6 +199,12 @@ for name, text in (("device.pem.crt", cert), ("private.pem.key", key)):
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+# Held here now: the copy in SSM goes, so nothing that later borrows the instance role can read it.
+for name in ("certificate", "private-key"):
+    try:
+        ssm.delete_parameter(Name=f"{path}/{name}")
+    except ssm.exceptions.ParameterNotFound:
+        pass
 PY
 curl -sfS --retry 5 -o "$$R/etc/gangway/AmazonRootCA1.pem" "$$CA_URL"
 
@@ -161,6 +217,7 @@ TOML
 cat > "$$R/etc/systemd/system/gangway-agent.service" <<'UNIT'
 ${systemd_unit}
 UNIT
+phase game-start
 systemctl daemon-reload
 systemctl enable --now gangway-agent.service
 echo "gangway bootstrap: done"
