@@ -130,3 +130,19 @@ def test_a_preload_progress_of_infinity_or_a_huge_size_is_ignored_not_retried(em
     ):
         _starting_with_preload(guild)
         app_module.agent_events(sqs_event(_event(guild, "preload.progress", body)), LambdaContext("agent_events"))
+
+
+def test_a_forged_setup_outside_a_server_is_refused_before_any_write(emulator: Emulator) -> None:
+    """A signed `/setup` without a guild, but carrying a member's Manage Server permission (Discord
+    sends neither together), reached the tenant store with the tenant id ""."""
+    user = DiscordUser(SIGNING_KEY, APPLICATION_ID, who=Who(guild_id=None))
+    payload = user.command("setup", {})
+    payload["member"] = {"user": payload.get("user") or {"id": snowflake()}, "roles": [], "permissions": "32"}
+    state = _unchanged()
+    before = state.take()
+    body = json.dumps(payload)
+    answer = call_api("POST", "/discord/interactions", body=body, headers=user.sign(body.encode()))
+    assert answer.status == 200, answer
+    content = answer.json["data"]["content"]
+    assert "run it in the server you want to use gangway in" in content, content
+    assert state.diff(before, state.take()) == []

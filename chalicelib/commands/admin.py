@@ -51,7 +51,9 @@ def setup(ctx: Context) -> Reply:
     switch AWS accounts, or remove gangway from the server.
     """
     it = ctx.interaction
-    tenant, created = ctx.services.tenants.ensure(it.guild_id or "", created_by=it.user_id)
+    if it.guild_id is None:  # Discord offers /setup in servers only; a forged DM must not make a tenant ""
+        raise ValidationError("`/setup` connects a server: run it in the server you want to use gangway in.")
+    tenant, created = ctx.services.tenants.ensure(it.guild_id, created_by=it.user_id)
     intro = (
         "✅ This server is now connected to gangway. Pick the roles below; games run in gangway's "
         "hosting account until you connect your own."
