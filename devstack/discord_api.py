@@ -3,7 +3,8 @@
 `GET /_calls` lists `{method, path, json, time, auth, reason, status}` (plus `errors` on a 50035);
 `DELETE /_calls` clears it.
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
-"status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
+"status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token), or
+`{"status": 502, "raw": "<html>Bad Gateway</html>"}` (a body that is not JSON, as a proxy in front answers).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
 check that none was sent; bot routes answer 401 without `Authorization: Bot …`, and with any other
 token than the one the stand-in was given (when given one; the local stack gives its own).
@@ -26,6 +27,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
@@ -44,6 +46,13 @@ _INVALID_JSON: Final = {"code": 50109, "message": "The request body contains inv
 
 class _NotJson(str):
     """A body that did not parse as JSON (kept as text for the record)."""
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An answer body sent as is, not as JSON (an injected proxy page)."""
+
+    data: bytes
 
 
 class _State:
@@ -202,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             retry = float(fault.get("retry_after", 0.1))
             body = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
             return 429, body, {"Retry-After": str(retry), "X-RateLimit-Scope": "user"}
+        if "raw" in fault:
+            return status, _Raw(str(fault["raw"]).encode("utf-8", errors="surrogateescape")), {}
         return status, {"message": fault.get("message", "injected"), "code": fault.get("code", 0)}, {}
 
     def _answer(
@@ -280,12 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
             return _NotJson(raw.decode(errors="replace"))
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        raw = isinstance(body, _Raw)
+        data = b"" if body is None else body.data if isinstance(body, _Raw) else json.dumps(body).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if body is not None:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if raw else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

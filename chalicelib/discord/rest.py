@@ -182,8 +182,11 @@ class DiscordRest:
                 data = None
         if result.status >= 400:
             code = data.get("code") if isinstance(data, dict) else None
+            # A proxy's HTML page or a truncated body is not JSON; its first bytes still say what happened.
             message = (
-                data.get("message", "") if isinstance(data, dict) else result.body[:200].decode("replace")
+                data.get("message", "")
+                if isinstance(data, dict)
+                else result.body[:200].decode("utf-8", errors="replace")
             )
             if isinstance(data, dict) and isinstance(data.get("errors"), dict):
                 # 50035 names the offending fields only in `errors`; without them the log says nothing.
