@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -192,11 +193,12 @@ def test_no_write_recreates_a_deleted_game_as_a_half_row(game: tuple[str, str]) 
     def delete_first(**_: Any) -> None:
         GameRecord(tenant, name).delete(add_version_condition=False)
 
-    for write in (
+    writes: list[Callable[[], object]] = [
         lambda: STORE.volume_made(tenant, name, "vol-1"),
         lambda: STORE.end_wait(tenant, name),
         lambda: STORE.keep_agent_reply(tenant, name, "{}"),
-    ):
+    ]
+    for write in writes:
         if STORE.get(tenant, name) is None:
             STORE.create(tenant, name, description="", created_by="1")
         client.meta.events.register("before-call.dynamodb.UpdateItem", delete_first)
