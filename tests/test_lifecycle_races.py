@@ -168,7 +168,7 @@ def test_interleaved_presses_edits_and_events_lose_no_game_and_show_no_error_cod
                 answer = harness.component(f"games:set:{name}:disk", [disk])
                 replies.append(json.dumps(answer, ensure_ascii=False))
             elif action in ("start", "stop", "games"):
-                options = {} if action == "games" else {"game": name}
+                options: dict[str, Any] = {} if action == "games" else {"game": name}
                 _, answer = harness.command(action, **options)
                 replies.append(json.dumps(answer, ensure_ascii=False))
             elif action == "step":
