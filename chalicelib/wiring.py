@@ -188,6 +188,12 @@ class Container:
             lambda: self.client("stepfunctions"), self.settings.workflows_prefix, trace_header=trace_header
         )
 
+    def reconcile_games(self) -> dict[str, str]:
+        """The reaper's pass over games whose workflow ended without finishing (lifecycle/reconcile.py)."""
+        from chalicelib.lifecycle.reconcile import reconcile
+
+        return reconcile(self.lifecycle)
+
     @cached_property
     def lifecycle(self) -> Lifecycle:
         """What lifecycle steps, commands and agent events use (chalicelib/lifecycle/collaborators.py)."""

@@ -62,6 +62,12 @@ class GameStore:
         """All of a tenant's games, by name (one Query on the tenant's partition)."""
         return [game_of_record(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
 
+    def in_states(self, states: frozenset[GameState]) -> list[Game]:
+        """Every tenant's games in one of `states` (the reconciliation pass's view: a filtered Scan, run
+        every few minutes over a table of one row per game)."""
+        condition = GameRecord.state.is_in(*(s.value for s in states))
+        return [game_of_record(r) for r in GameRecord.scan(condition, consistent_read=True)]
+
     def get(self, tenant_id: str, name: str) -> Game | None:
         try:
             return game_of_record(GameRecord.get(tenant_id, name, consistent_read=True))
