@@ -292,7 +292,9 @@ class Container:
         return PushService(
             store=PushStore(),
             sealer=TokenSealer(lambda: self.client("kms"), cfg.ipauth_key_id),
-            vapid=VapidSource(lambda: self.client("secretsmanager"), cfg.vapid_secret),
+            vapid=VapidSource(
+                lambda: self.client("secretsmanager"), cfg.vapid_secret, cfg.vapid_public_secret
+            ),
             sender=lambda: WebPushSender(subject=cfg.vapid_subject),
             sfn=lambda: self.client("stepfunctions"),
             workflows=lambda: self.workflows,

@@ -346,7 +346,9 @@ def ensure_vapid_keys(settings: Settings, *, replace: bool = False) -> str:
         current = None
     if current is not None and not replace:
         try:
-            return VapidKeys.from_json(current).public
+            kept = VapidKeys.from_json(current).public
+            _put_public(sm, settings.vapid_public_secret, kept)  # a pair made before the split
+            return kept
         except Exception:  # "unset" (the template's placeholder) or malformed: make a pair
             log.info("the VAPID secret %s holds no key pair yet", settings.vapid_secret)
     keys = VapidKeys.generate()
@@ -354,7 +356,17 @@ def ensure_vapid_keys(settings: Settings, *, replace: bool = False) -> str:
         sm.create_secret(Name=settings.vapid_secret, SecretString=keys.to_json())
     else:
         sm.put_secret_value(SecretId=settings.vapid_secret, SecretString=keys.to_json())
+    _put_public(sm, settings.vapid_public_secret, keys.public)
     return keys.public
+
+
+def _put_public(sm: Any, secret_id: str, public: str) -> None:
+    """The public half in its own secret (the API function reads only that one)."""
+    value = json.dumps({"public": public})
+    try:
+        sm.put_secret_value(SecretId=secret_id, SecretString=value)
+    except sm.exceptions.ResourceNotFoundException:
+        sm.create_secret(Name=secret_id, SecretString=value)
 
 
 def _create_access_resources(settings: Settings) -> None:

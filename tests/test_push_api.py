@@ -385,6 +385,8 @@ def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
     first = capsys.readouterr().out.split("public key: ")[1].strip()
     stored = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
     assert stored["public"] == first and len(stored["private"]) == 43  # 32 bytes, base64url
+    public_only = json.loads(sm.get_secret_value(SecretId="gangway/local/vapid-public")["SecretString"])
+    assert public_only == {"public": first}  # the API function's half: no private key in it
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0  # kept
     assert capsys.readouterr().out.split("public key: ")[1].strip() == first
     assert main(["--state-dir", str(tmp_path), "vapid", "--local", "--rotate"]) == 0
@@ -401,3 +403,31 @@ def test_a_missing_or_unset_vapid_secret_is_an_infra_error_not_a_crash() -> None
     keys = VapidKeys.generate()
     assert VapidKeys.from_json(keys.to_json()) == keys
     assert keys.private not in repr(keys)
+
+
+def test_the_api_function_reads_only_the_public_vapid_key(emulator: Any) -> None:
+    """The API serves the public key from its own secret; its policy names no other VAPID secret, so a
+    bug or an injection in the API function cannot read the private key (issue 15, item 6)."""
+    from chalicelib.errors import InfraError
+    from chalicelib.push import VapidKeys, VapidSource
+
+    api = json.loads((Path(__file__).resolve().parents[1] / "policies" / "api_handler.json").read_text())
+    readable = [
+        r
+        for st in api["Statement"]
+        if "secretsmanager:GetSecretValue" in st["Action"]
+        for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+    ]
+    assert readable and all("vapid-public" in r for r in readable)
+
+    sm = container().client("secretsmanager")
+    keys = VapidKeys.generate()
+    name = f"gangway/test-{os.getpid()}/vapid-public"
+    sm.create_secret(Name=name, SecretString=json.dumps({"public": keys.public}))
+    source = VapidSource(lambda: sm, f"gangway/test-{os.getpid()}/no-such-pair", name)
+    assert source.public() == keys.public  # never touched the pair's secret
+    with pytest.raises(InfraError):
+        source.keys()
+    sm.put_secret_value(SecretId=name, SecretString="unset")
+    with pytest.raises(InfraError, match="gangway vapid"):
+        VapidSource(lambda: sm, "x", name).public()

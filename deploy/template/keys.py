@@ -84,6 +84,8 @@ def link_key_resources(stage: Stage) -> Json:
 SECRETS: Final = {
     "BotToken": ("discord-bot-token", "The Discord bot token (Developer Portal, Bot, Reset Token)."),
     "VapidKeys": ("vapid-keys", 'Web-push VAPID key pair as JSON {"public": ..., "private": ...}.'),
+    # The public half alone: the API function serves it and may read nothing else of the pair.
+    "VapidPublicKey": ("vapid-public", 'Web-push VAPID public key as JSON {"public": ...}.'),
 }
 
 
