@@ -14,7 +14,7 @@ SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \
-	template deploy destroy rotate-token cost workflows doctor
+	template deploy destroy rotate-token rotate-link-key cost workflows doctor load
 
 $(STAMP): $(REQS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,15 @@ run: venv system-deps
 
 bench: venv system-deps
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/first_command.py
+	$(BIN)/python bench/interaction_cost.py
+	$(BIN)/python bench/package_size.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	@cat bench/results.json
+
+# The local stack under RATE signed interactions a second for SECONDS (bounded; loopback only), docs/scale.md.
+load: venv system-deps
+	$(BIN)/python bench/load.py $(if $(RATE),--rate $(RATE),) $(if $(SECONDS),--seconds $(SECONDS),)
 
 # Rebuilds the *.asl.json made from chalicelib/workflows/src/ (shared states are edited there, once).
 workflows: venv
@@ -88,6 +95,11 @@ destroy: venv
 # DISCORD_BOT_TOKEN=<new> make rotate-token STAGE=…: store it, recycle the functions' containers.
 rotate-token: venv
 	$(BIN)/python -m deploy rotate-token --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
+
+# make rotate-link-key STAGE=…: a new key seals IPAuth links from now on; links already given keep working
+# (the previous key is kept) until they expire.
+rotate-link-key: venv
+	$(BIN)/python -m deploy rotate-link-key --stage $(STAGE) $(if $(DRY_RUN),--dry-run,)
 
 cost: template
 	$(BIN)/python -m deploy cost --stage $(STAGE)

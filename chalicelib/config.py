@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Final
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Settings", "parameter_name", "settings"]
 
 DISCORD_API: Final = "https://discord.com/api/v10"
+
+
+def parameter_name(stage: str, name: str) -> str:
+    """Where a stage's SecureString parameter lives: /gangway/<stage>/<name> (SSM wants the leading /)."""
+    return f"/gangway/{stage}/{name}"
 
 
 def _flag(value: str | None) -> bool:
@@ -31,9 +36,10 @@ class Settings:
     discord_public_key: str = ""
     discord_application_id: str = ""
     discord_api_url: str = DISCORD_API
-    # Locally the token comes straight from the environment; in AWS it is a Secrets Manager entry.
+    # Locally the token comes straight from the environment; in AWS it is an SSM SecureString parameter
+    # (standard tier: no charge; encrypted with the AWS-managed aws/ssm key).
     discord_bot_token: str | None = field(default=None, repr=False)
-    discord_bot_token_secret: str | None = None
+    discord_bot_token_parameter: str | None = None
     tenants_table: str = "gangway-tenants"
     audit_table: str = "gangway-audit"
     # The hosting account customers' roles trust (its id; looked up with STS when empty), and where
@@ -57,12 +63,12 @@ class Settings:
     job_max_receives: int = 3
     # How long a warm Lambda trusts its cached copy of a tenant's roles.
     tenant_cache_seconds: float = 30.0
-    # Player access (chalicelib/access): grants, guest-link uses and rate counters, and the KMS key
-    # that seals IPAuth tokens.
+    # Player access (chalicelib/access): grants, guest-link uses and rate counters, and the SecureString
+    # parameter holding the AES keys that seal IPAuth tokens (unset: /gangway/<stage>/ipauth-keys).
     grants_table: str = "gangway-grants"
     access_table: str = "gangway-access"
     ratelimit_table: str = "gangway-ratelimits"
-    ipauth_key_id: str = "alias/gangway-ipauth"
+    ipauth_keys_parameter: str = "/gangway/local/ipauth-keys"
     # Where agent commands go: a broker URL locally (mqtt://host:port); in AWS the iot-data API
     # (IOT_DATA_ENDPOINT is the account's `iot:Data-ATS` endpoint, https://…-ats.iot.<region>.amazonaws.com).
     mqtt_url: str | None = None
@@ -78,15 +84,15 @@ class Settings:
     image_id: str = ""
     # The AWS console's federation endpoint /terminal asks for a sign-in token (a stand-in in tests).
     signin_url: str = "https://signin.aws.amazon.com/federation"
-    # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's secret (JSON
-    # {"public", "private"}; "" means gangway/<stage>/vapid-keys), its `sub` claim, how long a push flow
-    # waits for a device, and which push services subscriptions may point at (host suffixes, https only;
-    # PUSH_LOOPBACK_HTTP lets the local stack's stand-in on http://127.0.0.1 in).
+    # Web push (chalicelib/push): subscriptions and pending pushes, the VAPID key pair's SecureString
+    # parameter (JSON {"public", "private"}; unset: /gangway/<stage>/vapid-keys), its `sub` claim, how
+    # long a push flow waits for a device, and which push services subscriptions may point at (host
+    # suffixes, https only; PUSH_LOOPBACK_HTTP lets the local stack's stand-in on http://127.0.0.1 in).
     push_table: str = "gangway-push"
-    vapid_secret: str = ""
-    # The public half alone ("" means gangway/<stage>/vapid-public): what the API function reads to serve
-    # the page, so its role never needs the private key's secret.
-    vapid_public_secret: str = ""
+    vapid_parameter: str = "/gangway/local/vapid-keys"
+    # The public half alone (unset: /gangway/<stage>/vapid-public): what the API function reads to serve
+    # the page, so its role never needs the private key's parameter.
+    vapid_public_parameter: str = "/gangway/local/vapid-public"
     vapid_subject: str = "mailto:gangway@example.invalid"
     push_wait_seconds: int = 60
     push_hosts: tuple[str, ...] = (
@@ -105,14 +111,15 @@ class Settings:
         """Read the process environment (or `env`) once."""
         e = os.environ if env is None else env
         region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or cls.region
+        stage = e.get("GANGWAY_STAGE", cls.stage)
         return cls(
-            stage=e.get("GANGWAY_STAGE", cls.stage),
+            stage=stage,
             region=region,
             discord_public_key=e.get("DISCORD_PUBLIC_KEY", ""),
             discord_application_id=e.get("DISCORD_APPLICATION_ID", ""),
             discord_api_url=e.get("DISCORD_API_URL", DISCORD_API).rstrip("/"),
             discord_bot_token=e.get("DISCORD_BOT_TOKEN") or None,
-            discord_bot_token_secret=e.get("DISCORD_BOT_TOKEN_SECRET") or None,
+            discord_bot_token_parameter=e.get("DISCORD_BOT_TOKEN_PARAMETER") or None,
             tenants_table=e.get("TENANTS_TABLE", cls.tenants_table),
             audit_table=e.get("AUDIT_TABLE", cls.audit_table),
             hosting_account_id=e.get("HOSTING_ACCOUNT_ID", ""),
@@ -137,7 +144,7 @@ class Settings:
             grants_table=e.get("GRANTS_TABLE", cls.grants_table),
             access_table=e.get("ACCESS_TABLE", cls.access_table),
             ratelimit_table=e.get("RATELIMIT_TABLE", cls.ratelimit_table),
-            ipauth_key_id=e.get("IPAUTH_KEY_ID", cls.ipauth_key_id),
+            ipauth_keys_parameter=e.get("IPAUTH_KEYS_PARAMETER") or parameter_name(stage, "ipauth-keys"),
             mqtt_url=e.get("MQTT_URL") or None,
             iot_data_endpoint=e.get("IOT_DATA_ENDPOINT") or None,
             agent_wheelhouse=e.get("AGENT_WHEELHOUSE", ""),
@@ -145,9 +152,8 @@ class Settings:
             image_owner=e.get("IMAGE_OWNER") or cls.image_owner,
             image_id=e.get("IMAGE_ID", cls.image_id).strip(),
             push_table=e.get("PUSH_TABLE", cls.push_table),
-            vapid_secret=e.get("VAPID_SECRET") or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-keys",
-            vapid_public_secret=e.get("VAPID_PUBLIC_SECRET")
-            or f"gangway/{e.get('GANGWAY_STAGE', cls.stage)}/vapid-public",
+            vapid_parameter=e.get("VAPID_PARAMETER") or parameter_name(stage, "vapid-keys"),
+            vapid_public_parameter=e.get("VAPID_PUBLIC_PARAMETER") or parameter_name(stage, "vapid-public"),
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),
             push_wait_seconds=int(e.get("PUSH_WAIT_SECONDS", str(cls.push_wait_seconds))),
             push_hosts=tuple(h.strip().lower() for h in e["PUSH_HOSTS"].split(",") if h.strip())

@@ -20,6 +20,7 @@ __all__ = ["AGENT_EVENT_MODULES", "COMMAND_MODULES", "STEP_MODULES", "load"]
 
 COMMAND_MODULES: Final = (
     "chalicelib.commands.access",
+    "chalicelib.commands.access_admin",
     "chalicelib.commands.accounts",
     "chalicelib.commands.admin",
     "chalicelib.commands.audit",

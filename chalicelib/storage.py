@@ -6,12 +6,13 @@ are decided in one place (DESIGN.md section 2: the same code locally and in AWS)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from chalicelib.config import settings
 
-__all__ = ["TableMeta", "sign_tables_with"]
+__all__ = ["TableMeta", "share_one_session", "sign_tables_with"]
 
 
 class TableMeta:
@@ -20,6 +21,23 @@ class TableMeta:
     region = settings().region
     host = settings().aws_endpoint_url
     billing_mode = "PAY_PER_REQUEST"
+
+
+# Per thread, the one botocore session every table's connection makes its client from (botocore sessions
+# are not safe to share across threads for making clients, which is why PynamoDB keeps one per thread).
+_SESSIONS: Final = threading.local()
+
+
+def share_one_session(*models: Any) -> None:
+    """Make `models` build their clients from one botocore session per thread instead of one each.
+
+    A botocore session reads the endpoint rules and the DynamoDB service model from disk on its first
+    client (~0.1 s of JSON); PynamoDB gives every model a session of its own, so a cold command that
+    reads two tables read them twice. PynamoDB keeps the session on the connection's thread-local
+    `_local`, so the models share one by sharing that (each model keeps its own client).
+    """
+    for model in models:
+        model._get_connection().connection._local = _SESSIONS
 
 
 def sign_tables_with(models: Iterable[Any], credentials: Any) -> None:

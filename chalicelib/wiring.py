@@ -19,7 +19,7 @@ from chalicelib.discord.verify import load_verify_key
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from chalicelib.access import AccessService, IpAuthApi
+    from chalicelib.access import AccessService, IpAuthApi, TokenSealer
     from chalicelib.agents import AgentEvent, BoundAgentEvents, Publisher
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
@@ -269,36 +269,43 @@ class Container:
     @cached_property
     def access(self) -> AccessService:
         """Player access: links, grants, checks and expiry (chalicelib/access)."""
-        from chalicelib.access import AccessService, FirewallSync, GrantStore, TokenSealer
+        from chalicelib.access import AccessService, FirewallSync, GrantStore
 
         services = self.services
+        grants = GrantStore()
         return AccessService(
-            sealer=TokenSealer(lambda: self.client("kms"), self.settings.ipauth_key_id),
-            grants=GrantStore(),
+            sealer=self.sealer,
+            grants=grants,
             tenants=services.tenants,
             games=services.games,
-            firewall=FirewallSync(lambda: self.publisher, services.games),
+            firewall=FirewallSync(lambda: self.publisher, services.games, grants),
             site_url=self.settings.site_url,
             push=lambda: self.push,
         )
 
     @cached_property
+    def sealer(self) -> TokenSealer:
+        """IPAuth link tokens, sealed with keys read from SSM once per container (not per token)."""
+        from chalicelib.access import LinkKeySource, TokenSealer
+
+        return TokenSealer(LinkKeySource(lambda: self.client("ssm"), self.settings.ipauth_keys_parameter))
+
+    @cached_property
     def push(self) -> PushService:
         """Web push (chalicelib/push): subscriptions, sending, single-use push tokens."""
-        from chalicelib.access import TokenSealer
+        from chalicelib.access import GrantStore
         from chalicelib.push import PushService, PushStore, SubscriptionRules, VapidSource, WebPushSender
 
         cfg = self.settings
         return PushService(
             store=PushStore(),
-            sealer=TokenSealer(lambda: self.client("kms"), cfg.ipauth_key_id),
-            vapid=VapidSource(
-                lambda: self.client("secretsmanager"), cfg.vapid_secret, cfg.vapid_public_secret
-            ),
+            sealer=self.sealer,
+            vapid=VapidSource(lambda: self.client("ssm"), cfg.vapid_parameter, cfg.vapid_public_parameter),
             sender=lambda: WebPushSender(subject=cfg.vapid_subject),
             sfn=lambda: self.client("stepfunctions"),
             workflows=lambda: self.workflows,
             rules=SubscriptionRules(hosts=cfg.push_hosts, loopback_http=cfg.push_loopback_http),
+            member_days=lambda tenant_id: GrantStore().policy(tenant_id).member_days,
         )
 
     @cached_property
@@ -384,19 +391,19 @@ class Container:
         return sqs
 
     def bot_token(self) -> str | None:
-        """The bot token: from the environment locally, from Secrets Manager in AWS.
+        """The bot token: from the environment locally, from its SSM SecureString parameter in AWS.
 
         Cached for five minutes, so a rotated token reaches warm containers by itself.
         """
         if self.settings.discord_bot_token:
             return self.settings.discord_bot_token
-        if self.settings.discord_bot_token_secret and (
+        if self.settings.discord_bot_token_parameter and (
             self._bot_token is None or time.monotonic() - self._bot_token_at > BOT_TOKEN_MAX_AGE
         ):
-            secret = self.client("secretsmanager").get_secret_value(
-                SecretId=self.settings.discord_bot_token_secret
+            found = self.client("ssm").get_parameter(
+                Name=self.settings.discord_bot_token_parameter, WithDecryption=True
             )
-            self._bot_token = str(secret["SecretString"]).strip()
+            self._bot_token = str(found["Parameter"]["Value"]).strip()
             self._bot_token_at = time.monotonic()
         return self._bot_token
 

@@ -1,4 +1,5 @@
-"""`python -m deploy {build,deploy,destroy,rotate-token,cost,check}`: what the Makefile's targets run."""
+"""`python -m deploy {build,deploy,destroy,rotate-token,rotate-link-key,cost,check}`: what the Makefile's
+targets run."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.cost import idle_cost
+from deploy.cost import idle_cost, play_cost
 from deploy.policy import policy_problems, template_policies
 from deploy.stack import Deployment
-from deploy.template import ROOT
+from deploy.template import ROOT, SECURE_PARAMETERS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,13 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("deploy", "build, deploy the stack, upload the site, register the commands"),
         ("destroy", "back up the tables, empty the site bucket, delete the stack"),
         ("rotate-token", "store DISCORD_BOT_TOKEN and recycle the functions' containers"),
-        ("cost", "the idle monthly cost of the built template"),
+        ("rotate-link-key", "a new IPAuth link key (the old one still opens links) and fresh containers"),
+        ("cost", "the idle monthly cost of the built template, and with 20 h of play"),
         ("check", "the least-privilege check of policies/*.json and the built template"),
     ):
         p = sub.add_parser(name, help=about)
         p.add_argument("--stage", required=True)
         p.add_argument("--build-dir", default=str(ROOT / "build"))
-        if name in ("deploy", "destroy", "rotate-token"):
+        if name in ("deploy", "destroy", "rotate-token", "rotate-link-key"):
             p.add_argument("--dry-run", action="store_true", help="print what would be done; call nothing")
         if name == "deploy":
             p.add_argument("--guild", help="register the commands to this guild only (instant)")
@@ -50,8 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("set DISCORD_BOT_TOKEN to the new token\n")
             return 2
         dep.rotate_token(token)
+    elif args.cmd == "rotate-link-key":
+        dep.rotate_link_keys()
     elif args.cmd == "cost":
-        sys.stdout.write(idle_cost(json.loads(built.read_text())).table() + "\n")
+        outside = {"SSM SecureString (standard, make deploy)": len(SECURE_PARAMETERS)}
+        idle = idle_cost(json.loads(built.read_text()), outside=outside)
+        sys.stdout.write(idle.table() + "\n\n" + play_cost(idle).table() + "\n")
     else:
         problems = [
             p

@@ -123,8 +123,8 @@ class Target:
     @classmethod
     def deployed(cls, stage: str, env: Mapping[str, str] | None = None, guild: str | None = None) -> Target:
         """Stage `stage` in the account and region of the environment's credentials: the stack's
-        outputs and parameters, the bot token from its secret (or DISCORD_BOT_TOKEN), and the image
-        parameter the functions get (IMAGE_PARAMETER, or the default)."""
+        outputs and parameters, the bot token from its SecureString parameter (or DISCORD_BOT_TOKEN), and
+        the image parameter the functions get (IMAGE_PARAMETER, or the default)."""
         from deploy.stack import Deployment
 
         e = dict(os.environ if env is None else env)

@@ -12,7 +12,8 @@ Destroy: back up the tables, empty the site bucket, delete the stack, and say wh
 
 Against the embedded emulator (`AWS_ENDPOINT_URL` set) the same code runs with two adaptations: moto
 cannot run the SAM transform, so it runs here with aws-sam-translator (the translator CloudFormation
-itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`).
+itself uses), and resource types moto's CloudFormation cannot create are left out (`EMULATOR_SKIPS`);
+functions are not attached to web push's layer there (moto cannot update a function with a layer).
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from deploy import wheelhouse as wh
-from deploy.template import ROOT, SECRETS, UNSET_SECRET, Stage, queue_names
+from deploy.package import LAYER_ZIP, requirement_names
+from deploy.package import split as split_package
+from deploy.parameters import (
+    adopt_legacy_secret,
+    ensure_link_keys,
+    ensure_vapid_keys,
+    put_secure,
+    read_secure,
+    rotate_link_keys,
+)
+from deploy.template import ROOT, SECURE_PARAMETERS, Stage, queue_names, secure_parameter
 from deploy.template.site import CUSTOMER_TEMPLATE_KEY
 
 __all__ = [
@@ -55,7 +66,6 @@ EMULATOR_SKIPS: Final = frozenset(
         "AWS::CloudWatch::Alarm",
         "AWS::IoT::TopicRule",
         "AWS::S3::BucketPolicy",
-        "AWS::SecretsManager::Secret",
         "AWS::SNS::Subscription",
     }
 )
@@ -135,6 +145,10 @@ def for_emulator(sam: Mapping[str, Any]) -> tuple[Json, list[str]]:
     for res in cfn["Resources"].values():
         if res["Type"] == "AWS::ApiGateway::RestApi":  # CloudFormation takes it from the body's title
             res["Properties"].setdefault("Name", res["Properties"]["Body"]["info"]["title"])
+        if res["Type"] == "AWS::Lambda::Function":
+            # moto's stack update hands a function the LayerVersion object its Ref names instead of the
+            # ARN, and fails; the emulator runs no function code, so the layer is made but not attached.
+            res["Properties"].pop("Layers", None)
     cfn["Resources"] = _dependencies_first(cfn["Resources"])
     return cfn, skipped
 
@@ -232,6 +246,13 @@ class Deployment:
             self.say("$ " + " ".join(cmd))
             if not self.dry_run:
                 subprocess.run(cmd, cwd=ROOT, env=cmd_env, check=True)
+        self.say(f"split {out / 'deployment.zip'}: the runtime's packages out, web push's to {LAYER_ZIP}")
+        if not self.dry_run:
+            got = split_package(out / "deployment.zip", requirement_names(ROOT / "requirements.txt"))
+            self.say(
+                f"function package {got.function_unpacked / 1e6:.1f} MB unpacked, "
+                f"web push layer {got.layer_unpacked / 1e6:.1f} MB"
+            )
         return out / "sam.json"
 
     # -- deploy ------------------------------------------------------------------------------------
@@ -247,9 +268,15 @@ class Deployment:
         code_key = f"{self.stage}/{_sha256(zip_path.read_bytes())}.zip"
         self._upload_once(bucket, code_key, zip_path.read_bytes())
         self._agent_wheelhouse = wh.publish(self.client("s3"), bucket, self.build_wheelhouse(), say=self.say)
+        layer_path = template_path.parent / LAYER_ZIP
+        layer_key = f"{self.stage}/{_sha256(layer_path.read_bytes())}.layer.zip"
+        self._upload_once(bucket, layer_key, layer_path.read_bytes())
         for res in sam["Resources"].values():
             if res["Type"] == "AWS::Serverless::Function":
                 res["Properties"]["CodeUri"] = f"s3://{bucket}/{code_key}"
+            elif res["Type"] == "AWS::Serverless::LayerVersion":
+                res["Properties"]["ContentUri"] = f"s3://{bucket}/{layer_key}"
+        self._ensure_parameters()
         params = self._parameters(sam)
         outputs = self._apply(self.stack_name, sam, params, bucket)
         site_url = outputs.get("SiteURL", "")
@@ -278,6 +305,7 @@ class Deployment:
         say(f"# deploy stage {self.stage} to {self.region} as stack {self.stack_name}")
         say(f"ensure stack {ARTIFACTS_STACK} from deploy/bootstrap.json (the artifacts bucket)")
         say(f"upload {template_path.parent / 'deployment.zip'} to s3://<artifacts>/{self.stage}/<sha256>.zip")
+        say(f"upload {template_path.parent / LAYER_ZIP} to s3://<artifacts>/{self.stage}/<sha256>.layer.zip")
         say(f"upload {template_path} to s3://<artifacts>/{self.stage}/<sha256>.template.json")
         say(
             f"build the agent's wheelhouse into {wh.cache_dir()}/<key> (cached): the agent's wheel "
@@ -292,7 +320,16 @@ class Deployment:
         )
         say(f"create or update stack {self.stack_name} with {' '.join(CAPABILITIES)}, and wait")
         say("update the stack once more with SiteUrl=<SiteURL output> when it changed")
-        say(f"put DISCORD_BOT_TOKEN into gangway/{self.stage}/discord-bot-token when set")
+        say(
+            f"copy the secrets gangway/{self.stage}/discord-bot-token and gangway/{self.stage}/vapid-keys "
+            "from Secrets Manager into their parameters when an older deploy left them"
+        )
+        say(
+            f"create the SecureString parameters {self._secure('ipauth-keys')} (new link keys) and "
+            f"{self._secure('vapid-keys')} (a VAPID key pair, its public half alone in "
+            f"{self._secure('vapid-public')}) when missing"
+        )
+        say(f"put DISCORD_BOT_TOKEN into {self._token_parameter} when set")
         say(
             f"put s3://<CustomerTemplateBucketName>/{CUSTOMER_TEMPLATE_KEY} (policies/customer-role.yaml; "
             "the functions' CUSTOMER_TEMPLATE_URL)"
@@ -353,10 +390,6 @@ class Deployment:
         given["IotDataEndpoint"] = self._iot_endpoint()
         if self._agent_wheelhouse:
             given["AgentWheelhouse"] = self._agent_wheelhouse
-        for key, (name, _) in SECRETS.items():
-            given[f"{key}SecretExists"] = (
-                "true" if self._secret_outside_stack(f"gangway/{self.stage}/{name}") else "false"
-            )
         declared = set(sam.get("Parameters", {}))
         # Not given: keep the stack's current value (passed explicitly rather than UsePreviousValue,
         # which moto cannot resolve for parameters left at their default; no parameter is NoEcho).
@@ -369,15 +402,6 @@ class Deployment:
         except Exception:  # the endpoint is optional until agents exist; the stack must still deploy
             return ""
         return f"https://{host}"
-
-    def _secret_outside_stack(self, name: str) -> bool:
-        """True when the secret exists and this stack did not create it (hand-made, or kept by destroy)."""
-        sm = self.client("secretsmanager")
-        try:
-            tags = {t["Key"]: t["Value"] for t in sm.describe_secret(SecretId=name).get("Tags", [])}
-        except sm.exceptions.ResourceNotFoundException:
-            return False
-        return tags.get("aws:cloudformation:stack-name") != self.stack_name
 
     def _apply(
         self, name: str, sam: Mapping[str, Any], params: Mapping[str, str], bucket: str | None
@@ -445,29 +469,60 @@ class Deployment:
 
     # -- the bot token and the commands ------------------------------------------------------------
 
+    def _secure(self, name: str) -> str:
+        return secure_parameter(self.stage, name)
+
     @property
-    def _token_secret(self) -> str:
-        return f"gangway/{self.stage}/discord-bot-token"
+    def _token_parameter(self) -> str:
+        return self._secure("discord-bot-token")
+
+    def _ensure_parameters(self) -> None:
+        """The SecureString parameters the functions read and CloudFormation cannot make: the link keys
+        and the VAPID key pair (its public half also alone, for the API function), made once and kept
+        (destroy leaves them, the next deploy finds them)."""
+        ssm, secrets = self.client("ssm"), self.client("secretsmanager")
+        for name in ("discord-bot-token", "vapid-keys"):  # where an older gangway kept them
+            legacy = f"gangway/{self.stage}/{name}"
+            if adopt_legacy_secret(ssm, secrets, legacy, self._secure(name)):
+                self.say(
+                    f"copied the Secrets Manager secret {legacy} into {self._secure(name)}; delete the "
+                    f"secret when this deploy works ($0.40/month): aws secretsmanager delete-secret "
+                    f"--secret-id {legacy}"
+                )
+        ensure_link_keys(ssm, self._secure("ipauth-keys"))
+        ensure_vapid_keys(ssm, self._secure("vapid-keys"), self._secure("vapid-public"))
+        self.say(
+            f"parameters ready: {self._secure('ipauth-keys')}, {self._secure('vapid-keys')}, "
+            f"{self._secure('vapid-public')}"
+        )
 
     def _fill_bot_token(self) -> None:
         token = self.env.get("DISCORD_BOT_TOKEN")
         if not token or token == self.bot_token():
             return
-        sm = self.client("secretsmanager")
-        try:
-            sm.put_secret_value(SecretId=self._token_secret, SecretString=token)
-        except sm.exceptions.ResourceNotFoundException:  # only where the stack could not make it (emulator)
-            sm.create_secret(Name=self._token_secret, SecretString=token)
-        self.say(f"put the bot token into {self._token_secret}")
+        ssm = self.client("ssm")
+        exists = read_secure(ssm, self._token_parameter) is not None
+        put_secure(ssm, self._token_parameter, token, overwrite=exists)
+        self.say(f"put the bot token into {self._token_parameter}")
 
     def bot_token(self) -> str | None:
-        """The stored bot token, or None while the secret is missing or still unset."""
-        sm = self.client("secretsmanager")
-        try:
-            value = str(sm.get_secret_value(SecretId=self._token_secret)["SecretString"]).strip()
-        except sm.exceptions.ResourceNotFoundException:
-            return None
-        return None if value in ("", UNSET_SECRET) else value
+        """The stored bot token, or None while the parameter is missing or empty."""
+        value = read_secure(self.client("ssm"), self._token_parameter)
+        return (value or "").strip() or None
+
+    def rotate_link_keys(self) -> list[str]:
+        """A new IPAuth link key (the old one kept as previous, so links already given still open) and
+        fresh containers for every function, so each seals with the new key at once. Returns the
+        functions touched."""
+        name = self._secure("ipauth-keys")
+        if self.dry_run:
+            self.say(f"put a new current key into {name}, keeping the current one as previous")
+            self.say(f"update the description of every function of stack {self.stack_name}")
+            return []
+        ring = rotate_link_keys(self.client("ssm"), name)
+        previous = ring.previous.key_id if ring.previous else "none"
+        self.say(f"{name}: new key {ring.current.key_id}, previous {previous}")
+        return self._recycle_containers("link keys rotated")
 
     def _register(self, sam: Mapping[str, Any], guild: str | None) -> None:
         app_id = self.env.get("DISCORD_APPLICATION_ID") or self._parameter("DiscordApplicationId", sam)
@@ -501,11 +556,15 @@ class Deployment:
         change. Returns the functions touched.
         """
         if self.dry_run:
-            self.say(f"put the new token into {self._token_secret}")
+            self.say(f"put the new token into {self._token_parameter}")
             self.say(f"update the description of every function of stack {self.stack_name}")
             return []
         self.env = {**self.env, "DISCORD_BOT_TOKEN": token}
         self._fill_bot_token()
+        return self._recycle_containers("bot token rotated")
+
+    def _recycle_containers(self, why: str) -> list[str]:
+        """Change every function's description, so Lambda starts new containers (which read again)."""
         lam, cfn = self.client("lambda"), self.client("cloudformation")
         summaries = cfn.list_stack_resources(StackName=self.stack_name)["StackResourceSummaries"]
         functions = [
@@ -513,8 +572,8 @@ class Deployment:
         ]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for name in functions:
-            lam.update_function_configuration(FunctionName=name, Description=f"bot token rotated {stamp}")
-        self.say(f"{len(functions)} functions will start new containers with the new token")
+            lam.update_function_configuration(FunctionName=name, Description=f"{why} {stamp}")
+        self.say(f"{len(functions)} functions will start new containers ({why})")
         return functions
 
     # -- the site ----------------------------------------------------------------------------------
@@ -610,11 +669,10 @@ class Deployment:
         cfn.delete_stack(StackName=self.stack_name)
         cfn.get_waiter("stack_delete_complete").wait(StackName=self.stack_name, WaiterConfig=self._poll)
         kept += [
-            f"secret gangway/{self.stage}/{name} (DeletionPolicy Retain; $0.40/month until you delete it; "
-            "the next deploy adopts it)"
-            for name, _ in SECRETS.values()
+            f"SecureString parameter {self._secure(name)} (no charge; the next deploy uses it again; "
+            f"aws ssm delete-parameter --name {self._secure(name)} removes it)"
+            for name in SECURE_PARAMETERS
         ]
-        kept.append("the KMS key, scheduled for deletion in 7 days (cancel-key-deletion brings it back)")
         kept.append(f"stack {ARTIFACTS_STACK} (Lambda packages of every stage; delete it by hand when done)")
         self.say("deleted. Kept:")
         for line in kept:

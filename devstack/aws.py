@@ -333,45 +333,20 @@ def _create_push_resources(settings: Settings) -> None:
 
 
 def ensure_vapid_keys(settings: Settings, *, replace: bool = False) -> str:
-    """Create the VAPID key pair in Secrets Manager unless it holds one already (or `replace`); returns
-    the public key. What `gangway vapid` runs, against AWS or the local emulator."""
+    """Create the VAPID key pair in its SecureString parameter unless it holds one already (or `replace`),
+    and its public half alone in the API function's parameter; returns the public key. What `gangway vapid`
+    and `make deploy` run, against AWS or the emulator."""
     import boto3
 
-    from chalicelib.push import VapidKeys
+    from deploy.parameters import ensure_vapid_keys as ensure
 
-    sm = boto3.client("secretsmanager", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
-    try:
-        current = str(sm.get_secret_value(SecretId=settings.vapid_secret)["SecretString"])
-    except sm.exceptions.ResourceNotFoundException:
-        current = None
-    if current is not None and not replace:
-        try:
-            kept = VapidKeys.from_json(current).public
-            _put_public(sm, settings.vapid_public_secret, kept)  # a pair made before the split
-            return kept
-        except Exception:  # "unset" (the template's placeholder) or malformed: make a pair
-            log.info("the VAPID secret %s holds no key pair yet", settings.vapid_secret)
-    keys = VapidKeys.generate()
-    if current is None:
-        sm.create_secret(Name=settings.vapid_secret, SecretString=keys.to_json())
-    else:
-        sm.put_secret_value(SecretId=settings.vapid_secret, SecretString=keys.to_json())
-    _put_public(sm, settings.vapid_public_secret, keys.public)
-    return keys.public
-
-
-def _put_public(sm: Any, secret_id: str, public: str) -> None:
-    """The public half in its own secret (the API function reads only that one)."""
-    value = json.dumps({"public": public})
-    try:
-        sm.put_secret_value(SecretId=secret_id, SecretString=value)
-    except sm.exceptions.ResourceNotFoundException:
-        sm.create_secret(Name=secret_id, SecretString=value)
+    ssm = boto3.client("ssm", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    return ensure(ssm, settings.vapid_parameter, settings.vapid_public_parameter, replace=replace)
 
 
 def _create_access_resources(settings: Settings) -> None:
-    """Player access: the grant, access and rate-limit tables (TTL on `purge_at`) and the KMS key that
-    seals IPAuth tokens, under the alias the settings name."""
+    """Player access: the grant, access and rate-limit tables (TTL on `purge_at`) and the SecureString
+    parameter holding the keys that seal IPAuth tokens, as `make deploy` makes it."""
     import boto3
 
     from chalicelib.access import AccessRecord, GrantRecord, RateRecord
@@ -384,10 +359,7 @@ def _create_access_resources(settings: Settings) -> None:
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purge_at"}
         )
-    kms = boto3.client("kms", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
-    alias = settings.ipauth_key_id
-    if alias.startswith("alias/"):
-        aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
-        if alias not in aliases:
-            key = kms.create_key(Description="gangway IPAuth link tokens", KeyUsage="ENCRYPT_DECRYPT")
-            kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+    from deploy.parameters import ensure_link_keys
+
+    ssm = boto3.client("ssm", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
+    ensure_link_keys(ssm, settings.ipauth_keys_parameter)

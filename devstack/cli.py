@@ -175,7 +175,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_vapid(args: argparse.Namespace) -> int:
-    """Create the deployment's VAPID key pair in Secrets Manager (once) and print its public key."""
+    """Create the deployment's VAPID key pair in its SecureString parameter (once); print its public key."""
     from chalicelib.config import Settings
 
     env = dict(os.environ)
@@ -185,19 +185,20 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
         stack = _load_stack(args.state_dir)
         env.update(fake_credentials())
         env.update({"AWS_ENDPOINT_URL": stack["aws_endpoint_url"], "GANGWAY_STAGE": "local"})
-        _use_tool_environment(stack, env)
         os.environ.update(env)
+        _use_tool_environment(stack, os.environ)  # after: it also takes the fake session token away
+        env = dict(os.environ)
     else:
         env["GANGWAY_STAGE"] = args.stage
-        env.pop("VAPID_SECRET", None)
-        env.pop("VAPID_PUBLIC_SECRET", None)
+        env.pop("VAPID_PARAMETER", None)
+        env.pop("VAPID_PUBLIC_PARAMETER", None)
     cfg = Settings.from_env(env)
     from devstack.aws import ensure_vapid_keys
 
     public = ensure_vapid_keys(cfg, replace=args.rotate)
     what = "replaced" if args.rotate else "ready"
     print(
-        f"VAPID keys {what} in secret {cfg.vapid_secret} (public half: {cfg.vapid_public_secret}, "
+        f"VAPID keys {what} in parameter {cfg.vapid_parameter} (public half: {cfg.vapid_public_parameter}, "
         f"{cfg.region})\npublic key: {public}"
     )
     if args.rotate:
@@ -298,11 +299,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pln.add_argument("--stage", help="the deployed stage whose tables to use (dev, prod)")
     pln.set_defaults(fn=_cmd_plan)
 
-    vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in Secrets Manager (once)")
+    vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in SSM (once)")
     vap.add_argument(
         "--stage",
         default="dev",
-        help="the deployed stage: secrets gangway/<stage>/vapid-keys and vapid-public",
+        help="the stage: parameters /gangway/<stage>/vapid-keys and vapid-public",
     )
     vap.add_argument("--local", action="store_true", help="against the local stack's emulator")
     vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")

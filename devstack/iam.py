@@ -45,10 +45,12 @@ __all__ = [
     "function_policies",
     "identify_handlers",
     "running_as",
+    "tool_environment",
 ]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-# `make run` / the tests turn enforcement on with this; the app finds the identities through SOURCE.
+# On by default in `make run` and the tests; `GANGWAY_ENFORCE_IAM=0` turns it off (the app finds the
+# identities through SOURCE).
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
 # "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
 # action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
@@ -73,9 +75,10 @@ _IDENTITIES = Identities()
 
 
 def enforced(env: Mapping[str, str] | None = None) -> bool:
-    """Whether GANGWAY_ENFORCE_IAM asks for enforcement."""
+    """Whether IAM is enforced: always, unless GANGWAY_ENFORCE_IAM turns it off (`0`), because a call a
+    policy does not allow must fail here as it would in AWS, not at a user's first `/start`."""
     e = os.environ if env is None else env
-    return e.get(ENFORCE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return e.get(ENFORCE_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def current_credentials() -> Keys:
@@ -85,7 +88,13 @@ def current_credentials() -> Keys:
     unscoped would hide exactly the gap enforcement is for.
     """
     name = CURRENT_FUNCTION.get()
-    if name is None or not _IDENTITIES.functions:
+    if not _IDENTITIES.functions:
+        # Not the process that made the identities (a child a test starts, or before enforce()): the
+        # keys its environment holds, which enforce() set to the admin's in the parent.
+        env = os.environ
+        key, secret = env.get("AWS_ACCESS_KEY_ID", "testing"), env.get("AWS_SECRET_ACCESS_KEY", "testing")
+        return (key, secret, env.get("AWS_SESSION_TOKEN"))
+    if name is None:
         return _IDENTITIES.admin
     return _IDENTITIES.functions[name]
 
@@ -116,10 +125,10 @@ def identify_handlers(app: Any) -> None:
 
 
 def deployed_names(stage: str) -> dict[str, str]:
-    """The environment naming tables, queues, state machines and the link-token key as a deployed
+    """The environment naming tables, queues, state machines and the SecureString parameters as a deployed
     stage names them (`gangway-<stage>-…`): moto matches DynamoDB's table ARN against a policy's
     Resource, so under enforcement the names must be the ones the policies are written for."""
-    from deploy.template.keys import ipauth_alias
+    from deploy.template.keys import secure_parameter
     from deploy.template.stage import Stage, queue_names, table_names
 
     named = Stage(stage, {}, {})
@@ -127,7 +136,10 @@ def deployed_names(stage: str) -> dict[str, str]:
         **table_names(named),
         **queue_names(named),
         "WORKFLOWS_PREFIX": named.prefix,
-        "IPAUTH_KEY_ID": ipauth_alias(named),
+        "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage, "discord-bot-token"),
+        "VAPID_PARAMETER": secure_parameter(stage, "vapid-keys"),
+        "VAPID_PUBLIC_PARAMETER": secure_parameter(stage, "vapid-public"),
+        "IPAUTH_KEYS_PARAMETER": secure_parameter(stage, "ipauth-keys"),
     }
 
 
@@ -287,6 +299,13 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
     )
     urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - the loopback emulator
     return _IDENTITIES
+
+
+def tool_environment(stage: str) -> dict[str, str]:
+    """What a tool run against this enforced emulator needs (`gangway plan|vapid|doctor --local` read it
+    from stack.json): the admin's keys, since only keys moto issued get in, and the stage's deployed names."""
+    admin = _IDENTITIES.admin
+    return {**deployed_names(stage), "AWS_ACCESS_KEY_ID": admin[0], "AWS_SECRET_ACCESS_KEY": admin[1]}
 
 
 def correct_moto_auth() -> None:

@@ -32,7 +32,7 @@ from devstack.aws import (
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import snowflake
 from devstack.iam import SOURCE as IAM_SOURCE
-from devstack.iam import deployed_names, enforce, enforced, identify_handlers
+from devstack.iam import deployed_names, enforce, enforced, identify_handlers, tool_environment
 from devstack.pump import Pump
 
 __all__ = ["Ports", "Stack", "free_port"]
@@ -127,8 +127,8 @@ class Stack:
             # S3 URL inherited from the caller's environment, which nothing here can reach.
             "CUSTOMER_TEMPLATE_URL": "",
         }
-        # GANGWAY_ENFORCE_IAM=1: every handler calls the emulator as its function's IAM user
-        # (devstack/iam.py), under the names the policies are written for, as tests/conftest.py does.
+        # IAM enforced (unless GANGWAY_ENFORCE_IAM=0): every handler calls the emulator as its function's
+        # IAM user (devstack/iam.py), under the names the policies are written for, as the tests do.
         iam = enforced()
         if iam:
             env.update({"CREDENTIALS_SOURCE": IAM_SOURCE, **deployed_names("local")})
@@ -193,9 +193,9 @@ class Stack:
         returns what tools run against this stack need in their environment (`gangway plan --local`, …):
         the admin's keys, since the emulator now lets only keys it issued in, and the deployed names."""
         identify_handlers(app)
-        admin = enforce(aws_url, region, stage).admin
+        enforce(aws_url, region, stage)
         log.info("IAM enforced: each function calls the emulator as its own user (policies/*.json)")
-        return {**deployed_names(stage), "AWS_ACCESS_KEY_ID": admin[0], "AWS_SECRET_ACCESS_KEY": admin[1]}
+        return tool_environment(stage)
 
     def _serve_site(self) -> str:
         # The page finds the API through config.json, which the deploy step writes next to it in S3.

@@ -2,7 +2,9 @@
 // browser's address in, and shows one of a few states. No framework, no build step.
 // The API's origin comes from config.json (written by the deploy step, served by the local stack).
 
-const TOKEN = /^g1\.[0-9]{1,24}\.[A-Za-z0-9_-]{16,2048}$/;
+const TOKEN = /^g2\.[0-9]{1,24}\.[0-9a-f]{8}\.[A-Za-z0-9_-]{16,2048}$/;
+// Links from before the AES-GCM format (KMS-sealed): shown as expired, with what to do.
+const OLD_TOKEN = /^g1\.[0-9]{1,24}\.[A-Za-z0-9_-]{16,2048}$/;
 
 const $ = (id) => document.getElementById(id);
 
@@ -255,7 +257,16 @@ async function turnOn() {
     $("push-off").hidden = false;
     button.textContent = "Save";
     const when = preference === "start" ? "/addip, and when a game you play starts" : "/addip";
-    pushStatus(`On. Next time you run ${when}, this browser lets itself in.`, "ok");
+    if (saved.body && saved.body.confirmed === false) {
+      // A leaked link must not make someone else's browser a way in: its member confirms it in Discord.
+      pushStatus(
+        "Almost: in Discord, press Confirm automatic authorisation under your /addip reply. " +
+          `Then, next time you run ${when}, this browser lets itself in.`,
+        "ok",
+      );
+    } else {
+      pushStatus(`On. Next time you run ${when}, this browser lets itself in.`, "ok");
+    }
   } catch (err) {
     pushStatus("This browser couldn't subscribe to notifications. You can keep using links from /addip.", "bad");
   } finally {
@@ -302,6 +313,8 @@ function route() {
   }
   if (!raw) {
     check();
+  } else if (OLD_TOKEN.test(raw)) {
+    show("expired");
   } else if (!TOKEN.test(raw)) {
     show("invalid");
   } else {

@@ -3,7 +3,7 @@
 // page does with a link, then shows the result (browsers require a visible notification for a push).
 // Clicking the notification opens the page's status view. No framework, no build step.
 
-const TOKEN = /^g1\.[0-9]{1,24}\.[A-Za-z0-9_-]{16,2048}$/;
+const TOKEN = /^g2\.[0-9]{1,24}\.[0-9a-f]{8}\.[A-Za-z0-9_-]{16,2048}$/;
 const TAG = "gangway-ipauth";
 
 self.addEventListener("install", () => self.skipWaiting());

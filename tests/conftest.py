@@ -64,7 +64,8 @@ os.environ.update(
         "CUSTOMER_TEMPLATE_URL": "https://gangway-test-templates.s3.us-east-1.amazonaws.com/gangway-customer-role.yaml",
     }
 )
-# GANGWAY_ENFORCE_IAM=1: every handler calls the emulator as its own IAM user (devstack/iam.py).
+# IAM is enforced (GANGWAY_ENFORCE_IAM=0 turns it off): every handler calls the emulator as its own IAM user
+# (devstack/iam.py).
 if enforced():
     os.environ["CREDENTIALS_SOURCE"] = IAM_SOURCE
     os.environ.update(deployed_names("test"))  # the names the policies are written for
@@ -226,6 +227,23 @@ def tenant(harness: Harness) -> Iterator[str]:
     harness.command("setup")
     harness.component("setup:main", ["400000000000000001"])  # tests.lifecycle_helpers.MAIN
     yield harness.user.who.guild_id or ""
+
+
+@pytest.fixture
+def customer_tenant(tenant: str) -> str:
+    """The tenant, its games moved to its own AWS account: an access role made as the customer's stack
+    makes it (policies/customer-role.yaml's statements, trusting gangway with its ExternalId), which the
+    broker assumes for every call in that account."""
+    from chalicelib.tenancy import TenantStore
+    from chalicelib.wiring import container
+    from devstack.iam import ACCOUNT, create_customer_role
+
+    c = container()
+    store = TenantStore(default_region=c.settings.region)
+    offered = store.offer_customer_account(tenant)
+    role = create_customer_role(c.client("iam"), f"gangway-access-{tenant}", offered.external_id or "")
+    store.mark_verified(tenant, role_arn=role, region=c.settings.region, account_id=ACCOUNT)
+    return tenant
 
 
 @pytest.fixture

@@ -70,3 +70,26 @@ def running_stack(state: Path, extra_env: Mapping[str, str] | None = None) -> It
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def stack_aws(stack: Mapping[str, Any], service: str) -> Any:
+    """A boto3 client on a running stack's emulator with the keys its stack.json gives tools (IAM is
+    enforced there: only keys moto issued get in; the fake ones only when `GANGWAY_ENFORCE_IAM=0`)."""
+    import boto3
+
+    tools: Mapping[str, str] = stack.get("tool_environment") or {}
+    make: Any = boto3.client
+    return make(
+        service,
+        region_name="us-east-1",
+        endpoint_url=stack["aws_endpoint_url"],
+        aws_access_key_id=tools.get("AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=tools.get("AWS_SECRET_ACCESS_KEY", "testing"),
+    )
+
+
+def stack_table(stack: Mapping[str, Any], name: str) -> str:
+    """A running stack's table by its short name (`games`, `grants`, …): the deployed name it runs
+    under when IAM is enforced (`gangway-local-games`), else `gangway-games`."""
+    tools: Mapping[str, str] = stack.get("tool_environment") or {}
+    return tools.get(f"{name.upper()}_TABLE", f"gangway-{name}")

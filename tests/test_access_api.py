@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.access import AccessPolicy, AccessRecord, GrantStore, LinkKind
+from chalicelib.access import AccessPolicy, AccessRecord, GrantStore, Limit, LinkKind
+from chalicelib.access.ratelimit import address_subjects
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
 from tests.access_helpers import add_game, authorize, call_api, make_tenant
@@ -93,15 +95,15 @@ def test_expired_link_is_refused_and_writes_nothing(tenant: str) -> None:
 
 def test_tampered_and_foreign_tenant_tokens_are_invalid_and_write_nothing(tenant: str) -> None:
     token = _member_token(tenant)
-    prefix, tid, blob = token.split(".")
+    prefix, tid, key_id, blob = token.split(".")
     flipped = blob[:20] + ("A" if blob[20] != "A" else "B") + blob[21:]
     other = snowflake()
     make_tenant(other)
     for bad in (
-        f"{prefix}.{tid}.{flipped}",  # a changed byte
-        f"{prefix}.{other}.{blob}",  # sealed for this tenant, presented as another's
+        f"{prefix}.{tid}.{key_id}.{flipped}",  # a changed byte
+        f"{prefix}.{other}.{key_id}.{blob}",  # sealed for this tenant, presented as another's
         _member_token(other).replace(other, tenant),  # another tenant's link relabelled
-        "g1.123.notbase64!!",
+        "g2.123.0badbeef.notbase64!!",
         "hello",
     ):
         answer = authorize(bad, "198.51.100.10")
@@ -163,7 +165,7 @@ def test_cors_allows_only_the_site_origin(tenant: str) -> None:
         '{"token": ""}',
         '{"token": "x", "address": "1.2.3.4"}',
         '{"token": null}',
-        json.dumps({"token": "g1.1." + "A" * 3000}),
+        json.dumps({"token": "g2.1.00000000." + "A" * 3000}),
     ],
     ids=["empty", "not-json", "array", "number", "list", "blank", "extra-key", "null", "long-token"],
 )
@@ -202,12 +204,35 @@ def test_non_json_content_type_is_refused(tenant: str) -> None:
 
 def test_too_many_tries_from_one_address_get_429(tenant: str) -> None:
     address = "192.0.2.250"
-    statuses = [authorize(f"g1.1.AAAA{i}", address).status for i in range(21)]
+    statuses = [authorize(f"g2.1.00000000.AAAA{i}", address).status for i in range(21)]
     assert statuses[:20] == [403] * 20 and statuses[20] == 429
     answer = authorize(_member_token(tenant), address)
     assert answer.status == 429 and int(answer.headers["retry-after"]) >= 1
     assert answer.json["error"]["code"] == "rate_limited"
     assert GrantStore().all(tenant) == []
+
+
+def test_an_ipv6_client_rotating_addresses_inside_its_64_is_limited_too(tenant: str) -> None:
+    """Issue 15.3: each address of a /64 has its own counter, and so has the /64 (four addresses' worth)."""
+    net = f"2001:db8:{int(snowflake()) % 65536:x}:{os.getpid() % 65536:x}"
+    statuses = [authorize(f"g2.1.00000000.AAAA{i}", f"{net}::{i + 1:x}").status for i in range(81)]
+    assert statuses[:80] == [403] * 80 and statuses[80] == 429
+    assert authorize(_member_token(tenant), f"{net}::ffff").status == 429
+    assert GrantStore().all(tenant) == []
+    # The neighbouring /64 is someone else: not limited.
+    neighbour = net.rsplit(":", 1)[0] + f":{(int(net.rsplit(':', 1)[1], 16) + 1) % 65536:x}"
+    assert authorize(_member_token(tenant), f"{neighbour}::1").status == 200
+
+
+def test_the_rate_counters_of_an_address_are_its_own_and_for_ipv6_its_64() -> None:
+    limit = Limit("probe", 20, 600)
+    assert address_subjects(limit, "192.0.2.9") == [(limit, "192.0.2.9")]
+    assert address_subjects(limit, "::ffff:192.0.2.9") == [(limit, "192.0.2.9")]
+    wider = Limit("probe-v6net", 80, 600)
+    assert address_subjects(limit, "2001:DB8:1:2:aaaa::1") == [
+        (limit, "2001:db8:1:2:aaaa::1"),
+        (wider, "2001:db8:1:2::/64"),
+    ]
 
 
 def test_too_many_tries_of_one_link_get_429(tenant: str) -> None:

@@ -44,7 +44,7 @@ def test_addip_answers_privately_with_a_personal_link_in_the_fragment(harness: H
     assert data["flags"] == int(MessageFlag.EPHEMERAL)
     url = _link(answer)
     site = container().settings.site_url
-    assert url.startswith(site + "/#g1.")
+    assert url.startswith(site + "/#g2.")
     assert "?" not in url  # the token is never in the path or query, so never in a server log
     assert url in data["content"] and "replaces" in data["content"]
     assert re.search(r"<t:\d+:R>", data["content"])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.access import Grant, GrantStore, LinkKind, full_sync_request
-from chalicelib.agents import AgentRequest, FirewallGrant, cmd_topic, firewall_sync
+from chalicelib.agents import AgentRequest, FirewallGrant, FirewallPorts, cmd_topic, firewall_sync
 from chalicelib.games import GameState
 from chalicelib.wiring import container
 from tests.access_helpers import Subscriber, add_game, authorize, make_tenant
@@ -49,6 +49,7 @@ def test_an_authorised_address_is_synced_to_each_running_game_only(
             "mode": "delta",
             "grants": [{"address": "198.51.100.7", "expires_at": answer.json["expires_at"]}],
             "revoke": [],
+            "version": 1,  # the tenant's grant set's first change
         }
     assert _only_messages(agent_link) == []
 
@@ -81,7 +82,7 @@ def test_the_reaper_removes_expired_grants_and_syncs_the_removal(tenant: str, ag
     assert [g.address for g in store.all(tenant)] == ["203.0.113.6"]
     topic, msg = agent_link.next()
     assert topic == cmd_topic(tenant, "valheim")
-    assert msg["body"] == {"mode": "delta", "grants": [], "revoke": ["203.0.113.5"]}
+    assert msg["body"] == {"mode": "delta", "grants": [], "revoke": ["203.0.113.5"], "version": 1}
 
 
 def test_the_reaper_binding_runs_as_the_schedule_invokes_it(tenant: str) -> None:
@@ -100,6 +101,8 @@ def test_a_connecting_agent_gets_the_full_current_set(tenant: str, agent_link: S
     store.put(Grant(tenant, "2001:db8::42", LinkKind.MEMBER, "user#1", now, now + 3600))
     store.put(Grant(tenant, "198.51.100.7", LinkKind.GUEST, "link#z", now, now + 60))
     store.put(Grant(tenant, "198.51.100.8", LinkKind.GUEST, "link#z", now - 90, now - 1))  # expired
+    store.next_version(tenant, now)
+    store.next_version(tenant, now)
     request = container().access.full_sync(tenant, now)
     assert request.type == "firewall.sync"
     assert request.body == {
@@ -108,6 +111,7 @@ def test_a_connecting_agent_gets_the_full_current_set(tenant: str, agent_link: S
             {"address": "198.51.100.7", "expires_at": now + 60},
             {"address": "2001:db8::42", "expires_at": now + 3600},
         ],
+        "version": 2,
     }
     container().access.send_full_sync(tenant, "valheim", now)
     topic, msg = agent_link.next()
@@ -132,7 +136,13 @@ def test_our_firewall_sync_matches_the_agent_contract_examples(name: str) -> Non
     example = json.loads((CONTRACT / name).read_text())
     body = example["body"]
     grants = [FirewallGrant(g["address"], g["expires_at"]) for g in body["grants"]]
-    ours = json.loads(firewall_sync(body["mode"], grants, body.get("revoke", [])).to_json())
+    ports = body.get("ports")
+    wire_ports = FirewallPorts(tuple(ports["tcp"]), tuple(ports["udp"])) if ports else None
+    ours = json.loads(
+        firewall_sync(
+            body["mode"], grants, body.get("revoke", []), version=body["version"], ports=wire_ports
+        ).to_json()
+    )
     assert set(ours) == set(example) == {"id", "type", "body"}
     assert ours["type"] == example["type"] and ours["body"] == example["body"]
 

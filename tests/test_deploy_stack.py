@@ -21,7 +21,9 @@ import boto3
 import pytest
 from moto.cloudformation.parsing import get_model_map
 
+from chalicelib.access import LinkKeyRing
 from deploy.__main__ import main as deploy_main
+from deploy.parameters import adopt_legacy_secret, read_secure
 from deploy.stack import EMULATOR_SKIPS, Deployment, for_emulator, site_files
 from deploy.template import ROOT
 from devstack.aws import Emulator
@@ -79,13 +81,28 @@ def test_what_the_emulator_leaves_out_is_exactly_what_moto_cannot_create(deploye
     for res in sam["Resources"].values():
         if res["Type"] == "AWS::Serverless::Function":
             res["Properties"]["CodeUri"] = "s3://artifacts/package.zip"  # what deploy uploads first
+        elif res["Type"] == "AWS::Serverless::LayerVersion":
+            res["Properties"]["ContentUri"] = "s3://artifacts/push-layer.zip"
     cfn, skipped = for_emulator(sam)
     translated_types = {r["Type"] for r in cfn["Resources"].values()}
     moto_types = set(get_model_map())
     assert translated_types <= moto_types  # everything else really is created
     assert not (EMULATOR_SKIPS - {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}) & moto_types
     assert any("left out" in line and "AgentEventsRule" in line for line in deployed.lines)
-    assert "JobsQueue" not in skipped and "LinkTokenKey" not in skipped
+    assert "JobsQueue" not in skipped
+
+
+def test_web_push_layer_is_made_from_the_split_package(deployed: Deployed) -> None:
+    # moto names the layer after its logical id (AWS takes LayerName: test_package.py checks the template).
+    layers = deployed.client("lambda").list_layers()["Layers"]
+    assert [x for x in layers if "WebPushLayer" in x["LayerName"]]
+    s3 = deployed.client("s3")
+    keys = [
+        o["Key"]
+        for b in s3.list_buckets()["Buckets"]
+        for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])
+    ]
+    assert any(k.startswith(f"{STAGE}/") and k.endswith(".layer.zip") for k in keys)
 
 
 def test_every_table_exists_with_its_keys_indexes_and_billing(deployed: Deployed) -> None:
@@ -125,12 +142,19 @@ def test_the_jobs_function_consumes_its_queue_one_message_at_a_time(deployed: De
     assert env["DISCORD_APPLICATION_ID"] == APPLICATION_ID
 
 
-def test_the_link_key_rotates_and_the_instance_policy_exists(deployed: Deployed) -> None:
-    kms = deployed.client("kms")
-    key_id = deployed.physical("LinkTokenKey")
-    # (moto's DescribeKey fails on keys CloudFormation made: it stores their policy as a dict.)
-    assert key_id in {k["KeyId"] for k in kms.list_keys()["Keys"]}
-    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+def test_deploy_makes_the_link_keys_and_vapid_pair_and_the_instance_policy_exists(deployed: Deployed) -> None:
+    """The SecureString parameters CloudFormation cannot make: standard tier, the AWS-managed key."""
+    ssm = deployed.client("ssm")
+    for name in ("ipauth-keys", "vapid-keys", "discord-bot-token"):
+        found = ssm.describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Values": [f"/gangway/{STAGE}/{name}"]}]
+        )["Parameters"]
+        assert [(p["Type"], p["Tier"]) for p in found] == [("SecureString", "Standard")], name
+        assert found[0].get("KeyId", "alias/aws/ssm") == "alias/aws/ssm"
+    ring = LinkKeyRing.parse(
+        ssm.get_parameter(Name=f"/gangway/{STAGE}/ipauth-keys", WithDecryption=True)["Parameter"]["Value"]
+    )
+    assert ring.previous is None
     doc = deployed.client("iot").get_policy(policyName=f"gangway-{STAGE}-instance")["policyDocument"]
     assert "${iot:Connection.Thing.Attributes[tenant]}" in doc
 
@@ -176,7 +200,7 @@ def _camel(value: Any) -> Any:
 
 
 def test_what_moto_skips_is_accepted_by_the_service_apis_with_the_stacks_names(deployed: Deployed) -> None:
-    """The alarms, the IoT rule and the VAPID secret, made through their APIs from the template."""
+    """The alarms and the IoT rule, made through their APIs from the template."""
     cw = deployed.client("cloudwatch")
     for props in resources(deployed.template, "AWS::CloudWatch::Alarm"):
         cw.put_metric_alarm(**_resolve(props, deployed))
@@ -192,10 +216,6 @@ def test_what_moto_skips_is_accepted_by_the_service_apis_with_the_stacks_names(d
     )
     action = iot.get_topic_rule(ruleName=rule["RuleName"])["rule"]["actions"][0]["sqs"]
     assert action["queueUrl"].endswith(f"/gangway-{STAGE}-agent-events")
-    sm = deployed.client("secretsmanager")
-    for props in resources(deployed.template, "AWS::SecretsManager::Secret"):
-        if deployed.dep.bot_token() is None or not props["Name"].endswith("discord-bot-token"):
-            sm.create_secret(**props)
     assert deployed.client("s3").get_bucket_encryption(Bucket=deployed.outputs["SiteBucketName"])
 
 
@@ -254,9 +274,7 @@ def test_a_later_deploy_keeps_parameters_it_is_not_given(deployed: Deployed, emu
     stack = deployed.client("cloudformation").describe_stacks(StackName=f"gangway-{STAGE}")["Stacks"][0]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert params["DiscordApplicationId"] == APPLICATION_ID
-    assert (
-        params["BotTokenSecretExists"] == "true"
-    )  # the emulator's stand-in secret is adopted, not recreated
+    assert again.bot_token() == deployed.dep.bot_token() == "deployed-bot-token"  # kept, not reset
 
 
 def test_rotating_the_token_stores_it_and_recycles_every_function(
@@ -271,6 +289,25 @@ def test_rotating_the_token_stores_it_and_recycles_every_function(
         assert lam.get_function_configuration(FunctionName=name)["Description"].startswith(
             "bot token rotated"
         )
+
+
+def test_rotating_the_link_key_keeps_the_previous_and_recycles_every_function(
+    deployed: Deployed, emulator: Emulator
+) -> None:
+    dep = Deployment(STAGE, build_dir=deployed.dep.build_dir, endpoint_url=emulator.url, say=lambda _: None)
+    ssm, name = deployed.client("ssm"), f"/gangway/{STAGE}/ipauth-keys"
+
+    def ring() -> LinkKeyRing:
+        return LinkKeyRing.parse(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+
+    before = ring()
+    touched = dep.rotate_link_keys()
+    after = ring()
+    assert after.previous == before.current and after.current != before.current
+    lam = deployed.client("lambda")
+    assert len(touched) == len(resources(deployed.template, "AWS::Serverless::Function"))
+    for fn in touched:
+        assert lam.get_function_configuration(FunctionName=fn)["Description"].startswith("link keys rotated")
 
 
 def test_destroy_backs_up_the_tables_empties_the_bucket_and_deletes_the_stack(
@@ -290,8 +327,26 @@ def test_destroy_backs_up_the_tables_empties_the_bucket_and_deletes_the_stack(
         TableName="gangway-prod-tenants"
     )
     assert backups["BackupSummaries"]
-    assert any("gangway/prod/discord-bot-token" in k and "Retain" in k for k in kept)
+    assert any("/gangway/prod/discord-bot-token" in k and "no charge" in k for k in kept)
     assert dep.destroy() == [] and "nothing to destroy" in lines[-1]
+
+
+def test_an_upgrade_copies_the_old_secrets_into_parameters_once(emulator: Emulator) -> None:
+    """An older gangway kept the bot token and VAPID pair in retained Secrets Manager secrets: the
+    next deploy carries them over (browsers stay subscribed), never over a parameter that exists."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=emulator.url)
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=emulator.url)
+    stage = f"upgrade{os.getpid()}"
+    sm.create_secret(Name=f"gangway/{stage}/discord-bot-token", SecretString="old-bot-token")
+    sm.create_secret(Name=f"gangway/{stage}/vapid-keys", SecretString="unset")  # never filled
+    token, vapid = f"/gangway/{stage}/discord-bot-token", f"/gangway/{stage}/vapid-keys"
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/discord-bot-token", token) is True
+    assert read_secure(ssm, token) == "old-bot-token"
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/vapid-keys", vapid) is False  # nothing to keep
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/absent", f"/gangway/{stage}/absent") is False
+    sm.put_secret_value(SecretId=f"gangway/{stage}/discord-bot-token", SecretString="newer")
+    assert adopt_legacy_secret(ssm, sm, f"gangway/{stage}/discord-bot-token", token) is False
+    assert read_secure(ssm, token) == "old-bot-token"
 
 
 def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
@@ -302,8 +357,11 @@ def test_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
     )
     dep.deploy(dep.build(), guild="123")
     dep.destroy()
+    assert dep.rotate_link_keys() == []
     text = "\n".join(lines)
     for step in (
+        "/gangway/dev/ipauth-keys (new link keys) and /gangway/dev/vapid-keys",
+        "put a new current key into /gangway/dev/ipauth-keys, keeping the current one as previous",
         "deploy.template",
         "chalice package --stage dev --merge-template",
         "bootstrap.json",
@@ -336,7 +394,7 @@ def test_site_files_get_content_types_browsers_accept_and_fresh_html(tmp_path: P
 
 def test_the_cli_knows_every_make_target() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    for cmd in ("build", "deploy", "destroy", "rotate-token", "cost"):
+    for cmd in ("build", "deploy", "destroy", "rotate-token", "rotate-link-key", "cost"):
         assert f"-m deploy {cmd} --stage $(STAGE)" in makefile
         with pytest.raises(SystemExit) as exc:
             deploy_main([cmd, "--help"])
@@ -349,4 +407,4 @@ def test_the_cli_checks_policies_and_prints_the_idle_cost(
     assert deploy_main(["check", "--stage", STAGE, "--build-dir", str(build_dir)]) == 0
     assert deploy_main(["cost", "--stage", STAGE, "--build-dir", str(build_dir)]) == 0
     out = capsys.readouterr().out
-    assert "no problems" in out and "idle total" in out
+    assert "no problems" in out and "idle total" in out and "20 h of play" in out

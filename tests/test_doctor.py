@@ -257,7 +257,7 @@ def test_a_stage_not_deployed_yet_checks_the_account_and_skips_the_wiring(
     assert not failed(checks)
 
 
-def test_a_deployed_stage_is_read_from_its_stack_outputs_parameters_and_secret(
+def test_a_deployed_stage_is_read_from_its_stack_outputs_parameters_and_token_parameter(
     emulator: Emulator, discord: DiscordStandIn
 ) -> None:
     cfn = boto3.client("cloudformation", region_name="us-east-1", endpoint_url=emulator.url)
@@ -271,8 +271,8 @@ def test_a_deployed_stage_is_read_from_its_stack_outputs_parameters_and_secret(
         TemplateBody=json.dumps(template),
         Parameters=[{"ParameterKey": "DiscordApplicationId", "ParameterValue": APP}],
     )
-    sm = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=emulator.url)
-    sm.create_secret(Name="gangway/doctest/discord-bot-token", SecretString=LOCAL_BOT_TOKEN)
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=emulator.url)
+    ssm.put_parameter(Name="/gangway/doctest/discord-bot-token", Value=LOCAL_BOT_TOKEN, Type="SecureString")
     env = {**fake_credentials(), "AWS_ENDPOINT_URL": emulator.url, "DISCORD_API_URL": discord.url}
     target = Target.deployed("doctest", env)
     assert (target.stack, target.application_id, target.bot_token, target.interactions_url) == (

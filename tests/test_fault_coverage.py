@@ -392,7 +392,7 @@ def _addip(rig: Rig, variant: str) -> None:
     rig.settle("addip-push")
     told = rig.told(payload)
     # Either the browser's address (it let itself in) or the ordinary link: never nothing.
-    assert "203.0.113.90" in told or "/#g1." in told, told
+    assert "203.0.113.90" in told or "/#g2." in told, told
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from chalicelib.access import Grant, GrantStore, LinkKind
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game, GameRecord, GameState
 from chalicelib.jobs.models import InteractionRecord
@@ -31,7 +35,8 @@ from chalicelib.lifecycle.tools import (
 )
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
-from tests.access_helpers import Subscriber
+from tests.access_helpers import Broker, Subscriber
+from tests.agent_host import agent_host
 from tests.helpers import Harness
 from tests.lifecycle_helpers import MAIN, create_game, ec2_of, game_row, start_until_running
 
@@ -197,17 +202,55 @@ def test_the_launch_config_gets_port_numbers() -> None:
     assert port_numbers([]) == ((), ())
 
 
-def test_openport_on_a_running_game_resyncs_its_agent_and_says_when_ports_apply(
-    harness: Harness, tenant: str, agent_link: Subscriber
+def test_openport_on_a_running_game_is_filtered_by_its_agent_at_once_and_says_who_may_connect(
+    harness: Harness, tenant: str, agent_link: Subscriber, mqtt_broker: Broker, tmp_path: Path
 ) -> None:
     create_game(harness, "rust")
     start_until_running(harness, tenant, "rust")
-    agent_link.drain()
-    data = _deferred(harness, "openport", game="rust", ports="udp:28015")
-    assert "its firewall takes the new port list at its next start" in data["content"]
-    topic, msg = agent_link.next()
-    assert topic == f"gangway/{tenant}/rust/cmd" and msg["type"] == "firewall.sync"
-    assert msg["body"]["mode"] == "full"
+    now = int(time.time())
+    GrantStore().put(Grant(tenant, "198.18.9.1", LinkKind.MEMBER, "user#1", now, now + 3600))
+    with agent_host(tmp_path, mqtt_broker, tenant, "rust") as host:
+        _until(lambda: host.addresses() == {"198.18.9.1"})  # its `ready` brought the grants
+        assert 28015 not in host.firewall.ports()[1]
+        agent_link.drain()
+        data = _deferred(harness, "openport", game="rust", ports="udp:28015")
+        # the agent's chain filters the new port before the reply says so (and before the group opens it)
+        assert 28015 in host.firewall.ports()[1]
+        table = subprocess.run(
+            ["ip", "netns", "exec", host.ns, "nft", "list", "table", "inet", "gangway"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "28015" in table
+        content = data["content"]
+        assert "✅ Opened udp:28015 on **rust**." in content
+        assert "**rust** is running: its firewall filters" in content and "`udp:28015`" in content
+        assert "open only to the **1** IP address let in" in content and "everyone else is refused" in content
+        assert "security group" in content and "next start" not in content
+        [request] = [m for _, m in agent_link.drain() if m["id"].startswith("tool-firewall-")]
+        assert request["body"]["mode"] == "full" and 28015 in request["body"]["ports"]["udp"]
+
+
+def test_openport_on_a_running_game_whose_agent_is_silent_opens_nothing_and_says_so(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    create_game(harness, "ark")
+    start_until_running(harness, tenant, "ark")  # no agent answers on this game's topic
+    data = _deferred(harness, "openport", game="ark", ports="udp:27777")
+    content = data["content"]
+    assert "**ark** is running, but its firewall didn't confirm the new port list" in content
+    assert "security group was left as it was: the new ports stay closed to everyone" in content
+    group_id = game_row(tenant, "ark").resources.security_group_id
+    [group] = container().client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    assert 27777 not in {p.get("FromPort") for p in group["IpPermissions"]}
+
+
+def _until(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 # -- /files ------------------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """Game DNS names in Route 53 (moto, through the broker): /setdns checks the zone, a running game gets
-`<game>.<domain>` (TTL 10 s), a stopped one loses it, and a DNS failure never fails a start or stop."""
+`<game>.<domain>` (TTL 10 s), a stopped one loses it, and a DNS failure never fails a start or stop.
+
+DNS names live in a zone of the tenant's own account, reached through its access role (the customer
+role grants Route 53 on the zone it names; no function role has Route 53), so these tenants are
+customers; a hosting tenant's /setdns is refused before any AWS call."""
 
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ def _setdns(harness: Harness, **options: str) -> str:
     return content
 
 
-def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness, tenant: str) -> None:
+def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness, customer_tenant: str) -> None:
+    tenant = customer_tenant
     zone = _zone("play.example.net")
     said = _setdns(harness, zone_id=zone, domain="Games.Play.Example.NET.")
     assert said.startswith("✅") and "games.play.example.net" in said
@@ -64,7 +69,8 @@ def test_a_running_game_has_a_name_that_goes_away_when_it_stops(harness: Harness
     assert stored is not None and stored.dns_zone_id is None and stored.dns_domain is None
 
 
-def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness, tenant: str) -> None:
+def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness, customer_tenant: str) -> None:
+    tenant = customer_tenant
     zone = _zone("refuse.example.org")
     assert "isn't a Route 53 hosted zone id" in _setdns(harness, zone_id="no-such", domain="a.example.org")
     assert "isn't a domain name" in _setdns(harness, zone_id=zone, domain="not a domain")
@@ -77,7 +83,8 @@ def test_setdns_refuses_what_it_cannot_use_and_changes_nothing(harness: Harness,
     assert stored is not None and stored.dns_zone_id is None
 
 
-def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, tenant: str) -> None:
+def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, customer_tenant: str) -> None:
+    tenant = customer_tenant
     container().services.tenants.set_dns(tenant, "ZGONEZONE0001", "gone.example.net")  # deleted after /setdns
     create_game(harness, "ark")
     started = start_until_running(harness, tenant, "ark")
@@ -95,14 +102,14 @@ def _put_a(zone: str, name: str, address: str) -> None:
     )
 
 
-def test_dns_clean_up_deletes_only_records_gangway_made(harness: Harness, tenant: str) -> None:
+def test_dns_clean_up_deletes_only_records_gangway_made(harness: Harness, customer_tenant: str) -> None:
     """An admin's own `www` record (or a game's name that someone else set) is never overwritten or
     deleted: gangway marks what it makes with a TXT record and touches only those."""
     from chalicelib.instances import DnsGateway
 
     zone = _zone("own.example.net")
     assert _setdns(harness, zone_id=zone, domain="own.example.net").startswith("✅")
-    stored = container().services.tenants.read(tenant)
+    stored = container().services.tenants.read(customer_tenant)
     assert stored is not None
     dns = DnsGateway(lambda: container().client("route53"), stored)
 
@@ -122,3 +129,11 @@ def test_dns_clean_up_deletes_only_records_gangway_made(harness: Harness, tenant
     dns.unpublish("rust")
     left = container().client("route53").list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
     assert not [r for r in left if r["Name"].startswith("rust.")]
+
+
+def test_a_hosting_tenant_is_told_dns_names_need_its_own_account(harness: Harness, tenant: str) -> None:
+    said = _setdns(harness, zone_id=_zone("hosted.example.net"), domain="hosted.example.net")
+    assert said.startswith("⚠️ Game DNS names use a Route 53 zone in your own AWS account"), said
+    assert "/setup" in said
+    stored = container().services.tenants.read(tenant)
+    assert stored is not None and stored.dns_zone_id is None

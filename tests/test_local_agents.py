@@ -22,7 +22,7 @@ import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
 from tests.access_helpers import Subscriber, require_program
-from tests.stack_runner import running_stack
+from tests.stack_runner import running_stack, stack_aws, stack_table
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.stack
@@ -38,40 +38,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield info
 
 
-def _aws(stack: dict[str, Any], service: str) -> Any:
-    import boto3
-
-    make: Any = boto3.client
-    return make(
-        service,
-        region_name="us-east-1",
-        endpoint_url=stack["aws_endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _game_with_grant(stack: dict[str, Any], name: str, address: str) -> str:
     """A tenant (through /setup), a game row and one live grant, as issue 4 and 5 leave them."""
     guild = snowflake()
     admin = DiscordUser.from_stack(stack, Who(guild_id=guild, user_id=snowflake()))
     assert admin.post(admin.command("setup"))[0] == 200
     now = int(time.time())
-    dynamodb = _aws(stack, "dynamodb")
+    dynamodb = stack_aws(stack, "dynamodb")
     game = {"tenant_id": guild, "name": name, "description": "", "state": "RUNNING", "created_by": "1"}
     item = {k: {"S": v} for k, v in game.items()}
     item.update({k: {"N": str(now)} for k in ("created_at", "updated_at")} | {"version": {"N": "1"}})
-    dynamodb.put_item(TableName="gangway-games", Item=item)
+    dynamodb.put_item(TableName=stack_table(stack, "games"), Item=item)
     grant = {"tenant_id": guild, "address": address, "kind": "member", "owner": "user#1", "shard": "grant"}
     row = {k: {"S": v} for k, v in grant.items()}
     row.update({"granted_at": {"N": str(now)}, "expires_at": {"N": str(now + 3600)}})
-    dynamodb.put_item(TableName="gangway-grants", Item=row)
+    dynamodb.put_item(TableName=stack_table(stack, "grants"), Item=row)
     return guild
 
 
 def _run_instance(stack: dict[str, Any], tenant: str, game: str, user_data: str = "") -> str:
     tags = [{"Key": "gangway:tenant", "Value": tenant}, {"Key": "gangway:game", "Value": game}]
-    reply = _aws(stack, "ec2").run_instances(
+    reply = stack_aws(stack, "ec2").run_instances(
         ImageId=IMAGE,
         InstanceType="t3.micro",
         MinCount=1,
@@ -155,7 +142,7 @@ def test_an_instance_gets_an_agent_whose_ready_brings_the_full_firewall_set(stac
         game_port = json.loads(config.read_text())["launch"]["ports"]["tcp"][0]
         assert _port_open(game_port)
 
-        _aws(stack, "ec2").terminate_instances(InstanceIds=[instance])
+        stack_aws(stack, "ec2").terminate_instances(InstanceIds=[instance])
         _wait("the agent to end", lambda: not _agent_pids(config), timeout=20)
         assert not _port_open(game_port)
         assert "game started" in (config.parent / "agent.log").read_text()
@@ -194,7 +181,7 @@ def test_user_data_without_autostart_gives_an_agent_that_waits_and_reads_its_dis
         started = ask("game.start", {})
         reply = _until(evt, lambda _t, m: m["id"] == started)
         assert reply["type"] == "game.start.reply" and reply["body"]["started"] is True
-        _aws(stack, "ec2").terminate_instances(InstanceIds=[instance])
+        stack_aws(stack, "ec2").terminate_instances(InstanceIds=[instance])
         _wait("the agent to end", lambda: not _agent_pids(config), timeout=20)
     finally:
         evt.close()
@@ -204,7 +191,7 @@ def test_untagged_or_stopped_instances_get_no_agent_and_stopping_the_stack_ends_
     stack: dict[str, Any],
 ) -> None:
     # Last in the module: it stops the stack.
-    ec2 = _aws(stack, "ec2")
+    ec2 = stack_aws(stack, "ec2")
     untagged = ec2.run_instances(ImageId=IMAGE, InstanceType="t3.micro", MinCount=1, MaxCount=1)
     stopped = _run_instance(stack, snowflake(), "stopped-game")
     ec2.stop_instances(InstanceIds=[stopped])

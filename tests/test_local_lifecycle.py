@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
-from tests.test_local_agents import _aws
+from tests.stack_runner import stack_aws, stack_table
 from tests.test_local_agents import stack as agents_stack  # noqa: F401 - the module-scoped stack fixture
 
 MAIN = "400000000000000001"
@@ -78,7 +78,7 @@ def _story(info: dict[str, Any], guild: str, name: str, token: str) -> Callable[
     """What a failure message needs: the row, what the user saw, where the newest executions are."""
 
     def tell() -> str:
-        sfn = _aws(info, "stepfunctions")
+        sfn = stack_aws(info, "stepfunctions")
         lines = [f"row: {_item(info, guild, name)}", f"said: {_said(info, token)}"]
         for machine in sfn.list_state_machines()["stateMachines"]:
             for ex in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]:
@@ -97,8 +97,10 @@ def _story(info: dict[str, Any], guild: str, name: str, token: str) -> Callable[
 
 
 def _item(info: dict[str, Any], guild: str, name: str) -> dict[str, Any] | None:
-    got = _aws(info, "dynamodb").get_item(
-        TableName="gangway-games", Key={"tenant_id": {"S": guild}, "name": {"S": name}}, ConsistentRead=True
+    got = stack_aws(info, "dynamodb").get_item(
+        TableName=stack_table(info, "games"),
+        Key={"tenant_id": {"S": guild}, "name": {"S": name}},
+        ConsistentRead=True,
     )
     item = got.get("Item")
     return {k: next(iter(v.values())) for k, v in item.items()} if item else None
@@ -116,7 +118,7 @@ def _state(info: dict[str, Any], guild: str, name: str) -> str | None:
 
 
 def _leftovers(info: dict[str, Any], guild: str, name: str) -> tuple[list[str], list[str]]:
-    ec2 = _aws(info, "ec2")
+    ec2 = stack_aws(info, "ec2")
     tag = [{"Name": "tag:gangway", "Values": [f"{guild}/{name}"]}]
     instances = [
         i["InstanceId"]
@@ -132,12 +134,12 @@ def _snapshots(info: dict[str, Any], guild: str, name: str) -> dict[str, str]:
     tag = [{"Name": "tag:gangway", "Values": [f"{guild}/{name}"]}]
     return {
         s["SnapshotId"]: {t["Key"]: t["Value"] for t in s.get("Tags", [])}.get("gangway:role", "")
-        for s in _aws(info, "ec2").describe_snapshots(OwnerIds=["self"], Filters=tag)["Snapshots"]
+        for s in stack_aws(info, "ec2").describe_snapshots(OwnerIds=["self"], Filters=tag)["Snapshots"]
     }
 
 
 def _executions(info: dict[str, Any], guild: str, name: str) -> list[str]:
-    sfn = _aws(info, "stepfunctions")
+    sfn = stack_aws(info, "stepfunctions")
     machine = next(
         m["stateMachineArn"]
         for m in sfn.list_state_machines()["stateMachines"]
@@ -174,7 +176,7 @@ def _newgame(info: dict[str, Any], admin: DiscordUser, guild: str, name: str) ->
 
 def _groups(info: dict[str, Any], guild: str, name: str) -> list[str]:
     tag = [{"Name": "tag:gangway", "Values": [f"{guild}/{name}"]}]
-    return [g["GroupId"] for g in _aws(info, "ec2").describe_security_groups(Filters=tag)["SecurityGroups"]]
+    return [g["GroupId"] for g in stack_aws(info, "ec2").describe_security_groups(Filters=tag)["SecurityGroups"]]
 
 
 def test_a_game_lives_through_start_stop_start_backup_stop_and_delete(stack: dict[str, Any]) -> None:
@@ -215,7 +217,7 @@ def _start(info: dict[str, Any], member: DiscordUser, guild: str, *, from_snapsh
     row = _row(info, guild, "valheim")
     assert _leftovers(info, guild, "valheim") == ([row["instance_id"]], [row["volume_id"]])
     if from_snapshot:
-        described = _aws(info, "ec2").describe_volumes(VolumeIds=[row["volume_id"]])["Volumes"][0]
+        described = stack_aws(info, "ec2").describe_volumes(VolumeIds=[row["volume_id"]])["Volumes"][0]
         assert described["SnapshotId"] == from_snapshot
     token: str = started["token"]
     return token
@@ -263,14 +265,14 @@ def _backup(info: dict[str, Any], admin: DiscordUser, guild: str) -> str:
     assert f"`{manual}`" in said[-1]
     row = _row(info, guild, "valheim")
     assert row["state"] == "RUNNING" and not row.get("backup")
-    snap = _aws(info, "ec2").describe_snapshots(SnapshotIds=[manual])["Snapshots"][0]
+    snap = stack_aws(info, "ec2").describe_snapshots(SnapshotIds=[manual])["Snapshots"][0]
     assert snap["State"] == "completed" and snap["VolumeId"] == row["volume_id"]
     return manual
 
 
 def _data_snapshot(info: dict[str, Any], guild: str, volume: str) -> str:
     tags = [{"Key": "gangway", "Value": f"{guild}/valheim"}, {"Key": "gangway:role", "Value": "data"}]
-    made = _aws(info, "ec2").create_snapshot(
+    made = stack_aws(info, "ec2").create_snapshot(
         VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}]
     )
     snapshot: str = made["SnapshotId"]

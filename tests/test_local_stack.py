@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
-from tests.stack_runner import clean_env, running_stack
+from devstack.iam import create_customer_role
+from tests.stack_runner import clean_env, running_stack, stack_aws
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.stack
@@ -97,8 +98,6 @@ def _follow_up(stack: dict[str, Any], token: str) -> dict[str, Any]:
 
 def test_onboarding_a_customer_account_end_to_end(stack: dict[str, Any]) -> None:
     """/setup → Connect → role ARN form → Verify, against a role in the stack's emulator."""
-    import boto3
-
     admin = DiscordUser.from_stack(stack, Who(guild_id=snowflake(), user_id=snowflake()))
     admin.post(admin.command("setup"))
     _, answer = admin.post(admin.component("setup:connect"))
@@ -107,27 +106,8 @@ def test_onboarding_a_customer_account_end_to_end(stack: dict[str, Any]) -> None
     with urllib.request.urlopen(template, timeout=5) as resp:
         assert b"sts:ExternalId" in resp.read()
 
-    iam = boto3.client(
-        "iam",
-        endpoint_url=stack["aws_endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
-    }
-    arn = iam.create_role(
-        RoleName=f"gangway-access-Role-{snowflake()}", AssumeRolePolicyDocument=json.dumps(trust)
-    )["Role"]["Arn"]
+    # The role as the customer's stack makes it (trust with the ExternalId, the template's policies).
+    arn = create_customer_role(stack_aws(stack, "iam"), f"gangway-access-Role-{snowflake()}", external_id)
     _, answer = admin.post(admin.modal_submit("setup:role", {"role_arn": arn, "region": "eu-central-1"}))
     assert answer["type"] == 7
     payload = admin.component("setup:verify")

@@ -75,8 +75,9 @@ def _c(*handlers: str) -> Call:
 # for games whose workflow ended without finishing).
 CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     # IP-link tokens: the page's API opens them; /ip and /addguestip (api), addip.push's fallback link
-    # (jobs) and web push's flow (steps) seal them.
-    "access/tokens.py": (("kms",), {"encrypt": Call({A, J, S}), "decrypt": Call({A})}),
+    # (jobs) and web push's flow (steps) seal them, with keys read from SSM once per container.
+    "access/tokens.py": ((), {}),  # AES-GCM in-process: no AWS call per token (issue 15.3)
+    "access/linkkeys.py": (("ssm",), {"get_parameter": Call({A, J, S})}),
     # Firewall sync and agent requests: IoT Core's data API.
     "access/firewall.py": (("iot-data",), {"publish": Call(_PUBLISHERS)}),
     "agents/publisher.py": (("iot-data",), {"publish": Call(_PUBLISHERS)}),
@@ -107,13 +108,13 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     ),
     # The browser's answer to a push (api) ends the flow's wait.
     "push/service.py": (("stepfunctions",), {"send_task_success": Call({A})}),
-    "push/vapid.py": (("secretsmanager",), {"get_secret_value": Call({A, S})}),
+    "push/vapid.py": (("ssm",), {"get_parameter": Call({A, S})}),
     "jobs/queue.py": (("sqs",), {"get_queue_url": Call({A}), "send_message": Call({A})}),
     # The bot token: registration, and the channel fallback of any reply editor whose interaction
     # token expired (jobs, a workflow's progress edits in steps and agent_events).
     "wiring.py": (
-        ("secretsmanager", "sts"),
-        {"get_secret_value": Call({J, S, E}), "get_caller_identity": Call(HANDLERS)},
+        ("ssm", "sts"),
+        {"get_parameter": Call({J, S, E}), "get_caller_identity": Call(HANDLERS)},
     ),
     "tenancy/broker.py": (("sts",), {"assume_role": Call({J, S, R})}),
     # /setup's verify job runs in jobs, as the customer's role (dry runs of what gangway will do).

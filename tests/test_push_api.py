@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.access import LinkKind, TokenSealer
+from chalicelib.access import LinkKind
 from chalicelib.push import MAX_DEVICES, PushService
 from chalicelib.wiring import container
 from devstack.discord_user import snowflake
@@ -31,7 +31,7 @@ SITE = {"Origin": "https://site.gangway.test"}
 
 def _seal(tenant: str, kind: LinkKind = LinkKind.MEMBER, *, user: str | None = None, age: int = 0) -> str:
     c = container()
-    token, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+    token, _ = c.sealer.seal(
         tenant_id=tenant,
         kind=kind,
         issued_at=int(time.time()) - age,
@@ -79,7 +79,7 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
         {"token": _seal(tenant, user=user), "subscription": device.subscription, "preference": "start"}
     )
     assert got.status == 200, got.json
-    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant}
+    assert got.json == {"subscribed": True, "preference": "start", "tenant": tenant, "confirmed": False}
     assert got.headers["cache-control"] == "no-store"
     [sub] = push_loopback.store.subscriptions(tenant, user)
     assert sub.endpoint == device.endpoint and sub.preference.value == "start"
@@ -91,6 +91,37 @@ def test_a_member_link_subscribes_this_browser_for_that_member(
     assert [s.preference.value for s in push_loopback.store.subscriptions(tenant, user)] == ["addip"]
 
 
+def test_a_subscription_expires_like_a_member_grant_and_goes_with_revoked_access(
+    tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    from chalicelib.access import AccessPolicy, GrantStore
+
+    GrantStore().set_policy(tenant, AccessPolicy(member_days=7), int(time.time()))
+    user, other = snowflake(), snowflake()
+    for who in (user, user, other):
+        device = push_standin.device()
+        token = _seal(tenant, user=who)
+        body = {"token": token, "subscription": device.subscription, "preference": "addip"}
+        assert _subscribe(body).status == 200
+    subs = push_loopback.store.subscriptions(tenant, user)
+    assert len(subs) == 2 and all(s.expires_at - s.created_at == 7 * 86400 for s in subs)
+    # after the tenant's member grant length the browser no longer counts (and /addip sends the link)
+    later = max(s.expires_at for s in subs)
+    assert push_loopback.store.subscriptions(tenant, user, now=later) == []
+    assert not push_loopback.wants_push(tenant, user)  # not confirmed in Discord yet
+    for sub in subs:
+        assert push_loopback.confirm(tenant, user, sub.link, int(time.time())) == 1
+    assert push_loopback.wants_push(tenant, user)
+    # revoking the member's access forgets their browsers, not another member's
+    done = container().access.revocations.member(tenant, user, int(time.time()))
+    assert done.browsers == 2 and done.addresses == ()
+    assert push_loopback.store.subscriptions(tenant, user) == []
+    assert not push_loopback.wants_push(tenant, user)
+    assert len(push_loopback.store.subscriptions(tenant, other)) == 1
+    assert container().access.revocations.everything(tenant, int(time.time())).browsers == 1
+    assert push_loopback.store.subscriptions(tenant, other) == []
+
+
 def test_guest_push_and_expired_tokens_cannot_subscribe(
     tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
 ) -> None:
@@ -100,7 +131,7 @@ def test_guest_push_and_expired_tokens_cannot_subscribe(
         (_seal(tenant, LinkKind.GUEST), "invalid"),
         (_seal(tenant, LinkKind.PUSH, user=user), "invalid"),
         (_seal(tenant, user=user, age=7200), "expired"),
-        ("g1.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "invalid"),
+        ("g2.1.00000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAA", "invalid"),
     ]:
         got = _subscribe({"token": token, "subscription": sub, "preference": "addip"})
         assert got.status == 403 and got.json["error"]["code"] == code, got.json
@@ -331,9 +362,10 @@ def test_the_interaction_path_never_imports_pywebpush(
     harness.command("setup")
     tenant = harness.user.who.guild_id or ""
     onboarded = snowflake()
-    push_loopback.subscribe(
+    sub = push_loopback.subscribe(
         _seal(tenant, user=onboarded), push_standin.device().subscription, "addip", int(time.time())
     )
+    push_loopback.confirm(tenant, onboarded, sub.link, int(time.time()))
     requests = []
     for uid in (onboarded, snowflake()):
         payload = harness.user.command(
@@ -373,19 +405,21 @@ def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
 ) -> None:
     from devstack.aws import fake_credentials
     from devstack.cli import main
+    from devstack.iam import tool_environment
 
     for key, value in {**fake_credentials(), "GANGWAY_STAGE": "local"}.items():
         monkeypatch.setenv(key, value)  # restored afterwards: the CLI sets them for its run
-    (tmp_path / "stack.json").write_text(json.dumps({"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"]}))
-    sm = container().client("secretsmanager")
-    name = "gangway/local/vapid-keys"
-    if name in {s["Name"] for s in sm.list_secrets()["SecretList"]}:
-        sm.put_secret_value(SecretId=name, SecretString="unset")  # what the deploy template leaves
+    stack = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "tool_environment": tool_environment("local")}
+    (tmp_path / "stack.json").write_text(json.dumps(stack))  # as `make run` writes it: the admin's keys
+    ssm = container().client("ssm")
+    name = "/gangway/local/vapid-keys"
+    ssm.put_parameter(Name=name, Value="unset", Type="SecureString", Overwrite=True)  # a malformed value
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0
     first = capsys.readouterr().out.split("public key: ")[1].strip()
-    stored = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+    stored = json.loads(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
     assert stored["public"] == first and len(stored["private"]) == 43  # 32 bytes, base64url
-    public_only = json.loads(sm.get_secret_value(SecretId="gangway/local/vapid-public")["SecretString"])
+    found = ssm.get_parameter(Name="/gangway/local/vapid-public", WithDecryption=True)["Parameter"]["Value"]
+    public_only = json.loads(found)
     assert public_only == {"public": first}  # the API function's half: no private key in it
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0  # kept
     assert capsys.readouterr().out.split("public key: ")[1].strip() == first
@@ -406,28 +440,57 @@ def test_a_missing_or_unset_vapid_secret_is_an_infra_error_not_a_crash() -> None
 
 
 def test_the_api_function_reads_only_the_public_vapid_key(emulator: Any) -> None:
-    """The API serves the public key from its own secret; its policy names no other VAPID secret, so a
-    bug or an injection in the API function cannot read the private key (issue 15, item 6)."""
+    """The API serves the public key from its own parameter; its policy names no other VAPID parameter,
+    so a bug or an injection in the API function cannot read the private key (issue 15, item 6)."""
     from chalicelib.errors import InfraError
     from chalicelib.push import VapidKeys, VapidSource
+    from deploy.parameters import put_secure
 
     api = json.loads((Path(__file__).resolve().parents[1] / "policies" / "api_handler.json").read_text())
     readable = [
         r
         for st in api["Statement"]
-        if "secretsmanager:GetSecretValue" in st["Action"]
+        if "ssm:GetParameter" in st["Action"]
         for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+        if "vapid" in r
     ]
-    assert readable and all("vapid-public" in r for r in readable)
+    assert readable and all(r.endswith("/vapid-public") for r in readable)
 
-    sm = container().client("secretsmanager")
+    ssm = container().client("ssm")
     keys = VapidKeys.generate()
-    name = f"gangway/test-{os.getpid()}/vapid-public"
-    sm.create_secret(Name=name, SecretString=json.dumps({"public": keys.public}))
-    source = VapidSource(lambda: sm, f"gangway/test-{os.getpid()}/no-such-pair", name)
-    assert source.public() == keys.public  # never touched the pair's secret
+    name = f"/gangway/test-{os.getpid()}/vapid-public"
+    put_secure(ssm, name, json.dumps({"public": keys.public}), overwrite=True)
+    source = VapidSource(lambda: ssm, f"/gangway/test-{os.getpid()}/no-such-pair", name)
+    assert source.public() == keys.public  # never touched the pair's parameter
     with pytest.raises(InfraError):
         source.keys()
-    sm.put_secret_value(SecretId=name, SecretString="unset")
+    put_secure(ssm, name, "unset", overwrite=True)
     with pytest.raises(InfraError, match="gangway vapid"):
-        VapidSource(lambda: sm, "x", name).public()
+        VapidSource(lambda: ssm, "/x", name).public()
+
+
+def test_the_p256_check_agrees_with_cryptography() -> None:
+    """parse_subscription's pure-Python curve check accepts and refuses what cryptography does (the
+    compressed form, which cryptography also reads, it refuses: the Push API gives 65-byte points)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from chalicelib.push.subscription import on_p256
+
+    def loads(point: bytes) -> bool:
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        except ValueError:
+            return False
+        return True
+
+    for _ in range(50):
+        good = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        tampered = good[:40] + bytes([good[40] ^ 1]) + good[41:]
+        compressed = bytes([2 + (good[-1] & 1)]) + good[1:33]
+        outside = b"\x04" + b"\xff" * 64
+        for point in (good, tampered, compressed, outside, b"\x04" + os.urandom(64)):
+            assert on_p256(point) == loads(point) or (point == compressed and not on_p256(point))
+        assert on_p256(good)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.access import LinkKind, TokenSealer
+from chalicelib.access import LinkKind
 from chalicelib.games import GameState
 from chalicelib.push import Preference, PushService
 from chalicelib.wiring import container
@@ -42,12 +42,13 @@ def _service_worker(source_ip: str, answers: list[Any]) -> Callable[[Any], None]
 def _onboard(push: PushService, tenant: str, user: str, device: Device, preference: str = "addip") -> None:
     """What the page does after a successful /addip link: subscribe with that link's token."""
     token = push_member_token(tenant, user)
-    push.subscribe(token, device.subscription, preference, int(time.time()))
+    sub = push.subscribe(token, device.subscription, preference, int(time.time()))
+    push.confirm(tenant, user, sub.link, int(time.time()))  # the member's button under /addip's reply
 
 
 def push_member_token(tenant: str, user: str) -> str:
     c = container()
-    token, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+    token, _ = c.sealer.seal(
         tenant_id=tenant, kind=LinkKind.MEMBER, issued_at=int(time.time()), lifetime_s=3600, user_id=user
     )
     return token
@@ -77,6 +78,37 @@ def tenant(harness: Harness) -> str:
     return harness.user.who.guild_id or ""
 
 
+def test_a_browser_bound_with_a_member_link_pushes_only_after_its_member_confirms_in_discord(
+    harness: Harness, tenant: str, push_loopback: PushService, push_standin: PushServiceStandIn
+) -> None:
+    who, thief = _member(harness), _member(harness)
+    _, answer = harness.command("addip", who=who)  # no browser yet: the link reply
+    [row] = answer["data"]["components"]
+    link_button, confirm = row["components"]
+    token = link_button["url"].split("#", 1)[1]
+    assert (
+        confirm["custom_id"].startswith("push:confirm:")
+        and confirm["label"] == "Confirm automatic authorisation"
+    )
+    # the link reaches someone else, whose browser subscribes with it: it stays unconfirmed
+    device = push_standin.device()
+    got = push_loopback.subscribe(token, device.subscription, "addip", int(time.time()))
+    assert got.confirmed is False and got.user_id == who.user_id
+    assert not push_loopback.wants_push(tenant, who.user_id)
+    _, again = harness.command("addip", who=who)
+    assert again["type"] == 4  # still the link, never a push to that browser
+    # the thief cannot press the member's button for them (it confirms only the presser's own browsers)
+    foreign = harness.component(confirm["custom_id"], who=thief)
+    assert "No browser has turned on automatic authorisation" in foreign["data"]["content"]
+    assert not push_loopback.wants_push(tenant, who.user_id)
+    # the member presses it: that browser may push from now on
+    mine = harness.component(confirm["custom_id"], who=who)
+    assert mine["data"]["flags"] == 64 and "✅ Confirmed 1 browser" in mine["data"]["content"]
+    assert push_loopback.wants_push(tenant, who.user_id)
+    # a damaged button changes nothing
+    assert "damaged" in harness.component("push:confirm:zz<>", who=who)["data"]["content"]
+
+
 def test_addip_pushes_to_the_browser_which_authorises_itself_and_the_reply_shows_the_address(
     harness: Harness,
     tenant: str,
@@ -97,7 +129,7 @@ def test_addip_pushes_to_the_browser_which_authorises_itself_and_the_reply_shows
 
     final = _edits(harness, payload["token"], 20, containing=HOME)[-1]["json"]
     assert "✅" in final["content"] and "<t:" in final["content"]
-    assert final["components"][0]["components"][0]["url"].startswith(SITE + "/#g1.")  # another device
+    assert final["components"][0]["components"][0]["url"].startswith(SITE + "/#g2.")  # another device
 
     # The push service got one encrypted, VAPID-signed push with a TTL and high urgency.
     [got] = device.received
@@ -105,8 +137,8 @@ def test_addip_pushes_to_the_browser_which_authorises_itself_and_the_reply_shows
     assert 0 < int(got.headers["ttl"]) <= 60
     assert got.vapid is not None and got.vapid["aud"] == push_standin.url
     assert got.vapid_key == push_loopback.public_key()
-    assert HOME.encode() not in got.body and b"g1." not in got.body  # the token travels encrypted
-    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g1.{tenant}.")
+    assert HOME.encode() not in got.body and b"g2." not in got.body  # the token travels encrypted
+    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g2.{tenant}.")
     assert answers[0].status == 200 and answers[0].json["address"] == HOME
     grant = container().access.member_grant(tenant, who.user_id, int(time.time()))
     assert grant is not None and grant.address == HOME
@@ -130,13 +162,13 @@ def test_a_gone_subscription_is_deleted_and_the_member_gets_the_link(
     payload, answer = harness.command("addip", who=who)
     assert answer["type"] == 5
     harness.run_jobs_for(payload["token"])
-    final = _edits(harness, payload["token"], 20, containing="/#g1.")[-1]["json"]
-    assert "expired" in final["content"] and SITE + "/#g1." in final["content"]
+    final = _edits(harness, payload["token"], 20, containing="/#g2.")[-1]["json"]
+    assert "expired" in final["content"] and SITE + "/#g2." in final["content"]
     assert len(device.received) == 1
     assert push_loopback.store.subscriptions(tenant, who.user_id) == []  # deleted
     # With no browser left, the next /addip answers with the link at once.
     _, again = harness.command("addip", who=who)
-    assert again["type"] == 4 and SITE + "/#g1." in again["data"]["content"]
+    assert again["type"] == 4 and SITE + "/#g2." in again["data"]["content"]
 
 
 def test_no_device_answering_in_time_gives_the_link_within_the_timeout(
@@ -163,7 +195,7 @@ def test_no_device_answering_in_time_gives_the_link_within_the_timeout(
     final = _edits(harness, interaction_token, 15, containing="didn't answer within 3 seconds")[-1]["json"]
     elapsed = time.monotonic() - started
     assert 3 <= elapsed < 12, elapsed
-    assert SITE + "/#g1." in final["content"]
+    assert SITE + "/#g2." in final["content"]
     assert len(silent.received) == 1
     # The flow closed its push token: the device answering late lets nothing in.
     late = authorize(silent.received[0].payload["token"], HOME, headers={"Origin": SITE})
@@ -177,14 +209,14 @@ def test_a_foreign_or_forged_push_token_is_refused(
     other = snowflake()
     make_tenant(other)
     c = container()
-    sealer = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id)
+    sealer = c.sealer
     now = int(time.time())
     user = snowflake()
     # A push token nobody waits for (never pushed, e.g. sealed by hand or from another flow).
     stray, _ = sealer.seal(tenant_id=tenant, kind=LinkKind.PUSH, issued_at=now, lifetime_s=60, user_id=user)
     # Another tenant's pushed token relabelled as this tenant's.
     theirs, _ = sealer.seal(tenant_id=other, kind=LinkKind.PUSH, issued_at=now, lifetime_s=60, user_id=user)
-    relabelled = theirs.replace(f"g1.{other}.", f"g1.{tenant}.")
+    relabelled = theirs.replace(f"g2.{other}.", f"g2.{tenant}.")
     for token in (stray, relabelled):
         got = authorize(token, "198.51.100.5", headers={"Origin": SITE})
         assert got.status == 403 and got.json["error"]["code"] == "invalid", got.json
@@ -199,7 +231,7 @@ def test_another_members_pending_push_cannot_be_redeemed_with_my_token(
     flow = snowflake()
     push_loopback.send(tenant, theirs, flow=flow, task_token="t" * 40, timeout=30, now=int(time.time()))
     c = container()
-    forged, _ = TokenSealer(lambda: c.client("kms"), c.settings.ipauth_key_id).seal(
+    forged, _ = c.sealer.seal(
         tenant_id=tenant,
         kind=LinkKind.PUSH,
         issued_at=int(time.time()),
@@ -345,7 +377,7 @@ def test_a_real_start_pushes_the_member_who_asked_once_the_game_is_running(
     _start_is_kept(harness, tenant, payload)
     assert device.answered.wait(20)
     [got] = device.received
-    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g1.{tenant}.")
+    assert got.payload["type"] == "ipauth" and got.payload["token"].startswith(f"g2.{tenant}.")
     _wait(
         "the member's grant",
         lambda: container().access.member_grant(tenant, who.user_id, int(time.time())) is not None,
@@ -383,7 +415,7 @@ def _without_vapid_keys() -> None:
     saved = c.settings
     c.__dict__.pop("push", None)
     c.settings = dataclasses.replace(
-        saved, push_loopback_http=True, vapid_secret=f"gangway/test/none-{snowflake()}"
+        saved, push_loopback_http=True, vapid_parameter=f"/gangway/test/none-{snowflake()}"
     )
     try:
         assert c.push is not None

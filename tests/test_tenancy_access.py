@@ -26,17 +26,23 @@ from chalicelib.tenancy import (
 from chalicelib.wiring import container
 from devstack.cli import main as gangway
 from devstack.discord_user import Who, snowflake
+from devstack.iam import create_customer_role
 from tests.helpers import Harness
 
 STORE = TenantStore(default_region="us-east-1")
 
 
 def _customer(tenant_id: str) -> Tenant:
+    """A verified customer whose access role exists as the customer's stack makes it (an assumed
+    session of a role IAM does not know cannot call anything)."""
     STORE.ensure(tenant_id, created_by="1")
-    STORE.offer_customer_account(tenant_id)
+    offered = STORE.offer_customer_account(tenant_id)
+    role_arn = create_customer_role(
+        container().client("iam"), f"gangway-access-{tenant_id}", offered.external_id or ""
+    )
     return STORE.mark_verified(
         tenant_id,
-        role_arn="arn:aws:iam::123456789012:role/gangway-access-Role-X",
+        role_arn=role_arn,
         region="us-east-1",
         account_id="123456789012",
     )
@@ -74,7 +80,7 @@ def test_credentials_are_fetched_again_five_minutes_before_they_expire(emulator:
     creds = broker.credentials(
         tenant.tenant_id,
         role_arn=tenant.role_arn or "",
-        external_id="gw-test-external",
+        external_id=tenant.external_id or "",
         purpose="p",
         actor="a",
     )
@@ -83,7 +89,7 @@ def test_credentials_are_fetched_again_five_minutes_before_they_expire(emulator:
         broker.credentials(
             tenant.tenant_id,
             role_arn=tenant.role_arn or "",
-            external_id="gw-test-external",
+            external_id=tenant.external_id or "",
             purpose="p",
             actor="a",
         )

@@ -78,9 +78,13 @@ class MemoryLink:
     def __init__(self) -> None:
         self.sent: queue.Queue[dict[str, Any]] = queue.Queue()
         self.on_message: Callable[[bytes], None] | None = None
+        self.on_connected: Callable[[int], None] | None = None
 
-    def start(self, on_message: Callable[[bytes], None]) -> None:
+    def start(
+        self, on_message: Callable[[bytes], None], on_connected: Callable[[int], None] | None = None
+    ) -> None:
         self.on_message = on_message
+        self.on_connected = on_connected
 
     def send(self, payload: bytes) -> None:
         self.sent.put(json.loads(payload))

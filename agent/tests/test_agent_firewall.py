@@ -128,7 +128,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def _sync(lab: Lab, body: dict[str, object]) -> dict[str, int]:
+def _sync(lab: Lab, body: dict[str, object]) -> dict[str, int | None]:
     req = parse_request(json.dumps({"id": "1", "type": "firewall.sync", "body": body}).encode())
     return lab.firewall.sync(req.body)  # type: ignore[arg-type]
 
@@ -149,6 +149,21 @@ def test_grants_open_game_ports_until_they_expire(lab: Lab) -> None:
     time.sleep(max(0.0, granted_at + 2.5 - time.time()))
     assert lab.firewall.list_set(SET_V4) == []  # the kernel expired it by itself
     assert lab.reach((GRANTED, GAME)) == {(GRANTED, GAME): False}
+
+
+@pytest.mark.requires("nft", "ip")
+def test_a_port_opened_while_running_is_filtered_from_the_full_sync_that_brings_it(lab: Lab) -> None:
+    now = time.time()
+    _sync(lab, {"mode": "full", "version": 3, "grants": [{"address": GRANTED, "expires_at": now + 600}]})
+    # OTHER is not one of the game's ports yet: the chain leaves it alone
+    assert lab.reach((STRANGER, OTHER), (GRANTED, OTHER)) == {(STRANGER, OTHER): True, (GRANTED, OTHER): True}
+    # /openport on the running game: the full set comes with the new port list, one transaction
+    granted = [{"address": GRANTED, "expires_at": now + 600}]
+    reply = _sync(lab, {"mode": "full", "version": 3, "grants": granted,
+                        "ports": {"tcp": [GAME, SFTP, OTHER], "udp": [GAME]}})
+    assert reply["version"] == 3 and lab.firewall.ports()[0] == {GAME, SFTP, OTHER}
+    assert lab.reach((STRANGER, OTHER), (GRANTED, OTHER), (STRANGER, GAME)) == {
+        (STRANGER, OTHER): False, (GRANTED, OTHER): True, (STRANGER, GAME): False}
 
 
 @pytest.mark.requires("nft", "ip")

@@ -197,7 +197,7 @@ def test_firewall_sync_requests_become_nft_batches(tmp_path: Path) -> None:
             {"address": "2001:db8::42", "expires_at": now + 3600},
             {"address": "198.51.100.9", "expires_at": now - 1},
         ]})
-        assert reply["body"] == {"applied": 2, "removed": 0, "v4": 1, "v6": 1}
+        assert reply["body"] == {"applied": 2, "removed": 0, "v4": 1, "v6": 1, "version": None}
         batch = runner.calls[-1][1] or ""
         v4_set = "set allowed_v4 { type ipv4_addr; flags timeout; elements = { 198.51.100.7 timeout 600s }; }"
         assert v4_set in batch
@@ -205,7 +205,7 @@ def test_firewall_sync_requests_become_nft_batches(tmp_path: Path) -> None:
         h.clock.advance(100)
         reply = h.ask("firewall.sync", {"mode": "delta", "grants": [
             {"address": "198.51.100.8", "expires_at": now + 700}], "revoke": ["198.51.100.7"]})
-        assert reply["body"] == {"applied": 1, "removed": 1, "v4": 1, "v6": 1}
+        assert reply["body"] == {"applied": 1, "removed": 1, "v4": 1, "v6": 1, "version": None}
         assert (runner.calls[-1][1] or "").splitlines() == [
             "add element inet gwtest allowed_v4 { 198.51.100.7 }",
             "delete element inet gwtest allowed_v4 { 198.51.100.7 }",
@@ -242,7 +242,8 @@ def test_grants_survive_a_restart_and_reconcile_prunes(tmp_path: Path) -> None:
     req = parse_request(json.dumps({"id": "1", "type": "firewall.sync", "body": {"mode": "full", "grants": [
         {"address": "198.51.100.1", "expires_at": clock.now() + 10},
         {"address": "198.51.100.2", "expires_at": clock.now() + 1000}]}}).encode())
-    assert fw.sync(req.body) == {"applied": 2, "removed": 0, "v4": 2, "v6": 0}  # type: ignore[arg-type]
+    assert fw.sync(req.body) == {  # type: ignore[arg-type]
+        "applied": 2, "removed": 0, "v4": 2, "v6": 0, "version": None}
     clock.advance(60)
     again = Firewall(table="gwtest", tcp_ports=[1], udp_ports=[], runner=runner, clock=clock,
                      state_file=state)
@@ -277,3 +278,71 @@ def test_a_redelivered_request_gets_the_same_reply_without_running_again(h: Harn
     assert first["body"]["started"] is True
     assert h.send(raw) == first  # a re-run would have answered started: false
     assert h.ask("game.start")["body"]["started"] is False
+
+
+def test_versioned_deltas_apply_in_order_and_a_gap_asks_for_the_full_set(tmp_path: Path) -> None:
+    runner = ScriptedRunner()
+    h, agent = make_agent(tmp_path, runner=runner, firewall=True)
+    try:
+        now = h.clock.now()
+        a, b, c = "198.51.100.7", "198.51.100.8", "198.51.100.9"
+        full = h.ask("firewall.sync", {"mode": "full", "version": 5, "grants": [
+            {"address": a, "expires_at": now + 600}]})
+        assert full["body"] == {"applied": 1, "removed": 0, "v4": 1, "v6": 0, "version": 5}
+        h.link.drain()
+        # 6 is lost on the way; 7 (revoking a) arrives: applying it out of order is refused, and the
+        # agent asks for the whole set instead
+        calls = len(runner.calls)
+        skipped = h.ask("firewall.sync", {"mode": "delta", "version": 7, "grants": [
+            {"address": c, "expires_at": now + 600}], "revoke": [a]})
+        assert skipped["body"] == {"applied": 0, "removed": 0, "v4": 1, "v6": 0, "version": 5}
+        assert len(runner.calls) == calls  # no nft batch
+        assert h.event("firewall.resync")["body"] == {"version": 5, "reason": "gap"}
+        # the heartbeat says which version the firewall holds
+        h.clock.advance(61)
+        agent.tick()
+        assert h.event("heartbeat")["body"]["firewall_version"] == 5
+        # the backend answers with the full set at 7: applied whatever was skipped
+        full = h.ask("firewall.sync", {"mode": "full", "version": 7, "grants": [
+            {"address": b, "expires_at": now + 600}, {"address": c, "expires_at": now + 600}]})
+        assert full["body"] == {"applied": 2, "removed": 1, "v4": 2, "v6": 0, "version": 7}
+        # the lost 6 arriving late, and 7 again, change nothing and ask for nothing
+        h.link.drain()
+        h.events.clear()
+        for version in (6, 7):
+            late = h.ask("firewall.sync", {"mode": "delta", "version": version, "grants": [
+                {"address": a, "expires_at": now + 600}], "revoke": []})
+            assert late["body"]["applied"] == 0 and late["body"]["version"] == 7
+        assert [m["type"] for m in [*h.events, *h.link.drain()]] == []
+        assert {str(x) for x in agent._s.firewall.grants()} == {b, c}  # type: ignore[union-attr]
+        # 8 follows 7: applied
+        nxt = h.ask("firewall.sync", {"mode": "delta", "version": 8, "grants": [], "revoke": [b]})
+        assert nxt["body"] == {"applied": 0, "removed": 1, "v4": 1, "v6": 0, "version": 8}
+        # a reconnect (the session is clean: what was sent meanwhile is gone) asks for the full set too;
+        # the first connection does not (the backend answers `ready`)
+        h.link.drain()
+        assert h.link.on_connected is not None
+        h.link.on_connected(1)
+        assert h.link.drain() == []
+        h.link.on_connected(2)
+        assert h.event("firewall.resync")["body"] == {"version": 8, "reason": "reconnect"}
+    finally:
+        agent.close()
+
+
+def test_a_full_sync_with_ports_changes_the_filtered_ports_in_the_same_batch(tmp_path: Path) -> None:
+    runner = ScriptedRunner()
+    h, agent = make_agent(tmp_path, runner=runner, firewall=True)
+    try:
+        reply = h.ask("firewall.sync", {"mode": "full", "version": 1, "grants": [],
+                                        "ports": {"tcp": [27016, 27015], "udp": [2456]}})
+        assert reply["type"] == "firewall.sync.reply"
+        batch = runner.calls[-1][1] or ""
+        assert "tcp dport { 27015, 27016 } ip saddr @allowed_v4 accept" in batch
+        assert "udp dport { 2456 } counter drop" in batch
+        bad = h.ask("firewall.sync", {"mode": "delta", "grants": [], "ports": {"tcp": [1], "udp": []}})
+        assert bad["type"] == "error" and bad["body"]["code"] == "bad_body"
+        bad = h.ask("firewall.sync", {"mode": "full", "grants": [], "ports": {"tcp": [0], "udp": []}})
+        assert bad["type"] == "error" and bad["body"]["code"] == "bad_body"
+    finally:
+        agent.close()

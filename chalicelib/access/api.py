@@ -67,7 +67,7 @@ class IpAuthApi:
             raw = body.encode() if isinstance(body, str) else (body or b"")
             if len(raw) > MAX_API_BODY_BYTES:
                 raise PayloadTooLarge(f"the body is larger than {MAX_API_BODY_BYTES} bytes")
-            self._limiter.hit(AUTHORIZE_PER_ADDRESS, source_ip, now)
+            self._limiter.hit_address(AUTHORIZE_PER_ADDRESS, source_ip, now)
             token = _token_of(raw)
             self._limiter.hit(AUTHORIZE_PER_TOKEN, hashlib.sha256(token.encode()).hexdigest()[:32], now)
             done = self._service.authorize(token, source_ip, now)
@@ -80,7 +80,7 @@ class IpAuthApi:
         try:
             self._site.check_origin(headers)
             now = int(self._clock())
-            self._limiter.hit(CHECK_PER_ADDRESS, source_ip, now)
+            self._limiter.hit_address(CHECK_PER_ADDRESS, source_ip, now)
             address, grants = self._service.check(source_ip, now)
         except BotError as exc:
             return self._site.error(exc, headers)

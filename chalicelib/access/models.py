@@ -11,7 +11,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["AccessRecord", "ByAddress", "ByExpiry", "ByOwner", "GrantRecord", "RateRecord"]
 
@@ -77,7 +77,8 @@ class GrantRecord(Model):
 
 
 class AccessRecord(Model):
-    """Per-tenant access rows: `policy` (grant lengths, maximum) and `link#<id>` (guest-link uses)."""
+    """Per-tenant access rows: `policy` (grant lengths, maximum), `link#<id>` (guest-link uses) and
+    `firewall` (the version of the tenant's grant set, agent/contract/README.md)."""
 
     class Meta(TableMeta):
         table_name = _S.access_table
@@ -94,6 +95,11 @@ class AccessRecord(Model):
     max_uses = NumberAttribute(null=True)
     purge_at = TTLAttribute(null=True)
     updated_at = NumberAttribute(null=True)
+    issued_by = UnicodeAttribute(null=True)  # guest-link rows: who ran /addguestip
+    revoked_at = NumberAttribute(null=True)  # guest-link rows: revoked by an admin (/access)
+    link_expires_at = NumberAttribute(null=True)
+    # the firewall row
+    set_version = NumberAttribute(null=True)
 
 
 class RateRecord(Model):
@@ -105,3 +111,6 @@ class RateRecord(Model):
     key = UnicodeAttribute(hash_key=True)
     hits = NumberAttribute(default=0)
     purge_at = TTLAttribute(null=True)
+
+
+share_one_session(GrantRecord, AccessRecord, RateRecord)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from chalicelib.access.firewall import FirewallSync, full_sync_request
+from chalicelib.access.revocation import Revocations
 from chalicelib.access.store import AccessPolicy, Grant, GrantStore
 from chalicelib.access.tokens import Claims, LinkKind, TokenSealer
-from chalicelib.agents import AgentRequest
+from chalicelib.agents import AgentRequest, FirewallPorts
 from chalicelib.errors import BadRequest, LinkRejected
 from chalicelib.games import GameState, GameStore
 from chalicelib.tenancy import TenantStore
@@ -62,6 +63,9 @@ class PushRedemption(Protocol):
     def completed(self, claims: Claims, done: Authorized) -> None:
         """Hand the result to the waiting flow."""
 
+    def forget(self, tenant_id: str, user_id: str | None) -> int:
+        """Delete a member's browsers (everyone's with None); returns how many."""
+
 
 def normalise_address(raw: str) -> str:
     """The canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 becomes IPv4).
@@ -98,6 +102,7 @@ class AccessService:
         self._tenants = tenants
         self._games = games
         self.firewall = firewall
+        self.revocations = Revocations(grants, firewall, forget=self._forget_browsers)
         self._site_url = site_url.rstrip("/")
 
     # -- links -----------------------------------------------------------------------------------
@@ -112,7 +117,10 @@ class AccessService:
         )
         return Link(self._url(token), claims)
 
-    def guest_link(self, tenant_id: str, now: int, max_uses: int | None = None) -> Link:
+    def guest_link(
+        self, tenant_id: str, now: int, max_uses: int | None = None, *, issued_by: str | None = None
+    ) -> Link:
+        """A new guest link; with `issued_by` it is recorded (for /access) before anyone uses it."""
         policy = self.grants.policy(tenant_id)
         token, claims = self._sealer.seal(
             tenant_id=tenant_id,
@@ -121,7 +129,19 @@ class AccessService:
             lifetime_s=policy.guest_days * DAY,
             max_uses=max_uses or policy.guest_link_uses,
         )
+        if issued_by is not None:
+            self.grants.issue_guest_link(
+                tenant_id,
+                claims.nonce,
+                issued_by=issued_by,
+                max_uses=claims.max_uses or 1,
+                expires_at=claims.expires_at,
+            )
         return Link(self._url(token), claims)
+
+    def _forget_browsers(self, tenant_id: str, user_id: str | None) -> int:
+        """Revoked access takes the member's push subscriptions with it (they authorise by themselves)."""
+        return self._push().forget(tenant_id, user_id) if self._push is not None else 0
 
     def _url(self, token: str) -> str:
         # The fragment never reaches a server (not even the site's) nor a Referer header.
@@ -214,7 +234,7 @@ class AccessService:
         games = self._games.all(grant.tenant_id)
         running = tuple(g.name for g in games if g.state is GameState.RUNNING)
         if revoked is not None:
-            self.firewall.changed(grant.tenant_id, [grant], revoked, running=running)
+            self.firewall.changed(grant.tenant_id, [grant], revoked, now=grant.granted_at, running=running)
         return Authorized(status, grant, tuple(g.name for g in games), running, replaced)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -230,13 +250,16 @@ class AccessService:
         live = [g for g in self.grants.of_owner(tenant_id, f"user#{user_id}") if g.expires_at > now]
         return max(live, key=lambda g: g.expires_at, default=None)
 
-    def full_sync(self, tenant_id: str, now: int) -> AgentRequest:
-        """The `firewall.sync` (full) an agent gets when it connects (the lifecycle's `ready` handler)."""
-        return full_sync_request(self.grants.live(tenant_id, now))
+    def full_sync(self, tenant_id: str, now: int, ports: FirewallPorts | None = None) -> AgentRequest:
+        """The `firewall.sync` (full) at the set's current version (read before the grants)."""
+        version = self.grants.version(tenant_id)
+        return full_sync_request(self.grants.live(tenant_id, now), version=version, ports=ports)
 
-    def send_full_sync(self, tenant_id: str, game: str, now: int) -> None:
-        """Publish the full set to one game's agent."""
-        self.firewall.full(tenant_id, game, self.grants.live(tenant_id, now))
+    def send_full_sync(
+        self, tenant_id: str, game: str, now: int, ports: FirewallPorts | None = None
+    ) -> AgentRequest:
+        """Publish the full set (and, when given, the game's ports) to one game's agent."""
+        return self.firewall.full(tenant_id, game, now, ports)
 
     # -- expiry ----------------------------------------------------------------------------------
 
@@ -248,5 +271,5 @@ class AccessService:
             if self.grants.remove(tenant_id, address, expired_by=now):
                 removed.setdefault(tenant_id, []).append(address)
         for tenant_id, addresses in removed.items():
-            self.firewall.changed(tenant_id, [], addresses)
+            self.firewall.changed(tenant_id, [], addresses, now=now)
         return removed

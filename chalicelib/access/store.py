@@ -13,11 +13,14 @@ from chalicelib.access.models import EXPIRY_SHARD, AccessRecord, GrantRecord
 from chalicelib.access.tokens import LinkKind
 from chalicelib.errors import LinkRejected
 
-__all__ = ["AccessPolicy", "Grant", "GrantStore"]
+__all__ = ["AccessPolicy", "Grant", "GrantStore", "GuestLink"]
 
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _DAY: Final = 86_400
 _POLICY: Final = "policy"
+_FIREWALL: Final = "firewall"
+# A withdrawn link's row outlives the longest guest link (30 days, /ipsettings), so it stays refused.
+_GUEST_LINK_KEEP: Final = 31 * _DAY
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,29 @@ class AccessPolicy:
     guest_days: int = 3
     max_grants: int = 200
     guest_link_uses: int = 10
+
+
+@dataclass(frozen=True)
+class GuestLink:
+    """What is known of one guest link: who issued it, its uses, and whether it was withdrawn."""
+
+    link_id: str
+    issued_by: str | None
+    uses: int
+    max_uses: int | None
+    expires_at: int | None
+    revoked_at: int | None
+
+
+def _to_link(rec: AccessRecord) -> GuestLink:
+    return GuestLink(
+        link_id=rec.item.removeprefix("link#"),
+        issued_by=rec.issued_by,
+        uses=int(rec.uses or 0),
+        max_uses=int(rec.max_uses) if rec.max_uses is not None else None,
+        expires_at=int(rec.link_expires_at) if rec.link_expires_at is not None else None,
+        revoked_at=int(rec.revoked_at) if rec.revoked_at is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,22 @@ class GrantStore:
             updated_at=now,
         ).save()
 
+    # -- the grant set's version -------------------------------------------------------------------
+
+    def next_version(self, tenant_id: str, now: int) -> int:
+        """Number one change of the tenant's grant set (one atomic ADD); returns its version."""
+        rec = AccessRecord(tenant_id, _FIREWALL)
+        rec.update(actions=[AccessRecord.set_version.add(1), AccessRecord.updated_at.set(now)])
+        return int(rec.set_version or 0)
+
+    def version(self, tenant_id: str) -> int:
+        """The version of the tenant's grant set now (0 before its first change)."""
+        try:
+            rec = AccessRecord.get(tenant_id, _FIREWALL, consistent_read=True)
+        except DoesNotExist:
+            return 0
+        return int(rec.set_version or 0)
+
     # -- guest links -----------------------------------------------------------------------------
 
     def use_guest_link(self, tenant_id: str, link_id: str, *, max_uses: int, link_expires_at: int) -> int:
@@ -103,16 +145,61 @@ class GrantStore:
                     AccessRecord.max_uses.set(max_uses),
                     AccessRecord.purge_at.set(_when(link_expires_at + _DAY)),
                 ],
-                condition=AccessRecord.uses.does_not_exist() | (AccessRecord.uses < max_uses),
+                condition=(AccessRecord.uses.does_not_exist() | (AccessRecord.uses < max_uses))
+                & AccessRecord.revoked_at.does_not_exist(),
             )
         except UpdateError as exc:
             if exc.cause_response_code == _CONDITION_FAILED:
+                if self._revoked(tenant_id, link_id):
+                    raise LinkRejected(
+                        "revoked", "This guest link was withdrawn by an admin. Ask them for a new one."
+                    ) from exc
                 raise LinkRejected(
                     "used_up",
                     "This guest link has been used as many times as it allows. Ask for a new one.",
                 ) from exc
             raise
         return int(rec.uses or 0)
+
+    def issue_guest_link(
+        self, tenant_id: str, link_id: str, *, issued_by: str, max_uses: int, expires_at: int
+    ) -> None:
+        """Record a new guest link (who issued it, for /access), before anyone uses it."""
+        AccessRecord(
+            tenant_id,
+            f"link#{link_id}",
+            uses=0,
+            max_uses=max_uses,
+            issued_by=issued_by,
+            link_expires_at=expires_at,
+            purge_at=_when(expires_at + _DAY),
+        ).save(condition=AccessRecord.item.does_not_exist())
+
+    def guest_link(self, tenant_id: str, link_id: str) -> GuestLink | None:
+        try:
+            rec = AccessRecord.get(tenant_id, f"link#{link_id}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _to_link(rec)
+
+    def guest_links(self, tenant_id: str) -> list[GuestLink]:
+        """Every guest-link row of the tenant (issued, used or revoked, until purged)."""
+        rows = AccessRecord.query(tenant_id, AccessRecord.item.startswith("link#"), consistent_read=True)
+        return [_to_link(r) for r in rows]
+
+    def revoke_guest_link(self, tenant_id: str, link_id: str, now: int) -> None:
+        """Mark a guest link withdrawn: it lets nobody in any more (the row outlives the link)."""
+        rec = AccessRecord(tenant_id, f"link#{link_id}")
+        rec.update(
+            actions=[
+                AccessRecord.revoked_at.set(now),
+                AccessRecord.purge_at.set(_when(now + _GUEST_LINK_KEEP)),
+            ]
+        )
+
+    def _revoked(self, tenant_id: str, link_id: str) -> bool:
+        link = self.guest_link(tenant_id, link_id)
+        return link is not None and link.revoked_at is not None
 
     # -- grants ----------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""IPAuth link tokens: KMS authenticated encryption bound to the tenant.
+"""IPAuth link tokens: AES-256-GCM authenticated encryption bound to the tenant.
 
-A token is `g1.<tenant>.<ciphertext>`, the ciphertext being KMS Encrypt of a compact JSON claim set with
-the encryption context {"gangway:purpose": "ipauth", "gangway:tenant": <tenant>}. KMS checks the context
-as additional authenticated data, so a token whose tenant part was changed, whose bytes were touched,
-or that was sealed for another tenant fails to decrypt; the claims also repeat the tenant and are
-compared. The token travels in the URL fragment, which browsers never send to a server or in a Referer.
+A token is `g2.<tenant>.<key id>.<base64url(iv || ciphertext || tag)>`: a compact JSON claim set sealed
+with the deployment's current link key (chalicelib/access/linkkeys.py), the prefix, tenant and key id
+authenticated as additional data. A token whose tenant or key part was changed, whose bytes were touched,
+or that was sealed by another deployment fails to open; the claims also repeat the tenant and are
+compared. Opening needs no AWS call, so a flood of made-up tokens costs nothing (issue 15.3). The token
+travels in the URL fragment, which browsers never send to a server or in a Referer.
 """
 
 from __future__ import annotations
@@ -12,27 +13,25 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from chalicelib.errors import InfraError, LinkRejected
-from chalicelib.instances import error_code
-
-if TYPE_CHECKING:
-    from mypy_boto3_kms import KMSClient
+from chalicelib.access.linkkeys import KEY_ID, LinkKeySource
+from chalicelib.errors import LinkRejected
 
 __all__ = ["MAX_TOKEN_CHARS", "Claims", "LinkKind", "TokenSealer"]
 
-log = logging.getLogger(__name__)
-
-_PREFIX: Final = "g1"
-# A sealed claim set is ~300 characters with AWS KMS; anything much longer is not ours.
+# g1 tokens were sealed by KMS; the prefix changed with the format, so one never parses as the other.
+_PREFIX: Final = "g2"
+_RETIRED_PREFIX: Final = "g1."
+# A sealed claim set is ~200 characters; anything much longer is not ours.
 MAX_TOKEN_CHARS: Final = 2048
+# AES-GCM: a 96-bit random IV per token, a 128-bit tag (NIST SP 800-38D §5.2.1.1, §5.2.1.2).
+_IV_BYTES: Final = 12
+_TAG_BYTES: Final = 16
 _TENANT: Final = re.compile(r"[0-9]{1,24}")
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 _INVALID: Final = "This link isn't valid. Check that you opened the exact link gangway gave you."
@@ -80,7 +79,7 @@ class Claims:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Claims:
-        """Parse sealed claims (already authenticated by KMS, so a failure here is our bug or an old
+        """Parse sealed claims (already authenticated by the tag, so a failure here is our bug or an old
         format; either way the link is unusable)."""
         try:
             d = json.loads(raw)
@@ -98,16 +97,16 @@ class Claims:
             raise LinkRejected("invalid", _INVALID) from exc
 
 
-def _context(tenant_id: str) -> dict[str, str]:
-    return {"gangway:purpose": "ipauth", "gangway:tenant": tenant_id}
+def _aad(tenant_id: str, key_id: str) -> bytes:
+    """What the tag also authenticates: the token's visible parts and its purpose."""
+    return f"gangway:ipauth|{_PREFIX}|{tenant_id}|{key_id}".encode()
 
 
 class TokenSealer:
-    """Seals and opens tokens with one KMS key (AWS KMS in AWS, the emulator's locally)."""
+    """Seals and opens tokens with the deployment's link keys (AES-256-GCM, no AWS call per token)."""
 
-    def __init__(self, kms: Callable[[], KMSClient], key_id: str) -> None:
-        self._kms = kms  # a factory: the client is made on first use, off the PING path
-        self._key_id = key_id
+    def __init__(self, keys: LinkKeySource) -> None:
+        self._keys = keys
 
     def seal(
         self,
@@ -120,7 +119,13 @@ class TokenSealer:
         max_uses: int | None = None,
         nonce: str | None = None,
     ) -> tuple[str, Claims]:
-        """A new token and the claims it carries (`nonce`: a push token names its flow)."""
+        """A new token and the claims it carries (`nonce`: a push token names its flow).
+
+        Raises:
+            InfraError: the link keys cannot be read.
+        """
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         claims = Claims(
             tenant_id=tenant_id,
             kind=kind,
@@ -130,37 +135,54 @@ class TokenSealer:
             user_id=user_id,
             max_uses=max_uses,
         )
-        try:
-            blob = self._kms().encrypt(
-                KeyId=self._key_id, Plaintext=claims.to_json(), EncryptionContext=_context(tenant_id)
-            )["CiphertextBlob"]
-        except Exception as exc:  # botocore ClientError or a transport error: not the caller's fault
-            raise InfraError(f"KMS Encrypt failed: {exc}") from exc
-        encoded = base64.urlsafe_b64encode(blob).decode().rstrip("=")
-        return f"{_PREFIX}.{tenant_id}.{encoded}", claims
+        key = self._keys.ring().current
+        iv = secrets.token_bytes(_IV_BYTES)
+        sealed = AESGCM(key.secret).encrypt(iv, claims.to_json(), _aad(tenant_id, key.key_id))
+        encoded = base64.urlsafe_b64encode(iv + sealed).decode().rstrip("=")
+        return f"{_PREFIX}.{tenant_id}.{key.key_id}.{encoded}", claims
 
     def open(self, token: str, *, now: int) -> Claims:
         """The claims of a valid, unexpired token.
 
         Raises:
-            LinkRejected: "invalid" (malformed, tampered, another tenant's) or "expired".
-            InfraError: KMS itself failed.
+            LinkRejected: "invalid" (malformed, tampered, another tenant's or deployment's) or "expired".
+            InfraError: the link keys cannot be read.
         """
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        if token.startswith(_RETIRED_PREFIX) and len(token) <= MAX_TOKEN_CHARS:
+            # A link handed out before the upgrade to g2: it can no longer open; say what to do.
+            raise LinkRejected(
+                "expired",
+                "This link is from before gangway's last upgrade and no longer works. "
+                "Get a new one with /addip (or ask for a new guest link).",
+            )
         parts = token.split(".")
         if (
             len(token) > MAX_TOKEN_CHARS
-            or len(parts) != 3
+            or len(parts) != 4
             or parts[0] != _PREFIX
             or not _TENANT.fullmatch(parts[1])
-            or not _B64URL.fullmatch(parts[2])
+            or not KEY_ID.fullmatch(parts[2])
+            or not _B64URL.fullmatch(parts[3])
         ):
             raise LinkRejected("invalid", _INVALID)
-        tenant_id = parts[1]
+        tenant_id, key_id = parts[1], parts[2]
         try:
-            blob = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+            blob = base64.urlsafe_b64decode(parts[3] + "=" * (-len(parts[3]) % 4))
         except (binascii.Error, ValueError) as exc:
             raise LinkRejected("invalid", _INVALID) from exc
-        claims = Claims.from_json(self._decrypt(blob, tenant_id))
+        # A key id that is neither current nor previous: rotated away, or never ours. Not re-read from
+        # SSM, so made-up ids cost nothing (the cache refreshes on its own clock).
+        key = self._keys.ring().find(key_id)
+        if key is None or len(blob) < _IV_BYTES + _TAG_BYTES:
+            raise LinkRejected("invalid", _INVALID)
+        try:
+            plain = AESGCM(key.secret).decrypt(blob[:_IV_BYTES], blob[_IV_BYTES:], _aad(tenant_id, key_id))
+        except InvalidTag as exc:
+            raise LinkRejected("invalid", _INVALID) from exc
+        claims = Claims.from_json(plain)
         if claims.tenant_id != tenant_id:
             raise LinkRejected("invalid", _INVALID)
         if claims.expires_at <= now:
@@ -169,24 +191,3 @@ class TokenSealer:
                 "This link has expired. Get a new one with /addip (or ask for a new guest link).",
             )
         return claims
-
-    def _decrypt(self, blob: bytes, tenant_id: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        try:
-            out = self._kms().decrypt(
-                CiphertextBlob=blob, KeyId=self._key_id, EncryptionContext=_context(tenant_id)
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            # KMS says which: a ciphertext it cannot authenticate is the caller's problem.
-            if code in {"InvalidCiphertextException", "IncorrectKeyException", "ValidationException"}:
-                raise LinkRejected("invalid", _INVALID) from exc
-            if code == "AccessDeniedException":
-                # Also what KMS (and the emulator) answer for a blob naming a key we may not use, e.g. one
-                # sealed elsewhere; logged, because a broken IAM policy looks the same.
-                log.warning("KMS refused to decrypt an IPAuth token: %s", exc)
-                raise LinkRejected("invalid", _INVALID) from exc
-            raise InfraError(f"KMS Decrypt failed: {code}") from exc
-        plaintext: bytes = out["Plaintext"]
-        return plaintext

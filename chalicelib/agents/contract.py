@@ -62,12 +62,19 @@ _TEXT_FIELD = Field(str, high=_TEXT)
 _SECONDS = Field(float, high=_YEAR_S)
 _SIZE = Field(int, high=_BYTES)
 _EPOCH = Field(float, high=2**33)
+# The grant set's version (chalicelib/access/firewall.py), None until an agent's first full sync.
+_FW_VERSION = Field(int, nullable=True, high=2**53)
 
 # Every event and reply the backend accepts, with the keys of its body (README.md: replies and events).
 BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     # events
     "ready": {"version": Field(str, high=64), "game_running": _BOOL},
-    "heartbeat": {"game_running": _BOOL, "players": _INT_OR_NULL, "idle_s": _SECONDS},
+    "heartbeat": {
+        "game_running": _BOOL,
+        "players": _INT_OR_NULL,
+        "idle_s": _SECONDS,
+        "firewall_version": _FW_VERSION,
+    },
     "players": {"count": _INT, "previous": _INT_OR_NULL},
     "idle.warning": {"idle_s": _SECONDS, "shutdown_in_s": _SECONDS},
     "idle.cleared": {"players": _INT},
@@ -86,6 +93,7 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     "preload.progress": {"bytes_read": _SIZE, "bytes_total": _SIZE, "percent": Field(float, high=100)},
     "preload.done": {"device": Field(str, high=256), "bytes_read": _SIZE, "seconds": _SECONDS},
     "agent.error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
+    "firewall.resync": {"version": _FW_VERSION, "reason": Field(str, high=64)},
     # replies
     "error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
     "game.start.reply": {"pid": _INT, "started": _BOOL},
@@ -114,7 +122,7 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
         "size_after_bytes": _SIZE,
     },
     "disk.preload.reply": {"started": _BOOL, "device": Field(str, high=256)},
-    "firewall.sync.reply": {"applied": _INT, "removed": _INT, "v4": _INT, "v6": _INT},
+    "firewall.sync.reply": {"applied": _INT, "removed": _INT, "v4": _INT, "v6": _INT, "version": _FW_VERSION},
     "shutdown.reply": {"stopping": _BOOL, "poweroff": _BOOL},
 }
 

@@ -12,7 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-__all__ = ["MAX_MESSAGE_BYTES", "AgentRequest", "FirewallGrant", "cmd_topic", "evt_topic", "firewall_sync"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "AgentRequest",
+    "FirewallGrant",
+    "FirewallPorts",
+    "cmd_topic",
+    "evt_topic",
+    "firewall_sync",
+]
 
 # The agent refuses anything larger (agent/contract/README.md, "Envelope").
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -61,12 +69,24 @@ class FirewallGrant:
     expires_at: int
 
 
+@dataclass(frozen=True)
+class FirewallPorts:
+    """The game's ports the agent's chain filters (port numbers; the agent adds its SFTP port)."""
+
+    tcp: tuple[int, ...]
+    udp: tuple[int, ...]
+
+
 def firewall_sync(
     mode: Literal["full", "delta"],
     grants: Iterable[FirewallGrant],
     revoke: Iterable[str] = (),
+    *,
+    version: int | None = None,
+    ports: FirewallPorts | None = None,
 ) -> AgentRequest:
-    """A `firewall.sync` request: `full` replaces the agent's set, `delta` adds/refreshes and revokes."""
+    """A `firewall.sync` request: `full` replaces the agent's set (and its ports, when given), `delta`
+    adds/refreshes and revokes; `version` numbers the tenant's grant set (agent/contract/README.md)."""
     body: dict[str, Any] = {
         "mode": mode,
         "grants": [{"address": g.address, "expires_at": int(g.expires_at)} for g in grants],
@@ -76,4 +96,10 @@ def firewall_sync(
         raise ValueError("a full sync lists the complete set; it has no revoke list")
     if mode == "delta":
         body["revoke"] = revoked
+        if ports is not None:
+            raise ValueError("ports travel with a full sync only")
+    if version is not None:
+        body["version"] = version
+    if ports is not None:
+        body["ports"] = {"tcp": sorted(set(ports.tcp)), "udp": sorted(set(ports.udp))}
     return AgentRequest("firewall.sync", body)

@@ -6,17 +6,29 @@ Links are private things: every answer here is ephemeral (DESIGN.md §2), never 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Annotated
 
 from chalicelib.access import AccessPolicy, Grant
 from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
-from chalicelib.discord import ActionRow, Deferred, Embed, EmbedField, Job, Level, LinkButton, Range, Reply
+from chalicelib.discord import (
+    ActionRow,
+    Button,
+    Deferred,
+    Embed,
+    EmbedField,
+    Job,
+    Level,
+    LinkButton,
+    Range,
+    Reply,
+)
 from chalicelib.errors import ValidationError
 from chalicelib.games import GameState
 
-__all__ = ["addguestip", "addip", "addip_push", "ip", "ipsettings"]
+__all__ = ["addguestip", "addip", "addip_push", "confirm_push", "ip", "ipsettings"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +100,34 @@ def _link_reply(ctx: Context) -> Reply:
         f"your previous address.\nThe link works until {_ts(link.claims.expires_at)}; don't share it "
         "(guests can get their own with `/addguestip`).\n" + f"<{link.url}>"
     )
-    return Reply(content=text, components=_button("Authorise my IP address", link.url), ephemeral=True)
+    # A browser this link turns on for automatic authorisation pushes only once its member confirms it
+    # here: someone else holding a leaked link cannot make theirs a way in.
+    confirm = Button("Confirm automatic authorisation", f"push:confirm:{link.claims.nonce}")
+    text += (
+        "\nTurned on *automatic authorisation* on that page? Press **Confirm automatic authorisation** "
+        "below, so that browser may let you in by itself."
+    )
+    rows = (ActionRow((LinkButton("Authorise my IP address", link.url), confirm)),)
+    return Reply(content=text, components=rows, ephemeral=True)
+
+
+@registry.route("push:confirm")
+def confirm_push(ctx: Context, link: str = "") -> Reply:
+    """The member confirms the browser(s) they turned on automatic authorisation in with this link."""
+    if not re.fullmatch(r"[0-9a-f]{8,64}", link):
+        raise ValidationError("That button is damaged; run `/addip` again.")
+    count = ctx.services.push().confirm(ctx.tenant_id, ctx.interaction.user_id, link, int(time.time()))
+    if not count:
+        text = (
+            "No browser has turned on automatic authorisation with that link yet (or it was already "
+            "confirmed). Open the link, choose **Turn on**, then press this button again."
+        )
+    else:
+        text = (
+            f"✅ Confirmed {count} browser{'s' if count != 1 else ''}: next time you run `/addip`, "
+            "it lets your IP address in by itself. `/revokeip` undoes it."
+        )
+    return Reply(content=text, ephemeral=True)
 
 
 @registry.command(level=Level.MAIN)
@@ -101,13 +140,15 @@ def addguestip(ctx: Context, uses: Annotated[int, Range(1, 100)] | None = None) 
     _need_site(ctx)
     now = int(time.time())
     access = ctx.services.access()
-    link = access.guest_link(ctx.tenant_id, now, max_uses=uses)
+    link = access.guest_link(ctx.tenant_id, now, max_uses=uses, issued_by=ctx.interaction.user_id)
     days = access.grants.policy(ctx.tenant_id).guest_days
     text = (
         "Share this **guest link** with people outside Discord. Each person who opens it gets their IP "
         f"address through the firewall of this server's games for {days} days.\n"
         f"It works for up to **{link.claims.max_uses}** addresses until {_ts(link.claims.expires_at, 'f')} "
-        f"({_ts(link.claims.expires_at)}). Members should use `/addip` for long-term access.\n"
+        f"({_ts(link.claims.expires_at)}). Members should use `/addip` for long-term access. "
+        f"This is link `{link.claims.nonce}`: admins can withdraw it, and every address it let in, "
+        "with `/access`.\n"
         f"```\n{link.url}\n```"
     )
     return Reply(content=text, components=_button("Open the guest link", link.url), ephemeral=True)

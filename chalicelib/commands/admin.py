@@ -161,6 +161,14 @@ def setdns(ctx: Context, zone_id: str | None = None, domain: str | None = None) 
 
     if bool(zone_id) != bool(domain):
         raise ValidationError("Give both `zone_id` and `domain`, or neither to turn game DNS names off.")
+    if zone_id and ctx.services.tenants.require(ctx.tenant_id).account_mode != "customer":
+        # No function role may change Route 53 (zones take no tag conditions): a zone is reached only
+        # through the customer's own access role, which grants the one zone it names.
+        raise ValidationError(
+            "Game DNS names use a Route 53 zone in your own AWS account, and this server's games run in "
+            "gangway's. Use `/setup` → Connect your AWS account (with your zone's id as the stack's "
+            "HostedZoneId), then run `/setdns` again."
+        )
     zone, name = parse_zone(zone_id, domain or "") if zone_id else ("", "")
     _require_no_running_games(ctx, "change DNS names")
     return Deferred(Job("tenant.dns", {"zone_id": zone, "domain": name}), ephemeral=True)

@@ -96,7 +96,7 @@ def openport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred:
     if list(found.settings.ports) == after:
         # Nothing to record; a game with a group has it checked again (it may have missed a change).
         return _with_group(ctx, found, f"Those ports were already open on **{found.name}**: {_list(after)}.")
-    return _save_ports(ctx, found, after, f"Opened {', '.join(map(str, wanted))}")
+    return _save_ports(ctx, found, after, f"Opened {', '.join(map(str, wanted))}", opening=True)
 
 
 @registry.command(level=Level.ADMIN)
@@ -114,44 +114,87 @@ def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred
         raise ValidationError(
             f"None of those ports is open on **{found.name}**; its open ports: {_list(after)}."
         )
-    return _save_ports(ctx, found, after, f"Closed {', '.join(map(str, wanted))}")
+    return _save_ports(ctx, found, after, f"Closed {', '.join(map(str, wanted))}", opening=False)
 
 
 def _list(ports: list[str]) -> str:
     return ", ".join(f"`{p}`" for p in ports) or "none"
 
 
-def _save_ports(ctx: Context, game: Game, after: list[str], did: str) -> Reply | Deferred:
+def _save_ports(ctx: Context, game: Game, after: list[str], did: str, *, opening: bool) -> Reply | Deferred:
     # A lost race with another /openport or a transition is a Conflict: the admin runs it again.
     ctx.services.games.change(ctx.tenant_id, game.name, expected_version=game.version, ports=after)
-    # Two filters: the game's security group (which ports the internet may reach at all; changed by the
-    # `games.ports` job, as it calls AWS) and the agent's nftables firewall (which players get through).
+    # Two filters: the game's security group (which ports the internet may reach at all) and the agent's
+    # nftables firewall (which addresses get through). Both are changed by the `games.ports` job: it
+    # talks to AWS and, on a running game, waits for the agent to filter the new list first.
     text = f"✅ {did} on **{game.name}**. Its ports now: {_list(after)}."
-    if game.state is GameState.RUNNING:
-        # The agent takes its ports from its launch config at start; the contract has no request that
-        # changes them (agent/contract/README.md). Re-sending the grants keeps the players' addresses
-        # current, and the port list applies fully at the next start.
-        ctx.services.access().send_full_sync(ctx.tenant_id, game.name, int(time.time()))
-        text += (
-            " The server is running: its firewall takes the new port list at its next start "
-            "(`/stop` then `/start`); until then it keeps the ports it started with."
+    if game.state is not GameState.RUNNING:
+        text += " They apply when it next starts."
+    return _with_group(ctx, game, text, opening=opening)
+
+
+def _with_group(ctx: Context, game: Game, text: str, *, opening: bool = True) -> Reply | Deferred:
+    """The reply, after the running game's firewall and its security group follow its port list (in a
+    job: it waits for the agent and calls AWS)."""
+    running = game.state is GameState.RUNNING and bool(game.resources.instance_id)
+    if not game.resources.security_group_id and not running:  # still being created: CreateGame makes it
+        return Reply(content=text, ephemeral=True)
+    return Deferred(Job("games.ports", {"game": game.name, "text": text, "opening": opening}), ephemeral=True)
+
+
+def _filter_running(ctx: Context, game: Game) -> tuple[str, bool]:
+    """On a running game, have its agent filter the port list now (one full sync, confirmed).
+
+    Returns what to tell the admin, and whether the agent confirmed.
+    """
+    from chalicelib.access.agent_events import firewall_ports
+
+    request = ctx.services.access().full_sync(ctx.tenant_id, int(time.time()), ports=firewall_ports(game))
+    try:
+        reply = ask_and_wait(
+            ctx.lifecycle,
+            game,
+            "firewall.sync",
+            request.body,
+            request_id=tool_request_id("firewall", ctx.interaction.id),
+        ).body
+    except (AgentSilent, AgentRefused) as exc:
+        log.warning("%s/%s: the agent did not confirm the port list: %s", ctx.tenant_id, game.name, exc)
+        return (
+            f"⚠️ **{game.name}** is running, but its firewall didn't confirm the new port list ({exc}). "
+            "Run this command again in a minute; the list applies in full at the next start.",
+            False,
+        )
+    let_in = int(reply.get("v4", 0)) + int(reply.get("v6", 0))
+    ports = _list(list(game.settings.ports))
+    if let_in == 0:
+        who = (
+            "no IP address is let in yet, so nobody can connect to them: players use `/addip`, "
+            "guests a link from `/addguestip`"
         )
     else:
-        text += " They apply when it next starts."
-    return _with_group(ctx, game, text)
-
-
-def _with_group(ctx: Context, game: Game, text: str) -> Reply | Deferred:
-    """The reply, after the game's security group follows its port list (in a job: it calls AWS)."""
-    if not game.resources.security_group_id:  # still being created: CreateGame makes the group from the list
-        return Reply(content=text, ephemeral=True)
-    return Deferred(Job("games.ports", {"game": game.name, "text": text}), ephemeral=True)
+        who = (
+            f"they are open only to the **{let_in}** IP address{'es' if let_in != 1 else ''} let in "
+            "(members with `/addip`, guests with a guest link); everyone else is refused"
+        )
+    return f"🔒 **{game.name}** is running: its firewall filters {ports} from now on, and {who}.", True
 
 
 @jobs.job("games.ports")
-def ports_group(ctx: Context, game: str, text: str) -> Reply:
-    """Authorise and revoke the group's rules until they are the game's ports plus SFTP (idempotent)."""
+def ports_group(ctx: Context, game: str, text: str, opening: bool = True) -> Reply:
+    """Filter the running game's ports on its agent, then authorise and revoke the group's rules until
+    they are the game's ports plus SFTP (idempotent). A port is opened in the group only once the agent
+    filters it, so it is never reachable by everyone, not even for a moment."""
     found = ctx.game(game)
+    if found.state is GameState.RUNNING and found.resources.instance_id:
+        said, confirmed = _filter_running(ctx, found)
+        text = f"{text}\n{said}"
+        if opening and not confirmed:
+            return Reply(
+                content=f"{text}\nIts security group was left as it was: the new ports stay closed to "
+                "everyone until its firewall filters them.",
+                ephemeral=True,
+            )
     group = found.resources.security_group_id
     if not group:
         return Reply(content=text, ephemeral=True)

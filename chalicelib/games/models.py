@@ -12,7 +12,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["GameRecord"]
 
@@ -75,3 +75,6 @@ class GameRecord(Model):
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     version = VersionAttribute()
+
+
+share_one_session(GameRecord)

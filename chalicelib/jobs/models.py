@@ -6,7 +6,7 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["InteractionRecord"]
 
@@ -28,3 +28,6 @@ class InteractionRecord(Model):
     reply_json = UnicodeAttribute(null=True)
     delivered_via = UnicodeAttribute(null=True)
     expires_at = TTLAttribute()
+
+
+share_one_session(InteractionRecord)

@@ -282,6 +282,7 @@ def ask_and_wait(
 
 @AGENT_EVENTS.on("sftp.open.reply")
 @AGENT_EVENTS.on("disk.extend.reply")
+@AGENT_EVENTS.on("firewall.sync.reply")
 @AGENT_EVENTS.on("error")
 def on_tool_reply(event: AgentEvent, lc: Lifecycle) -> None:
     """Keep the agent's answer to one of our requests on its game's row, for the job that waits on it."""

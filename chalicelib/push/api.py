@@ -73,9 +73,13 @@ class PushApi:
             )
         except BotError as exc:
             return self._site.error(exc, headers)
-        return self._site.ok(
-            {"subscribed": True, "preference": sub.preference.value, "tenant": sub.tenant_id}, headers
-        )
+        answer = {
+            "subscribed": True,
+            "preference": sub.preference.value,
+            "tenant": sub.tenant_id,
+            "confirmed": sub.confirmed,  # false: the member confirms it with /addip's button in Discord
+        }
+        return self._site.ok(answer, headers)
 
     def unsubscribe(self, body: bytes | str | None, headers: Mapping[str, str], source_ip: str) -> HttpReply:
         """`{"endpoint", "auth"}`: forget this browser everywhere."""
@@ -95,7 +99,7 @@ class PushApi:
         raw = body.encode() if isinstance(body, str) else (body or b"")
         if len(raw) > MAX_PUSH_BODY_BYTES:
             raise PayloadTooLarge(f"the body is larger than {MAX_PUSH_BODY_BYTES} bytes")
-        self._limiter.hit(SUBSCRIBE_PER_ADDRESS, source_ip or "-", int(self._clock()))
+        self._limiter.hit_address(SUBSCRIBE_PER_ADDRESS, source_ip or "-", int(self._clock()))
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as exc:

@@ -14,7 +14,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["ByDevice", "PushRecord"]
 
@@ -48,6 +48,8 @@ class PushRecord(Model):
     auth = UnicodeAttribute(null=True)
     preference = UnicodeAttribute(null=True)
     created_at = NumberAttribute(null=True)
+    link = UnicodeAttribute(null=True)  # the member link's nonce it was made with
+    confirmed_at = NumberAttribute(null=True)  # when the member confirmed it in Discord (/addip's button)
     # wait rows: "pending" → "used" (a device authorised) or "closed" (the flow gave up)
     state = UnicodeAttribute(null=True)
     task_token = UnicodeAttribute(null=True)
@@ -56,3 +58,6 @@ class PushRecord(Model):
     purge_at = TTLAttribute(null=True)
 
     by_device = ByDevice()
+
+
+share_one_session(PushRecord)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -72,7 +73,9 @@ class PushService:
         sfn: Callable[[], Any],
         workflows: Callable[[], Any],
         rules: SubscriptionRules,
+        member_days: Callable[[str], int] = lambda _tenant: 90,
     ) -> None:
+        self._member_days = member_days  # the tenant's member grant length (/ipsettings)
         self._workflows = workflows
         self.store = store
         self._sealer = sealer
@@ -107,9 +110,24 @@ class PushService:
             auth=auth,
             preference=Preference(preference),
             created_at=now,
+            expires_at=now + self._member_days(claims.tenant_id) * 86_400,
+            link=claims.nonce,
+            # This browser stays confirmed if its member confirmed it before (a changed preference).
+            confirmed=any(
+                s.device == device_id(endpoint) and s.confirmed
+                for s in self.store.subscriptions(claims.tenant_id, claims.user_id, now)
+            ),
         )
         self.store.save(sub)
         return sub
+
+    def confirm(self, tenant_id: str, user_id: str, link: str, now: int) -> int:
+        """The member pressed /addip's confirm button: their browsers bound with that link may push."""
+        return self.store.confirm(tenant_id, user_id, link, now)
+
+    def forget(self, tenant_id: str, user_id: str | None) -> int:
+        """Delete a member's browsers (everyone's with None) when their access is revoked."""
+        return self.store.forget(tenant_id, user_id)
 
     def unsubscribe(self, endpoint: object, auth: object) -> int:
         """Delete one browser's subscriptions in every tenant; the caller proves the browser by the
@@ -139,7 +157,8 @@ class PushService:
 
     def _targets(self, tenant_id: str, user_id: str, trigger: Preference) -> list[Subscription]:
         wanted = {Preference.ADDIP, Preference.START} if trigger is Preference.ADDIP else {Preference.START}
-        return [s for s in self.store.subscriptions(tenant_id, user_id) if s.preference in wanted]
+        subs = self.store.subscriptions(tenant_id, user_id)
+        return [s for s in subs if s.preference in wanted and s.confirmed]
 
     def start(
         self,
@@ -182,7 +201,7 @@ class PushService:
             {
                 s.user_id
                 for s in self.store.tenant_subscriptions(tenant_id)
-                if s.preference is Preference.START
+                if s.preference is Preference.START and s.confirmed and s.expires_at > time.time()
             }
         )
         base = re.sub(r"[^A-Za-z0-9_-]", "-", execution.rsplit(":", 1)[-1])[:50]

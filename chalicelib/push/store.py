@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # A member's browsers per tenant; subscribing another replaces the oldest.
 MAX_DEVICES: Final = 5
 _WAIT_KEEP_SECONDS: Final = 3600
+_DAY: Final = 86_400
+_DEFAULT_LIFE: Final = 90 * _DAY  # AccessPolicy.member_days's default
 _USED: Final = "This authorisation was already used, or its request is over. Run /addip again."
 
 
@@ -43,6 +46,13 @@ class Subscription:
     auth: str
     preference: Preference
     created_at: int
+    # Like a member's grant, a subscription lasts the tenant's `member_days` (/ipsettings), then it is
+    # ignored and purged: a browser does not keep authorising itself for ever.
+    expires_at: int = 0
+    # A browser bound with a member link pushes only once the member confirmed it in Discord (the
+    # button under /addip's reply): whoever else holds a leaked link cannot make their browser a way in.
+    link: str = ""
+    confirmed: bool = True
 
     @property
     def device(self) -> str:
@@ -83,6 +93,13 @@ def _to_subscription(rec: PushRecord) -> Subscription:
         auth=str(rec.auth),
         preference=Preference(rec.preference or Preference.ADDIP.value),
         created_at=int(rec.created_at or 0),
+        # rows from before expiry existed last the default member grant from when they were made
+        expires_at=int(rec.expires_at)
+        if rec.expires_at is not None
+        else int(rec.created_at or 0) + _DEFAULT_LIFE,
+        link=rec.link or "",
+        # rows from before confirmation existed were made by their member's own page: confirmed
+        confirmed=rec.link is None or bool(rec.confirmed_at),
     )
 
 
@@ -102,12 +119,14 @@ class PushStore:
 
     # -- subscriptions ---------------------------------------------------------------------------
 
-    def subscriptions(self, tenant_id: str, user_id: str) -> list[Subscription]:
-        """The member's browsers in this tenant, oldest first."""
+    def subscriptions(self, tenant_id: str, user_id: str, now: int | None = None) -> list[Subscription]:
+        """The member's unexpired browsers in this tenant, oldest first."""
         rows = PushRecord.query(
             tenant_id, PushRecord.item.startswith(_sub_key(user_id)), consistent_read=True
         )
-        return sorted((_to_subscription(r) for r in rows), key=lambda s: (s.created_at, s.device))
+        at = int(time.time()) if now is None else now
+        live = (s for s in map(_to_subscription, rows) if s.expires_at > at)
+        return sorted(live, key=lambda s: (s.created_at, s.device))
 
     def tenant_subscriptions(self, tenant_id: str) -> list[Subscription]:
         """Every member's browsers in this tenant (one Query on its partition)."""
@@ -126,6 +145,10 @@ class PushStore:
             auth=sub.auth,
             preference=sub.preference.value,
             created_at=sub.created_at,
+            expires_at=sub.expires_at,
+            purge_at=datetime.fromtimestamp(sub.expires_at + _DAY, tz=UTC),
+            link=sub.link or None,
+            confirmed_at=sub.created_at if sub.confirmed else None,
         ).save()
         others = [s for s in self.subscriptions(sub.tenant_id, sub.user_id) if s.device != sub.device]
         excess = others[: max(0, len(others) + 1 - MAX_DEVICES)]
@@ -135,6 +158,27 @@ class PushStore:
 
     def delete(self, tenant_id: str, user_id: str, device: str) -> None:
         PushRecord(tenant_id, _sub_key(user_id, device)).delete()
+
+    def confirm(self, tenant_id: str, user_id: str, link: str, now: int) -> int:
+        """Confirm the member's unconfirmed browsers bound with member link `link`; returns how many."""
+        rows = PushRecord.query(
+            tenant_id, PushRecord.item.startswith(_sub_key(user_id)), consistent_read=True
+        )
+        count = 0
+        for rec in rows:
+            if rec.link != link or rec.user_id != user_id or rec.confirmed_at:
+                continue
+            rec.update(actions=[PushRecord.confirmed_at.set(now)])
+            count += 1
+        return count
+
+    def forget(self, tenant_id: str, user_id: str | None = None) -> int:
+        """Delete a member's browsers (every member's when `user_id` is None); returns how many."""
+        prefix = _sub_key(user_id) if user_id is not None else "sub#"
+        rows = list(PushRecord.query(tenant_id, PushRecord.item.startswith(prefix), consistent_read=True))
+        for rec in rows:
+            rec.delete()
+        return len(rows)
 
     def devices(self, device: str) -> list[tuple[str, str]]:
         """(tenant, user) of every subscription of one browser (eventually consistent: a GSI)."""

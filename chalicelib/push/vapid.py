@@ -1,6 +1,6 @@
-"""VAPID keys (RFC 8292): one P-256 key pair per deployment, kept in Secrets Manager.
+"""VAPID keys (RFC 8292): one P-256 key pair per deployment, kept in an SSM SecureString parameter.
 
-The secret holds JSON `{"public": <base64url uncompressed point>, "private": <base64url 32-byte
+The parameter holds JSON `{"public": <base64url uncompressed point>, "private": <base64url 32-byte
 scalar>}`; the public half is the `applicationServerKey` browsers subscribe with. `gangway vapid`
 creates it (devstack/cli.py). Generating needs only `cryptography`; pywebpush is not imported here.
 """
@@ -63,10 +63,10 @@ class VapidKeys:
 
     @classmethod
     def from_json(cls, text: str) -> VapidKeys:
-        """Parse the secret's value.
+        """Parse the parameter's value.
 
         Raises:
-            InfraError: the secret is unset or malformed (run `gangway vapid`).
+            InfraError: the parameter is unset or malformed (run `gangway vapid`).
         """
         try:
             data = json.loads(text)
@@ -74,7 +74,7 @@ class VapidKeys:
             if len(b64url_decode(public)) != 65 or len(b64url_decode(private)) != 32:
                 raise ValueError("wrong key sizes")
         except (ValueError, KeyError, TypeError) as exc:
-            raise InfraError("the VAPID key secret is unset or malformed: run `gangway vapid`") from exc
+            raise InfraError("the VAPID key parameter is unset or malformed: run `gangway vapid`") from exc
         return cls(public=public, private=private)
 
     def to_json(self) -> str:
@@ -82,7 +82,7 @@ class VapidKeys:
 
 
 def public_of(text: str) -> str:
-    """The public key from the public secret's value (`{"public": ...}`).
+    """The public key from the public parameter's value (`{"public": ...}`).
 
     Raises:
         InfraError: unset or malformed (run `gangway vapid`).
@@ -92,40 +92,41 @@ def public_of(text: str) -> str:
         if len(b64url_decode(public)) != 65:
             raise ValueError("wrong key size")
     except (ValueError, KeyError, TypeError) as exc:
-        raise InfraError("the VAPID public key secret is unset or malformed: run `gangway vapid`") from exc
+        raise InfraError("the VAPID public key parameter is unset or malformed: run `gangway vapid`") from exc
     return public
 
 
 class VapidSource:
-    """Reads the key pair, or only its public half, from Secrets Manager once per container.
+    """Reads the key pair, or only its public half, from SSM SecureString parameters once per container.
 
-    The halves live in two secrets so the API function, which only serves the public key to the page,
-    has no permission on the private one (policies/api_handler.json); the steps function signs pushes.
+    The halves live in two parameters so the API function, which only serves the public key to the
+    page, has no permission on the private one (policies/api_handler.json); the steps function signs.
     """
 
-    def __init__(self, secrets: Callable[[], Any], secret_id: str, public_secret_id: str = "") -> None:
-        self._secrets = secrets
-        self._secret_id = secret_id
-        self._public_secret_id = public_secret_id
+    def __init__(self, ssm: Callable[[], Any], parameter: str, public_parameter: str = "") -> None:
+        self._ssm = ssm
+        self._parameter = parameter
+        self._public_parameter = public_parameter
         self._keys: VapidKeys | None = None
         self._public: str | None = None
         self._lock = threading.Lock()
 
     def public(self) -> str:
-        """The public key (base64url), read from its own secret when there is one.
+        """The public key (base64url), read from its own parameter when there is one.
 
         Raises:
-            InfraError: the secret is missing, unreadable or malformed.
+            InfraError: the parameter is missing, unreadable or malformed.
         """
-        if not self._public_secret_id:
+        if not self._public_parameter:
             return self.keys().public
         with self._lock:
             if self._public is None:
                 try:
-                    value = self._secrets().get_secret_value(SecretId=self._public_secret_id)["SecretString"]
+                    found = self._ssm().get_parameter(Name=self._public_parameter, WithDecryption=True)
+                    value = found["Parameter"]["Value"]
                 except Exception as exc:  # botocore ClientError or transport: not the caller's fault
                     raise InfraError(
-                        f"cannot read the VAPID public key ({self._public_secret_id}): {exc}"
+                        f"cannot read the VAPID public key ({self._public_parameter}): {exc}"
                     ) from exc
                 self._public = public_of(str(value))
             return self._public
@@ -134,13 +135,14 @@ class VapidSource:
         """The deployment's key pair.
 
         Raises:
-            InfraError: the secret is missing, unreadable or malformed.
+            InfraError: the parameter is missing, unreadable or malformed.
         """
         with self._lock:
             if self._keys is None:
                 try:
-                    value = self._secrets().get_secret_value(SecretId=self._secret_id)["SecretString"]
+                    found = self._ssm().get_parameter(Name=self._parameter, WithDecryption=True)
+                    value = found["Parameter"]["Value"]
                 except Exception as exc:  # botocore ClientError or transport: not the caller's fault
-                    raise InfraError(f"cannot read the VAPID keys ({self._secret_id}): {exc}") from exc
+                    raise InfraError(f"cannot read the VAPID keys ({self._parameter}): {exc}") from exc
                 self._keys = VapidKeys.from_json(str(value))
             return self._keys

@@ -12,7 +12,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 from chalicelib.config import settings
-from chalicelib.storage import TableMeta
+from chalicelib.storage import TableMeta, share_one_session
 
 __all__ = ["AuditRecord", "TenantRecord"]
 
@@ -66,3 +66,6 @@ class AuditRecord(Model):
     purpose = UnicodeAttribute(default="")
     at = NumberAttribute()
     expires_at = TTLAttribute()
+
+
+share_one_session(TenantRecord, AuditRecord)

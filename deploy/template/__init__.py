@@ -15,7 +15,7 @@ Built from the code, so the template cannot drift from it, one module per family
 - `functions`: each function's role policy from its `policies/*.json` file, scoped to the stage
   (`deploy.policy`), and every table and queue name in its environment;
 - `iot`, `site`, `keys`, `params`: the agents' IoT rule and policy, the web page's bucket and CDN, the
-  link-token key and the operator's secrets, the parameters, conditions and outputs.
+  parameters, conditions and outputs (`keys` names the SecureString parameters `make deploy` makes).
 
 `stage` reads `.chalice/config.json`; `introspect` learns what the models and app.py declare in a child
 process with the stage's environment (they bind names at import), so building changes nothing here;
@@ -27,15 +27,14 @@ from __future__ import annotations
 from deploy.template.cli import main
 from deploy.template.compose import build
 from deploy.template.introspect import AppFacts, app_facts
-from deploy.template.keys import SECRETS, UNSET_SECRET
+from deploy.template.keys import SECURE_PARAMETERS, secure_parameter
 from deploy.template.stage import ROOT, Stage, queue_names, table_names
 from deploy.template.tables import TableSpec
 from deploy.template.workflows import WORKFLOWS
 
 __all__ = [
     "ROOT",
-    "SECRETS",
-    "UNSET_SECRET",
+    "SECURE_PARAMETERS",
     "WORKFLOWS",
     "AppFacts",
     "Stage",
@@ -44,5 +43,6 @@ __all__ = [
     "build",
     "main",
     "queue_names",
+    "secure_parameter",
     "table_names",
 ]

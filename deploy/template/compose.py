@@ -12,7 +12,6 @@ from pathlib import Path
 from deploy.template.cfn import Json
 from deploy.template.functions import chalice_overrides, consumers_wait_for_their_queues
 from deploy.template.iot import iot_resources
-from deploy.template.keys import link_key_resources, secret_resources
 from deploy.template.params import conditions, outputs, parameters
 from deploy.template.queues import queue_resources
 from deploy.template.site import site_resources
@@ -40,8 +39,6 @@ def build(
         queue_resources(stage, handlers or {}),
         iot_resources(stage),
         site_resources(stage),
-        link_key_resources(stage),
-        secret_resources(stage),
         workflow_resources(stage, workflows),
         chalice_overrides(stage, policies),
     ):

@@ -1,7 +1,8 @@
 """Keys merged into the resources Chalice makes for each function, and the ordering Chalice leaves out.
 
 Each function's role gets its `policies/*.json` scoped to the stage (`deploy.policy`), its environment
-every table and queue name, and its logs a group with a retention; an SQS consumer waits for its queue.
+every table and queue name, and its logs a group with a retention; an SQS consumer waits for its queue;
+the steps function carries web push's layer.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from deploy.package import LAYER_ZIP
 from deploy.policy import scope_policy
 from deploy.template.cfn import LOG_RETENTION_DAYS, Json, ref
-from deploy.template.keys import ipauth_alias
+from deploy.template.keys import secure_parameter
 from deploy.template.site import customer_template_url
 from deploy.template.stage import Stage, queue_names, table_names
 
-__all__ = ["chalice_overrides", "consumers_wait_for_their_queues", "function_logical_id"]
+__all__ = [
+    "PUSH_FUNCTION",
+    "PUSH_LAYER",
+    "chalice_overrides",
+    "consumers_wait_for_their_queues",
+    "function_logical_id",
+]
+
+PUSH_FUNCTION = "steps"  # the one function that sends web pushes (chalicelib/push/addip_push.py)
+PUSH_LAYER = "WebPushLayer"
 
 
 def function_logical_id(name: str) -> str:
@@ -41,7 +52,11 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
             **table_names(stage),
             **queue_names(stage),
             "WORKFLOWS_PREFIX": stage.prefix,  # state machines are gangway-<stage>-<file stem>
-            "IPAUTH_KEY_ID": ipauth_alias(stage),
+            # The SecureString parameters `make deploy` creates (deploy/parameters.py).
+            "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage.name, "discord-bot-token"),
+            "VAPID_PARAMETER": secure_parameter(stage.name, "vapid-keys"),
+            "VAPID_PUBLIC_PARAMETER": secure_parameter(stage.name, "vapid-public"),
+            "IPAUTH_KEYS_PARAMETER": secure_parameter(stage.name, "ipauth-keys"),
             "HOSTING_ACCOUNT_ID": ref("AWS::AccountId"),
             "IOT_DATA_ENDPOINT": ref("IotDataEndpoint"),
             "DISCORD_PUBLIC_KEY": ref("DiscordPublicKey"),
@@ -62,6 +77,8 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
                 "LoggingConfig": {"LogGroup": ref(f"{fn}Logs"), "LogFormat": "Text"},
             }
         }
+        if name == PUSH_FUNCTION:
+            res[fn]["Properties"]["Layers"] = [ref(PUSH_LAYER)]
         res[f"{fn}Logs"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {
@@ -69,6 +86,17 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
                 "RetentionInDays": LOG_RETENTION_DAYS,
             },
         }
+    # Web push's dependencies (cryptography, aiohttp, requests…: 28 MB unpacked), split off Chalice's
+    # zip by deploy/package.py, load only where pushes are sent.
+    res[PUSH_LAYER] = {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Properties": {
+            "LayerName": f"{stage.prefix}-web-push",
+            "Description": "pywebpush and what only it requires (deploy/package.py)",
+            "ContentUri": f"./{LAYER_ZIP}",
+            "RetentionPolicy": "Delete",
+        },
+    }
     return res
 
 

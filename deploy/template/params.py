@@ -5,16 +5,14 @@ The outputs are what `deploy.stack` reads after a deploy: the interactions URL, 
 
 from __future__ import annotations
 
-from deploy.template.cfn import Json, att, ref, sub
-from deploy.template.keys import SECRETS
+from deploy.template.cfn import Json, ref, sub
 from deploy.template.stage import Stage
 
 __all__ = ["conditions", "outputs", "parameters"]
 
 
 def parameters(stage: Stage) -> Json:
-    """The Discord application, the alarm mail, the site URL, the agent's wheelhouse, the IoT endpoint, and
-    which secrets exist."""
+    """The Discord application, the alarm mail, the site URL, the agent's wheelhouse, the IoT endpoint."""
     params: Json = {
         "DiscordPublicKey": {
             "Type": "String",
@@ -46,13 +44,6 @@ def parameters(stage: Stage) -> Json:
             "Description": "https://<prefix>-ats.iot.<region>.amazonaws.com (make deploy looks it up)",
         },
     }
-    for key in SECRETS:
-        params[f"{key}SecretExists"] = {
-            "Type": "String",
-            "Default": "false",
-            "AllowedValues": ["false", "true"],
-            "Description": "true when the secret exists outside this stack (kept by an earlier destroy)",
-        }
     return params
 
 
@@ -72,13 +63,9 @@ def outputs() -> Json:
         "AlarmTopicArn": {"Value": ref("AlarmTopic")},
         "AgentEventsQueueUrl": {"Value": ref("AgentEventsQueue")},
         "InstancePolicyName": {"Value": ref("InstancePolicy")},
-        "LinkTokenKeyArn": {"Value": att("LinkTokenKey", "Arn")},
     }
 
 
 def conditions() -> Json:
-    """Mail alarms only when an address is given; create a secret only when none survived a destroy."""
-    res: Json = {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}}
-    for key in SECRETS:
-        res[f"Create{key}Secret"] = {"Fn::Equals": [ref(f"{key}SecretExists"), "false"]}
-    return res
+    """Mail alarms only when an address is given."""
+    return {"HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [ref("AlarmEmail"), ""]}]}}

@@ -17,7 +17,7 @@ import pytest
 
 from devstack.discord_user import DiscordUser, Who, snowflake
 from tests.access_helpers import Subscriber, require_program
-from tests.stack_runner import running_stack
+from tests.stack_runner import running_stack, stack_aws, stack_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".local" / "screenshots" / "ipauth"
@@ -70,19 +70,6 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def _aws(stack: dict[str, Any], service: str) -> Any:
-    import boto3
-
-    make: Any = boto3.client
-    return make(
-        service,
-        region_name="us-east-1",
-        endpoint_url=stack["aws_endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _tenant(stack: dict[str, Any]) -> tuple[str, DiscordUser]:
     guild = snowflake()
     admin = DiscordUser.from_stack(stack, Who(guild_id=guild, user_id=snowflake()))
@@ -99,8 +86,8 @@ def _link(user: DiscordUser, command: str, **options: Any) -> str:
 
 
 def _grants(stack: dict[str, Any], tenant: str) -> list[dict[str, Any]]:
-    items = _aws(stack, "dynamodb").query(
-        TableName="gangway-grants",
+    items = stack_aws(stack, "dynamodb").query(
+        TableName=stack_table(stack, "grants"),
         KeyConditionExpression="tenant_id = :t",
         ExpressionAttributeValues={":t": {"S": tenant}},
         ConsistentRead=True,
@@ -120,8 +107,8 @@ def _state(page: Any, expected: str, shot: str | None = None) -> None:
 
 def _running_game(stack: dict[str, Any], tenant: str, name: str) -> None:
     now = int(time.time())
-    _aws(stack, "dynamodb").put_item(
-        TableName="gangway-games",
+    stack_aws(stack, "dynamodb").put_item(
+        TableName=stack_table(stack, "games"),
         Item={
             "tenant_id": {"S": tenant},
             "name": {"S": name},
@@ -156,7 +143,7 @@ def test_addip_link_lets_the_browser_in_and_syncs_the_running_games_firewall(
     agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
     try:
         url = _link(admin, "addip")
-        assert url.startswith(stack["site_url"] + "/#g1.")
+        assert url.startswith(stack["site_url"] + "/#g2.")
         page.goto(url)
         _state(page, "success", "success")
         expect(page.locator("#address")).to_have_text("127.0.0.1")
@@ -193,10 +180,10 @@ def test_success_fits_a_phone_screen(stack: dict[str, Any], browser: Any) -> Non
 
 
 def _sealer(stack: dict[str, Any]) -> Any:
-    from chalicelib.access import TokenSealer
+    from chalicelib.access import LinkKeySource, TokenSealer
 
-    kms = _aws(stack, "kms")
-    return TokenSealer(lambda: kms, "alias/gangway-ipauth")
+    ssm = stack_aws(stack, "ssm")
+    return TokenSealer(LinkKeySource(lambda: ssm, "/gangway/local/ipauth-keys"))
 
 
 def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
@@ -217,13 +204,15 @@ def test_expired_tampered_and_foreign_links_show_their_state_and_write_nothing(
     _state(page, "expired", "expired-link")
 
     token = _link(admin, "addip").split("#", 1)[1]
-    head, tid, blob = token.split(".")
-    tampered = f"{head}.{tid}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
+    head, tid, key_id, blob = token.split(".")
+    tampered = f"{head}.{tid}.{key_id}.{blob[:30]}{'B' if blob[30] == 'A' else 'A'}{blob[31:]}"
     page.goto(f"{stack['site_url']}/#{tampered}")
     _state(page, "invalid", "invalid-link")
 
-    page.goto(f"{stack['site_url']}/#{head}.{other}.{blob}")  # this tenant's link presented as another's
+    page.goto(f"{stack['site_url']}/#{head}.{other}.{key_id}.{blob}")  # this tenant's, shown as another's
     _state(page, "invalid")
+    page.goto(f"{stack['site_url']}/#g1.{tid}.{blob}")  # a link from before the AES-GCM format
+    _state(page, "expired")
     page.goto(f"{stack['site_url']}/#not-a-link")
     _state(page, "invalid")
     assert _grants(stack, guild) == [] and _grants(stack, other) == []
@@ -234,8 +223,8 @@ def test_a_used_up_guest_link_says_so(stack: dict[str, Any], page: Any) -> None:
     url = _link(admin, "addguestip", uses=1)
     # Another guest already spent the only use (the local gateway sees every browser as 127.0.0.1).
     claims = _sealer(stack).open(url.split("#", 1)[1], now=int(time.time()))
-    _aws(stack, "dynamodb").put_item(
-        TableName="gangway-access",
+    stack_aws(stack, "dynamodb").put_item(
+        TableName=stack_table(stack, "access"),
         Item={"tenant_id": {"S": guild}, "item": {"S": f"link#{claims.nonce}"}, "uses": {"N": "1"}},
     )
     page.goto(url)
@@ -286,8 +275,8 @@ def test_the_stacks_reaper_removes_an_expired_grant_and_syncs_the_removal(stack:
     host, port = stack["mqtt_url"].removeprefix("mqtt://").split(":")
     agent = Subscriber(host, int(port), f"gangway/{guild}/+/cmd")
     try:
-        _aws(stack, "dynamodb").put_item(
-            TableName="gangway-grants",
+        stack_aws(stack, "dynamodb").put_item(
+            TableName=stack_table(stack, "grants"),
             Item={
                 "tenant_id": {"S": guild},
                 "address": {"S": "203.0.113.77"},

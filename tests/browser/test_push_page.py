@@ -26,8 +26,8 @@ import pytest
 from devstack.discord_user import DiscordUser, Who, snowflake
 from devstack.stack import free_port
 from tests.access_helpers import require_program
-from tests.browser.test_ipauth_page import _aws, _grants, _link, _tenant
-from tests.stack_runner import running_stack
+from tests.browser.test_ipauth_page import _grants, _link, _tenant
+from tests.stack_runner import running_stack, stack_aws, stack_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".local" / "screenshots" / "push"
@@ -126,8 +126,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def _push_rows(stack: dict[str, Any], tenant: str) -> list[dict[str, Any]]:
-    items = _aws(stack, "dynamodb").query(
-        TableName="gangway-push",
+    items = stack_aws(stack, "dynamodb").query(
+        TableName=stack_table(stack, "push"),
         KeyConditionExpression="tenant_id = :t",
         ExpressionAttributeValues={":t": {"S": tenant}},
         ConsistentRead=True,
@@ -203,16 +203,16 @@ def test_onboarding_subscribes_and_the_service_worker_authorises_a_pushed_token_
     )
 
     # The service worker on a push: it authorises with the pushed token and shows the result.
-    from chalicelib.access import LinkKind, TokenSealer
+    from chalicelib.access import LinkKeySource, LinkKind, TokenSealer
 
-    kms = _aws(stack, "kms")
+    ssm = stack_aws(stack, "ssm")
     flow = snowflake()
-    token, claims = TokenSealer(lambda: kms, "alias/gangway-ipauth").seal(
+    token, claims = TokenSealer(LinkKeySource(lambda: ssm, "/gangway/local/ipauth-keys")).seal(
         tenant_id=guild, kind=LinkKind.PUSH, issued_at=int(time.time()), lifetime_s=60,
         user_id=member.who.user_id, nonce=flow,
     )  # fmt: skip
-    _aws(stack, "dynamodb").put_item(
-        TableName="gangway-push",
+    stack_aws(stack, "dynamodb").put_item(
+        TableName=stack_table(stack, "push"),
         Item={
             "tenant_id": {"S": guild}, "item": {"S": f"wait#{flow}"}, "user_id": {"S": member.who.user_id},
             "state": {"S": "pending"}, "expires_at": {"N": str(claims.expires_at)},

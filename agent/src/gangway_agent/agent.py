@@ -103,7 +103,7 @@ class Agent:
 
     def start(self) -> None:
         """Connect, reconcile the firewall, start the game if configured, announce readiness."""
-        self._s.link.start(self._enqueue)
+        self._s.link.start(self._enqueue, self._connected)
         if self._s.firewall is not None:
             try:
                 self._s.firewall.reconcile()
@@ -220,8 +220,18 @@ class Agent:
 
     def _heartbeat(self) -> None:
         st = self.game.status()
+        fw = self._s.firewall
+        # The backend compares the version with its own and sends the full set to a stale agent.
         self.emit(EventType.HEARTBEAT, {"game_running": st.running, "players": self.players,
-                                        "idle_s": round(self.idle.idle_s())})
+                                        "idle_s": round(self.idle.idle_s()),
+                                        "firewall_version": fw.version if fw is not None else None})
+
+    def _connected(self, connections: int) -> None:
+        """The link (re)connected: requests sent while it was away are lost (QoS 1 holds them only for a
+        persistent session), so after a reconnect ask for the full grant set. The first connection is
+        answered by the backend's reply to ``ready``."""
+        if connections > 1 and self._s.firewall is not None:
+            self.emit(EventType.FIREWALL_RESYNC, {"version": self._s.firewall.version, "reason": "reconnect"})
 
     def check_idle(self) -> None:
         """Count players and advance the idle state machine, publishing what changed."""
@@ -323,7 +333,13 @@ class Agent:
     def _firewall_sync(self, body: FirewallSync) -> dict[str, Any]:
         if self._s.firewall is None:
             raise RequestFailed("the firewall is disabled on this instance", ErrorCode.UNAVAILABLE)
-        return self._s.firewall.sync(body)
+        counts = self._s.firewall.sync(body)
+        have = counts["version"]
+        if body.version is not None and (have is None or have < body.version):
+            # A delta skipped because one before it never arrived: ask for the whole set.
+            log.warning("firewall delta %d does not follow %s; asking for the full set", body.version, have)
+            self.emit(EventType.FIREWALL_RESYNC, {"version": have, "reason": "gap"})
+        return counts
 
     def _shutdown(self, body: Shutdown) -> dict[str, Any]:
         return {"stopping": True, "poweroff": body.poweroff and self.cfg.shutdown_command is not None}

@@ -35,7 +35,7 @@ def build(cfg: Config) -> tuple[Agent, SpotWatcher | None]:
     imds = Imds(cfg.spot.imds_url, clock) if cfg.spot.enabled else None
     sftp_ports = (cfg.sftp.port,) if cfg.sftp.enabled else ()
     firewall = Firewall(
-        table=cfg.firewall.table, tcp_ports=(*cfg.launch.ports.tcp, *sftp_ports),
+        table=cfg.firewall.table, tcp_ports=cfg.launch.ports.tcp, always_tcp=sftp_ports,
         udp_ports=cfg.launch.ports.udp, runner=runner, clock=clock,
         state_file=cfg.state_dir / "grants.json",
     ) if cfg.firewall.enabled else None

@@ -7,6 +7,12 @@ a delta upserts with ``add; delete; add … timeout N`` because ``add`` of an ex
 refresh its timeout on every kernel (feasibility.md §7). Established flows, loopback and every other
 port (the management path) are left alone. The desired grants are kept on disk and re-applied on
 start and periodically, so a reboot or a manual ``nft flush ruleset`` heals.
+
+Versions (contract/README.md, ``firewall.sync``): the backend numbers its grant set. A full sync sets
+the version; a delta applies only on top of the version before it, so a lost or reordered delta is never
+applied out of order: it is skipped, and the agent asks for the full set instead (``firewall.resync``).
+A full sync may also carry the game's ports (``/openport`` on a running game): the chain covers them in
+the same transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from .protocol import FirewallMode, FirewallSync, Grant
+from .protocol import FirewallMode, FirewallPorts, FirewallSync, Grant
 from .seams import Clock, Runner
 
 log = logging.getLogger(__name__)
@@ -44,11 +50,14 @@ class Firewall:
 
     def __init__(
         self, *, table: str, tcp_ports: Iterable[int], udp_ports: Iterable[int], runner: Runner,
-        clock: Clock, state_file: Path | None, nft: Sequence[str] = ("nft",),
+        clock: Clock, state_file: Path | None, nft: Sequence[str] = ("nft",), always_tcp: Iterable[int] = (),
     ) -> None:
         self.table = table
-        self._tcp = frozenset(tcp_ports)
+        self._always_tcp = frozenset(always_tcp)  # the SFTP port: filtered whatever the game's ports
+        self._tcp = frozenset(tcp_ports) | self._always_tcp
         self._udp = frozenset(udp_ports)
+        # The backend's version of the grant set last applied in order; None until a full sync.
+        self.version: int | None = None
         self._runner = runner
         self._clock = clock
         self._state_file = state_file
@@ -59,6 +68,11 @@ class Firewall:
     def grants(self) -> dict[Address, float]:
         with self._lock:
             return dict(self._grants)
+
+    def ports(self) -> tuple[frozenset[int], frozenset[int]]:
+        """The (tcp, udp) ports the chain filters now."""
+        with self._lock:
+            return self._tcp, self._udp
 
     def render_table(self, grants: dict[Address, float]) -> str:
         """The whole table, with each live grant's remaining lifetime as its timeout."""
@@ -97,18 +111,28 @@ class Firewall:
             self._apply(batch)
             return len(self._grants)
 
-    def sync(self, req: FirewallSync) -> dict[str, int]:
-        """Apply a full or delta sync from the backend; returns counts for the reply."""
+    def sync(self, req: FirewallSync) -> dict[str, int | None]:
+        """Apply a full or delta sync from the backend; returns counts for the reply.
+
+        A versioned delta that does not follow the current version is skipped (nothing applied): the
+        reply's ``version`` then stays below the request's, and the caller asks for the full set.
+        """
         now = self._clock.now()
         live = [g for g in req.grants if g.expires_at > now]
         with self._lock:
             if req.mode is FirewallMode.FULL:
                 before = set(self._grants)
                 self._grants = {g.address: g.expires_at for g in live}
+                self._set_ports(req.ports)
                 self._prune()
                 batch = f"add table inet {self.table}\ndelete table inet {self.table}\n"
                 batch += self.render_table(self._grants)
                 removed = len(before - set(self._grants))
+                self._apply(batch)
+                self.version = req.version
+            elif req.version is not None and (self.version is None or req.version != self.version + 1):
+                # Out of order: a duplicate (already applied) or a gap (one was lost): apply nothing.
+                return self._counts(0, 0)
             else:
                 batch = self._delta(live, req.revoke)
                 removed = sum(1 for a in req.revoke if a in self._grants)
@@ -117,10 +141,21 @@ class Firewall:
                 for g in live:
                     self._grants[g.address] = g.expires_at
                 self._prune()
-            if batch:
-                self._apply(batch)
-            v4 = sum(1 for a in self._grants if a.version == 4)
-            return {"applied": len(live), "removed": removed, "v4": v4, "v6": len(self._grants) - v4}
+                if batch:
+                    self._apply(batch)
+                if req.version is not None:
+                    self.version = req.version
+            return self._counts(len(live), removed)
+
+    def _counts(self, applied: int, removed: int) -> dict[str, int | None]:
+        v4 = sum(1 for a in self._grants if a.version == 4)
+        return {"applied": applied, "removed": removed, "v4": v4, "v6": len(self._grants) - v4,
+                "version": self.version}
+
+    def _set_ports(self, ports: FirewallPorts | None) -> None:
+        if ports is not None:
+            self._tcp = frozenset(ports.tcp) | self._always_tcp
+            self._udp = frozenset(ports.udp)
 
     def remove(self) -> None:
         """Delete the table (agent uninstall, tests)."""

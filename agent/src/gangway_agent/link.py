@@ -23,14 +23,17 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[bytes], None]
+# Called after each connection is subscribed and its queue flushed, with how many there have been (1 first).
+OnConnected = Callable[[int], None]
 _ACK_TIMEOUT_S: Final = 10
 
 
 class Link(Protocol):
     """What the agent needs from a message transport."""
 
-    def start(self, on_message: OnMessage) -> None:
-        """Connect (in the background) and deliver each ``cmd`` payload to ``on_message``."""
+    def start(self, on_message: OnMessage, on_connected: OnConnected | None = None) -> None:
+        """Connect (in the background) and deliver each ``cmd`` payload to ``on_message``; tell
+        ``on_connected`` of every connection (the session is clean: a reconnect lost what came meanwhile)."""
         ...
 
     def send(self, payload: bytes) -> None:
@@ -54,6 +57,8 @@ class MqttLink:
         self._connected = threading.Event()
         self._stopped = threading.Event()
         self._on_message: OnMessage | None = None
+        self._on_connected_cb: OnConnected | None = None
+        self.connections = 0
         self._client: Any = None
         self._in_flight = 0
         self._idle = threading.Condition(self._lock)
@@ -63,8 +68,9 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def start(self, on_message: OnMessage) -> None:
+    def start(self, on_message: OnMessage, on_connected: OnConnected | None = None) -> None:
         self._on_message = on_message
+        self._on_connected_cb = on_connected
         self._client = self._build()
         self._client.start()
 
@@ -155,9 +161,16 @@ class MqttLink:
                 pending = list(self._queue)
                 self._queue.clear()
                 self._connected.set()
+                self.connections += 1
+                count = self.connections
             for payload in pending:
                 self._publish(payload)
             log.info("connected; %d queued message(s) flushed", len(pending))
+            if self._on_connected_cb is not None:
+                try:
+                    self._on_connected_cb(count)
+                except Exception:
+                    log.exception("connection callback failed")
 
         self._subscribe(self._sub_topic).add_done_callback(subscribed)
 

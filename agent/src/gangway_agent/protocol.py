@@ -19,6 +19,8 @@ from .errors import ErrorCode, ProtocolError
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 MAX_GRANTS: Final = 10_000
+# The firewall's port lists: the backend sends at most 200 game ports (chalicelib/lifecycle/tools.py).
+MAX_PORTS: Final = 1_000
 REPLY_SUFFIX: Final = ".reply"
 
 
@@ -54,6 +56,7 @@ class EventType(StrEnum):
     PRELOAD_PROGRESS = "preload.progress"
     PRELOAD_DONE = "preload.done"
     AGENT_ERROR = "agent.error"
+    FIREWALL_RESYNC = "firewall.resync"
 
 
 ERROR_TYPE: Final = "error"
@@ -99,10 +102,22 @@ class Preload:
 
 
 @dataclass(frozen=True)
+class FirewallPorts:
+    """The game ports the firewall filters (the SFTP port is always filtered too)."""
+
+    tcp: tuple[int, ...]
+    udp: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class FirewallSync:
+    """``version`` numbers the backend's grant set: a delta applies only on top of ``version - 1``."""
+
     mode: FirewallMode
     grants: tuple[Grant, ...]
     revoke: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    version: int | None = None
+    ports: FirewallPorts | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +218,14 @@ class _Body:
             raise _BadBody(f"{key} must be a number in [{low}, {high}]")
         return float(value)
 
+    def integer(self, key: str, *, low: int, high: int) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _BadBody(f"{key} must be an integer in [{low}, {high}]")
+        return value
+
     def string(self, key: str) -> str | None:
         value = self.data.get(key)
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 255):
@@ -240,8 +263,25 @@ def _grant(item: object) -> Grant:
     return Grant(_address(item["address"]), float(expires))
 
 
+def _port_list(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_PORTS:
+        raise _BadBody(f"ports.tcp and ports.udp must be lists of at most {MAX_PORTS} ports")
+    for port in value:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise _BadBody("each port must be an integer in [1, 65535]")
+    return tuple(sorted(set(value)))
+
+
+def _ports(value: object) -> FirewallPorts | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"tcp", "udp"}:
+        raise _BadBody("ports is {tcp, udp}")
+    return FirewallPorts(_port_list(value["tcp"]), _port_list(value["udp"]))
+
+
 def _firewall(b: _Body) -> FirewallSync:
-    b.only("mode", "grants", "revoke")
+    b.only("mode", "grants", "revoke", "version", "ports")
     try:
         mode = FirewallMode(str(b.data.get("mode")))
     except ValueError:
@@ -250,7 +290,11 @@ def _firewall(b: _Body) -> FirewallSync:
     revoke = tuple(_address(a) for a in b.items("revoke"))
     if mode is FirewallMode.FULL and revoke:
         raise _BadBody("a full sync lists grants only; revoke is for delta")
-    return FirewallSync(mode, grants, revoke)
+    version = b.integer("version", low=0, high=2**53)
+    ports = _ports(b.data.get("ports"))
+    if mode is FirewallMode.DELTA and ports is not None:
+        raise _BadBody("ports come with a full sync only")
+    return FirewallSync(mode, grants, revoke, version, ports)
 
 
 def _empty(b: _Body) -> Empty:
@@ -306,11 +350,11 @@ OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
         "device", "partition", "filesystem", "size_before_bytes", "size_after_bytes"
     ),
     "disk.preload.reply": _fields("started", "device"),
-    "firewall.sync.reply": _fields("applied", "removed", "v4", "v6"),
+    "firewall.sync.reply": _fields("applied", "removed", "v4", "v6", "version"),
     "shutdown.reply": _fields("stopping", "poweroff"),
     ERROR_TYPE: _fields("code", "message"),
     EventType.READY: _fields("version", "game_running"),
-    EventType.HEARTBEAT: _fields("game_running", "players", "idle_s"),
+    EventType.HEARTBEAT: _fields("game_running", "players", "idle_s", "firewall_version"),
     EventType.PLAYERS: _fields("count", "previous"),
     EventType.IDLE_WARNING: _fields("idle_s", "shutdown_in_s"),
     EventType.IDLE_CLEARED: _fields("players"),
@@ -320,6 +364,7 @@ OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
     EventType.PRELOAD_PROGRESS: _fields("bytes_read", "bytes_total", "percent"),
     EventType.PRELOAD_DONE: _fields("device", "bytes_read", "seconds"),
     EventType.AGENT_ERROR: _fields("code", "message"),
+    EventType.FIREWALL_RESYNC: _fields("version", "reason"),
 }
 """The body keys of every reply and event the agent sends (contract/README.md)."""
 

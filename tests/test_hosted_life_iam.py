@@ -1,10 +1,10 @@
 """A hosted game's whole life with every handler calling the emulator as its own IAM user.
 
-Run only by tests/test_iam_enforced.py, in a subprocess with GANGWAY_ENFORCE_IAM=1 (moto's auth switch
-is process-wide, so it cannot share the main suite's server); its name keeps plain `pytest` from
-collecting it. Each step goes through the function that does it in AWS (the api function's routes, the
-jobs and steps Lambdas, agent_events), so an action missing from that function's policy fails here as
-AccessDenied, as it would in the account. DNS stays out: Route 53 is in no function's policy by design.
+The suite runs with IAM enforced (devstack/iam.py; `GANGWAY_ENFORCE_IAM=0` is the only way out). Each
+step here goes through the function that does it in AWS (the api function's routes, the jobs and steps
+Lambdas, agent_events), so an action missing from that function's policy fails here as AccessDenied, as
+it would in the account; tests/test_iam_enforced.py runs this module again without one action to prove
+it. DNS stays out: Route 53 is in no function's policy by design.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from tests.lifecycle_helpers import (
     stop_until_stopped,
 )
 
-__all__ = ["test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam"]
+__all__ = [
+    "test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam",
+    "test_a_member_link_is_sealed_and_opened_under_enforced_iam",
+]
 
 
 def _last(harness: Harness, payload: dict[str, Any]) -> str:
@@ -39,7 +42,7 @@ def _last(harness: Harness, payload: dict[str, Any]) -> str:
 
 
 def test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam(harness: Harness, tenant: str) -> None:
-    assert enforced(), "run with GANGWAY_ENFORCE_IAM=1 (tests/test_iam_enforced.py does)"
+    assert enforced(), "the suite runs with IAM enforced; GANGWAY_ENFORCE_IAM=0 turned it off"
     assert CURRENT_FUNCTION.get() is None and current_credentials()[0] != "testing"  # moto issued the keys
 
     create_game(harness, "valheim")
@@ -92,3 +95,19 @@ def test_a_hosted_game_lives_and_the_server_leaves_under_enforced_iam(harness: H
     tag = [{"Name": "tag:gangway", "Values": [f"{tenant}/rust"]}]
     assert ec2.describe_security_groups(Filters=tag)["SecurityGroups"] == []
     assert rust.snapshots() == []
+
+
+def test_a_member_link_is_sealed_and_opened_under_enforced_iam(harness: Harness, tenant: str) -> None:
+    """/addip (api) reads the link keys as the api function, and the page's API opens the link again:
+    `ssm:GetParameter` on the stage's ipauth-keys parameter is what the policy must allow (issue 15.3)."""
+    from devstack.discord_user import Who
+    from tests.access_helpers import authorize
+
+    for built in ("sealer", "access", "ipauth", "push"):  # as a fresh container: the api function reads
+        container().__dict__.pop(built, None)
+    member = Who(guild_id=tenant, user_id=snowflake(), role_ids=("400000000000000001",), permissions=0)
+    _, answer = harness.command("addip", who=member)
+    url = answer["data"]["components"][0]["components"][0]["url"]
+    token = url.split("#", 1)[1]
+    assert token.startswith(f"g2.{tenant}.")
+    assert authorize(token, "198.51.100.77").status == 200
