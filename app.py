@@ -105,6 +105,7 @@ def push_preflight() -> Response:
 
 @app.schedule(Rate(10, unit=Rate.MINUTES))
 def reaper(event: CloudWatchEvent) -> None:
+    wiring.container().reconcile_games()
     wiring.container().access.reap()
 
 

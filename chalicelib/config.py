@@ -90,6 +90,9 @@ class Settings:
     # suffixes, https only; PUSH_LOOPBACK_HTTP lets the local stack's stand-in on http://127.0.0.1 in).
     push_table: str = "gangway-push"
     vapid_parameter: str = "/gangway/local/vapid-keys"
+    # The public half alone (unset: /gangway/<stage>/vapid-public): what the API function reads to serve
+    # the page, so its role never needs the private key's parameter.
+    vapid_public_parameter: str = "/gangway/local/vapid-public"
     vapid_subject: str = "mailto:gangway@example.invalid"
     push_wait_seconds: int = 60
     push_hosts: tuple[str, ...] = (
@@ -150,6 +153,7 @@ class Settings:
             image_id=e.get("IMAGE_ID", cls.image_id).strip(),
             push_table=e.get("PUSH_TABLE", cls.push_table),
             vapid_parameter=e.get("VAPID_PARAMETER") or parameter_name(stage, "vapid-keys"),
+            vapid_public_parameter=e.get("VAPID_PUBLIC_PARAMETER") or parameter_name(stage, "vapid-public"),
             vapid_subject=e.get("VAPID_SUBJECT", cls.vapid_subject),
             push_wait_seconds=int(e.get("PUSH_WAIT_SECONDS", str(cls.push_wait_seconds))),
             push_hosts=tuple(h.strip().lower() for h in e["PUSH_HOSTS"].split(",") if h.strip())

@@ -188,6 +188,12 @@ class Container:
             lambda: self.client("stepfunctions"), self.settings.workflows_prefix, trace_header=trace_header
         )
 
+    def reconcile_games(self) -> dict[str, str]:
+        """The reaper's pass over games whose workflow ended without finishing (lifecycle/reconcile.py)."""
+        from chalicelib.lifecycle.reconcile import reconcile
+
+        return reconcile(self.lifecycle)
+
     @cached_property
     def lifecycle(self) -> Lifecycle:
         """What lifecycle steps, commands and agent events use (chalicelib/lifecycle/collaborators.py)."""
@@ -304,7 +310,7 @@ class Container:
         return PushService(
             store=PushStore(),
             sealer=self.sealer,
-            vapid=VapidSource(lambda: self.client("ssm"), cfg.vapid_parameter),
+            vapid=VapidSource(lambda: self.client("ssm"), cfg.vapid_parameter, cfg.vapid_public_parameter),
             sender=lambda: WebPushSender(subject=cfg.vapid_subject),
             sfn=lambda: self.client("stepfunctions"),
             workflows=lambda: self.workflows,

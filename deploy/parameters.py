@@ -7,6 +7,8 @@ tier, so the parameter costs nothing (https://aws.amazon.com/systems-manager/pri
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any, Final
 
 from chalicelib.access import LinkKeyRing
@@ -74,20 +76,30 @@ def ensure_link_keys(ssm: Any, name: str) -> LinkKeyRing:
     return ring
 
 
-def ensure_vapid_keys(ssm: Any, name: str, *, replace: bool = False) -> str:
-    """The web-push VAPID key pair's public key, the pair made now if there is none (or `replace`)."""
+def ensure_vapid_keys(ssm: Any, name: str, public_name: str = "", *, replace: bool = False) -> str:
+    """The web-push VAPID key pair's public key, the pair made now if there is none (or `replace`).
+
+    `public_name` (when given) gets the public half alone, `{"public": ...}`, which is all the API
+    function may read; it is rewritten whenever it does not match the pair (a pair made before the split).
+    """
     from chalicelib.errors import InfraError
     from chalicelib.push import VapidKeys
 
     current = read_secure(ssm, name)
+    public = None
     if current is not None and not replace:
-        try:
-            return VapidKeys.from_json(current).public
-        except InfraError:
-            pass  # malformed: a new pair below
-    keys = VapidKeys.generate()
-    put_secure(ssm, name, keys.to_json(), overwrite=current is not None)
-    return keys.public
+        with contextlib.suppress(InfraError):  # malformed: a new pair below
+            public = VapidKeys.from_json(current).public
+    if public is None:
+        keys = VapidKeys.generate()
+        put_secure(ssm, name, keys.to_json(), overwrite=current is not None)
+        public = keys.public
+    if public_name:
+        wanted = json.dumps({"public": public})
+        held = read_secure(ssm, public_name)
+        if held != wanted:
+            put_secure(ssm, public_name, wanted, overwrite=held is not None)
+    return public
 
 
 def rotate_link_keys(ssm: Any, name: str) -> LinkKeyRing:

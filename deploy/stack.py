@@ -326,7 +326,8 @@ class Deployment:
         )
         say(
             f"create the SecureString parameters {self._secure('ipauth-keys')} (new link keys) and "
-            f"{self._secure('vapid-keys')} (a VAPID key pair) when missing"
+            f"{self._secure('vapid-keys')} (a VAPID key pair, its public half alone in "
+            f"{self._secure('vapid-public')}) when missing"
         )
         say(f"put DISCORD_BOT_TOKEN into {self._token_parameter} when set")
         say(
@@ -477,7 +478,8 @@ class Deployment:
 
     def _ensure_parameters(self) -> None:
         """The SecureString parameters the functions read and CloudFormation cannot make: the link keys
-        and the VAPID key pair, made once and kept (destroy leaves them, the next deploy finds them)."""
+        and the VAPID key pair (its public half also alone, for the API function), made once and kept
+        (destroy leaves them, the next deploy finds them)."""
         ssm, secrets = self.client("ssm"), self.client("secretsmanager")
         for name in ("discord-bot-token", "vapid-keys"):  # where an older gangway kept them
             legacy = f"gangway/{self.stage}/{name}"
@@ -488,8 +490,11 @@ class Deployment:
                     f"--secret-id {legacy}"
                 )
         ensure_link_keys(ssm, self._secure("ipauth-keys"))
-        ensure_vapid_keys(ssm, self._secure("vapid-keys"))
-        self.say(f"parameters ready: {self._secure('ipauth-keys')}, {self._secure('vapid-keys')}")
+        ensure_vapid_keys(ssm, self._secure("vapid-keys"), self._secure("vapid-public"))
+        self.say(
+            f"parameters ready: {self._secure('ipauth-keys')}, {self._secure('vapid-keys')}, "
+            f"{self._secure('vapid-public')}"
+        )
 
     def _fill_bot_token(self) -> None:
         token = self.env.get("DISCORD_BOT_TOKEN")

@@ -338,14 +338,15 @@ def _create_push_resources(settings: Settings) -> None:
 
 
 def ensure_vapid_keys(settings: Settings, *, replace: bool = False) -> str:
-    """Create the VAPID key pair in its SecureString parameter unless it holds one already (or `replace`);
-    returns the public key. What `gangway vapid` and `make deploy` run, against AWS or the emulator."""
+    """Create the VAPID key pair in its SecureString parameter unless it holds one already (or `replace`),
+    and its public half alone in the API function's parameter; returns the public key. What `gangway vapid`
+    and `make deploy` run, against AWS or the emulator."""
     import boto3
 
     from deploy.parameters import ensure_vapid_keys as ensure
 
     ssm = boto3.client("ssm", region_name=settings.region, endpoint_url=settings.aws_endpoint_url)
-    return ensure(ssm, settings.vapid_parameter, replace=replace)
+    return ensure(ssm, settings.vapid_parameter, settings.vapid_public_parameter, replace=replace)
 
 
 def _create_access_resources(settings: Settings) -> None:

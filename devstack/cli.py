@@ -191,12 +191,16 @@ def _cmd_vapid(args: argparse.Namespace) -> int:
     else:
         env["GANGWAY_STAGE"] = args.stage
         env.pop("VAPID_PARAMETER", None)
+        env.pop("VAPID_PUBLIC_PARAMETER", None)
     cfg = Settings.from_env(env)
     from devstack.aws import ensure_vapid_keys
 
     public = ensure_vapid_keys(cfg, replace=args.rotate)
     what = "replaced" if args.rotate else "ready"
-    print(f"VAPID keys {what} in parameter {cfg.vapid_parameter} ({cfg.region})\npublic key: {public}")
+    print(
+        f"VAPID keys {what} in parameter {cfg.vapid_parameter} (public half: {cfg.vapid_public_parameter}, "
+        f"{cfg.region})\npublic key: {public}"
+    )
     if args.rotate:
         sys.stderr.write("browsers subscribed with the old key must turn automatic authorisation on again\n")
     return 0
@@ -331,7 +335,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pln.set_defaults(fn=_cmd_plan)
 
     vap = sub.add_parser("vapid", help="create the web-push VAPID key pair in SSM (once)")
-    vap.add_argument("--stage", default="dev", help="the stage: /gangway/<stage>/vapid-keys")
+    vap.add_argument(
+        "--stage",
+        default="dev",
+        help="the stage: parameters /gangway/<stage>/vapid-keys and vapid-public",
+    )
     vap.add_argument("--local", action="store_true", help="against the local stack's emulator")
     vap.add_argument("--rotate", action="store_true", help="replace an existing pair (browsers re-subscribe)")
     vap.set_defaults(fn=_cmd_vapid)

@@ -3,7 +3,8 @@
 `GET /_calls` lists `{method, path, json, time, auth, reason, status}` (plus `errors` on a 50035);
 `DELETE /_calls` clears it.
 `POST /_faults` queues injected answers: `{"method": "PATCH", "path_contains": "@original",
-"status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token).
+"status": 429, "times": 1, "retry_after": 0.2}` or `{"status": 404, "code": 10015}` (a dead token), or
+`{"status": 502, "raw": "<html>Bad Gateway</html>"}` (a body that is not JSON, as a proxy in front answers).
 Webhook routes refuse an Authorization header's absence-of-need silently but record it, so tests can
 check that none was sent; bot routes answer 401 without `Authorization: Bot …`, and with any other
 token than the one the stand-in was given (when given one; the local stack gives its own).
@@ -26,6 +27,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
@@ -36,6 +38,7 @@ __all__ = ["DiscordStandIn"]
 _WEBHOOK: Final = re.compile(r"^/webhooks/(\d+)/([^/]+)(/messages/(@original|\d+))?$")
 _CHANNEL_MESSAGES: Final = re.compile(r"^/channels/(\d+)/messages$")
 _COMMANDS: Final = re.compile(r"^/applications/(\d+)(/guilds/(\d+))?/commands$")
+_GUILD_ROLES: Final = re.compile(r"^/guilds/(\d+)/roles$")
 _MEMBER_ROLE: Final = re.compile(r"^/guilds/(\d+)/members/(\d+)/roles/(\d+)$")
 _UNAUTHORIZED: Final[tuple[int, Any, dict[str, str]]] = (401, {"message": "401: Unauthorized", "code": 0}, {})
 _MAX_BODY: Final = 1 << 20
@@ -44,6 +47,13 @@ _INVALID_JSON: Final = {"code": 50109, "message": "The request body contains inv
 
 class _NotJson(str):
     """A body that did not parse as JSON (kept as text for the record)."""
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An answer body sent as is, not as JSON (an injected proxy page)."""
+
+    data: bytes
 
 
 class _State:
@@ -56,6 +66,9 @@ class _State:
         self.application = application
         # Registered commands by (application id, guild id or "" for global), as Discord keeps them.
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # Each server's roles (`GET /guilds/{id}/roles`), as tests declare them; a server with none
+        # declared is one the bot is not in (Discord's 404 Unknown Guild).
+        self.roles: dict[str, list[dict[str, Any]]] = {}
 
     def new_id(self) -> str:
         with self.lock:
@@ -117,6 +130,16 @@ class DiscordStandIn:
         with self.state.lock:
             self.state.application.update(fields)
             return dict(self.state.application)
+
+    def guild_roles(self, guild_id: str, roles: dict[str, int]) -> None:
+        """Declare a server's roles by id with their permission bits (plus its @everyone role)."""
+        listed = [{"id": guild_id, "name": "@everyone", "permissions": "1024", "position": 0}]
+        listed += [
+            {"id": rid, "name": f"role-{rid[-4:]}", "permissions": str(bits), "position": n + 1}
+            for n, (rid, bits) in enumerate(roles.items())
+        ]
+        with self.state.lock:
+            self.state.roles[guild_id] = listed
 
     def fault(self, **fault: Any) -> None:
         """Queue an injected answer, as `POST /_faults` does (for callers in this process)."""
@@ -202,6 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             retry = float(fault.get("retry_after", 0.1))
             body = {"message": "You are being rate limited.", "retry_after": retry, "global": False}
             return 429, body, {"Retry-After": str(retry), "X-RateLimit-Scope": "user"}
+        if "raw" in fault:
+            return status, _Raw(str(fault["raw"]).encode("utf-8", errors="surrogateescape")), {}
         return status, {"message": fault.get("message", "injected"), "code": fault.get("code", 0)}, {}
 
     def _answer(
@@ -216,9 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, message, limits
         if hook and method == "DELETE":
             return 204, None, limits
-        if not (auth or "").startswith("Bot "):
-            return _UNAUTHORIZED
-        if self.state.bot_token is not None and auth != f"Bot {self.state.bot_token}":
+        wrong_token = self.state.bot_token is not None and auth != f"Bot {self.state.bot_token}"
+        if not (auth or "").startswith("Bot ") or wrong_token:
             return _UNAUTHORIZED
         if path == "/users/@me" and method == "GET":
             with self.state.lock:
@@ -252,9 +276,18 @@ class _Handler(BaseHTTPRequestHandler):
         if cmds and method == "GET":
             with self.state.lock:
                 return 200, list(self.state.commands.get((cmds.group(1), cmds.group(3) or ""), [])), limits
+        if (roles := _GUILD_ROLES.match(path)) and method == "GET":
+            return self._roles(roles.group(1), limits)
         if _MEMBER_ROLE.match(path) and method in ("PUT", "DELETE"):
             return 204, None, limits  # Discord answers both with an empty 204, idempotently
         return 404, {"message": "404: Not Found", "code": 0}, {}
+
+    def _roles(self, guild_id: str, limits: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        with self.state.lock:
+            listed: list[dict[str, Any]] | None = self.state.roles.get(guild_id)
+        if listed is None:
+            return 404, {"message": "Unknown Guild", "code": 10004}, {}
+        return 200, [dict(r) for r in listed], limits
 
     def _refusal(self, method: str, path: str, payload: Any) -> tuple[int, Any, dict[str, str]] | None:
         """Discord's 400 for a body it would not accept on this route, or None."""
@@ -280,12 +313,13 @@ class _Handler(BaseHTTPRequestHandler):
             return _NotJson(raw.decode(errors="replace"))
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        raw = isinstance(body, _Raw)
+        data = b"" if body is None else body.data if isinstance(body, _Raw) else json.dumps(body).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if body is not None:
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if raw else "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

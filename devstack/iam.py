@@ -140,6 +140,7 @@ def deployed_names(stage: str) -> dict[str, str]:
         "WORKFLOWS_PREFIX": named.prefix,
         "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage, "discord-bot-token"),
         "VAPID_PARAMETER": secure_parameter(stage, "vapid-keys"),
+        "VAPID_PUBLIC_PARAMETER": secure_parameter(stage, "vapid-public"),
         "IPAUTH_KEYS_PARAMETER": secure_parameter(stage, "ipauth-keys"),
     }
 

@@ -158,3 +158,14 @@ def test_deferred_reply_reaches_the_stand_in_through_the_pump_within_5_s(harness
     harness.run_jobs_for(payload["token"])
     assert harness.calls_for(payload["token"])
     assert time.monotonic() - started < 5
+
+
+def test_dead_token_answered_with_a_non_json_page_still_falls_back_to_the_channel(harness: Harness) -> None:
+    """A 404 whose body is a proxy's HTML page (not Discord's JSON) is still a dead token."""
+    _set_up(harness)
+    payload, message = _deferred_status(harness)
+    harness.standin.fault(method="PATCH", path_contains=payload["token"], status=404, raw="<h1>Not Found</h1>")
+    harness.deliver(message)
+    user = payload["member"]["user"]["id"]
+    notices = [c for c in harness.channel_calls(payload["channel_id"]) if user in c["json"]["content"]]
+    assert len(notices) == 1 and "expired" in notices[-1]["json"]["content"]

@@ -125,3 +125,13 @@ def test_faults_can_be_queued_over_http_for_other_processes(standin: DiscordStan
     with pytest.raises(DiscordApiError) as raised:
         rest.followup("1", token, {"content": "x"})
     assert raised.value.status == 503
+
+
+def test_an_error_body_that_is_not_json_still_raises_the_api_error(standin: DiscordStandIn) -> None:
+    """A proxy's HTML page (or bytes that are not UTF-8) must reach callers as a DiscordApiError."""
+    token = "tok" + snowflake()
+    standin.fault(method="PATCH", path_contains=token, status=502, raw="<html>Bad Gateway \udcff</html>")
+    with pytest.raises(DiscordApiError) as err:
+        DiscordRest(standin.url, lambda: None, max_attempts=1).edit_original("1", token, {})
+    assert err.value.status == 502 and err.value.code is None
+    assert "Bad Gateway" in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from chalice.test import Client
 
 import app as app_module
-from chalicelib.errors import Conflict
-from chalicelib.games import TRANSITIONS, GameState, GameStore, can_move
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.games import TRANSITIONS, GameRecord, GameState, GameStore, can_move
 from devstack.discord_user import snowflake
 
 STORE = GameStore()
@@ -159,3 +160,51 @@ def test_a_start_whose_workflow_cannot_start_puts_the_game_back(game: tuple[str,
         with pytest.raises(Exception, match="ServiceUnavailable"):
             begin_start(broken, STORE.get(tenant, name), reply=None)  # type: ignore[arg-type]
     assert STORE.get(tenant, name).state is GameState.STOPPED  # type: ignore[union-attr]
+
+
+def test_a_move_survives_a_change_of_other_fields_and_fails_only_on_a_real_conflict(
+    game: tuple[str, str],
+) -> None:
+    """A settings edit between a step's read and its write is not a conflict (issue 15, item 9)."""
+    tenant, name = game
+    seen = STORE.get(tenant, name)
+    assert seen is not None
+    STORE.change(tenant, name, disk_gb=24)  # someone edits a setting meanwhile: the version moves on
+    with pytest.raises(Conflict):  # the strict write (the REST route) still refuses
+        STORE.transition(tenant, name, to=GameState.STARTING, expected_version=seen.version)
+    moved = STORE.move(seen, to=GameState.STARTING)
+    assert moved.state is GameState.STARTING and moved.settings.disk_gb == 24
+    # A second press that read the game stopped finds it starting: a real conflict, said in words.
+    with pytest.raises(Conflict) as refused:
+        STORE.move(seen, to=GameState.STARTING)
+    assert "is starting" in refused.value.message and "version" not in refused.value.message
+    # Another execution owning the same state is a real conflict too.
+    STORE.owned_by(tenant, name, "arn:other")
+    with pytest.raises(Conflict):
+        STORE.move(moved, to=GameState.RUNNING)
+
+
+def test_no_write_recreates_a_deleted_game_as_a_half_row(game: tuple[str, str]) -> None:
+    """A workflow step recording a resource just as the row is deleted must not bring it back: the
+    row goes between the write's read and its UpdateItem (DynamoDB's UpdateItem creates missing items)."""
+    tenant, name = game
+    client: Any = GameRecord._get_connection().connection.client
+
+    def delete_first(**_: Any) -> None:
+        GameRecord(tenant, name).delete(add_version_condition=False)
+
+    writes: list[Callable[[], object]] = [
+        lambda: STORE.volume_made(tenant, name, "vol-1"),
+        lambda: STORE.end_wait(tenant, name),
+        lambda: STORE.keep_agent_reply(tenant, name, "{}"),
+    ]
+    for write in writes:
+        if STORE.get(tenant, name) is None:
+            STORE.create(tenant, name, description="", created_by="1")
+        client.meta.events.register("before-call.dynamodb.UpdateItem", delete_first)
+        try:
+            with pytest.raises(NotFound):
+                write()
+        finally:
+            client.meta.events.unregister("before-call.dynamodb.UpdateItem", delete_first)
+        assert STORE.get(tenant, name) is None and STORE.all(tenant) == []

@@ -21,13 +21,17 @@ from botocore.awsrequest import AWSResponse
 from chalicelib.access import Grant, GrantStore, LinkKind
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game, GameRecord, GameState
+from chalicelib.jobs.models import InteractionRecord
 from chalicelib.lifecycle.tools import (
+    SEALED_REPLY_SECONDS,
     AgentSilent,
     ask_and_wait,
     close_ports,
     open_ports,
+    open_reply,
     parse_ports,
     port_numbers,
+    seal_reply,
 )
 from chalicelib.wiring import container
 from devstack.discord_user import Who, snowflake
@@ -314,6 +318,58 @@ def test_a_stale_or_foreign_reply_is_not_taken_for_ours(harness: Harness, tenant
         }
         container().agent_events.run(json.dumps(evt))
     assert game_row(tenant, "dayz").wait.agent_reply is None
+
+
+def test_a_reply_on_the_row_is_sealed_to_its_request_and_goes_stale() -> None:
+    stored = seal_reply("tool-sftp-1-secretpart", "sftp.open.reply", SFTP_REPLY, now=1000)
+    assert "p@ss/word" not in stored and "secretpart" not in stored
+    assert open_reply("tool-sftp-1-secretpart", stored, now=1010) == {
+        "type": "sftp.open.reply",
+        "body": SFTP_REPLY,
+    }
+    assert open_reply("tool-sftp-1-other", stored, now=1010) is None
+    assert open_reply("tool-sftp-1-secretpart", stored, now=1000 + SEALED_REPLY_SECONDS + 1) is None
+    assert open_reply("tool-sftp-1-secretpart", "not json", now=1010) is None
+
+
+def test_files_password_is_delivered_once_and_never_written_to_a_table(
+    harness: Harness, tenant: str, agent_link: Subscriber
+) -> None:
+    """Neither the game row nor the interactions ledger ever holds the password; a redelivery after a
+    failed Discord call says to ask again instead of showing it from a stored copy."""
+    create_game(harness, "valheim")
+    start_until_running(harness, tenant)
+    agent_link.drain()
+    written: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        written.append(str(params.get("body", "")))
+
+    clients = {
+        id(c): c
+        for c in (
+            GameRecord._get_connection().connection.client,
+            InteractionRecord._get_connection().connection.client,
+        )
+    }
+    for client in clients.values():
+        client.meta.events.register("before-call.dynamodb.*", record)
+    agent = FakeAgent(agent_link, "sftp.open", SFTP_REPLY)
+    try:
+        payload, _ = harness.command("files", game="valheim")
+        harness.standin.fault(method="PATCH", path_contains=payload["token"], status=502, times=1)
+        [message] = [m for m in harness.receive_jobs(wait=5) if payload["token"] in m["Body"]]
+        with pytest.raises(Exception, match="502"):
+            harness.deliver(message, delete=False)  # Discord failed: SQS will deliver it again
+        harness.deliver(message)
+    finally:
+        agent.stop()
+        for client in clients.values():
+            client.meta.events.unregister("before-call.dynamodb.*", record)
+    assert written and not [w for w in written if "p@ss" in w or "p%40ss" in w]
+    first, second = [c for c in harness.calls_for(payload["token"]) if c["method"] == "PATCH"]
+    assert first["status"] == 502 and "p@ss/word" in json.dumps(first["json"])
+    assert "p@ss" not in json.dumps(second["json"]) and "Run the command again" in second["json"]["content"]
 
 
 # -- /terminal ---------------------------------------------------------------------------------------

@@ -95,6 +95,42 @@ def test_a_dns_failure_never_fails_a_start_or_a_stop(harness: Harness, customer_
     assert done.startswith("⚪ **ark** stopped and saved") and "could not be removed" in done
 
 
+def _put_a(zone: str, name: str, address: str) -> None:
+    change = {"Name": name, "Type": "A", "TTL": 300, "ResourceRecords": [{"Value": address}]}
+    container().client("route53").change_resource_record_sets(
+        HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": change}]}
+    )
+
+
+def test_dns_clean_up_deletes_only_records_gangway_made(harness: Harness, customer_tenant: str) -> None:
+    """An admin's own `www` record (or a game's name that someone else set) is never overwritten or
+    deleted: gangway marks what it makes with a TXT record and touches only those."""
+    from chalicelib.instances import DnsGateway
+
+    zone = _zone("own.example.net")
+    assert _setdns(harness, zone_id=zone, domain="own.example.net").startswith("✅")
+    stored = container().services.tenants.read(customer_tenant)
+    assert stored is not None
+    dns = DnsGateway(lambda: container().client("route53"), stored)
+
+    _put_a(zone, "mail.own.example.net", "192.0.2.25")  # the admin's: a game called `mail` must not take it
+    taken = dns.publish("mail", "198.51.100.7")
+    assert taken.name is None and taken.problem and "did not make" in taken.problem
+    assert dns.unpublish("mail").problem is None
+    assert [r["ResourceRecords"] for r in _a_records(zone, "mail.own.example.net")] == [
+        [{"Value": "192.0.2.25"}]
+    ]
+
+    assert dns.publish("rust", "198.51.100.8").name == "rust.own.example.net"
+    assert dns.publish("rust", "198.51.100.9").name == "rust.own.example.net"  # its own: updated
+    assert [r["ResourceRecords"] for r in _a_records(zone, "rust.own.example.net")] == [
+        [{"Value": "198.51.100.9"}]
+    ]
+    dns.unpublish("rust")
+    left = container().client("route53").list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    assert not [r for r in left if r["Name"].startswith("rust.")]
+
+
 def test_a_hosting_tenant_is_told_dns_names_need_its_own_account(harness: Harness, tenant: str) -> None:
     said = _setdns(harness, zone_id=_zone("hosted.example.net"), domain="hosted.example.net")
     assert said.startswith("⚠️ Game DNS names use a Route 53 zone in your own AWS account"), said

@@ -19,7 +19,13 @@ OTHER_MAIN = "400000000000000009"
 ADMIN_ROLE = "400000000000000002"
 
 
-def _setup(harness: Harness, *main: str) -> None:
+def _setup(harness: Harness, *main: str, main_permissions: int = 0) -> None:
+    """/setup with these main roles; Discord knows them as plain roles (or with `main_permissions`)."""
+    plain = int(Permission.VIEW_CHANNEL | Permission.SEND_MESSAGES)
+    roles = {r: plain | main_permissions for r in (MAIN_ROLE, OTHER_MAIN)}
+    harness.standin.guild_roles(
+        harness.user.who.guild_id or "", {**roles, ADMIN_ROLE: int(Permission.MANAGE_GUILD)}
+    )
     harness.command("setup")
     if main:
         harness.component("setup:main", list(main))
@@ -94,6 +100,28 @@ def test_join_refused_by_discord_tells_how_to_grant_manage_roles(harness: Harnes
     content, calls = _run(harness, "join", _member(harness))
     assert [c["status"] for c in calls] == [403]
     assert "Manage Roles" in content and f"<@&{MAIN_ROLE}>" in content
+
+
+@pytest.mark.parametrize(
+    "permission",
+    [Permission.ADMINISTRATOR, Permission.BAN_MEMBERS, Permission.MANAGE_ROLES, Permission.MODERATE_MEMBERS],
+    ids=lambda p: p.name,
+)
+def test_join_refuses_a_main_role_with_a_dangerous_permission(
+    harness: Harness, permission: Permission
+) -> None:
+    _setup(harness, MAIN_ROLE, main_permissions=int(permission))
+    ana = _member(harness)
+    content, calls = _run(harness, "join", ana)
+    assert calls == []  # no role was handed out
+    assert f"<@&{MAIN_ROLE}>" in content and "won't hand it" in content and "/setup" in content
+
+
+def test_join_for_a_role_deleted_since_setup_hands_out_nothing(harness: Harness) -> None:
+    _setup(harness, MAIN_ROLE)
+    harness.standin.guild_roles(harness.user.who.guild_id or "", {})
+    content, calls = _run(harness, "join", _member(harness))
+    assert calls == [] and "no longer exists" in content
 
 
 def test_join_for_a_deleted_role_says_to_choose_another(harness: Harness) -> None:

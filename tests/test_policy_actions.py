@@ -71,7 +71,8 @@ def _c(*handlers: str) -> Call:
 # module (under chalicelib/) → the services its clients talk to → {client method: who runs it}.
 # Read the call sites when you change a row: commands run in the api Lambda unless they are a
 # `@jobs.job`; `@STEPS.step` in steps; `@AGENT_EVENTS.on` in agent_events; a tenant's removal
-# (lifecycle/teardown.py) in jobs.
+# (lifecycle/teardown.py) in jobs; the rescue steps also in the reaper (lifecycle/reconcile.py runs them
+# for games whose workflow ended without finishing).
 CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     # IP-link tokens: the page's API opens them; /ip and /addguestip (api), addip.push's fallback link
     # (jobs) and web push's flow (steps) seal them, with keys read from SSM once per container.
@@ -99,7 +100,12 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     # members who asked on /start).
     "workflows/engine.py": (
         ("stepfunctions",),
-        {"start_execution": Call({A, J, S, E, X}), "list_state_machines": Call({A, J, S, E, X})},
+        {
+            "start_execution": Call({A, J, S, E, X}),
+            "list_state_machines": Call({A, J, S, E, X}),
+            # The reaper's reconciliation pass reads how a stuck game's execution ended.
+            "describe_execution": Call({R}),
+        },
     ),
     # The browser's answer to a push (api) ends the flow's wait.
     "push/service.py": (("stepfunctions",), {"send_task_success": Call({A})}),
@@ -111,7 +117,7 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
         ("ssm", "sts"),
         {"get_parameter": Call({J, S, E}), "get_caller_identity": Call(HANDLERS)},
     ),
-    "tenancy/broker.py": (("sts",), {"assume_role": Call({J, S})}),
+    "tenancy/broker.py": (("sts",), {"assume_role": Call({J, S, R})}),
     # /setup's verify job runs in jobs, as the customer's role (dry runs of what gangway will do).
     "tenancy/onboarding.py": (
         ("ec2", "iot", "sts", "iam"),
@@ -132,22 +138,22 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
             "run_instances": _t(S),
             "create_volume": _t(S),
             "attach_volume": _t(S),
-            "detach_volume": _t(S),
-            "delete_volume": _t(S),
-            "terminate_instances": _t(S),
+            "detach_volume": _t(S, R),
+            "delete_volume": _t(S, R),
+            "terminate_instances": _t(S, R),
             "create_snapshot": _t(S),
             # /backupnow's latest snapshot (jobs), the tenant's removal (jobs), every workflow (steps).
-            "describe_snapshots": _t(S, J),
+            "describe_snapshots": _t(S, J, R),
             "delete_snapshot": _t(S, J),
-            "describe_instances": _t(S),
+            "describe_instances": _t(S, R),
             # /extenddisk (jobs) grows a running game's volume.
-            "describe_volumes": _t(S, J),
+            "describe_volumes": _t(S, J, R),
             "modify_volume": _t(J),
             "describe_availability_zones": _t(S),
             "describe_subnets": _t(S),
             "enable_fast_snapshot_restores": _t(S),
-            "disable_fast_snapshot_restores": _t(S),
-            "describe_fast_snapshot_restores": _t(S),
+            "disable_fast_snapshot_restores": _t(S, R),
+            "describe_fast_snapshot_restores": _t(S, R),
         },
     ),
     "lifecycle/backup_game.py": (("ec2",), {"delete_snapshot": _t(S)}),
@@ -161,11 +167,11 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
         ("ec2",),
         {
             "describe_vpcs": _t(S),
-            "describe_security_groups": _t(S, J),
+            "describe_security_groups": _t(S, J, R),
             "create_security_group": _t(S),
             "authorize_security_group_ingress": _t(S, J),
             "revoke_security_group_ingress": _t(S, J),
-            "delete_security_group": _t(S, J),
+            "delete_security_group": _t(S, J, R),
         },
     ),
     # Each game's log group: made at start (steps), deleted with the game (steps) or the tenant (jobs).
@@ -181,8 +187,8 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
         ("route53",),
         {
             "get_hosted_zone": _c(J),
-            "list_resource_record_sets": _c(J, S),
-            "change_resource_record_sets": _c(S),
+            "list_resource_record_sets": _c(J, S, R),
+            "change_resource_record_sets": _c(S, R),
         },
     ),
     # The instance's identity, made at start and retired at stop (steps): IoT in gangway's account,
@@ -195,19 +201,19 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
             "create_keys_and_certificate": Call({S}),
             "attach_policy": Call({S}),
             "attach_thing_principal": Call({S}),
-            "list_thing_principals": Call({S}),
-            "detach_policy": Call({S}),
-            "detach_thing_principal": Call({S}),
-            "update_certificate": Call({S}),
-            "delete_certificate": Call({S}),
-            "delete_thing": Call({S}),
+            "list_thing_principals": Call({S, R}),
+            "detach_policy": Call({S, R}),
+            "detach_thing_principal": Call({S, R}),
+            "update_certificate": Call({S, R}),
+            "delete_certificate": Call({S, R}),
+            "delete_thing": Call({S, R}),
             "put_parameter": _t(S),
-            "list_tags_for_resource": _t(S),
-            "get_parameters_by_path": _t(S),
-            "delete_parameters": _t(S),
+            "list_tags_for_resource": _t(S, R),
+            "get_parameters_by_path": _t(S, R),
+            "delete_parameters": _t(S, R),
             "associate_iam_instance_profile": _t(S),
-            "describe_iam_instance_profile_associations": _t(S),
-            "get_caller_identity": _t(S),
+            "describe_iam_instance_profile_associations": _t(S, R),
+            "get_caller_identity": _t(S, R),
         },
     ),
     # Builds clients through the broker and calls none itself.

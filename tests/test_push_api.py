@@ -418,6 +418,9 @@ def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
     first = capsys.readouterr().out.split("public key: ")[1].strip()
     stored = json.loads(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
     assert stored["public"] == first and len(stored["private"]) == 43  # 32 bytes, base64url
+    found = ssm.get_parameter(Name="/gangway/local/vapid-public", WithDecryption=True)["Parameter"]["Value"]
+    public_only = json.loads(found)
+    assert public_only == {"public": first}  # the API function's half: no private key in it
     assert main(["--state-dir", str(tmp_path), "vapid", "--local"]) == 0  # kept
     assert capsys.readouterr().out.split("public key: ")[1].strip() == first
     assert main(["--state-dir", str(tmp_path), "vapid", "--local", "--rotate"]) == 0
@@ -434,6 +437,36 @@ def test_a_missing_or_unset_vapid_secret_is_an_infra_error_not_a_crash() -> None
     keys = VapidKeys.generate()
     assert VapidKeys.from_json(keys.to_json()) == keys
     assert keys.private not in repr(keys)
+
+
+def test_the_api_function_reads_only_the_public_vapid_key(emulator: Any) -> None:
+    """The API serves the public key from its own parameter; its policy names no other VAPID parameter,
+    so a bug or an injection in the API function cannot read the private key (issue 15, item 6)."""
+    from chalicelib.errors import InfraError
+    from chalicelib.push import VapidKeys, VapidSource
+    from deploy.parameters import put_secure
+
+    api = json.loads((Path(__file__).resolve().parents[1] / "policies" / "api_handler.json").read_text())
+    readable = [
+        r
+        for st in api["Statement"]
+        if "ssm:GetParameter" in st["Action"]
+        for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])
+        if "vapid" in r
+    ]
+    assert readable and all(r.endswith("/vapid-public") for r in readable)
+
+    ssm = container().client("ssm")
+    keys = VapidKeys.generate()
+    name = f"/gangway/test-{os.getpid()}/vapid-public"
+    put_secure(ssm, name, json.dumps({"public": keys.public}), overwrite=True)
+    source = VapidSource(lambda: ssm, f"/gangway/test-{os.getpid()}/no-such-pair", name)
+    assert source.public() == keys.public  # never touched the pair's parameter
+    with pytest.raises(InfraError):
+        source.keys()
+    put_secure(ssm, name, "unset", overwrite=True)
+    with pytest.raises(InfraError, match="gangway vapid"):
+        VapidSource(lambda: ssm, "/x", name).public()
 
 
 def test_the_p256_check_agrees_with_cryptography() -> None:

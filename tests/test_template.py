@@ -335,14 +335,15 @@ def test_each_function_reads_only_the_parameters_it_needs_by_arn(template: dict[
                     read.setdefault(name, set()).update(t.rsplit("/", 1)[1] for t in texts)
                     assert all(f":parameter/gangway/{STAGE}/" in t for t in texts), texts
     assert read == {
-        "ApiHandlerRole": {"ipauth-keys", "vapid-keys"},
+        "ApiHandlerRole": {"ipauth-keys", "vapid-public"},  # the public key alone, never the pair
         "JobsRole": {"ipauth-keys", "discord-bot-token"},
         "StepsRole": {"ipauth-keys", "vapid-keys", "discord-bot-token"},
         "AgentEventsRole": {"discord-bot-token"},
     }
-    assert set(SECURE_PARAMETERS) == {"ipauth-keys", "vapid-keys", "discord-bot-token"}
+    assert set(SECURE_PARAMETERS) == {"ipauth-keys", "vapid-keys", "vapid-public", "discord-bot-token"}
     settings = Settings.from_env({"GANGWAY_STAGE": STAGE})
     assert secure_parameter(STAGE, "ipauth-keys") == settings.ipauth_keys_parameter
+    assert secure_parameter(STAGE, "vapid-public") == settings.vapid_public_parameter
 
 
 # -- workflows ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from chalicelib.agents.contract import check_body
 from chalicelib.tracing import NullTracer, Tracer
 
 if TYPE_CHECKING:
@@ -49,16 +50,21 @@ class AgentEvent:
         return self.type.endswith(".reply") or self.type == "error"
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"agent event has {name}, which JSON does not allow")
+
+
 def parse_agent_event(body: str) -> AgentEvent:
-    """Validate a queue message.
+    """Validate a queue message: the envelope, the topic, and the body against the contract.
 
     Raises:
-        ValueError: not an agent event (malformed, oversized, or from a topic that names no game).
+        ValueError: not an agent event (malformed, oversized, from a topic that names no game, or a
+            body that breaks the contract: `agents/contract.py`).
     """
     if len(body.encode()) > MAX_EVENT_BYTES + 512:
         raise ValueError("agent event too large")
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
         raise ValueError("agent event is nested too deeply") from None
     if not isinstance(raw, dict):
@@ -73,6 +79,7 @@ def parse_agent_event(body: str) -> AgentEvent:
         raise ValueError("agent event has a malformed id")
     if not isinstance(data, dict):
         raise ValueError("agent event body is not an object")
+    check_body(kind, data)
     return AgentEvent(topic.group(1), topic.group(2), msg_id, kind, data)
 
 

@@ -7,6 +7,7 @@ talks to AWS or waits for the game's agent runs as a job in the jobs Lambda (the
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 import urllib.parse
 from typing import Annotated
@@ -227,18 +228,20 @@ def files(ctx: Context, game: GameName) -> Deferred:
         game: The running game whose files to open
     """
     found = _running(ctx, game, "its files can be opened")
-    return Deferred(Job("games.files", {"game": found.name}), ephemeral=True)
+    # The secret part of the agent request's id: it keys the sealed reply on the game's row and lives
+    # only in the job's message on the queue.
+    return Deferred(Job("games.files", {"game": found.name, "seal": secrets.token_hex(16)}), ephemeral=True)
 
 
-@jobs.job("games.files")
-def files_login(ctx: Context, game: str) -> Reply:
+@jobs.job("games.files", secret=True)
+def files_login(ctx: Context, game: str, seal: str = "") -> Reply:
     """Ask the agent for one-time SFTP credentials and show them privately."""
     found = _running(ctx, game, "its files can be opened")
     body: dict[str, object] = {"ttl_s": SFTP_TTL_SECONDS}
     if found.resources.address:
         body["host"] = found.resources.address
     reply = ask_and_wait(
-        ctx.lifecycle, found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id)
+        ctx.lifecycle, found, "sftp.open", body, request_id=tool_request_id("sftp", ctx.interaction.id, seal)
     ).body
     uri, user, password = str(reply["uri"]), str(reply["username"]), str(reply["password"])
     expires = int(float(reply["expires_at"]))
@@ -278,7 +281,7 @@ def terminal(ctx: Context, game: GameName) -> Deferred:
     return Deferred(Job("games.terminal", {"game": found.name}), ephemeral=True)
 
 
-@jobs.job("games.terminal")
+@jobs.job("games.terminal", secret=True)
 def terminal_login(ctx: Context, game: str) -> Reply:
     """Assume the terminal role scoped to this instance and show its console link privately."""
     found = _running(ctx, game, "a terminal can be opened")

@@ -12,7 +12,7 @@ from typing import Final
 
 from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
-from chalicelib.discord import Deferred, Job, Reply
+from chalicelib.discord import Deferred, Job, Permission, Reply
 from chalicelib.errors import DiscordApiError, Forbidden, NotFound, ValidationError
 
 __all__ = ["join", "join_job", "leave", "leave_job"]
@@ -22,6 +22,27 @@ UNKNOWN_ROLE: Final = 10011
 UNKNOWN_MEMBER: Final = 10007
 MISSING_ACCESS: Final = 50001
 MISSING_PERMISSIONS: Final = 50013
+UNKNOWN_GUILD: Final = 10004
+
+# What /join never hands out: a role that can administer, moderate or reshape the server. gangway
+# gives the main role to anyone who asks, so a main role with one of these would give it to anyone.
+DANGEROUS: Final = {
+    Permission.ADMINISTRATOR: "Administrator",
+    Permission.MANAGE_GUILD: "Manage Server",
+    Permission.MANAGE_ROLES: "Manage Roles",
+    Permission.MANAGE_CHANNELS: "Manage Channels",
+    Permission.MANAGE_WEBHOOKS: "Manage Webhooks",
+    Permission.MANAGE_MESSAGES: "Manage Messages",
+    Permission.MANAGE_THREADS: "Manage Threads",
+    Permission.MANAGE_NICKNAMES: "Manage Nicknames",
+    Permission.MANAGE_GUILD_EXPRESSIONS: "Manage Expressions",
+    Permission.MANAGE_EVENTS: "Manage Events",
+    Permission.KICK_MEMBERS: "Kick Members",
+    Permission.BAN_MEMBERS: "Ban Members",
+    Permission.MODERATE_MEMBERS: "Timeout Members",
+    Permission.MENTION_EVERYONE: "Mention @everyone",
+    Permission.VIEW_AUDIT_LOG: "View Audit Log",
+}
 
 
 @registry.command()
@@ -46,6 +67,7 @@ def join_job(ctx: Context) -> Reply:
         raise ValidationError(
             "This server no longer has a main role for gangway. An admin can set one in `/setup`."
         )
+    _check_harmless(ctx, role)
     _change(ctx, role, add=True)
     return Reply(
         content=f"✅ You now have <@&{role}>. `/games` lists the game servers and `/start` starts one; "
@@ -76,6 +98,39 @@ def leave_job(ctx: Context) -> Reply:
     return Reply(
         content=f"✅ Removed {roles or 'the main role'} from you. `/join` gives it back.", ephemeral=True
     )
+
+
+def _check_harmless(ctx: Context, role: str) -> None:
+    """Refuse to hand out a role that carries a dangerous permission (read from Discord now: an admin
+    may have changed the role since /setup).
+
+    Raises:
+        Forbidden: the role may administer or moderate.  NotFound: the role or the server is gone.
+    """
+    try:
+        roles = ctx.lifecycle.rest.guild_roles(ctx.interaction.guild_id or "")
+    except DiscordApiError as exc:
+        if exc.code == UNKNOWN_GUILD:
+            raise NotFound(
+                "Discord says gangway is no longer in this server; an admin can invite it again."
+            ) from exc
+        raise
+    found = next((r for r in roles if str(r.get("id")) == role), None)
+    if found is None:
+        raise NotFound(
+            "gangway's main role no longer exists on this server. An admin can choose another in `/setup`."
+        )
+    try:
+        bits = int(str(found.get("permissions", "0")))
+    except ValueError:
+        bits = int(Permission.ADMINISTRATOR)  # unreadable: assume the worst
+    risky = [word for bit, word in DANGEROUS.items() if bits & bit]
+    if risky:
+        raise Forbidden(
+            f"<@&{role}> can do more than start and stop games ({', '.join(risky)}), so gangway won't hand "
+            "it to whoever asks. An admin can take those permissions off the role in Server Settings → "
+            "Roles, or choose a plain role as the main role in `/setup`."
+        )
 
 
 def _change(ctx: Context, role: str, *, add: bool) -> None:

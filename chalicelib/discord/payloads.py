@@ -114,12 +114,24 @@ class MessageFlag(IntFlag):
 class Permission(IntFlag):
     """Permission bits we check or register (discord-protocol.md §7); sent as decimal strings."""
 
+    KICK_MEMBERS = 1 << 1
+    BAN_MEMBERS = 1 << 2
     ADMINISTRATOR = 1 << 3
+    MANAGE_CHANNELS = 1 << 4
     MANAGE_GUILD = 1 << 5
+    VIEW_AUDIT_LOG = 1 << 7
     VIEW_CHANNEL = 1 << 10
     SEND_MESSAGES = 1 << 11
+    MANAGE_MESSAGES = 1 << 13
     EMBED_LINKS = 1 << 14
+    MENTION_EVERYONE = 1 << 17
+    MANAGE_NICKNAMES = 1 << 27
     MANAGE_ROLES = 1 << 28
+    MANAGE_WEBHOOKS = 1 << 29
+    MANAGE_GUILD_EXPRESSIONS = 1 << 30
+    MANAGE_EVENTS = 1 << 33
+    MANAGE_THREADS = 1 << 34
+    MODERATE_MEMBERS = 1 << 40
 
 
 class _Limits:

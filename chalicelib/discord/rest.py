@@ -105,6 +105,11 @@ class DiscordRest:
         scope = f"/guilds/{guild_id}" if guild_id else ""
         return self.request("PUT", f"/applications/{application_id}{scope}/commands", commands, bot=True)
 
+    def guild_roles(self, guild_id: str) -> list[dict[str, Any]]:
+        """The server's roles with their permissions (what /join checks before handing one out)."""
+        roles = self.request("GET", f"/guilds/{guild_id}/roles", bot=True)
+        return [r for r in roles if isinstance(r, dict)] if isinstance(roles, list) else []
+
     def add_member_role(self, guild_id: str, user_id: str, role_id: str, *, reason: str) -> None:
         """Give a member a role (/join); the reason shows in the server's audit log."""
         path = f"/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
@@ -182,8 +187,11 @@ class DiscordRest:
                 data = None
         if result.status >= 400:
             code = data.get("code") if isinstance(data, dict) else None
+            # A proxy's HTML page or a truncated body is not JSON; its first bytes still say what happened.
             message = (
-                data.get("message", "") if isinstance(data, dict) else result.body[:200].decode("replace")
+                data.get("message", "")
+                if isinstance(data, dict)
+                else result.body[:200].decode("utf-8", errors="replace")
             )
             if isinstance(data, dict) and isinstance(data.get("errors"), dict):
                 # 50035 names the offending fields only in `errors`; without them the log says nothing.

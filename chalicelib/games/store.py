@@ -14,12 +14,15 @@ from pynamodb.expressions.update import Action
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game, game_of_record
 from chalicelib.games.models import GameRecord
-from chalicelib.games.states import GameState, sources_of
+from chalicelib.games.states import GameState, can_move, sources_of
 
 __all__ = ["GAME_NAME", "GameStore", "SettingChanges", "check_name"]
 
 GAME_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+# How often `move` re-reads and retries when only other fields changed: each retry needs another writer
+# to have won a race in the few milliseconds between a read and a write.
+_MOVE_ATTEMPTS: Final = 8
 
 
 def check_name(name: str) -> str:
@@ -58,6 +61,12 @@ class GameStore:
     def all(self, tenant_id: str) -> list[Game]:
         """All of a tenant's games, by name (one Query on the tenant's partition)."""
         return [game_of_record(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
+
+    def in_states(self, states: frozenset[GameState]) -> list[Game]:
+        """Every tenant's games in one of `states` (the reconciliation pass's view: a filtered Scan, run
+        every few minutes over a table of one row per game)."""
+        condition = GameRecord.state.is_in(*(s.value for s in states))
+        return [game_of_record(r) for r in GameRecord.scan(condition, consistent_read=True)]
 
     def get(self, tenant_id: str, name: str) -> Game | None:
         try:
@@ -118,11 +127,45 @@ class GameStore:
         """Move a game to `to` if it is still at `expected_version` and in a state that may move there.
 
         One conditional write: of two concurrent callers with the same expected version, exactly one
-        wins; the other gets Conflict naming the game's current state.
+        wins; the other gets Conflict naming the game's current state. (The REST route's strict
+        optimistic write; workflow steps use `move`, which tolerates changes to other fields.)
 
         Raises:
             NotFound: no such game.  Conflict: the version moved on, or the move is not allowed.
         """
+        try:
+            return self._transition_once(tenant_id, name, to, expected_version, execution)
+        except UpdateError as exc:
+            current = self._current_after_refusal(tenant_id, name, exc)
+            raise _cannot_move(current, to) from exc
+
+    def move(self, seen: Game, *, to: GameState, execution: str | None = None) -> Game:
+        """Move `seen` to `to`, as long as nothing the move depends on changed since it was read.
+
+        The move depends on the game's state, on which execution owns it and on it being the same game
+        (not deleted and made again); a change to any other field meanwhile (a setting edited right
+        after /newgame, a wait recorded, a player count) makes the write re-read and retry, so only a
+        real conflict fails.
+
+        Raises:
+            NotFound: the game is gone.  Conflict: its state or owner moved on.
+        """
+        expected = seen.version
+        for _attempt in range(_MOVE_ATTEMPTS):
+            try:
+                return self._transition_once(seen.tenant_id, seen.name, to, expected, execution)
+            except UpdateError as exc:
+                current = self._current_after_refusal(seen.tenant_id, seen.name, exc)
+                if not _same_footing(seen, current) or not can_move(current.state, to):
+                    raise _cannot_move(current, to) from exc
+                expected = current.version
+        raise Conflict(
+            f"**{seen.name}** kept changing while gangway tried to make it {to.word}; try again in a moment."
+        )
+
+    def _transition_once(
+        self, tenant_id: str, name: str, to: GameState, expected_version: int, execution: str | None
+    ) -> Game:
         rec = GameRecord(tenant_id, name, version=expected_version)
         allowed = [s.value for s in sources_of(to)]
         actions: list[Action] = [GameRecord.state.set(to.value), GameRecord.updated_at.set(int(time.time()))]
@@ -130,14 +173,7 @@ class GameStore:
             actions.append(GameRecord.execution.set(execution))
         if to is GameState.STARTING:  # a new run: the last run's player count says nothing about it
             actions += [GameRecord.players.remove(), GameRecord.players_at.remove()]
-        try:
-            rec.update(actions=actions, condition=GameRecord.name.exists() & GameRecord.state.is_in(*allowed))
-        except UpdateError as exc:
-            current = self._current_after_refusal(tenant_id, name, exc)
-            raise Conflict(
-                f"`{name}` is {current.state.word} (version {current.version}); it can't become "
-                f"{to.word} from there right now."
-            ) from exc
+        rec.update(actions=actions, condition=GameRecord.name.exists() & GameRecord.state.is_in(*allowed))
         return game_of_record(rec)
 
     def _current_after_refusal(self, tenant_id: str, name: str, exc: UpdateError) -> Game:
@@ -247,7 +283,12 @@ class GameStore:
         ]
         actions.append(GameRecord.updated_at.set(int(time.time())))
         rec = self._record_of(tenant_id, name)
-        rec.update(actions=actions, add_version_condition=False)
+        try:
+            # Conditional on the row existing: an update of a deleted game would recreate it as a half row.
+            rec.update(actions=actions, condition=GameRecord.name.exists(), add_version_condition=False)
+        except UpdateError as exc:
+            self._current_after_refusal(tenant_id, name, exc)
+            raise
         return game_of_record(rec)
 
     def change(
@@ -390,3 +431,18 @@ class GameStore:
             return GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist as exc:
             raise NotFound(f"The game `{name}` does not exist on this server.") from exc
+
+
+def _same_footing(seen: Game, current: Game) -> bool:
+    """Whether `current` is the game `seen` was, in the same state, owned by the same execution."""
+    return (
+        current.state is seen.state
+        and current.wait.execution == seen.wait.execution
+        and current.created_at == seen.created_at
+    )
+
+
+def _cannot_move(current: Game, to: GameState) -> Conflict:
+    return Conflict(
+        f"**{current.name}** is {current.state.word}; it can't become {to.word} from there right now."
+    )

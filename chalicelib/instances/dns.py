@@ -19,7 +19,7 @@ from chalicelib.instances.aws_errors import error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_route53 import Route53Client
-    from mypy_boto3_route53.type_defs import ChangeTypeDef
+    from mypy_boto3_route53.type_defs import ChangeTypeDef, ResourceRecordSetOutputTypeDef
 
     from chalicelib.tenancy import Tenant
 
@@ -105,25 +105,63 @@ class DnsGateway:
             raise ValidationError(f"`{zone_id}` is a private zone; players could not resolve names in it.")
         return zone_id
 
+    def _marker(self, game: str) -> str:
+        """The TXT value that says gangway made the records at a game's name (Route 53 has no tags)."""
+        return f'"gangway={self._tenant.tenant_id}/{game}"'
+
+    def _records_at(self, route53: Route53Client, name: str) -> list[ResourceRecordSetOutputTypeDef]:
+        """The A and TXT record sets at exactly `name` in the tenant's zone."""
+        found = route53.list_resource_record_sets(
+            HostedZoneId=self._tenant.dns_zone_id or "", StartRecordName=name, MaxItems="10"
+        )["ResourceRecordSets"]
+        return [r for r in found if r["Name"].rstrip(".") == name and r["Type"] in ("A", "TXT")]
+
+    def _ours(self, records: list[ResourceRecordSetOutputTypeDef], game: str) -> bool:
+        marker = self._marker(game)
+        return any(
+            r["Type"] == "TXT" and any(v["Value"] == marker for v in r.get("ResourceRecords", []))
+            for r in records
+        )
+
     def publish(self, game: str, address: str | None) -> DnsOutcome:
-        """UPSERT the game's A record to its address (TTL 10 s); never raises."""
+        """UPSERT the game's A record to its address (TTL 10 s), with the TXT marker that says gangway
+        made it; an A record at that name that gangway did not make is left alone. Never raises."""
         tenant = self._tenant
         name = dns_name(tenant, game)
         if name is None or not address:
             return DnsOutcome(None)
-        change: ChangeTypeDef = {
-            "Action": "UPSERT",
-            "ResourceRecordSet": {
-                "Name": name,
-                "Type": "A",
-                "TTL": TTL,
-                "ResourceRecords": [{"Value": address}],
+        changes: list[ChangeTypeDef] = [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": name,
+                    "Type": "A",
+                    "TTL": TTL,
+                    "ResourceRecords": [{"Value": address}],
+                },
             },
-        }
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": name,
+                    "Type": "TXT",
+                    "TTL": TTL,
+                    "ResourceRecords": [{"Value": self._marker(game)}],
+                },
+            },
+        ]
         try:
-            self._route53().change_resource_record_sets(
+            route53 = self._route53()
+            records = self._records_at(route53, name)
+            if any(r["Type"] == "A" for r in records) and not self._ours(records, game):
+                return DnsOutcome(
+                    None,
+                    f"its DNS name `{name}` already has a record gangway did not make, so it was left "
+                    "alone; remove that record in Route 53 to let gangway use the name",
+                )
+            route53.change_resource_record_sets(
                 HostedZoneId=tenant.dns_zone_id or "",
-                ChangeBatch={"Comment": "gangway: game up", "Changes": [change]},
+                ChangeBatch={"Comment": "gangway: game up", "Changes": changes},
             )
         except Exception as exc:
             log.warning("dns: could not set %s for %s/%s: %s", name, tenant.tenant_id, game, exc)
@@ -132,24 +170,20 @@ class DnsGateway:
         return DnsOutcome(name)
 
     def unpublish(self, game: str) -> DnsOutcome:
-        """DELETE the game's A record if there is one; never raises."""
+        """DELETE the game's A record and its marker, only if gangway made them; never raises."""
         tenant = self._tenant
         name = dns_name(tenant, game)
         if name is None:
             return DnsOutcome(None)
-        zone = tenant.dns_zone_id or ""
         try:
             route53 = self._route53()
-            found = route53.list_resource_record_sets(
-                HostedZoneId=zone, StartRecordName=name, StartRecordType="A", MaxItems="1"
-            )["ResourceRecordSets"]
-            current = [r for r in found if r["Name"].rstrip(".") == name and r["Type"] == "A"]
-            if current:
+            records = self._records_at(route53, name)
+            if records and self._ours(records, game):
                 route53.change_resource_record_sets(
-                    HostedZoneId=zone,
+                    HostedZoneId=tenant.dns_zone_id or "",
                     ChangeBatch={
                         "Comment": "gangway: game stopped",
-                        "Changes": [{"Action": "DELETE", "ResourceRecordSet": current[0]}],
+                        "Changes": [{"Action": "DELETE", "ResourceRecordSet": r} for r in records],
                     },
                 )
         except Exception as exc:

@@ -88,7 +88,10 @@ class JobRunner:
         else:
             reply = self._execute(msg, receive_count)
             reply_json = json.dumps(_body(reply))
-            kept = self._ledger.ran(msg.tenant_id, msg.interaction_id, reply_json)
+            # A secret (a one-time password, a sign-in link) is delivered once and never stored: a
+            # redelivery after a failed Discord call shows a notice to ask again instead.
+            stored = json.dumps(_body(_secret_notice(msg))) if self._jobs.is_secret(msg.kind) else reply_json
+            kept = self._ledger.ran(msg.tenant_id, msg.interaction_id, stored)
         via = self._deliver(msg, json.loads(reply_json))
         if kept:
             self._ledger.done(msg.tenant_id, msg.interaction_id, via)
@@ -156,6 +159,14 @@ _PLAIN: Final[dict[str, Callable[[Any], bool]]] = {
     "float": lambda v: (isinstance(v, int) and not isinstance(v, bool))
     or (isinstance(v, float) and math.isfinite(v)),
 }
+
+
+def _secret_notice(msg: JobMessage) -> Reply:
+    return Reply(
+        content=f"🔒 Your `/{msg.command}` reply held a one-time secret, and Discord did not take it the "
+        "first time; gangway keeps no copy. Run the command again for a new one.",
+        ephemeral=True,
+    )
 
 
 def _body(reply: Reply | Update) -> dict[str, Any]:

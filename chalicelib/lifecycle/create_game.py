@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.lifecycle.workflow import start_workflow
+from chalicelib.lifecycle.workflow import start_workflow, why
 from chalicelib.workflows import STEPS, StepContext, StepFailed
 
 __all__ = ["STALE_CLAIM_SECONDS", "begin_create"]
@@ -98,9 +98,7 @@ def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     lc = ctx.lifecycle
     game = lc.games.get(ctx.tenant_id, ctx.game)
     if game is not None and game.state is GameState.CREATING:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPED)
     if game is None or game.state is not GameState.STOPPED:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
@@ -135,23 +133,17 @@ def create_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
                 "game of this name reuses it, or delete it in the EC2 console."
             )
         lc.games.delete(ctx.tenant_id, ctx.game, state=GameState.CREATING)
-    why = _why(data.get("error", {}))
+    because = _why(data.get("error", {}))
     lc.tell(
         data,
-        f"❌ **{ctx.game}** could not be created: {why}. Nothing was kept; run `/newgame` again to retry."
+        f"❌ **{ctx.game}** could not be created: {because}. Nothing was kept; run `/newgame` again to retry."
         f"{note}",
     )
     return {"state": "gone"}
 
 
 def _why(error: Mapping[str, Any]) -> str:
-    """What went wrong, in words: the step's cause when there is one, else what its error name means."""
-    cause = error.get("Cause")
-    if cause:
-        return str(cause)[:300]
-    kind = str(error.get("Error") or "")
-    if kind == "gangway.Transient":
-        return "AWS kept failing a request; try again in a few minutes"
-    if kind == "States.Timeout":
+    """What went wrong, in words (a step that took too long is not a server that did not report)."""
+    if error.get("Error") == "States.Timeout" and not error.get("Cause"):
         return "a step took too long"
-    return kind or "an unknown error"
+    return why(error)

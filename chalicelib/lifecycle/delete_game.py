@@ -152,9 +152,7 @@ def delete_failed(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     if snapshot_id != game.resources.snapshot_id:
         game = lc.games.snapshot_kept(ctx.tenant_id, ctx.game, snapshot_id)
     if game.state is GameState.DELETING:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPED)
     error = data.get("error", {})
     why = failure_cause(error)
     lc.tell(

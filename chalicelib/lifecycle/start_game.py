@@ -306,9 +306,7 @@ def start_game_start(ctx: StepContext, data: Mapping[str, Any]) -> None:
 def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
     lc, game = ctx.lifecycle, game_of(ctx)
     if game.state is GameState.STARTING:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.RUNNING, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.RUNNING)
     lc.games.end_wait(ctx.tenant_id, ctx.game)
     dns = lc.gateways.game_dns(game, actor=_ACTOR).publish(game.name, game.resources.address)  # never fails
     where = f"`{dns.name}` (`{game.resources.address}`)" if dns.name else f"`{game.resources.address}`"
@@ -363,13 +361,9 @@ def start_compensate(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, 
         ctx.tenant_id, ctx.game, kept_volume=game.resources.volume_id if reused else None
     )
     if game.state is GameState.RUNNING:  # start.running moved it, then its task failed: down via STOPPING
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPING, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPING)
     if game.state is not GameState.STOPPED:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPED)
     error = data.get("error", {})
     why = no_room(lc, game, data) if error.get("Error") == CAPACITY else _explain(error)
     lc.tell(

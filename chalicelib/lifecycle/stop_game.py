@@ -118,9 +118,7 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         if kept >= keep:  # the newest complete one (snap) is never counted, so never deleted
             ec2.delete_snapshot(s["SnapshotId"])
     if game.state is not GameState.STOPPED:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPED)
     note = f" Note: {dns.problem}." if dns.problem else ""
     lc.tell(data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).{note}{left}")
     return {"state": game.state.value, "snapshot_id": snap}
@@ -151,9 +149,7 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
             log.warning("stop of %s/%s: volume %s kept", ctx.tenant_id, ctx.game, volume_id, exc_info=True)
     game = lc.games.host_gone(ctx.tenant_id, ctx.game, kept_volume=volume_id)
     if game.state is not GameState.STOPPED:
-        game = lc.games.transition(
-            ctx.tenant_id, ctx.game, to=GameState.STOPPED, expected_version=game.version
-        )
+        game = lc.games.move(game, to=GameState.STOPPED)
     because = why(data.get("error", {}))
     if saved:
         text = (

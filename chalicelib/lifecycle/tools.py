@@ -10,16 +10,26 @@ answers these requests in about a second, a jobs Lambda may run for two minutes,
 is silent the job simply says so (nothing waits on after it). The row holds one reply at a time: two
 admins asking the same game at the same instant may make one of them wait out the timeout and retry,
 and a password stays there only until the job that asked reads it (it is one-time and expires anyway).
+
+The row never holds a reply in the clear: it is sealed (XSalsa20-Poly1305) under a key derived from the
+request id, and found by a hash of that id. A request id that carries a secret part (`/files` puts a
+random one in its job's arguments, which live only on the queue) makes the stored password unreadable to
+anyone who reads the table, and a sealed reply older than `SEALED_REPLY_SECONDS` is ignored.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from nacl.exceptions import CryptoError
+from nacl.secret import SecretBox
 
 from chalicelib.agents.events import AGENT_EVENTS, AgentEvent
 from chalicelib.errors import UserError, ValidationError
@@ -29,6 +39,7 @@ from chalicelib.lifecycle.collaborators import Lifecycle
 __all__ = [
     "MAX_PORTS",
     "MAX_PORT_RANGES",
+    "SEALED_REPLY_SECONDS",
     "AgentRefused",
     "AgentReply",
     "AgentSilent",
@@ -37,8 +48,10 @@ __all__ = [
     "close_ports",
     "on_tool_reply",
     "open_ports",
+    "open_reply",
     "parse_ports",
     "port_numbers",
+    "seal_reply",
     "tool_request_id",
 ]
 
@@ -51,6 +64,8 @@ MAX_PORT_RANGES: Final = 20
 # (agent/src/gangway_agent/config.py `port_list`), and it travels in the instance's user data (16 KiB).
 MAX_PORTS: Final = 200
 REPLY_WAIT_SECONDS: Final = 20.0
+# A sealed reply no job took within this long is stale (its job gave up after REPLY_WAIT_SECONDS).
+SEALED_REPLY_SECONDS: Final = 300
 _PREFIX: Final = "tool-"
 _PORT: Final = re.compile(r"(?P<proto>[a-z0-9]+):(?P<low>\d{1,5})(?:-(?P<high>\d{1,5}))?")
 
@@ -190,10 +205,38 @@ class AgentReply:
     body: Mapping[str, Any]
 
 
-def tool_request_id(kind: str, interaction_id: str) -> str:
+def tool_request_id(kind: str, interaction_id: str, secret: str = "") -> str:
     """The request id of one command's request: the same on a redelivered job (the agent answers a repeated
-    id again without running it twice), and recognisable by the agent-events handler."""
-    return f"{_PREFIX}{kind}-{interaction_id}"[:128]
+    id again without running it twice), and recognisable by the agent-events handler. `secret` (from the
+    job's arguments) keys the sealed reply on the row."""
+    return f"{_PREFIX}{kind}-{interaction_id}{'-' + secret if secret else ''}"[:128]
+
+
+def _derive(purpose: bytes, request_id: str) -> bytes:
+    return hashlib.sha256(purpose + b":" + request_id.encode()).digest()
+
+
+def seal_reply(request_id: str, kind: str, body: Mapping[str, Any], *, now: float) -> str:
+    """The row's form of an agent reply: found by a hash of the id, readable only with the id."""
+    box = SecretBox(_derive(b"gangway-tool-key", request_id))
+    sealed = box.encrypt(json.dumps({"type": kind, "body": dict(body)}).encode())
+    lookup = _derive(b"gangway-tool-lookup", request_id).hex()
+    return json.dumps({"lookup": lookup, "sealed": base64.b64encode(sealed).decode(), "at": int(now)})
+
+
+def open_reply(request_id: str, stored: str, *, now: float) -> dict[str, Any] | None:
+    """The reply sealed for `request_id`, or None (another request's, stale, or not readable)."""
+    try:
+        raw = json.loads(stored)
+        if raw.get("lookup") != _derive(b"gangway-tool-lookup", request_id).hex():
+            return None
+        if now - float(raw.get("at", 0)) > SEALED_REPLY_SECONDS:
+            return None
+        box = SecretBox(_derive(b"gangway-tool-key", request_id))
+        opened = json.loads(box.decrypt(base64.b64decode(raw["sealed"])))
+    except (ValueError, KeyError, TypeError, AttributeError, CryptoError):
+        return None
+    return opened if isinstance(opened, dict) else None
 
 
 def ask_and_wait(
@@ -217,10 +260,9 @@ def ask_and_wait(
     deadline = clock() + wait
     while True:
         current = lc.games.get(game.tenant_id, game.name)
-        raw = (
-            json.loads(current.wait.agent_reply) if current is not None and current.wait.agent_reply else None
-        )
-        if raw is not None and raw.get("id") == request_id:
+        stored = current.wait.agent_reply if current is not None else None
+        raw = open_reply(request_id, stored, now=time.time()) if stored else None
+        if raw is not None:
             lc.games.keep_agent_reply(game.tenant_id, game.name, None)
             reply_body = raw.get("body") or {}
             if raw.get("type") == "error":
@@ -248,5 +290,5 @@ def on_tool_reply(event: AgentEvent, lc: Lifecycle) -> None:
         return
     if lc.games.get(event.tenant_id, event.game) is None:
         return
-    reply = json.dumps({"id": event.id, "type": event.type, "body": dict(event.body)})
+    reply = seal_reply(event.id, event.type, event.body, now=time.time())
     lc.games.keep_agent_reply(event.tenant_id, event.game, reply)

@@ -15,7 +15,7 @@ from typing import Any, Final
 from chalicelib.agents.events import AgentEvent
 from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.collaborators import Lifecycle
-from chalicelib.workflows import StepContext, StepFailed
+from chalicelib.workflows import ERROR_REJECTED, ERROR_TRANSIENT, StepContext, StepFailed
 
 __all__ = [
     "CAPACITY",
@@ -78,14 +78,14 @@ def begin_transition(
     Raises:
         Conflict: the game moved meanwhile (someone else got there first).
     """
-    moved = lc.games.transition(game.tenant_id, game.name, to=to, expected_version=game.version)
+    moved = lc.games.move(game, to=to)
     # The creation time tells this game from an earlier one of the same name (deleted, then created
     # again): its versions run through the same numbers, and AWS keeps execution names for 90 days.
     prefix = workflow.split("-", maxsplit=1)[0]
     name = f"{prefix}-{game.tenant_id}-{game.name}-{int(game.created_at)}-{moved.version}"
 
     def undo() -> None:
-        lc.games.transition(game.tenant_id, game.name, to=game.state, expected_version=moved.version)
+        lc.games.move(moved, to=game.state)
 
     arn = start_workflow(lc, workflow, game, execution=name, reply=reply, undo=undo, **extra)
     lc.games.owned_by(game.tenant_id, game.name, arn)
@@ -129,14 +129,29 @@ def reached(
     return {"state": state}
 
 
+# What a named error means, for a Catch whose cause is missing or is not for people (a Transient
+# failure's cause names an exception class).
+_IN_WORDS: Final[Mapping[str, str]] = {
+    CAPACITY: "AWS had no capacity for it right now",
+    "States.Timeout": "the server did not report in time",
+    ERROR_TRANSIENT: "AWS kept failing a request; try again in a few minutes",
+    ERROR_REJECTED: "the game changed while this ran; try again",
+}
+_ALWAYS_IN_WORDS: Final = frozenset({CAPACITY, "States.Timeout", ERROR_TRANSIENT})
+
+
 def why(error: Mapping[str, Any]) -> str:
-    """A Catch's `$.error` in words for the people waiting on the game."""
+    """A Catch's `$.error` in words for the people waiting on the game: never an error name or class."""
     kind = str(error.get("Error", ""))
-    if kind == CAPACITY:
-        return "AWS had no capacity for it right now"
-    if kind == "States.Timeout":
-        return "the server did not report in time"
-    return str(error.get("Cause") or kind or "an unknown error")[:300]
+    cause = str(error.get("Cause") or "")
+    if kind in _ALWAYS_IN_WORDS or (kind in _IN_WORDS and not cause):
+        return _IN_WORDS[kind]
+    if cause:
+        return cause[:300]
+    return (
+        "a step failed unexpectedly; try again, and if it keeps failing ask the server's admin to check "
+        "gangway's logs"
+    )
 
 
 def failure_cause(error: Mapping[str, Any]) -> str:

@@ -88,7 +88,7 @@ class PushService:
 
     def public_key(self) -> str:
         """The applicationServerKey browsers subscribe with."""
-        return self._vapid.keys().public
+        return self._vapid.public()
 
     def subscribe(self, token: str, subscription: object, preference: object, now: int) -> Subscription:
         """Store a browser's subscription for the member whose own link `token` is.

@@ -17,7 +17,7 @@ from typing import Any
 
 from chalicelib.errors import InfraError
 
-__all__ = ["VapidKeys", "VapidSource", "b64url", "b64url_decode"]
+__all__ = ["VapidKeys", "VapidSource", "b64url", "b64url_decode", "public_of"]
 
 
 def b64url(raw: bytes) -> str:
@@ -81,14 +81,55 @@ class VapidKeys:
         return json.dumps({"public": self.public, "private": self.private})
 
 
-class VapidSource:
-    """Reads the key pair from its SSM SecureString parameter once per container."""
+def public_of(text: str) -> str:
+    """The public key from the public parameter's value (`{"public": ...}`).
 
-    def __init__(self, ssm: Callable[[], Any], parameter: str) -> None:
+    Raises:
+        InfraError: unset or malformed (run `gangway vapid`).
+    """
+    try:
+        public = str(json.loads(text)["public"])
+        if len(b64url_decode(public)) != 65:
+            raise ValueError("wrong key size")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InfraError("the VAPID public key parameter is unset or malformed: run `gangway vapid`") from exc
+    return public
+
+
+class VapidSource:
+    """Reads the key pair, or only its public half, from SSM SecureString parameters once per container.
+
+    The halves live in two parameters so the API function, which only serves the public key to the
+    page, has no permission on the private one (policies/api_handler.json); the steps function signs.
+    """
+
+    def __init__(self, ssm: Callable[[], Any], parameter: str, public_parameter: str = "") -> None:
         self._ssm = ssm
         self._parameter = parameter
+        self._public_parameter = public_parameter
         self._keys: VapidKeys | None = None
+        self._public: str | None = None
         self._lock = threading.Lock()
+
+    def public(self) -> str:
+        """The public key (base64url), read from its own parameter when there is one.
+
+        Raises:
+            InfraError: the parameter is missing, unreadable or malformed.
+        """
+        if not self._public_parameter:
+            return self.keys().public
+        with self._lock:
+            if self._public is None:
+                try:
+                    found = self._ssm().get_parameter(Name=self._public_parameter, WithDecryption=True)
+                    value = found["Parameter"]["Value"]
+                except Exception as exc:  # botocore ClientError or transport: not the caller's fault
+                    raise InfraError(
+                        f"cannot read the VAPID public key ({self._public_parameter}): {exc}"
+                    ) from exc
+                self._public = public_of(str(value))
+            return self._public
 
     def keys(self) -> VapidKeys:
         """The deployment's key pair.

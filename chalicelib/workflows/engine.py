@@ -71,6 +71,20 @@ class Workflows:
                 raise LookupError(f"state machine {name} is not deployed")
         return self._arns[workflow]
 
+    def describe(self, execution_arn: str) -> tuple[str, dict[str, Any]] | None:
+        """An execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED) and its input; None
+        when Step Functions does not know it (never started, or older than its 90-day history)."""
+        sfn = self._sfn()
+        try:
+            answer = sfn.describe_execution(executionArn=execution_arn)
+        except sfn.exceptions.ExecutionDoesNotExist:
+            return None
+        try:
+            data = json.loads(answer.get("input") or "{}")
+        except ValueError:
+            data = {}
+        return str(answer["status"]), data if isinstance(data, dict) else {}
+
     def start(self, workflow: str, *, name: str, input: Mapping[str, Any]) -> str:
         """Start (or find, if `name` already ran) an execution; returns its ARN.
 

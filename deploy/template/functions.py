@@ -55,6 +55,7 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
             # The SecureString parameters `make deploy` creates (deploy/parameters.py).
             "DISCORD_BOT_TOKEN_PARAMETER": secure_parameter(stage.name, "discord-bot-token"),
             "VAPID_PARAMETER": secure_parameter(stage.name, "vapid-keys"),
+            "VAPID_PUBLIC_PARAMETER": secure_parameter(stage.name, "vapid-public"),
             "IPAUTH_KEYS_PARAMETER": secure_parameter(stage.name, "ipauth-keys"),
             "HOSTING_ACCOUNT_ID": ref("AWS::AccountId"),
             "IOT_DATA_ENDPOINT": ref("IotDataEndpoint"),

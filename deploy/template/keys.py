@@ -1,4 +1,5 @@
-"""The stage's SecureString parameters: the bot token, the VAPID key pair and the IPAuth link keys.
+"""The stage's SecureString parameters: the bot token, the VAPID key pair (and its public half alone)
+and the IPAuth link keys.
 
 Not template resources: CloudFormation cannot create SecureString parameters (AWS::SSM::Parameter takes
 String and StringList only), so `make deploy` creates the missing ones (`deploy.parameters`) and
@@ -17,6 +18,9 @@ __all__ = ["SECURE_PARAMETERS", "secure_parameter"]
 SECURE_PARAMETERS: Final = {
     "discord-bot-token": "The Discord bot token (Developer Portal, Bot, Reset Token).",
     "vapid-keys": 'Web-push VAPID key pair as JSON {"public": ..., "private": ...}.',
+    # The public half alone: the API function serves it to the page and may read nothing of the pair.
+    # Not secret, but a SecureString like the others so one writer (deploy.parameters) makes them all.
+    "vapid-public": 'Web-push VAPID public key as JSON {"public": ...}.',
     "ipauth-keys": "AES-256 keys sealing IPAuth link tokens, current and previous (make rotate-link-key).",
 }
 
