@@ -42,7 +42,7 @@ typecheck: venv
 	$(if $(wildcard agent/src),$(BIN)/mypy --config-file agent/pyproject.toml agent/src agent/tests,)
 
 pytest: venv system-deps
-	$(BIN)/pytest -q tests $(wildcard agent/tests)
+	$(BIN)/pytest -q -n 2 --dist loadfile tests $(wildcard agent/tests)
 
 test: lint typecheck pytest
 
