@@ -29,12 +29,14 @@ __all__ = ["Host", "agent_host"]
 
 @dataclass
 class Host:
-    """A real agent whose firewall lives in the namespace `ns`, and the events it sent."""
+    """A real agent whose firewall lives in the namespace `ns`, the events it sent (`events`, as the rule
+    received them) and those the backend has finished handling (`handled`, in the same order)."""
 
     agent: Any
     firewall: Any
     ns: str
     events: list[dict[str, Any]] = field(default_factory=list)
+    handled: list[dict[str, Any]] = field(default_factory=list)
 
     def addresses(self) -> set[str]:
         """What the kernel's set holds now."""
@@ -72,6 +74,7 @@ def agent_host(
     ns = f"gwfv-{os.getpid()}-{secrets.token_hex(2)}"
     subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True, timeout=30)
     events: list[dict[str, Any]] = []
+    handled: list[dict[str, Any]] = []
     # The IoT rule's stand-in: the agent's `evt` into the agent_events Lambda, in order.
     rule = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"rule-{uuid.uuid4().hex[:8]}")
     subscribed = threading.Event()
@@ -79,8 +82,10 @@ def agent_host(
     def forward(_c: Any, _u: Any, msg: Any) -> None:
         body = rule_message(str(msg.topic), bytes(msg.payload))
         if body is not None:
-            events.append(json.loads(body))
+            event = json.loads(body)
+            events.append(event)
             _deliver(body)
+            handled.append(event)
 
     rule.on_message = forward
     rule.on_subscribe = lambda *_: subscribed.set()
@@ -140,7 +145,7 @@ def agent_host(
     loop = threading.Thread(target=agent.run, daemon=True)
     loop.start()
     try:
-        yield Host(agent, fw, ns, events)
+        yield Host(agent, fw, ns, events, handled)
     finally:
         agent.request_stop()
         loop.join(10)
