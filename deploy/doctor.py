@@ -24,6 +24,7 @@ from typing import Any, Final
 from chalicelib.config import DISCORD_API, Settings
 from chalicelib.discord.rest import DiscordRest
 from chalicelib.errors import DiscordApiError
+from chalicelib.instances.images import ARCH_NAMES, ImageConfig, ImageRefused, image_for
 from chalicelib.tenancy.plans import PLANS, Plan
 
 __all__ = [
@@ -93,6 +94,7 @@ class Target:
     bot_token: str | None
     interactions_url: str
     image_parameter: str
+    image_owner: str = Settings.image_owner
     guild: str | None = None
     register_hint: str = "gangway register"
     deployed_yet: bool = True
@@ -116,6 +118,7 @@ class Target:
             bot_token=LOCAL_BOT_TOKEN,
             interactions_url=info["api_url"].rstrip("/") + _INTERACTIONS_PATH,
             image_parameter=info.get("image_parameter") or Settings.image_parameter,
+            image_owner=info.get("image_owner") or Settings.image_owner,
             guild=guild,
             register_hint="gangway register --local",
         )
@@ -144,6 +147,7 @@ class Target:
             bot_token=e.get("DISCORD_BOT_TOKEN") or dep.bot_token(),
             interactions_url=outputs.get("InteractionsEndpointURL", ""),
             image_parameter=Settings.from_env(e).image_parameter,
+            image_owner=Settings.from_env(e).image_owner,
             guild=guild,
             register_hint=f"make deploy STAGE={stage}" + (f" GUILD={guild}" if guild else ""),
             deployed_yet=bool(stack),
@@ -244,26 +248,26 @@ def check_quota(
     return Check(name, Status.FAIL, f"{found}; not enough for any plan", fix)
 
 
-def check_image(ssm: Any, parameter: str, arch: str) -> Check:
-    """The instance image comes from the publisher's SSM parameter; it must resolve for each
-    architecture gangway launches, or a game on that architecture cannot start."""
+def check_image(ec2: Any, ssm: Any, image: ImageConfig, arch: str) -> Check:
+    """The image a launch on `arch` would boot, resolved as the launch resolves it: the publisher's
+    parameter, then the image itself (it exists here, is available, is the publisher's account's and
+    is built for the architecture). Otherwise no game on that architecture can start."""
     name = f"image {arch}"
-    path = parameter.format(arch=arch)
+    architecture = next(ec2_name for ec2_name, debian in ARCH_NAMES.items() if debian == arch)
+    path = image.parameter.replace("{arch}", arch)
     try:
-        value = str(ssm.get_parameter(Name=path)["Parameter"]["Value"])
-    except Exception as exc:
+        found = image_for(ec2, ssm, architecture, image)
+    except ImageRefused as exc:
         return Check(
             name,
             Status.FAIL,
-            f"{path} does not resolve: {_reason(exc)}",
+            exc.message,
             "set IMAGE_PARAMETER to a parameter that exists in this region ({arch} is replaced by amd64 "
-            "and arm64), or IMAGE_ID to an AMI id",
+            "and arm64), or IMAGE_ID to an image of IMAGE_OWNER's",
         )
-    if not value.startswith("ami-"):
-        return Check(
-            name, Status.FAIL, f"{path} is {value!r}, not an AMI id", "point IMAGE_PARAMETER at an image id"
-        )
-    return Check(name, Status.OK, f"{path} = {value}")
+    except Exception as exc:
+        return Check(name, Status.FAIL, f"{path} does not resolve: {_reason(exc)}", "check the region")
+    return Check(name, Status.OK, f"{found.image_id} ({found.source})")
 
 
 # -- Discord -------------------------------------------------------------------------------------------
@@ -390,7 +394,8 @@ def run(
         for code, label, _ in QUOTAS:
             checks.append(_quota_line(sq, ec2, target.region, (code, label)))
     ssm = client("ssm")
-    checks += [check_image(ssm, target.image_parameter, arch) for arch in ARCHITECTURES]
+    image = ImageConfig(target.image_parameter, target.image_owner)
+    checks += [check_image(ec2, ssm, image, arch) for arch in ARCHITECTURES]
     checks += _discord_checks(target, model, rest)
     return checks
 

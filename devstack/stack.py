@@ -177,6 +177,7 @@ class Stack:
             "public_key": key.verify_key.encode().hex(),
             "signing_key": key.encode().hex(),
             "image_parameter": c.settings.image_parameter,
+            "image_owner": c.settings.image_owner,
             "pid": os.getpid(),
             "iam_enforced": iam,
             "tool_environment": tools,

@@ -26,7 +26,7 @@ from chalicelib.commands import registry
 from chalicelib.config import Settings
 from chalicelib.discord.rest import DiscordRest
 from deploy.doctor import QUOTAS, Check, Status, Target, failed, run, table
-from devstack.aws import Emulator, fake_credentials
+from devstack.aws import EMULATOR_ACCOUNT, Emulator, emulator_settings, fake_credentials
 from devstack.cli import main as gangway
 from devstack.discord_api import DiscordStandIn
 from devstack.stack import LOCAL_BOT_TOKEN
@@ -59,6 +59,7 @@ def healthy(emulator: Emulator, discord: DiscordStandIn) -> Target:
         bot_token=LOCAL_BOT_TOKEN,
         interactions_url=ENDPOINT,
         image_parameter=Settings.image_parameter,
+        image_owner=EMULATOR_ACCOUNT,  # the emulator's stand-in Debian images are its own account's
     )
 
 
@@ -182,8 +183,16 @@ def test_a_missing_image_parameter_fails_for_each_architecture(healthy: Target) 
     checks = run(target, clients(target), quotas=quotas(64, 64))
     assert not_ok(checks) == ["image amd64", "image arm64"]
     arm = line(checks, "image arm64")
-    assert "/gangway/nowhere/arm64 does not resolve" in arm.found
+    assert "the image parameter `/gangway/nowhere/arm64` does not exist in this region" in arm.found
     assert "IMAGE_PARAMETER" in arm.fix and "IMAGE_ID" in arm.fix
+
+
+def test_an_image_of_another_account_fails_as_a_launch_would_refuse_it(healthy: Target) -> None:
+    target = dataclasses.replace(healthy, image_owner="999999999999")
+    checks = run(target, clients(target), quotas=quotas(64, 64))
+    assert not_ok(checks) == ["image amd64", "image arm64"]
+    amd = line(checks, "image amd64")
+    assert "not to the image publisher's account 999999999999" in amd.found, amd.found
 
 
 def test_a_refused_bot_token_fails_and_the_discord_checks_after_it_wait_for_it(
@@ -244,6 +253,7 @@ def test_a_stage_not_deployed_yet_checks_the_account_and_skips_the_wiring(
 ) -> None:
     env = {
         **fake_credentials(),
+        **emulator_settings(),  # IMAGE_OWNER: the emulator's images are its own account's
         "AWS_ENDPOINT_URL": emulator.url,
         "DISCORD_API_URL": discord.url,
         "DISCORD_APPLICATION_ID": APP,
@@ -293,6 +303,7 @@ def test_gangway_doctor_local_prints_the_table_and_exits_by_the_result(
         "aws_endpoint_url": healthy.endpoint_url,
         "application_id": APP,
         "image_parameter": Settings.image_parameter,
+        "image_owner": EMULATOR_ACCOUNT,
     }
     (tmp_path / "stack.json").write_text(json.dumps(stack))
     assert gangway(["--state-dir", str(tmp_path), "doctor", "--local"]) == 0

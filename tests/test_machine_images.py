@@ -8,7 +8,6 @@ The emulator publishes stand-in Debian images for both architectures, owned by i
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from chalicelib.tenancy import Verifier
 from chalicelib.wiring import container
 from devstack.aws import EMULATOR_ACCOUNT, Emulator
 from devstack.discord_user import snowflake
+from devstack.iam import create_customer_role
 
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN = "136693071363"
@@ -135,20 +135,8 @@ def test_what_was_resolved_is_cached_per_container_for_an_hour() -> None:
 
 
 def _customer_role(external_id: str) -> str:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{EMULATOR_ACCOUNT}:root"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-            }
-        ],
-    }
-    iam = container().client("iam")
-    name = f"gangway-access-Role-{snowflake()}"
-    return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    """The access role as the customer's stack makes it: its trust with the ExternalId, its policies."""
+    return create_customer_role(container().client("iam"), f"gangway-access-Role-{snowflake()}", external_id)
 
 
 @pytest.mark.parametrize("owner", [EMULATOR_ACCOUNT, DEBIAN])

@@ -35,6 +35,7 @@ __all__ = [
     "ImageRefused",
     "ImageResolver",
     "OwnerMismatch",
+    "image_for",
     "image_ids",
     "resolve_image",
 ]
@@ -169,10 +170,16 @@ def resolve_image(ec2: Any, ssm: Any, instance_type: str, config: ImageConfig) -
         ImageRefused: unknown type, missing parameter or image, wrong owner or architecture.
     """
     architecture = _architecture(ec2, instance_type)
-    return _image_for(ec2, ssm, architecture, config)
+    return image_for(ec2, ssm, architecture, config)
 
 
-def _image_for(ec2: Any, ssm: Any, architecture: str, config: ImageConfig) -> Image:
+def image_for(ec2: Any, ssm: Any, architecture: str, config: ImageConfig) -> Image:
+    """The owner-checked image for an EC2 `architecture` (`x86_64`, `arm64`): what a launch on that
+    architecture would boot (`gangway doctor` asks this before any launch).
+
+    Raises:
+        ImageRefused: missing parameter or image, wrong owner or architecture.
+    """
     if config.pinned:
         return _checked(
             ec2, config.pinned, architecture=architecture, owner=config.owner, source="pinned by IMAGE_ID"
@@ -234,7 +241,7 @@ class ImageResolver:
         if isinstance(cached, Image):
             return cached
         ec2, ssm = self._clients()
-        image = _image_for(ec2, ssm, architecture, self._config)
+        image = image_for(ec2, ssm, architecture, self._config)
         if self._cache:
             self._cache.put(key, image)
         return image
