@@ -286,7 +286,9 @@ def test_start_launches_into_the_games_group_and_ports_change_its_rules(
         ("udp", 2458, 2458),
         ("tcp", 27015, 27015),
     }
-    # A rule removed behind gangway's back comes back with the next /openport, even of an open port.
+    # A rule removed behind gangway's back comes back with the next /openport, even of an open port
+    # (on a stopped game: a running one's ports open only once its agent filters them, test_game_tools.py).
+    stop_until_stopped(harness, tenant)
     container().client("ec2").revoke_security_group_ingress(
         GroupId=group_id,
         IpPermissions=[

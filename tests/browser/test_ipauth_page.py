@@ -291,5 +291,5 @@ def test_the_stacks_reaper_removes_an_expired_grant_and_syncs_the_removal(stack:
     finally:
         agent.close()
     assert topic == f"gangway/{guild}/valheim/cmd"
-    assert msg["body"] == {"mode": "delta", "grants": [], "revoke": ["203.0.113.77"]}
+    assert msg["body"] == {"mode": "delta", "grants": [], "revoke": ["203.0.113.77"], "version": 1}
     assert _grants(stack, guild) == []
