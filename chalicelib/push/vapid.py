@@ -121,14 +121,7 @@ class VapidSource:
             return self.keys().public
         with self._lock:
             if self._public is None:
-                try:
-                    found = self._ssm().get_parameter(Name=self._public_parameter, WithDecryption=True)
-                    value = found["Parameter"]["Value"]
-                except Exception as exc:  # botocore ClientError or transport: not the caller's fault
-                    raise InfraError(
-                        f"cannot read the VAPID public key ({self._public_parameter}): {exc}"
-                    ) from exc
-                self._public = public_of(str(value))
+                self._public = public_of(self._read(self._public_parameter, "the VAPID public key"))
             return self._public
 
     def keys(self) -> VapidKeys:
@@ -139,10 +132,11 @@ class VapidSource:
         """
         with self._lock:
             if self._keys is None:
-                try:
-                    found = self._ssm().get_parameter(Name=self._parameter, WithDecryption=True)
-                    value = found["Parameter"]["Value"]
-                except Exception as exc:  # botocore ClientError or transport: not the caller's fault
-                    raise InfraError(f"cannot read the VAPID keys ({self._parameter}): {exc}") from exc
-                self._keys = VapidKeys.from_json(str(value))
+                self._keys = VapidKeys.from_json(self._read(self._parameter, "the VAPID keys"))
             return self._keys
+
+    def _read(self, name: str, what: str) -> str:
+        try:
+            return str(self._ssm().get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+        except Exception as exc:  # botocore ClientError or transport: not the caller's fault
+            raise InfraError(f"cannot read {what} ({name}): {exc}") from exc
