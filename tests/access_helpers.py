@@ -21,8 +21,10 @@ import pytest
 import app as app_module
 from chalicelib.games import GameRecord, GameState
 from chalicelib.tenancy import TenantStore
+from devstack.discord_user import Who, snowflake
 from devstack.pump import LambdaContext
 from devstack.stack import free_port
+from tests.helpers import Harness
 
 SITE_ORIGIN_HEADER = "Origin"
 
@@ -98,6 +100,23 @@ def authorize(token: str, source_ip: str = "198.51.100.7", **kwargs: Any) -> Api
     return call_api(
         "POST", "/ipauth/authorize", body=json.dumps({"token": token}), source_ip=source_ip, **kwargs
     )
+
+
+MAIN_ROLE = "400000000000000001"
+ADMIN_ROLE = "400000000000000002"
+
+
+def setup_roles(harness: Harness) -> str:
+    """/setup with the main and admin roles chosen, as an admin does it; returns the tenant id."""
+    harness.command("setup")
+    harness.component("setup:main", [MAIN_ROLE])
+    harness.component("setup:admin", [ADMIN_ROLE])
+    return harness.user.who.guild_id or ""
+
+
+def a_member(harness: Harness, *roles: str) -> Who:
+    """Another member of the harness's guild, holding `roles` and no permissions."""
+    return Who(guild_id=harness.user.who.guild_id, user_id=snowflake(), role_ids=roles, permissions=0)
 
 
 def make_tenant(tenant_id: str, created_by: str = "1") -> None:

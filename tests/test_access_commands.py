@@ -10,23 +10,9 @@ from chalicelib.discord import MessageFlag
 from chalicelib.discord.payloads import ButtonStyle, ComponentType
 from chalicelib.games import GameState
 from chalicelib.wiring import container
-from devstack.discord_user import Who, snowflake
-from tests.access_helpers import add_game, authorize, make_tenant
+from devstack.discord_user import snowflake
+from tests.access_helpers import MAIN_ROLE, a_member, add_game, authorize, make_tenant, setup_roles
 from tests.helpers import Harness
-
-MAIN_ROLE = "400000000000000001"
-ADMIN_ROLE = "400000000000000002"
-
-
-def _setup(harness: Harness) -> str:
-    harness.command("setup")
-    harness.component("setup:main", [MAIN_ROLE])
-    harness.component("setup:admin", [ADMIN_ROLE])
-    return harness.user.who.guild_id or ""
-
-
-def _member(harness: Harness, *roles: str) -> Who:
-    return Who(guild_id=harness.user.who.guild_id, user_id=snowflake(), role_ids=roles, permissions=0)
 
 
 def _link(answer: dict[str, Any]) -> str:
@@ -37,8 +23,8 @@ def _link(answer: dict[str, Any]) -> str:
 
 
 def test_addip_answers_privately_with_a_personal_link_in_the_fragment(harness: Harness) -> None:
-    _setup(harness)
-    who = _member(harness)
+    setup_roles(harness)
+    who = a_member(harness)
     _, answer = harness.command("addip", who=who)
     data = answer["data"]
     assert data["flags"] == int(MessageFlag.EPHEMERAL)
@@ -57,10 +43,10 @@ def test_addip_needs_a_set_up_server(harness: Harness) -> None:
 
 
 def test_addguestip_is_for_the_main_role_and_gives_a_shareable_guest_link(harness: Harness) -> None:
-    _setup(harness)
-    _, refused = harness.command("addguestip", who=_member(harness))
+    setup_roles(harness)
+    _, refused = harness.command("addguestip", who=a_member(harness))
     assert "main** role" in refused["data"]["content"]
-    _, answer = harness.command("addguestip", who=_member(harness, MAIN_ROLE), uses=2)
+    _, answer = harness.command("addguestip", who=a_member(harness, MAIN_ROLE), uses=2)
     assert answer["data"]["flags"] == int(MessageFlag.EPHEMERAL)
     assert "up to **2** addresses" in answer["data"]["content"]
     token = _link(answer).split("#", 1)[1]
@@ -70,18 +56,18 @@ def test_addguestip_is_for_the_main_role_and_gives_a_shareable_guest_link(harnes
 
 
 def test_ip_says_no_games_are_running_and_that_you_have_no_address_yet(harness: Harness) -> None:
-    _setup(harness)
-    _, answer = harness.command("ip", who=_member(harness))
+    setup_roles(harness)
+    _, answer = harness.command("ip", who=a_member(harness))
     embed = answer["data"]["embeds"][0]
     assert "No games are running" in embed["description"]
     assert "/addip" in embed["fields"][0]["value"]
 
 
 def test_ip_lists_running_games_and_your_current_grant(harness: Harness) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     add_game(guild, "valheim", GameState.RUNNING)
     add_game(guild, "factorio", GameState.STOPPED)
-    who = _member(harness)
+    who = a_member(harness)
     _, linked = harness.command("addip", who=who)
     authorize(_link(linked).split("#", 1)[1], "198.51.100.80")
     _, answer = harness.command("ip", who=who)
@@ -92,8 +78,8 @@ def test_ip_lists_running_games_and_your_current_grant(harness: Harness) -> None
 
 
 def test_ipsettings_shows_and_changes_the_tenants_access_policy(harness: Harness) -> None:
-    guild = _setup(harness)
-    _, refused = harness.command("ipsettings", who=_member(harness, MAIN_ROLE), guest_days=5)
+    guild = setup_roles(harness)
+    _, refused = harness.command("ipsettings", who=a_member(harness, MAIN_ROLE), guest_days=5)
     assert "admin** role" in refused["data"]["content"]
     _, answer = harness.command("ipsettings")
     fields = {f["name"]: f["value"] for f in answer["data"]["embeds"][0]["fields"]}
@@ -112,10 +98,10 @@ def test_ipsettings_shows_and_changes_the_tenants_access_policy(harness: Harness
 
 
 def test_links_from_another_server_do_not_touch_this_one(harness: Harness) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     other = snowflake()
     make_tenant(other)
-    _, answer = harness.command("addip", who=_member(harness))
+    _, answer = harness.command("addip", who=a_member(harness))
     authorize(_link(answer).split("#", 1)[1], "198.51.100.90")
     assert container().access.grants.all(other) == []
     assert [g.address for g in container().access.grants.all(guild)] == ["198.51.100.90"]

@@ -13,24 +13,10 @@ from chalicelib.discord import MessageFlag
 from chalicelib.discord.payloads import ComponentType
 from chalicelib.games import GameState
 from chalicelib.wiring import container
-from devstack.discord_user import Who, snowflake
-from tests.access_helpers import Subscriber, add_game, authorize
+from tests.access_helpers import MAIN_ROLE, Subscriber, a_member, add_game, authorize, setup_roles
 from tests.helpers import Harness
 
-MAIN_ROLE = "400000000000000001"
-ADMIN_ROLE = "400000000000000002"
 UPDATE_MESSAGE = 7
-
-
-def _setup(harness: Harness) -> str:
-    harness.command("setup")
-    harness.component("setup:main", [MAIN_ROLE])
-    harness.component("setup:admin", [ADMIN_ROLE])
-    return harness.user.who.guild_id or ""
-
-
-def _member(harness: Harness, *roles: str) -> Who:
-    return Who(guild_id=harness.user.who.guild_id, user_id=snowflake(), role_ids=roles, permissions=0)
 
 
 def _token(answer: dict[str, Any]) -> str:
@@ -58,9 +44,9 @@ def _revoked_on_agent(sub: Subscriber) -> set[str]:
 def test_an_admin_sees_who_is_let_in_and_revokes_a_member_and_a_guest_link(
     harness: Harness, agent_link: Subscriber
 ) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     add_game(guild, "valheim", GameState.RUNNING)
-    member, host = _member(harness), _member(harness, MAIN_ROLE)
+    member, host = a_member(harness), a_member(harness, MAIN_ROLE)
     _, mine = harness.command("addip", who=member)
     assert authorize(_token(mine), "198.51.100.11").status == 200
     _, guest = harness.command("addguestip", who=host, uses=3)
@@ -108,11 +94,11 @@ def test_an_admin_sees_who_is_let_in_and_revokes_a_member_and_a_guest_link(
 def test_revoking_everything_asks_first_then_takes_every_address_and_link(
     harness: Harness, agent_link: Subscriber
 ) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     add_game(guild, "valheim", GameState.RUNNING)
-    _, mine = harness.command("addip", who=_member(harness))
+    _, mine = harness.command("addip", who=a_member(harness))
     authorize(_token(mine), "198.51.100.21")
-    _, unused = harness.command("addguestip", who=_member(harness, MAIN_ROLE))
+    _, unused = harness.command("addguestip", who=a_member(harness, MAIN_ROLE))
     agent_link.drain(wait=0.3)
 
     sure = harness.component("access:sure")
@@ -132,9 +118,9 @@ def test_revoking_everything_asks_first_then_takes_every_address_and_link(
 
 
 def test_a_member_revokes_their_own_address_and_only_theirs(harness: Harness, agent_link: Subscriber) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     add_game(guild, "valheim", GameState.RUNNING)
-    me, other = _member(harness), _member(harness)
+    me, other = a_member(harness), a_member(harness)
     for who, address in ((me, "198.51.100.31"), (other, "198.51.100.32")):
         _, answer = harness.command("addip", who=who)
         authorize(_token(answer), address)
@@ -149,7 +135,7 @@ def test_a_member_revokes_their_own_address_and_only_theirs(harness: Harness, ag
 
 
 def test_the_list_pages_and_bad_or_foreign_clicks_change_nothing(harness: Harness) -> None:
-    guild = _setup(harness)
+    guild = setup_roles(harness)
     now = int(time.time())
     store = GrantStore()
     for i in range(23):
@@ -164,8 +150,8 @@ def test_the_list_pages_and_bad_or_foreign_clicks_change_nothing(harness: Harnes
     bad = harness.component("access:revoke:0", ["user#1000; drop"])
     assert "damaged" in bad["data"]["content"] and bad["data"]["flags"] == int(MessageFlag.EPHEMERAL)
     assert "damaged" in harness.component("access:page:x")["data"]["content"]
-    foreign = harness.component("access:revoke:0", ["user#1000"], who=_member(harness, MAIN_ROLE))
+    foreign = harness.component("access:revoke:0", ["user#1000"], who=a_member(harness, MAIN_ROLE))
     assert "admin" in foreign["data"]["content"].lower()
-    foreign = harness.component("access:everything", who=_member(harness, MAIN_ROLE))
+    foreign = harness.component("access:everything", who=a_member(harness, MAIN_ROLE))
     assert "admin" in foreign["data"]["content"].lower()
     assert len(container().access.grants.all(guild)) == 23
