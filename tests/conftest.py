@@ -111,6 +111,16 @@ def standin() -> Iterator[DiscordStandIn]:
 
 
 @pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """The environment as it was before the test: `gangway … --local` commands set the stack's keys in
+    os.environ for their run, as they do in a shell; in the session they must not outlive the test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
 def guild() -> str:
     """A fresh guild id: a tenant of this test alone."""
     return snowflake()

@@ -90,12 +90,20 @@ def test_failed_delivery_is_retried_without_running_the_job_twice(harness: Harne
     assert calls[0]["json"] == calls[1]["json"]
 
 
+def _notices_for(harness: Harness, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The channel messages that mention this interaction's user: the session's other tests post to the
+    same test channel."""
+    user = payload["member"]["user"]["id"]
+    calls = harness.channel_calls(payload["channel_id"])
+    return [c for c in calls if user in str(c["json"].get("content", ""))]
+
+
 def test_expired_token_falls_back_to_a_channel_notice_without_private_content(harness: Harness) -> None:
     _set_up(harness)
     payload, message = _deferred_status(harness)
     harness.standin.fault(method="PATCH", path_contains=payload["token"], status=404, code=10015, times=1)
     harness.deliver(message)
-    notices = harness.channel_calls(payload["channel_id"])
+    notices = _notices_for(harness, payload)
     assert len(notices) == 1
     notice = notices[-1]
     assert notice["auth"] == "Bot"
@@ -166,6 +174,5 @@ def test_dead_token_answered_with_a_non_json_page_still_falls_back_to_the_channe
     payload, message = _deferred_status(harness)
     harness.standin.fault(method="PATCH", path_contains=payload["token"], status=404, raw="<h1>Not Found</h1>")
     harness.deliver(message)
-    user = payload["member"]["user"]["id"]
-    notices = [c for c in harness.channel_calls(payload["channel_id"]) if user in c["json"]["content"]]
+    notices = _notices_for(harness, payload)
     assert len(notices) == 1 and "expired" in notices[-1]["json"]["content"]

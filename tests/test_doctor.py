@@ -29,6 +29,7 @@ from deploy.doctor import QUOTAS, Check, Status, Target, failed, run, table
 from devstack.aws import EMULATOR_ACCOUNT, Emulator, emulator_settings, fake_credentials
 from devstack.cli import main as gangway
 from devstack.discord_api import DiscordStandIn
+from devstack.iam import tool_environment
 from devstack.stack import LOCAL_BOT_TOKEN
 from tests.stack_runner import ROOT, clean_env, running_stack
 
@@ -294,6 +295,7 @@ def test_a_deployed_stage_is_read_from_its_stack_outputs_parameters_and_token_pa
     assert target.register_hint == "make deploy STAGE=doctest"
 
 
+@pytest.mark.usefixtures("restore_environ")
 def test_gangway_doctor_local_prints_the_table_and_exits_by_the_result(
     healthy: Target, discord: DiscordStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -304,6 +306,7 @@ def test_gangway_doctor_local_prints_the_table_and_exits_by_the_result(
         "application_id": APP,
         "image_parameter": Settings.image_parameter,
         "image_owner": EMULATOR_ACCOUNT,
+        "tool_environment": tool_environment("test"),  # as `make run` writes it: the admin's keys
     }
     (tmp_path / "stack.json").write_text(json.dumps(stack))
     assert gangway(["--state-dir", str(tmp_path), "doctor", "--local"]) == 0

@@ -400,6 +400,7 @@ def test_the_interaction_path_never_imports_pywebpush(
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+@pytest.mark.usefixtures("restore_environ")
 def test_gangway_vapid_creates_the_key_pair_once_and_rotates_on_request(
     emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
