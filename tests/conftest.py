@@ -241,18 +241,10 @@ def tenant(harness: Harness) -> Iterator[str]:
 
 @pytest.fixture
 def customer_tenant(tenant: str) -> str:
-    """The tenant, its games moved to its own AWS account: an access role made as the customer's stack
-    makes it (policies/customer-role.yaml's statements, trusting gangway with its ExternalId), which the
-    broker assumes for every call in that account."""
-    from chalicelib.tenancy import TenantStore
-    from chalicelib.wiring import container
-    from devstack.iam import ACCOUNT, create_customer_role
+    """The tenant, connected to its own AWS account (tests.helpers.connect_customer_account)."""
+    from tests.helpers import connect_customer_account
 
-    c = container()
-    store = TenantStore(default_region=c.settings.region)
-    offered = store.offer_customer_account(tenant)
-    role = create_customer_role(c.client("iam"), f"gangway-access-{tenant}", offered.external_id or "")
-    store.mark_verified(tenant, role_arn=role, region=c.settings.region, account_id=ACCOUNT)
+    connect_customer_account(tenant)
     return tenant
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from chalice.test import Client
 
 import app as app_module
+from chalicelib.tenancy import Tenant
 from chalicelib.wiring import container
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_schemas import check_callback
@@ -105,3 +106,17 @@ class Harness:
 
     def channel_calls(self, channel_id: str) -> list[dict[str, Any]]:
         return [c for c in self.standin.calls() if c["path"] == f"/channels/{channel_id}/messages"]
+
+
+def connect_customer_account(tenant_id: str) -> Tenant:
+    """The tenant, its games moved to its own AWS account: an access role made as the customer's stack
+    makes it (policies/customer-role.yaml's statements, trusting gangway with its ExternalId), which the
+    broker assumes for every call in that account (a role IAM does not know could call nothing)."""
+    from chalicelib.tenancy import TenantStore
+    from devstack.iam import ACCOUNT, create_customer_role
+
+    c = container()
+    store = TenantStore(default_region=c.settings.region)
+    offered = store.offer_customer_account(tenant_id)
+    role = create_customer_role(c.client("iam"), f"gangway-access-{tenant_id}", offered.external_id or "")
+    return store.mark_verified(tenant_id, role_arn=role, region=c.settings.region, account_id=ACCOUNT)

@@ -26,26 +26,14 @@ from chalicelib.tenancy import (
 from chalicelib.wiring import container
 from devstack.cli import main as gangway
 from devstack.discord_user import Who, snowflake
-from devstack.iam import create_customer_role
-from tests.helpers import Harness
+from tests.helpers import Harness, connect_customer_account
 
 STORE = TenantStore(default_region="us-east-1")
 
 
 def _customer(tenant_id: str) -> Tenant:
-    """A verified customer whose access role exists as the customer's stack makes it (an assumed
-    session of a role IAM does not know cannot call anything)."""
     STORE.ensure(tenant_id, created_by="1")
-    offered = STORE.offer_customer_account(tenant_id)
-    role_arn = create_customer_role(
-        container().client("iam"), f"gangway-access-{tenant_id}", offered.external_id or ""
-    )
-    return STORE.mark_verified(
-        tenant_id,
-        role_arn=role_arn,
-        region="us-east-1",
-        account_id="123456789012",
-    )
+    return connect_customer_account(tenant_id)
 
 
 def _broker(clock: list[float]) -> CredentialsBroker:
