@@ -13,6 +13,7 @@ from chalicelib import wiring
 from chalicelib.config import settings
 
 if TYPE_CHECKING:
+    from chalicelib.agents import BatchResponse
     from chalicelib.http import HttpReply
 
 app = Chalice(app_name="gangway")
@@ -38,6 +39,14 @@ def steps(event: SQSEvent) -> None:
     for record in event:
         attrs = record.to_dict().get("attributes", {})
         wiring.container().step_runner.run(record.body, attrs.get("AWSTraceHeader"))
+
+
+# The IoT rule's queue: each event goes on to agent_events' fair queue with its tenant as message group, so
+# one tenant's flood cannot delay another's events (chalicelib/agents/intake.py). The template turns on
+# ReportBatchItemFailures for it (deploy/template/functions.py): only the records returned are retried.
+@app.on_sqs_message(queue=settings().agent_intake_queue, batch_size=10)
+def agent_intake(event: SQSEvent) -> BatchResponse:
+    return wiring.container().agent_intake.run([record.to_dict() for record in event])
 
 
 @app.on_sqs_message(queue=settings().agent_events_queue, batch_size=1)
@@ -139,4 +148,3 @@ def _reply(reply: HttpReply) -> Response:
 @app.on_cw_event({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]})
 def ec2_events(event: CloudWatchEvent) -> None:
     wiring.container().on_ec2_event(event.to_dict())
-

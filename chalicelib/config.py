@@ -51,7 +51,10 @@ class Settings:
     jobs_queue: str = "gangway-jobs"
     # Workflows: the steps queue every Task state sends to, and the state machines' name prefix.
     steps_queue: str = "gangway-steps"
-    # Agent events and replies: the IoT rule (locally the devstack's MQTT bridge) sends them here.
+    # Agent events and replies: the IoT rule (locally the devstack's MQTT bridge) sends them to the intake
+    # queue; the agent_intake function re-sends each with its tenant as MessageGroupId to the agent-events
+    # queue, a fair queue, so one tenant's flood cannot delay another's events (docs/scale.md).
+    agent_intake_queue: str = "gangway-agent-intake"
     agent_events_queue: str = "gangway-agent-events"
     workflows_prefix: str = "gangway"
     aws_endpoint_url: str | None = None
@@ -128,6 +131,7 @@ class Settings:
             interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
             jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),
             steps_queue=e.get("STEPS_QUEUE", cls.steps_queue),
+            agent_intake_queue=e.get("AGENT_INTAKE_QUEUE", cls.agent_intake_queue),
             agent_events_queue=e.get("AGENT_EVENTS_QUEUE", cls.agent_events_queue),
             workflows_prefix=e.get("WORKFLOWS_PREFIX", cls.workflows_prefix),
             aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from chalicelib.access import AccessService, IpAuthApi, TokenSealer
-    from chalicelib.agents import AgentEvent, BoundAgentEvents, Publisher
+    from chalicelib.agents import AgentEvent, AgentIntake, BoundAgentEvents, Publisher
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
@@ -147,6 +147,14 @@ class Container:
             lifecycle=lambda: self.lifecycle,
             tracer=self.tracer,
         )
+
+    @cached_property
+    def agent_intake(self) -> AgentIntake:
+        """The agent_intake Lambda's core: re-sends the IoT rule's messages to the fair agent-events
+        queue grouped by tenant (chalicelib/agents/intake.py). Nothing but SQS is built for it."""
+        from chalicelib.agents.intake import AgentIntake
+
+        return AgentIntake(self.sqs, self.settings.agent_events_queue)
 
     @cached_property
     def agent_events(self) -> BoundAgentEvents:

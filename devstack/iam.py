@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 __all__ = [
+    "BATCH_ACTIONS",
     "CURRENT_FUNCTION",
     "DROP_ENV",
     "ENFORCE_ENV",
@@ -59,6 +60,13 @@ ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
 DROP_ENV: Final = "GANGWAY_IAM_DROP"
 SOURCE: Final = "devstack.iam:current_credentials"
 ACCOUNT: Final = "123456789012"  # moto's default account
+
+# SQS's batch operations are authorised as their single-message action (correct_moto_auth, 4).
+BATCH_ACTIONS: Final = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
 
 CURRENT_FUNCTION: ContextVar[str | None] = ContextVar("gangway_current_function", default=None)
 
@@ -347,7 +355,7 @@ def tool_environment(stage: str) -> dict[str, str]:
 
 
 def correct_moto_auth() -> None:
-    """Make moto authenticate two kinds of request as AWS does (idempotent).
+    """Make moto authenticate these kinds of request as AWS does (idempotent).
 
     1. A request without a body. moto 5.2.5 recomputes a SigV4 signature in
        `moto/iam/access_control.py` (`IAMRequestBase._create_aws_request`) over
@@ -369,6 +377,10 @@ def correct_moto_auth() -> None:
        moto reads the credential scope from an Authorization header only, so every presigned GET failed
        with a 500 once enforcement was on; in AWS it is the signer's request, checked against the
        signer's policies and refused once expired. Now it is exactly that.
+    4. SQS's batch operations. IAM has no `sqs:SendMessageBatch`: SendMessageBatch needs
+       `sqs:SendMessage`, DeleteMessageBatch `sqs:DeleteMessage`, ChangeMessageVisibilityBatch
+       `sqs:ChangeMessageVisibility` (SQS developer guide, "Amazon SQS API permissions"), while moto
+       checked the operation's own name, which no policy can grant. Now it checks the action AWS does.
 
     The classes moto's authorization imports at each call (`moto/core/authorization.py`) become ones
     that do this.
@@ -387,9 +399,13 @@ def _iam_request_class() -> Any:
 
     class CorrectedIAMRequest(IAMRequest):
         """moto's IAMRequest: an empty body hashed as empty unless the request was a form POST; a role
-        trusting the caller's account assumable by the caller."""
+        trusting the caller's account assumable by the caller; SQS batches checked as AWS checks them."""
 
         gangway_corrected = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._action = BATCH_ACTIONS.get(self._action, self._action)
 
         def _create_aws_request(self) -> Any:
             request = super()._create_aws_request()

@@ -32,18 +32,18 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from devstack.iam import customer_role_document
+from devstack.iam import BATCH_ACTIONS, customer_role_document
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 POLICIES: Final = ROOT / "policies"
-HANDLERS: Final = ("api_handler", "jobs", "steps", "agent_events", "reaper", "ec2_events")
+HANDLERS: Final = ("api_handler", "jobs", "steps", "agent_events", "reaper", "ec2_events", "agent_intake")
 
 # The action a boto3 service's operations are authorised as, where it is not the endpoint prefix.
 _IAM_PREFIX: Final = {"iot-data": "iot", "stepfunctions": "states"}
 # sts:GetCallerIdentity needs no permission (STS API reference: "No permissions are required").
 _ALWAYS_ALLOWED: Final = frozenset({"sts:GetCallerIdentity"})
 
-A, J, S, E, R, X = "api_handler", "jobs", "steps", "agent_events", "reaper", "ec2_events"
+A, J, S, E, R, X, N = HANDLERS  # N: agent_intake
 _PUBLISHERS: Final = frozenset({A, J, S, E, R})
 _TENANT_STEPS_AND_JOBS: Final = frozenset({S, J})
 
@@ -111,6 +111,8 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     "push/service.py": (("stepfunctions",), {"send_task_success": Call({A})}),
     "push/vapid.py": (("ssm",), {"get_parameter": Call({A, S})}),
     "jobs/queue.py": (("sqs",), {"get_queue_url": Call({A}), "send_message": Call({A})}),
+    # The IoT rule's intake, moved to the fair agent-events queue by tenant (issue 15.4).
+    "agents/intake.py": (("sqs",), {"get_queue_url": Call({N}), "send_message_batch": Call({N})}),
     # The bot token: registration, and the channel fallback of any reply editor whose interaction
     # token expired (jobs, a workflow's progress edits in steps and agent_events).
     "wiring.py": (
@@ -228,7 +230,10 @@ def _operations(service: str) -> dict[str, str]:
     """{client method: IAM action} for a boto3 service."""
     model = botocore.session.get_session().get_service_model(service)
     prefix = _IAM_PREFIX.get(service, model.endpoint_prefix)
-    return {xform_name(op): f"{prefix}:{op}" for op in model.operation_names}
+    # SQS's batch operations are authorised as their single action (devstack/iam.py BATCH_ACTIONS).
+    return {
+        xform_name(op): BATCH_ACTIONS.get(f"{prefix}:{op}", f"{prefix}:{op}") for op in model.operation_names
+    }
 
 
 def client_calls(source: str, services: Iterable[str]) -> set[str]:

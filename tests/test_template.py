@@ -246,7 +246,7 @@ def test_every_queue_has_a_dead_letter_queue_with_an_alarm_on_its_depth(
         if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
     mains = {k: q for k, q in queues.items() if not k.endswith("DeadLetter")}
-    assert set(mains) == {"JobsQueue", "AgentEventsQueue", "StepsQueue"}
+    assert set(mains) == {"JobsQueue", "AgentIntakeQueue", "AgentEventsQueue", "StepsQueue"}
     for name, q in mains.items():
         dlq = q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dlq in queues and dlq in watched, name
@@ -270,11 +270,40 @@ def test_every_statement_in_the_template_is_seen_by_the_policy_check(with_workfl
             assert name in checked, f"{name} ({res['Type']}) holds a policy the check does not read"
 
 
-def test_agent_events_reach_their_queue_through_the_iot_rule(template: dict[str, Any]) -> None:
+def test_agent_events_reach_the_intake_queue_through_the_iot_rule(template: dict[str, Any]) -> None:
     rule = template["Resources"]["AgentEventsRule"]["Properties"]["TopicRulePayload"]
     assert "FROM 'gangway/+/+/evt'" in rule["Sql"]
-    assert rule["Actions"][0]["Sqs"]["QueueUrl"] == {"Ref": "AgentEventsQueue"}
+    assert "topic() AS topic" in rule["Sql"]  # what agent_intake reads the tenant from
+    assert rule["Actions"][0]["Sqs"]["QueueUrl"] == {"Ref": "AgentIntakeQueue"}
+    # What the rule cannot deliver, and what agent_intake fails to, wait in agent-events' DLQ (one alarm).
     assert rule["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": "AgentEventsQueueDeadLetter"}
+    redrive = template["Resources"]["AgentIntakeQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["AgentEventsQueueDeadLetter", "Arn"]}
+
+
+def test_agent_intake_moves_batches_of_ten_to_the_fair_queue_and_retries_only_what_failed(
+    template: dict[str, Any],
+) -> None:
+    """Issue 15.4: the rule's queue feeds agent_intake, which alone may send to agent_events' queue."""
+    res = template["Resources"]
+    stage = Stage.load(STAGE)
+    intake, events = res["AgentIntake"], res["AgentEvents"]
+    [source] = intake["Properties"]["Events"].values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["BatchSize"] == 10
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["Queue"]["Fn::Sub"].endswith(":" + stage.env["AGENT_INTAKE_QUEUE"])
+    assert intake["DependsOn"] == ["AgentIntakeQueue"]
+    [consumer] = events["Properties"]["Events"].values()
+    assert consumer["Properties"]["Queue"]["Fn::Sub"].endswith(":" + stage.env["AGENT_EVENTS_QUEUE"])
+    # Its visibility outlasts the forwarder's timeout, as Lambda requires of an SQS event source.
+    assert res["AgentIntakeQueue"]["Properties"]["VisibilityTimeout"] > intake["Properties"]["Timeout"]
+    statements = res["AgentIntakeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+    assert [s["Resource"]["Fn::Sub"] for s in sends] == [
+        "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + stage.env["AGENT_EVENTS_QUEUE"]
+    ]
+    assert not any(a.startswith("dynamodb:") for s in statements for a in s["Action"])
 
 
 def test_instances_may_use_only_their_own_things_topics(template: dict[str, Any]) -> None:

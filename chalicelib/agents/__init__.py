@@ -10,6 +10,7 @@ from chalicelib.agents.events import (
     BoundAgentEvents,
     parse_agent_event,
 )
+from chalicelib.agents.intake import AgentIntake, BatchResponse, IntakeRecord, tenant_of
 from chalicelib.agents.messages import (
     MAX_MESSAGE_BYTES,
     AgentRequest,
@@ -26,10 +27,13 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "AgentEvent",
     "AgentEventRouter",
+    "AgentIntake",
     "AgentRequest",
+    "BatchResponse",
     "BoundAgentEvents",
     "FirewallGrant",
     "FirewallPorts",
+    "IntakeRecord",
     "IotDataPublisher",
     "MqttPublisher",
     "Outgoing",
@@ -38,4 +42,5 @@ __all__ = [
     "evt_topic",
     "firewall_sync",
     "parse_agent_event",
+    "tenant_of",
 ]

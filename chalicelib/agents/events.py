@@ -26,7 +26,14 @@ from chalicelib.tracing import NullTracer, Tracer
 if TYPE_CHECKING:
     from chalicelib.lifecycle.collaborators import Lifecycle
 
-__all__ = ["AGENT_EVENTS", "AgentEvent", "AgentEventRouter", "BoundAgentEvents", "parse_agent_event"]
+__all__ = [
+    "AGENT_EVENTS",
+    "AgentEvent",
+    "AgentEventRouter",
+    "BoundAgentEvents",
+    "parse_agent_event",
+    "topic_names",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,12 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"agent event has {name}, which JSON does not allow")
 
 
+def topic_names(topic: object) -> tuple[str, str] | None:
+    """(tenant, game) of an `evt` topic, or None when it is not one."""
+    found = _TOPIC.fullmatch(topic) if isinstance(topic, str) else None
+    return (found.group(1), found.group(2)) if found else None
+
+
 def parse_agent_event(body: str) -> AgentEvent:
     """Validate a queue message: the envelope, the topic, and the body against the contract.
 
@@ -69,7 +82,7 @@ def parse_agent_event(body: str) -> AgentEvent:
         raise ValueError("agent event is nested too deeply") from None
     if not isinstance(raw, dict):
         raise ValueError("agent event is not an object")
-    topic = _TOPIC.fullmatch(str(raw.get("topic", "")))
+    topic = topic_names(raw.get("topic"))
     if topic is None:
         raise ValueError("agent event has no valid topic")
     kind, msg_id, data = raw.get("type"), raw.get("id"), raw.get("body", {})
@@ -80,7 +93,7 @@ def parse_agent_event(body: str) -> AgentEvent:
     if not isinstance(data, dict):
         raise ValueError("agent event body is not an object")
     check_body(kind, data)
-    return AgentEvent(topic.group(1), topic.group(2), msg_id, kind, data)
+    return AgentEvent(topic[0], topic[1], msg_id, kind, data)
 
 
 Handler = Callable[[AgentEvent, "Lifecycle"], None]

@@ -19,6 +19,7 @@ from deploy.template.site import customer_template_url
 from deploy.template.stage import Stage, queue_names, table_names
 
 __all__ = [
+    "PARTIAL_BATCH_FUNCTIONS",
     "PUSH_FUNCTION",
     "PUSH_LAYER",
     "chalice_overrides",
@@ -28,6 +29,10 @@ __all__ = [
 
 PUSH_FUNCTION = "steps"  # the one function that sends web pushes (chalicelib/push/addip_push.py)
 PUSH_LAYER = "WebPushLayer"
+# SQS consumers that answer Lambda's partial batch response (`batchItemFailures`), so a batch's records
+# that went through are not sent again (chalicelib/agents/intake.py). Chalice cannot say it; SAM's SQS
+# event takes FunctionResponseTypes.
+PARTIAL_BATCH_FUNCTIONS = ("agent_intake",)
 
 
 def function_logical_id(name: str) -> str:
@@ -79,6 +84,11 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
         }
         if name == PUSH_FUNCTION:
             res[fn]["Properties"]["Layers"] = [ref(PUSH_LAYER)]
+        if name in PARTIAL_BATCH_FUNCTIONS:
+            # Chalice names the event `<function>-sqs-event-source` (chalice/deploy/appgraph.py).
+            event = to_cfn_resource_name(f"{name}-sqs-event-source")
+            partial = {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}}
+            res[fn]["Properties"]["Events"] = {event: partial}
         res[f"{fn}Logs"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {

@@ -1,4 +1,5 @@
-"""The agents' side of IoT Core: the rule that forwards their events to a queue, and their policy and role.
+"""The agents' side of IoT Core: the rule that forwards their events to the intake queue, their policy
+and role.
 
 Agents publish on `gangway/{tenant}/{game}/evt` and listen on `.../cmd` (DESIGN.md §4); the instance
 policy lets each one use only its own thing's topics.
@@ -42,11 +43,11 @@ def iot_resources(stage: Stage) -> Json:
                             "Version": "2012-10-17",
                             "Statement": [
                                 {
-                                    "Sid": "AgentEventsQueues",
+                                    "Sid": "AgentIntakeQueues",
                                     "Effect": "Allow",
                                     "Action": ["sqs:SendMessage"],
                                     "Resource": [
-                                        att("AgentEventsQueue", "Arn"),
+                                        att("AgentIntakeQueue", "Arn"),
                                         att("AgentEventsQueueDeadLetter", "Arn"),
                                     ],
                                 }
@@ -56,20 +57,22 @@ def iot_resources(stage: Stage) -> Json:
                 ],
             },
         },
-        # Agents publish on gangway/{tenant}/{game}/evt (DESIGN.md §4); the topic names both.
+        # Agents publish on gangway/{tenant}/{game}/evt (DESIGN.md §4); the topic names both. An SQS action
+        # cannot set a MessageGroupId, so the rule fills the intake queue and the agent_intake function
+        # moves each event to the fair agent-events queue grouped by tenant (chalicelib/agents/intake.py).
         "AgentEventsRule": {
             "Type": "AWS::IoT::TopicRule",
             "Properties": {
                 "RuleName": rule,
                 "TopicRulePayload": {
-                    "Description": "Agent events and replies to the agent-events queue",
+                    "Description": "Agent events and replies to the agent-intake queue",
                     "Sql": "SELECT *, topic() AS topic FROM 'gangway/+/+/evt'",
                     "AwsIotSqlVersion": "2016-03-23",
                     "RuleDisabled": False,
                     "Actions": [
                         {
                             "Sqs": {
-                                "QueueUrl": ref("AgentEventsQueue"),
+                                "QueueUrl": ref("AgentIntakeQueue"),
                                 "RoleArn": att("AgentEventsRuleRole", "Arn"),
                                 "UseBase64": False,
                             }

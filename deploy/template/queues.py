@@ -1,7 +1,12 @@
 """The queues: one per `*_queue` setting plus agent-events, each with a dead-letter queue and an alarm.
 
 Each queue is sized for the function app.py binds to it (`handlers`, function -> queue): its visibility
-outlasts that function's timeout. The alarms mail the stage's alarm topic.
+outlasts that function's timeout. The alarms mail the stage's alarm topic. agent-events is a fair queue:
+a standard queue whose messages carry a MessageGroupId (agent_intake sets the tenant), which needs no
+attribute of the queue itself (SQS developer guide, "Amazon SQS fair queues"). agent-intake, which the
+IoT rule fills, parks what fails in agent-events' dead-letter queue: one queue and one alarm for every
+agent event that could not be handled (a dead-letter queue may serve several sources, and a redrive
+moves each message back to its own), and no second alarm on the idle bill.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def queue_resources(stage: Stage, handlers: Mapping[str, str]) -> Json:
             retention=_RETENTION_SECONDS,
         ),
     }
+    intake = queue_names(stage)["AGENT_INTAKE_QUEUE"]
     for name in sorted(queue_names(stage).values()):
         fn = consumer.get(name)
         default = _DEFAULT_TIMEOUT_SECONDS
@@ -71,26 +77,34 @@ def queue_resources(stage: Stage, handlers: Mapping[str, str]) -> Json:
         # Longer than the consumer may run (Lambda requires it of an SQS event source), with a margin.
         floor = _JOBS_VISIBILITY_SECONDS if name == stage.jobs_queue else 0
         visibility = max(floor, timeout + _VISIBILITY_MARGIN_SECONDS)
+        shared = "AgentEventsQueueDeadLetter" if name == intake else None
         res.update(
-            _queue(logical, name, visibility=visibility, max_receives=receives, retention=_RETENTION_SECONDS)
+            _queue(
+                logical,
+                name,
+                visibility=visibility,
+                max_receives=receives,
+                retention=_RETENTION_SECONDS,
+                dead_letter=shared,
+            )
         )
     return res
 
 
 def _queue(
-    logical: str, name: str, *, visibility: int, max_receives: int, retention: int, alarms: bool = True
+    logical: str,
+    name: str,
+    *,
+    visibility: int,
+    max_receives: int,
+    retention: int,
+    alarms: bool = True,
+    dead_letter: str | None = None,
 ) -> Json:
-    """A queue, its dead-letter queue, and an alarm when the dead-letter queue holds anything."""
-    dlq = f"{logical}DeadLetter"
+    """A queue, its dead-letter queue, and an alarm when the dead-letter queue holds anything; or, given
+    `dead_letter` (a logical id), a queue that parks its failures in that one, watched already."""
+    dlq = dead_letter or f"{logical}DeadLetter"
     res: Json = {
-        dlq: {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "QueueName": f"{name}-dlq",
-                "MessageRetentionPeriod": _DLQ_RETENTION_SECONDS,
-                "SqsManagedSseEnabled": True,
-            },
-        },
         logical: {
             "Type": "AWS::SQS::Queue",
             "Properties": {
@@ -100,6 +114,16 @@ def _queue(
                 "SqsManagedSseEnabled": True,
                 "RedrivePolicy": {"deadLetterTargetArn": att(dlq, "Arn"), "maxReceiveCount": max_receives},
             },
+        },
+    }
+    if dead_letter is not None:
+        return res
+    res[dlq] = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "QueueName": f"{name}-dlq",
+            "MessageRetentionPeriod": _DLQ_RETENTION_SECONDS,
+            "SqsManagedSseEnabled": True,
         },
     }
     if alarms:
