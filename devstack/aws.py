@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from devstack.fair_queues import install_fair_queues
+
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
@@ -113,6 +115,7 @@ class Emulator:
         self.url = f"http://127.0.0.1:{port}"
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         _atomic_dynamodb_writes()
+        install_fair_queues()  # the agent-events queue is an SQS fair queue (devstack/fair_queues.py)
 
     def start(self) -> Emulator:
         self._server.start()
@@ -171,23 +174,22 @@ def create_resources(
     )["QueueUrl"]
     urls[settings.jobs_queue + "-dlq"] = dlq
     urls.update(_create_workflow_resources(settings, sqs))
-    urls.update(_create_agent_events_queue(settings, sqs, visibility_timeout))
+    urls.update(_create_agent_events_queues(settings, sqs, visibility_timeout))
     return urls
 
 
-def _create_agent_events_queue(settings: Settings, sqs: Any, visibility_timeout: int) -> dict[str, str]:
-    """The queue the IoT rule (locally the MQTT bridge) fills, with its DLQ, as deploy/template/ has it."""
-    name = settings.agent_events_queue
+def _create_agent_events_queues(settings: Settings, sqs: Any, visibility_timeout: int) -> dict[str, str]:
+    """The queue the IoT rule (locally the MQTT bridge) fills and the fair queue agent_intake fills from it,
+    both parking failures in one DLQ, as deploy/template/ has them."""
+    name, intake = settings.agent_events_queue, settings.agent_intake_queue
     dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-        },
-    )["QueueUrl"]
-    return {name: url, name + "-dlq": dlq}
+    attributes = {
+        "VisibilityTimeout": str(visibility_timeout),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+    }
+    urls = {q: sqs.create_queue(QueueName=q, Attributes=attributes)["QueueUrl"] for q in (intake, name)}
+    return {**urls, name + "-dlq": dlq}
 
 
 def _create_workflow_resources(settings: Settings, sqs: Any) -> dict[str, str]:

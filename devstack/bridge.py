@@ -1,5 +1,6 @@
-"""The IoT rule's stand-in: every message agents publish on `gangway/+/+/evt` goes to the agent-events
-queue as `{...envelope, "topic": <topic>}`, as `SELECT *, topic() AS topic FROM 'gangway/+/+/evt'` does.
+"""The IoT rule's stand-in: every message agents publish on `gangway/+/+/evt` goes to the agent-intake
+queue as `{...envelope, "topic": <topic>}`, as `SELECT *, topic() AS topic FROM 'gangway/+/+/evt'` does
+(agent_intake then moves it to the fair agent-events queue by tenant).
 
 The rule is not a validator: it forwards anything that is a JSON object and skips the rest (AWS would
 hand a non-JSON payload to the rule's error action). The agent_events handler does the checking.
@@ -100,4 +101,4 @@ class MqttBridge:
             self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=body)
             self.forwarded += 1
         except Exception:  # the emulator stopping, a throttle: the IoT rule's error action would log it
-            log.exception("bridge: could not send the event from %s to the agent-events queue", msg.topic)
+            log.exception("bridge: could not send the event from %s to its queue", msg.topic)

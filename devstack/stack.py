@@ -152,6 +152,9 @@ class Stack:
         pump = Pump(c.sqs(), c.settings.region)
         pump.bind(urls[c.settings.jobs_queue], "jobs", app_module.jobs)
         pump.bind(urls[c.settings.steps_queue], "steps", app_module.steps)
+        # The IoT rule's intake goes to agent_intake in batches of ten, which fills the fair agent-events
+        # queue by tenant (chalicelib/agents/intake.py); the emulator delivers that one fairly.
+        pump.bind(urls[c.settings.agent_intake_queue], "agent_intake", app_module.agent_intake, batch_size=10)
         pump.bind(urls[c.settings.agent_events_queue], "agent_events", app_module.agent_events)
         # The reaper runs every 10 minutes in AWS; GANGWAY_REAPER_SECONDS shortens it here.
         pump.every(float(os.environ.get("GANGWAY_REAPER_SECONDS", "600")), "reaper", app_module.reaper)
@@ -165,7 +168,7 @@ class Stack:
 
         mqtt_url = self._start_mosquitto()
         if mqtt_url:  # the IoT rule's stand-in, and one agent process per running game instance
-            queue = urls[c.settings.agent_events_queue]
+            queue = urls[c.settings.agent_intake_queue]
             self._stoppers.extend(start_agent_side(c, queue, mqtt_url, self.state_dir, free_port))
         stack = {
             "api_url": f"http://127.0.0.1:{p.api}",
