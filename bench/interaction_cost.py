@@ -10,8 +10,9 @@ event on every client the app holds (DynamoDB operations with their consistency,
   unit per write, one read unit per consistent read, half for an eventual one), SQS requests,
 * per 1,000 interactions of the mix, priced with `bench/request_prices.json`.
 
-A game-hour is the agent's heartbeat (one a minute: IoT message, rule, SQS, the agent_events Lambda,
-measured here with its DynamoDB write), an hour of IoT connection, and a share of one /start and /stop
+A game-hour is the agent's heartbeat (one a minute: IoT message, rule, the intake queue, the agent_intake
+Lambda re-sending it to the fair agent-events queue, the agent_events Lambda, each measured here, the
+latter with its DynamoDB write), an hour of IoT connection, and a share of one /start and /stop
 (their Step Functions state transitions, counted from the workflow definitions) per PLAY_SESSION_H.
 
 Target: ≤ $0.01 per 1,000 interactions. Run from the repo root: `.venv/bin/python bench/interaction_cost.py`.
@@ -44,7 +45,10 @@ WARMUPS: Final = 5
 TARGET_USD: Final = 0.01
 PLAY_SESSION_H: Final = 2.0  # a /start and a /stop per this many hours played
 HEARTBEATS_PER_H: Final = 60  # the agent's heartbeat_interval_s (agent/src/gangway_agent/config.py)
-SQS_PER_MESSAGE: Final = 3  # send, and the event source mapping's receive and delete
+# Per agent event, counted as if each were alone in its batch (a quiet game's heartbeat is): the rule's
+# send to the intake queue, its event source mapping's receive and delete, agent_intake's SendMessageBatch
+# to the fair queue, and that queue's receive and delete.
+SQS_PER_MESSAGE: Final = 6
 # The typical mix per 1,000 interactions: browsing dominates; autocomplete fires as a member types.
 MIX: Final = {"games": 300, "autocomplete": 250, "games_one": 150, "help": 100, "status": 100, "ping": 100}
 
@@ -217,12 +221,27 @@ def heartbeat(stage: Stage) -> Measured:
     return m
 
 
+def forward(stage: Stage) -> float:
+    """Median ms of the agent_intake Lambda re-sending one heartbeat to the fair queue (a batch of one)."""
+    from chalicelib.agents import IntakeRecord
+
+    c = stage.container
+    body = json.dumps(
+        {"id": "1", "type": "heartbeat", "body": {}, "topic": f"gangway/{GUILD}/running-one/evt"}
+    )
+    samples = [
+        _time(lambda: c.agent_intake.forward([IntakeRecord("1", body)])) for _ in range(WARMUPS + CALLS)
+    ]
+    c.sqs().purge_queue(QueueUrl=c.agent_intake.url())  # what it sent is not the bench's to handle
+    return statistics.median(samples[WARMUPS:])
+
+
 def _lambda_usd(ms: float, gb: float, p: dict[str, float]) -> float:
     billed = math.ceil(ms)  # Lambda bills duration in whole milliseconds
     return billed / 1000 * gb * p["lambda_gb_second_usd"] + p["lambda_request_usd"]
 
 
-def price(kinds: dict[str, Measured], beat: Measured) -> dict[str, Any]:
+def price(kinds: dict[str, Measured], beat: Measured, forward_ms: float) -> dict[str, Any]:
     p = json.loads(PRICES.read_text())
     mem = _memory_gb()
     total = Counter[str]()
@@ -248,7 +267,13 @@ def price(kinds: dict[str, Measured], beat: Measured) -> dict[str, Any]:
     beat_ms = beat.ms["agent_events"]
     hour = {
         "heartbeats": HEARTBEATS_PER_H,
-        "lambda_gb_s": round(HEARTBEATS_PER_H * math.ceil(beat_ms) / 1000 * mem["agent_events"], 4),
+        "lambda_gb_s": round(
+            HEARTBEATS_PER_H
+            * (math.ceil(beat_ms) * mem["agent_events"] + math.ceil(forward_ms) * mem["agent_intake"])
+            / 1000,
+            4,
+        ),
+        "agent_intake_ms": round(forward_ms, 2),
         "read_units": HEARTBEATS_PER_H * beat.read_units,
         "write_units": HEARTBEATS_PER_H * beat.write_units,
         "sqs_requests": HEARTBEATS_PER_H * SQS_PER_MESSAGE,
@@ -257,6 +282,7 @@ def price(kinds: dict[str, Measured], beat: Measured) -> dict[str, Any]:
     }
     hour_usd = (
         HEARTBEATS_PER_H * _lambda_usd(beat_ms, mem["agent_events"], p)
+        + HEARTBEATS_PER_H * _lambda_usd(forward_ms, mem["agent_intake"], p)
         + hour["read_units"] * p["dynamodb_read_unit_usd"]
         + hour["write_units"] * p["dynamodb_write_unit_usd"]
         + hour["sqs_requests"] * p["sqs_request_usd"]
@@ -297,12 +323,13 @@ def main() -> int:
         stage.set_up()
         kinds = measure(stage)
         beat = heartbeat(stage)
+        forward_ms = forward(stage)
     except BenchError as exc:
         print(f"BENCH FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
         stage.stop()
-    figures = price(kinds, beat)
+    figures = price(kinds, beat, forward_ms)
     per_k = figures["per_1000_interactions"]["usd"]
     hour = figures["per_game_hour"]["usd"]
     write_results(
