@@ -7,7 +7,8 @@ The model, from the SQS developer guide ("How Amazon SQS fair queues work"):
   queue's in-flight messages with at least 30 of its own in flight (concurrency share), or took more
   than 10 % of the consumers' recent processing time (processing-time share: here the time from
   receive to delete, or until now for a message still in flight, over the last minute);
-- a tenant that sent nothing for 5 minutes is quiet again, as is one whose backlog is gone;
+- a tenant that sent nothing for 5 minutes (judged by its newest message still in the queue) is quiet
+  again, as is one whose backlog is gone;
 - a receive returns quiet tenants' messages first, in the queue's usual order; noisy tenants' after,
   the one with the fewest messages in flight first. Nothing is dropped or held back: with no quiet
   message waiting, noisy ones are delivered as usual.

@@ -1,5 +1,6 @@
 """Agents in the local stack, end to end: an instance in the emulator gets a real `gangway-agent`, whose
-`ready` travels MQTT → bridge → agent-events queue → the app's handler, which answers on `cmd`.
+`ready` travels MQTT → bridge → intake queue → agent_intake → agent-events queue → the app's handler,
+which answers on `cmd`.
 
 The stack runs in a subprocess and is driven through stack.json, as a person would drive it. Needs
 Mosquitto (skipped without it, failed under CI=true) and the agent package (awsiotsdk).
