@@ -1,6 +1,6 @@
 """The queue and event doors under generated hostile input, through the Lambda entry points app.py binds
-(called with SQS and EventBridge events as Lambda delivers them): jobs, workflow steps, agent events,
-EC2's Spot warning.
+(called with SQS and EventBridge events as Lambda delivers them): jobs, workflow steps, the agent-events
+intake, agent events, EC2's Spot warning.
 
 Property: the handler returns (a raise would have SQS redeliver the message, up to a retry storm into
 the dead-letter queue), and a message it drops as malformed changes no row and queues nothing.
@@ -214,6 +214,37 @@ def test_agent_events_door(emulator: Emulator, standin: DiscordStandIn, drops: D
         deliver(body)
 
     run()
+    door.write()
+
+
+def test_agent_intake_door(emulator: Emulator, drops: Drops) -> None:
+    """The IoT rule's queue (issue 15.4): every body is dropped or forwarded, never named for redelivery
+    (a retry storm) unless SQS refused it, and nothing but the fair queue changes."""
+    guild = snowflake()
+    bases = [msg | {"topic": f"gangway/{guild}/valheim/evt"} for msg in _contract_messages()]
+    c = container()
+    events = c.sqs().get_queue_url(QueueName=c.settings.agent_events_queue)["QueueUrl"]
+
+    def handle(body: str) -> None:
+        result = app_module.agent_intake(sqs_event(body), LambdaContext("agent_intake"))
+        assert result == {"batchItemFailures": []}, body[:200]
+
+    door, deliver = _door("SQS agent-intake", handle, drops)
+
+    @fuzz_settings()
+    @given(body=bodies(bases))
+    def run(body: str) -> None:
+        deliver(body)
+
+    try:
+        run()
+    finally:
+        while True:  # what it forwarded is not agent_events' to handle here
+            got = c.sqs().receive_message(QueueUrl=events, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                break
+            for m in got:
+                c.sqs().delete_message(QueueUrl=events, ReceiptHandle=m["ReceiptHandle"])
     door.write()
 
 

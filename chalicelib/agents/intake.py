@@ -98,7 +98,7 @@ class AgentIntake:
         for record in records:
             tenant = tenant_of(record.body)
             if tenant is None:
-                log.error("dropping intake message %s: it names no agent's topic", record.message_id)
+                log.error("dropping malformed intake message %s: no agent's topic", record.message_id)
                 continue
             entry: SendMessageBatchRequestEntryTypeDef = {
                 "Id": str(len(entries)),
