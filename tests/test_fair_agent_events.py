@@ -181,6 +181,31 @@ def test_what_sqs_does_not_take_is_named_for_redelivery_and_nothing_else(emulato
     _drain(sqs, target)
 
 
+def test_the_pump_deletes_a_batch_but_for_the_records_its_partial_response_names(emulator: Emulator) -> None:
+    """As Lambda's event source mapping with ReportBatchItemFailures: the named record comes back."""
+    sqs = container_for_tests().sqs()
+    url = _queue(sqs, "pump")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "1"})
+    _send_all(sqs, url, [(f"m{i}", None) for i in range(3)])
+    batches: list[list[str]] = []
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        batches.append([r["body"] for r in event["Records"]])
+        again = [r["messageId"] for r in event["Records"] if r["body"] == "m1" and len(batches) == 1]
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in again]}
+
+    pump = Pump(sqs, container_for_tests().settings.region)
+    pump.bind(url, "agent_intake", handler, batch_size=10)
+    pump.start()
+    try:
+        _wait_for("m1 delivered again", lambda: len(batches) >= 2)
+    finally:
+        pump.stop()
+    assert sorted(batches[0]) == ["m0", "m1", "m2"]  # one event of up to the batch size
+    assert batches[1:] == [["m1"]]  # only the named record came back; the others were deleted
+    assert _count(sqs, url) == (0, 0)
+
+
 # -- the real path: broker → rule → intake → agent_intake → fair queue → agent_events ----------------
 
 
