@@ -6,7 +6,8 @@ The model, from the SQS developer guide ("How Amazon SQS fair queues work"):
 - a tenant is *noisy* while it has a backlog (visible messages) and either holds more than 10 % of the
   queue's in-flight messages with at least 30 of its own in flight (concurrency share), or took more
   than 10 % of the consumers' recent processing time (processing-time share: here the time from
-  receive to delete, or until now for a message still in flight, over the last minute);
+  receive to delete, or until now for a message still in flight, over the last minute or since the
+  queue was last empty, whichever is shorter: a drained queue has no noisy neighbour);
 - a tenant that sent nothing for 5 minutes (judged by its newest message still in the queue) is quiet
   again, as is one whose backlog is gone;
 - a receive returns quiet tenants' messages first, in the queue's usual order; noisy tenants' after,
@@ -156,6 +157,9 @@ def install_fair_queues() -> None:
                     _ledger(self).add(_tenant(m), now, max(0.0, now - getattr(m, _RECEIVED_AT)))
                     break
         plain_delete(self, receipt_handle)
+        with _lock:
+            if not self._messages:  # drained: no tenant is noisy any more, and the history starts again
+                _ledger(self).done.clear()
 
     def mark_received(self: Any, visibility_timeout: int | None = None) -> None:
         plain_mark_received(self, visibility_timeout)

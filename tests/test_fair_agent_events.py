@@ -11,6 +11,7 @@ the events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -276,38 +277,36 @@ def _ready_position(mqtt_url: str, *, via_intake: bool) -> int:
     forwarder.bind(intake, "agent_intake", app_module.agent_intake, batch_size=10)
     consumer = Pump(sqs, c.settings.region)
     consumer.bind(events, "agent_events", agent_events)
-    bridge = MqttBridge(
-        mqtt_url, sqs, intake if via_intake else events, client_id=f"fair-{os.getpid()}"
-    ).start()
-    agent = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fair-agent-{os.getpid()}")
-    host, port = mqtt_url.removeprefix("mqtt://").split(":")
-    agent.connect(host, int(port))
-    agent.loop_start()
-    try:
-        forwarder.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(_drain, sqs, events)  # last: nothing left behind
+        stack.callback(_drain, sqs, intake)
+        rule = MqttBridge(
+            mqtt_url, sqs, intake if via_intake else events, client_id=f"fair-{uuid.uuid4().hex}"
+        )
+        stack.callback(rule.start().stop)
+        agent = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fair-agent-{uuid.uuid4().hex}")
+        host, port = mqtt_url.removeprefix("mqtt://").split(":")
+        agent.connect(host, int(port))
+        agent.loop_start()
+        stack.callback(agent.loop_stop)
+        stack.callback(agent.disconnect)
+        stack.callback(forwarder.start().stop)
         heartbeat = {"game_running": True, "players": 0, "idle_s": 5.0, "firewall_version": None}
         for _ in range(FLOOD):
-            agent.publish(
-                f"gangway/{a}/valheim/evt",
-                json.dumps({"id": None, "type": "heartbeat", "body": heartbeat}),
-                qos=1,
-            )
+            flood = {"id": None, "type": "heartbeat", "body": heartbeat}
+            agent.publish(f"gangway/{a}/valheim/evt", json.dumps(flood), qos=1)
         ready = {"id": None, "type": "ready", "body": {"version": "1", "game_running": True}}
         agent.publish(f"gangway/{b}/factorio/evt", json.dumps(ready), qos=1).wait_for_publish(10)
-        # The backlog: every event waits in the agent-events queue before its consumer starts.
-        _wait_for("the flood in the agent-events queue", lambda: _count(sqs, events) == (FLOOD + 1, 0))
-        assert _count(sqs, intake) == (0, 0)
-        consumer.start()
+        # The backlog: every event waits in the agent-events queue, and none in the intake, before the
+        # agent_events consumer starts.
+        _wait_for(
+            "the flood in the agent-events queue",
+            lambda: _count(sqs, events) == (FLOOD + 1, 0) and _count(sqs, intake) == (0, 0),
+        )
+        stack.callback(consumer.start().stop)
         _wait_for("B's ready handled", lambda: (b, "ready") in handled)
         return handled.index((b, "ready"))
-    finally:
-        consumer.stop()
-        forwarder.stop()
-        bridge.stop()
-        agent.disconnect()
-        agent.loop_stop()
-        for url in (intake, events):
-            _drain(sqs, url)
+    raise AssertionError("unreachable: the block above returns or raises")
 
 
 def test_a_flood_from_one_tenant_leaves_another_tenants_ready_near_the_front(

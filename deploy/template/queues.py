@@ -104,29 +104,27 @@ def _queue(
     """A queue, its dead-letter queue, and an alarm when the dead-letter queue holds anything; or, given
     `dead_letter` (a logical id), a queue that parks its failures in that one, watched already."""
     dlq = dead_letter or f"{logical}DeadLetter"
-    res: Json = {
-        logical: {
+    res: Json = {}
+    if dead_letter is None:
+        res[dlq] = {
             "Type": "AWS::SQS::Queue",
             "Properties": {
-                "QueueName": name,
-                "VisibilityTimeout": visibility,
-                "MessageRetentionPeriod": retention,
+                "QueueName": f"{name}-dlq",
+                "MessageRetentionPeriod": _DLQ_RETENTION_SECONDS,
                 "SqsManagedSseEnabled": True,
-                "RedrivePolicy": {"deadLetterTargetArn": att(dlq, "Arn"), "maxReceiveCount": max_receives},
             },
-        },
-    }
-    if dead_letter is not None:
-        return res
-    res[dlq] = {
+        }
+    res[logical] = {
         "Type": "AWS::SQS::Queue",
         "Properties": {
-            "QueueName": f"{name}-dlq",
-            "MessageRetentionPeriod": _DLQ_RETENTION_SECONDS,
+            "QueueName": name,
+            "VisibilityTimeout": visibility,
+            "MessageRetentionPeriod": retention,
             "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {"deadLetterTargetArn": att(dlq, "Arn"), "maxReceiveCount": max_receives},
         },
     }
-    if alarms:
+    if alarms and dead_letter is None:
         res[f"{dlq}Alarm"] = _alarm(
             f"{name}-dlq-not-empty",
             f"Messages in {name}-dlq: work that failed {max_receives} times. Read them, fix, redrive.",
