@@ -65,7 +65,7 @@ def test_a_host_name_is_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("query", "message"), [
     ({"port": 27960}, "missing required key query.protocol"),
-    ({"protocol": "gamespy"}, "query.protocol must be one of: minecraft-java, minecraft-bedrock, a2s, quake3"),
+    ({"protocol": "gamespy"}, "query.protocol must be one of: minecraft-java, minecraft-bedrock, a2s"),
     ({"protocol": "quake3", "port": 0}, "query.port must be a port number"),
     ({"protocol": "quake3", "port": "27960"}, "query.port must be a port number"),
     ({"protocol": "quake3", "host": ""}, "query.host must be a non-empty string"),
