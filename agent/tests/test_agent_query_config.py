@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +81,12 @@ def test_a_host_name_is_accepted(tmp_path: Path) -> None:
 def test_malformed_query_is_refused_with_the_key(tmp_path: Path, query: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         _with_query(tmp_path, query)
+
+
+def test_the_query_libraries_load_only_when_a_probe_runs() -> None:
+    """``gangway-agent --check`` and an agent without [query] never import them (dnspython alone is 1 MiB)."""
+    probe = ("import sys, gangway_agent.cli, gangway_agent.query; "
+             "print(sorted(m for m in ('mcstatus', 'a2s', 'dns', 'asyncio_dgram') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
+                         check=True)
+    assert out.stdout.strip() == "[]"
