@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 from conftest import require
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from query_servers import A2sServer, BedrockServer, JavaStatusServer, Quake3Server
 
 from gangway_agent.config import QueryConfig, QueryProtocol
-from gangway_agent.query import GameQuery, Players, answers, probe
-from gangway_agent.query.quake3 import parse_status
+from gangway_agent.errors import QueryFailed
+from gangway_agent.query import GameQuery, Players, answers, clean_names, probe
+from gangway_agent.query.quake3 import COLOUR, parse_status
 
 DATA = Path(__file__).parent / "data"
 # Recorded from Debian 12's openarena-server 0.8.8 (ioquake3 1.36) with bot_minplayers 3, asked
@@ -60,6 +63,26 @@ def test_quake3_colour_codes_go_and_names_are_bounded() -> None:
         got = probe(QueryProtocol.QUAKE3, LOCAL, server.port)
     assert got is not None and got.count == 100
     assert got.names == tuple(f"player{i}" for i in range(64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2048), st.booleans())
+def test_any_datagram_parses_within_the_contract_or_is_refused(tail: bytes, framed: bool) -> None:
+    reply = (b"\xff\xff\xff\xffstatusResponse\n" if framed else b"") + tail
+    try:
+        got = parse_status(reply, "abc")
+    except QueryFailed:
+        return
+    assert got.count >= 0 and got.names is not None and len(got.names) <= min(got.count, 64)
+    assert all(1 <= len(n) <= 64 and n == n.strip() and n.isprintable() for n in got.names)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=100), max_size=100))
+def test_names_are_cleaned_to_the_contract(raw: list[str]) -> None:
+    names = clean_names(raw, COLOUR)
+    assert len(names) <= 64
+    assert all(1 <= len(n) <= 64 and n == n.strip() and n.isprintable() for n in names)
 
 
 def test_quake3_garbage_or_silence_is_unknown() -> None:

@@ -27,11 +27,11 @@ def _printable(name: str) -> str:
 
 
 def clean_names(raw: Iterable[str], colour: re.Pattern[str] | None = None) -> tuple[str, ...]:
-    """Names as people read them: colour codes and control characters gone, trimmed to 64 characters,
-    empty ones dropped (a client still connecting), at most 64 of them."""
+    """Names as people read them: colour codes and control characters gone, each run of spaces one plain
+    space, trimmed to 64 characters, empty ones dropped (a client still connecting), at most 64 of them."""
     names: list[str] = []
     for name in raw:
-        text = _printable(colour.sub("", name) if colour is not None else name).strip()
+        text = " ".join(_printable(colour.sub("", name) if colour is not None else name).split())
         if text:
             names.append(text[:MAX_NAME_CHARS].rstrip())
         if len(names) == MAX_NAMES:
