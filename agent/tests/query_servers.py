@@ -157,12 +157,15 @@ def _cstr(text: str) -> bytes:
 class A2sServer(_Server):
     """A Source server: every request needs the challenge it handed out; ``players`` are (name, score,
     seconds); ``bots`` are counted in INFO; ``split`` sends the PLAYER reply in parts of that many bytes;
-    ``refuse_players`` never answers A2S_PLAYER (as some games)."""
+    ``refuse_players`` never answers A2S_PLAYER (as some games); ``extra_listed`` are listed by A2S_PLAYER
+    but not counted by INFO's players (bots)."""
 
     def __init__(self, players: list[tuple[str, int, float]], bots: int = 0, split: int = 0,
-                 refuse_players: bool = False, raw: Callable[[bytes], list[bytes]] | None = None) -> None:
+                 refuse_players: bool = False, raw: Callable[[bytes], list[bytes]] | None = None,
+                 extra_listed: list[tuple[str, int, float]] | None = None) -> None:
         super().__init__(socket.SOCK_DGRAM)
         self.players, self.bots, self.split, self.refuse_players = players, bots, split, refuse_players
+        self.extra_listed = extra_listed or []  # listed by A2S_PLAYER only (bots, as Source lists them)
         self.raw = raw
         self.challenge = secrets.token_bytes(4)
 
@@ -179,8 +182,9 @@ class A2sServer(_Server):
                 + b"dl\x00\x01" + _cstr("1.0.0.1") + b"\x00")
 
     def player_list(self) -> bytes:
-        out = b"\x44" + bytes([len(self.players)])
-        for i, (name, score, seconds) in enumerate(self.players):
+        listed = self.players + self.extra_listed
+        out = b"\x44" + bytes([len(listed)])
+        for i, (name, score, seconds) in enumerate(listed):
             out += bytes([i]) + _cstr(name) + struct.pack("<lf", score, seconds)
         return out
 

@@ -184,6 +184,13 @@ def test_a2s_counts_players_less_bots_and_names_them_after_the_challenge() -> No
         assert answers(QueryProtocol.A2S, LOCAL, server.port)
 
 
+def test_a2s_names_that_outnumber_the_count_are_unknown() -> None:
+    # Two bots among three listed: A2S_PLAYER does not say which, so no names rather than wrong ones.
+    bots = [("Bot Bob", 0, 9.0), ("Bot Al", 0, 9.0)]
+    with A2sServer([("ana", 5, 61.0)], bots=2, extra_listed=bots) as server:
+        assert probe(QueryProtocol.A2S, LOCAL, server.port) == Players(1, None)
+
+
 def test_a2s_split_player_reply_is_put_together() -> None:
     crowd = [(f"player-{i:02d}-{'z' * 20}", i, float(i)) for i in range(40)]
     with A2sServer(crowd, split=300) as server:

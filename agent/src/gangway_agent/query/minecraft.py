@@ -85,7 +85,7 @@ def java_players(host: str, port: int, timeout: float) -> Players:
     sample = [p.name for p in players.sample or () if p.id != NIL_UUID]
     if players.online == 0:
         return Players(0, ())
-    return Players(players.online, clean_names(sample, COLOUR) if sample else None)
+    return Players.of(players.online, clean_names(sample, COLOUR) if sample else None)
 
 
 def java_ping(host: str, port: int, timeout: float) -> None:

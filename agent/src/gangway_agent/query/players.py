@@ -21,6 +21,12 @@ class Players:
     count: int
     names: tuple[str, ...] | None = None
 
+    @classmethod
+    def of(cls, count: int, names: tuple[str, ...] | None) -> Players:
+        """Names that outnumber the count cannot say who is who (A2S lists bots, which its count leaves
+        out; plugins pad Minecraft's sample): then they are unknown."""
+        return cls(count, names if names is None or len(names) <= count else None)
+
 
 def _printable(name: str) -> str:
     return "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")

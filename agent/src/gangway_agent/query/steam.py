@@ -125,7 +125,7 @@ def players(host: str, port: int, timeout: float) -> Players:
             return Players(count, None)
     if not isinstance(listed, list):
         return Players(count, None)
-    return Players(count, clean_names(str(getattr(p, "name", "")) for p in listed))
+    return Players.of(count, clean_names(str(getattr(p, "name", "")) for p in listed))
 
 
 def ping(host: str, port: int, timeout: float) -> None:
