@@ -8,13 +8,17 @@ the query is a loopback server speaking ioquake3's getstatus; time is a test clo
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_broker import BackendClient, Broker
 from agent_fakes import FakeClock, MemoryLink, config_dict, free_port, wait_port
 from query_servers import Quake3Server
 
@@ -24,7 +28,7 @@ from gangway_agent.agent import Agent, Services
 from gangway_agent.config import Ports
 from gangway_agent.idle import IdleState
 from gangway_agent.logsink import NullSink
-from gangway_agent.protocol import EventType, encode
+from gangway_agent.protocol import EventType, encode, parse_outgoing
 from gangway_agent.query import GameQuery
 from gangway_agent.seams import SubprocessRunner
 
@@ -123,3 +127,26 @@ def test_an_unanswered_query_counts_traffic_again(game: Game) -> None:
     ]
     assert agent.idle.state is IdleState.ACTIVE
     assert agent.player_names is None
+
+
+@pytest.mark.requires("mosquitto", root=False)
+def test_the_agent_process_names_the_players_over_mqtt(tmp_path: Path, broker: Broker) -> None:
+    """The real ``gangway-agent`` built from a config with ``[query]``: its ``players`` event names them."""
+    with Quake3Server([(7, 48, "^2ana"), (0, 0, "Sarge")]) as q3:
+        data = config_dict(tmp_path)
+        data["mqtt"] = {"endpoint": "127.0.0.1", "port": broker.plain_port, "transport": "plain"}
+        data["query"] = {"protocol": "quake3", "port": q3.port, "interval_s": 1}
+        path = tmp_path / "agent.json"
+        path.write_text(json.dumps(data))
+        backend = BackendClient("127.0.0.1", broker.plain_port, client_id="query-backend")
+        proc = subprocess.Popen([sys.executable, "-m", "gangway_agent.cli", "-c", str(path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            event = backend.wait(lambda _t, m: m["type"] == "players", timeout=20)
+            assert event["body"] == {"count": 2, "previous": None, "names": ["ana", "Sarge"]}
+            parse_outgoing(json.dumps(event).encode())
+            assert q3.requests >= 1
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            backend.stop()

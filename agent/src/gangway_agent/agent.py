@@ -206,8 +206,8 @@ class Agent:
 
     def tick(self) -> None:
         """Run whichever periodic duties are due by the clock; a failing duty never stops the loop."""
-        query = self.cfg.query
-        count_every = query.interval_s if query is not None else self.cfg.idle.check_interval_s
+        query = self._s.query
+        count_every = query.cfg.interval_s if query is not None else self.cfg.idle.check_interval_s
         duties: list[tuple[str, float, Callable[[], object]]] = [
             ("idle", count_every, self.check_idle),
             ("heartbeat", self.cfg.heartbeat_interval_s, self._heartbeat),
