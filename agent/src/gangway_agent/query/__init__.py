@@ -33,12 +33,13 @@ log = logging.getLogger(__name__)
 # The game runs on the same host: a live server answers in milliseconds.
 PROBE_TIMEOUT_S: Final = 2.0
 
-Speaker = Callable[[str, int, float], object]
+Ask = Callable[[str, int, float], Players]  # (host, port, timeout) → players; raises on any failure
+Ping = Callable[[str, int, float], None]  # (host, port, timeout); raises unless the game answers
 ReadinessProbe = Callable[[], bool]
 """What readiness (``[ready] signal = "query"``) calls: True once the game answers its query."""
 
 
-def _speakers(protocol: QueryProtocol) -> tuple[Callable[[str, int, float], Players], Speaker]:
+def _speakers(protocol: QueryProtocol) -> tuple[Ask, Ping]:
     """The protocol's (players, ping) functions, importing its library now."""
     if protocol is QueryProtocol.QUAKE3:
         from . import quake3
@@ -47,11 +48,11 @@ def _speakers(protocol: QueryProtocol) -> tuple[Callable[[str, int, float], Play
         from . import steam
         return steam.players, steam.ping
     if protocol is QueryProtocol.MINECRAFT_JAVA:
-        from . import minecraft as module
-        return module.java_players, module.java_ping
+        from . import minecraft
+        return minecraft.java_players, minecraft.java_ping
     if protocol is QueryProtocol.MINECRAFT_BEDROCK:
-        from . import minecraft as module
-        return module.bedrock_players, module.bedrock_ping
+        from . import minecraft
+        return minecraft.bedrock_players, minecraft.bedrock_ping
     raise ValueError(f"no query speaks {protocol.value!r}")
 
 

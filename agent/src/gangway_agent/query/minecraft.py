@@ -77,8 +77,8 @@ def java_status(host: str, port: int, timeout: float) -> JavaStatusResponse:
 
 
 def java_players(host: str, port: int, timeout: float) -> Players:
-    """The online count and the sample's names: all of them when the sample is complete, none (None) when
-    the server hides them (``hide-online-players``), an empty tuple when nobody is on."""
+    """The online count and the sample's names (vanilla samples at most 12 of them), None when the server
+    hides them (``hide-online-players``), an empty tuple when nobody is on."""
     players = java_status(host, port, timeout).players
     if players.online < 0:
         raise QueryFailed("the Minecraft server reported a negative player count")
