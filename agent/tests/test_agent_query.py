@@ -210,6 +210,8 @@ def _split(msg_id: int, total: int, number: int, payload: bytes) -> bytes:
 @pytest.mark.parametrize("reply", [
     [_split(0x80000007, 1, 0, b"BZh9" + b"\x00" * 32)],  # compressed (a bzip2 bomb would be this)
     [_split(7, 200, n, b"x") for n in range(200)],  # more parts than any player list needs
+    [_split(7, 2, 0, b"\xff\xff\xff\xff\x49"), _split(8, 2, 1, b"x")],  # parts of two replies
+    [_split(7, 3, 2, b"x"), _split(7, 2, 0, b"\xff\xff\xff\xff\x49")],  # the count of parts changes
     [b"\xff\xff\xff\xff\x49\x11gangway"],  # cut short
     [b"\x00\x01garbage"],
 ])

@@ -65,7 +65,7 @@ def _reply(sock: socket.socket, deadline: float) -> bytes:
     if packet[:4] != SPLIT:
         raise QueryFailed("the A2S reply has no A2S header")
     parts: dict[int, bytes] = {}
-    first_id: int | None = None
+    first: tuple[int, int] | None = None  # the reply's id and number of parts, from its first part
     total = 1
     while len(parts) < total:
         if packet[:4] != SPLIT or len(packet) < 4 + _FRAGMENT.size:
@@ -73,9 +73,9 @@ def _reply(sock: socket.socket, deadline: float) -> bytes:
         msg_id, total, number, _size = _FRAGMENT.unpack_from(packet, 4)
         if msg_id & _COMPRESSED:
             raise QueryFailed("the A2S reply is compressed, which gangway does not inflate")
-        if not 0 < total <= MAX_FRAGMENTS or number >= total or first_id not in (None, msg_id):
+        if not 0 < total <= MAX_FRAGMENTS or number >= total or first not in (None, (msg_id, total)):
             raise QueryFailed("the split A2S reply has more parts than gangway reads, or mixes two")
-        first_id = msg_id
+        first = (msg_id, total)
         parts[number] = packet[4 + _FRAGMENT.size:]
         if len(parts) < total:
             packet = _datagram(sock, deadline)
