@@ -100,15 +100,25 @@ class _Server:
 
 class JavaStatusServer(_Server):
     """Minecraft Java's status: ``status`` is the JSON it answers; ``reply`` may replace the whole frame
-    (bytes sent as they are, for hostile servers); ``drip_s`` sends it a byte at a time."""
+    (bytes sent as they are, for hostile servers); ``drip_s`` sends it a byte at a time; ``junk`` bytes
+    of zeros follow it, as fast as the client takes them (``sent`` counts them)."""
 
-    def __init__(self, status: dict[str, Any], reply: bytes | None = None, drip_s: float = 0.0) -> None:
+    def __init__(self, status: dict[str, Any], reply: bytes | None = None, drip_s: float = 0.0,
+                 junk: int = 0) -> None:
         super().__init__(socket.SOCK_STREAM)
         self.sock.listen()
-        self.status, self.reply, self.drip_s = status, reply, drip_s
+        self.status, self.reply, self.drip_s, self.junk = status, reply, drip_s, junk
+        self.sent = 0  # bytes of junk the client took before it hung up
+        self.answered = threading.Event()  # set when an answer is over (sent, or the client hung up)
 
     def serve_one(self) -> None:
         conn, _ = self.sock.accept()
+        try:
+            self._answer(conn)
+        finally:
+            self.answered.set()
+
+    def _answer(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(2)
             length = _read_varint(conn)
@@ -130,6 +140,12 @@ class JavaStatusServer(_Server):
                     conn.sendall(frame[i:i + 1])
             else:
                 conn.sendall(frame)
+            chunk = b"\x00" * 65536
+            while self.sent < self.junk and not self._stop.is_set():
+                try:
+                    self.sent += conn.send(chunk)
+                except OSError:  # the client hung up (or reset): stop
+                    return
 
 
 class BedrockServer(_Server):

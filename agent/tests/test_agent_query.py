@@ -156,11 +156,14 @@ def test_minecraft_java_hidden_or_empty_lists() -> None:
 
 
 def test_minecraft_java_oversized_or_slow_replies_are_unknown() -> None:
-    # A frame that claims 100 MB: refused before reading it.
-    huge = b"\x80\xad\xe2\x04" + b"\x00" * 64
-    with JavaStatusServer(_java_status(1, None), reply=huge) as server:
-        assert probe(QueryProtocol.MINECRAFT_JAVA, LOCAL, server.port, timeout=1) is None
+    # A frame that claims 2 GiB and streams 100 MB of it: refused at its length, so the client hangs up at
+    # once and takes at most what the sockets' buffers hold (read on, it would take all 100 MB).
+    huge = b"\xff\xff\xff\xff\x07"  # varint 2**31 - 1
+    with JavaStatusServer(_java_status(1, None), reply=huge, junk=100_000_000) as server:
+        assert probe(QueryProtocol.MINECRAFT_JAVA, LOCAL, server.port, timeout=5) is None
         assert server.requests == 1
+        assert server.answered.wait(10)
+        assert server.sent < 32 * 2**20, server.sent
     # A whole reply dripped a byte every 50 ms would take seconds: the deadline ends the probe first
     # (with the library's per-read timeout alone, this would succeed with 1 player).
     with JavaStatusServer(_java_status(1, None), drip_s=0.05) as slow:
