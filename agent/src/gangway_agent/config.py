@@ -305,7 +305,8 @@ def _mqtt(s: _Section, tenant: str, game: str) -> MqttConfig:
 def _query(s: _Section) -> QueryConfig | None:
     """``[query]``: absent or ``protocol = "none"`` leaves players to traffic or the probe command.
 
-    The host is an IPv4 address or a host name: the A2S and Bedrock libraries speak IPv4 only.
+    The host is an IPv4 address or a host name (not one made of digits, which would be a bad address):
+    every query is asked over IPv4, as mcstatus's Bedrock client does.
     """
     if s.empty:
         return None
@@ -315,10 +316,10 @@ def _query(s: _Section) -> QueryConfig | None:
         return None
     host = s.string("host", "127.0.0.1")
     try:
-        ipv4 = ipaddress.ip_address(host).version == 4
+        usable = ipaddress.ip_address(host).version == 4
     except ValueError:
-        ipv4 = bool(_HOST_NAME.match(host)) and not host.replace(".", "").isdigit()
-    if not ipv4:
+        usable = bool(_HOST_NAME.match(host)) and not host.replace(".", "").isdigit()
+    if not usable:
         raise ConfigError("query.host must be an IPv4 address or a host name")
     return QueryConfig(
         protocol=protocol,
