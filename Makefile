@@ -9,8 +9,9 @@ REQS := requirements.txt requirements-dev.txt pyproject.toml $(wildcard agent/re
 STAMP := $(VENV)/.installed-$(shell cat $(REQS) 2>/dev/null | md5sum | cut -c1-12)
 # mosquitto: the MQTT broker; nftables/iproute2: the agent's firewall tests in network namespaces;
 # openssh-server: the agent's SFTP service; openssl: test certificates; chromium: the IPAuth page's
-# browser tests (Playwright drives /usr/bin/chromium; no `playwright install`).
-SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e2fsprogs util-linux curl debootstrap systemd-container
+# browser tests (Playwright drives /usr/bin/chromium; no `playwright install`); openarena-server: a real
+# Quake 3 server the agent's player query is tested against (/usr/games/openarena-server).
+SYSTEM_PACKAGES := mosquitto nftables openssh-server openssl iproute2 chromium e2fsprogs util-linux curl debootstrap systemd-container openarena-server
 STAGE ?= dev
 
 .PHONY: venv system-deps test lint typecheck pytest run bench register package clean \

@@ -9,8 +9,8 @@
   namespace of its own whose loopback routes have `quickack 1`, which takes the delayed-ACK stall
   out and leaves the agent's own cost (parse, status, encode, two broker hops).
 * `rss_mib`: the agent process's VmRSS from /proc after the warm-up.
-* `install_mib`: the files of the packages the agent installs (gangway_agent, awsiot, awscrt,
-  without __pycache__).
+* `install_mib`: the files of the packages the agent installs (gangway_agent, awsiot, awscrt, and
+  for the player queries mcstatus, asyncio_dgram, dns (dnspython) and a2s; without __pycache__).
 
 Run from the repo root: `.venv/bin/python bench/agent.py` (or `make bench`). It prints its JSON and
 merges it under "agent" into bench/results.json. Everything it starts, it stops.
@@ -37,7 +37,9 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results.json"
 ROUND_TRIPS: Final = 200
 WARMUPS: Final = 20
-PACKAGES: Final = ("gangway_agent", "awsiot", "awscrt")
+# The agent and every package its wheelhouse installs at run time (agent/requirements.lock, boto3 aside:
+# only the [cloudwatch] extra needs it): the MQTT SDK, and the player queries' libraries.
+PACKAGES: Final = ("gangway_agent", "awsiot", "awscrt", "mcstatus", "asyncio_dgram", "dns", "a2s")
 
 
 def _free_port() -> int:

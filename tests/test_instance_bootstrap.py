@@ -45,12 +45,16 @@ AGENT = AgentInstall(
         + (f" --hash=sha256:{'c' * 64}" if name == "awscrt" else "")
         + "\n"
         for name in (
+            "asyncio-dgram",
             "awscrt",
             "awsiotsdk",
             "boto3",
             "botocore",
+            "dnspython",
             "gangway-agent",
             "jmespath",
+            "mcstatus",
+            "python-a2s",
             "python-dateutil",
             "s3transfer",
             "six",

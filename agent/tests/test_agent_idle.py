@@ -76,7 +76,7 @@ def test_live_connection_is_never_stopped(game: tuple[Agent, MemoryLink, FakeClo
         _run_minutes(agent, clock, 120)
         events = _events(link, EventType.IDLE_WARNING, EventType.IDLE_SHUTDOWN, EventType.PLAYERS)
     assert [e["type"] for e in events] == ["players"]
-    assert events[0]["body"] == {"count": 1, "previous": None}
+    assert events[0]["body"] == {"count": 1, "previous": None, "names": None}  # traffic has no names
     assert agent.idle.state is IdleState.ACTIVE and agent.game.status().running
 
 

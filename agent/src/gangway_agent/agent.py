@@ -40,6 +40,7 @@ from .protocol import (
     new_id,
     parse_request,
 )
+from .query import GameQuery
 from .seams import Clock, Runner
 from .sftp import SftpService
 from .supervisor import GameSupervisor
@@ -66,6 +67,7 @@ class Services:
     firewall: Firewall | None = None
     sftp: SftpService | None = None
     imds: Imds | None = None
+    query: GameQuery | None = None  # [query]: the game's own player count, before traffic
 
 
 class Agent:
@@ -83,6 +85,8 @@ class Agent:
         )
         self.idle = IdleMonitor(cfg.idle, services.clock)
         self.players: int | None = None
+        self.player_names: tuple[str, ...] | None = None
+        self._query_answers = False
         self._due: dict[str, float] = {}
         self._answered: OrderedDict[str, bytes] = OrderedDict()
         self._preloading = threading.Lock()
@@ -202,8 +206,10 @@ class Agent:
 
     def tick(self) -> None:
         """Run whichever periodic duties are due by the clock; a failing duty never stops the loop."""
+        query = self._s.query
+        count_every = query.cfg.interval_s if query is not None else self.cfg.idle.check_interval_s
         duties: list[tuple[str, float, Callable[[], object]]] = [
-            ("idle", self.cfg.idle.check_interval_s, self.check_idle),
+            ("idle", count_every, self.check_idle),
             ("heartbeat", self.cfg.heartbeat_interval_s, self._heartbeat),
         ]
         if self._s.firewall is not None:
@@ -233,16 +239,31 @@ class Agent:
         if connections > 1 and self._s.firewall is not None:
             self.emit(EventType.FIREWALL_RESYNC, {"version": self._s.firewall.version, "reason": "reconnect"})
 
+    def _count_players(self) -> tuple[int, tuple[str, ...] | None]:
+        """The game's query when it answers (real players: traffic alone keeps no game up), else traffic
+        or the probe command (no names). Raises AgentError when neither can count."""
+        query = self._s.query
+        if query is not None:
+            seen = query.players()
+            if (seen is not None) != self._query_answers:
+                self._query_answers = seen is not None
+                log.info("the game's %s query %s", query.cfg.protocol.value,
+                         "answers" if seen is not None else "is unanswered: counting traffic")
+            if seen is not None:
+                return seen.count, seen.names
+        return self._s.activity.players(), None
+
     def check_idle(self) -> None:
         """Count players and advance the idle state machine, publishing what changed."""
         try:
-            players = self._s.activity.players()
+            players, names = self._count_players()
         except AgentError as exc:
             log.warning("player count unavailable: %s", exc)
             return
-        if players != self.players:
-            self.emit(EventType.PLAYERS, {"count": players, "previous": self.players})
-            self.players = players
+        if (players, names) != (self.players, self.player_names):
+            self.emit(EventType.PLAYERS, {"count": players, "previous": self.players,
+                                          "names": list(names) if names is not None else None})
+            self.players, self.player_names = players, names
         event = self.idle.observe(players)
         if event is not None:
             self.emit(event.type, event.body)

@@ -20,6 +20,7 @@ from .errors import AgentError, ConfigError
 from .firewall import Firewall
 from .imds import Imds
 from .logsink import build_sink
+from .query import GameQuery
 from .seams import SubprocessRunner, SystemClock
 from .sftp import SftpService
 from .spot import SpotWatcher
@@ -49,6 +50,7 @@ def build(cfg: Config) -> tuple[Agent, SpotWatcher | None]:
         sink=build_sink(cfg.logs, f"{cfg.game}-{int(clock.now())}"),
         activity=pick_source(Watched.of(cfg.launch.ports, sftp_ports), runner, cfg.launch.player_probe),
         firewall=firewall, sftp=sftp, imds=imds,
+        query=GameQuery(cfg.query) if cfg.query is not None else None,
     )
     agent = Agent(cfg, services)
     watcher = SpotWatcher(imds, cfg.spot.interval_s, agent.on_spot_notice) if imds is not None else None

@@ -6,6 +6,7 @@ A malformed file raises ConfigError naming the offending key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -20,6 +21,8 @@ from typing import Any, Final, TypeVar
 from .errors import ConfigError
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 
 class Transport(StrEnum):
@@ -42,6 +45,25 @@ class LaunchMode(StrEnum):
 
     PROCESS = "process"
     SYSTEMD = "systemd"
+
+
+class QueryProtocol(StrEnum):
+    """How the game tells who is on it (``[query]``; query/ speaks each)."""
+
+    MINECRAFT_JAVA = "minecraft-java"
+    MINECRAFT_BEDROCK = "minecraft-bedrock"
+    A2S = "a2s"
+    QUAKE3 = "quake3"
+    NONE = "none"
+
+
+# Each protocol's usual port, for a [query] that names none.
+QUERY_PORTS: Final = {
+    QueryProtocol.MINECRAFT_JAVA: 25565,
+    QueryProtocol.MINECRAFT_BEDROCK: 19132,
+    QueryProtocol.A2S: 27015,
+    QueryProtocol.QUAKE3: 27960,
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,16 @@ class IdleConfig:
     stop_after_s: float = 1800.0
     startup_grace_s: float = 600.0
     check_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """The game's own player query: when set, it (not traffic) says who is playing."""
+
+    protocol: QueryProtocol
+    host: str = "127.0.0.1"
+    port: int = 27960
+    interval_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +185,7 @@ class Config:
     spot: SpotConfig = SpotConfig()
     heartbeat_interval_s: float = 60.0
     shutdown_command: tuple[str, ...] | None = None
+    query: QueryConfig | None = None
 
     @property
     def cmd_topic(self) -> str:
@@ -243,6 +276,7 @@ def parse(data: object) -> Config:
         idle=idle, sftp=sftp, firewall=firewall, logs=logs, data=data_cfg, spot=spot,
         heartbeat_interval_s=top.number("heartbeat_interval_s", 60.0, minimum=0.1),
         shutdown_command=top.argv("shutdown_command", optional=True),
+        query=_query(top.section("query", optional=True)),
     )
 
 
@@ -266,6 +300,33 @@ def _mqtt(s: _Section, tenant: str, game: str) -> MqttConfig:
         max_reconnect_s=s.number("max_reconnect_s", 60.0, minimum=0.01),
     )
     return cfg
+
+
+def _query(s: _Section) -> QueryConfig | None:
+    """``[query]``: absent or ``protocol = "none"`` leaves players to traffic or the probe command.
+
+    The host is an IPv4 address or a host name (not one made of digits, which would be a bad address):
+    every query is asked over IPv4, as mcstatus's Bedrock client does.
+    """
+    if s.empty:
+        return None
+    s.raw("protocol")  # required once the table is there
+    protocol = s.choice("protocol", QueryProtocol, QueryProtocol.NONE)
+    if protocol is QueryProtocol.NONE:
+        return None
+    host = s.string("host", "127.0.0.1")
+    try:
+        usable = ipaddress.ip_address(host).version == 4
+    except ValueError:
+        usable = bool(_HOST_NAME.match(host)) and not host.replace(".", "").isdigit()
+    if not usable:
+        raise ConfigError("query.host must be an IPv4 address or a host name")
+    return QueryConfig(
+        protocol=protocol,
+        host=host,
+        port=s.port("port", QUERY_PORTS[protocol]),
+        interval_s=s.number("interval_s", 30.0, minimum=1),
+    )
 
 
 def _game(s: _Section) -> GameConfig:
@@ -312,6 +373,10 @@ class _Section:
             raise ConfigError(f"{prefix or 'config'} must be a table/object")
         self._data: dict[str, Any] = data
         self._prefix = prefix
+
+    @property
+    def empty(self) -> bool:
+        return not self._data
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}{key}"

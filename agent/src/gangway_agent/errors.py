@@ -5,6 +5,7 @@
     AgentError
     ├── ConfigError        the config file is missing or malformed (the CLI exits 2)
     ├── ProtocolError      a message broke the contract; carries the ErrorCode sent back
+    ├── QueryFailed        the game's player query got no answer, or one that breaks its protocol
     └── RequestFailed      a valid request could not be carried out; carries its ErrorCode
         ├── CommandFailed  an external command (nft, growpart, sshd...) exited non-zero
         └── GameError      the game process could not be started or stopped
@@ -47,6 +48,10 @@ class ProtocolError(AgentError):
         super().__init__(message)
         self.code = code
         self.request_id = request_id
+
+
+class QueryFailed(AgentError):
+    """The game did not answer its player query, or answered outside its protocol (query/)."""
 
 
 class RequestFailed(AgentError):

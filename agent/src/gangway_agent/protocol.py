@@ -357,7 +357,7 @@ OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
     ERROR_TYPE: _fields("code", "message"),
     EventType.READY: _fields("version", "game_running"),
     EventType.HEARTBEAT: _fields("game_running", "players", "idle_s", "firewall_version"),
-    EventType.PLAYERS: _fields("count", "previous"),
+    EventType.PLAYERS: _fields("count", "previous", "names"),
     EventType.IDLE_WARNING: _fields("idle_s", "shutdown_in_s"),
     EventType.IDLE_CLEARED: _fields("players"),
     EventType.IDLE_SHUTDOWN: _fields("idle_s"),
