@@ -14,6 +14,7 @@ import contextlib
 import signal
 import subprocess
 import threading
+from collections.abc import Sequence
 from typing import Final
 
 from .config import GameConfig
@@ -31,8 +32,9 @@ def service(cfg: GameConfig) -> str:
     return f"{cfg.unit}.service"
 
 
-def unit_argv(cfg: GameConfig) -> list[str]:
-    """`systemd-run` starting the game's service and waiting for it to end (its exit status is ours)."""
+def unit_argv(cfg: GameConfig, command: Sequence[str] | None = None) -> list[str]:
+    """`systemd-run` starting the game's service and waiting for it to end (its exit status is ours);
+    `command` replaces the launch command (the console's wrapper around it)."""
     argv = [
         "systemd-run", f"--unit={cfg.unit}", "--wait", "--collect", "--quiet", "--service-type=exec",
         f"--working-directory={cfg.cwd}",
@@ -46,7 +48,7 @@ def unit_argv(cfg: GameConfig) -> list[str]:
     if cfg.group:
         argv.append(f"--gid={cfg.group}")
     argv += [f"--setenv={k}={v}" for k, v in sorted(cfg.env.items())]
-    return [*argv, "--", *cfg.command]
+    return [*argv, "--", *(cfg.command if command is None else command)]
 
 
 def reset_unit(runner: Runner, cfg: GameConfig) -> None:
