@@ -249,6 +249,7 @@ class Installer:
         name = PurePosixPath(urllib.parse.urlsplit(self.cfg.url).path).name or "download"
         part = self.cfg.dir / f".{name}.gangway-part"
         digest = hashlib.sha256()
+        progress(Phase.DOWNLOAD, 0.0, "")
         try:
             with contextlib.closing(urllib.request.urlopen(self.cfg.url, timeout=60)) as resp, \
                     part.open("wb") as out:
