@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import __version__, disk
 from .activity import ActivitySource
-from .config import Config, GameConfig, InstallMethod, ReadySignal
+from .config import Config, GameConfig, InstallMethod, LaunchMode, ReadySignal
 from .console import Console, console_path
 from .errors import AgentError, ErrorCode, ProtocolError, RequestFailed
 from .firewall import Firewall
@@ -113,7 +113,8 @@ class Agent:
         if cfg.install is not None:
             installer = Installer(cfg.install, data_dir=cfg.data.mountpoint, clock=services.clock,
                                   report=lambda body: self.emit(EventType.INSTALL_PROGRESS, dict(body)),
-                                  user=launch.user, group=launch.group)
+                                  user=launch.user, group=launch.group,
+                                  transient=launch.mode is LaunchMode.SYSTEMD)
             control = GameControl(running=lambda: self.game.status().running, save=self.game.save,
                                   stop=self.game.stop, start=self.game.start)
             self.install = InstallJob(installer, control, self._reply, self.idle_reset)

@@ -48,6 +48,25 @@ _APT_STATUS: Final = re.compile(r"^(dlstatus|pmstatus):[^:]*:(\d+(?:\.\d+)?):")
 # SteamCMD's app_update lines: " Update state (0x61) downloading, progress: 45.12 (123 / 456)".
 _STEAM_PROGRESS: Final = re.compile(r"Update state \(0x[0-9a-f]+\) ([a-z ]+), progress: (\d+(?:\.\d+)?)")
 _STEAM_OK: Final = re.compile(r"Success! App '\d+' fully installed")
+# Around `apt-get install` on an instance: policy-rc.d (invoke-rc.d(8)'s policy layer, 101 = "action not
+# allowed") keeps the package's own service from starting; afterwards those services are disabled too.
+_NO_SERVICES: Final = r"""
+made=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made=1
+fi
+"$@"; rc=$?
+[ -n "$made" ] && rm -f /usr/sbin/policy-rc.d
+if [ $rc = 0 ]; then
+  for pkg in "$@"; do
+    case "$pkg" in -*|apt-get|install) continue;; esac
+    dpkg -L "$pkg" 2>/dev/null | grep -E '^/(usr/)?lib/systemd/system/[^/@]+[.]service$' | while read -r u; do
+      systemctl disable --now "${u##*/}" >/dev/null 2>&1 || true
+    done
+  done
+fi
+exit $rc
+"""
 
 
 class Phase(StrEnum):
@@ -128,7 +147,7 @@ class Installer:
 
     def __init__(self, cfg: InstallConfig, *, data_dir: Path, clock: Clock, report: Report,
                  user: str | None = None, group: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, transient: bool = False) -> None:
         self.cfg = cfg
         self._data_dir = data_dir
         self._clock = clock
@@ -136,6 +155,8 @@ class Installer:
         self._user, self._group = user, group
         self._env = dict(env) if env is not None else {"PATH": _PATH, "LANG": "C.UTF-8"}
         self.marker = data_dir / ".gangway" / "install.json"
+        # launch.mode systemd: apt runs in a transient unit, outside the agent's sandbox (_outside).
+        self._transient = transient
 
     def installed_version(self) -> str | None:
         """The version the marker records, or None (never installed, or an unreadable marker)."""
@@ -207,18 +228,32 @@ class Installer:
         (cache / "partial").mkdir(parents=True, exist_ok=True)
         env = {**self._env, "DEBIAN_FRONTEND": "noninteractive"}
         progress(Phase.DOWNLOAD, None, "updating the package lists")
-        self._stream(["apt-get", "update", "-q"], env, lambda _line: None, what="apt-get update")
-        argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                "-o=APT::Status-Fd={status_fd}", f"-o=Dir::Cache::Archives={cache}",
+        self._stream(self._outside(["apt-get", "update", "-q"], env), env, lambda _line: None,
+                     what="apt-get update")
+        # Status on stderr: a transient unit passes only the three standard streams.
+        argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o=APT::Status-Fd=2",
+                f"-o=Dir::Cache::Archives={cache}",
                 "-o=Dpkg::Options::=--force-confdef", "-o=Dpkg::Options::=--force-confold",
                 *self.cfg.packages]
+        if self._transient:
+            # The agent runs the game itself: a service the package ships is neither started nor enabled.
+            argv = ["/bin/sh", "-c", _NO_SERVICES, "sh", *argv]
 
         def on_status(line: str) -> None:
             seen = apt_percent(line)
             if seen is not None:
                 progress(seen[0], seen[1])
 
-        self._stream(argv, env, on_status, what="apt-get install", status_fd=True)
+        self._stream(self._outside(argv, env), env, on_status, what="apt-get install", status="stderr")
+
+    def _outside(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
+        """On an instance, `argv` in a transient unit of its own: the agent's unit has a read-only /usr
+        (ProtectSystem=yes), where apt must write."""
+        if not self._transient:
+            return argv
+        return ["systemd-run", "--pipe", "--wait", "--quiet", "--collect", "--service-type=exec",
+                f"--working-directory={self.cfg.dir}", "--description=gangway game install",
+                *(f"--setenv={k}={v}" for k, v in sorted(env.items())), "--", *argv]
 
     def _podman(self, progress: _Progress) -> None:
         assert self.cfg.image is not None
@@ -283,39 +318,29 @@ class Installer:
     # -- helpers --------------------------------------------------------------------------------------
 
     def _stream(self, argv: list[str], env: Mapping[str, str], on_line: Callable[[str], None], *,
-                what: str, status_fd: bool = False) -> None:
-        """Run `argv`, feeding each line of its output to `on_line` (with `status_fd`: each line of the pipe
-        whose number replaces `{status_fd}` in `argv`, apt's status)."""
-        read_fd, write_fd = os.pipe() if status_fd else (-1, -1)
-        argv = [a.replace("{status_fd}", str(write_fd)) for a in argv]
+                what: str, status: str = "stdout") -> None:
+        """Run `argv`, feeding each line of one stream (`status`: stdout or stderr) to `on_line`; the last
+        lines of both make the message when it fails."""
         try:
             proc = subprocess.Popen(
                 argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, cwd=self.cfg.dir, text=True, errors="replace",
-                pass_fds=(write_fd,) if status_fd else (),
+                stderr=subprocess.PIPE, cwd=self.cfg.dir, text=True, errors="replace",
             )
         except OSError as exc:
-            for fd in (read_fd, write_fd):
-                if fd >= 0:
-                    os.close(fd)
             raise InstallFailed(f"{what} is not available on this instance ({exc.strerror}); "
                                 "the game cannot be installed this way here") from exc
+        assert proc.stdout is not None and proc.stderr is not None
+        watched, other = (proc.stdout, proc.stderr) if status == "stdout" else (proc.stderr, proc.stdout)
         tail: list[str] = []
-        assert proc.stdout is not None
-        if status_fd:
-            os.close(write_fd)
-            with os.fdopen(read_fd, errors="replace") as status:
-                out_lines = threading.Thread(target=_collect, args=(proc.stdout, tail), daemon=True)
-                out_lines.start()
-                for line in status:
-                    on_line(line.rstrip("\n"))
-                out_lines.join()
-        else:
-            for line in _lines(proc.stdout, tail):
-                on_line(line)
+        side = threading.Thread(target=_collect, args=(other, tail), daemon=True)
+        side.start()
+        for line in _lines(watched, tail):
+            on_line(line)
+        side.join()
         code = proc.wait()
         if code != 0:
-            last = " / ".join(line.strip() for line in tail[-3:] if line.strip())[-200:]
+            words = [line.strip() for line in tail if line.strip() and apt_percent(line) is None]
+            last = " / ".join(words[-3:])[-200:]
             raise InstallFailed(f"{what} failed (exit status {code}): {last or 'no output'}")
 
 
