@@ -15,7 +15,6 @@ then run unchanged, as on an instance whose mirror is Debian's.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
