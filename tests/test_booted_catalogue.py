@@ -9,7 +9,6 @@ tests do; the times measured are printed (`-s`) for `make bench`.
 from __future__ import annotations
 
 import queue
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from devstack.aws import Emulator
 from devstack.discord_user import snowflake
 from devstack.iam import enforced, instance_credentials
 from devstack.instance.aptrepo import build_repo, install_into
+from devstack.instance.catalogue import LUANTI_PACKAGES, LUANTI_PORT, apply_entry
 from devstack.instance.firstboot import Idle, prepare
 from devstack.instance.iot import make_pki, tls_mosquitto
 from devstack.instance.rootfs import build_rootfs
@@ -32,24 +32,9 @@ from tests.test_booted_instance import BUCKET, Booted, _wheelhouse, require_boot
 
 INSTANCE = "i-0ca7a1060ca7a1060"
 GAME = "luanti"
-PORT = 30000
-PACKAGES = ("minetest-server",)
+PORT = LUANTI_PORT
 # The game the user data starts first (before the test gives the agent the catalogue entry): idle.
 WAIT_SH = "#!/bin/sh\nexec sleep infinity\n"
-CATALOGUE = f"""
-[install]
-method = "apt"
-packages = {list(PACKAGES)!r}
-version = "1"
-
-[ready]
-signal = "port"
-port = {PORT}
-proto = "udp"
-timeout_s = 300
-""".replace("'", '"')
-COMMAND = (f'command = ["/usr/lib/minetest/minetestserver", "--world", "{MOUNTPOINT}/game/world", '
-           f'"--gameid", "minetest", "--port", "{PORT}"]')
 TIMES: dict[str, float] = {}
 
 
@@ -58,7 +43,7 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
     require_booting()
     rootfs = build_rootfs()
     try:
-        repo = build_repo(PACKAGES, rootfs)
+        repo = build_repo(LUANTI_PACKAGES, rootfs)
     except RuntimeError as exc:  # this machine cannot reach Debian's archive
         pytest.fail(f"cannot build the local apt repository: {exc}")
     wheelhouse = _wheelhouse()
@@ -94,15 +79,6 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
             events.close()
 
 
-def _catalogue_config(booted: Booted) -> None:
-    """The agent.toml the user data wrote, turned into the catalogue entry's (as i17a's rendering will)."""
-    path = booted.vm.root / "etc/gangway/agent.toml"
-    text = path.read_text()
-    text = re.sub(r"^command = .*$", COMMAND, text, count=1, flags=re.MULTILINE)
-    text = re.sub(r"^ports = .*$", f"ports = {{ tcp = [], udp = [{PORT}] }}", text, count=1, flags=re.MULTILINE)
-    path.write_text(text + "\n" + CATALOGUE)
-
-
 def _restart_agent(booted: Booted) -> float:
     booted.events.drain(0.2)
     began = time.monotonic()
@@ -134,7 +110,7 @@ def _listening(booted: Booted) -> str:
 
 
 def test_first_start_installs_from_the_archive_and_is_playable_once_the_server_listens(booted: Booted) -> None:
-    _catalogue_config(booted)
+    apply_entry(booted.vm.root)
     began = _restart_agent(booted)
     _until(booted, "ready", timeout=120)  # the restarted agent's (events of the one before come first)
     playable, seen = _until(booted, "playable", timeout=600)

@@ -45,6 +45,10 @@ def unit_argv(cfg: GameConfig, command: Sequence[str] | None = None) -> list[str
     ]  # fmt: skip
     if cfg.user:
         argv.append(f"--uid={cfg.user}")
+        if "HOME" not in cfg.env:
+            # The game user's passwd home is "/" and systemd sets no HOME here: games that keep files in ~
+            # (Luanti, SteamCMD-installed servers) get their folder on the data disk, kept with the world.
+            argv.append(f"--setenv=HOME={cfg.cwd}")
     if cfg.group:
         argv.append(f"--gid={cfg.group}")
     argv += [f"--setenv={k}={v}" for k, v in sorted(cfg.env.items())]

@@ -61,7 +61,7 @@ if [ $rc = 0 ]; then
   for pkg in "$@"; do
     case "$pkg" in -*|apt-get|install) continue;; esac
     dpkg -L "$pkg" 2>/dev/null | grep -E '^/(usr/)?lib/systemd/system/[^/@]+[.]service$' | while read -r u; do
-      systemctl disable --now "${u##*/}" >/dev/null 2>&1 || true
+      systemctl disable --now "$(basename "$u")" >/dev/null 2>&1 || true
     done
   done
 fi
@@ -251,9 +251,11 @@ class Installer:
         (ProtectSystem=yes), where apt must write."""
         if not self._transient:
             return argv
+        # systemd expands ${NAME} in a unit's command line; "$$" is its literal "$".
         return ["systemd-run", "--pipe", "--wait", "--quiet", "--collect", "--service-type=exec",
                 f"--working-directory={self.cfg.dir}", "--description=gangway game install",
-                *(f"--setenv={k}={v}" for k, v in sorted(env.items())), "--", *argv]
+                *(f"--setenv={k}={v}" for k, v in sorted(env.items())), "--",
+                *(a.replace("$", "$$") for a in argv)]
 
     def _podman(self, progress: _Progress) -> None:
         assert self.cfg.image is not None
