@@ -8,6 +8,7 @@ tests do; the times measured are printed (`-s`) for `make bench`.
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections.abc import Iterator
@@ -149,3 +150,63 @@ def test_a_second_start_skips_the_install(booted: Booted) -> None:
     assert "minetestserver" in _listening(booted)
     print(f"\ncatalogue game (minetest-server, apt): first start {TIMES['first_start_s']:.1f} s "
           f"(install included), second start {TIMES['second_start_s']:.1f} s (install skipped)")
+
+
+CONSOLE_GAME = f"""import sys
+print("console game up", flush=True)
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "save-all":
+        with open("{MOUNTPOINT}/game/saved.txt", "a") as fh:
+            fh.write("saved\\n")
+    elif cmd == "stop":
+        print("stopped by console", flush=True)
+        sys.exit(0)
+print("console closed", flush=True)
+"""
+
+
+def _command(booted: Booted, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One request on the game's `cmd` topic (as the backend publishes it) and the agent's reply."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    request = f"catalogue-{time.monotonic_ns()}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"backend-{request}")
+    client.connect("127.0.0.1", booted.broker.plain_port)
+    client.loop_start()
+    payload = json.dumps({"id": request, "type": kind, "body": body})
+    client.publish(f"gangway/{booted.tenant}/{GAME}/cmd", payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            msg = booted.next(timeout=1)
+        except queue.Empty:
+            continue
+        if msg.get("id") == request:
+            return msg
+    raise AssertionError(f"no reply to {kind}")
+
+
+def test_the_console_saves_and_stops_the_game_in_its_unit(booted: Booted) -> None:
+    """`console_save` / `console_stop` reach the game's stdin (a FIFO) under its systemd unit."""
+    booted.vm.exec(["sh", "-c", f"cat > {MOUNTPOINT}/game/console.py"], input=CONSOLE_GAME)
+    path = booted.vm.root / "etc/gangway/agent.toml"
+    text = path.read_text().split("\n[ready]")[0]
+    text = text.replace("[launch]\n", '[launch]\nconsole_save = "save-all"\nconsole_stop = "stop"\n', 1)
+    command = f'command = ["python3", "-u", "{MOUNTPOINT}/game/console.py"]'
+    text = "\n".join(command if line.startswith("command = ") else line for line in text.splitlines())
+    path.write_text(text + '\n\n[ready]\nsignal = "log"\npattern = "^console game up$"\n')
+    _restart_agent(booted)
+    _until(booted, "ready", timeout=120)
+    playable, _ = _until(booted, "playable", timeout=120)
+    assert playable["body"]["signal"] == "log"
+    saved = _command(booted, "game.save", {})
+    assert saved["body"] == {"saved": True, "synced": True}, saved
+    assert booted.sh(f"cat {MOUNTPOINT}/game/saved.txt").stdout == "saved\n"
+    stopped = _command(booted, "game.stop", {"grace_s": 20})
+    assert stopped["body"] == {"was_running": True, "exit_code": 0, "killed": False}, stopped
+    journal = booted.sh("journalctl -u gangway-game --no-pager -o cat").stdout
+    assert "stopped by console" in journal and "console closed" not in journal, journal[-2000:]
