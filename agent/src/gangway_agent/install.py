@@ -391,7 +391,14 @@ def _unpack(path: Path, kind: ArchiveKind, root: Path) -> None:
                 elif not (member.isfile() or member.isdir()):
                     raise InstallFailed(f"the archive holds a device or pipe ({member.name[:80]!r}): "
                                         "nothing was unpacked; the download is not safe to install")
-            tf.extractall(root, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(root, members=members, filter="data")
+            else:  # Debian 12's Python 3.11.2 predates extraction filters: what "data" does, by hand
+                for member in members:
+                    member.mode &= 0o755  # no set-id bits, nothing writable by others
+                    member.uid = member.gid = os.geteuid()
+                    member.uname = member.gname = ""
+                tf.extractall(root, members=members)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         raise InstallFailed(f"the download is not a valid {kind.value} archive ({exc}); nothing was "
                             "unpacked") from exc
