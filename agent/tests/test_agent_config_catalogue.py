@@ -41,6 +41,9 @@ def test_each_install_method(tmp_path: Path) -> None:
         "dir": "/srv/gangway/game"})).install
     assert pod is not None and pod.image == "docker.io/itzg/minecraft-server:java21"
     assert pod.version == "3" and pod.dir == Path("/srv/gangway/game")
+    bare = config.parse(_with(tmp_path, install={"method": "podman", "image": "docker.io/library/x:1"},
+                              launch={"command": []}))
+    assert bare.launch.command == ()  # the image's own entrypoint, no arguments
     steam = config.parse(_with(tmp_path, install={"method": "steamcmd", "app_id": 896660})).install
     assert steam is not None and steam.app_id == 896660
     dl = config.parse(_with(tmp_path, install={
@@ -91,6 +94,8 @@ def test_ready_and_console(tmp_path: Path) -> None:
     ({"launch": {"console_stop": "stop\nrm -rf /"}}, "launch.console_stop must be one line"),
     ({"launch": {"console_save": ""}}, "launch.console_save must be one line"),
     ({"launch": {"console_save": 1}}, "launch.console_save must be one line"),
+    ({"launch": {"command": []}, "install": {"method": "apt", "packages": ["a1"]}},
+     "launch.command must be a non-empty list"),
 ])
 def test_refused_with_the_key_named(tmp_path: Path, sections: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -16,8 +16,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from agent_fakes import FakeClock
+from agent_fakes import FakeClock, config_dict
 
+from gangway_agent import config
+from gangway_agent.agent import game_launch
 from gangway_agent.config import ArchiveKind, InstallConfig, InstallMethod
 from gangway_agent.install import Installer, InstallFailed, Phase, apt_percent, podman_argv, steam_percent
 
@@ -284,3 +286,13 @@ def test_podman_runs_the_image_with_the_install_dir_as_data(tmp_path: Path) -> N
     assert argv[:3] == ["podman", "--root", "/srv/gangway/.gangway/containers"]
     assert "--volume=/srv/gangway/game:/data" in argv and "--interactive" in argv
     assert argv[-3:] == ["--env=EULA=TRUE", "docker.io/itzg/minecraft-server:java21", "--nogui"]
+
+
+def test_a_podman_install_makes_the_launch_run_the_image(tmp_path: Path) -> None:
+    data = config_dict(tmp_path)
+    data["launch"].update({"command": [], "env": {"EULA": "TRUE"}})
+    data["install"] = {"method": "podman", "image": "docker.io/itzg/minecraft-server:java21"}
+    launch = game_launch(config.parse(data))
+    assert launch.command[:3] == ("podman", "--root", f"{tmp_path}/.gangway/containers")
+    assert launch.command[-2:] == ("--env=EULA=TRUE", "docker.io/itzg/minecraft-server:java21")
+    assert f"--volume={tmp_path}:/data" in launch.command and dict(launch.env) == {}

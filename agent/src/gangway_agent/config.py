@@ -250,7 +250,7 @@ def parse(data: object) -> Config:
     tenant = top.name("tenant")
     game = top.name("game")
     mqtt = _mqtt(top.section("mqtt"), tenant, game)
-    launch = _game(top.section("launch"))
+    launch = _game(top.section("launch"), image_args=_podman_install(top))
     idle_s = top.section("idle", optional=True)
     idle = IdleConfig(
         warn_after_s=idle_s.number("warn_after_s", 1200.0),
@@ -332,7 +332,13 @@ def _mqtt(s: _Section, tenant: str, game: str) -> MqttConfig:
     return cfg
 
 
-def _game(s: _Section) -> GameConfig:
+def _podman_install(top: _Section) -> bool:
+    """True when `[install]` runs a podman image: launch.command is then the image's arguments (may be [])."""
+    raw = top.raw("install", None)
+    return isinstance(raw, dict) and raw.get("method") == InstallMethod.PODMAN.value
+
+
+def _game(s: _Section, *, image_args: bool = False) -> GameConfig:
     sig_name = s.string("stop_signal", "SIGTERM")
     try:
         stop_signal = signal.Signals[sig_name if sig_name.startswith("SIG") else f"SIG{sig_name}"]
@@ -342,7 +348,7 @@ def _game(s: _Section) -> GameConfig:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError("launch.env must be a table of strings")
     ports = s.section("ports", optional=True)
-    command = s.argv("command")
+    command = () if image_args and s.raw("command", None) == [] else s.argv("command")
     assert command is not None
     return GameConfig(
         command=command,
