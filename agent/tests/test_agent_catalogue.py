@@ -294,3 +294,17 @@ def test_game_install_without_an_install_section(tmp_path: Path, closing: list[A
     reply = h.ask("game.install", {"force": True})
     assert reply["type"] == "error" and reply["body"]["code"] == "unavailable"
     assert h.ask("game.install", {"force": "yes"})["body"]["code"] == "bad_body"
+
+
+def test_the_port_probe_sees_a_bound_udp_socket() -> None:
+    import socket
+
+    from gangway_agent.config import Proto
+    from gangway_agent.ready import port_probe
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        assert port_probe(port, Proto.UDP)()
+        assert not port_probe(port, Proto.TCP)()  # nothing listens on TCP there
+    assert not port_probe(port, Proto.UDP)()

@@ -296,3 +296,19 @@ def test_a_podman_install_makes_the_launch_run_the_image(tmp_path: Path) -> None
     assert launch.command[:3] == ("podman", "--root", f"{tmp_path}/.gangway/containers")
     assert launch.command[-2:] == ("--env=EULA=TRUE", "docker.io/itzg/minecraft-server:java21")
     assert f"--volume={tmp_path}:/data" in launch.command and dict(launch.env) == {}
+
+
+def test_progress_is_sent_at_phase_changes_and_every_few_seconds_between() -> None:
+    from gangway_agent.install import _Progress
+
+    reports, clock = Reports(), FakeClock()
+    progress = _Progress(reports, clock, "7")
+    for percent in (1.0, 2.0, 3.0):
+        progress(Phase.DOWNLOAD, percent)
+        clock.advance(1)
+    progress(Phase.DOWNLOAD, 4.0)  # 3 s after the first: due again
+    progress(Phase.INSTALL, 0.0)  # a new phase: at once
+    progress(Phase.INSTALL, 50.0)
+    assert [(b["phase"], b["percent"]) for b in reports.bodies] == [
+        ("download", 1.0), ("download", 4.0), ("install", 0.0)]
+    assert {b["version"] for b in reports.bodies} == {"7"}
