@@ -67,6 +67,7 @@ bench: venv system-deps
 	$(BIN)/python bench/package_size.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	$(BIN)/python bench/first_boot.py
+	$(BIN)/python bench/catalogue.py
 	@cat bench/results.json
 
 # The local stack under RATE signed interactions a second for SECONDS (bounded; loopback only), docs/scale.md.

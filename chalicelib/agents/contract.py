@@ -94,6 +94,13 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     "preload.done": {"device": Field(str, high=256), "bytes_read": _SIZE, "seconds": _SECONDS},
     "agent.error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
     "firewall.resync": {"version": _FW_VERSION, "reason": Field(str, high=64)},
+    "install.progress": {
+        "phase": Field(str, high=16),
+        "percent": Field(float, nullable=True, high=100),
+        "version": Field(str, high=64),
+        "message": Field(str, high=300),
+    },
+    "playable": {"after_s": _SECONDS, "signal": Field(str, high=16)},
     # replies
     "error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
     "game.start.reply": {"pid": _INT, "started": _BOOL},
@@ -124,6 +131,7 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     "disk.preload.reply": {"started": _BOOL, "device": Field(str, high=256)},
     "firewall.sync.reply": {"applied": _INT, "removed": _INT, "v4": _INT, "v6": _INT, "version": _FW_VERSION},
     "shutdown.reply": {"stopping": _BOOL, "poweroff": _BOOL},
+    "game.install.reply": {"installed": _BOOL, "version": Field(str, high=64)},
 }
 
 

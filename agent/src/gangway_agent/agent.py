@@ -12,23 +12,27 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from . import __version__, disk
 from .activity import ActivitySource
-from .config import Config
+from .config import Config, GameConfig, InstallMethod, LaunchMode, ReadySignal
+from .console import Console, console_path
 from .errors import AgentError, ErrorCode, ProtocolError, RequestFailed
 from .firewall import Firewall
 from .idle import IdleMonitor
 from .imds import Imds
+from .install import Installer, podman_argv
+from .installjob import GameControl, InstallJob
 from .logsink import LogSink
 from .protocol import (
     ERROR_TYPE,
     Empty,
     EventType,
     FirewallSync,
+    InstallGame,
     OpenSftp,
     Preload,
     Request,
@@ -41,6 +45,7 @@ from .protocol import (
     parse_request,
 )
 from .query import GameQuery
+from .ready import LogWatch, Probe, ReadyWatcher, port_probe
 from .seams import Clock, Runner
 from .sftp import SftpService
 from .supervisor import GameSupervisor
@@ -68,6 +73,22 @@ class Services:
     sftp: SftpService | None = None
     imds: Imds | None = None
     query: GameQuery | None = None  # [query]: the game's own player count, before traffic
+    # `[ready] signal = "query"`: true once the game answers its query protocol (the query module's).
+    query_probe: Probe | None = None
+
+
+class _Deferred(Exception):
+    """The handler keeps the request's id and replies when its work ends."""
+
+
+def game_launch(cfg: Config) -> GameConfig:
+    """The launch config the supervisor runs: for a podman install, the image run with the command as its
+    arguments."""
+    inst = cfg.install
+    if inst is None or inst.method is not InstallMethod.PODMAN:
+        return cfg.launch
+    argv = podman_argv(inst, cfg.data.mountpoint, cfg.launch.unit, cfg.launch.command, cfg.launch.env)
+    return replace(cfg.launch, command=tuple(argv), env={})
 
 
 class Agent:
@@ -80,9 +101,26 @@ class Agent:
         self._inbox: queue.Queue[bytes] = queue.Queue(_INBOX_MAX)
         self._stopping = threading.Event()
         self._started = self._clock.monotonic()
+        launch = game_launch(cfg)
+        self._sink = LogWatch(services.sink, cfg.ready.pattern)
+        self.ready = ReadyWatcher(cfg.ready, self._ready_probe(services), services.clock,
+                                  self._playable, self._not_playable)
+        console = (Console(console_path(launch, cfg.state_dir), launch.user)
+                   if launch.console_save or launch.console_stop else None)
         self.game = GameSupervisor(
-            cfg.launch, services.sink, services.clock, services.runner, self._game_exited
+            launch, self._sink, services.clock, services.runner, self._game_exited,
+            console=console, on_spawn=self._game_spawned,
         )
+        self.install: InstallJob | None = None
+        if cfg.install is not None:
+            installer = Installer(cfg.install, data_dir=cfg.data.mountpoint, clock=services.clock,
+                                  report=lambda body: self.emit(EventType.INSTALL_PROGRESS, dict(body)),
+                                  user=launch.user, group=launch.group,
+                                  transient=launch.mode is LaunchMode.SYSTEMD)
+            control = GameControl(running=lambda: self.game.status().running, save=self.game.save,
+                                  stop=self.game.stop, start=self.game.start)
+            self.install = InstallJob(installer, control, self._reply, self.idle_reset)
+        self._request_id: str | None = None
         self.idle = IdleMonitor(cfg.idle, services.clock)
         self.players: int | None = None
         self.player_names: tuple[str, ...] | None = None
@@ -101,6 +139,7 @@ class Agent:
             RequestType.DISK_PRELOAD: self._preload,
             RequestType.FIREWALL_SYNC: self._firewall_sync,
             RequestType.SHUTDOWN: self._shutdown,
+            RequestType.GAME_INSTALL: self._install_game,
         }
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -113,6 +152,12 @@ class Agent:
                 self._s.firewall.reconcile()
             except AgentError as exc:
                 self.emit(EventType.AGENT_ERROR, {"code": exc.code.value, "message": f"firewall: {exc}"})
+        if self.install is not None:
+            # ready first (the backend knows the agent is up), then the install, then the game.
+            self.idle.reset()
+            self.emit(EventType.READY, {"version": __version__, "game_running": False})
+            self.install.at_start(self.cfg.launch.autostart)
+            return
         if self.cfg.launch.autostart:
             try:
                 self.game.start()
@@ -141,10 +186,13 @@ class Agent:
 
     def close(self) -> None:
         """Stop the game, sshd, the log sink and the link."""
+        if self.install is not None:
+            self.install.done.wait(5)
         self.game.stop()
+        self.ready.cancel()
         if self._s.sftp is not None:
             self._s.sftp.stop()
-        self._s.sink.close()
+        self._sink.close()
         self._s.link.stop()
 
     # -- messages -----------------------------------------------------------------------------
@@ -171,7 +219,10 @@ class Agent:
             if cached is not None:
                 self._s.link.send(cached)
                 return
+            self._request_id = req.id
             body = self._handlers[req.type](req.body)
+        except _Deferred:
+            return
         except ProtocolError as exc:
             self._reply(exc.request_id, ERROR_TYPE, error_body(exc.code, str(exc)))
             return
@@ -187,7 +238,7 @@ class Agent:
         if req.type is RequestType.SHUTDOWN:
             self._after_shutdown(req)
 
-    def _reply(self, req_id: str | None, msg_type: str, body: dict[str, Any]) -> None:
+    def _reply(self, req_id: str | None, msg_type: str, body: Mapping[str, Any]) -> None:
         payload = encode(req_id, msg_type, body)
         if req_id is not None:
             self._answered[req_id] = payload
@@ -270,7 +321,34 @@ class Agent:
 
     # -- game events --------------------------------------------------------------------------
 
+    def idle_reset(self) -> None:
+        self.idle.reset()
+
+    def _ready_probe(self, services: Services) -> Probe | None:
+        ready = self.cfg.ready
+        if ready.signal is ReadySignal.PORT:
+            assert ready.port is not None
+            return port_probe(ready.port, ready.proto)
+        if ready.signal is ReadySignal.LOG:
+            return self._sink.matched
+        if ready.signal is ReadySignal.QUERY:
+            if services.query_probe is None:
+                log.warning("ready.signal is query but no query probe is configured; playable at start")
+            return services.query_probe
+        return None
+
+    def _game_spawned(self) -> None:
+        self._sink.arm()
+        self.ready.game_started()
+
+    def _playable(self, after_s: float, signal: ReadySignal) -> None:
+        self.emit(EventType.PLAYABLE, {"after_s": round(after_s, 1), "signal": signal.value})
+
+    def _not_playable(self, message: str) -> None:
+        self.emit(EventType.AGENT_ERROR, {"code": ErrorCode.FAILED.value, "message": message})
+
     def _game_exited(self, code: int, restart_in: float | None, restarts: int) -> None:
+        self.ready.cancel()
         self.emit(EventType.GAME_EXITED,
                   {"exit_code": code, "restart_in_s": restart_in, "restarts": restarts})
 
@@ -291,6 +369,8 @@ class Agent:
     # -- request handlers ---------------------------------------------------------------------
 
     def _start_game(self, _body: Empty) -> dict[str, Any]:
+        if self.install is not None and self._request_id and self.install.wait_start(self._request_id):
+            raise _Deferred  # the install ends first; its job starts the game and replies
         pid, started = self.game.start()
         if started:
             self.idle.reset()
@@ -361,6 +441,14 @@ class Agent:
             log.warning("firewall delta %d does not follow %s; asking for the full set", body.version, have)
             self.emit(EventType.FIREWALL_RESYNC, {"version": have, "reason": "gap"})
         return counts
+
+    def _install_game(self, body: InstallGame) -> dict[str, Any]:
+        if self.install is None:
+            raise RequestFailed("this game has nothing to install (its server is set up by hand)",
+                                ErrorCode.UNAVAILABLE)
+        assert self._request_id is not None
+        self.install.request(self._request_id, body.force)
+        raise _Deferred
 
     def _shutdown(self, body: Shutdown) -> dict[str, Any]:
         return {"stopping": True, "poweroff": body.poweroff and self.cfg.shutdown_command is not None}

@@ -44,13 +44,15 @@ def build(cfg: Config) -> tuple[Agent, SpotWatcher | None]:
         cfg.sftp, state_dir=cfg.state_dir, runner=runner, clock=clock,
         host_lookup=imds.public_host if imds is not None else lambda: None,
     ) if cfg.sftp.enabled else None
+    query = GameQuery(cfg.query) if cfg.query is not None else None
     services = Services(
         link=MqttLink(cfg.mqtt, sub_topic=cfg.cmd_topic, pub_topic=cfg.evt_topic),
         clock=clock, runner=runner,
         sink=build_sink(cfg.logs, f"{cfg.game}-{int(clock.now())}"),
         activity=pick_source(Watched.of(cfg.launch.ports, sftp_ports), runner, cfg.launch.player_probe),
         firewall=firewall, sftp=sftp, imds=imds,
-        query=GameQuery(cfg.query) if cfg.query is not None else None,
+        query=query,
+        query_probe=query.answers if query is not None else None,
     )
     agent = Agent(cfg, services)
     watcher = SpotWatcher(imds, cfg.spot.interval_s, agent.on_spot_notice) if imds is not None else None

@@ -18,7 +18,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from .catalogueconfig import (
+    ArchiveKind,
+    InstallConfig,
+    InstallMethod,
+    Proto,
+    ReadyConfig,
+    ReadySignal,
+    parse_install,
+    parse_ready,
+)
 from .errors import ConfigError
+
+__all__ = ["ArchiveKind", "Config", "DataConfig", "FirewallConfig", "GameConfig", "IdleConfig",
+           "InstallConfig", "InstallMethod", "LaunchMode", "LogConfig", "LogSinkKind", "MqttConfig", "Ports",
+           "Proto", "QueryConfig", "QueryProtocol", "ReadyConfig", "ReadySignal", "SftpConfig", "SpotConfig", "Transport", "load", "parse"]
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -105,6 +119,9 @@ class GameConfig:
     # systemd: a transient service `<unit>.service` as `user`, its output in the journal (supervisor.py).
     mode: LaunchMode = LaunchMode.PROCESS
     unit: str = "gangway-game"
+    # A line written to the game's console (its stdin, console.py) to save / to stop it (then stop_signal).
+    console_save: str | None = None
+    console_stop: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,8 @@ class Config:
     heartbeat_interval_s: float = 60.0
     shutdown_command: tuple[str, ...] | None = None
     query: QueryConfig | None = None
+    install: InstallConfig | None = None
+    ready: ReadyConfig = field(default_factory=ReadyConfig)
 
     @property
     def cmd_topic(self) -> str:
@@ -221,7 +240,7 @@ def parse(data: object) -> Config:
     tenant = top.name("tenant")
     game = top.name("game")
     mqtt = _mqtt(top.section("mqtt"), tenant, game)
-    launch = _game(top.section("launch"))
+    launch = _game(top.section("launch"), image_args=_podman_install(top))
     idle_s = top.section("idle", optional=True)
     idle = IdleConfig(
         warn_after_s=idle_s.number("warn_after_s", 1200.0),
@@ -270,13 +289,19 @@ def parse(data: object) -> Config:
         imds_url=sp.string("imds_url", "http://169.254.169.254").rstrip("/"),
         interval_s=sp.number("interval_s", 5.0, minimum=0.05),
     )
+    query = _query(top.section("query", optional=True))
+    ready = parse_ready(top)
+    if ready.signal is ReadySignal.QUERY and query is None:
+        raise ConfigError('ready.signal = "query" needs a [query] table naming the game\'s query protocol')
     return Config(
         tenant=tenant, game=game, mqtt=mqtt, launch=launch,
         state_dir=Path(top.string("state_dir", "/var/lib/gangway")),
         idle=idle, sftp=sftp, firewall=firewall, logs=logs, data=data_cfg, spot=spot,
         heartbeat_interval_s=top.number("heartbeat_interval_s", 60.0, minimum=0.1),
         shutdown_command=top.argv("shutdown_command", optional=True),
-        query=_query(top.section("query", optional=True)),
+        query=query,
+        install=parse_install(top, launch.cwd),
+        ready=ready,
     )
 
 
@@ -329,7 +354,13 @@ def _query(s: _Section) -> QueryConfig | None:
     )
 
 
-def _game(s: _Section) -> GameConfig:
+def _podman_install(top: _Section) -> bool:
+    """True when `[install]` runs a podman image: launch.command is then the image's arguments (may be [])."""
+    raw = top.raw("install", None)
+    return isinstance(raw, dict) and raw.get("method") == InstallMethod.PODMAN.value
+
+
+def _game(s: _Section, *, image_args: bool = False) -> GameConfig:
     sig_name = s.string("stop_signal", "SIGTERM")
     try:
         stop_signal = signal.Signals[sig_name if sig_name.startswith("SIG") else f"SIG{sig_name}"]
@@ -339,7 +370,7 @@ def _game(s: _Section) -> GameConfig:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError("launch.env must be a table of strings")
     ports = s.section("ports", optional=True)
-    command = s.argv("command")
+    command = () if image_args and s.raw("command", None) == [] else s.argv("command")
     assert command is not None
     return GameConfig(
         command=command,
@@ -358,6 +389,8 @@ def _game(s: _Section) -> GameConfig:
         restart_backoff_max_s=s.number("restart_backoff_max_s", 300.0, minimum=0.01),
         mode=s.choice("mode", LaunchMode, LaunchMode.PROCESS),
         unit=s.name("unit", "gangway-game"),
+        console_save=s.line("console_save"),
+        console_stop=s.line("console_stop"),
     )
 
 
@@ -380,6 +413,21 @@ class _Section:
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}{key}"
+
+    def keys(self) -> set[str]:
+        return set(self._data)
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def line(self, key: str) -> str | None:
+        """One console line (optional): printable, no line breaks, at most 200 characters."""
+        value = self.raw(key, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+            raise ConfigError(f"{self._key(key)} must be one line of 1-200 printable characters")
+        return value
 
     def raw(self, key: str, default: object = _MISSING) -> object:
         if key in self._data:

@@ -14,6 +14,7 @@ import contextlib
 import signal
 import subprocess
 import threading
+from collections.abc import Sequence
 from typing import Final
 
 from .config import GameConfig
@@ -31,8 +32,9 @@ def service(cfg: GameConfig) -> str:
     return f"{cfg.unit}.service"
 
 
-def unit_argv(cfg: GameConfig) -> list[str]:
-    """`systemd-run` starting the game's service and waiting for it to end (its exit status is ours)."""
+def unit_argv(cfg: GameConfig, command: Sequence[str] | None = None) -> list[str]:
+    """`systemd-run` starting the game's service and waiting for it to end (its exit status is ours);
+    `command` replaces the launch command (the console's wrapper around it)."""
     argv = [
         "systemd-run", f"--unit={cfg.unit}", "--wait", "--collect", "--quiet", "--service-type=exec",
         f"--working-directory={cfg.cwd}",
@@ -43,10 +45,14 @@ def unit_argv(cfg: GameConfig) -> list[str]:
     ]  # fmt: skip
     if cfg.user:
         argv.append(f"--uid={cfg.user}")
+        if "HOME" not in cfg.env:
+            # The game user's passwd home is "/" and systemd sets no HOME here: games that keep files in ~
+            # (Luanti, SteamCMD-installed servers) get their folder on the data disk, kept with the world.
+            argv.append(f"--setenv=HOME={cfg.cwd}")
     if cfg.group:
         argv.append(f"--gid={cfg.group}")
     argv += [f"--setenv={k}={v}" for k, v in sorted(cfg.env.items())]
-    return [*argv, "--", *cfg.command]
+    return [*argv, "--", *(cfg.command if command is None else command)]
 
 
 def reset_unit(runner: Runner, cfg: GameConfig) -> None:

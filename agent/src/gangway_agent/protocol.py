@@ -36,6 +36,7 @@ class RequestType(StrEnum):
     DISK_PRELOAD = "disk.preload"
     FIREWALL_SYNC = "firewall.sync"
     SHUTDOWN = "shutdown"
+    GAME_INSTALL = "game.install"
 
     @property
     def reply_type(self) -> str:
@@ -57,6 +58,8 @@ class EventType(StrEnum):
     PRELOAD_DONE = "preload.done"
     AGENT_ERROR = "agent.error"
     FIREWALL_RESYNC = "firewall.resync"
+    INSTALL_PROGRESS = "install.progress"
+    PLAYABLE = "playable"
 
 
 ERROR_TYPE: Final = "error"
@@ -126,11 +129,18 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class InstallGame:
+    """``force``: install again even when the disk's marker already has this version."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True)
 class Empty:
     """A request whose body carries nothing."""
 
 
-Body = StopGame | OpenSftp | Preload | FirewallSync | Shutdown | Empty
+Body = StopGame | OpenSftp | Preload | FirewallSync | Shutdown | InstallGame | Empty
 
 
 @dataclass(frozen=True)
@@ -325,6 +335,11 @@ def _shutdown(b: _Body) -> Shutdown:
     return Shutdown(b.boolean("poweroff", False))
 
 
+def _install(b: _Body) -> InstallGame:
+    b.only("force")
+    return InstallGame(b.boolean("force", False))
+
+
 _BODY_PARSERS: Final[dict[RequestType, Callable[[_Body], Body]]] = {
     RequestType.GAME_START: _empty,
     RequestType.GAME_STOP: _stop,
@@ -335,6 +350,7 @@ _BODY_PARSERS: Final[dict[RequestType, Callable[[_Body], Body]]] = {
     RequestType.DISK_PRELOAD: _preload,
     RequestType.FIREWALL_SYNC: _firewall,
     RequestType.SHUTDOWN: _shutdown,
+    RequestType.GAME_INSTALL: _install,
 }
 
 
@@ -354,6 +370,7 @@ OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
     "disk.preload.reply": _fields("started", "device"),
     "firewall.sync.reply": _fields("applied", "removed", "v4", "v6", "version"),
     "shutdown.reply": _fields("stopping", "poweroff"),
+    "game.install.reply": _fields("installed", "version"),
     ERROR_TYPE: _fields("code", "message"),
     EventType.READY: _fields("version", "game_running"),
     EventType.HEARTBEAT: _fields("game_running", "players", "idle_s", "firewall_version"),
@@ -367,6 +384,8 @@ OUTGOING_FIELDS: Final[dict[str, frozenset[str]]] = {
     EventType.PRELOAD_DONE: _fields("device", "bytes_read", "seconds"),
     EventType.AGENT_ERROR: _fields("code", "message"),
     EventType.FIREWALL_RESYNC: _fields("version", "reason"),
+    EventType.INSTALL_PROGRESS: _fields("phase", "percent", "version", "message"),
+    EventType.PLAYABLE: _fields("after_s", "signal"),
 }
 """The body keys of every reply and event the agent sends (contract/README.md)."""
 

@@ -15,12 +15,14 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Final
 
 from . import gameunit
 from .config import GameConfig, LaunchMode
+from .console import Console
 from .errors import CommandFailed, ErrorCode, GameError
 from .logsink import LogSink
 from .seams import Clock, Runner
@@ -28,6 +30,10 @@ from .seams import Clock, Runner
 log = logging.getLogger(__name__)
 
 _STABLE_RUN_S: Final = 60.0
+# A console save has no answer: give the game this long to write its world before the disk is synced.
+_CONSOLE_SAVE_SETTLE_S: Final = 5.0
+# After console_stop and stop_grace_s, the stop signal gets this long before SIGKILL.
+_SIGNAL_GRACE_S: Final = 10.0
 
 OnExit = Callable[[int, float | None, int], None]
 """Called with (exit code, seconds until the restart or None, restarts so far)."""
@@ -52,8 +58,11 @@ class StopResult:
 class GameSupervisor:
     """Owns at most one game process at a time."""
 
-    def __init__(self, cfg: GameConfig, sink: LogSink, clock: Clock, runner: Runner, on_exit: OnExit) -> None:
+    def __init__(self, cfg: GameConfig, sink: LogSink, clock: Clock, runner: Runner, on_exit: OnExit,
+                 *, console: Console | None = None, on_spawn: Callable[[], None] | None = None) -> None:
         self._cfg = cfg
+        self._console = console
+        self._on_spawn = on_spawn
         self._sink = sink
         self._clock = clock
         self._runner = runner
@@ -86,6 +95,8 @@ class GameSupervisor:
             proc = self._proc
         if proc is None or proc.poll() is not None:
             return StopResult(False, proc.returncode if proc else None, False)
+        if self._console is not None and self._cfg.console_stop:
+            return self._console_stop(proc, self._console, self._cfg.console_stop, grace)
         if self._cfg.stop_command:
             try:
                 self._runner.run(self._cfg.stop_command, timeout=max(grace, 1.0), check=False,
@@ -105,10 +116,35 @@ class GameSupervisor:
             killed = True
         return StopResult(True, proc.returncode, killed)
 
+    def _console_stop(self, proc: subprocess.Popen[bytes], console: Console, line: str,
+                      grace: float) -> StopResult:
+        """`console_stop` on the console; the stop signal after the grace; SIGKILL after that."""
+        try:
+            console.write(line)
+        except GameError as exc:
+            log.warning("console stop failed: %s; signalling instead", exc)
+            self._signal(proc, self._cfg.stop_signal)
+        killed = False
+        for sig, wait_s in ((self._cfg.stop_signal, grace), (signal.SIGKILL, _SIGNAL_GRACE_S)):
+            try:
+                proc.wait(wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                log.warning("game still running %.0fs after its stop; %s", wait_s, sig.name)
+                self._signal(proc, sig)
+                killed = sig is signal.SIGKILL
+        else:
+            proc.wait(10)
+        return StopResult(True, proc.returncode, killed)
+
     def save(self) -> bool:
-        """Run the game's save command if it has one, then flush the file systems."""
+        """Save through the console or the save command if the game has one, then flush the file systems."""
         saved = False
-        if self._cfg.save_command and self.status().running:
+        if self._console is not None and self._cfg.console_save and self.status().running:
+            self._console.write(self._cfg.console_save)
+            time.sleep(_CONSOLE_SAVE_SETTLE_S)
+            saved = True
+        elif self._cfg.save_command and self.status().running:
             timeout = max(self._cfg.stop_grace_s, 10.0)
             self._runner.run(self._cfg.save_command, timeout=timeout, env=self._env(), cwd=self._cfg.cwd)
             saved = True
@@ -134,18 +170,24 @@ class GameSupervisor:
         return {**os.environ, **self._cfg.env}
 
     def _spawn(self) -> int:
+        stdin: int = subprocess.DEVNULL
         try:
+            if self._console is not None:
+                self._console.prepare()
             if self._journal is not None:
                 gameunit.reset_unit(self._runner, self._cfg)
                 self._journal.ensure()
+                command = self._console.wrap(self._cfg.command) if self._console is not None else None
                 # systemd-run's own complaints (a unit it cannot start) still reach the log sink.
                 proc = subprocess.Popen(
-                    gameunit.unit_argv(self._cfg), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE, start_new_session=True,
+                    gameunit.unit_argv(self._cfg, command), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                 )
             else:
+                if self._console is not None:
+                    stdin = self._console.open_for_game()
                 proc = subprocess.Popen(
-                    self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=subprocess.DEVNULL,
+                    self._cfg.command, cwd=self._cfg.cwd, env=self._env(), stdin=stdin,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                     user=self._cfg.user, group=self._cfg.group,
                 )
@@ -153,6 +195,9 @@ class GameSupervisor:
             argv0 = "systemd-run" if self._unit else self._cfg.command[0]
             message = f"cannot launch {argv0}: {getattr(exc, 'strerror', None) or exc}"
             raise GameError(message, ErrorCode.FAILED) from exc
+        finally:
+            if stdin != subprocess.DEVNULL:
+                os.close(stdin)  # the game holds its own copy
         self._proc = proc
         self._started_at = self._clock.monotonic()
         self._wake.clear()
@@ -162,6 +207,8 @@ class GameSupervisor:
                 threading.Thread(target=self._pump, args=args, daemon=True, name=f"game-{name}").start()
         threading.Thread(target=self._watch, args=(proc,), daemon=True, name="game-watch").start()
         log.info("game started, pid %d%s", proc.pid, f" (unit {self._cfg.unit})" if self._unit else "")
+        if self._on_spawn is not None:
+            self._on_spawn()
         return proc.pid
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
