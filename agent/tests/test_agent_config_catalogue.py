@@ -62,7 +62,8 @@ def test_ready_and_console(tmp_path: Path) -> None:
     log = config.parse(_with(tmp_path, ready={"signal": "log", "pattern": r"Server (ready|started)"})).ready
     assert log.pattern is not None and log.pattern.search("Server started on 30000")
     query = {"protocol": "quake3"}
-    assert config.parse(_with(tmp_path, ready={"signal": "query"}, query=query)).ready.signal is ReadySignal.QUERY
+    by_query = config.parse(_with(tmp_path, ready={"signal": "query"}, query=query))
+    assert by_query.ready.signal is ReadySignal.QUERY
 
 
 @pytest.mark.parametrize(("sections", "message"), [

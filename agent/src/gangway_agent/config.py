@@ -32,7 +32,8 @@ from .errors import ConfigError
 
 __all__ = ["ArchiveKind", "Config", "DataConfig", "FirewallConfig", "GameConfig", "IdleConfig",
            "InstallConfig", "InstallMethod", "LaunchMode", "LogConfig", "LogSinkKind", "MqttConfig", "Ports",
-           "Proto", "QueryConfig", "QueryProtocol", "ReadyConfig", "ReadySignal", "SftpConfig", "SpotConfig", "Transport", "load", "parse"]
+           "Proto", "QueryConfig", "QueryProtocol", "ReadyConfig", "ReadySignal", "SftpConfig", "SpotConfig",
+           "Transport", "load", "parse"]
 
 _NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LABEL: Final = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
