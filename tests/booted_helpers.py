@@ -16,7 +16,9 @@ from deploy.wheelhouse import Wheelhouse
 
 __all__ = ["TOOLS", "require_booting", "wheelhouse"]
 
-TOOLS: Final = ("debootstrap", "systemd-nspawn", "nsenter", "losetup", "ip", "mosquitto", "mkfs.ext4")
+TOOLS: Final = (
+    "debootstrap", "systemd-nspawn", "nsenter", "losetup", "ip", "mosquitto", "mkfs.ext4", "debugfs"
+)
 
 
 def wheelhouse() -> Wheelhouse:

@@ -15,12 +15,14 @@ once; /stop saves, snapshots, terminates, and the container powers off. One boot
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -40,7 +42,7 @@ from devstack.iam import enforced, instance_credentials
 from devstack.instance.boot import BootedInstance
 from devstack.instance.iot import TlsBroker, make_pki, tls_mosquitto
 from devstack.instance.iot_core import issue_from
-from devstack.instance.launches import Launches
+from devstack.instance.launches import Launches, Powered
 from devstack.instance.rootfs import build_rootfs
 from devstack.pump import Pump
 from tests.access_helpers import authorize
@@ -64,6 +66,7 @@ class Life:
     broker: TlsBroker
     bridge: MqttBridge
     endpoint: str
+    members: dict[str, Who] = dataclasses.field(default_factory=dict)  # address let in → by whom
 
     def vm(self) -> BootedInstance:
         instance = game_row(self.tenant, GAME).resources.instance_id or ""
@@ -144,8 +147,9 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
             harness.close()
 
 
-def _said(life: Life, phrase: str) -> bool:
-    calls = life.harness.standin.calls()
+def _said(life: Life, token: str, phrase: str) -> bool:
+    """Whether one of the edits of the interaction's reply said `phrase`."""
+    calls = life.harness.calls_for(token)
     return any(phrase in str((call.get("json") or {}).get("content", "")) for call in calls)
 
 
@@ -162,6 +166,13 @@ def _allowed(vm: BootedInstance) -> str:
     return vm.exec(["nft", "-j", "list", "set", "inet", "gangway", "allowed_v4"]).stdout
 
 
+def _members(vm: BootedInstance) -> list[str]:
+    """The addresses in the instance's nft allowlist (IPv4)."""
+    listed = json.loads(_allowed(vm))["nftables"]
+    elems: list[Any] = next((x["set"].get("elem", []) for x in listed if "set" in x), [])
+    return [e["elem"]["val"] if isinstance(e, dict) else str(e) for e in elems]
+
+
 def _wait(what: str, check: Any, life: Life, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -169,19 +180,63 @@ def _wait(what: str, check: Any, life: Life, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-def test_start_boots_the_launched_instance_and_its_agent_reports_ready_over_mtls(life: Life) -> None:
+def _start(life: Life) -> BootedInstance:
+    """/start, the steps run until the game is RUNNING (or the start failed); its booted instance."""
     h, tenant = life.harness, life.tenant
-    create_game(h, GAME)
-    _payload, answer = h.command("start", game=GAME)
+    payload, answer = h.command("start", game=GAME)
     assert answer["data"]["content"] == f"⏳ Starting **{GAME}**…"
     try:
         pump_steps(lambda: game_row(tenant, GAME).state in (GameState.RUNNING, GameState.STOPPED), timeout=420)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{life.console()}") from None
-    game = game_row(tenant, GAME)
-    assert game.state is GameState.RUNNING, life.console()
-    assert _said(life, f"🟢 **{GAME}** is up at"), life.console()
+    assert game_row(tenant, GAME).state is GameState.RUNNING, life.console()
+    assert _said(life, payload["token"], f"🟢 **{GAME}** is up at"), life.console()
+    return life.vm()
+
+
+def _stop(life: Life) -> tuple[Powered, Path]:
+    """/stop until STOPPED with a snapshot, the emulator's instance gone and the container powered off
+    (cleanly, at EC2's power button) leaving nothing behind; the snapshot's disk image."""
+    h, tenant = life.harness, life.tenant
     vm = life.vm()
+    instance = game_row(tenant, GAME).resources.instance_id or ""
+    netns, loop = vm.net.name, vm.loop
+    payload, answer = h.command("stop", game=GAME)
+    assert answer["data"]["content"] == f"⏳ Stopping **{GAME}**…"
+    try:
+        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{life.console()}") from None
+    game = game_row(tenant, GAME)
+    snap = game.resources.snapshot_id or ""
+    assert snap and not game.resources.instance_id
+    assert _said(life, payload["token"], f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`)")
+    ec2 = container().client("ec2")
+    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+    powered = life.launches.instances[instance]
+    life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
+    assert powered.clean, life.console()  # it shut down by itself at EC2's power button, not killed
+    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
+    assert not vm.work.exists()
+    assert snap in life.launches.snapshots, life.launches.snapshots
+    return powered, life.launches.snapshots[snap]
+
+
+def _on_disk(image: Path, path: str) -> str:
+    """A file of a kept disk image (ext4, read with debugfs: nothing mounted)."""
+    done = subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=False, timeout=30
+    )
+    return done.stdout
+
+
+def test_start_boots_the_launched_instance_and_its_agent_reports_ready_over_mtls(life: Life) -> None:
+    tenant = life.tenant
+    create_game(life.harness, GAME)
+    vm = _start(life)
+    game = game_row(tenant, GAME)
     assert vm.metadata.instance_id == game.resources.instance_id
     assert vm.exec(["systemctl", "is-active", "gangway-agent"]).stdout.strip() == "active"
     # Its agent holds the certificate the backend made for this instance, issued by the broker's CA...
@@ -203,12 +258,14 @@ def test_start_boots_the_launched_instance_and_its_agent_reports_ready_over_mtls
     assert life.bridge.forwarded >= 1
 
 
-def _member_lets_in(life: Life, address: str) -> None:
-    """A member of the main role runs /addip and opens the link from `address` (the IPAuth page's call)."""
-    member = Who(guild_id=life.tenant, user_id=snowflake(), role_ids=(MAIN,), permissions=0)
+def _member_lets_in(life: Life, address: str, member: Who | None = None) -> None:
+    """A member of the main role (a new one unless given) runs /addip and opens the link from `address`
+    (the IPAuth page's call); a member's new address replaces the one they had."""
+    member = member or Who(guild_id=life.tenant, user_id=snowflake(), role_ids=(MAIN,), permissions=0)
     _, answer = life.harness.command("addip", who=member)
     url = str(answer["data"]["components"][0]["components"][0]["url"])
     assert authorize(url.split("#", 1)[1], address).status == 200
+    life.members[address] = member
 
 
 def test_addip_puts_the_players_address_in_the_instances_nft_set(life: Life) -> None:
@@ -218,6 +275,23 @@ def test_addip_puts_the_players_address_in_the_instances_nft_set(life: Life) -> 
     assert vm.net.host_ip not in _allowed(vm)
 
 
+# The game an admin uploads with /files: a line to every client on the port /openport opened; on its
+# stop signal it saves (a file in its folder) and exits.
+START_SH = f"""#!/bin/sh
+exec python3 -u -c '
+import os, signal, socket, sys
+def save(*_):
+    open("saved.txt", "w").write("saved at stop\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+s = socket.create_server(("0.0.0.0", {NEW_PORT}))
+print("restored game up as uid", os.getuid())
+while True:
+    c, _ = s.accept()
+    c.sendall(b"booted listener\\n")
+    c.close()
+'
+"""
 # A listener of the game's user on the port /openport opens: a line to every client.
 LISTENER = f"""
 import socket
@@ -272,6 +346,9 @@ def test_files_gives_a_login_to_the_instances_sshd_chrooted_and_uploads_belong_t
         assert "game" in sftp.listdir("/") and "etc" not in sftp.listdir("/")  # chrooted to the data disk
         with sftp.open("/game/world.txt", "w") as fh:
             fh.write("uploaded through /files\n")
+        with sftp.open("/game/start.sh", "w") as fh:  # the game an admin installs: it starts next boot
+            fh.write(START_SH)
+        sftp.chmod("/game/start.sh", 0o755)
         sftp.close()
     finally:
         transport.close()
@@ -284,26 +361,40 @@ def test_files_gives_a_login_to_the_instances_sshd_chrooted_and_uploads_belong_t
         again.close()
 
 
-def test_stop_saves_snapshots_terminates_and_the_container_powers_off(life: Life) -> None:
-    h, tenant = life.harness, life.tenant
-    vm = life.vm()
-    instance = game_row(tenant, GAME).resources.instance_id or ""
-    netns, loop = vm.net.name, vm.loop
-    _payload, answer = h.command("stop", game=GAME)
-    assert answer["data"]["content"] == f"⏳ Stopping **{GAME}**…"
-    try:
-        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{life.console()}") from None
-    game = game_row(tenant, GAME)
-    assert game.resources.snapshot_id and not game.resources.instance_id
-    assert _said(life, f"⚪ **{GAME}** stopped and saved (snapshot `{game.resources.snapshot_id}`)")
-    ec2 = container().client("ec2")
-    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
-    assert state in ("shutting-down", "terminated")
-    powered = life.launches.instances[instance]
-    life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
-    assert powered.clean, life.console()  # it shut down by itself at EC2's power button, not killed
-    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
-    assert not vm.work.exists()
+def test_stop_snapshots_terminates_and_the_container_powers_off_keeping_the_disk(life: Life) -> None:
+    _powered, image = _stop(life)
+    assert _on_disk(image, "/game/world.txt") == "uploaded through /files\n"
+
+
+def test_a_start_from_the_snapshot_runs_the_uploaded_game_as_its_user_for_the_players_let_in(
+    life: Life,
+) -> None:
+    vm = _start(life)
+    assert vm.exec(["cat", "/srv/gangway/game/world.txt"]).stdout == "uploaded through /files\n"
+    uid = vm.exec(["id", "-u", "gangway"]).stdout.strip()
+
+    def game_up() -> bool:
+        show = vm.exec(["systemctl", "show", "gangway-game", "-p", "MainPID,ActiveState"]).stdout
+        props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+        if props.get("ActiveState") != "active" or props.get("MainPID", "0") == "0":
+            return False
+        status = vm.exec(["cat", f"/proc/{props['MainPID']}/status"], check=False).stdout
+        return any(line.split()[1:2] == [uid] for line in status.splitlines() if line.startswith("Uid:"))
+
+    _wait("the restored game running as its user", game_up, life, timeout=60)
+    host = vm.net.host_ip
+    if host not in life.members:  # this boot's veth has an address nobody let in: filtered from boot on
+        assert not _reach(vm.net.guest_ip, NEW_PORT)
+        _member_lets_in(life, host)
+    # The new agent gets the tenant's whole set when it connects.
+    _wait("the players let in, in the nft set", lambda: {host, "198.51.100.7"} <= set(_members(vm)), life)
+    _wait("the game answering a player let in", lambda: _reach(vm.net.guest_ip, NEW_PORT), life)
+    # The member moves to another address: this machine's is revoked, and dropped at once.
+    _member_lets_in(life, "198.51.100.9", life.members[host])
+    _wait("this machine out of the nft set", lambda: host not in _members(vm), life)
+    assert not _reach(vm.net.guest_ip, NEW_PORT)
+
+
+def test_stop_saves_and_stops_the_game_and_the_container_powers_off(life: Life) -> None:
+    _powered, image = _stop(life)
+    assert _on_disk(image, "/game/saved.txt") == "saved at stop\n"  # the game saved on its stop signal

@@ -83,6 +83,7 @@ class BootedInstance:
         disk_files: Path | None = None,
         log_path: Path | None = None,
         hosts: Mapping[str, str] | None = None,
+        disk_image: Path | None = None,
     ) -> None:
         n = next(_COUNTER)
         self.name = f"gw{os.getpid()}x{n}"  # ≤15 characters: it names the host's veth too
@@ -94,6 +95,8 @@ class BootedInstance:
         self._disk_mb = disk_mb
         # A data disk restored from a snapshot: ext4 holding this folder's files; None: a blank volume.
         self._disk_files = disk_files
+        # A data disk restored from a snapshot kept as a disk image (devstack/instance/launches.py).
+        self._disk_image = disk_image
         # Host name → address: what DNS answers inside (IoT Core's endpoint is the stand-in broker's).
         self._hosts = dict(hosts or {})
         self.work = Path(tempfile.mkdtemp(prefix=f"gangway-{self.name}-", dir="/var/tmp"))
@@ -159,8 +162,11 @@ class BootedInstance:
         )  # fmt: skip
         self._mounted = True
         self._install_cloud_final()
-        with self.disk_file.open("wb") as fh:
-            fh.truncate(self._disk_mb * 1024 * 1024)  # sparse, blank: a new game's first volume
+        if self._disk_image is not None:
+            _run(["cp", "--sparse=always", str(self._disk_image), str(self.disk_file)])
+        else:
+            with self.disk_file.open("wb") as fh:
+                fh.truncate(self._disk_mb * 1024 * 1024)  # sparse, blank: a new game's first volume
         if self._disk_files is not None:
             _run(["mkfs.ext4", "-q", "-L", "gangway-data", "-d", str(self._disk_files), str(self.disk_file)])
         self.loop = _run(["losetup", "--find", "--show", str(self.disk_file)]).stdout.strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,8 @@ __all__ = ["Launches", "Powered"]
 log = logging.getLogger("gangway.instance")
 
 _GONE: Final = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
+# Where the start workflow attaches the game's data volume (instances/ec2.py); Xen shows it as /dev/xvdf.
+DATA_DEVICE: Final = "/dev/sdf"
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Powered:
     """One booted instance: its container and, once the emulator's instance went, how it powered off."""
 
     vm: BootedInstance
+    volume_id: str
     off_at: float | None = None  # when it was off and taken down
     clean: bool | None = None  # powered off by itself after the power button (not killed)
 
@@ -59,6 +63,9 @@ class Launches:
     credentials: Callable[[str], dict[str, str] | None] = lambda _id: None
     tick_s: float = 1.0
     instances: dict[str, Powered] = field(default_factory=dict)
+    # Snapshot id → the disk image it holds: kept when the instance whose volume it is powers off, and
+    # a volume made from it starts as a copy (EBS's snapshots and restores, for this game's disks).
+    snapshots: dict[str, Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -112,13 +119,39 @@ class Launches:
         instance_id, state = str(instance["InstanceId"]), str(instance["State"]["Name"])
         booted = self.instances.get(instance_id)
         if booted is None and state == "running" and not self._stop.is_set():
-            self.instances[instance_id] = Powered(self._boot(instance))
+            volume = self._data_volume(instance_id)
+            if volume is not None:  # booted with its data disk (in EC2 attached just after the launch)
+                self.instances[instance_id] = Powered(self._boot(instance, volume), str(volume["VolumeId"]))
         elif booted is not None and state in _GONE and booted.off_at is None:
             booted.clean = booted.vm.poweroff(timeout=90)
+            self._keep_snapshots(booted)
             booted.vm.stop()  # the namespace, disk and mounts: nothing left behind
             booted.off_at = time.time()
 
-    def _boot(self, instance: Mapping[str, Any]) -> BootedInstance:
+    def _data_volume(self, instance_id: str) -> Mapping[str, Any] | None:
+        volumes = self.ec2.describe_volumes(
+            Filters=[
+                {"Name": "attachment.instance-id", "Values": [instance_id]},
+                {"Name": "attachment.device", "Values": [DATA_DEVICE]},
+            ]
+        )["Volumes"]
+        return volumes[0] if volumes else None
+
+    def _keep_snapshots(self, booted: Powered) -> None:
+        """The disk as it is once the instance is off, for each snapshot of its volume: the game was
+        stopped and its files flushed before the stop workflow took them, so nothing after differs."""
+        taken = self.ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": [booted.volume_id]}]
+        )["Snapshots"]
+        for snap in taken:
+            if snap["SnapshotId"] not in self.snapshots:
+                image = self.log_dir / f"{snap['SnapshotId']}.img"
+                subprocess.run(
+                    ["cp", "--sparse=always", str(booted.vm.disk_file), str(image)], check=True, timeout=120
+                )
+                self.snapshots[str(snap["SnapshotId"])] = image
+
+    def _boot(self, instance: Mapping[str, Any], volume: Mapping[str, Any]) -> BootedInstance:
         instance_id = str(instance["InstanceId"])
         answer = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
         user_data = base64.b64decode(answer.get("UserData", {}).get("Value", "")).decode()
@@ -141,5 +174,6 @@ class Launches:
             environment={"AWS_ENDPOINT_URL": self.aws_url, **self.environment},
             hosts=self.hosts,
             log_path=self.log_dir / f"{instance_id}.log",
+            disk_image=self.snapshots.get(str(volume.get("SnapshotId") or "")),
         )
         return vm.start()
