@@ -136,6 +136,8 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
             harness.command("setup")
             harness.component("setup:main", [MAIN])
             yield Life(harness, tenant, launches, broker, bridge, endpoint)
+            refused = harness.refused_calls()
+            assert not refused, f"Discord would refuse what gangway sent: {refused}"
         finally:
             launches.stop()
             pump.stop()

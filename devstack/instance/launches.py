@@ -1,8 +1,10 @@
 """The emulator's EC2 instances of one game, made real: each one the emulator runs is booted here as a
-Debian 12 container (devstack/instance/boot.py) with that instance's id, type, image and user data (as
-DescribeInstanceAttribute gives them) and the instance role's keys; when the emulator's instance stops
-or terminates, the container gets EC2's power button and its power-off is recorded. Each pass also
-brings the stand-in broker's ACL to what IoT Core would allow (devstack/instance/iot_core.py).
+Debian 12 container (devstack/instance/boot.py), once its data volume is attached, with that instance's
+id, type, image and user data (as DescribeInstanceAttribute gives them) and the instance role's keys;
+when the emulator's instance stops or terminates, the container gets EC2's power button and its
+power-off is recorded. EBS for these disks: a powered-off instance's disk image is kept for each
+snapshot of its volume, and a volume made from one boots with a copy. Each pass also brings the
+stand-in broker's ACL to what IoT Core would allow (devstack/instance/iot_core.py).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Launches:
     # a volume made from it starts as a copy (EBS's snapshots and restores, for this game's disks).
     snapshots: dict[str, Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _allowed: dict[str, str] | None = None
@@ -118,10 +121,16 @@ class Launches:
     def _follow(self, instance: Mapping[str, Any]) -> None:
         instance_id, state = str(instance["InstanceId"]), str(instance["State"]["Name"])
         booted = self.instances.get(instance_id)
-        if booted is None and state == "running" and not self._stop.is_set():
+        new = booted is None and instance_id not in self.failed and not self._stop.is_set()
+        if new and state == "running":
             volume = self._data_volume(instance_id)
-            if volume is not None:  # booted with its data disk (in EC2 attached just after the launch)
+            if volume is None:  # booted with its data disk (in EC2 attached just after the launch)
+                return
+            try:
                 self.instances[instance_id] = Powered(self._boot(instance, volume), str(volume["VolumeId"]))
+            except Exception as exc:  # once: an instance that does not boot is not tried again
+                self.failed.add(instance_id)
+                self.problems.append(f"{instance_id} did not boot: {exc}")
         elif booted is not None and state in _GONE and booted.off_at is None:
             booted.clean = booted.vm.poweroff(timeout=90)
             self._keep_snapshots(booted)
