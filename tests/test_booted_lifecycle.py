@@ -101,23 +101,15 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
     )
     # The deployment's IOT_DATA_ENDPOINT (the account's iot:Data-ATS endpoint, as the stack resolves it).
     endpoint = c.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-    issue_from(pki)
     who = Who(guild_id=snowflake(), user_id=snowflake(), user_name="admin")
     harness = Harness(user=DiscordUser(SIGNING_KEY, APPLICATION_ID, who=who), standin=standin)
     tenant = who.guild_id or ""
     saved = c.settings
     pump = Pump(c.sqs(), region)
     with tls_mosquitto(tmp_path_factory.mktemp("broker"), pki) as broker:
-        for name in _DERIVED:
-            c.__dict__.pop(name, None)
-        c.settings = dataclasses.replace(
-            saved,
-            iot_data_endpoint=f"https://{endpoint}",
-            mqtt_url=f"mqtt://127.0.0.1:{broker.plain_port}",  # the backend's publisher: the same broker
-            agent_wheelhouse=location,
-        )
-        queue = c.sqs().get_queue_url(QueueName=c.settings.agent_events_queue)["QueueUrl"]
-        bridge = MqttBridge(c.settings.mqtt_url or "", c.sqs(), queue, client_id=f"booted-rule-{os.getpid()}")
+        mqtt_url = f"mqtt://127.0.0.1:{broker.plain_port}"
+        queue = c.sqs().get_queue_url(QueueName=saved.agent_events_queue)["QueueUrl"]
+        bridge = MqttBridge(mqtt_url, c.sqs(), queue, client_id=f"booted-rule-{os.getpid()}")
         launches = Launches(
             rootfs,
             ec2=c.client("ec2"),
@@ -133,6 +125,15 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
             credentials=lambda i: instance_credentials(stage, i) if enforced() else None,
         )
         try:
+            for name in _DERIVED:
+                c.__dict__.pop(name, None)
+            c.settings = dataclasses.replace(
+                saved,
+                iot_data_endpoint=f"https://{endpoint}",
+                mqtt_url=mqtt_url,  # the backend's publisher: the same broker (its plain side)
+                agent_wheelhouse=location,
+            )
+            issue_from(pki)
             bridge.start()
             pump.bind(queue, "agent_events", app_module.agent_events)
             pump.start()
