@@ -12,8 +12,10 @@ agent-events queue → agent_events handler); the backend's requests reach it th
 once; /files logs in through the instance's sshd and uploads the game; /stop snapshots, terminates, and
 the container powers off. /start from that snapshot runs the uploaded game for the players let in, and
 /stop saves it; a third start ends with a Spot notice from the metadata service, which saves and stops
-it within EC2's two minutes. Three boots for the module (about 30 s each with the root file system
-cached).
+it within EC2's two minutes. A fourth, launched with short idle defaults set in the settings as an
+operator would, goes unplayed: the agent's idle warning is told in the game's channel and its idle
+shutdown saves, snapshots and powers the container off. Four boots for the module (about 30 s each with
+the root file system cached).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pytest
 from botocore.config import Config
 
 import app as app_module
+from chalicelib.config import Settings
 from chalicelib.games import GameState
 from chalicelib.instances.identity import policy_name
 from chalicelib.wiring import container
@@ -62,6 +65,17 @@ NEW_PORT = 27016  # opened by /openport while the game runs
 _DERIVED = ("publisher", "wheelhouse", "gateways", "lifecycle", "agent_events")
 
 
+def _deploy(base: Settings | None = None, **changes: Any) -> Settings:
+    """The deployment's settings as an operator sets them (from `base`, or the current ones), with what
+    the container derived from them rebuilt; the settings they replace."""
+    c = container()
+    before = c.settings
+    for name in _DERIVED:
+        c.__dict__.pop(name, None)
+    c.settings = dataclasses.replace(base or before, **changes)
+    return before
+
+
 @dataclass
 class Life:
     harness: Harness
@@ -84,14 +98,18 @@ class Life:
 
 
 @pytest.fixture(scope="module")
-def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Life]:
+def life(
+    emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Life]:
     require_booting()
     rootfs = build_rootfs()
     built = wheelhouse()
     c = container()
     region, stage = c.settings.region, c.settings.stage
     # What `make deploy` does: the wheelhouse in the artifacts bucket, its location in AGENT_WHEELHOUSE.
-    s3 = boto3.client("s3", region_name=region, endpoint_url=emulator.url, config=Config(signature_version="s3v4"))
+    s3 = boto3.client(
+        "s3", region_name=region, endpoint_url=emulator.url, config=Config(signature_version="s3v4")
+    )
     location = publish(s3, BUCKET, built, say=lambda _: None)
     pki = make_pki(regions=(region,))
     # Amazon's CA is a public file; this bucket is not, so a presigned URL serves the stand-in's.
@@ -125,10 +143,7 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
             credentials=lambda i: instance_credentials(stage, i) if enforced() else None,
         )
         try:
-            for name in _DERIVED:
-                c.__dict__.pop(name, None)
-            c.settings = dataclasses.replace(
-                saved,
+            _deploy(
                 iot_data_endpoint=f"https://{endpoint}",
                 mqtt_url=mqtt_url,  # the backend's publisher: the same broker (its plain side)
                 agent_wheelhouse=location,
@@ -147,9 +162,7 @@ def life(emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.T
             launches.stop()
             pump.stop()
             bridge.stop()
-            c.settings = saved
-            for name in _DERIVED:
-                c.__dict__.pop(name, None)
+            _deploy(saved)
             issue_from(None)
             harness.close()
 
@@ -193,7 +206,9 @@ def _start(life: Life) -> BootedInstance:
     payload, answer = h.command("start", game=GAME)
     assert answer["data"]["content"] == f"⏳ Starting **{GAME}**…"
     try:
-        pump_steps(lambda: game_row(tenant, GAME).state in (GameState.RUNNING, GameState.STOPPED), timeout=420)
+        pump_steps(
+            lambda: game_row(tenant, GAME).state in (GameState.RUNNING, GameState.STOPPED), timeout=420
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{life.console()}") from None
     assert game_row(tenant, GAME).state is GameState.RUNNING, life.console()
@@ -224,7 +239,10 @@ def _stop(life: Life) -> tuple[Powered, Path]:
     powered = life.launches.instances[instance]
     life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
     assert powered.clean, life.console()  # it shut down by itself at EC2's power button, not killed
-    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    assert (
+        netns
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    )
     assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
     assert not vm.work.exists()
     assert snap in life.launches.snapshots, life.launches.snapshots
@@ -358,7 +376,9 @@ def test_files_gives_a_login_to_the_instances_sshd_chrooted_and_uploads_belong_t
     try:
         transport.connect(username=fields["User name"], password=fields["Password"])
         key = transport.get_remote_server_key().asbytes()
-        assert base64.b64encode(hashlib.sha256(key).digest()).decode().rstrip("=") in fields["Host key (SHA256)"]
+        assert (
+            base64.b64encode(hashlib.sha256(key).digest()).decode().rstrip("=") in fields["Host key (SHA256)"]
+        )
         sftp = paramiko.SFTPClient.from_transport(transport)
         assert sftp is not None
         assert "game" in sftp.listdir("/") and "etc" not in sftp.listdir("/")  # chrooted to the data disk
@@ -428,3 +448,57 @@ def test_a_spot_notice_from_the_metadata_service_saves_and_stops_the_game_within
     assert time.monotonic() - noticed < 120 and powered.clean
     snap = game_row(tenant, GAME).resources.snapshot_id or ""
     assert _on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"
+
+
+CHANNEL = Who.channel_id  # where the test user's interactions come from: the /start's channel
+
+
+def _channel(life: Life) -> list[str]:
+    """What gangway said in the game's channel (bot messages), oldest first."""
+    return [str((c.get("json") or {}).get("content", "")) for c in life.harness.channel_calls(CHANNEL)]
+
+
+def test_an_idle_game_warns_in_its_channel_then_is_saved_and_stopped_and_the_container_powers_off(
+    life: Life,
+) -> None:
+    tenant = life.tenant
+    told = len(_channel(life))
+    forwarded = life.bridge.forwarded
+    # The stage's idle defaults, short (the game has no minutes of its own): a count every second, a
+    # start-up grace of 15 s, the warning after 5 s more without players and the shutdown after 15 s.
+    saved = _deploy(idle_check_s=1, idle_grace_s=15, idle_warn_s=5, idle_stop_s=15)
+    try:
+        vm = _start(life)
+    finally:
+        _deploy(saved)  # the launch rendered them; what follows runs on the module's settings
+    toml = vm.exec(["cat", "/etc/gangway/agent.toml"]).stdout
+    assert "warn_after_s = 5\nstop_after_s = 15\nstartup_grace_s = 15\ncheck_interval_s = 1\n" in toml, toml
+    _wait("the game running", lambda: _game_up(vm), life, timeout=60)
+    vm.exec(["rm", "-f", "/srv/gangway/game/saved.txt"])  # the last stop's save, restored with the disk
+    instance = game_row(tenant, GAME).resources.instance_id or ""
+    # Nobody connects: the agent warns (through the broker, the rule's bridge and the agent-events
+    # queue), and the backend says so in the channel the game was started from.
+    _wait(
+        "the idle warning in the channel",
+        lambda: any("💤 Nobody has played" in m for m in _channel(life)[told:]),
+        life,
+    )
+    try:
+        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{life.console()}") from None
+    game = game_row(tenant, GAME)
+    snap = game.resources.snapshot_id or ""
+    assert snap and not game.resources.instance_id
+    said = _channel(life)[told:]
+    assert [m.split("**", 1)[0] for m in said] == [
+        "💤 Nobody has played on ",
+        "💤 Nobody played on ",
+        "⚪ ",
+    ], said
+    assert said[-1] == f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`) after nobody played.", said
+    assert life.bridge.forwarded > forwarded
+    powered = life.launches.instances[instance]
+    life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
+    assert powered.clean, life.console()
+    assert _on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"  # saved first
