@@ -29,6 +29,7 @@ from tests.lifecycle_helpers import (
     stop_reply,
     stop_until_stopped,
 )
+from tests.test_lifecycle_faults import fail_ec2 as fail_ec2  # noqa: PLC0414 - re-exported fixture
 
 # What the container built from its settings: rebuilt when a test changes them.
 _BUILT = (
@@ -172,6 +173,21 @@ def test_idle_warning_is_told_in_the_channel_and_idle_shutdown_saves_and_stops_t
     agent_event(tenant, "valheim", "idle.shutdown", {"idle_s": 1900})
     agent_event(tenant, "valheim", "idle.warning", {"idle_s": 1200, "shutdown_in_s": 600})
     assert len(_said_in_channel(harness)) == told and game_row(tenant, "valheim").state is GameState.STOPPED
+
+
+def test_an_idle_stop_whose_snapshot_fails_says_so_in_the_channel(
+    harness: Harness, tenant: str, fail_ec2: set[str]
+) -> None:
+    create_game(harness, "palworld")
+    start_until_running(harness, tenant, "palworld")
+    fail_ec2.add("CreateSnapshot")
+    agent_event(tenant, "palworld", "idle.shutdown", {"idle_s": 1800})
+    pump_steps(lambda: bool(game_row(tenant, "palworld").wait.task_token))
+    stop_reply(tenant, "palworld")
+    pump_steps(lambda: game_row(tenant, "palworld").state is GameState.STOPPED)
+    said = _said_in_channel(harness)[-1]
+    assert said.startswith("⚠️ **palworld** stopped, but its snapshot failed") and "kept" in said, said
+    assert game_row(tenant, "palworld").resources.volume_id  # the only copy of its newest data
 
 
 def test_a_stop_by_hand_is_not_announced_in_the_channel(harness: Harness, tenant: str) -> None:

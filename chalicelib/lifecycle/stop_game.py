@@ -167,6 +167,8 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
             f"Its data volume is kept and will be used and snapshotted next time.{left}"
         )
     lc.tell(data, text)
+    if data.get("reason") == "idle":
+        announce(lc, game, text)
     return {"state": game.state.value}
 
 
