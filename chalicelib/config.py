@@ -27,6 +27,17 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of seconds from the environment, or a startup error that names the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of seconds, not {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, typed, with the defaults a fresh deployment uses."""
@@ -108,6 +119,24 @@ class Settings:
     # Where AWS credentials come from (chalicelib/credentials.py): unset in AWS (the Lambda role's);
     # locally a `module:function` naming the current function's identity, so the emulator enforces IAM.
     credentials_source: str | None = None
+    # Idle shutdown, written into each instance's agent.toml at launch (lifecycle/bootstrap.py): how often
+    # the agent counts players, how long a game may start before it can be idle, and the stage's default
+    # warning and shutdown times without players (a game's own `/editgame idle_minutes` replaces both).
+    idle_check_s: int = 60
+    idle_grace_s: int = 600
+    idle_warn_s: int = 1200
+    idle_stop_s: int = 1800
+
+    def __post_init__(self) -> None:
+        if self.idle_check_s < 1:
+            raise ValueError(f"IDLE_CHECK_S must be at least 1 second, not {self.idle_check_s}")
+        if self.idle_grace_s < 0:
+            raise ValueError(f"IDLE_GRACE_S must be 0 or more seconds, not {self.idle_grace_s}")
+        if not 1 <= self.idle_warn_s < self.idle_stop_s:
+            raise ValueError(
+                f"IDLE_WARN_S ({self.idle_warn_s}) must be at least 1 second and less than IDLE_STOP_S "
+                f"({self.idle_stop_s}): the warning comes before the shutdown"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -165,6 +194,10 @@ class Settings:
             else cls.push_hosts,
             push_loopback_http=_flag(e.get("PUSH_LOOPBACK_HTTP")),
             credentials_source=e.get("CREDENTIALS_SOURCE") or None,
+            idle_check_s=_seconds(e, "IDLE_CHECK_S", cls.idle_check_s),
+            idle_grace_s=_seconds(e, "IDLE_GRACE_S", cls.idle_grace_s),
+            idle_warn_s=_seconds(e, "IDLE_WARN_S", cls.idle_warn_s),
+            idle_stop_s=_seconds(e, "IDLE_STOP_S", cls.idle_stop_s),
         )
 
 

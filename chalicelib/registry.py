@@ -48,6 +48,7 @@ AGENT_EVENT_MODULES: Final = (
     "chalicelib.lifecycle.stop_game",
     "chalicelib.lifecycle.backup_game",
     "chalicelib.lifecycle.players",
+    "chalicelib.lifecycle.idle",
     "chalicelib.lifecycle.tools",
 )
 

@@ -8,12 +8,9 @@ checks nothing is left behind.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,11 +31,11 @@ from devstack.instance.firstboot import MQTT_TLS_PORT, Idle, phases, prepare
 from devstack.instance.iot import TlsBroker, make_pki, tls_mosquitto
 from devstack.instance.rootfs import build_rootfs
 from tests.access_helpers import Subscriber
+from tests.booted_helpers import require_booting, wheelhouse
 
 INSTANCE = "i-0b00d0b00d0b00d00"
 GAME = "valheim"
 GAME_PORT = 27015
-TOOLS = ("debootstrap", "systemd-nspawn", "nsenter", "losetup", "ip", "mosquitto", "mkfs.ext4")
 BUCKET = "gangway-artifacts-test"
 # The game the restored volume holds: a line to every TCP client, its output in its log.
 START_SH = f"""#!/bin/sh
@@ -96,37 +93,11 @@ class Booted:
         return self.vm.log_path.read_text(errors="replace")[-4000:]
 
 
-def _wheelhouse() -> tuple[bytes, str]:
-    from deploy.wheelhouse import build
-
-    if (sys.version_info[:2], os.uname().machine) != ((3, 11), "x86_64"):
-        pytest.skip(
-            "the wheelhouse holds CPython 3.11 wheels (Debian 12's) and this machine is not x86_64 3.11"
-        )
-    try:
-        built = build(say=lambda _: None)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"cannot build the agent's wheelhouse here (no package index?): {exc}")
-    return built.archive.read_bytes(), built.requirements
-
-
-def require_booting() -> None:
-    """Skip (not root, or a tool missing) with the reason; under CI=true a missing tool fails."""
-    if os.geteuid() != 0:
-        pytest.skip("booting an instance needs root (systemd-nspawn, loop devices, network namespaces)")
-    missing = [t for t in TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
-    if missing:
-        message = f"not installed: {', '.join(missing)} (make system-deps installs them as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
     require_booting()
     rootfs = build_rootfs()
-    wheelhouse = _wheelhouse()
+    built = wheelhouse()
     pki = make_pki()
     tenant = snowflake()
     files = tmp_path_factory.mktemp("volume")
@@ -146,12 +117,14 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
             aws_url=emulator.url,
             # SigV4 (a presigned URL's only form moto can check, and what AWS wants of new buckets).
             s3=boto3.client(
-                "s3", region_name=c.settings.region, endpoint_url=emulator.url,
+                "s3",
+                region_name=c.settings.region,
+                endpoint_url=emulator.url,
                 config=Config(signature_version="s3v4"),
             ),
             ssm=c.client("ssm"),
             bucket=BUCKET,
-            wheelhouse=wheelhouse,
+            wheelhouse=(built.archive.read_bytes(), built.requirements),
             pki=pki,
             broker=broker,
             tcp_ports=(GAME_PORT,),

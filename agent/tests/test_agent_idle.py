@@ -26,7 +26,7 @@ from gangway_agent.activity import (
 )
 from gangway_agent.agent import Agent, Services
 from gangway_agent.config import IdleConfig, Ports
-from gangway_agent.idle import IdleMonitor, IdleState
+from gangway_agent.idle import SHUTDOWN_REPEAT_S, IdleEvent, IdleMonitor, IdleState
 from gangway_agent.logsink import NullSink
 from gangway_agent.protocol import EventType
 from gangway_agent.seams import SubprocessRunner
@@ -92,11 +92,28 @@ def test_no_players_warns_then_asks_for_shutdown_on_time(game: Game) -> None:
         agent.tick()
         for e in _events(link, EventType.IDLE_WARNING, EventType.IDLE_SHUTDOWN):
             seen.append(((clock.now() - start) / MIN, e["type"], e["body"]))
-    # 5 min start-up grace, then warn at 20 and shut down at 30 idle minutes.
+    # 5 min start-up grace, then warn at 20 and shut down at 30 idle minutes; asked again every 5
+    # minutes while nobody stops it (a backend still finishing the start could not act on the first).
     assert seen == [
         (25.0, "idle.warning", {"idle_s": 1200, "shutdown_in_s": 600}),
         (35.0, "idle.shutdown", {"idle_s": 1800}),
+        *((m, "idle.shutdown", {"idle_s": (m - 5) * 60}) for m in (40.0, 45.0, 50.0, 55.0, 60.0)),
     ]
+
+
+def test_a_repeated_shutdown_is_not_asked_for_once_a_player_is_back() -> None:
+    clock = FakeClock()
+    monitor = IdleMonitor(IdleConfig(warn_after_s=20, stop_after_s=30, startup_grace_s=0), clock)
+    clock.advance(30)
+    assert monitor.observe(0) == IdleEvent(EventType.IDLE_SHUTDOWN, {"idle_s": 30})
+    clock.advance(SHUTDOWN_REPEAT_S - 1)
+    assert monitor.observe(0) is None  # not yet: once per SHUTDOWN_REPEAT_S
+    clock.advance(1)
+    assert monitor.observe(0) == IdleEvent(EventType.IDLE_SHUTDOWN, {"idle_s": round(30 + SHUTDOWN_REPEAT_S)})
+    clock.advance(SHUTDOWN_REPEAT_S)
+    assert monitor.observe(1) is None  # someone joined: the game is not idle any more
+    clock.advance(SHUTDOWN_REPEAT_S)
+    assert monitor.observe(1) is None
 
 
 def test_a_player_after_the_warning_clears_it(game: tuple[Agent, MemoryLink, FakeClock, int]) -> None:

@@ -125,6 +125,8 @@ def _start(ctx: Context, game: Game) -> Reply:
         raise Conflict(f"**{game.name}** is {game.state.word}, so it can't be started now.")
     it = ctx.interaction
     begin_start(ctx.lifecycle, game, reply=reply_ref(it.application_id, it.token))
+    if it.channel_id:  # where its idle warnings go
+        ctx.services.games.note_channel(ctx.tenant_id, game.name, it.channel_id)
     return Reply(content=f"⏳ Starting **{game.name}**…")
 
 

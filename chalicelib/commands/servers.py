@@ -7,6 +7,8 @@ from collections import Counter
 
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_edit import idle_words
+from chalicelib.config import Settings
 from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
 from chalicelib.games import Game, GameState
 from chalicelib.games.cost import NoPrice, estimate
@@ -31,7 +33,10 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     """
     if game is not None:
         found = ctx.game(game)
-        return Reply(embeds=(_details(found, ctx.services.tenants.require(ctx.tenant_id)),), ephemeral=True)
+        return Reply(
+            embeds=(_details(found, ctx.services.tenants.require(ctx.tenant_id), ctx.services.settings),),
+            ephemeral=True,
+        )
     listed = ctx.services.games.all(ctx.tenant_id)
     if not listed:
         hint = (
@@ -62,7 +67,7 @@ def _state(game: Game) -> str:
     return game.state.word
 
 
-def _details(game: Game, tenant: Tenant) -> Embed:
+def _details(game: Game, tenant: Tenant, settings: Settings) -> Embed:
     fields = [
         EmbedField(name="Status", value=_state(game), inline=True),
         EmbedField(name="Created", value=_ts(game.created_at), inline=True),
@@ -80,6 +85,7 @@ def _details(game: Game, tenant: Tenant) -> Embed:
     name = dns_name(tenant, game.name)
     if name and game.state is GameState.RUNNING:
         fields.append(EmbedField(name="Address", value=f"`{name}`", inline=False))
+    fields.append(EmbedField(name="Idle shutdown", value=f"It {idle_words(game, settings)}.", inline=False))
     fields.append(EmbedField(name="Cost estimate", value=_cost(game, tenant.region), inline=False))
     return Embed(
         title=f"{game.state.emoji} {game.name}",

@@ -35,6 +35,9 @@ class GameSettings:
     fallback_types: tuple[str, ...] = ()
     # Extra ports the game serves, normalised (`tcp:27015`, `udp:2456-2458`).
     ports: tuple[str, ...] = ()
+    # Minutes without players before the agent shuts the game down (/editgame idle_minutes), warning at
+    # two thirds of it; None: the stage's default (Settings.idle_warn_s / idle_stop_s).
+    idle_minutes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class Game:
     # Players online as the agent last said, and when (written without a version bump).
     players: int | None = None
     players_at: float | None = None
+    # The channel of its last /start, where the backend says what the agent noticed (idle warnings).
+    channel_id: str | None = None
 
 
 def _float(value: float | None) -> float | None:
@@ -113,6 +118,7 @@ def game_of_record(rec: GameRecord) -> Game:
             preload=rec.preload,
             fallback_types=tuple(str(t) for t in rec.fallback_types or ()),
             ports=tuple(str(p) for p in rec.ports or ()),
+            idle_minutes=int(rec.idle_minutes) if rec.idle_minutes is not None else None,
         ),
         resources=GameResources(
             instance_id=rec.instance_id,
@@ -135,4 +141,5 @@ def game_of_record(rec: GameRecord) -> Game:
         ),
         players=int(rec.players) if rec.players is not None else None,
         players_at=_float(rec.players_at),
+        channel_id=rec.channel_id,
     )

@@ -41,6 +41,8 @@ class GameRecord(Model):
     fallback_types = ListAttribute(of=UnicodeAttribute, null=True)
     # Extra ports the game serves, normalised (`tcp:27015`, `udp:2456-2458`): /openport and /closeport.
     ports = ListAttribute(of=UnicodeAttribute, null=True)
+    # Minutes without players before the idle shutdown (/editgame idle_minutes); unset: the stage's default.
+    idle_minutes = NumberAttribute(null=True)
     # What runs now (empty while stopped) and the newest complete snapshot: the game's data at rest.
     instance_id = UnicodeAttribute(null=True)
     volume_id = UnicodeAttribute(null=True)
@@ -71,6 +73,8 @@ class GameRecord(Model):
     # a version bump (GameStore.note_players), so heartbeats never make a read-modify-write conflict.
     players = NumberAttribute(null=True)
     players_at = NumberAttribute(null=True)
+    # The channel of the game's last /start: its idle warnings go there (written without a version bump).
+    channel_id = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

@@ -50,6 +50,7 @@ class SettingChanges(TypedDict, total=False):
     preload: str
     fallback_types: list[str]
     ports: list[str]
+    idle_minutes: int
 
 
 _Value = str | int | float | bool | list[str] | None
@@ -425,6 +426,20 @@ class GameStore:
                 raise
             return False
         return True
+
+    def note_channel(self, tenant_id: str, name: str, channel_id: str) -> None:
+        """Remember where the game was started, for what the backend later says unasked (idle warnings).
+        No version bump: it goes with a start that already made its transition."""
+        try:
+            GameRecord._get_connection().update_item(
+                tenant_id,
+                range_key=name,
+                actions=[GameRecord.channel_id.set(channel_id)],
+                condition=GameRecord.name.exists(),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise  # a game deleted meanwhile has nothing to tell
 
     def _record_of(self, tenant_id: str, name: str) -> GameRecord:
         try:

@@ -9,6 +9,7 @@ from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.create_game import begin_create
 from chalicelib.lifecycle.delete_game import begin_delete, newest_complete
 from chalicelib.lifecycle.edit_game import EDIT_HOWTO, begin_edit
+from chalicelib.lifecycle.host import idle_after
 from chalicelib.lifecycle.start_game import begin_start
 from chalicelib.lifecycle.stop_game import begin_stop
 
@@ -21,6 +22,7 @@ __all__ = [
     "begin_edit",
     "begin_start",
     "begin_stop",
+    "idle_after",
     "newest_complete",
     "reply_ref",
 ]

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from chalicelib.config import Settings
 from chalicelib.errors import ValidationError
 from chalicelib.games import Game, GameState
 from chalicelib.instances import NoWheelhouse, error_code
@@ -25,6 +26,7 @@ __all__ = [
     "EDIT_IDLE_WARN_S",
     "begin_host",
     "game_group",
+    "idle_after",
     "retire_identity",
     "user_data",
 ]
@@ -39,6 +41,15 @@ log = logging.getLogger(__name__)
 # still stops).
 EDIT_IDLE_WARN_S: Final = 2 * 3600
 EDIT_IDLE_STOP_S: Final = 3 * 3600
+
+
+def idle_after(game: Game, settings: Settings) -> tuple[int, int]:
+    """Seconds without players before the agent warns, and before it shuts the game down: the game's
+    own minutes (the warning at two thirds of them), else the stage's defaults."""
+    if game.settings.idle_minutes is None:
+        return settings.idle_warn_s, settings.idle_stop_s
+    stop = game.settings.idle_minutes * 60
+    return stop * 2 // 3, stop
 
 
 def begin_host(
@@ -90,6 +101,7 @@ def user_data(
         agent = lc.wheelhouse().install()
     except NoWheelhouse as exc:
         raise StepFailed("gangway.NoAgent", f"{exc}. The operator must run make deploy again.") from exc
+    warn, stop = idle_after(game, lc.settings)
     boot = Bootstrap(
         tenant_id=ctx.tenant_id,
         game=ctx.game,
@@ -102,6 +114,10 @@ def user_data(
         tcp_ports=tcp,
         udp_ports=udp,
         log_group=lc.gateways.logs(game, actor="workflow:start").ensure(),
+        idle_warn_s=warn,
+        idle_stop_s=stop,
+        idle_check_s=lc.settings.idle_check_s,
+        startup_grace_s=lc.settings.idle_grace_s,
     )
     if editing:
         boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)

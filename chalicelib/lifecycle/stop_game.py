@@ -19,6 +19,7 @@ from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.host import retire_identity
+from chalicelib.lifecycle.idle import announce
 from chalicelib.lifecycle.workflow import (
     SNAPSHOT_FAILED,
     begin_transition,
@@ -121,6 +122,10 @@ def stop_cleanup(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         game = lc.games.move(game, to=GameState.STOPPED)
     note = f" Note: {dns.problem}." if dns.problem else ""
     lc.tell(data, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`).{note}{left}")
+    if data.get("reason") == "idle":  # nobody asked: its channel hears how it ended
+        announce(
+            lc, game, f"⚪ **{game.name}** stopped and saved (snapshot `{snap}`) after nobody played.{note}"
+        )
     return {"state": game.state.value, "snapshot_id": snap}
 
 
@@ -162,6 +167,8 @@ def stop_rescue(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
             f"Its data volume is kept and will be used and snapshotted next time.{left}"
         )
     lc.tell(data, text)
+    if data.get("reason") == "idle":
+        announce(lc, game, text)
     return {"state": game.state.value}
 
 
@@ -198,3 +205,11 @@ def on_gone(event: AgentEvent, lc: Lifecycle) -> None:
         begin_stop(lc, game, reply=None, reason=reason, save_timeout=60 if reason != "idle" else 0)
     except Conflict:
         log.info("%s/%s: already stopping", event.tenant_id, event.game)
+        return
+    if reason == "idle":
+        announce(
+            lc,
+            game,
+            f"💤 Nobody played on **{game.name}**, so it is being saved and shut down now. "
+            f"`/start game:{game.name}` brings it back from where it was.",
+        )

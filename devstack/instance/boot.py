@@ -82,6 +82,8 @@ class BootedInstance:
         disk_mb: int = 256,
         disk_files: Path | None = None,
         log_path: Path | None = None,
+        hosts: Mapping[str, str] | None = None,
+        disk_image: Path | None = None,
     ) -> None:
         n = next(_COUNTER)
         self.name = f"gw{os.getpid()}x{n}"  # ≤15 characters: it names the host's veth too
@@ -93,6 +95,10 @@ class BootedInstance:
         self._disk_mb = disk_mb
         # A data disk restored from a snapshot: ext4 holding this folder's files; None: a blank volume.
         self._disk_files = disk_files
+        # A data disk restored from a snapshot kept as a disk image (devstack/instance/launches.py).
+        self._disk_image = disk_image
+        # Host name → address: what DNS answers inside (IoT Core's endpoint is the stand-in broker's).
+        self._hosts = dict(hosts or {})
         self.work = Path(tempfile.mkdtemp(prefix=f"gangway-{self.name}-", dir="/var/tmp"))
         self.root = self.work / "root"
         self.disk_file = self.work / "disk.img"
@@ -156,8 +162,11 @@ class BootedInstance:
         )  # fmt: skip
         self._mounted = True
         self._install_cloud_final()
-        with self.disk_file.open("wb") as fh:
-            fh.truncate(self._disk_mb * 1024 * 1024)  # sparse, blank: a new game's first volume
+        if self._disk_image is not None:
+            _run(["cp", "--sparse=always", str(self._disk_image), str(self.disk_file)])
+        else:
+            with self.disk_file.open("wb") as fh:
+                fh.truncate(self._disk_mb * 1024 * 1024)  # sparse, blank: a new game's first volume
         if self._disk_files is not None:
             _run(["mkfs.ext4", "-q", "-L", "gangway-data", "-d", str(self._disk_files), str(self.disk_file)])
         self.loop = _run(["losetup", "--find", "--show", str(self.disk_file)]).stdout.strip()
@@ -185,6 +194,10 @@ class BootedInstance:
         # No machine id in the cache: this boot makes its own, as a fresh instance does.
         (self.root / "etc/machine-id").write_text("")
         (self.root / "etc/hostname").write_text(self.metadata.instance_id + "\n")
+        if self._hosts:
+            hosts = self.root / "etc/hosts"
+            known = hosts.read_text() if hosts.exists() else ""
+            hosts.write_text(known + "".join(f"{ip} {name}\n" for name, ip in sorted(self._hosts.items())))
 
     def _wait_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -262,20 +275,25 @@ class BootedInstance:
         return True
 
     # -- stop --------------------------------------------------------------------------------------------
+    def poweroff(self, timeout: float) -> bool:
+        """What EC2 does to an instance it stops or terminates (an ACPI power button): SIGRTMIN+4 to its
+        systemd, which shuts down cleanly; True once it has powered off within `timeout`."""
+        pid = self.leader()
+        if self._proc is None or self._proc.poll() is not None:
+            return True
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGRTMIN + 4)  # systemd: poweroff
+        return self.wait_stopped(timeout)
+
     def stop(self, *, timeout: float = 30) -> None:
         """Power off (SIGRTMIN+4 to its systemd), kill after `timeout`, then take everything down."""
-        pid = self.leader()
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGRTMIN + 4)  # systemd: poweroff
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        proc = self._proc
+        if proc is not None and not self.poweroff(timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self._proc = None
         for forwarder in self._forwarders:
             forwarder.close()
         self._forwarders.clear()

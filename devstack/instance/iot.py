@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,7 +40,12 @@ class Pki:
 
 
 def _issue(
-    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, cn: str, *, server: bool
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    cn: str,
+    *,
+    server: bool,
+    dns_names: Sequence[str] = (),
 ) -> tuple[bytes, bytes]:
     now = datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -52,7 +60,8 @@ def _issue(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
     if server:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in ("localhost", *dns_names)]
+        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
     return pem, key.private_bytes(
@@ -60,7 +69,10 @@ def _issue(
     )
 
 
-def make_pki() -> Pki:
+def make_pki(*, regions: Sequence[str] = ()) -> Pki:
+    """A CA and the broker's certificate; with `regions`, the certificate also names IoT Core's data
+    endpoints there (`*.iot.<region>.amazonaws.com`, as Amazon's does), so an agent given the endpoint
+    the backend reports connects to this broker with the host name checked."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gangway booted test CA")])
@@ -82,16 +94,35 @@ def make_pki() -> Pki:
     )
     return Pki(
         ca.public_bytes(serialization.Encoding.PEM),
-        _issue(ca_key, name, "localhost", server=True),
+        _issue(
+            ca_key, name, "localhost", server=True, dns_names=[f"*.iot.{r}.amazonaws.com" for r in regions]
+        ),
         ca_key,
         name,
     )
+
+
+# Every certificate `tenant/game` (the tests' own) uses only that game's topics.
+_PATTERNS: Final = "pattern read gangway/%u/cmd\npattern write gangway/%u/evt\n"
 
 
 @dataclass(frozen=True)
 class TlsBroker:
     plain_port: int  # the backend's side (loopback, this machine only)
     tls_port: int  # the agents' side: a certificate required, its CN is the client's identity
+    acl: Path
+    pid: int
+
+    def authorize(self, grants: Mapping[str, str]) -> None:
+        """From now on the certificate named `cn` uses only the topics of `gangway/<root>/` (cn → root),
+        besides the `tenant/game` pattern; every other certificate nothing. Mosquitto rereads its ACL on
+        SIGHUP and checks every later message against it."""
+        users = "".join(
+            f"user {cn}\ntopic read gangway/{root}/cmd\ntopic write gangway/{root}/evt\n"
+            for cn, root in sorted(grants.items())
+        )
+        self.acl.write_text(_PATTERNS + users)
+        os.kill(self.pid, signal.SIGHUP)
 
 
 @contextmanager
@@ -100,7 +131,7 @@ def tls_mosquitto(directory: Path, pki: Pki) -> Iterator[TlsBroker]:
     topics (`cmd` to read, `evt` to write)."""
     for name, data in (("ca.pem", pki.ca), ("server.pem", pki.server[0]), ("server.key", pki.server[1])):
         (directory / name).write_bytes(data)
-    (directory / "acl").write_text("pattern read gangway/%u/cmd\npattern write gangway/%u/evt\n")
+    (directory / "acl").write_text(_PATTERNS)
     plain, tls = free_port(), free_port()
     conf = directory / "mosquitto.conf"
     conf.write_text(
@@ -126,7 +157,7 @@ def tls_mosquitto(directory: Path, pki: Pki) -> Iterator[TlsBroker]:
                         f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}"
                     )
                 time.sleep(0.05)
-        yield TlsBroker(plain, tls)
+        yield TlsBroker(plain, tls, directory / "acl", proc.pid)
     finally:
         proc.terminate()
         try:

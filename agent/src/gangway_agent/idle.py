@@ -3,17 +3,22 @@
 The clock starts ``startup_grace_s`` after the game starts, so a slow first boot is not idle.
 Unlike the old agent, a player returning after a warning is announced (``idle.cleared``) and the
 SFTP port counts as activity. The monitor only decides; the agent publishes, the backend stops.
+While the game stays idle, ``idle.shutdown`` is said again every ``SHUTDOWN_REPEAT_S``: one the backend
+could not act on (sent while its start was still finishing, or lost) must not leave the game running.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from .config import IdleConfig
 from .protocol import EventType
 from .seams import Clock
+
+# How often an unanswered idle shutdown is asked for again (the backend ignores it once it is stopping).
+SHUTDOWN_REPEAT_S: Final = 300.0
 
 
 class IdleState(StrEnum):
@@ -36,6 +41,7 @@ class IdleMonitor:
         self._clock = clock
         self.state = IdleState.ACTIVE
         self.last_activity = clock.now() + cfg.startup_grace_s
+        self._asked_at = 0.0
 
     def reset(self) -> None:
         """The game (re)started: grant the start-up grace again."""
@@ -52,9 +58,13 @@ class IdleMonitor:
             self.last_activity = max(self.last_activity, now)
         idle = self.idle_s()
         if self.state is IdleState.SHUTDOWN:
-            return None
+            if idle < self._cfg.stop_after_s or now - self._asked_at < SHUTDOWN_REPEAT_S:
+                return None
+            self._asked_at = now
+            return IdleEvent(EventType.IDLE_SHUTDOWN, {"idle_s": round(idle)})
         if idle >= self._cfg.stop_after_s:
             self.state = IdleState.SHUTDOWN
+            self._asked_at = now
             return IdleEvent(EventType.IDLE_SHUTDOWN, {"idle_s": round(idle)})
         if self.state is IdleState.ACTIVE and idle >= self._cfg.warn_after_s:
             self.state = IdleState.WARNED
