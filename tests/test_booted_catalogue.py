@@ -29,7 +29,8 @@ from devstack.instance.firstboot import Idle, prepare
 from devstack.instance.iot import make_pki, tls_mosquitto
 from devstack.instance.rootfs import build_rootfs
 from tests.access_helpers import Subscriber
-from tests.test_booted_instance import BUCKET, Booted, _wheelhouse, require_booting
+from tests.booted_helpers import require_booting, wheelhouse
+from tests.test_booted_instance import BUCKET, Booted
 
 INSTANCE = "i-0ca7a1060ca7a1060"
 GAME = "luanti"
@@ -47,7 +48,7 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
         repo = build_repo(LUANTI_PACKAGES, rootfs)
     except RuntimeError as exc:  # this machine cannot reach Debian's archive
         pytest.fail(f"cannot build the local apt repository: {exc}")
-    wheelhouse = _wheelhouse()
+    built = wheelhouse()
     pki = make_pki()
     tenant = snowflake()
     files = tmp_path_factory.mktemp("volume")
@@ -63,7 +64,7 @@ def booted(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
             # SigV4 (a presigned URL's only form moto can check).
             s3=boto3.client("s3", region_name=c.settings.region, endpoint_url=emulator.url,
                             config=Config(signature_version="s3v4")),
-            ssm=c.client("ssm"), bucket=BUCKET, wheelhouse=wheelhouse, pki=pki, broker=broker,
+            ssm=c.client("ssm"), bucket=BUCKET, wheelhouse=(built.archive.read_bytes(), built.requirements), pki=pki, broker=broker,
             disk_files=files, log_path=tmp_path_factory.mktemp("console") / "console.log",
             credentials=instance_credentials(c.settings.stage, INSTANCE) if enforced() else None,
             idle=Idle(),
