@@ -26,6 +26,7 @@ COMMAND_MODULES: Final = (
     "chalicelib.commands.audit",
     "chalicelib.commands.games_admin",
     "chalicelib.commands.games_admin_tools",
+    "chalicelib.commands.games_catalogue",
     "chalicelib.commands.games_edit",
     "chalicelib.commands.games_lifecycle",
     "chalicelib.commands.membership",
@@ -49,6 +50,7 @@ AGENT_EVENT_MODULES: Final = (
     "chalicelib.lifecycle.backup_game",
     "chalicelib.lifecycle.players",
     "chalicelib.lifecycle.tools",
+    "chalicelib.lifecycle.catalogue_game",
 )
 
 

@@ -50,6 +50,10 @@ class SettingChanges(TypedDict, total=False):
     preload: str
     fallback_types: list[str]
     ports: list[str]
+    catalogue_id: str
+    install_version: str
+    # The form values of a catalogue game, as a JSON object of strings.
+    game_options: str
 
 
 _Value = str | int | float | bool | list[str] | None
@@ -89,9 +93,11 @@ class GameStore:
         created_by: str,
         state: GameState = GameState.STOPPED,
         stale_claim_after: float | None = None,
+        settings: SettingChanges | None = None,
     ) -> Game:
         """Add a game (stopped, or CREATING while /newgame's workflow makes its security group).
 
+        `settings` are chosen with the name (a catalogue game's entry, size and form values).
         With `stale_claim_after`, a CREATING row untouched for that many seconds is taken over: its
         workflow is long over without finishing or undoing it, and the name must not stay stuck.
 
@@ -107,6 +113,7 @@ class GameStore:
             created_by=created_by,
             created_at=now,
             updated_at=now,
+            **(settings or {}),
         )
         condition = GameRecord.name.does_not_exist()
         if stale_claim_after is not None:
@@ -425,6 +432,37 @@ class GameStore:
                 raise
             return False
         return True
+
+    def note_player_names(self, tenant_id: str, name: str, names: list[str] | None) -> bool:
+        """Record who is on the game (None: its protocol gives no names), like `note_players`: only
+        while it is starting or running, and without a version bump."""
+        live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
+        attr = GameRecord.player_names
+        action = attr.remove() if names is None else getattr(GameRecord, "player_names").set(names)  # noqa: B009
+        try:
+            GameRecord._get_connection().update_item(
+                tenant_id, range_key=name, actions=[action], condition=GameRecord.name.exists() & live
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def start_told(self, tenant_id: str, name: str, reply: Mapping[str, Any] | None) -> Game:
+        """A new run: its /start reply (install progress and `playable` edit it); not playable yet, and
+        nobody on it."""
+        return self._set(
+            tenant_id,
+            name,
+            start_reply=json.dumps(dict(reply)) if reply else None,
+            playable_at=None,
+            player_names=None,
+        )
+
+    def note_playable(self, tenant_id: str, name: str, at: float) -> Game:
+        """The agent said the game is playable (its readiness signal holds)."""
+        return self._set(tenant_id, name, playable_at=int(at))
 
     def _record_of(self, tenant_id: str, name: str) -> GameRecord:
         try:

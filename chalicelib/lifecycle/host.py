@@ -14,6 +14,7 @@ from chalicelib.games import Game, GameState
 from chalicelib.instances import NoWheelhouse, error_code
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.capacity import check_plan
+from chalicelib.lifecycle.catalogue_game import resolved
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.tools import port_numbers
 from chalicelib.lifecycle.workflow import begin_transition
@@ -102,6 +103,7 @@ def user_data(
         tcp_ports=tcp,
         udp_ports=udp,
         log_group=lc.gateways.logs(game, actor="workflow:start").ensure(),
+        catalogue=resolved(game),
     )
     if editing:
         boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)
