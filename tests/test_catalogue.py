@@ -5,13 +5,16 @@ can price; a broken file fails with its file and key named."""
 from __future__ import annotations
 
 import os
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from chalicelib.catalogue import GAMES_DIR, CatalogueError, catalogue, entry, load_entry
+from chalicelib.catalogue import GAMES_DIR, CatalogueError, Entry, catalogue, entry, load_entry
 from chalicelib.catalogue.load import IMAGE_REFERENCE
 from chalicelib.games.cost import estimate
+from chalicelib.lifecycle.bootstrap import MAX_USER_DATA, agent_toml, render
 from tests.debian_index import IndexUnavailable, package_names
 
 FILES = sorted(GAMES_DIR.glob("*.toml"))
@@ -138,3 +141,33 @@ def test_form_values_are_checked_in_words() -> None:
         game.check_values({"server_name": "a\nb"})
     with pytest.raises(ValueError, match="no setting called"):
         game.check_values({"rcon": "x"})
+
+
+@pytest.mark.parametrize("game", catalogue(), ids=lambda e: e.id)
+def test_every_entry_renders_the_agents_sections_and_fits_ec2s_user_data(game: Entry) -> None:
+    from tests.test_instance_bootstrap import BOOT
+
+    boot = replace(
+        BOOT,
+        tcp_ports=game.ports.tcp,
+        udp_ports=game.ports.udp,
+        catalogue=game.resolve(game.defaults(), install_version="7"),
+    )
+    config = tomllib.loads(agent_toml(boot))
+    assert config["install"]["method"] == game.install.method and config["install"]["version"] == "7"
+    assert config["ready"]["signal"] == game.ready.signal
+    assert ("query" in config) is (game.query is not None)
+    launch = config["launch"]
+    assert launch["stop_signal"] == game.launch.stop_signal and launch["ports"]["udp"] == list(game.ports.udp)
+    assert launch["command"] == list(game.resolve(game.defaults()).command)
+    assert set(launch["env"]) == {k for k, _ in game.launch.env} | {
+        f.env for f in game.form if f.env and f.default
+    }
+    assert len(render(boot).encode()) <= MAX_USER_DATA
+
+
+def test_a_custom_game_renders_no_catalogue_section() -> None:
+    from tests.test_instance_bootstrap import BOOT
+
+    config = tomllib.loads(agent_toml(BOOT))
+    assert not {"install", "query", "ready"} & set(config) and "console_stop" not in config["launch"]
