@@ -260,3 +260,17 @@ def test_catalogue_commands_refuse_custom_games_in_words(harness: Harness, tenan
     _, helped = harness.command("help", game="mine")
     assert "custom game" in helped["data"]["content"] and "`/start`" in helped["data"]["content"]
     assert json.loads(json.dumps(helped))  # a plain reply
+
+
+def test_playable_before_the_start_finished_still_ends_in_playable(harness: Harness, tenant: str) -> None:
+    """A second start skips the install: `playable` may come before the start's last step ran."""
+    _new_openarena(harness, tenant)
+    payload, _ = harness.command("start", game="arena")
+    pump_steps(lambda: bool(game_row(tenant, "arena").wait.task_token))
+    agent_event(tenant, "arena", "ready", {"version": "test", "game_running": False})
+    agent_event(tenant, "arena", "install.progress", {"phase": "skipped", "percent": None, "version": "1"})
+    agent_event(tenant, "arena", "playable", {"after_s": 0.5, "signal": "query"})
+    pump_steps(lambda: game_row(tenant, "arena").state is GameState.RUNNING)
+    assert _told(harness, payload)[-1].startswith("🟢 **arena** is playable. Join with `openarena +connect ")
+    _, listed = harness.command("games")
+    assert "join with `openarena +connect" in listed["data"]["embeds"][0]["description"]

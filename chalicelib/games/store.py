@@ -200,7 +200,16 @@ class GameStore:
 
     def launched(self, tenant_id: str, name: str, *, instance_id: str, zone: str, editing: bool) -> Game:
         """StartGame launched the game's instance (for /editgame: a host without the game)."""
-        return self._set(tenant_id, name, instance_id=instance_id, zone=zone, editing=editing or None)
+        # A new instance: this run is not playable yet and nobody is on it (`playable`, `players` say so).
+        return self._set(
+            tenant_id,
+            name,
+            instance_id=instance_id,
+            zone=zone,
+            editing=editing or None,
+            playable_at=None,
+            player_names=None,
+        )
 
     def volume_made(self, tenant_id: str, name: str, volume_id: str) -> Game:
         return self._set(tenant_id, name, volume_id=volume_id)
@@ -234,6 +243,9 @@ class GameStore:
             task_token=None,
             task_wait=None,
             task_trace=None,
+            start_reply=None,
+            playable_at=None,
+            player_names=None,
             **extra,
         )
 
@@ -449,16 +461,13 @@ class GameStore:
             return False
         return True
 
-    def start_told(self, tenant_id: str, name: str, reply: Mapping[str, Any] | None) -> Game:
-        """A new run: its /start reply (install progress and `playable` edit it); not playable yet, and
-        nobody on it."""
-        return self._set(
-            tenant_id,
-            name,
-            start_reply=json.dumps(dict(reply)) if reply else None,
-            playable_at=None,
-            player_names=None,
-        )
+    def start_told(
+        self, tenant_id: str, name: str, reply: Mapping[str, Any] | None, *, restart: bool = False
+    ) -> Game:
+        """The reply install progress and `playable` edit (the /start's, or /updategame's), with how far
+        it was told; `restart`: the game is about to be reinstalled and restarted, so not playable."""
+        again: dict[str, _Value] = {"playable_at": None, "player_names": None} if restart else {}
+        return self._set(tenant_id, name, start_reply=json.dumps(dict(reply)) if reply else None, **again)
 
     def note_playable(self, tenant_id: str, name: str, at: float) -> Game:
         """The agent said the game is playable (its readiness signal holds)."""

@@ -155,7 +155,7 @@ def backup_done(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
         # the game, telling its progress as `install.progress` (lifecycle/catalogue_game.py).
         game = lc.games.get(ctx.tenant_id, ctx.game)
         if game is not None and game.state is GameState.RUNNING:
-            lc.games.start_told(ctx.tenant_id, ctx.game, {"reply": data.get("reply")})
+            lc.games.start_told(ctx.tenant_id, ctx.game, {"reply": data.get("reply")}, restart=True)
             lc.ask_agent(game, "game.install", {"force": True})
             lc.tell(
                 data,

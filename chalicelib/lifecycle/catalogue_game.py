@@ -80,7 +80,9 @@ def started_text(lc: Lifecycle, game: Game, where: str, reply: Any) -> str | Non
     found = catalogue_entry(game)
     if found is None:
         return None
-    lc.games.start_told(game.tenant_id, game.name, {"reply": reply} if reply else None)
+    game = lc.games.start_told(game.tenant_id, game.name, {"reply": reply} if reply else None)
+    if game.playable_at is not None:  # `playable` came before this step ran (a quick second start)
+        return _playable_text(game)
     return (
         f"⏳ **{game.name}**'s server is up at {where}; now installing and starting {found.name} "
         "(the first start downloads it, later ones skip that). Not ready to join yet: this message says "
@@ -149,13 +151,15 @@ def on_playable(event: AgentEvent, lc: Lifecycle) -> None:
     found = _started(lc, event)
     if found is None:
         return
-    _, kept = found
+    lc.tell(found[1], _playable_text(game))
+
+
+def _playable_text(game: Game) -> str:
     line = connect_line(game, game.resources.address)
     join = f" Join with `{line}`." if line else ""
-    lc.tell(
-        kept,
+    return (
         f"🟢 **{game.name}** is playable.{join} `/help game:{game.name}` says how to join; use `/addip` "
-        "if you can't connect.",
+        "if you can't connect."
     )
 
 
