@@ -75,7 +75,7 @@ def catalogue_form(game_id: str, name: str | None) -> Modal:
             f.id,
             f.label,
             value=f.default,
-            required=f.required and f.min > 0,
+            required=f.required if f.type == "integer" else f.required and f.min > 0,
             min_length=0 if f.type == "integer" else f.min,
             max_length=10 if f.type == "integer" else f.max,
             placeholder=f"{f.min} to {f.max}" if f.type == "integer" else "",
@@ -244,8 +244,10 @@ def updategame(ctx: Context, game: GameName) -> Reply:
     ctx.services.games.change(
         ctx.tenant_id,
         found.name,
-        expected_version=None,
-        states=frozenset({GameState.STOPPED, GameState.RUNNING}),
+        # Stopped: only the version read (two /updategame at once bump it once); running: the backup's claim
+        # (one at a time) already wrote the row, so the state is the condition.
+        expected_version=found.version if found.state is GameState.STOPPED else None,
+        states=frozenset({found.state}),
         install_version=version,
     )
     if found.state is GameState.RUNNING:
