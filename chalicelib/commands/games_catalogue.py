@@ -44,6 +44,11 @@ MODAL_SETTINGS: Final = 3
 GameType: TypeAlias = Annotated[str, Length(2, 32), Autocomplete("catalogue")]
 
 
+def _kind(game: Game) -> Entry | None:
+    """A catalogue game's entry; None for a custom one (without reading the catalogue's files)."""
+    return entry(game.settings.catalogue_id) if game.settings.catalogue_id else None
+
+
 def _find(game_id: str) -> Entry:
     found = entry(game_id.strip().lower())
     if found is None:
@@ -159,7 +164,7 @@ def create_from_catalogue(ctx: Context, game_id: str) -> tuple[Game, str]:
 
 
 def _option_names(game: Game) -> str:
-    found = entry(game.settings.catalogue_id or "")
+    found = _kind(game)
     return ", ".join(f"`{f.id}`" for f in found.form) if found else ""
 
 
@@ -178,7 +183,7 @@ def gameoption(
         value: Its new value
     """
     found = ctx.game(game)
-    kind = entry(found.settings.catalogue_id or "")
+    kind = _kind(found)
     if kind is None:
         raise ValidationError(
             f"**{found.name}** is a custom game: its settings are in its own files (`/files`), not gangway's."
@@ -221,7 +226,7 @@ def updategame(ctx: Context, game: GameName) -> Reply:
         game: The game to update
     """
     found = ctx.game(game)
-    kind = entry(found.settings.catalogue_id or "")
+    kind = _kind(found)
     if kind is None:
         raise ValidationError(
             f"**{found.name}** is a custom game: update its server through `/files` or `/terminal`."
@@ -264,7 +269,7 @@ def updategame(ctx: Context, game: GameName) -> Reply:
 def how_to_join(ctx: Context, name: str) -> Reply:
     """/help game: how players join that game, with the address it runs at now."""
     found = ctx.game(name)
-    kind = entry(found.settings.catalogue_id or "")
+    kind = _kind(found)
     host = found.resources.address if found.state is GameState.RUNNING else None
     if kind is None:
         return Reply(
@@ -294,7 +299,7 @@ def player_names(game: Game) -> str | None:
 
 def join_notes(game: Game, host: str | None) -> list[str]:
     """A running catalogue game's join line (or that it is not playable yet) and its players by name."""
-    kind = entry(game.settings.catalogue_id or "")
+    kind = _kind(game)
     if kind is None or game.state is not GameState.RUNNING:
         return []
     if game.playable_at is None:
