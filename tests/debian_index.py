@@ -2,8 +2,8 @@
 
 Read from the archive's own `Packages.xz` index (the mirror debootstrap uses: devstack/instance/
 rootfs.py), cached in the project's cache dir outside the clone and fetched again at most once a day.
-A fetch that fails falls back to an older cached copy; with none, the caller decides (a failure under
-CI=true, a skip elsewhere).
+A fetch that fails falls back to an older cached copy (not under CI=true: `strict`); with none, the
+caller decides (a failure under CI=true, a skip elsewhere).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def _fetch(arch: str, target: Path) -> None:
     tmp.replace(target)
 
 
-def package_names(arch: str = "amd64", cache: Path = CACHE_DIR) -> frozenset[str]:
+def package_names(arch: str = "amd64", cache: Path = CACHE_DIR, *, strict: bool = False) -> frozenset[str]:
     """Every binary package name of bookworm main for `arch`.
 
     Raises:
-        IndexUnavailable: no fresh fetch and no cached copy.
+        IndexUnavailable: no fresh fetch and no cached copy (or, `strict`, a due fetch failed at all).
     """
     path = _path(arch, cache)
     stale = not path.exists() or time.time() - path.stat().st_mtime > MAX_AGE_S
@@ -55,6 +55,6 @@ def package_names(arch: str = "amd64", cache: Path = CACHE_DIR) -> frozenset[str
         try:
             _fetch(arch, path)
         except (OSError, lzma.LZMAError) as exc:
-            if not path.exists():
+            if strict or not path.exists():
                 raise IndexUnavailable(f"bookworm's {arch} index could not be fetched: {exc}") from exc
     return frozenset(m.decode() for m in _PACKAGE.findall(lzma.decompress(path.read_bytes())))
