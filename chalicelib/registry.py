@@ -26,6 +26,7 @@ COMMAND_MODULES: Final = (
     "chalicelib.commands.audit",
     "chalicelib.commands.games_admin",
     "chalicelib.commands.games_admin_tools",
+    "chalicelib.commands.games_catalogue",
     "chalicelib.commands.games_edit",
     "chalicelib.commands.games_lifecycle",
     "chalicelib.commands.membership",
@@ -50,6 +51,7 @@ AGENT_EVENT_MODULES: Final = (
     "chalicelib.lifecycle.players",
     "chalicelib.lifecycle.idle",
     "chalicelib.lifecycle.tools",
+    "chalicelib.lifecycle.catalogue_game",
 )
 
 

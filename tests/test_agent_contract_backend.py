@@ -62,6 +62,20 @@ BREAKING = {
         '{"was_running": true, "exit_code": "0", "killed": false}',
     ),
     "an unknown type": ("game.explode", "{}"),
+    "names that are not a list": ("players", '{"count": 1, "previous": 0, "names": "ana"}'),
+    "65 names": ("players", '{"count": 65, "previous": 0, "names": [' + ",".join(['"p"'] * 65) + "]}"),
+    "an empty name": ("players", '{"count": 1, "previous": 0, "names": [""]}'),
+    "a 65-character name": ("players", '{"count": 1, "previous": 0, "names": ["' + "n" * 65 + '"]}'),
+    "a name that is a number": ("players", '{"count": 1, "previous": 0, "names": [7]}'),
+    "an unknown install phase": ("install.progress", '{"phase": "dancing", "percent": 1, "version": "1"}'),
+    "an install percent over 100": ("install.progress", '{"phase": "install", "percent": 101}'),
+    "an overlong install message": (
+        "install.progress",
+        '{"phase": "failed", "message": "' + "m" * 301 + '"}',
+    ),
+    "an unknown ready signal": ("playable", '{"after_s": 1, "signal": "vibes"}'),
+    "a negative playable time": ("playable", '{"after_s": -1, "signal": "port"}'),
+    "an install version that is a number": ("game.install.reply", '{"installed": true, "version": 2}'),
 }
 
 

@@ -28,10 +28,13 @@ _TEXT: Final = 4096
 class Field:
     """One key of a body: its JSON type, whether null is allowed, and its range or length."""
 
-    kind: type[bool] | type[int] | type[float] | type[str] | type[dict[str, object]]
+    kind: type[bool] | type[int] | type[float] | type[str] | type[dict[str, object]] | type[list[str]]
     nullable: bool = False
     low: float = 0
     high: float = _COUNT
+    # Text: one of these words (when given). A list: of text, each `low`-`item_high` long, at most `high`.
+    choices: tuple[str, ...] = ()
+    item_high: int = 0
 
     def problem(self, value: object) -> str | None:
         """What is wrong with `value` for this field, or None."""
@@ -42,7 +45,15 @@ class Field:
         if self.kind is str:
             if not isinstance(value, str):
                 return "is not text"
+            if self.choices and value not in self.choices:
+                return f"is not one of {', '.join(self.choices)}"
             return None if len(value) <= self.high else "is too long"
+        if self.kind is list:
+            if not isinstance(value, list) or len(value) > self.high:
+                return f"is not a list of at most {self.high:g} items"
+            if any(not isinstance(v, str) or not self.low <= len(v) <= self.item_high for v in value):
+                return f"holds an item that is not text of {self.low:g} to {self.item_high} characters"
+            return None
         if self.kind is dict:
             return None if isinstance(value, dict) else "is not an object"
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -75,7 +86,19 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
         "idle_s": _SECONDS,
         "firewall_version": _FW_VERSION,
     },
-    "players": {"count": _INT, "previous": _INT_OR_NULL},
+    "players": {
+        "count": _INT,
+        "previous": _INT_OR_NULL,
+        # Player names where the query protocol gives them (issue 17), else null.
+        "names": Field(list, nullable=True, low=1, high=64, item_high=64),
+    },
+    "install.progress": {
+        "phase": Field(str, choices=("download", "install", "done", "skipped", "failed")),
+        "percent": Field(float, nullable=True, high=100),
+        "version": Field(str, high=64),
+        "message": Field(str, high=300),
+    },
+    "playable": {"after_s": _SECONDS, "signal": Field(str, choices=("query", "port", "log", "none"))},
     "idle.warning": {"idle_s": _SECONDS, "shutdown_in_s": _SECONDS},
     "idle.cleared": {"players": _INT},
     "idle.shutdown": {"idle_s": _SECONDS},
@@ -94,18 +117,12 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     "preload.done": {"device": Field(str, high=256), "bytes_read": _SIZE, "seconds": _SECONDS},
     "agent.error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
     "firewall.resync": {"version": _FW_VERSION, "reason": Field(str, high=64)},
-    "install.progress": {
-        "phase": Field(str, high=16),
-        "percent": Field(float, nullable=True, high=100),
-        "version": Field(str, high=64),
-        "message": Field(str, high=300),
-    },
-    "playable": {"after_s": _SECONDS, "signal": Field(str, high=16)},
     # replies
     "error": {"code": Field(str, high=64), "message": _TEXT_FIELD},
     "game.start.reply": {"pid": _INT, "started": _BOOL},
     "game.stop.reply": {"was_running": _BOOL, "exit_code": _EXIT_CODE, "killed": _BOOL},
     "game.save.reply": {"saved": _BOOL, "synced": _BOOL},
+    "game.install.reply": {"installed": _BOOL, "version": Field(str, high=64)},
     "status.reply": {
         "game": Field(dict),
         "players": _INT_OR_NULL,
@@ -131,7 +148,6 @@ BODIES: Final[Mapping[str, Mapping[str, Field]]] = {
     "disk.preload.reply": {"started": _BOOL, "device": Field(str, high=256)},
     "firewall.sync.reply": {"applied": _INT, "removed": _INT, "v4": _INT, "v6": _INT, "version": _FW_VERSION},
     "shutdown.reply": {"stopping": _BOOL, "poweroff": _BOOL},
-    "game.install.reply": {"installed": _BOOL, "version": Field(str, high=64)},
 }
 
 

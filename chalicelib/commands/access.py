@@ -13,6 +13,7 @@ from typing import Annotated
 from chalicelib.access import AccessPolicy, Grant
 from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_catalogue import join_notes
 from chalicelib.discord import (
     ActionRow,
     Button,
@@ -170,6 +171,7 @@ def ip(ctx: Context) -> Reply:
                 else "address not known yet (it appears once the server is up)"
             )
             + (f" · ports {', '.join(g.settings.ports)}" if g.settings.ports else "")
+            + "".join(f" · {note}" for note in join_notes(g, g.resources.address))
             for g in running
         )
     else:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final
 
 from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_catalogue import CUSTOM, GameType, catalogue_form, create_from_catalogue
 from chalicelib.discord import (
     ActionRow,
     Button,
@@ -30,12 +31,17 @@ __all__ = ["create_game", "newgame", "start", "stop", "stop_cancelled", "stop_co
 
 
 @registry.command(level=Level.ADMIN)
-def newgame(ctx: Context, name: Annotated[str, Length(2, 32)] | None = None) -> Modal:
+def newgame(
+    ctx: Context, name: Annotated[str, Length(2, 32)] | None = None, game_type: GameType | None = None
+) -> Modal:
     """Create a new game server (a form asks for its name and description).
 
     Args:
         name: The game's short name, e.g. valheim
+        game_type: A game from gangway's catalogue (installed for you), or Custom
     """
+    if game_type is not None and game_type.strip().lower() != CUSTOM:
+        return catalogue_form(game_type, name)
     return Modal(
         "games:create",
         "New game",
@@ -60,8 +66,18 @@ def newgame(ctx: Context, name: Annotated[str, Length(2, 32)] | None = None) -> 
 
 
 @registry.route("games:create", level=Level.ADMIN)
-def create_game(ctx: Context) -> Reply:
-    """The /newgame form was submitted."""
+def create_game(ctx: Context, *args: str) -> Reply:
+    """The /newgame form was submitted (`games:create[:<catalogue id>]`)."""
+    if len(args) > 1:
+        raise ValidationError("That form isn't one gangway made; run `/newgame` again.")
+    if args:
+        game, about = create_from_catalogue(ctx, args[0])
+        return Reply(
+            content=f"⏳ Creating **{game.name}**: {about} Now {summary(game)}. Change these below if you "
+            "like; this message says when it is ready to `/start`.",
+            components=choices(game),
+            ephemeral=True,
+        )
     fields = ctx.interaction.fields
     name = check_name(str(fields.get("name", "")).strip().lower())
     description = str(fields.get("description", "")).strip()

@@ -7,6 +7,7 @@ from collections import Counter
 
 from chalicelib.commands.catalogue import GameName, jobs, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_catalogue import join_notes, player_names
 from chalicelib.commands.games_edit import idle_words
 from chalicelib.config import Settings
 from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job, Level, Reply
@@ -50,6 +51,7 @@ def games(ctx: Context, game: GameName | None = None) -> Reply:
     lines = [
         f"{g.state.emoji} **{g.name}** · {_state(g)}"
         + (f" · {g.settings.description}" if g.settings.description else "")
+        + "".join(f" · {note}" for note in join_notes(g, g.resources.address))
         for g in listed
     ]
     return Reply(
@@ -78,7 +80,8 @@ def _details(game: Game, tenant: Tenant, settings: Settings) -> Embed:
         fields.append(
             EmbedField(
                 name="Players",
-                value=f"{playing} player{'' if playing == 1 else 's'} online, {_ts(game.players_at or 0)}",
+                value=f"{playing} player{'' if playing == 1 else 's'} online, {_ts(game.players_at or 0)}"
+                + (f": {names}" if (names := player_names(game)) else ""),
                 inline=False,
             )
         )
@@ -86,6 +89,9 @@ def _details(game: Game, tenant: Tenant, settings: Settings) -> Embed:
     if name and game.state is GameState.RUNNING:
         fields.append(EmbedField(name="Address", value=f"`{name}`", inline=False))
     fields.append(EmbedField(name="Idle shutdown", value=f"It {idle_words(game, settings)}.", inline=False))
+    joining = join_notes(game, name or game.resources.address)
+    if joining:
+        fields.append(EmbedField(name="Joining", value="; ".join(joining), inline=False))
     fields.append(EmbedField(name="Cost estimate", value=_cost(game, tenant.region), inline=False))
     return Embed(
         title=f"{game.state.emoji} {game.name}",

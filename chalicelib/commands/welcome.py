@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from chalicelib.commands.catalogue import registry
+from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_catalogue import how_to_join
 from chalicelib.discord import Autocomplete, Choice, Choices, Embed, EmbedField, Length, Level, Reply
 from chalicelib.errors import NotFound
 
@@ -20,13 +21,20 @@ _LEVEL_TITLES = {
 
 @registry.command(needs_tenant=False)
 def help_(
-    ctx: Context, command: Annotated[str, Length(1, 32), Autocomplete("commands")] | None = None
+    ctx: Context,
+    command: Annotated[str, Length(1, 32), Autocomplete("commands")] | None = None,
+    game: GameName | None = None,
 ) -> Reply:
-    """Show what you can do with gangway, or how to use one command.
+    """Show what you can do with gangway, how to use one command, or how to join a game.
 
     Args:
         command: A command to explain, for example games
+        game: A game to explain how to join
     """
+    if game is not None:
+        if not ctx.has_tenant:
+            raise NotFound("This server isn't set up yet, so it has no games: an admin can run `/setup`.")
+        return how_to_join(ctx, game)
     if command is not None:
         return _explain(ctx, command.removeprefix("/").strip().lower())
     fields = []
@@ -40,7 +48,7 @@ def help_(
     notes = [f"Your access here: **{ctx.level.label}**."]
     if not ctx.has_tenant:
         notes.append("This server isn't set up yet: someone with **Manage Server** can run `/setup`.")
-    notes.append("`/help command:<name>` explains one command.")
+    notes.append("`/help command:<name>` explains one command; `/help game:<name>` how to join a game.")
     return Reply(
         embeds=(Embed(title="gangway commands", description="\n".join(notes), fields=tuple(fields)),),
         ephemeral=True,

@@ -13,6 +13,7 @@ its own typed methods.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from chalicelib.games.models import GameRecord
@@ -38,6 +39,11 @@ class GameSettings:
     # Minutes without players before the agent shuts the game down (/editgame idle_minutes), warning at
     # two thirds of it; None: the stage's default (Settings.idle_warn_s / idle_stop_s).
     idle_minutes: int | None = None
+    # A catalogue game: its entry's id, the install version its agent is to have, the admin's form
+    # values (sorted pairs). None / empty: a custom game.
+    catalogue_id: str | None = None
+    install_version: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ class WorkflowWait:
     backup_token: str | None = None
     # The newest agent reply a command waits for (/files, /extenddisk), as JSON (lifecycle/tools.py).
     agent_reply: str | None = None
+    # This run's /start reply (JSON), edited by install progress and `playable` after the start ended.
+    start_reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,20 @@ class Game:
     players_at: float | None = None
     # The channel of its last /start, where the backend says what the agent noticed (idle warnings).
     channel_id: str | None = None
+    # Their names, where the game's query protocol gives them; and when this run became playable.
+    player_names: tuple[str, ...] | None = None
+    playable_at: float | None = None
+
+
+def _options(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """The stored form values (a JSON object of strings); anything else reads as none."""
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return ()
+    if not isinstance(data, dict):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in data.items()))
 
 
 def _float(value: float | None) -> float | None:
@@ -119,6 +141,9 @@ def game_of_record(rec: GameRecord) -> Game:
             fallback_types=tuple(str(t) for t in rec.fallback_types or ()),
             ports=tuple(str(p) for p in rec.ports or ()),
             idle_minutes=int(rec.idle_minutes) if rec.idle_minutes is not None else None,
+            catalogue_id=rec.catalogue_id,
+            install_version=rec.install_version,
+            options=_options(rec.game_options),
         ),
         resources=GameResources(
             instance_id=rec.instance_id,
@@ -138,8 +163,11 @@ def game_of_record(rec: GameRecord) -> Game:
             backup_since=_float(rec.backup_since),
             backup_token=rec.backup_token,
             agent_reply=rec.agent_reply,
+            start_reply=rec.start_reply,
         ),
         players=int(rec.players) if rec.players is not None else None,
         players_at=_float(rec.players_at),
         channel_id=rec.channel_id,
+        player_names=tuple(str(n) for n in rec.player_names) if rec.player_names is not None else None,
+        playable_at=_float(rec.playable_at),
     )

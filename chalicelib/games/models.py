@@ -75,6 +75,17 @@ class GameRecord(Model):
     players_at = NumberAttribute(null=True)
     # The channel of the game's last /start: its idle warnings go there (written without a version bump).
     channel_id = UnicodeAttribute(null=True)
+    # Their names, where the game's query protocol gives them (`players` events; issue 17).
+    player_names = ListAttribute(of=UnicodeAttribute, null=True)
+    # A catalogue game (chalicelib/catalogue): its entry, the install version the agent is to have (bumped
+    # by /updategame), and the admin's form values as a JSON object. None: a custom game.
+    catalogue_id = UnicodeAttribute(null=True)
+    install_version = UnicodeAttribute(null=True)
+    game_options = UnicodeAttribute(null=True)
+    # This run: the /start reply (JSON reply reference) that install progress and `playable` edit, and
+    # when the agent said the game is playable; both cleared at the next start.
+    start_reply = UnicodeAttribute(null=True)
+    playable_at = NumberAttribute(null=True)
     created_by = UnicodeAttribute()
     created_at = NumberAttribute()
     updated_at = NumberAttribute()

@@ -52,6 +52,11 @@ class SettingChanges(TypedDict, total=False):
     ports: list[str]
     idle_minutes: int
 
+    catalogue_id: str
+    install_version: str
+    # The form values of a catalogue game, as a JSON object of strings.
+    game_options: str
+
 
 _Value = str | int | float | bool | list[str] | None
 
@@ -90,9 +95,11 @@ class GameStore:
         created_by: str,
         state: GameState = GameState.STOPPED,
         stale_claim_after: float | None = None,
+        settings: SettingChanges | None = None,
     ) -> Game:
         """Add a game (stopped, or CREATING while /newgame's workflow makes its security group).
 
+        `settings` are chosen with the name (a catalogue game's entry, size and form values).
         With `stale_claim_after`, a CREATING row untouched for that many seconds is taken over: its
         workflow is long over without finishing or undoing it, and the name must not stay stuck.
 
@@ -108,6 +115,7 @@ class GameStore:
             created_by=created_by,
             created_at=now,
             updated_at=now,
+            **(settings or {}),
         )
         condition = GameRecord.name.does_not_exist()
         if stale_claim_after is not None:
@@ -194,7 +202,16 @@ class GameStore:
 
     def launched(self, tenant_id: str, name: str, *, instance_id: str, zone: str, editing: bool) -> Game:
         """StartGame launched the game's instance (for /editgame: a host without the game)."""
-        return self._set(tenant_id, name, instance_id=instance_id, zone=zone, editing=editing or None)
+        # A new instance: this run is not playable yet and nobody is on it (`playable`, `players` say so).
+        return self._set(
+            tenant_id,
+            name,
+            instance_id=instance_id,
+            zone=zone,
+            editing=editing or None,
+            playable_at=None,
+            player_names=None,
+        )
 
     def volume_made(self, tenant_id: str, name: str, volume_id: str) -> Game:
         return self._set(tenant_id, name, volume_id=volume_id)
@@ -228,6 +245,9 @@ class GameStore:
             task_token=None,
             task_wait=None,
             task_trace=None,
+            start_reply=None,
+            playable_at=None,
+            player_names=None,
             **extra,
         )
 
@@ -440,6 +460,34 @@ class GameStore:
         except UpdateError as exc:
             if exc.cause_response_code != _CONDITION_FAILED:
                 raise  # a game deleted meanwhile has nothing to tell
+
+    def note_player_names(self, tenant_id: str, name: str, names: list[str] | None) -> bool:
+        """Record who is on the game (None: its protocol gives no names), like `note_players`: only
+        while it is starting or running, and without a version bump."""
+        live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
+        attr = GameRecord.player_names
+        action = attr.remove() if names is None else getattr(GameRecord, "player_names").set(names)  # noqa: B009
+        try:
+            GameRecord._get_connection().update_item(
+                tenant_id, range_key=name, actions=[action], condition=GameRecord.name.exists() & live
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code != _CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def start_told(
+        self, tenant_id: str, name: str, reply: Mapping[str, Any] | None, *, restart: bool = False
+    ) -> Game:
+        """The reply install progress and `playable` edit (the /start's, or /updategame's), with how far
+        it was told; `restart`: the game is about to be reinstalled and restarted, so not playable."""
+        again: dict[str, _Value] = {"playable_at": None, "player_names": None} if restart else {}
+        return self._set(tenant_id, name, start_reply=json.dumps(dict(reply)) if reply else None, **again)
+
+    def note_playable(self, tenant_id: str, name: str, at: float) -> Game:
+        """The agent said the game is playable (its readiness signal holds)."""
+        return self._set(tenant_id, name, playable_at=int(at))
 
     def _record_of(self, tenant_id: str, name: str) -> GameRecord:
         try:

@@ -156,8 +156,9 @@ def _fits(handler: Callable[..., Any], args: Mapping[str, Any]) -> bool:
 _PLAIN: Final[dict[str, Callable[[Any], bool]]] = {
     "str": lambda v: isinstance(v, str),
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and math.isfinite(v)),
+    "float": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and math.isfinite(v))
+    ),
 }
 
 

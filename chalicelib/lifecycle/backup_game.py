@@ -57,9 +57,16 @@ def save_request_id(execution: str) -> str:
 
 
 def begin_backup(
-    lc: Lifecycle, game: Game, *, interaction_id: str, reply: Mapping[str, Any] | None, save_timeout: int = 0
+    lc: Lifecycle,
+    game: Game,
+    *,
+    interaction_id: str,
+    reply: Mapping[str, Any] | None,
+    save_timeout: int = 0,
+    install_after: bool = False,
 ) -> str:
     """Claim the running game for one backup and start the BackupGame execution; returns its ARN.
+    With `install_after` (/updategame), its last step asks the agent to install the game again.
 
     Raises:
         Conflict: the game is not running, or a backup of it is already under way.
@@ -76,6 +83,7 @@ def begin_backup(
         # No workflow will ever release the claim: release it now so /backupnow can be tried again.
         undo=lambda: lc.games.release_backup(game.tenant_id, game.name, execution=name),
         save_timeout=save_timeout or BACKUP_SAVE_TIMEOUT_SECONDS,
+        install_after=install_after,
     )
 
 
@@ -142,6 +150,20 @@ def backup_done(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]:
         if data["snapshot"].get("saved")
         else " The server did not confirm a save, so it holds what was on disk."
     )
+    if data.get("install_after"):
+        # /updategame: the world is safe in the snapshot; the agent saves, stops, reinstalls and restarts
+        # the game, telling its progress as `install.progress` (lifecycle/catalogue_game.py).
+        game = lc.games.get(ctx.tenant_id, ctx.game)
+        if game is not None and game.state is GameState.RUNNING:
+            lc.games.start_told(ctx.tenant_id, ctx.game, {"reply": data.get("reply")}, restart=True)
+            lc.ask_agent(game, "game.install", {"force": True})
+            lc.tell(
+                data,
+                f"⏳ **{ctx.game}** is backed up (snapshot `{snap}`, kept until you delete it); now the "
+                "server reinstalls the game and starts it again. This message says when it is playable."
+                + caveat,
+            )
+            return {"snapshot_id": snap}
     lc.tell(
         data,
         f"💾 **{ctx.game}** is backed up: snapshot `{snap}` (<t:{int(time.time())}:R>), a manual backup kept "

@@ -24,6 +24,7 @@ from pathlib import Path
 from string import Template
 from typing import Final
 
+from chalicelib.catalogue import Resolved
 from chalicelib.instances import AgentInstall
 
 __all__ = ["TEMPLATE", "Bootstrap", "agent_toml", "render"]
@@ -100,6 +101,9 @@ class Bootstrap:
     idle_check_s: int = 60
     # The game's own start script lives on its data volume, so it survives stops with the world.
     launch: tuple[str, ...] = field(default=(f"{MOUNTPOINT}/game/start.sh",))
+    # A catalogue game with its form values: the agent installs, runs, queries and awaits it as the
+    # entry says (issue 17). None: a custom game, run from its start script.
+    catalogue: Resolved | None = None
 
 
 def _q(value: str) -> str:
@@ -111,8 +115,50 @@ def _list(values: tuple[str, ...] | tuple[int, ...]) -> str:
     return "[" + ", ".join(_q(v) if isinstance(v, str) else str(v) for v in values) + "]"
 
 
+def _table(pairs: tuple[tuple[str, str], ...]) -> str:
+    return "{ " + ", ".join(f"{_q(k)} = {_q(v)}" for k, v in pairs) + " }" if pairs else "{}"
+
+
+def _catalogue_launch(game: Resolved | None) -> list[str]:
+    """The `[launch]` keys a catalogue entry sets beside the usual ones."""
+    if game is None:
+        return []
+    launch = game.entry.launch
+    return [
+        f"env = {_table(game.env)}",
+        f"stop_signal = {_q(launch.stop_signal)}",
+        f"stop_grace_s = {launch.stop_grace_s}",
+        *([f"console_save = {_q(launch.console_save)}"] if launch.console_save else []),
+        *([f"console_stop = {_q(launch.console_stop)}"] if launch.console_stop else []),
+    ]
+
+
+def _catalogue_sections(game: Resolved | None) -> list[str]:
+    """`[install]`, `[query]` and `[ready]` of a catalogue game (the issue 17 seam); none for a custom one."""
+    if game is None:
+        return []
+    install, query, ready = game.entry.install, game.entry.query, game.entry.ready
+    lines = ["", "[install]", f"method = {_q(install.method)}", f"version = {_q(game.install_version)}"]
+    lines += [f"packages = {_list(install.packages)}"] if install.packages else []
+    lines += [f"image = {_q(install.image)}"] if install.image else []
+    lines += [f"app_id = {install.app_id}"] if install.app_id is not None else []
+    lines += [f"url = {_q(install.url)}"] if install.url else []
+    lines += [f"sha256 = {_q(install.sha256)}"] if install.sha256 else []
+    lines += [f"archive = {_q(install.archive)}"] if install.archive else []
+    lines += [f"dir = {_q(install.dir)}"] if install.dir else []
+    lines += [f"mount = {_q(install.mount)}"] if install.mount else []
+    if query is not None:
+        lines += ["", "[query]", f"protocol = {_q(query.protocol)}", f"host = {_q(query.host)}"]
+        lines += [f"port = {query.port}", f"interval_s = {query.interval_s}"]
+    lines += ["", "[ready]", f"signal = {_q(ready.signal)}", f"timeout_s = {ready.timeout_s}"]
+    lines += [f"port = {ready.port}", f"proto = {_q(ready.proto)}"] if ready.port is not None else []
+    lines += [f"pattern = {_q(ready.pattern)}"] if ready.pattern else []
+    return lines
+
+
 def agent_toml(b: Bootstrap) -> str:
     """/etc/gangway/agent.toml (the format of agent/examples/agent.toml)."""
+    command = b.catalogue.command if b.catalogue is not None else b.launch
     return "\n".join(
         [
             f"tenant = {_q(b.tenant_id)}",
@@ -131,7 +177,7 @@ def agent_toml(b: Bootstrap) -> str:
             'ca = "/etc/gangway/AmazonRootCA1.pem"',
             "",
             "[launch]",
-            f"command = {_list(b.launch)}",
+            f"command = {_list(command)}",
             f"cwd = {_q(MOUNTPOINT + '/game')}",
             f"user = {_q(GAME_USER)}",
             # Its own unit and cgroup, its output in the journal (agent/src/gangway_agent/gameunit.py).
@@ -139,6 +185,7 @@ def agent_toml(b: Bootstrap) -> str:
             f"unit = {_q(GAME_UNIT)}",
             f"autostart = {str(b.autostart).lower()}",
             f"ports = {{ tcp = {_list(b.tcp_ports)}, udp = {_list(b.udp_ports)} }}",
+            *_catalogue_launch(b.catalogue),
             "",
             "[idle]",
             f"warn_after_s = {b.idle_warn_s}",
@@ -157,6 +204,7 @@ def agent_toml(b: Bootstrap) -> str:
             "",
             "[data]",
             f"mountpoint = {_q(MOUNTPOINT)}",
+            *_catalogue_sections(b.catalogue),
         ]
     )
 

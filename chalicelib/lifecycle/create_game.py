@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chalicelib.games import Game, GameState
+from chalicelib.games import Game, GameState, SettingChanges
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.workflow import start_workflow, why
 from chalicelib.workflows import STEPS, StepContext, StepFailed
@@ -36,8 +36,10 @@ def begin_create(
     created_by: str,
     interaction_id: str,
     reply: Mapping[str, Any] | None,
+    settings: SettingChanges | None = None,
 ) -> Game:
-    """Claim `name` (a CREATING row) and start CreateGame; returns the claimed game.
+    """Claim `name` (a CREATING row) and start CreateGame; returns the claimed game. `settings` are
+    chosen with it (a catalogue game: its entry, recommended size, ports and form values).
 
     The execution is named after the interaction, so a redelivered form starts nothing twice, and a
     game deleted and created again under its old name gets a new execution.
@@ -52,6 +54,7 @@ def begin_create(
         created_by=created_by,
         state=GameState.CREATING,
         stale_claim_after=STALE_CLAIM_SECONDS,
+        settings=settings,
     )
     arn = start_workflow(
         lc,
@@ -102,12 +105,17 @@ def create_ready(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
     if game is None or game.state is not GameState.STOPPED:
         state = game.state.word if game else "gone"
         raise StepFailed("gangway.NotCreating", f"{ctx.game} is {state}, not being created")
+    then = (
+        "its first start installs the game, and `/start`'s reply says when it is playable"
+        if game.settings.catalogue_id
+        else "then install the server through `/files` or `/terminal`"
+    )
     lc.tell(
         data,
         f"✅ Created **{game.name}**"
         + (f" ({game.settings.description})" if game.settings.description else "")
-        + f". Start it with `/start game:{game.name}`, then install the server through `/files` or "
-        "`/terminal`. The choices below can still be changed until then.",
+        + f". Start it with `/start game:{game.name}`: {then}. The choices below can still be changed "
+        "until then.",
         keep_components=True,
     )
     return {"state": game.state.value}

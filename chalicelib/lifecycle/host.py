@@ -15,6 +15,7 @@ from chalicelib.games import Game, GameState
 from chalicelib.instances import NoWheelhouse, error_code
 from chalicelib.lifecycle.bootstrap import Bootstrap, render
 from chalicelib.lifecycle.capacity import check_plan
+from chalicelib.lifecycle.catalogue_game import resolved
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.tools import port_numbers
 from chalicelib.lifecycle.workflow import begin_transition
@@ -118,6 +119,7 @@ def user_data(
         idle_stop_s=stop,
         idle_check_s=lc.settings.idle_check_s,
         startup_grace_s=lc.settings.idle_grace_s,
+        catalogue=resolved(game),
     )
     if editing:
         boot = replace(boot, idle_warn_s=EDIT_IDLE_WARN_S, idle_stop_s=EDIT_IDLE_STOP_S)

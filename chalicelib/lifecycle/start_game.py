@@ -26,6 +26,7 @@ from chalicelib.instances import CapacityError, Ec2Gateway
 from chalicelib.instances.ec2 import FastRestoreRefused, placements
 from chalicelib.instances.images import ImageRefused, image_ids
 from chalicelib.lifecycle.capacity import fallback_note, in_words, instance_types, no_room
+from chalicelib.lifecycle.catalogue_game import started_text
 from chalicelib.lifecycle.collaborators import Lifecycle
 from chalicelib.lifecycle.edit_game import up_for_editing
 from chalicelib.lifecycle.host import begin_host, game_group, retire_identity, user_data
@@ -315,7 +316,9 @@ def start_running(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any
     if data.get("edit"):
         text = up_for_editing(game, where + note)
     else:
-        text = f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect."
+        text = started_text(lc, game, where + note, data.get("reply")) or (
+            f"🟢 **{game.name}** is up at {where}{note}. Use `/addip` if you can't connect."
+        )
     lc.tell(data, text + (f" Note: {fallback}." if fallback else ""))
     return {"state": game.state.value}
 

@@ -51,6 +51,8 @@ class InstallConfig:
     url: str | None = None
     sha256: str | None = None
     archive: ArchiveKind = ArchiveKind.NONE
+    # podman: where the install dir appears inside the container (the image's data folder).
+    mount: str = "/data"
 
 
 class ReadySignal(StrEnum):
@@ -82,6 +84,7 @@ class ReadyConfig:
 _PACKAGE: Final = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _IMAGE: Final = re.compile(r"^[a-z0-9][a-z0-9._/:@-]{0,254}$", re.IGNORECASE)
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
+_MOUNT: Final = re.compile(r"^/[A-Za-z0-9._/-]{0,200}$")
 _VERSION: Final = re.compile(r"^[A-Za-z0-9._+~:-]{1,64}$")
 _MAX_PACKAGES: Final = 100
 
@@ -94,7 +97,7 @@ def parse_install(top: _Section, cwd: Path) -> InstallConfig | None:
     if not s.has("method"):
         raise ConfigError("missing required key install.method")
     method = s.choice("method", InstallMethod, InstallMethod.APT)
-    known = {"method", "version", "dir", "packages", "image", "app_id", "url", "sha256", "archive"}
+    known = {"method", "version", "dir", "packages", "image", "app_id", "url", "sha256", "archive", "mount"}
     extra = sorted(s.keys() - known)
     if extra:
         raise ConfigError(f"install: unknown key(s) {', '.join(extra)}")
@@ -108,7 +111,8 @@ def parse_install(top: _Section, cwd: Path) -> InstallConfig | None:
         InstallMethod.APT: {"packages"}, InstallMethod.PODMAN: {"image"},
         InstallMethod.STEAMCMD: {"app_id"}, InstallMethod.DOWNLOAD: {"url", "sha256"},
     }[method]
-    stray = sorted((s.keys() & {"packages", "image", "app_id", "url", "sha256", "archive"}) - wanted
+    wanted = wanted | ({"mount"} if method is InstallMethod.PODMAN else set())
+    stray = sorted((s.keys() & {"packages", "image", "app_id", "url", "sha256", "archive", "mount"}) - wanted
                    - ({"archive"} if method is InstallMethod.DOWNLOAD else set()))
     if stray:
         raise ConfigError(f"install.{stray[0]} does not apply to install.method {method.value}")
@@ -122,7 +126,10 @@ def parse_install(top: _Section, cwd: Path) -> InstallConfig | None:
         image = s.string("image")
         if not _IMAGE.match(image):
             raise ConfigError("install.image must be an image reference such as docker.io/library/name:tag")
-        return InstallConfig(method, version, cfg.dir, image=image)
+        mount = s.string("mount", "/data")
+        if not _MOUNT.match(mount):
+            raise ConfigError("install.mount must be an absolute path inside the container, such as /data")
+        return InstallConfig(method, version, cfg.dir, image=image, mount=mount)
     if method is InstallMethod.STEAMCMD:
         app_id = s.raw("app_id")
         if isinstance(app_id, bool) or not isinstance(app_id, int) or not 0 < app_id < 2**32:

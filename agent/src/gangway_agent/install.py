@@ -116,11 +116,11 @@ def podman_store(data_dir: Path) -> Path:
 
 def podman_argv(cfg: InstallConfig, data_dir: Path, name: str, command: Sequence[str],
                 env: Mapping[str, str]) -> list[str]:
-    """The game's command for a podman install: the image run in the foreground, the install dir at /data,
+    """The game's command for a podman install: the image run in the foreground, the install dir at its mount,
     the host's network (the game's ports are the firewall's), stdin kept open for the console."""
     assert cfg.image is not None
     argv = ["podman", "--root", str(podman_store(data_dir)), "run", "--rm", "--replace", f"--name={name}",
-            "--network=host", "--interactive", f"--volume={cfg.dir}:/data", "--workdir=/data"]
+            "--network=host", "--interactive", f"--volume={cfg.dir}:{cfg.mount}"]
     argv += [f"--env={k}={v}" for k, v in sorted(env.items())]
     return [*argv, cfg.image, *command]
 
