@@ -12,7 +12,6 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Level, Reply
 from chalicelib.errors import Conflict
 from chalicelib.games import GameState
-from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, reply_ref
 
 __all__ = ["editgame"]
 
@@ -24,6 +23,8 @@ def editgame(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to edit
     """
+    from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, reply_ref
+
     found = ctx.game(game)
     if found.state is not GameState.STOPPED:
         raise Conflict(

@@ -22,8 +22,6 @@ from chalicelib.discord import (
 from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameSettings, GameState, check_name
 from chalicelib.games.cost import price_table
-from chalicelib.lifecycle import begin_create, begin_start, begin_stop, reply_ref
-from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Usage, plan_named
 
 __all__ = ["create_game", "newgame", "start", "stop", "stop_cancelled", "stop_confirmed"]
@@ -62,6 +60,8 @@ def newgame(ctx: Context, name: Annotated[str, Length(2, 32)] | None = None) -> 
 @registry.route("games:create", level=Level.ADMIN)
 def create_game(ctx: Context) -> Reply:
     """The /newgame form was submitted."""
+    from chalicelib.lifecycle import begin_create, reply_ref
+
     fields = ctx.interaction.fields
     name = check_name(str(fields.get("name", "")).strip().lower())
     description = str(fields.get("description", "")).strip()
@@ -121,6 +121,8 @@ def start_picked(ctx: Context) -> Update:
 
 
 def _start(ctx: Context, game: Game) -> Reply:
+    from chalicelib.lifecycle import begin_start, reply_ref
+
     if game.state is not GameState.STOPPED:
         raise Conflict(f"**{game.name}** is {game.state.word}, so it can't be started now.")
     it = ctx.interaction
@@ -135,6 +137,8 @@ def stop(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to stop
     """
+    from chalicelib.lifecycle.players import online as players_online
+
     found = ctx.game(game)
     if found.state is not GameState.RUNNING:
         raise Conflict(f"**{found.name}** is {found.state.word}; only a running game can be stopped.")
@@ -157,6 +161,8 @@ def stop(ctx: Context, game: GameName) -> Reply:
 
 
 def _stop(ctx: Context, found: Game) -> Reply:
+    from chalicelib.lifecycle import begin_stop, reply_ref
+
     it = ctx.interaction
     begin_stop(
         ctx.lifecycle, found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"
