@@ -112,12 +112,9 @@ class Container:
 
     @cached_property
     def services(self) -> Services:
-        from chalicelib.access import AccessRecord, GrantRecord
         from chalicelib.commands import Services, registry
-        from chalicelib.games import GameRecord, GameStore
+        from chalicelib.games import GameStore
         from chalicelib.instances.images import ImageConfig
-        from chalicelib.jobs import InteractionRecord
-        from chalicelib.push import PushRecord
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
         return Services(
@@ -128,13 +125,24 @@ class Container:
             audit=AuditLog(),
             broker=self.broker,
             verifier=Verifier(self.broker, ImageConfig.of(self.settings)),
-            tenant_tables=(GameRecord, InteractionRecord, GrantRecord, AccessRecord, PushRecord),
+            tenant_tables=self.tenant_tables,
             hosting_account=self.hosting_account_id,
             access=lambda: self.access,
             push=lambda: self.push,
             lifecycle=lambda: self.lifecycle,
             gateways=lambda: self.gateways,
         )
+
+    @staticmethod
+    def tenant_tables() -> tuple[Any, ...]:
+        """Every table with rows per tenant, imported only when a tenant is removed (player access and
+        web push are packages a cold command does not otherwise load)."""
+        from chalicelib.access import AccessRecord, GrantRecord
+        from chalicelib.games import GameRecord
+        from chalicelib.jobs import InteractionRecord
+        from chalicelib.push import PushRecord
+
+        return (GameRecord, InteractionRecord, GrantRecord, AccessRecord, PushRecord)
 
     @cached_property
     def step_runner(self) -> StepRunner:

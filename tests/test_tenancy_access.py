@@ -183,7 +183,7 @@ def test_plan_command_shows_usage_against_limits_and_the_operator_sets_plans(
 
 def _rows(tenant_id: str) -> dict[str, int]:
     """Rows of `tenant_id` in every tenant-keyed table the app declares, plus tenants and audit."""
-    models = {*container().services.tenant_tables, TenantRecord, AuditRecord}
+    models = {*container().services.tenant_tables(), TenantRecord, AuditRecord}
     return {m.Meta.table_name: sum(1 for _ in m.query(tenant_id)) for m in models}
 
 

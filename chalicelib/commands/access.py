@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from chalicelib.access import AccessPolicy, Grant
 from chalicelib.commands.catalogue import jobs, registry
 from chalicelib.commands.context import Context
 from chalicelib.commands.games_catalogue import join_notes
@@ -28,6 +27,9 @@ from chalicelib.discord import (
 )
 from chalicelib.errors import ValidationError
 from chalicelib.games import GameState
+
+if TYPE_CHECKING:
+    from chalicelib.access import Grant
 
 __all__ = ["addguestip", "addip", "addip_push", "confirm_push", "ip", "ipsettings"]
 
@@ -218,6 +220,8 @@ def ipsettings(
         max_grants: Most addresses let in at once; guests, then the oldest, make room (default 200)
         guest_link_uses: Default number of addresses one guest link may let in (default 10)
     """
+    from chalicelib.access import AccessPolicy
+
     store = ctx.services.access().grants
     current = store.policy(ctx.tenant_id)
     changes = {

@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from chalicelib.access import AccessEntry, Revoked
 from chalicelib.commands.catalogue import registry
 from chalicelib.commands.context import Context
 from chalicelib.discord import (
@@ -29,6 +28,9 @@ from chalicelib.discord import (
     Update,
 )
 from chalicelib.errors import ValidationError
+
+if TYPE_CHECKING:
+    from chalicelib.access import AccessEntry, Revoked
 
 __all__ = ["access", "access_everything", "access_page", "access_revoke", "access_sure", "revokeip"]
 

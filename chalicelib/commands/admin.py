@@ -133,7 +133,7 @@ def remove_tenant(ctx: Context) -> Update:
         stage=ctx.services.settings.stage,
         hosting=hosting,
     )
-    counts = purge_tenant(tenant_id, ctx.services.tenant_tables)
+    counts = purge_tenant(tenant_id, ctx.services.tenant_tables())
     ctx.services.broker.forget(tenant_id)
     ctx.services.tenants.get(tenant_id)  # refresh the cache: the tenant is gone
     removed = sum(counts.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, TypeAlias
 
 from chalicelib.discord import Autocomplete, CommandRegistry, Length
-from chalicelib.jobs import JobRegistry
+from chalicelib.jobs.handlers import JobRegistry  # the registry alone: not the ledger, queue or runner
 
 __all__ = ["GameName", "jobs", "registry"]
 

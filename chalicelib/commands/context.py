@@ -7,18 +7,23 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.access import AccessService
-from chalicelib.config import Settings
-from chalicelib.discord import CommandRegistry, Interaction, InteractionType, Level
+from chalicelib.discord import Interaction, InteractionType
 from chalicelib.errors import NotFound, NotSetUp
-from chalicelib.games import Game, GameStore, check_name
-from chalicelib.instances import TenantGateways
-from chalicelib.jobs import JobMessage
-from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore, Verifier, level_of
+from chalicelib.games import check_name
+from chalicelib.tenancy.store import level_of
 
+# Only types from the services' packages: importing them would load player access, the AWS gateways and
+# the broker on every cold command, though most commands never touch them (bench/first_command.py).
 if TYPE_CHECKING:
+    from chalicelib.access import AccessService
+    from chalicelib.config import Settings
+    from chalicelib.discord import CommandRegistry, Level
+    from chalicelib.games import Game, GameStore
+    from chalicelib.instances import TenantGateways
+    from chalicelib.jobs import JobMessage
     from chalicelib.lifecycle import Lifecycle
     from chalicelib.push import PushService
+    from chalicelib.tenancy import AuditLog, CredentialsBroker, Tenant, TenantStore, Verifier
 
 __all__ = ["Context", "Services", "interaction_of_job"]
 
@@ -34,8 +39,9 @@ class Services:
     audit: AuditLog
     broker: CredentialsBroker
     verifier: Verifier
-    # Every table with rows per tenant (its partition key is the tenant id): purged on removal.
-    tenant_tables: tuple[Any, ...]
+    # Every table with rows per tenant (its partition key is the tenant id): purged on removal; imported
+    # on first use.
+    tenant_tables: Callable[[], tuple[Any, ...]]
     hosting_account: Callable[[], str]
     # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
     access: Callable[[], AccessService]

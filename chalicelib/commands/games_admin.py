@@ -7,7 +7,6 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import ActionRow, Button, ButtonStyle, Deferred, Job, Level, Reply, Update
 from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle import begin_backup, begin_delete, newest_complete, reply_ref
 
 __all__ = ["backupnow", "delete_confirmed", "deletegame", "latest_snapshot"]
 
@@ -19,6 +18,8 @@ def backupnow(ctx: Context, game: GameName) -> Reply | Deferred:
     Args:
         game: The game to back up
     """
+    from chalicelib.lifecycle import begin_backup, reply_ref
+
     found = ctx.game(game)
     if found.state is GameState.STOPPED:
         # Finding the snapshot asks EC2 (through the tenant's role): the jobs Lambda answers that.
@@ -36,6 +37,8 @@ def backupnow(ctx: Context, game: GameName) -> Reply | Deferred:
 @jobs.job("games.latest_snapshot")
 def latest_snapshot(ctx: Context, game: str) -> Reply:
     """A stopped game is its newest snapshot: say which one, and when it was taken."""
+    from chalicelib.lifecycle import newest_complete
+
     found = ctx.game(game)
     if found.state is not GameState.STOPPED:
         return Reply(
@@ -102,6 +105,8 @@ def deletegame(ctx: Context, game: GameName) -> Reply:
 @registry.route("games:delete", level=Level.ADMIN)
 def delete_confirmed(ctx: Context, *args: str) -> Update:
     """A /deletegame button: `games:delete:<game>[:all]`, the game looked up in the clicking guild."""
+    from chalicelib.lifecycle import begin_delete, reply_ref
+
     if not 1 <= len(args) <= 2 or args[1:] not in ((), ("all",)):
         raise ValidationError("That button isn't one gangway made; run `/deletegame` again.")
     found = ctx.game(args[0])

@@ -17,15 +17,6 @@ from chalicelib.commands.context import Context
 from chalicelib.discord import Deferred, Embed, EmbedField, Job, Length, Level, Range, Reply
 from chalicelib.errors import Conflict, UserError, ValidationError
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle.tools import (
-    AgentRefused,
-    AgentSilent,
-    ask_and_wait,
-    close_ports,
-    open_ports,
-    parse_ports,
-    tool_request_id,
-)
 from chalicelib.tenancy import plan_named
 
 __all__ = [
@@ -90,6 +81,8 @@ def openport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred:
         game: The game whose ports to open
         ports: One or more, e.g. udp:2456-2458 tcp:27015
     """
+    from chalicelib.lifecycle.tools import open_ports, parse_ports
+
     found = ctx.game(game)
     wanted = parse_ports(ports)
     after = open_ports(found, wanted)
@@ -107,6 +100,8 @@ def closeport(ctx: Context, game: GameName, ports: PortList) -> Reply | Deferred
         game: The game whose ports to close
         ports: One or more, e.g. udp:2456-2458 tcp:27015
     """
+    from chalicelib.lifecycle.tools import close_ports, parse_ports
+
     found = ctx.game(game)
     wanted = parse_ports(ports)
     after = close_ports(found, wanted)
@@ -148,6 +143,7 @@ def _filter_running(ctx: Context, game: Game) -> tuple[str, bool]:
     Returns what to tell the admin, and whether the agent confirmed.
     """
     from chalicelib.access.agent_events import firewall_ports
+    from chalicelib.lifecycle.tools import AgentRefused, AgentSilent, ask_and_wait, tool_request_id
 
     request = ctx.services.access().full_sync(ctx.tenant_id, int(time.time()), ports=firewall_ports(game))
     try:
@@ -236,6 +232,8 @@ def files(ctx: Context, game: GameName) -> Deferred:
 @jobs.job("games.files", secret=True)
 def files_login(ctx: Context, game: str, seal: str = "") -> Reply:
     """Ask the agent for one-time SFTP credentials and show them privately."""
+    from chalicelib.lifecycle.tools import ask_and_wait, tool_request_id
+
     found = _running(ctx, game, "its files can be opened")
     body: dict[str, object] = {"ttl_s": SFTP_TTL_SECONDS}
     if found.resources.address:
@@ -348,6 +346,8 @@ def extenddisk(ctx: Context, game: GameName, size_gb: Annotated[int, Range(1, 16
 @jobs.job("games.extenddisk")
 def extenddisk_online(ctx: Context, game: str, size_gb: int) -> Reply:
     """ModifyVolume on the running game's data volume, wait for EBS, then the agent grows the filesystem."""
+    from chalicelib.lifecycle.tools import AgentRefused, AgentSilent, ask_and_wait, tool_request_id
+
     found = _running(ctx, game, "its disk can be grown online")
     ec2 = ctx.services.gateways().ec2(found, actor=ctx.interaction.user_id, purpose="extenddisk")
     volume = found.resources.volume_id or ""

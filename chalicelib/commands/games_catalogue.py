@@ -18,8 +18,6 @@ from chalicelib.discord import Autocomplete, Choice, Choices, Length, Level, Mod
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games import Game, GameState, SettingChanges, check_name
 from chalicelib.games.cost import NoPrice, estimate
-from chalicelib.lifecycle import begin_backup, begin_create, reply_ref
-from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Tenant, Usage, plan_named
 
 __all__ = [
@@ -120,6 +118,8 @@ def create_from_catalogue(ctx: Context, game_id: str) -> tuple[Game, str]:
         ValidationError / NotFound / Conflict: a bad name or value, an unknown entry, a taken name;
             nothing is created.
     """
+    from chalicelib.lifecycle import begin_create, reply_ref
+
     found = _find(game_id)
     fields = ctx.interaction.fields
     name = check_name(str(fields.get("name", "")).strip().lower())
@@ -225,6 +225,8 @@ def updategame(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to update
     """
+    from chalicelib.lifecycle import begin_backup, reply_ref
+
     found = ctx.game(game)
     kind = _kind(found)
     if kind is None:
@@ -292,6 +294,8 @@ def how_to_join(ctx: Context, name: str) -> Reply:
 
 def player_names(game: Game) -> str | None:
     """Who is on a running game, by name, where its query protocol gives names and the count is fresh."""
+    from chalicelib.lifecycle.players import online as players_online
+
     if game.player_names is None or players_online(game) is None:
         return None
     return ", ".join(game.player_names) if game.player_names else "nobody"

@@ -18,7 +18,6 @@ from chalicelib.config import Settings
 from chalicelib.discord import Level, Range, Reply
 from chalicelib.errors import Conflict
 from chalicelib.games import Game, GameState
-from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, idle_after, reply_ref
 
 __all__ = ["editgame", "idle_words"]
 
@@ -33,6 +32,8 @@ def editgame(
         game: The game to edit
         idle_minutes: Only set how long it may run without players before it shuts down (default 30)
     """
+    from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, reply_ref
+
     found = ctx.game(game)
     if idle_minutes is not None:
         changed = ctx.services.games.change(ctx.tenant_id, found.name, idle_minutes=idle_minutes)
@@ -60,6 +61,8 @@ def editgame(
 
 def idle_words(game: Game, settings: Settings) -> str:
     """When the game shuts down without players, in words (its own minutes, else the stage's default)."""
+    from chalicelib.lifecycle import idle_after
+
     warn, stop = idle_after(game, settings)
     default = " (the default)" if game.settings.idle_minutes is None else ""
     return (

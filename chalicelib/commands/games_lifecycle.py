@@ -23,8 +23,6 @@ from chalicelib.discord import (
 from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameSettings, GameState, check_name
 from chalicelib.games.cost import price_table
-from chalicelib.lifecycle import begin_create, begin_start, begin_stop, reply_ref
-from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Usage, plan_named
 
 __all__ = ["create_game", "newgame", "start", "stop", "stop_cancelled", "stop_confirmed"]
@@ -68,6 +66,8 @@ def newgame(
 @registry.route("games:create", level=Level.ADMIN)
 def create_game(ctx: Context, *args: str) -> Reply:
     """The /newgame form was submitted (`games:create[:<catalogue id>]`)."""
+    from chalicelib.lifecycle import begin_create, reply_ref
+
     if len(args) > 1:
         raise ValidationError("That form isn't one gangway made; run `/newgame` again.")
     if args:
@@ -137,6 +137,8 @@ def start_picked(ctx: Context) -> Update:
 
 
 def _start(ctx: Context, game: Game) -> Reply:
+    from chalicelib.lifecycle import begin_start, reply_ref
+
     if game.state is not GameState.STOPPED:
         raise Conflict(f"**{game.name}** is {game.state.word}, so it can't be started now.")
     it = ctx.interaction
@@ -153,6 +155,8 @@ def stop(ctx: Context, game: GameName) -> Reply:
     Args:
         game: The game to stop
     """
+    from chalicelib.lifecycle.players import online as players_online
+
     found = ctx.game(game)
     if found.state is not GameState.RUNNING:
         raise Conflict(f"**{found.name}** is {found.state.word}; only a running game can be stopped.")
@@ -175,6 +179,8 @@ def stop(ctx: Context, game: GameName) -> Reply:
 
 
 def _stop(ctx: Context, found: Game) -> Reply:
+    from chalicelib.lifecycle import begin_stop, reply_ref
+
     it = ctx.interaction
     begin_stop(
         ctx.lifecycle, found, reply=reply_ref(it.application_id, it.token), reason=f"/stop by <@{it.user_id}>"

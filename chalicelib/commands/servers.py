@@ -14,7 +14,6 @@ from chalicelib.discord import Choice, Choices, Deferred, Embed, EmbedField, Job
 from chalicelib.games import Game, GameState
 from chalicelib.games.cost import NoPrice, estimate
 from chalicelib.instances import dns_name
-from chalicelib.lifecycle.players import online as players_online
 from chalicelib.tenancy import Tenant
 
 __all__ = ["games", "status"]
@@ -70,6 +69,8 @@ def _state(game: Game) -> str:
 
 
 def _details(game: Game, tenant: Tenant, settings: Settings) -> Embed:
+    from chalicelib.lifecycle.players import online as players_online
+
     fields = [
         EmbedField(name="Status", value=_state(game), inline=True),
         EmbedField(name="Created", value=_ts(game.created_at), inline=True),
