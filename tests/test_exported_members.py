@@ -65,6 +65,7 @@ SURFACES = {
     "chalicelib.tenancy": {
         "PLANS",
         "REGIONS",
+        "TENANT_TAG",
         "AuditEntry",
         "AuditLog",
         "AuditRecord",
