@@ -461,7 +461,12 @@ def _iam_request_class() -> Any:
             # A hosting-role session: its tag conditions decide, as in IAM (devstack/iam_conditions.py).
             policies = [json.loads(p) if isinstance(p, str) else p for p in key.collect_policies()]
             found = request_resources(
-                self._action, self._data, self._body, region=self._region, account=self.account_id
+                self._action,
+                self._data,
+                self._body,
+                region=self._region,
+                account=self.account_id,
+                path=self._path,
             )
             if not decide(policies, self._action, found, session_tags(key._access_key_id)):
                 self._raise_access_denied()

@@ -21,7 +21,8 @@ this module decides instead, with AWS's semantics for what gangway relies on:
 - StringEquals, StringNotEquals, StringLike, StringNotLike (with `IfExists`) and Null; a missing key fails
   a String test, as in IAM. Any other operator is refused (denies), so a policy cannot silently pass here.
 
-A service whose requests name no resource here (IoT, STS) is matched on action and conditions only,
+A request naming no resource this module reads (IoT's certificate calls, STS) is matched on action and
+conditions only,
 as `devstack.iam._plain` does for moto; a request that names no resource is checked as `*`.
 Sources: IAM User Guide, "IAM JSON policy elements: Condition operators", "Policy variables",
 "Controlling access to AWS resources using tags"; EC2 User Guide, "Grant permission to tag resources
@@ -233,10 +234,15 @@ _EC2_CREATES: Final = {
 
 
 def request_resources(
-    action: str, data: Mapping[str, Any], body: bytes, *, region: str, account: str
+    action: str, data: Mapping[str, Any], body: bytes, *, region: str, account: str, path: str = ""
 ) -> list[Resource]:
     """The resources a request acts on, each with its context (empty: the request names none)."""
     service, _, name = action.partition(":")
+    if service == "iot":
+        # IoT's REST paths name a thing (`/things/{thingName}[/principals]`); other IoT requests name
+        # nothing this fake checks (certificates have generated ids, as deploy/policy.py says).
+        thing = re.match(r"^/things/([^/?]+)", path)
+        return [Resource(f"arn:aws:iot:{region}:{account}:thing/{thing.group(1)}")] if thing else []
     if service == "ec2":
         return _ec2_resources(name, _flat(data), region, account)
     if service in ("logs", "ssm"):
@@ -305,7 +311,7 @@ def _logs_resources(params: Mapping[str, Any], name: str, region: str, account: 
 
 
 def _ssm_resources(params: Mapping[str, Any], region: str, account: str) -> list[Resource]:
-    named = next((params[k] for k in ("Names", "Name", "Path", "ResourceId") if params.get(k)), [])
+    named: Any = next((params[k] for k in ("Names", "Name", "Path", "ResourceId") if params.get(k)), [])
     out = []
     for raw in _as_list(named):
         path = str(raw) if str(raw).startswith("/") else "/" + str(raw)
