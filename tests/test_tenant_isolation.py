@@ -143,6 +143,8 @@ def _refused(call: Any, *args: Any, **kwargs: Any) -> str:
         # IAM's refusal: EC2 says UnauthorizedOperation, query services AccessDenied, JSON ones a 403.
         status = exc.response["ResponseMetadata"].get("HTTPStatusCode")
         return "AccessDenied" if status == 403 else str(exc.response["Error"]["Code"])
+    except Exception as exc:  # e.g. the emulator failing on a call IAM should have refused first
+        return type(exc).__name__
     raise AssertionError(f"{getattr(call, '__name__', call)} went through for another tenant")
 
 
@@ -270,9 +272,9 @@ def test_a_hosted_tenants_credentials_cannot_touch_another_hosted_tenants_resour
         try:
             code = _refused(call, **kwargs)
         except AssertionError:
-            crossed.append(what)
-            continue
-        assert code in ("AccessDenied", "UnauthorizedOperation", "AccessDeniedException"), (what, code)
+            code = "went through"
+        if code not in ("AccessDenied", "UnauthorizedOperation", "AccessDeniedException"):
+            crossed.append(f"{what} ({code})")
     assert crossed == [], f"tenant A's credentials could: {crossed}"
     # B's resources are all still there, untouched.
     admin = container().client("ec2")
