@@ -13,9 +13,9 @@ this module decides instead, with AWS's semantics for what gangway relies on:
 - every resource the request names (EC2 instances, volumes, snapshots, security groups, images,
   subnets, VPCs; a CloudWatch Logs group; SSM parameters) must be allowed by some statement whose action,
   resource ARN and conditions all match it, and no Deny may match;
-- a created resource's context is the request's tags for its type (`aws:RequestTag/…`, from
-  TagSpecifications or a Logs `tags` map) and `ec2:CreateAction`; an existing one's is its tags in the
-  emulator (`aws:ResourceTag/…`, `ec2:ResourceTag/…`);
+- `aws:RequestTag/…` is the request's tags (every TagSpecification's, or a Logs `tags` map), the same
+  for each resource of the request, as in IAM; an existing resource also has its tags in the emulator
+  (`aws:ResourceTag/…`, `ec2:ResourceTag/…`), a created one `ec2:CreateAction` and no resource tags;
 - `aws:PrincipalTag/…` is the session's tags from AssumeRole, and `${aws:PrincipalTag/…}` in a Resource or
   a condition value is replaced by it (a missing tag makes the statement not match, as in IAM);
 - StringEquals, StringNotEquals, StringLike, StringNotLike (with `IfExists`) and Null; a missing key fails
@@ -60,9 +60,9 @@ class Resource:
     """One resource a request acts on: its ARN and its condition context."""
 
     arn: str
-    tags: Mapping[str, str] = field(default_factory=dict)  # existing resource's tags
-    request_tags: Mapping[str, str] | None = None  # set for a resource this request creates
-    create_action: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)  # an existing resource's tags
+    request_tags: Mapping[str, str] = field(default_factory=dict)  # the request's, for each resource
+    create_action: str | None = None  # set for a resource this request creates (it has no tags yet)
 
 
 def session_tags(access_key_id: str) -> dict[str, str]:
@@ -159,9 +159,9 @@ def _context(key: str, resource: Resource, principal: Mapping[str, str]) -> str 
     if kind == "aws:PrincipalTag":
         return principal.get(name)
     if kind in ("aws:ResourceTag", "ec2:ResourceTag"):
-        return None if resource.request_tags is not None else resource.tags.get(name)
+        return None if resource.create_action else resource.tags.get(name)
     if kind == "aws:RequestTag":
-        return (resource.request_tags or {}).get(name)
+        return resource.request_tags.get(name)
     if key == "ec2:CreateAction":
         return resource.create_action
     return None
@@ -269,13 +269,6 @@ def _ec2_resources(name: str, params: dict[str, str], region: str, account: str)
     from moto.ec2.models import ec2_backends
 
     tags = ec2_backends[account][region].tags
-    out: list[Resource] = []
-    for key, value in params.items():
-        base = re.sub(r"\.\d+$", "", key)
-        kind = _EC2_PARAMS.get(base)
-        if kind is None or (name == "CreateSnapshot" and kind == "snapshot"):
-            continue
-        out.append(Resource(_ec2_arn(kind, value, region, account), dict(tags.get(value, {}))))
     requested: dict[str, dict[str, str]] = {}
     for key, value in params.items():
         m = re.fullmatch(r"TagSpecification\.(\d+)\.ResourceType", key)
@@ -286,16 +279,20 @@ def _ec2_resources(name: str, params: dict[str, str], region: str, account: str)
                 for k in params
                 if re.fullmatch(rf"TagSpecification\.{n}\.Tag\.\d+\.Key", k)
             }
+    request_tags = {k: v for spec in requested.values() for k, v in spec.items()}
+    out: list[Resource] = []
+    for key, value in params.items():
+        base = re.sub(r"\.\d+$", "", key)
+        kind = _EC2_PARAMS.get(base)
+        if kind is None or (name == "CreateSnapshot" and kind == "snapshot"):
+            continue
+        arn = _ec2_arn(kind, value, region, account)
+        out.append(Resource(arn, dict(tags.get(value, {})), request_tags=request_tags))
     for kind in _EC2_CREATES.get(name, ()):
         if kind == "volume" and name == "RunInstances" and "volume" not in requested:
             continue  # the root volume goes with the instance; gangway tags its data volume itself
-        out.append(
-            Resource(
-                _ec2_arn(kind, "new", region, account),
-                request_tags=requested.get(kind, {}),
-                create_action=name,
-            )
-        )
+        arn = _ec2_arn(kind, "new", region, account)
+        out.append(Resource(arn, request_tags=request_tags, create_action=name))
     return out
 
 

@@ -339,6 +339,7 @@ def test_each_function_reads_only_the_parameters_it_needs_by_arn(template: dict[
         "JobsRole": {"ipauth-keys", "discord-bot-token"},
         "StepsRole": {"ipauth-keys", "vapid-keys", "discord-bot-token"},
         "AgentEventsRole": {"discord-bot-token"},
+        "HostingRole": set(),  # the public Debian image parameter alone
     }
     assert set(SECURE_PARAMETERS) == {"ipauth-keys", "vapid-keys", "vapid-public", "discord-bot-token"}
     settings = Settings.from_env({"GANGWAY_STAGE": STAGE})
