@@ -58,9 +58,11 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 # On by default in `make run` and the tests; `GANGWAY_ENFORCE_IAM=0` turns it off (the app finds the
 # identities through SOURCE).
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
-# "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
-# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
+# "<function>:<action>" (e.g. "jobs:states:StartExecution"): that function's user is made without that
+# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py); "hosting:<action>"
+# takes it from the hosting role the broker assumes for hosted tenants.
 DROP_ENV: Final = "GANGWAY_IAM_DROP"
+HOSTING: Final = "hosting"
 SOURCE: Final = "devstack.iam:current_credentials"
 ACCOUNT: Final = "123456789012"  # moto's default account
 
@@ -163,6 +165,9 @@ def hosting_role_policy(stage: str) -> dict[str, Any]:
     from deploy.policy import scope_policy
 
     doc = scope_policy(json.loads((ROOT / "policies" / "hosting-role.json").read_text()), stage)
+    function, action = _dropped()
+    if function == HOSTING:
+        doc = _without(doc, action)
     for stmt in doc["Statement"]:
         res = stmt.get("Resource")
         if res is not None:
@@ -197,11 +202,16 @@ def function_policies(stage: str) -> dict[str, dict[str, Any]]:
     for name, cfg in Stage.load("local").functions.items():
         doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
         out[name] = _plain(scope_policy(doc, stage))
-    drop = os.environ.get(DROP_ENV, "").strip()
-    if drop:
-        function, _, action = drop.partition(":")
+    function, action = _dropped()
+    if function and function != HOSTING:
         out[function] = _without(out[function], action)
     return out
+
+
+def _dropped() -> tuple[str, str]:
+    """GANGWAY_IAM_DROP's (function or `hosting`, action), or empty strings."""
+    function, _, action = os.environ.get(DROP_ENV, "").strip().partition(":")
+    return function, action
 
 
 def _without(doc: Mapping[str, Any], action: str) -> dict[str, Any]:
