@@ -57,6 +57,9 @@ class Settings:
     # CloudFormation's quick-create link finds the customer role template (an S3 https URL in AWS).
     hosting_account_id: str = ""
     customer_template_url: str = ""
+    # The role the broker assumes for a tenant hosted in gangway's own account, tagged with the tenant
+    # (tenancy/broker.py); empty only where no such role exists, and then the function's own credentials.
+    hosting_role_arn: str = ""
     games_table: str = "gangway-games"
     interactions_table: str = "gangway-interactions"
     jobs_queue: str = "gangway-jobs"
@@ -156,6 +159,7 @@ class Settings:
             audit_table=e.get("AUDIT_TABLE", cls.audit_table),
             hosting_account_id=e.get("HOSTING_ACCOUNT_ID", ""),
             customer_template_url=e.get("CUSTOMER_TEMPLATE_URL", ""),
+            hosting_role_arn=e.get("HOSTING_ROLE_ARN", ""),
             games_table=e.get("GAMES_TABLE", cls.games_table),
             interactions_table=e.get("INTERACTIONS_TABLE", cls.interactions_table),
             jobs_queue=e.get("JOBS_QUEUE", cls.jobs_queue),

@@ -280,6 +280,7 @@ class Container:
         return CredentialsBroker(
             sts=lambda: self.client("sts"),
             hosting_session=self.new_session,
+            hosting_role_arn=self.settings.hosting_role_arn,
             audit=AuditLog(),
             endpoint_url=self.settings.aws_endpoint_url,
         )

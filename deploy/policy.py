@@ -82,8 +82,15 @@ _PSEUDO: Final = {
 _SCOPING_CONDITION_KEYS: Final = frozenset({"kms:ResourceAliases", "kms:RequestAlias"})
 # EC2 resources have generated ids: gangway's are the ones tagged `gangway` (every create call must
 # tag, every change needs the tag), and tags may be written only by those create calls.
+# The hosting role narrows further, to the session's own tenant (`gangway:tenant`, issue 15.5).
 _TAG_CONDITION_KEYS: Final = frozenset(
-    {"aws:ResourceTag/gangway", "aws:RequestTag/gangway", "ec2:CreateAction"}
+    {
+        "aws:ResourceTag/gangway",
+        "aws:RequestTag/gangway",
+        "ec2:CreateAction",
+        "aws:ResourceTag/gangway:tenant",
+        "aws:RequestTag/gangway:tenant",
+    }
 )
 # The tenancy broker assumes the role a customer's quick-create stack made (gangway-access-*) in
 # accounts gangway cannot know in advance; the per-tenant ExternalId guards it (DESIGN.md section 2).

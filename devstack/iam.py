@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from devstack.iam_conditions import STRICT_ROLES, decide, record_session_tags, request_resources, session_tags
+
 __all__ = [
     "BATCH_ACTIONS",
     "CURRENT_FUNCTION",
@@ -44,6 +46,8 @@ __all__ = [
     "enforce",
     "enforced",
     "function_policies",
+    "hosting_role_arn",
+    "hosting_role_policy",
     "identify_handlers",
     "instance_credentials",
     "instance_role_policy",
@@ -55,9 +59,11 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 # On by default in `make run` and the tests; `GANGWAY_ENFORCE_IAM=0` turns it off (the app finds the
 # identities through SOURCE).
 ENFORCE_ENV: Final = "GANGWAY_ENFORCE_IAM"
-# "<function>:<action>" (e.g. "steps:iot:DescribeEndpoint"): that function's user is made without that
-# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py).
+# "<function>:<action>" (e.g. "jobs:states:StartExecution"): that function's user is made without that
+# action, to prove a policy gap fails as AccessDenied (tests/test_iam_enforced.py); "hosting:<action>"
+# takes it from the hosting role the broker assumes for hosted tenants.
 DROP_ENV: Final = "GANGWAY_IAM_DROP"
+HOSTING: Final = "hosting"
 SOURCE: Final = "devstack.iam:current_credentials"
 ACCOUNT: Final = "123456789012"  # moto's default account
 
@@ -150,7 +156,48 @@ def deployed_names(stage: str) -> dict[str, str]:
         "VAPID_PARAMETER": secure_parameter(stage, "vapid-keys"),
         "VAPID_PUBLIC_PARAMETER": secure_parameter(stage, "vapid-public"),
         "IPAUTH_KEYS_PARAMETER": secure_parameter(stage, "ipauth-keys"),
+        "HOSTING_ROLE_ARN": hosting_role_arn(stage),
     }
+
+
+def hosting_role_arn(stage: str) -> str:
+    """The role the broker assumes for hosted tenants, as deploy/template/hosting.py names it."""
+    from deploy.template.hosting import hosting_role_name
+
+    return f"arn:aws:iam::{ACCOUNT}:role/{hosting_role_name(stage)}"
+
+
+def hosting_role_policy(stage: str) -> dict[str, Any]:
+    """`policies/hosting-role.json` as the template gives the hosting role, Fn::Sub resolved, its
+    conditions and ARN patterns kept: devstack/iam_conditions.py evaluates them as IAM does."""
+    from deploy.policy import scope_policy
+
+    doc = scope_policy(json.loads((ROOT / "policies" / "hosting-role.json").read_text()), stage)
+    function, action = _dropped()
+    if function == HOSTING:
+        doc = _without(doc, action)
+    for stmt in doc["Statement"]:
+        res = stmt.get("Resource")
+        if res is not None:
+            values = [_resolve(r) for r in (res if isinstance(res, list) else [res])]
+            stmt["Resource"] = values if isinstance(res, list) else values[0]
+    return doc
+
+
+def _create_hosting_role(iam: Any, stage: str, functions: Mapping[str, str]) -> None:
+    """The hosting role as the template makes it: trusting the functions whose policy may assume it
+    (AssumeRole and TagSession, with the tenant tag), with the tenant-scoped policy; moto's own checks
+    give way to devstack/iam_conditions.py for its sessions."""
+    from deploy.template.hosting import hosting_trust
+
+    name = hosting_role_arn(stage).rsplit("/", 1)[1]
+    principals = [f"arn:aws:iam::{ACCOUNT}:user/{user}" for user in functions.values()]
+    trust = hosting_trust(principals)
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(
+        RoleName=name, PolicyName="TenantScoped", PolicyDocument=json.dumps(hosting_role_policy(stage))
+    )
+    STRICT_ROLES.add(name)
 
 
 def function_policies(stage: str) -> dict[str, dict[str, Any]]:
@@ -163,11 +210,16 @@ def function_policies(stage: str) -> dict[str, dict[str, Any]]:
     for name, cfg in Stage.load("local").functions.items():
         doc = json.loads((ROOT / "policies" / Path(cfg["iam_policy_file"]).name).read_text())
         out[name] = _plain(scope_policy(doc, stage))
-    drop = os.environ.get(DROP_ENV, "").strip()
-    if drop:
-        function, _, action = drop.partition(":")
+    function, action = _dropped()
+    if function and function != HOSTING:
         out[function] = _without(out[function], action)
     return out
+
+
+def _dropped() -> tuple[str, str]:
+    """GANGWAY_IAM_DROP's (function or `hosting`, action), or empty strings."""
+    function, _, action = os.environ.get(DROP_ENV, "").strip().partition(":")
+    return function, action
 
 
 def _without(doc: Mapping[str, Any], action: str) -> dict[str, Any]:
@@ -326,10 +378,21 @@ def enforce(endpoint_url: str, region: str, stage: str) -> Identities:
         f"gangway-{stage}-admin",
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
     )
+    policies = function_policies(stage)
     functions = {
-        name: _user(iam, f"gangway-{stage}-{name}".replace("_", "-"), doc)
-        for name, doc in function_policies(stage).items()
+        name: _user(iam, f"gangway-{stage}-{name}".replace("_", "-"), doc) for name, doc in policies.items()
     }
+    from deploy.template.hosting import assumes_hosting_role
+
+    _create_hosting_role(
+        iam,
+        stage,
+        {
+            name: f"gangway-{stage}-{name}".replace("_", "-")
+            for name, doc in policies.items()
+            if assumes_hosting_role(doc)
+        },
+    )
     _workflows_identity(iam, stage)
     correct_moto_auth()
     _IDENTITIES.admin = admin
@@ -389,6 +452,7 @@ def correct_moto_auth() -> None:
 
     if getattr(access_control.IAMRequest, "gangway_corrected", False):
         return
+    record_session_tags()
     access_control.IAMRequest = _iam_request_class()  # type: ignore[misc]
     access_control.S3IAMRequest = _s3_request_class()  # type: ignore[misc]
 
@@ -414,7 +478,44 @@ def _iam_request_class() -> Any:
                 request.data = b""
             return request
 
+        def check_action_permitted(self, resource: str) -> None:
+            key = self._access_key
+            role = getattr(key, "_owner_role_name", None)
+            if role not in STRICT_ROLES or self._action == "sts:GetCallerIdentity":
+                super().check_action_permitted(resource)
+                return
+            # A hosting-role session: its tag conditions decide, as in IAM (devstack/iam_conditions.py).
+            policies = [json.loads(p) if isinstance(p, str) else p for p in key.collect_policies()]
+            found = request_resources(
+                self._action,
+                self._data,
+                self._body,
+                region=self._region,
+                account=self.account_id,
+                path=self._path,
+            )
+            if not decide(policies, self._action, found, session_tags(key._access_key_id)):
+                self._raise_access_denied()
+            if self._is_assuming_role_operation(resource) and not self._check_role_trust_relationship(
+                resource
+            ):
+                self._raise_access_denied()
+
         def _check_role_trust_relationship(self, role_arn: str) -> bool:
+            tagged = any(k.startswith("Tags.member.") for k in self._data)
+            if tagged and not self._trusts(role_arn, "sts:TagSession"):
+                return False  # IAM: session tags need sts:TagSession in the role's trust policy
+            return self._trusts(role_arn, self._action)
+
+        def _trusts(self, role_arn: str, action: str) -> bool:
+            saved = self._action
+            self._action = action
+            try:
+                return self._trusts_now(role_arn)
+            finally:
+                self._action = saved
+
+        def _trusts_now(self, role_arn: str) -> bool:
             if super()._check_role_trust_relationship(role_arn):
                 return True
             caller = str(self._access_key.arn).split(":")

@@ -81,6 +81,7 @@ SURFACES = {
     "chalicelib.tenancy": {
         "PLANS",
         "REGIONS",
+        "TENANT_TAG",
         "AuditEntry",
         "AuditLog",
         "AuditRecord",

@@ -2,14 +2,16 @@
 
 The suite itself runs with IAM enforced (tests/test_hosted_life_iam.py walks the whole life that way).
 That only proves something if a missing action fails: moto's authentication switch is process-wide, so
-this runs the life module in its own pytest process with `iot:DescribeEndpoint` taken from the steps
-function (GANGWAY_IAM_DROP, devstack/iam.py); the start's launch must then be refused as AccessDenied.
+this runs the life module in its own pytest process with `iot:DescribeEndpoint` taken from the hosting
+role the broker assumes for a hosted tenant's instance identity (GANGWAY_IAM_DROP, devstack/iam.py); the
+start's launch must then be refused as AccessDenied, by the emulator's strict check of that role.
 Nothing here skips. About 40 s on a busy 2-core machine.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +39,11 @@ def _life(**extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_missing_action_fails_the_life_with_access_denied() -> None:
-    run = _life(**{DROP_ENV: "steps:iot:DescribeEndpoint"})
+    run = _life(**{DROP_ENV: "hosting:iot:DescribeEndpoint"})
     assert run.returncode == 1, run.stdout[-6000:] + run.stderr[-2000:]
     assert "1 failed" in run.stdout
-    assert "gangway-test-steps is not authorized to perform: iot:DescribeEndpoint" in run.stdout, run.stdout[
-        -6000:
-    ]
+    denied = re.search(
+        r"assumed-role/gangway-test-hosting/\S+ is not authorized to perform: iot:DescribeEndpoint",
+        run.stdout,
+    )
+    assert denied, run.stdout[-6000:]

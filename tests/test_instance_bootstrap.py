@@ -344,10 +344,14 @@ def test_the_game_log_sink_in_the_rendered_config_ships_to_cloudwatch(
     create_game(harness, "valheim")
     game = game_row(tenant, "valheim")
     stage = container().settings.stage
-    # The backend's part, twice: idempotent, the retention set either way.
-    logs = container().gateways.logs(game, actor="test")
-    group = logs.ensure()
-    assert group == logs.ensure() == log_group(stage, tenant, "valheim")
+    # The backend's part (the steps function's, through the broker's hosting role), twice: idempotent,
+    # the retention set either way.
+    from devstack.iam import running_as
+
+    with running_as("steps"):
+        logs = container().gateways.logs(game, actor="test")
+        group = logs.ensure()
+        assert group == logs.ensure() == log_group(stage, tenant, "valheim")
     path = tmp_path / "agent.toml"
     path.write_text(agent_toml(replace(BOOT, tenant_id=tenant, log_group=group)))
     config = load(path)

@@ -16,6 +16,7 @@ from botocore.awsrequest import AWSResponse
 
 from chalicelib.commands.games_lifecycle import INSTANCE_TYPES
 from chalicelib.games import GameRecord, GameState
+from chalicelib.instances import tags_for
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running
@@ -218,7 +219,7 @@ def test_a_volume_kept_by_a_failed_stop_pins_the_launch_to_its_zone_and_is_reuse
         AvailabilityZone=zone,
         Size=12,
         TagSpecifications=[
-            {"ResourceType": "volume", "Tags": [{"Key": "gangway", "Value": f"{tenant}/vrising"}]}
+            {"ResourceType": "volume", "Tags": tags_for(tenant, "vrising", "data")}  # as gangway tags it
         ],
     )["VolumeId"]
     _set(tenant, "vrising", volume_id=kept, zone=zone)

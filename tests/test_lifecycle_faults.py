@@ -15,6 +15,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.games import GameRecord, GameState
+from chalicelib.instances import tags_for
 from chalicelib.wiring import container
 from tests.helpers import Harness
 from tests.lifecycle_helpers import create_game, ec2_of, game_row, pump_steps, start_until_running, stop_reply
@@ -46,7 +47,7 @@ def _with_snapshot(guild: str, name: str) -> str:
     snap = ec2.create_snapshot(
         VolumeId=volume,
         TagSpecifications=[
-            {"ResourceType": "snapshot", "Tags": [{"Key": "gangway", "Value": f"{guild}/{name}"}]}
+            {"ResourceType": "snapshot", "Tags": tags_for(guild, name, "data")}  # as gangway tags it
         ],
     )["SnapshotId"]
     ec2.delete_volume(VolumeId=volume)

@@ -271,7 +271,9 @@ def _backup(info: dict[str, Any], admin: DiscordUser, guild: str) -> str:
 
 
 def _data_snapshot(info: dict[str, Any], guild: str, volume: str) -> str:
-    tags = [{"Key": "gangway", "Value": f"{guild}/valheim"}, {"Key": "gangway:role", "Value": "data"}]
+    from chalicelib.instances import tags_for
+
+    tags = tags_for(guild, "valheim", "data")  # as gangway tags a data snapshot
     made = stack_aws(info, "ec2").create_snapshot(
         VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}]
     )

@@ -7,8 +7,10 @@ called (an attribute named like an operation of a service the module talks to, o
 and `CALLS` below says which functions run each one and in whose account. Then:
 
 - a call found in the code but missing from `CALLS` fails (new code must say who runs it);
-- each function's `policies/<function>.json` must allow the action of every call it runs (hosting
-  tenants use the function's own role);
+- each function's `policies/<function>.json` must allow the action of every call it runs with its own
+  role; a call the broker makes for a hosted tenant (and every IoT identity call, made in gangway's
+  account) runs as the hosting role, so `policies/hosting-role.json` must allow it and the function
+  must be allowed to assume that role (issue 15.5);
 - a call made in the tenant's account must also be allowed by `policies/customer-role.yaml` (customer
   tenants use the role the broker assumes there).
 
@@ -50,17 +52,27 @@ _TENANT_STEPS_AND_JOBS: Final = frozenset({S, J})
 
 class Call:
     """Who runs one boto3 call, and in which accounts: made in the tenant's account (`tenant`), the
-    customer role must allow it; made with the function's own role (`hosting`), its policy must."""
+    customer role must allow it; made in gangway's account (`hosting`), the function's own policy must,
+    or, when the broker makes it for a tenant (`brokered`), the hosting role's."""
 
-    def __init__(self, handlers: Iterable[str], *, tenant: bool = False, hosting: bool = True) -> None:
+    def __init__(
+        self, handlers: Iterable[str], *, tenant: bool = False, hosting: bool = True, brokered: bool = False
+    ) -> None:
         self.handlers = frozenset(handlers)
         self.tenant = tenant
         self.hosting = hosting
+        self.brokered = brokered
 
 
 def _t(*handlers: str) -> Call:
-    """A call in the tenant's account: the hosting account's function role, or the customer role."""
-    return Call(handlers, tenant=True)
+    """A call in the tenant's account, through the broker: the hosting role, or the customer role."""
+    return Call(handlers, tenant=True, brokered=True)
+
+
+def _g(*handlers: str) -> Call:
+    """A call for a tenant in gangway's account, through the broker (the hosting role), whatever the
+    tenant's account (instances/identity.py: IoT identities live in gangway's)."""
+    return Call(handlers, brokered=True)
 
 
 def _c(*handlers: str) -> Call:
@@ -198,17 +210,17 @@ CALLS: Final[dict[str, tuple[tuple[str, ...], dict[str, Call]]]] = {
     "instances/identity.py": (
         ("ssm", "iot", "ec2", "sts"),
         {
-            "describe_endpoint": Call({S}),
-            "create_thing": Call({S}),
-            "create_keys_and_certificate": Call({S}),
-            "attach_policy": Call({S}),
-            "attach_thing_principal": Call({S}),
-            "list_thing_principals": Call({S, R}),
-            "detach_policy": Call({S, R}),
-            "detach_thing_principal": Call({S, R}),
-            "update_certificate": Call({S, R}),
-            "delete_certificate": Call({S, R}),
-            "delete_thing": Call({S, R}),
+            "describe_endpoint": _g(S),
+            "create_thing": _g(S),
+            "create_keys_and_certificate": _g(S),
+            "attach_policy": _g(S),
+            "attach_thing_principal": _g(S),
+            "list_thing_principals": _g(S, R),
+            "detach_policy": _g(S, R),
+            "detach_thing_principal": _g(S, R),
+            "update_certificate": _g(S, R),
+            "delete_certificate": _g(S, R),
+            "delete_thing": _g(S, R),
             "put_parameter": _t(S),
             "list_tags_for_resource": _t(S, R),
             "get_parameters_by_path": _t(S, R),
@@ -278,6 +290,11 @@ def allows(doc: Mapping[str, Any], action: str) -> bool:
     return False
 
 
+def hosting_role_policy() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((POLICIES / "hosting-role.json").read_text())
+    return doc
+
+
 def function_policy(handler: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((POLICIES / f"{handler}.json").read_text())
     return doc
@@ -287,19 +304,33 @@ def gaps(
     calls: Mapping[str, tuple[tuple[str, ...], Mapping[str, Call]]],
     policies: Mapping[str, Mapping[str, Any]],
     customer: Mapping[str, Any],
+    hosting: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Each call some function runs whose action its policy (or the customer role) does not allow."""
+    """Each call some function runs whose action its policy (or the hosting or customer role) does not
+    allow."""
+    from deploy.template.hosting import assumes_hosting_role
+
+    role = hosting_role_policy() if hosting is None else hosting
     out: list[str] = []
     for module, (services, methods) in sorted(calls.items()):
         for method, call in sorted(methods.items()):
             action = _action(services, method)
             if action in _ALWAYS_ALLOWED:
                 continue
-            out += [
-                f"{module} {method}: policies/{h}.json lacks {action}"
-                for h in sorted(call.handlers)
-                if call.hosting and not allows(policies[h], action)
-            ]
+            if call.hosting and call.brokered:
+                if not allows(role, action):
+                    out.append(f"{module} {method}: policies/hosting-role.json lacks {action}")
+                out += [
+                    f"{module} {method}: policies/{h}.json cannot assume the hosting role"
+                    for h in sorted(call.handlers)
+                    if not assumes_hosting_role(policies[h])
+                ]
+            elif call.hosting:
+                out += [
+                    f"{module} {method}: policies/{h}.json lacks {action}"
+                    for h in sorted(call.handlers)
+                    if not allows(policies[h], action)
+                ]
             if call.tenant and not allows(customer, action):
                 out.append(f"{module} {method}: policies/customer-role.yaml lacks {action}")
     return out
@@ -334,7 +365,7 @@ def test_every_function_policy_and_the_customer_role_allow_every_call_they_run()
 
 @pytest.mark.parametrize(
     ("handler", "action"),
-    [("jobs", "logs:DeleteLogGroup"), ("steps", "ec2:CreateSecurityGroup"), ("steps", "iot:CreateThing")],
+    [("jobs", "states:StartExecution"), ("steps", "sts:AssumeRole"), ("api_handler", "iot:Publish")],
 )
 def test_taking_one_needed_action_out_of_a_policy_fails_the_check(handler: str, action: str) -> None:
     policies = {h: function_policy(h) for h in HANDLERS}
@@ -344,6 +375,17 @@ def test_taking_one_needed_action_out_of_a_policy_fails_the_check(handler: str, 
         stmt["Action"] = [a for a in names if a != action] or ["none:Nothing"]
     problems = gaps(CALLS, {**policies, handler: cut}, customer_role_document())
     assert any(p.endswith(f"policies/{handler}.json lacks {action}") for p in problems), problems
+
+
+@pytest.mark.parametrize("action", ["logs:DeleteLogGroup", "ec2:CreateSecurityGroup", "iot:CreateThing"])
+def test_taking_one_needed_action_out_of_the_hosting_role_fails_the_check(action: str) -> None:
+    policies = {h: function_policy(h) for h in HANDLERS}
+    cut = hosting_role_policy()
+    for stmt in cut["Statement"]:
+        names = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        stmt["Action"] = [a for a in names if a != action] or ["none:Nothing"]
+    problems = gaps(CALLS, policies, customer_role_document(), cut)
+    assert any(p.endswith(f"policies/hosting-role.json lacks {action}") for p in problems), problems
 
 
 def test_taking_one_needed_action_out_of_the_customer_role_fails_the_check() -> None:

@@ -368,6 +368,7 @@ def test_each_function_reads_only_the_parameters_it_needs_by_arn(template: dict[
         "JobsRole": {"ipauth-keys", "discord-bot-token"},
         "StepsRole": {"ipauth-keys", "vapid-keys", "discord-bot-token"},
         "AgentEventsRole": {"discord-bot-token"},
+        "HostingRole": set(),  # the public Debian image parameter alone
     }
     assert set(SECURE_PARAMETERS) == {"ipauth-keys", "vapid-keys", "vapid-public", "discord-bot-token"}
     settings = Settings.from_env({"GANGWAY_STAGE": STAGE})
@@ -528,3 +529,46 @@ def test_a_resource_type_without_a_price_fails_the_cost(template: dict[str, Any]
     tpl = {"Resources": {**template["Resources"], "X": {"Type": "AWS::EC2::NatGateway", "Properties": {}}}}
     with pytest.raises(KeyError, match="NatGateway"):
         idle_cost(tpl)
+
+
+# -- the hosting role (issue 15.5) -------------------------------------------------------------------
+
+
+def test_the_hosting_role_is_trusted_by_the_functions_that_broker_and_they_hold_no_ec2_rights(
+    template: dict[str, Any],
+) -> None:
+    """Hosted tenants act through HostingRole, tagged with their tenant: only jobs, steps and the reaper
+    may assume it (and tag the session only with a tenant); every function is told its ARN; and no
+    function role may still touch EC2 itself (ec2_events only reads instances for its events)."""
+    resources = template["Resources"]
+    role = resources["HostingRole"]["Properties"]
+    assert role["RoleName"] == f"gangway-{STAGE}-hosting"
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Action"] for s in trust] == ["sts:AssumeRole", "sts:TagSession"]
+    for stmt in trust:
+        assert {p["Fn::GetAtt"][0] for p in stmt["Principal"]["AWS"]} == {
+            "JobsRole",
+            "StepsRole",
+            "ReaperRole",
+        }
+    assert trust[1]["Condition"] == {"StringLike": {"aws:RequestTag/gangway:tenant": "?*"}}
+    for name, fn in of_type(template, "AWS::Serverless::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["HOSTING_ROLE_ARN"] == {"Fn::GetAtt": ["HostingRole", "Arn"]}, name
+    ec2 = {
+        (name, action)
+        for name, r in of_type(template, "AWS::IAM::Role").items()
+        if name not in ("HostingRole", "InstanceRole")
+        for policy in r["Properties"].get("Policies", [])
+        for stmt in policy["PolicyDocument"]["Statement"]
+        for action in (stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]])
+        if action.startswith("ec2:")
+    }
+    assert ec2 == {("Ec2EventsRole", "ec2:DescribeInstances")}
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    tenant = "${aws:PrincipalTag/gangway:tenant}"
+    for stmt in statements:
+        if stmt["Sid"] == "Ec2ActOnlyOnTheTenantsResources":
+            assert stmt["Condition"] == {"StringEquals": {"aws:ResourceTag/gangway:tenant": tenant}}
+        if stmt["Sid"].endswith("OnlyTaggedWithTheTenant"):
+            assert stmt["Condition"] == {"StringEquals": {"aws:RequestTag/gangway:tenant": tenant}}

@@ -109,11 +109,26 @@ def test_a_refused_assume_role_is_audited_and_explained(emulator: Any) -> None:
     assert "Secret" not in json.dumps(entry.__dict__) and "Token" not in json.dumps(entry.__dict__)
 
 
-def test_hosting_tenants_use_the_hosting_credentials_and_are_audited_too(emulator: Any) -> None:
+def test_hosting_tenants_get_the_hosting_role_tagged_with_their_tenant_and_are_audited_too(
+    emulator: Any,
+) -> None:
+    """A hosted tenant's access is the hosting role, assumed by the function with the session tag
+    `gangway:tenant` (issue 15.5), not the function's own credentials."""
+    from devstack.iam import hosting_role_arn, running_as
+    from devstack.iam_conditions import session_tags
+
     tenant_id = snowflake()
     tenant, _ = STORE.ensure(tenant_id, created_by="1")
-    container().broker.access(tenant, purpose="games", actor="job").client("ec2").describe_volumes()
-    assert [e.action for e in AuditLog().recent(tenant_id)] == ["ec2:DescribeVolumes"]
+    with running_as("jobs"):
+        access = container().broker.access(tenant, purpose="games", actor="job")
+    access.client("ec2").describe_volumes()
+    sts = access.client("sts")
+    role = hosting_role_arn(container().settings.stage).rsplit("/", 1)[1]
+    assert f":assumed-role/{role}/gangway-games-{tenant_id}" in sts.get_caller_identity()["Arn"]
+    key = sts._request_signer._credentials.get_frozen_credentials().access_key
+    assert session_tags(key) == {"gangway:tenant": tenant_id}
+    actions = [e.action for e in AuditLog().recent(tenant_id)]
+    assert sorted(actions) == ["ec2:DescribeVolumes", "sts:AssumeRole", "sts:GetCallerIdentity"], actions
 
 
 def test_audit_shows_newest_first_and_pages_with_buttons(harness: Harness) -> None:

@@ -76,7 +76,10 @@ class GameLogs:
         try:
             logs = self._logs()
             with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-                logs.create_log_group(logGroupName=name)
+                # Tagged like everything gangway makes for a tenant (the hosting role requires it).
+                logs.create_log_group(
+                    logGroupName=name, tags={"gangway:tenant": self._tenant, "gangway:game": self._game}
+                )
             logs.put_retention_policy(logGroupName=name, retentionInDays=LOG_RETENTION_DAYS)
         except (BotoCoreError, ClientError, AccountUnreachable) as exc:
             log.warning("logs: no log group %s for %s/%s: %s", name, self._tenant, self._game, exc)

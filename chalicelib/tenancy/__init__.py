@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.tenancy.audit import AuditEntry, AuditLog
-from chalicelib.tenancy.broker import ClientHook, CredentialsBroker, TenantAccess
+from chalicelib.tenancy.broker import TENANT_TAG, ClientHook, CredentialsBroker, TenantAccess
 from chalicelib.tenancy.models import AuditRecord, TenantRecord
 from chalicelib.tenancy.onboarding import REGIONS, Verifier, VerifyResult, check_role_arn, quick_create_link
 from chalicelib.tenancy.plans import PLANS, Plan, Usage, plan_named
@@ -13,6 +13,7 @@ from chalicelib.tenancy.store import RoleKind, Tenant, TenantStore, level_of
 __all__ = [
     "PLANS",
     "REGIONS",
+    "TENANT_TAG",
     "AuditEntry",
     "AuditLog",
     "AuditRecord",

@@ -2,7 +2,12 @@
 
 Customer tenants get STS AssumeRole credentials for their role, with their ExternalId and a session
 name that names the purpose, cached per tenant and purpose until five minutes before they expire, so
-one STS call serves many operations in a warm Lambda. Hosting tenants use the Lambda's own
+one STS call serves many operations in a warm Lambda. Hosting tenants (in gangway's own account) get
+the hosting role (`HOSTING_ROLE_ARN`, deploy/template/hosting.py) assumed with the session tag
+`gangway:tenant=<tenant id>`: its policy (policies/hosting-role.json) lets a session touch only what
+carries that same tag or names that tenant, so no code path acting for one hosted tenant can reach
+another's instances, volumes, snapshots, groups, log groups or things (docs/security.md). Only a
+deployment without that role (`GANGWAY_ENFORCE_IAM=0` locally) falls back to the function's own
 credentials. Every client handed out records each call it makes in the audit log (botocore events),
 and every credential fetch is recorded too. Credentials are never logged.
 """
@@ -20,10 +25,12 @@ from chalicelib.instances import error_code
 from chalicelib.tenancy.audit import AuditLog
 from chalicelib.tenancy.store import Tenant
 
-__all__ = ["ClientHook", "CredentialsBroker", "TenantAccess"]
+__all__ = ["TENANT_TAG", "ClientHook", "CredentialsBroker", "TenantAccess"]
 
 REFRESH_MARGIN: Final = 300.0
 _SESSION_SECONDS: Final = 3600
+# The session tag the hosting role's policy compares with every resource's tag of the same key.
+TENANT_TAG: Final = "gangway:tenant"
 _RESOURCE_PARAMS: Final = (
     "InstanceIds",
     "InstanceId",
@@ -104,11 +111,13 @@ class CredentialsBroker:
         sts: Callable[[], Any],
         hosting_session: Callable[[], Any],
         audit: AuditLog,
+        hosting_role_arn: str = "",
         endpoint_url: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sts = sts
         self._hosting_session = hosting_session
+        self._hosting_role = hosting_role_arn
         self._audit = audit
         self._endpoint_url = endpoint_url
         self._clock = clock
@@ -122,15 +131,20 @@ class CredentialsBroker:
         Raises:
             AccountUnreachable: the tenant's role could not be assumed.
         """
-        if tenant.account_mode != "customer" or not tenant.role_arn:
+        if tenant.account_mode == "customer" and tenant.role_arn:
+            creds = self.credentials(
+                tenant.tenant_id,
+                role_arn=tenant.role_arn,
+                external_id=tenant.external_id or "",
+                purpose=purpose,
+                actor=actor,
+            )
+        elif self._hosting_role:
+            creds = self.credentials(
+                tenant.tenant_id, role_arn=self._hosting_role, external_id="", purpose=purpose, actor=actor
+            )
+        else:
             return self._access(tenant, purpose, actor, self._hosting_session(), tenant.region)
-        creds = self.credentials(
-            tenant.tenant_id,
-            role_arn=tenant.role_arn,
-            external_id=tenant.external_id or "",
-            purpose=purpose,
-            actor=actor,
-        )
         import boto3
 
         session = boto3.Session(
@@ -152,6 +166,9 @@ class CredentialsBroker:
     ) -> dict[str, str]:
         """Assumed-role credentials, from cache unless `fresh` or within 5 minutes of expiry.
 
+        The hosting role is assumed without an ExternalId (it trusts only gangway's functions) and with
+        the session tag `gangway:tenant`, which its policy matches against every resource's.
+
         Raises:
             AccountUnreachable: STS refused (wrong ExternalId, trust policy, deleted role).
         """
@@ -162,13 +179,18 @@ class CredentialsBroker:
         if hit is not None and not fresh and hit.expires_at - REFRESH_MARGIN > now:
             return hit.credentials
         session_name = f"gangway-{purpose}-{tenant_id}"[:64]
+        hosting = role_arn == self._hosting_role and bool(role_arn)
+        request: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": _SESSION_SECONDS,
+        }
+        if hosting:
+            request["Tags"] = [{"Key": TENANT_TAG, "Value": tenant_id}]
+        else:
+            request["ExternalId"] = external_id
         try:
-            answer = self._sts().assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=session_name,
-                ExternalId=external_id,
-                DurationSeconds=_SESSION_SECONDS,
-            )
+            answer = self._sts().assume_role(**request)
         except Exception as exc:
             code = error_code(exc, type(exc).__name__)
             self._audit.record(
@@ -179,6 +201,11 @@ class CredentialsBroker:
                 outcome=str(code),
                 purpose=purpose,
             )
+            if hosting:
+                raise AccountUnreachable(
+                    "gangway could not reach its own AWS account for this server just now. Nothing was "
+                    "changed; try again in a few minutes, and tell gangway's operators if it keeps happening."
+                ) from exc
             raise AccountUnreachable(
                 f"gangway could not assume `{role_arn}` ({code}). Check that the role still exists and "
                 "trusts gangway with this server's ExternalId; an admin can re-check it in `/setup`."

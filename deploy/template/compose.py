@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deploy.template.cfn import Json
 from deploy.template.functions import chalice_overrides, consumers_wait_for_their_queues
+from deploy.template.hosting import hosting_resources
 from deploy.template.iot import iot_resources
 from deploy.template.params import conditions, outputs, parameters
 from deploy.template.queues import queue_resources
@@ -38,6 +39,7 @@ def build(
     for part in (
         queue_resources(stage, handlers or {}),
         iot_resources(stage),
+        hosting_resources(stage, policies),
         site_resources(stage),
         workflow_resources(stage, workflows),
         chalice_overrides(stage, policies),

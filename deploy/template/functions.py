@@ -13,7 +13,8 @@ from pathlib import Path
 
 from deploy.package import LAYER_ZIP
 from deploy.policy import scope_policy
-from deploy.template.cfn import LOG_RETENTION_DAYS, Json, ref
+from deploy.template.cfn import LOG_RETENTION_DAYS, Json, att, ref
+from deploy.template.hosting import HOSTING_ROLE
 from deploy.template.keys import secure_parameter
 from deploy.template.site import customer_template_url
 from deploy.template.stage import Stage, queue_names, table_names
@@ -63,6 +64,8 @@ def chalice_overrides(stage: Stage, policies: Path) -> Json:
             "VAPID_PUBLIC_PARAMETER": secure_parameter(stage.name, "vapid-public"),
             "IPAUTH_KEYS_PARAMETER": secure_parameter(stage.name, "ipauth-keys"),
             "HOSTING_ACCOUNT_ID": ref("AWS::AccountId"),
+            # The broker assumes it, tagged with the tenant, for every hosted tenant (hosting.py).
+            "HOSTING_ROLE_ARN": att(HOSTING_ROLE, "Arn"),
             "IOT_DATA_ENDPOINT": ref("IotDataEndpoint"),
             "DISCORD_PUBLIC_KEY": ref("DiscordPublicKey"),
             "DISCORD_APPLICATION_ID": ref("DiscordApplicationId"),
