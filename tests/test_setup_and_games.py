@@ -62,6 +62,18 @@ def test_role_select_saves_roles_and_updates_the_message(harness: Harness) -> No
     assert tenant.main_role_ids == {MAIN_ROLE} and tenant.admin_role_ids == {ADMIN_ROLE}
 
 
+def test_a_role_select_value_that_is_no_role_id_is_refused_and_saves_nothing(harness: Harness) -> None:
+    """Found by `make fuzz`: `[""]` was saved as the main role, and the redrawn select then named a role
+    id Discord refuses (its default_values ids are snowflakes)."""
+    _setup(harness)
+    for values in ([""], ["role"], [MAIN_ROLE, "-1"]):
+        answer = harness.component("setup:main", values)
+        assert answer["type"] == CallbackType.CHANNEL_MESSAGE
+        assert "isn't one Discord sent" in answer["data"]["content"]
+    tenant = TenantStore(default_region="us-east-1").read(harness.user.who.guild_id or "")
+    assert tenant is not None and tenant.main_role_ids == {MAIN_ROLE}
+
+
 def test_setup_needs_manage_server(harness: Harness) -> None:
     _, answer = harness.command("setup", who=_member(harness, MAIN_ROLE))
     assert "Manage Server" in answer["data"]["content"]

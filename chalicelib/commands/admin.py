@@ -77,7 +77,7 @@ def choose_admin(ctx: Context) -> Update:
 
 def choose_roles(ctx: Context, kind: RoleKind) -> Update:
     """Save the chosen roles and redraw the settings message in place."""
-    tenant = ctx.services.tenants.set_roles(ctx.tenant_id, kind, ctx.interaction.values)
+    tenant = ctx.services.tenants.set_roles(ctx.tenant_id, kind, ctx.interaction.chosen_ids())
     note = f"✅ Saved the {kind} role."
     if tenant.roles_configured:
         note += " Setup is complete: members with these roles can now use gangway (`/help` shows how)."

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 from chalicelib.discord.payloads import ComponentType, InteractionType, OptionType
-from chalicelib.errors import BadRequest
+from chalicelib.errors import BadRequest, ValidationError
 
 __all__ = ["Interaction", "OptionValue", "parse_interaction"]
 
@@ -46,6 +46,17 @@ class Interaction:
     values: tuple[str, ...] = ()
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
     message_id: str | None = None
+
+    def chosen_ids(self) -> tuple[str, ...]:
+        """What a role, user or channel select sent: Discord sends ids (snowflakes) there, so anything
+        else is a request Discord did not make.
+
+        Raises:
+            ValidationError: a value that is not an id; nothing is saved.
+        """
+        if not all(_SNOWFLAKE.fullmatch(v) for v in self.values):
+            raise ValidationError("That choice isn't one Discord sent; pick it again from the list.")
+        return self.values
 
 
 def _snowflake(value: Any, what: str) -> str:
