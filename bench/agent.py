@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-RESULTS: Final = ROOT / "bench" / "results.json"
+sys.path.insert(0, str(ROOT))
+from bench.cold_start import write_results  # noqa: E402
+
 ROUND_TRIPS: Final = 200
 WARMUPS: Final = 20
 # The agent and every package its wheelhouse installs at run time (agent/requirements.lock, boto3 aside:
@@ -243,18 +245,7 @@ def main() -> int:
     if quick is not None:
         result.update(quick)
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    merged: dict[str, Any] = {}
-    if RESULTS.exists():
-        try:
-            loaded = json.loads(RESULTS.read_text())
-            merged = loaded if isinstance(loaded, dict) else {}
-        except json.JSONDecodeError:
-            merged = {}
-    merged["agent"] = result
-    tmp_file = RESULTS.with_suffix(".agent.tmp")
-    tmp_file.write_text(json.dumps(merged, indent=2) + "\n")
-    tmp_file.replace(RESULTS)
+    write_results({"agent": result})
     return 0
 
 

@@ -31,25 +31,13 @@ from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS: Final = ROOT / "bench" / "results.json"
+from bench.cold_start import write_results  # noqa: E402
+
 INSTANCE: Final = "i-0be0c4b00d0000001"
 TENANT: Final = "100000000000000042"
 GAME: Final = "bench"
 START_SH: Final = "#!/bin/sh\nexec sleep infinity\n"
 
-
-def _merge(result: dict[str, Any]) -> None:
-    merged: dict[str, Any] = {}
-    if RESULTS.exists():
-        try:
-            loaded = json.loads(RESULTS.read_text())
-            merged = loaded if isinstance(loaded, dict) else {}
-        except json.JSONDecodeError:
-            merged = {}
-    merged["first_boot"] = result
-    tmp = RESULTS.with_suffix(".first_boot.tmp")
-    tmp.write_text(json.dumps(merged, indent=2) + "\n")
-    tmp.replace(RESULTS)
 
 
 def _ready(events: queue.Queue[tuple[float, dict[str, Any]]], timeout: float) -> float:
@@ -153,7 +141,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="gangway-bench-boot-") as tmp:
             result = measure(Path(tmp))
     print(json.dumps(result, indent=2))
-    _merge(result)
+    write_results({"first_boot": result})
     return 0
 
 
