@@ -246,6 +246,8 @@ class EmulatorState:
 
     def __init__(self, *ignored_tables: str) -> None:
         self._ignored = set(ignored_tables)
+        _stop_running_workflows()
+
 
     def take(self) -> dict[str, str]:
         from moto.dynamodb.models import dynamodb_backends
@@ -274,3 +276,21 @@ class EmulatorState:
         new = [f"+ {after[k][:300]}" for k in after.keys() - before.keys()]
         changed = [f"~ {k}: {before[k]} → {after[k]}" for k in before.keys() & after.keys() if before[k] != after[k]]
         return gone + new + changed
+
+
+def _stop_running_workflows() -> None:
+    """Stop the workflows earlier tests of this session left running: moto's parser backend runs each
+    execution in a thread, and a step it takes during a door (a retry or timeout sending to the steps
+    queue) would read as a change the door's input made."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    for regions in list(stepfunctions_parser_backends.values()):
+        for backend in list(regions.values()):
+            for machine in list(backend.state_machines):
+                for execution in list(machine.executions):
+                    try:
+                        running = execution.status == "RUNNING"
+                    except AttributeError:  # the parser's execution before its worker gave it a status
+                        running = False
+                    if running:
+                        backend.stop_execution(execution.execution_arn)

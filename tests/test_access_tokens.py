@@ -241,10 +241,13 @@ SURFACES = {
         "MAX_MESSAGE_BYTES",
         "AgentEvent",
         "AgentEventRouter",
-        "BoundAgentEvents",
+        "AgentIntake",
         "AgentRequest",
+        "BatchResponse",
+        "BoundAgentEvents",
         "FirewallGrant",
         "FirewallPorts",
+        "IntakeRecord",
         "IotDataPublisher",
         "MqttPublisher",
         "Outgoing",
@@ -253,6 +256,7 @@ SURFACES = {
         "evt_topic",
         "firewall_sync",
         "parse_agent_event",
+        "tenant_of",
     },
 }
 

@@ -119,12 +119,16 @@ def test_every_table_exists_with_its_keys_indexes_and_billing(deployed: Deployed
 
 def test_every_queue_exists_and_redrives_to_its_dead_letter_queue(deployed: Deployed) -> None:
     sqs = deployed.client("sqs")
-    for props in resources(deployed.template, "AWS::SQS::Queue"):
+    queues = {k: r["Properties"] for k, r in deployed.template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
+    for props in queues.values():
         url = sqs.get_queue_url(QueueName=props["QueueName"])["QueueUrl"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         if "RedrivePolicy" in props:
             redrive = json.loads(attrs["RedrivePolicy"])
-            assert redrive["deadLetterTargetArn"].endswith(":" + props["QueueName"] + "-dlq")
+            # Its own `-dlq`, or (the agent intake) the agent-events queue's: one DLQ and alarm for both.
+            dlq = queues[props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]["QueueName"]
+            assert dlq.endswith("-dlq")
+            assert redrive["deadLetterTargetArn"].endswith(":" + dlq)
             assert int(redrive["maxReceiveCount"]) == props["RedrivePolicy"]["maxReceiveCount"]
             assert int(attrs["VisibilityTimeout"]) == props["VisibilityTimeout"]
 
@@ -215,7 +219,8 @@ def test_what_moto_skips_is_accepted_by_the_service_apis_with_the_stacks_names(d
         ruleName=rule["RuleName"], topicRulePayload=_camel(_resolve(rule["TopicRulePayload"], deployed))
     )
     action = iot.get_topic_rule(ruleName=rule["RuleName"])["rule"]["actions"][0]["sqs"]
-    assert action["queueUrl"].endswith(f"/gangway-{STAGE}-agent-events")
+    # The rule fills the intake queue; agent_intake re-sends each event to the fair agent-events queue.
+    assert action["queueUrl"].endswith(f"/gangway-{STAGE}-agent-intake")
     assert deployed.client("s3").get_bucket_encryption(Bucket=deployed.outputs["SiteBucketName"])
 
 
