@@ -6,6 +6,7 @@ without the policy, or one made INACTIVE get nothing (devstack/instance/iot_core
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,7 @@ def test_the_broker_trusts_what_the_emulator_issues_and_allows_only_what_the_pol
     with tls_mosquitto(tmp_path, pki) as broker:
         broker.authorize(allowed)
         time.sleep(0.5)  # mosquitto rereads its ACL on SIGHUP, asynchronously
+        _accepting(broker.plain_port)
         sub = Subscriber("127.0.0.1", broker.plain_port, f"gangway/{tenant}/+/evt")
         try:
             _publish(broker, pki, valheim, f"gangway/{tenant}/valheim/evt", tmp_path)
@@ -101,3 +103,15 @@ def test_without_a_booted_test_the_emulator_issues_as_moto_does(emulator: Emulat
 
     parsed = x509.load_pem_x509_certificate(cert["certificatePem"].encode())
     assert parsed.subject.rfc4514_string() == "CN=AWS IoT Certificate"
+
+
+def _accepting(port: int, timeout: float = 15.0) -> None:
+    """Wait until the broker takes connections again after its reload (slow on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the broker stopped taking connections on {port} after its reload")
+        time.sleep(0.1)
