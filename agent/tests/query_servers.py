@@ -18,6 +18,7 @@ import secrets
 import socket
 import struct
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -57,7 +58,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-class _Server:
+class _Server(ABC):
     """A socket served on a thread until ``close``."""
 
     def __init__(self, kind: int) -> None:
@@ -83,8 +84,9 @@ class _Server:
             except OSError:
                 return
 
+    @abstractmethod
     def serve_one(self) -> None:
-        raise NotImplementedError
+        """Answer one request on the socket (each responder speaks its game's wire format)."""
 
     def close(self) -> None:
         self._stop.set()
