@@ -1,4 +1,4 @@
-"""Presigned S3 URLs under IAM enforcement (devstack/iam.py correct_moto_auth): the signer's request, as in
+"""Presigned S3 URLs under IAM enforcement (devstack/iam_moto.py correct_moto_auth): the signer's request, as in
 AWS. moto refused every one with a 500 once enforcement was on, so an instance could not fetch its
 wheelhouse; now a good URL serves the object and a forged, expired or unpermitted one gets S3's 403."""
 

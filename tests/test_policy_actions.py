@@ -34,7 +34,8 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from devstack.iam import BATCH_ACTIONS, customer_role_document
+from devstack.iam import customer_role_document
+from devstack.iam_moto import BATCH_ACTIONS
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 POLICIES: Final = ROOT / "policies"
@@ -242,7 +243,7 @@ def _operations(service: str) -> dict[str, str]:
     """{client method: IAM action} for a boto3 service."""
     model = botocore.session.get_session().get_service_model(service)
     prefix = _IAM_PREFIX.get(service, model.endpoint_prefix)
-    # SQS's batch operations are authorised as their single action (devstack/iam.py BATCH_ACTIONS).
+    # SQS's batch operations are authorised as their single action (devstack/iam_moto.py BATCH_ACTIONS).
     return {
         xform_name(op): BATCH_ACTIONS.get(f"{prefix}:{op}", f"{prefix}:{op}") for op in model.operation_names
     }
