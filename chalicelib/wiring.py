@@ -18,6 +18,7 @@ from chalicelib.discord.verify import load_verify_key
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from pynamodb.models import Model
 
     from chalicelib.access import AccessService, IpAuthApi, TokenSealer
     from chalicelib.agents import AgentEvent, AgentIntake, BoundAgentEvents, Publisher
@@ -134,7 +135,7 @@ class Container:
         )
 
     @staticmethod
-    def tenant_tables() -> tuple[Any, ...]:
+    def tenant_tables() -> tuple[type[Model], ...]:
         """Every table with rows per tenant, imported only when a tenant is removed (player access and
         web push are packages a cold command does not otherwise load)."""
         from chalicelib.access import AccessRecord, GrantRecord

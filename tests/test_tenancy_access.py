@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from pynamodb.models import Model
 
 from chalicelib.access import Grant, GrantStore, LinkKind
 from chalicelib.discord import CallbackType
@@ -198,7 +199,7 @@ def test_plan_command_shows_usage_against_limits_and_the_operator_sets_plans(
 
 def _rows(tenant_id: str) -> dict[str, int]:
     """Rows of `tenant_id` in every tenant-keyed table the app declares, plus tenants and audit."""
-    models = {*container().services.tenant_tables(), TenantRecord, AuditRecord}
+    models: set[type[Model]] = {*container().services.tenant_tables(), TenantRecord, AuditRecord}
     return {m.Meta.table_name: sum(1 for _ in m.query(tenant_id)) for m in models}
 
 

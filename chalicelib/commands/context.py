@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chalicelib.discord import Interaction, InteractionType
 from chalicelib.errors import NotFound, NotSetUp
@@ -15,6 +15,8 @@ from chalicelib.tenancy.store import level_of
 # Only types from the services' packages: importing them would load player access, the AWS gateways and
 # the broker on every cold command, though most commands never touch them (bench/first_command.py).
 if TYPE_CHECKING:
+    from pynamodb.models import Model
+
     from chalicelib.access import AccessService
     from chalicelib.config import Settings
     from chalicelib.discord import CommandRegistry, Level
@@ -41,7 +43,7 @@ class Services:
     verifier: Verifier
     # Every table with rows per tenant (its partition key is the tenant id): purged on removal; imported
     # on first use.
-    tenant_tables: Callable[[], tuple[Any, ...]]
+    tenant_tables: Callable[[], tuple[type[Model], ...]]
     hosting_account: Callable[[], str]
     # Player access (chalicelib/access): links, grants and firewall sync; built on first use.
     access: Callable[[], AccessService]

@@ -7,21 +7,25 @@ and batch deletes, so the cost is the tenant's own rows only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.tenancy.models import AuditRecord, TenantRecord
+
+if TYPE_CHECKING:
+    from pynamodb.models import Model
 
 __all__ = ["purge_tenant"]
 
 
-def _keys(model: Any, tenant_id: str) -> list[Any]:
+def _keys(model: type[Model], tenant_id: str) -> list[Model]:
     return list(model.query(tenant_id, consistent_read=True))
 
 
-def purge_tenant(tenant_id: str, models: Iterable[Any]) -> dict[str, int]:
+def purge_tenant(tenant_id: str, models: Iterable[type[Model]]) -> dict[str, int]:
     """Delete the tenant's rows from `models`, then its audit rows and tenant row; counts by table."""
     counts: dict[str, int] = {}
-    for model in [*models, AuditRecord]:
+    tables: list[type[Model]] = [*models, AuditRecord]
+    for model in tables:
         rows = _keys(model, tenant_id)
         with model.batch_write() as batch:
             for row in rows:
