@@ -117,6 +117,36 @@ def test_without_its_own_minutes_a_game_gets_the_stages_idle_defaults(
     }
 
 
+def test_idle_default_gives_a_game_back_the_stages_time(
+    harness: Harness, tenant: str, short_idle: Settings
+) -> None:
+    create_game(harness, "quake")
+    harness.command("editgame", game="quake", idle_minutes=45)
+    _, answer = harness.command("editgame", game="quake", idle_default=True)
+    assert answer["data"]["content"] == (
+        "✅ From its next start, **quake** shuts down after 6 minutes without players (the default), "
+        "with a warning in the channel 2 minutes before."
+    )
+    game = game_row(tenant, "quake")
+    assert (game.state, game.settings.idle_minutes) == (GameState.STOPPED, None)  # nothing brought up
+    _, answer = harness.command("editgame", game="quake", idle_default=False)
+    assert answer["data"]["content"].startswith("Nothing changed: **quake** shuts down after 6 minutes")
+    assert game_row(tenant, "quake").version == game.version
+
+
+def test_idle_minutes_and_idle_default_together_are_refused_and_change_nothing(
+    harness: Harness, tenant: str
+) -> None:
+    create_game(harness, "doom")
+    harness.command("editgame", game="doom", idle_minutes=45)
+    before = game_row(tenant, "doom")
+    _, answer = harness.command("editgame", game="doom", idle_minutes=60, idle_default=True)
+    assert answer["data"]["flags"] & 64
+    assert "either `idle_minutes` or `idle_default`" in answer["data"]["content"]
+    after = game_row(tenant, "doom")
+    assert (after.version, after.settings.idle_minutes) == (before.version, 45)
+
+
 @pytest.mark.parametrize("minutes", [0, 4, 721, -30])
 def test_idle_minutes_out_of_range_are_refused_in_words_and_change_nothing(
     harness: Harness, tenant: str, minutes: int

@@ -5,7 +5,8 @@ agent's autostart off and no preloading; the game ends RUNNING and marked `editi
 "up for editing". `/files`, `/terminal` and `/stop` work as for any running game.
 
 With `idle_minutes` it only changes how long the game may run without players before it is saved and
-shut down (in any state; the agent reads it at the next launch), and brings nothing up.
+shut down (in any state; the agent reads it at the next launch), and brings nothing up; `idle_default`
+gives the game back the stage's default time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
 from chalicelib.config import Settings
 from chalicelib.discord import Level, Range, Reply
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, ValidationError
 from chalicelib.games import Game, GameState
 
 __all__ = ["editgame", "idle_words"]
@@ -24,18 +25,29 @@ __all__ = ["editgame", "idle_words"]
 
 @registry.command(level=Level.ADMIN)
 def editgame(
-    ctx: Context, game: GameName, idle_minutes: Annotated[int, Range(5, 720)] | None = None
+    ctx: Context,
+    game: GameName,
+    idle_minutes: Annotated[int, Range(5, 720)] | None = None,
+    idle_default: bool | None = None,
 ) -> Reply:
     """Bring a game's server up without the game, to install or change it.
 
     Args:
         game: The game to edit
         idle_minutes: Only set how long it may run without players before it shuts down (default 30)
+        idle_default: Only give it back the default time without players before it shuts down
     """
     from chalicelib.lifecycle import EDIT_HOWTO, begin_edit, reply_ref
 
     found = ctx.game(game)
-    if idle_minutes is not None:
+    if idle_default and idle_minutes is not None:
+        raise ValidationError(
+            "Choose either `idle_minutes` or `idle_default`, not both: run `/editgame` again with one."
+        )
+    if idle_default is False and idle_minutes is None:
+        when = idle_words(found, ctx.services.settings)
+        return Reply(content=f"Nothing changed: **{found.name}** {when}.", ephemeral=True)
+    if idle_minutes is not None or idle_default:
         changed = ctx.services.games.change(ctx.tenant_id, found.name, idle_minutes=idle_minutes)
         when = idle_words(changed, ctx.services.settings)
         return Reply(

@@ -50,7 +50,7 @@ class SettingChanges(TypedDict, total=False):
     preload: str
     fallback_types: list[str]
     ports: list[str]
-    idle_minutes: int
+    idle_minutes: int | None  # None: the stage's default
 
     catalogue_id: str
     install_version: str
@@ -333,7 +333,10 @@ class GameStore:
             raise NotFound(f"The game `{name}` does not exist on this server.") from exc
         if expected_version is not None:
             rec.version = expected_version
-        actions: list[Action] = [getattr(GameRecord, k).set(v) for k, v in changes.items()]
+        actions: list[Action] = [
+            getattr(GameRecord, k).remove() if v is None else getattr(GameRecord, k).set(v)
+            for k, v in changes.items()
+        ]
         actions.append(GameRecord.updated_at.set(int(time.time())))
         condition = GameRecord.name.exists()
         if states is not None:
