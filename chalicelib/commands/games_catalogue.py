@@ -14,11 +14,12 @@ from typing import Annotated, Final, TypeAlias
 from chalicelib.catalogue import Entry, catalogue, entry
 from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
+from chalicelib.commands.games_claim import claim_game
 from chalicelib.discord import Autocomplete, Choice, Choices, Length, Level, Modal, Reply, TextInput
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games import Game, GameState, SettingChanges, check_name
 from chalicelib.games.cost import NoPrice, estimate
-from chalicelib.tenancy import Tenant, Usage, plan_named
+from chalicelib.tenancy import Tenant
 
 __all__ = [
     "CUSTOM",
@@ -118,8 +119,6 @@ def create_from_catalogue(ctx: Context, game_id: str) -> tuple[Game, str]:
         ValidationError / NotFound / Conflict: a bad name or value, an unknown entry, a taken name;
             nothing is created.
     """
-    from chalicelib.lifecycle import begin_create, reply_ref
-
     found = _find(game_id)
     fields = ctx.interaction.fields
     name = check_name(str(fields.get("name", "")).strip().lower())
@@ -129,11 +128,6 @@ def create_from_catalogue(ctx: Context, game_id: str) -> tuple[Game, str]:
         values = found.check_values(given)
     except ValueError as exc:
         raise ValidationError(f"{exc}. Nothing was created; run `/newgame` again.") from exc
-    tenant = ctx.services.tenants.require(ctx.tenant_id)
-    plan = plan_named(tenant.plan)
-    plan.check_new_game(Usage(games=len(ctx.services.games.all(ctx.tenant_id)), running=0))
-    plan.check_instance(found.sizes.x86)
-    plan.check_disk(found.sizes.disk_gb)
     settings: SettingChanges = {
         "catalogue_id": found.id,
         "install_version": found.install.version,
@@ -142,17 +136,7 @@ def create_from_catalogue(ctx: Context, game_id: str) -> tuple[Game, str]:
         "disk_gb": found.sizes.disk_gb,
         "ports": list(found.ports.normalised()),
     }
-    it = ctx.interaction
-    game = begin_create(
-        ctx.lifecycle,
-        ctx.tenant_id,
-        name,
-        description=description,
-        created_by=it.user_id,
-        interaction_id=it.id,
-        reply=reply_ref(it.application_id, it.token),
-        settings=settings,
-    )
+    game, tenant = claim_game(ctx, name, description, settings)
     arm = f" (or `{found.sizes.arm64}` on Arm, usually cheaper)" if found.sizes.arm64 else ""
     rest = [f.label for f in found.form[MODAL_SETTINGS:]]
     later = f" `/gameoption` changes its other settings ({', '.join(rest)})." if rest else ""

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 from chalicelib.commands.catalogue import GameName, registry
 from chalicelib.commands.context import Context
 from chalicelib.commands.games_catalogue import CUSTOM, GameType, catalogue_form, create_from_catalogue
+from chalicelib.commands.games_claim import claim_game
 from chalicelib.discord import (
     ActionRow,
     Button,
@@ -21,9 +22,9 @@ from chalicelib.discord import (
     Update,
 )
 from chalicelib.errors import Conflict, ValidationError
-from chalicelib.games import Game, GameSettings, GameState, check_name
+from chalicelib.games import Game, GameState, check_name
 from chalicelib.games.cost import price_table
-from chalicelib.tenancy import Usage, plan_named
+from chalicelib.tenancy import plan_named
 
 __all__ = ["create_game", "newgame", "start", "stop", "stop_cancelled", "stop_confirmed"]
 
@@ -66,8 +67,6 @@ def newgame(
 @registry.route("games:create", level=Level.ADMIN)
 def create_game(ctx: Context, *args: str) -> Reply:
     """The /newgame form was submitted (`games:create[:<catalogue id>]`)."""
-    from chalicelib.lifecycle import begin_create, reply_ref
-
     if len(args) > 1:
         raise ValidationError("That form isn't one gangway made; run `/newgame` again.")
     if args:
@@ -81,22 +80,8 @@ def create_game(ctx: Context, *args: str) -> Reply:
     fields = ctx.interaction.fields
     name = check_name(str(fields.get("name", "")).strip().lower())
     description = str(fields.get("description", "")).strip()
-    tenant = ctx.services.tenants.require(ctx.tenant_id)
-    plan = plan_named(tenant.plan)
-    games = ctx.services.games.all(ctx.tenant_id)
-    plan.check_new_game(Usage(games=len(games), running=0))
-    plan.check_instance(GameSettings.instance_type)  # the default a new game gets
-    it = ctx.interaction
     # One conditional write claims the name (CREATING); the CreateGame workflow makes its security group.
-    game = begin_create(
-        ctx.lifecycle,
-        ctx.tenant_id,
-        name,
-        description=description,
-        created_by=it.user_id,
-        interaction_id=it.id,
-        reply=reply_ref(it.application_id, it.token),
-    )
+    game, _ = claim_game(ctx, name, description)
     return Reply(
         content=f"⏳ Creating **{game.name}**"
         + (f" ({description})" if description else "")
