@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from chalicelib.games.game import Game, GameResources, GameSettings, WorkflowWait
 from chalicelib.games.models import GameRecord
-from chalicelib.games.states import TRANSITIONS, GameState, can_move, sources_of
+from chalicelib.games.states import TRANSITIONAL, TRANSITIONS, GameState, can_move, sources_of
 from chalicelib.games.store import GAME_NAME, GameStore, SettingChanges, check_name
 
 __all__ = [
     "GAME_NAME",
+    "TRANSITIONAL",
     "TRANSITIONS",
     "Game",
     "GameRecord",

@@ -9,14 +9,28 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.config import settings
 from chalicelib.storage import TableMeta, share_one_session
 
-__all__ = ["GameRecord"]
+__all__ = ["GameRecord", "InTransit"]
 
 _S = settings()
+
+
+class InTransit(GlobalSecondaryIndex["GameRecord"]):  # type: ignore[no-untyped-call]  # pynamodb's hook is untyped
+    """Every tenant's games in a transitional state, by when they last changed, for the reconciliation
+    pass: a sparse index (only rows with `in_transit` are in it), so the pass reads what may be stuck and
+    never the whole table."""
+
+    class Meta:
+        index_name = "in-transit"
+        projection = AllProjection()
+
+    in_transit = UnicodeAttribute(hash_key=True)
+    updated_at = NumberAttribute(range_key=True)
 
 
 class GameRecord(Model):
@@ -29,6 +43,9 @@ class GameRecord(Model):
     name = UnicodeAttribute(range_key=True)
     description = UnicodeAttribute(default="")
     state = UnicodeAttribute(default="STOPPED")
+    # The state again while it is transitional (games/states.py TRANSITIONAL), absent otherwise: the key
+    # of the sparse `in_transit_index`. Written with the state, in the same request.
+    in_transit = UnicodeAttribute(null=True)
     # The Step Functions execution that owns the current transition (its name is idempotent).
     execution = UnicodeAttribute(null=True)
     # What to run: chosen at /newgame, changed with /editgame later.
@@ -90,6 +107,7 @@ class GameRecord(Model):
     created_at = NumberAttribute()
     updated_at = NumberAttribute()
     version = VersionAttribute()
+    in_transit_index = InTransit()
 
 
 share_one_session(GameRecord)

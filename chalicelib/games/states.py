@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["TRANSITIONS", "GameState", "can_move", "sources_of"]
+__all__ = ["TRANSITIONAL", "TRANSITIONS", "GameState", "can_move", "sources_of"]
 
 
 class GameState(StrEnum):
@@ -50,6 +50,12 @@ TRANSITIONS: Final[Mapping[GameState, frozenset[GameState]]] = {
     GameState.DELETING: frozenset({GameState.STOPPED}),
     GameState.CREATING: frozenset({GameState.STOPPED}),
 }
+
+# The states a workflow owns while it runs; a game left in one after its workflow ended is stuck, and
+# the reconciliation pass (lifecycle/reconcile.py) finds it through the games' sparse index.
+TRANSITIONAL: Final = frozenset(
+    {GameState.STARTING, GameState.STOPPING, GameState.CREATING, GameState.DELETING}
+)
 
 
 def can_move(src: GameState, dst: GameState) -> bool:

@@ -14,7 +14,7 @@ from pynamodb.expressions.update import Action
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game, game_of_record
 from chalicelib.games.models import GameRecord
-from chalicelib.games.states import GameState, can_move, sources_of
+from chalicelib.games.states import TRANSITIONAL, GameState, can_move, sources_of
 
 __all__ = ["GAME_NAME", "GameStore", "SettingChanges", "check_name"]
 
@@ -68,11 +68,15 @@ class GameStore:
         """All of a tenant's games, by name (one Query on the tenant's partition)."""
         return [game_of_record(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
 
-    def in_states(self, states: frozenset[GameState]) -> list[Game]:
-        """Every tenant's games in one of `states` (the reconciliation pass's view: a filtered Scan, run
-        every few minutes over a table of one row per game)."""
-        condition = GameRecord.state.is_in(*(s.value for s in states))
-        return [game_of_record(r) for r in GameRecord.scan(condition, consistent_read=True)]
+    def in_transit(self, *, changed_before: int) -> list[Game]:
+        """Every tenant's games in a transitional state that last changed before `changed_before` (the
+        reconciliation pass's view): a Query per state on the sparse index, which holds only such games.
+        The index is eventually consistent; the rescue it leads to writes conditionally on the row."""
+        return [
+            game_of_record(r)
+            for state in sorted(TRANSITIONAL)
+            for r in GameRecord.in_transit_index.query(state.value, GameRecord.updated_at < changed_before)
+        ]
 
     def get(self, tenant_id: str, name: str) -> Game | None:
         try:
@@ -112,6 +116,7 @@ class GameStore:
             check_name(name),
             description=description,
             state=state.value,
+            in_transit=_transit_key(state),
             created_by=created_by,
             created_at=now,
             updated_at=now,
@@ -177,7 +182,11 @@ class GameStore:
     ) -> Game:
         rec = GameRecord(tenant_id, name, version=expected_version)
         allowed = [s.value for s in sources_of(to)]
-        actions: list[Action] = [GameRecord.state.set(to.value), GameRecord.updated_at.set(int(time.time()))]
+        actions: list[Action] = [
+            GameRecord.state.set(to.value),
+            GameRecord.in_transit.set(to.value) if to in TRANSITIONAL else GameRecord.in_transit.remove(),
+            GameRecord.updated_at.set(int(time.time())),
+        ]
         if execution is not None:
             actions.append(GameRecord.execution.set(execution))
         if to is GameState.STARTING:  # a new run: the last run's player count says nothing about it
@@ -512,3 +521,8 @@ def _cannot_move(current: Game, to: GameState) -> Conflict:
     return Conflict(
         f"**{current.name}** is {current.state.word}; it can't become {to.word} from there right now."
     )
+
+
+def _transit_key(state: GameState) -> str | None:
+    """The sparse index's key of a game in `state`: the state while transitional, else none."""
+    return state.value if state in TRANSITIONAL else None

@@ -22,13 +22,10 @@ from chalicelib.lifecycle.start_game import start_compensate
 from chalicelib.lifecycle.stop_game import stop_rescue
 from chalicelib.workflows import StepContext
 
-__all__ = ["GRACE_SECONDS", "TRANSITIONAL", "reconcile"]
+__all__ = ["GRACE_SECONDS", "reconcile"]
 
 log = logging.getLogger(__name__)
 
-TRANSITIONAL: Final = frozenset(
-    {GameState.STARTING, GameState.STOPPING, GameState.CREATING, GameState.DELETING}
-)
 # A transition younger than this is left alone: its execution may not be recorded on the row yet.
 GRACE_SECONDS: Final = 120
 _ENDED_IN_WORDS: Final = {
@@ -50,10 +47,8 @@ def reconcile(lc: Lifecycle, *, now: float | None = None) -> dict[str, str]:
     """One pass over every tenant's games in a transitional state; returns `tenant/game → outcome`."""
     now = time.time() if now is None else now
     outcomes: dict[str, str] = {}
-    for game in lc.games.in_states(TRANSITIONAL):
+    for game in lc.games.in_transit(changed_before=int(now) - GRACE_SECONDS):
         key = f"{game.tenant_id}/{game.name}"
-        if now - game.updated_at < GRACE_SECONDS:
-            continue
         try:
             outcomes[key] = _reconcile_one(lc, game)
         except Exception:  # one game's trouble must not keep the others stuck; the next pass retries
