@@ -61,7 +61,7 @@ class PlayCost:
     def table(self) -> str:
         low, high = self.spot
         tlow, thigh = self.total_spot
-        what = f"{self.hours:g} h of play a month, the default game ({self.instance_type}, {self.disk_gb} GB)"
+        what = f"{self.hours:g} h of play a month on {self.instance_type} with {self.disk_gb} GB"
         return "\n".join(
             [
                 f"{what} in {self.region}:",
@@ -97,19 +97,28 @@ def idle_cost(
     return IdleCost(total, tuple(lines), f"{table['source']} ({table['date']})", tuple(outside or ()))
 
 
-def play_cost(idle: IdleCost, *, hours: float = PLAY_HOURS, region: str = "us-east-1") -> PlayCost:
-    """`hours` of the default game (`GameSettings()`: what /newgame proposes) in one month, on top of
-    the idle stack. Raises chalicelib.games.NoPrice when the region or type has no price."""
+def play_cost(
+    idle: IdleCost,
+    *,
+    hours: float = PLAY_HOURS,
+    region: str = "us-east-1",
+    instance_type: str | None = None,
+    disk_gb: int | None = None,
+) -> PlayCost:
+    """`hours` of one game in one month, on top of the idle stack: the default game (`GameSettings()`:
+    what a custom /newgame proposes) unless a size is given (a catalogue entry's). Raises
+    chalicelib.games.NoPrice when the region or type has no price."""
     from chalicelib.games import GameSettings
     from chalicelib.games.cost import estimate
 
-    game = GameSettings()
-    est = estimate(region, game.instance_type, game.disk_gb)
+    default = GameSettings()
+    size, disk = instance_type or default.instance_type, disk_gb or default.disk_gb
+    est = estimate(region, size, disk)
     low, high = est.spot_hourly
     return PlayCost(
         hours=hours,
-        instance_type=game.instance_type,
-        disk_gb=game.disk_gb,
+        instance_type=size,
+        disk_gb=disk,
         region=region,
         idle=idle.total,
         on_demand=round(hours * est.on_demand_hourly, 2),

@@ -149,7 +149,7 @@ def test_first_boot_runs_the_user_data_and_the_agent_comes_up_under_its_unit_ove
 ) -> None:
     assert "gangway bootstrap: done" in booted.log and "FAILED" not in booted.log, booted.log
     marks = phases(booted.log)
-    assert [name for name, _ in marks] == ["packages", "agent-install", "disk", "key-fetch", "game-start"]
+    assert [name for name, _ in marks] == ["packages", "disk", "agent-install", "key-fetch", "game-start"]
     assert [at for _, at in marks] == sorted(at for _, at in marks)
     ready = booted.event("ready")
     assert ready["body"]["version"], ready

@@ -146,7 +146,9 @@ _STAND_INS = {
     "dpkg-query": "echo 'install ok installed'\n",
     # `python3 -m venv DIR`: a venv whose python is this test's (the agent is installed in it), and pip
     # a recorder; with GANGWAY_TEST_REAL_VENV a real venv, whose pip installs from the wheelhouse.
+    # `python3 -c` (the script asks the Python's version) is this test's Python.
     "python3": """echo "python3 $*" >> "$GANGWAY_BOOT_ROOT/calls.log"
+[ "$1" = "-c" ] && exec {python} "$@"
 [ "$1 $2" = "-m venv" ] || exit 2
 [ -z "${GANGWAY_TEST_REAL_VENV:-}" ] || exec {python} -m venv "$3"
 mkdir -p "$3/bin"
@@ -362,7 +364,13 @@ def test_the_user_data_mounts_the_one_unused_disk_writes_the_identity_and_config
     pins = dict(line.split(" ", 1)[0].split("==") for line in wheelhouse.requirements.splitlines())
     assert versions == [pins[d] for d in ("gangway-agent", "awsiotsdk", "awscrt", "boto3")]
     assert (venv / "bin" / "gangway-agent").exists()
-    assert not (instance.root / "opt" / "gangway" / "wheelhouse").exists()
+    # ... kept on the data disk for the next start, in a folder only root opens, named by the Python and
+    # the wheelhouse's sha256.
+    keep = instance.root / MOUNTPOINT.lstrip("/") / ".gangway-agent"
+    py = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    assert venv.resolve() == keep / f"{py}-{boot.agent.sha256}"
+    assert (venv / ".complete").exists() and stat.S_IMODE(keep.stat().st_mode) == 0o700
+    assert not (keep / "wheelhouse").exists()
     unit = (instance.root / "etc" / "systemd" / "system" / "gangway-agent.service").read_text()
     assert "Restart=on-failure" in unit and "EnvironmentFile=/etc/gangway/aws.env" in unit
     journal = (instance.root / "etc" / "systemd" / "system" / "gangway-journal.service").read_text()
@@ -387,12 +395,46 @@ def test_with_a_volume_id_the_user_data_mounts_that_volume_and_keeps_its_data(
     assert _blkid(data, "UUID") == uuid and _blkid(data, "LABEL") == "old-world"  # not formatted again
     assert _blkid(other, "TYPE") == ""  # the other disk untouched
     assert load(instance.etc("agent.toml")).logs.sink is LogSinkKind.FILE
-    wheels = f"{instance.root}/opt/gangway/wheelhouse"
+    wheels = f"{instance.root}{MOUNTPOINT}/.gangway-agent/wheelhouse"
     assert (
         "pip install --quiet --disable-pip-version-check --no-index --require-hashes --only-binary :all: "
         f"--find-links {wheels} -r {wheels}/requirements.txt"
     ) in instance.calls()
     assert not (instance.root / "etc" / "systemd" / "system" / "gangway-journal.service").exists()
+
+
+def test_a_start_from_the_games_disk_keeps_the_agents_venv_and_a_new_wheelhouse_replaces_it(
+    instance: Instance, guild: str
+) -> None:
+    """The agent's venv is on the data disk: the next boot with that disk (a start from its snapshot)
+    neither downloads nor installs; a deployment with another wheelhouse installs afresh."""
+    instance.disk("nvme1n1", DATA_VOLUME)
+    boot = _boot(instance, guild, volume_id=DATA_VOLUME, log_group=None)
+    _put_identity(boot)
+
+    def fetched() -> int:
+        return sum(1 for _, path, _ in instance.imds.seen if path.startswith(WHEELHOUSE_PATH))
+
+    def installs() -> int:
+        return sum(1 for call in instance.calls() if call.startswith("pip install"))
+
+    assert instance.run(render(boot)).returncode == 0, instance.log()
+    assert (fetched(), installs()) == (1, 1)
+    _put_identity(boot)  # the first boot took its identity out of SSM
+    done = instance.run(render(boot))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (fetched(), installs()) == (1, 1)
+    py = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    assert f"agent: the venv kept on the data disk ({py}-{boot.agent.sha256})" in instance.log()
+    keep = instance.root / MOUNTPOINT.lstrip("/") / ".gangway-agent"
+
+    instance.imds.wheelhouse = STAND_IN_ARCHIVE + b"\0"  # the next deployment's wheelhouse
+    instance.requirements = STAND_IN_REQUIREMENTS
+    newer = _boot(instance, guild, volume_id=DATA_VOLUME, log_group=None)
+    _put_identity(newer)
+    assert instance.run(render(newer)).returncode == 0, instance.log()
+    assert (fetched(), installs()) == (2, 2)
+    assert sorted(p.name for p in keep.iterdir()) == [f"{py}-{newer.agent.sha256}"]
 
 
 def test_on_xen_the_user_data_mounts_the_disk_attached_as_sdf(instance: Instance, guild: str) -> None:

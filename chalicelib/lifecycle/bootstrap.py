@@ -44,10 +44,12 @@ _COMMENT: Final = re.compile(r"^[ \t]*# .*\n", re.MULTILINE)
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
-SYSTEMD_UNIT: Final = """[Unit]
+# The agent's venv lives on the data disk (templates/user-data.sh, 2.): it starts once that is mounted.
+SYSTEMD_UNIT: Final = f"""[Unit]
 Description=gangway agent (game supervisor, IoT link, firewall, SFTP)
 Wants=network-online.target
 After=network-online.target local-fs.target
+RequiresMountsFor={MOUNTPOINT}
 
 [Service]
 EnvironmentFile=/etc/gangway/aws.env

@@ -1,8 +1,9 @@
 #!/bin/bash
 # gangway instance bootstrap (rendered by chalicelib/lifecycle/bootstrap.py; placeholder fields are filled
 # in there, $$$$ is a literal dollar). Runs once, as root, at first boot (cloud-init user data).
-# 1. install the agent in its own venv from the deployment's wheelhouse (hashes required), ship the journal to CloudWatch  2. mount the game's data volume
-# (format only if blank)  3. fetch this instance's IoT certificate and key from SSM Parameter Store
+# 1. mount the game's data volume (format only if blank)  2. install the agent in its own venv from the
+# deployment's wheelhouse (hashes required; kept on the data disk for the next start), ship the journal to
+# CloudWatch  3. fetch this instance's IoT certificate and key from SSM Parameter Store
 # (SecureString, readable only by this instance's role)  4. write /etc/gangway/agent.toml  5. run the
 # agent under systemd. Any failure stops here, non-zero, with "gangway bootstrap FAILED" in the log.
 set -euo pipefail
@@ -41,7 +42,7 @@ REGION=$$(imds meta-data/placement/region)
 mkdir -p "$$R/etc/gangway" "$$R/etc/systemd/system" && chmod 700 "$$R/etc/gangway"
 echo "AWS_DEFAULT_REGION=$$REGION" > "$$R/etc/gangway/aws.env"
 
-# 1. The agent and its dependencies, from the deployment's wheelhouse only: the archive must have the
+# The agent and its dependencies (2. below) come from the deployment's wheelhouse only: the archive must have the
 # sha256 it was published under; the install below takes nothing from an index and nothing whose hash
 # is not listed here (the agent's own wheel included). The venv keeps Debian's pip as it is: upgrading
 # it would fetch an unpinned package.
@@ -89,50 +90,7 @@ WantedBy=sysinit.target
 UNIT
 systemctl daemon-reload
 systemctl enable --now gangway-imds-guard.service
-phase agent-install
-WHEELS=$$R/opt/gangway/wheelhouse
-mkdir -p "$$WHEELS"
-cat > "$$WHEELS/requirements.txt" <<'REQ'
-${agent_requirements}
-REQ
-curl -sfS --retry 5 -o "$$WHEELS/wheelhouse.tar" "$$AGENT_URL"
-echo "$$AGENT_SHA256  $$WHEELS/wheelhouse.tar" | sha256sum -c --quiet -
-tar -xf "$$WHEELS/wheelhouse.tar" -C "$$WHEELS" --no-same-owner --no-same-permissions
-python3 -m venv "$$R/opt/gangway/venv"
-"$$R/opt/gangway/venv/bin/pip" install --quiet --disable-pip-version-check --no-index --require-hashes \
-  --only-binary :all: --find-links "$$WHEELS" -r "$$WHEELS/requirements.txt"
-rm -rf "$$WHEELS"
-
-# From here on the boot's output (cloud-final) and the agent's journal go to the game's log group too,
-# so a start that fails is readable without a shell on the instance.
-if [ -n "$$LOG_GROUP" ]; then
-  cat > "$$R/opt/gangway/journal.py" <<'PY'
-import sys
-from gangway_agent.logsink import BatchingSink, CloudWatchShipper
-sink = BatchingSink(CloudWatchShipper(sys.argv[1], sys.argv[2]), batch_lines=500, flush_interval_s=5)
-try:
-    for line in sys.stdin:
-        sink.write("journal", line.rstrip("\n"))
-finally:
-    sink.close()
-PY
-  cat > "$$R/etc/systemd/system/gangway-journal.service" <<UNIT
-[Unit]
-Description=gangway: the boot's and the agent's journal to CloudWatch Logs $$LOG_GROUP
-After=network-online.target
-[Service]
-EnvironmentFile=/etc/gangway/aws.env
-ExecStart=/bin/sh -c 'journalctl -b -f -o short-iso --cursor-file=/var/lib/gangway-journal.cursor -u cloud-final.service -u gangway-agent.service | /opt/gangway/venv/bin/python /opt/gangway/journal.py "$$LOG_GROUP" "journal-$$INSTANCE_ID"'
-Restart=always
-RestartSec=10
-[Install]
-WantedBy=multi-user.target
-UNIT
-  systemctl daemon-reload
-  systemctl enable --now gangway-journal.service
-fi
-
-# 2. The data volume. EBS on Nitro shows up as NVMe, named by its volume id without the dash; on Xen
+# 1. The data volume. EBS on Nitro shows up as NVMe, named by its volume id without the dash; on Xen
 # it is the /dev/sdf it was attached as, renamed xvdf. Without a volume id (the instance may be launched
 # before its volume exists) it is the one EBS disk that is not in use (the root disk has / mounted).
 data_disk() {
@@ -176,6 +134,66 @@ mount "$$DEV" "$$R${mountpoint}"
 chown root:root "$$R${mountpoint}" && chmod 755 "$$R${mountpoint}"
 mkdir -p "$$R${mountpoint}/game"
 chown -R ${game_user}: "$$R${mountpoint}/game"
+# 2. The agent (see above). Its venv is kept on the data disk, so a start from the game's snapshot skips the
+# download and pip (most of a first boot): under a folder only root may open, named by this Python and
+# the wheelhouse's sha256, complete only once its marker is written. A new deployment's wheelhouse or
+# another image's Python makes a new one (the old ones are removed). The venv's scripts name the data
+# disk's path, the same on every boot; /opt/gangway/venv points at it.
+phase agent-install
+PYV=$$(python3 -c 'import sys; print("py%d.%d" % sys.version_info[:2])')
+KEEP=$$R${mountpoint}/.gangway-agent
+VENV=$$KEEP/$$PYV-$$AGENT_SHA256
+if [ -e "$$VENV/.complete" ]; then
+  echo "agent: the venv kept on the data disk ($$PYV-$$AGENT_SHA256)"
+else
+  rm -rf "$$KEEP"
+  mkdir -p "$$KEEP" && chmod 700 "$$KEEP"
+  WHEELS=$$KEEP/wheelhouse
+  mkdir -p "$$WHEELS"
+  cat > "$$WHEELS/requirements.txt" <<'REQ'
+${agent_requirements}
+REQ
+  curl -sfS --retry 5 -o "$$WHEELS/wheelhouse.tar" "$$AGENT_URL"
+  echo "$$AGENT_SHA256  $$WHEELS/wheelhouse.tar" | sha256sum -c --quiet -
+  tar -xf "$$WHEELS/wheelhouse.tar" -C "$$WHEELS" --no-same-owner --no-same-permissions
+  python3 -m venv "$$VENV"
+  "$$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index --require-hashes \
+    --only-binary :all: --find-links "$$WHEELS" -r "$$WHEELS/requirements.txt"
+  rm -rf "$$WHEELS"
+  touch "$$VENV/.complete"
+fi
+mkdir -p "$$R/opt/gangway"
+ln -sfn "$$VENV" "$$R/opt/gangway/venv"
+
+# From here on the boot's output (cloud-final) and the agent's journal go to the game's log group too,
+# so a start that fails is readable without a shell on the instance.
+if [ -n "$$LOG_GROUP" ]; then
+  cat > "$$R/opt/gangway/journal.py" <<'PY'
+import sys
+from gangway_agent.logsink import BatchingSink, CloudWatchShipper
+sink = BatchingSink(CloudWatchShipper(sys.argv[1], sys.argv[2]), batch_lines=500, flush_interval_s=5)
+try:
+    for line in sys.stdin:
+        sink.write("journal", line.rstrip("\n"))
+finally:
+    sink.close()
+PY
+  cat > "$$R/etc/systemd/system/gangway-journal.service" <<UNIT
+[Unit]
+Description=gangway: the boot's and the agent's journal to CloudWatch Logs $$LOG_GROUP
+After=network-online.target
+[Service]
+EnvironmentFile=/etc/gangway/aws.env
+ExecStart=/bin/sh -c 'journalctl -b -f -o short-iso --cursor-file=/var/lib/gangway-journal.cursor -u cloud-final.service -u gangway-agent.service | /opt/gangway/venv/bin/python /opt/gangway/journal.py "$$LOG_GROUP" "journal-$$INSTANCE_ID"'
+Restart=always
+RestartSec=10
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now gangway-journal.service
+fi
+
 phase key-fetch
 
 # 3. The IoT identity: written by the StartGame Identity step under $$PARAMS/$$INSTANCE_ID/ (it may still
