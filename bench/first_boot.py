@@ -10,6 +10,9 @@ boot, and its agent reports `ready` over mTLS to a Mosquitto playing IoT Core. M
   `packages` is only the check when the image already has them (the cached root file system has them, as
   a prepared image would; installing them from Debian's archive on a bare cloud image adds ~20 s).
 * `boot_to_ready_s`: from starting the container to the `ready` event.
+* `second_boot`: the same figures for a second instance booted with the first one's data disk (as a start
+  from the game's snapshot restores it): the agent's venv kept there (`kept_agent`), so its
+  `agent-install` phase only checks it; `agent_install_saved_s` is the difference.
 
 Root only (nspawn, loop devices, namespaces); otherwise it records why it did not run. The first run
 builds the root file system (~3 minutes, cached in /var/cache/gangway); that is not part of the figures.
@@ -67,12 +70,10 @@ def measure(work: Path) -> dict[str, Any]:
 
     os.environ.update(fake_credentials())
     import boto3
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
 
     from deploy.wheelhouse import build
     from devstack.aws import Emulator, artifacts_bucket
-    from devstack.instance.firstboot import phases, prepare
+    from devstack.instance.firstboot import prepare
     from devstack.instance.iot import make_pki, tls_mosquitto
     from devstack.instance.rootfs import build_rootfs
     from devstack.stack import free_port
@@ -87,42 +88,73 @@ def measure(work: Path) -> dict[str, Any]:
         (work / "broker").mkdir()
         pki = make_pki()
         with tls_mosquitto(work / "broker", pki) as broker:
-            sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-first-boot")
-            sub.on_message = lambda _c, _u, m: events.put((time.time(), json.loads(m.payload)))
-            sub.on_connect = lambda c, *_: c.subscribe(f"gangway/{TENANT}/{GAME}/evt", qos=1)
-            sub.connect("127.0.0.1", broker.plain_port)
-            sub.loop_start()
-            instance = prepare(
-                rootfs,
-                instance_id=INSTANCE,
-                tenant=TENANT,
-                game=GAME,
-                stage="bench",
-                region="us-east-1",
-                aws_url=emulator.url,
-                s3=s3,
-                ssm=boto3.client("ssm", endpoint_url=emulator.url),
-                bucket=bucket,
-                wheelhouse=(built.archive.read_bytes(), built.requirements),
-                pki=pki,
-                broker=broker,
-                disk_files=_volume(work),
-            )
-            vm = instance.vm
-            try:
-                started = time.time()
-                vm.start()
-                booted = time.time()
-                ready_at = _ready(events, 300)
-                log = vm.wait_user_data(timeout=60)
-            finally:
-                vm.stop()
-                sub.loop_stop()
-                sub.disconnect()
+            sub = _subscribe(broker.plain_port, events)
+            boots: list[tuple[float, float, float, str]] = []
+            kept = work / "kept.img"  # the data disk after the first life, as its snapshot restores it
+            for disk in (None, kept):
+                instance = prepare(
+                    rootfs,
+                    instance_id=INSTANCE,
+                    tenant=TENANT,
+                    game=GAME,
+                    stage="bench",
+                    region="us-east-1",
+                    aws_url=emulator.url,
+                    s3=s3,
+                    ssm=boto3.client("ssm", endpoint_url=emulator.url),
+                    bucket=bucket,
+                    wheelhouse=(built.archive.read_bytes(), built.requirements),
+                    pki=pki,
+                    broker=broker,
+                    disk_files=_volume(work) if disk is None else None,
+                    disk_image=disk,
+                )
+                vm = instance.vm
+                try:
+                    started = time.time()
+                    vm.start()
+                    booted = time.time()
+                    ready_at = _ready(events, 300)
+                    log = vm.wait_user_data(timeout=60)
+                    if not ready_at:
+                        raise RuntimeError("the agent never reported ready; the user data's log:\n" + log)
+                    if disk is None:
+                        vm.poweroff(60)
+                        shutil.copyfile(vm.disk_file, kept)
+                finally:
+                    vm.stop()
+                boots.append((started, booted, ready_at, log))
+            sub.loop_stop()
+            sub.disconnect()
     finally:
         emulator.stop()
-    if not ready_at:
-        raise RuntimeError("the agent never reported ready; the user data's log:\n" + log)
+    first, second = (_figures(*b) for b in boots)
+    return {
+        **first,
+        "second_boot": second,
+        "agent_install_saved_s": round(
+            first["phases_s"].get("agent-install", 0) - second["phases_s"].get("agent-install", 0), 2
+        ),
+        "rootfs": str(rootfs.path),
+    }
+
+
+def _subscribe(port: int, events: queue.Queue[tuple[float, dict[str, Any]]]) -> Any:
+    """The game's events from the broker's plain side, each with when it arrived."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-first-boot")
+    sub.on_message = lambda _c, _u, m: events.put((time.time(), json.loads(m.payload)))
+    sub.on_connect = lambda c, *_: c.subscribe(f"gangway/{TENANT}/{GAME}/evt", qos=1)
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    return sub
+
+
+def _figures(started: float, booted: float, ready_at: float, log: str) -> dict[str, Any]:
+    from devstack.instance.firstboot import phases
+
     marks = phases(log)
     ends = [at for _, at in marks[1:]] + [ready_at]
     return {
@@ -130,7 +162,7 @@ def measure(work: Path) -> dict[str, Any]:
         "user_data_start_s": round(marks[0][1] - started, 2) if marks else None,
         "phases_s": {name: round(end - at, 2) for (name, at), end in zip(marks, ends, strict=True)},
         "boot_to_ready_s": round(ready_at - started, 2),
-        "rootfs": str(rootfs.path),
+        "kept_agent": "agent: the venv kept on the data disk" in log,
     }
 
 

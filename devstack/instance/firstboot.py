@@ -69,6 +69,7 @@ def prepare(
     broker: TlsBroker,
     tcp_ports: tuple[int, ...] = (),
     disk_files: Path | None = None,
+    disk_image: Path | None = None,
     log_path: Path | None = None,
     credentials: dict[str, str] | None = None,
     idle: Idle = Idle(),
@@ -117,6 +118,7 @@ def prepare(
         # What DNS and Amazon's CA site are on an instance: here the emulator, and this test CA.
         environment={"AWS_ENDPOINT_URL": aws_url, "GANGWAY_CA_URL": ca_url},
         disk_files=disk_files,
+        disk_image=disk_image,
         log_path=log_path,
     )
     return GameInstance(vm, boot)
