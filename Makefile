@@ -60,13 +60,15 @@ fuzz: venv
 run: venv system-deps
 	$(BIN)/gangway run
 
-bench: venv system-deps
+bench: venv system-deps template
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/first_command.py
 	$(BIN)/python bench/interaction_cost.py
 	$(BIN)/python bench/package_size.py
 	$(if $(wildcard bench/agent.py),$(BIN)/python bench/agent.py,)
 	$(BIN)/python bench/first_boot.py
+	$(BIN)/python bench/start_model.py
+	$(BIN)/python bench/cost.py --stage $(STAGE)
 	$(BIN)/python bench/catalogue.py
 	@cat bench/results.json
 

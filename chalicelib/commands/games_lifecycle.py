@@ -249,7 +249,8 @@ PRELOADS: Final = {
     "rate": ("Provisioned rate", "The volume is initialised at 200 MiB/s while it starts"),
     "fsr": (
         "Fast snapshot restore",
-        f"Full speed at once; ~${_FSR_HOURLY:.2f} extra per start (AWS bills it for at least an hour)",
+        # AWS's volume-creation credits start at zero when it is switched on (bench/start_model.py).
+        f"~${_FSR_HOURLY:.2f} a start; full speed only if AWS has a credit, ~6 min after it is on",
     ),
     "read": (
         "Read the whole disk first",
