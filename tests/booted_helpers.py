@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -138,12 +138,15 @@ def booted_stack(
     standin: DiscordStandIn,
     tmp_path_factory: pytest.TempPathFactory,
     game: str,
+    *,
     prepare_root: Callable[[Path], None] | None = None,
+    forward_ports: Mapping[int, int] | None = None,
 ) -> Iterator[Life]:
     """A new guild set up by its admin, with the game's instances booted as the start workflow launches
     them: the agent's wheelhouse in the emulator's S3 (as `make deploy` publishes it), the broker IoT
     Core's endpoint resolves to (its CA issuing the emulator's certificates), the IoT rule's bridge to the
-    agent-events queue and a pump feeding it to the handler. `prepare_root` runs on each booted root."""
+    agent-events queue and a pump feeding it to the handler. `prepare_root` runs on each booted root, and
+    `forward_ports` adds ports of its loopback forwarded to this machine's."""
     require_booting()
     rootfs = build_rootfs()
     built = wheelhouse()
@@ -184,6 +187,7 @@ def booted_stack(
             hosts={endpoint: "127.0.0.1"},  # the instance's DNS: IoT Core is the forwarded broker
             credentials=lambda i: instance_credentials(stage, i) if enforced() else None,
             prepare_root=prepare_root,
+            forward_ports=dict(forward_ports or {}),
         )
         try:
             deploy(

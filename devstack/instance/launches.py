@@ -66,6 +66,8 @@ class Launches:
     # Run on each booted root before it boots (e.g. devstack/instance/aptrepo.py's install_into: the
     # instance's apt source is a local repository, as it has no internet here).
     prepare_root: Callable[[Path], None] | None = None
+    # More ports on each instance's loopback → this machine's (e.g. a served apt repository).
+    forward_ports: Mapping[int, int] = field(default_factory=dict)
     tick_s: float = 1.0
     instances: dict[str, Powered] = field(default_factory=dict)
     # Snapshot id → the disk image it holds: kept when the instance whose volume it is powers off, and
@@ -182,7 +184,7 @@ class Launches:
         vm = BootedInstance(
             self.rootfs,
             metadata,
-            forward_ports={aws_port: aws_port, MQTT_TLS_PORT: self.broker.tls_port},
+            forward_ports={aws_port: aws_port, MQTT_TLS_PORT: self.broker.tls_port, **self.forward_ports},
             environment={"AWS_ENDPOINT_URL": self.aws_url, **self.environment},
             hosts=self.hosts,
             log_path=self.log_dir / f"{instance_id}.log",
