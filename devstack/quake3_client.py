@@ -114,6 +114,7 @@ class Quake3Client:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._primed = threading.Event()  # the gamestate arrived: we know the server id to echo
         self._lock = threading.Lock()
         # netchan and client state (the names of ioquake3's clc fields)
         self._outgoing = 1
@@ -145,6 +146,11 @@ class Quake3Client:
         self._send_packet()  # the first packet asks for the gamestate
         self._thread = threading.Thread(target=self._keep_alive, name=f"quake3-{self._name}", daemon=True)
         self._thread.start()
+        # Until then the server would ignore our client commands, the disconnect included.
+        if not self._primed.wait(self._timeout):
+            self.__exit__()
+            raise Quake3Refused(f"The Quake III server at {self.where} accepted {self._name!r} but never sent"
+                                f" the game state within {self._timeout:g} s; check the server's log.")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -342,4 +348,5 @@ class Quake3Client:
                 server_id = _info_value(text, "sv_serverid")
                 if server_id is not None and server_id.lstrip("-").isdigit():
                     self._server_id = int(server_id)
+                    self._primed.set()
                 return  # baselines follow, which only a client that draws the world reads

@@ -299,6 +299,8 @@ class MessageWriter:
 
     def string(self, text: str) -> MessageWriter:
         """As the engine writes strings: '%' and bytes past 127 become '.', then a NUL."""
+        if "\0" in text:
+            raise ValueError("a string on the wire ends at its first NUL; this one has one inside")
         for byte in text.encode("utf-8"):
             self.byte(ord(".") if byte > 127 or byte == ord("%") else byte)
         return self.byte(0)
