@@ -1,10 +1,15 @@
-"""A real, minimal Quake III Arena (ioquake3 protocol 71) client, so tests can put a player on a server.
+"""A real, minimal Quake III Arena client (ioquake3's engine), so tests can put a player on a server.
 
 It does what a real client does until the map would load: asks for a challenge, sends ``connect``
 with its Huffman-coded userinfo, then keeps the netchan alive (acknowledging the gamestate and the
 server's reliable commands) so the server lists it in ``getstatus``, and finally leaves with a
 ``disconnect`` client command, sent three times as ioquake3 does, so the slot frees at once instead
 of after the server's 200 s timeout. It never enters the world: no user commands are sent.
+
+Two netchans share the number 71. OpenArena's "71" (what Debian's openarena-server speaks: it sets
+com_legacyprotocol 71) is Quake III 1.32's netchan, whose payloads are XOR-scrambled; that is the
+default, ``legacy=True``. ioquake3's own 71 adds a challenge checksum to every packet header and
+scrambles nothing: ``legacy=False``. Protocol 68 (Quake III 1.32 itself) is ``legacy=True`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from devstack.quake3_huffman import MessageReader, MessageWriter, compress
 
 __all__ = ["Quake3Client", "Quake3Refused"]
 
-PROTOCOL: Final = 71  # ioquake3's; the only one whose netchan this client speaks
+PROTOCOL: Final = 71  # OpenArena 0.8.8's (and ioquake3's, with another netchan: see above)
 GAME_NAME: Final = "Quake3Arena"  # com_gamename: getchallenge names it and the server must agree
 OUT_OF_BAND: Final = b"\xff\xff\xff\xff"
 FRAGMENT_BIT: Final = 1 << 31
@@ -91,7 +96,11 @@ def _info_value(info: str, key: str) -> str | None:
 
 
 class Quake3Client:
-    """One player on a Quake III server for as long as the ``with`` block lasts."""
+    """One player on a Quake III server for as long as the ``with`` block lasts.
+
+    Entering returns once the server has sent its game state (so leaving is always heard), or raises
+    Quake3Refused; the first client in a process also spends a few seconds growing the netchan's tree.
+    """
 
     def __init__(self, host: str, port: int, name: str, *, protocol: int = PROTOCOL,
                  timeout: float = 5.0, legacy: bool = True) -> None:

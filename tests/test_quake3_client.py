@@ -197,3 +197,13 @@ def test_a_silent_address_is_refused_after_the_timeout() -> None:
     with pytest.raises(Quake3Refused, match="did not answer within 1 s"):
         Quake3Client(LOCAL, port, "nobody", timeout=1.0).__enter__()
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(("protocol", "legacy"), [(71, False), (68, True)])
+def test_ioquake3s_own_protocols(openarena: OpenArena, protocol: int, legacy: bool) -> None:
+    # Told that the old protocol is 68, the same engine speaks ioquake3's checksummed netchan as 71 and
+    # Quake III 1.32's scrambled one as 68.
+    port = openarena(com_legacyprotocol="68")
+    with Quake3Client(LOCAL, port, f"p{protocol}", protocol=protocol, legacy=legacy):
+        assert _until(port, Players(1, (f"p{protocol}",)), 5) == Players(1, (f"p{protocol}",))
+    assert _until(port, Players(0, ()), 3) == Players(0, ())
