@@ -13,7 +13,10 @@ import functools
 import struct
 from typing import Final
 
-__all__ = ["HuffmanTree", "MessageReader", "MessageWriter", "compress", "decompress", "message_tree"]
+__all__ = [
+    "MESSAGE_WEIGHTS", "NYT", "HuffmanTree", "MessageReader", "MessageWriter", "compress", "decompress",
+    "message_tree",
+]
 
 SYMBOLS: Final = 256
 NYT: Final = 256  # "not yet transmitted": the escape leaf before a byte's first literal
