@@ -112,6 +112,7 @@ class Quake3Client:
         if timeout <= 0:
             raise ValueError("The timeout must be a positive number of seconds.")
         self._server = (host, port)
+        self._where = f"{host}:{port}"
         self._name = name
         self._protocol = protocol
         self._legacy = legacy
@@ -137,10 +138,6 @@ class Quake3Client:
         self._server_commands: dict[int, bytes] = {}  # by sequence % RELIABLE_SLOTS, as the engine keeps them
         self._sent_commands: dict[int, bytes] = {}
 
-    @property
-    def where(self) -> str:
-        return f"{self._server[0]}:{self._server[1]}"
-
     def __enter__(self) -> Quake3Client:
         family, kind, proto, _, address = socket.getaddrinfo(*self._server, type=socket.SOCK_DGRAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -158,8 +155,8 @@ class Quake3Client:
         # Until then the server would ignore our client commands, the disconnect included.
         if not self._primed.wait(self._timeout):
             self.__exit__()
-            raise Quake3Refused(f"The Quake III server at {self.where} accepted {self._name!r} but never sent"
-                                f" the game state within {self._timeout:g} s; check the server's log.")
+            raise Quake3Refused(f"The Quake III server at {self._where} accepted {self._name!r} but never"
+                                f" sent the game state within {self._timeout:g} s; check the server's log.")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -189,7 +186,7 @@ class Quake3Client:
         getchallenge = OUT_OF_BAND + f"getchallenge {self._client_challenge} {GAME_NAME}".encode()
         reply = self._ask(getchallenge, "challengeResponse", deadline)
         if len(reply) < 2 or not reply[1].lstrip("-").isdigit():
-            raise Quake3Refused(f"The server at {self.where} answered with a malformed challenge.")
+            raise Quake3Refused(f"The server at {self._where} answered with a malformed challenge.")
         self._challenge = int(reply[1])
         userinfo = "".join(f"\\{k}\\{v}" for k, v in self._userinfo().items())
         # The engine Huffman-codes an out-of-band packet from byte 12, just after "connect ".
@@ -220,19 +217,21 @@ class Quake3Client:
                 except TimeoutError:
                     break
                 except ConnectionRefusedError:
-                    break  # nothing listens there (yet): keep asking until the deadline
+                    time.sleep(wait)  # nothing listens there (yet): keep asking until the deadline
+                    break
                 if not data.startswith(OUT_OF_BAND):
                     continue
                 text = data[len(OUT_OF_BAND):].decode("latin-1")
                 if text.startswith("print\n"):
                     said = " ".join(text[len("print\n"):].split()) or "no reason given"
-                    raise Quake3Refused(f"The Quake III server at {self.where} refused {self._name!r}:"
+                    raise Quake3Refused(f"The Quake III server at {self._where} refused {self._name!r}:"
                                         f" {said}")
                 words = text.split()
                 if words and words[0] == expected and self._for_us(expected, words):
                     return words
-        raise Quake3Refused(f"The Quake III server at {self.where} did not answer within {self._timeout:g} s;"
-                            " check that it is running and the address and port are right.")
+        raise Quake3Refused(f"The Quake III server at {self._where} did not answer"
+                            f" within {self._timeout:g} s;"
+                            " check that it is running and that the address and port are right.")
 
     def _for_us(self, expected: str, words: list[str]) -> bool:
         """A late answer to an earlier try, or to someone else, is not ours."""

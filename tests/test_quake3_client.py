@@ -168,8 +168,15 @@ def test_a_connected_client_is_a_player_and_leaves_at_once(openarena: OpenArena)
     port = openarena()
     with Quake3Client(LOCAL, port, "gangway-probe"):
         assert _until(port, Players(1, ("gangway-probe",)), 5) == Players(1, ("gangway-probe",))
+        # A second player comes and goes: the first receives the server's "connected"/"disconnected"
+        # commands, and its own packets are then scrambled with their text (the legacy netchan's key).
+        with Quake3Client(LOCAL, port, "passer-by"):
+            got = _until(port, Players(2, ("gangway-probe", "passer-by")), 5)
+            assert got is not None and sorted(got.names or ()) == ["gangway-probe", "passer-by"]
+        assert _until(port, Players(1, ("gangway-probe",)), 3) == Players(1, ("gangway-probe",))
     # The server would keep a silent client for sv_timeout (200 s): gone at once means it executed our
-    # disconnect, which it only reads from a packet carrying the server id we decoded from its gamestate.
+    # disconnect, which it only reads from a packet carrying the server id we decoded from its gamestate
+    # and scrambled with the last server command we acknowledged.
     assert _until(port, Players(0, ()), 3) == Players(0, ())
 
 
