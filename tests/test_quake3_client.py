@@ -77,6 +77,10 @@ def test_the_fixed_message_tree_is_a_complete_prefix_code() -> None:
     # The most frequent byte (0) gets the shortest code; the never-sent NYT one of the longest.
     assert min(codes, key=lambda s: len(codes[s])) == MESSAGE_WEIGHTS.index(max(MESSAGE_WEIGHTS))
     assert len(codes[NYT]) == max(len(c) for c in codes.values())
+    # Pinned from this coder once the real server had understood it (the tests below): a fast alarm
+    # for a change to the tree's update rules.
+    assert {s: "".join(map(str, codes[s])) for s in (0, 1, 5, 100, 255)} == {
+        0: "01", 1: "11011", 5: "10001000", 100: "111010010", 255: "001001"}
 
 
 @settings(max_examples=100, deadline=None)
