@@ -1,10 +1,15 @@
-"""A real, minimal Quake III Arena (ioquake3 protocol 71) client, so tests can put a player on a server.
+"""A real, minimal Quake III Arena client (ioquake3's engine), so tests can put a player on a server.
 
 It does what a real client does until the map would load: asks for a challenge, sends ``connect``
 with its Huffman-coded userinfo, then keeps the netchan alive (acknowledging the gamestate and the
 server's reliable commands) so the server lists it in ``getstatus``, and finally leaves with a
 ``disconnect`` client command, sent three times as ioquake3 does, so the slot frees at once instead
 of after the server's 200 s timeout. It never enters the world: no user commands are sent.
+
+Two netchans share the number 71. OpenArena's "71" (what Debian's openarena-server speaks: it sets
+com_legacyprotocol 71) is Quake III 1.32's netchan, whose payloads are XOR-scrambled; that is the
+default, ``legacy=True``. ioquake3's own 71 adds a challenge checksum to every packet header and
+scrambles nothing: ``legacy=False``. Protocol 68 (Quake III 1.32 itself) is ``legacy=True`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from devstack.quake3_huffman import MessageReader, MessageWriter, compress
 
 __all__ = ["Quake3Client", "Quake3Refused"]
 
-PROTOCOL: Final = 71  # ioquake3's; the only one whose netchan this client speaks
+PROTOCOL: Final = 71  # OpenArena 0.8.8's (and ioquake3's, with another netchan: see above)
 GAME_NAME: Final = "Quake3Arena"  # com_gamename: getchallenge names it and the server must agree
 OUT_OF_BAND: Final = b"\xff\xff\xff\xff"
 FRAGMENT_BIT: Final = 1 << 31
@@ -91,7 +96,11 @@ def _info_value(info: str, key: str) -> str | None:
 
 
 class Quake3Client:
-    """One player on a Quake III server for as long as the ``with`` block lasts."""
+    """One player on a Quake III server for as long as the ``with`` block lasts.
+
+    Entering returns once the server has sent its game state (so leaving is always heard), or raises
+    Quake3Refused; the first client in a process also spends a few seconds growing the netchan's tree.
+    """
 
     def __init__(self, host: str, port: int, name: str, *, protocol: int = PROTOCOL,
                  timeout: float = 5.0, legacy: bool = True) -> None:
@@ -103,6 +112,7 @@ class Quake3Client:
         if timeout <= 0:
             raise ValueError("The timeout must be a positive number of seconds.")
         self._server = (host, port)
+        self._where = f"{host}:{port}"
         self._name = name
         self._protocol = protocol
         self._legacy = legacy
@@ -114,6 +124,7 @@ class Quake3Client:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._primed = threading.Event()  # the gamestate arrived: we know the server id to echo
         self._lock = threading.Lock()
         # netchan and client state (the names of ioquake3's clc fields)
         self._outgoing = 1
@@ -126,10 +137,6 @@ class Quake3Client:
         self._reliable_sequence = 0
         self._server_commands: dict[int, bytes] = {}  # by sequence % RELIABLE_SLOTS, as the engine keeps them
         self._sent_commands: dict[int, bytes] = {}
-
-    @property
-    def where(self) -> str:
-        return f"{self._server[0]}:{self._server[1]}"
 
     def __enter__(self) -> Quake3Client:
         family, kind, proto, _, address = socket.getaddrinfo(*self._server, type=socket.SOCK_DGRAM)[0]
@@ -145,6 +152,11 @@ class Quake3Client:
         self._send_packet()  # the first packet asks for the gamestate
         self._thread = threading.Thread(target=self._keep_alive, name=f"quake3-{self._name}", daemon=True)
         self._thread.start()
+        # Until then the server would ignore our client commands, the disconnect included.
+        if not self._primed.wait(self._timeout):
+            self.__exit__()
+            raise Quake3Refused(f"The Quake III server at {self._where} accepted {self._name!r} but never"
+                                f" sent the game state within {self._timeout:g} s; check the server's log.")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -174,7 +186,7 @@ class Quake3Client:
         getchallenge = OUT_OF_BAND + f"getchallenge {self._client_challenge} {GAME_NAME}".encode()
         reply = self._ask(getchallenge, "challengeResponse", deadline)
         if len(reply) < 2 or not reply[1].lstrip("-").isdigit():
-            raise Quake3Refused(f"The server at {self.where} answered with a malformed challenge.")
+            raise Quake3Refused(f"The server at {self._where} answered with a malformed challenge.")
         self._challenge = int(reply[1])
         userinfo = "".join(f"\\{k}\\{v}" for k, v in self._userinfo().items())
         # The engine Huffman-codes an out-of-band packet from byte 12, just after "connect ".
@@ -205,19 +217,21 @@ class Quake3Client:
                 except TimeoutError:
                     break
                 except ConnectionRefusedError:
-                    break  # nothing listens there (yet): keep asking until the deadline
+                    time.sleep(wait)  # nothing listens there (yet): keep asking until the deadline
+                    break
                 if not data.startswith(OUT_OF_BAND):
                     continue
                 text = data[len(OUT_OF_BAND):].decode("latin-1")
                 if text.startswith("print\n"):
                     said = " ".join(text[len("print\n"):].split()) or "no reason given"
-                    raise Quake3Refused(f"The Quake III server at {self.where} refused {self._name!r}:"
+                    raise Quake3Refused(f"The Quake III server at {self._where} refused {self._name!r}:"
                                         f" {said}")
                 words = text.split()
                 if words and words[0] == expected and self._for_us(expected, words):
                     return words
-        raise Quake3Refused(f"The Quake III server at {self.where} did not answer within {self._timeout:g} s;"
-                            " check that it is running and the address and port are right.")
+        raise Quake3Refused(f"The Quake III server at {self._where} did not answer"
+                            f" within {self._timeout:g} s;"
+                            " check that it is running and that the address and port are right.")
 
     def _for_us(self, expected: str, words: list[str]) -> bool:
         """A late answer to an earlier try, or to someone else, is not ours."""
@@ -342,4 +356,5 @@ class Quake3Client:
                 server_id = _info_value(text, "sv_serverid")
                 if server_id is not None and server_id.lstrip("-").isdigit():
                     self._server_id = int(server_id)
+                    self._primed.set()
                 return  # baselines follow, which only a client that draws the world reads

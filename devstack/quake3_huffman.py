@@ -13,7 +13,10 @@ import functools
 import struct
 from typing import Final
 
-__all__ = ["HuffmanTree", "MessageReader", "MessageWriter", "compress", "decompress", "message_tree"]
+__all__ = [
+    "MESSAGE_WEIGHTS", "NYT", "HuffmanTree", "MessageReader", "MessageWriter", "compress", "decompress",
+    "message_tree",
+]
 
 SYMBOLS: Final = 256
 NYT: Final = 256  # "not yet transmitted": the escape leaf before a byte's first literal
@@ -145,10 +148,25 @@ class HuffmanTree:
         return node.symbol
 
     def _increment(self, start: _Node) -> None:
+        # Hot: growing the netchan's tree runs this a million times, hence one loop with locals.
         climbed: list[_Node] = []
         node: _Node | None = start
         while node is not None:
-            self._raise_weight(node)
+            weight = node.weight
+            nxt = node.nxt
+            if nxt is not None and nxt.weight == weight:
+                # Take the place of the highest-ranked node of our weight before growing heavier.
+                leader = node.block.leader
+                assert leader is not None
+                if leader is not node.parent:
+                    self._swap_places(leader, node)
+                _swap_ranks(leader, node)
+                nxt = node.nxt
+            prev = node.prev
+            node.block.leader = prev if prev is not None and prev.weight == weight else None
+            weight += 1
+            node.weight = weight
+            node.block = nxt.block if nxt is not None and nxt.weight == weight else _Block(node)
             climbed.append(node)
             node = node.parent
         # Then, from the top down, a node that now ranks just above its own parent trades ranks with it.
@@ -158,23 +176,6 @@ class HuffmanTree:
                 _swap_ranks(node, parent)
                 if node.block.leader is node:
                     node.block.leader = parent
-
-    def _raise_weight(self, node: _Node) -> None:
-        if node.nxt is not None and node.nxt.weight == node.weight:
-            leader = node.block.leader
-            assert leader is not None
-            if leader is not node.parent:
-                self._swap_places(leader, node)
-            _swap_ranks(leader, node)
-        if node.prev is not None and node.prev.weight == node.weight:
-            node.block.leader = node.prev
-        else:
-            node.block.leader = None
-        node.weight += 1
-        if node.nxt is not None and node.nxt.weight == node.weight:
-            node.block = node.nxt.block
-        else:
-            node.block = _Block(node)
 
     def _swap_places(self, one: _Node, two: _Node) -> None:
         # Two siblings end up unswapped here, exactly as in ioquake3: the second fix-up undoes the first.
@@ -299,6 +300,8 @@ class MessageWriter:
 
     def string(self, text: str) -> MessageWriter:
         """As the engine writes strings: '%' and bytes past 127 become '.', then a NUL."""
+        if "\0" in text:
+            raise ValueError("a string on the wire ends at its first NUL; this one has one inside")
         for byte in text.encode("utf-8"):
             self.byte(ord(".") if byte > 127 or byte == ord("%") else byte)
         return self.byte(0)
