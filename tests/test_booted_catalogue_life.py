@@ -30,6 +30,7 @@ from chalicelib.games import GameState
 from chalicelib.lifecycle.bootstrap import MOUNTPOINT
 from devstack.aws import Emulator
 from devstack.discord_api import DiscordStandIn
+from devstack.discord_user import Who
 from devstack.instance.aptrepo import REPO_PORT, build_repo, serve, use_served
 from devstack.instance.boot import BootedInstance
 from devstack.instance.rootfs import build_rootfs
@@ -54,6 +55,7 @@ PLAYER: Final = "ana"
 # What the first life leaves in the game's folder on the data disk; the second finds it.
 WORLD: Final = f"{MOUNTPOINT}/game/world-note.txt"
 TIMES: dict[str, float] = {}
+FIRST_LIFE: list[str] = []  # the files in the game's folder when the first life's snapshot was taken
 # getstatus from inside the instance (its loopback: the game's port is filtered for strangers): the
 # statusResponse's first line, or nothing.
 GETSTATUS: Final = f"""
@@ -159,13 +161,16 @@ def test_newgame_from_the_catalogue_then_start_installs_and_says_playable_once_t
     vm.exec(["sh", "-c", f"echo 'first life' > {WORLD} && chown gangway: {WORLD}"])
 
 
-def _players_field(life: Life) -> str:
-    _, details = life.harness.command("games", game=GAME)
+def _players_field(life: Life, member: Who) -> str:
+    """The Players field of `/games game:` as a member sees it."""
+    _, details = life.harness.command("games", who=member, game=GAME)
     fields = {f["name"]: str(f["value"]) for f in details["data"]["embeds"][0]["fields"]}
     return fields.get("Players", "")
 
 
-def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_game(life: Life) -> None:
+def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_game(
+    life: Life, tmp_path: Path
+) -> None:
     from devstack.quake3_client import Quake3Client, Quake3Refused
 
     vm, tenant = life.vm(), life.tenant
@@ -177,13 +182,14 @@ def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_
     member_lets_in(life, host)
     wait("this machine in the nft set", lambda: host in members(vm), life)
     told = len(channel(life))
+    member = life.members[host]
     with Quake3Client(vm.net.guest_ip, PORT, PLAYER):
-        wait("the player named in /games", lambda: PLAYER in _players_field(life), life, timeout=60)
-        assert _players_field(life).startswith("1 player"), _players_field(life)
-        _, ip = life.harness.command("ip")
+        wait("the player named in /games", lambda: PLAYER in _players_field(life, member), life, timeout=60)
+        assert _players_field(life, member).startswith("1 player"), _players_field(life, member)
+        _, ip = life.harness.command("ip", who=member)
         assert f"playing: {PLAYER}" in ip["data"]["embeds"][0]["description"], ip
     # Nobody plays now: warned, then stopped by itself through StopGame, saved with a snapshot.
-    wait("the game empty in /games", lambda: PLAYER not in _players_field(life), life, timeout=60)
+    wait("the game empty in /games", lambda: PLAYER not in _players_field(life, member), life, timeout=60)
     try:
         pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
     except AssertionError as exc:
@@ -204,6 +210,15 @@ def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_
     listed = subprocess.run(["debugfs", "-R", "ls -p /.gangway/apt-archives", str(image)],
                             capture_output=True, text=True, check=False, timeout=30).stdout
     assert "/openarena-server_" in listed and "/ioquake3-server_" in listed, listed
+    # The game's folder as the snapshot holds it: what the test wrote, and what the server wrote there
+    # (its home: the game's folder, gameunit.py).
+    dump = tmp_path / "game"
+    dump.mkdir()
+    subprocess.run(["debugfs", "-R", f"rdump /game {dump}", str(image)], capture_output=True, check=True,
+                   timeout=60)
+    FIRST_LIFE.extend(str(f.relative_to(dump / "game")) for f in (dump / "game").rglob("*") if f.is_file())
+    print("\nthe game's folder after the first life:", sorted(FIRST_LIFE))
+    assert "world-note.txt" in FIRST_LIFE and any(f.startswith(".openarena/") for f in FIRST_LIFE), FIRST_LIFE
 
 
 def test_the_second_start_from_the_snapshot_installs_from_the_kept_packages_and_the_world_is_there(life: Life) -> None:
@@ -214,5 +229,7 @@ def test_the_second_start_from_the_snapshot_installs_from_the_kept_packages_and_
     assert any(f"⏳ **{GAME}**: installing OpenArena (version 1)… " in text for text in edits), edits
     assert not any("downloading" in text for text in edits), edits
     assert vm.exec(["cat", WORLD]).stdout == "first life\n"
+    there = vm.exec(["find", f"{MOUNTPOINT}/game", "-type", "f", "-printf", "%P\\n"]).stdout.split("\n")
+    assert set(FIRST_LIFE) <= set(there), (FIRST_LIFE, there)
     print(f"\nOpenArena through the stack: first start {TIMES['first_start_s']:.1f} s to playable "
           f"(install included), second start {TIMES['second_start_s']:.1f} s")
