@@ -27,13 +27,14 @@ from typing import Final
 import pytest
 
 from chalicelib.games import GameState
-from chalicelib.lifecycle.bootstrap import MOUNTPOINT
+from chalicelib.lifecycle.bootstrap import GAME_USER, MOUNTPOINT
 from devstack.aws import Emulator
 from devstack.discord_api import DiscordStandIn
 from devstack.discord_user import Who
 from devstack.instance.aptrepo import REPO_PORT, build_repo, serve, use_served
 from devstack.instance.boot import BootedInstance
 from devstack.instance.rootfs import build_rootfs
+from devstack.quake3_client import Quake3Client, Quake3Refused
 from tests.booted_helpers import (
     Life,
     booted_stack,
@@ -157,8 +158,11 @@ def test_newgame_from_the_catalogue_then_start_installs_and_says_playable_once_t
     # The server runs as the game's user under the game's unit (Debian's own service stays off).
     pid = vm.exec(["systemctl", "show", "gangway-game", "-p", "MainPID", "--value"]).stdout.strip()
     assert "ioq3ded" in vm.exec(["cat", f"/proc/{pid}/comm"]).stdout, life.console()
+    uid = vm.exec(["id", "-u", GAME_USER]).stdout.strip()
+    proc = vm.exec(["cat", f"/proc/{pid}/status"]).stdout
+    assert any(line.split()[1:2] == [uid] for line in proc.splitlines() if line.startswith("Uid:")), proc
     assert vm.exec(["systemctl", "is-active", "openarena-server"], check=False).stdout.strip() != "active"
-    vm.exec(["sh", "-c", f"echo 'first life' > {WORLD} && chown gangway: {WORLD}"])
+    vm.exec(["sh", "-c", f"echo 'first life' > {WORLD} && chown {GAME_USER}: {WORLD}"])
 
 
 def _players_field(life: Life, member: Who) -> str:
@@ -171,8 +175,6 @@ def _players_field(life: Life, member: Who) -> str:
 def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_game(
     life: Life, tmp_path: Path
 ) -> None:
-    from devstack.quake3_client import Quake3Client, Quake3Refused
-
     vm, tenant = life.vm(), life.tenant
     host = vm.net.host_ip
     # Strangers are filtered: this machine is no member yet.
