@@ -20,157 +20,42 @@ the root file system cached).
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-import app as app_module
-from chalicelib.config import Settings
 from chalicelib.games import GameState
-from chalicelib.instances.identity import policy_name
 from chalicelib.wiring import container
-from deploy.wheelhouse import publish
 from devstack.aws import Emulator
-from devstack.bridge import MqttBridge
 from devstack.discord_api import DiscordStandIn
-from devstack.discord_user import DiscordUser, Who, snowflake
-from devstack.iam import enforced, instance_credentials
 from devstack.instance.boot import BootedInstance
-from devstack.instance.iot import TlsBroker, make_pki, tls_mosquitto
-from devstack.instance.iot_core import issue_from
-from devstack.instance.launches import Launches, Powered
-from devstack.instance.rootfs import build_rootfs
-from devstack.pump import Pump
-from tests.access_helpers import authorize
-from tests.booted_helpers import require_booting, wheelhouse
-from tests.conftest import APPLICATION_ID, SIGNING_KEY
-from tests.helpers import Harness
-from tests.lifecycle_helpers import MAIN, create_game, game_row, pump_steps
+from tests.booted_helpers import (
+    Life,
+    allowed,
+    booted_stack,
+    channel,
+    deploy,
+    member_lets_in,
+    members,
+    on_disk,
+    said,
+    stop_until_off,
+    wait,
+)
+from tests.lifecycle_helpers import create_game, game_row, pump_steps
 
 GAME = "valheim"
-BUCKET = "gangway-artifacts-test"
 NEW_PORT = 27016  # opened by /openport while the game runs
-# What settings derive from and the container caches: rebuilt under this module's deployment settings.
-_DERIVED = ("publisher", "wheelhouse", "gateways", "lifecycle", "agent_events")
-
-
-def _deploy(base: Settings | None = None, **changes: Any) -> Settings:
-    """The deployment's settings as an operator sets them (from `base`, or the current ones), with what
-    the container derived from them rebuilt; the settings they replace."""
-    c = container()
-    before = c.settings
-    for name in _DERIVED:
-        c.__dict__.pop(name, None)
-    c.settings = dataclasses.replace(base or before, **changes)
-    return before
-
-
-@dataclass
-class Life:
-    harness: Harness
-    tenant: str
-    launches: Launches
-    broker: TlsBroker
-    bridge: MqttBridge
-    endpoint: str
-    members: dict[str, Who] = dataclasses.field(default_factory=dict)  # address let in → by whom
-
-    def vm(self) -> BootedInstance:
-        instance = game_row(self.tenant, GAME).resources.instance_id or ""
-        assert instance in self.launches.instances, (instance, list(self.launches.instances))
-        return self.launches.instances[instance].vm
-
-    def console(self) -> str:
-        logs = [b.vm.log_path for b in self.launches.instances.values()]
-        tail = "".join(p.read_text(errors="replace")[-3000:] for p in logs if p.exists())
-        return f"problems: {self.launches.problems}\nconsole: {tail}"
 
 
 @pytest.fixture(scope="module")
 def life(
     emulator: Emulator, standin: DiscordStandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Life]:
-    require_booting()
-    rootfs = build_rootfs()
-    built = wheelhouse()
-    c = container()
-    region, stage = c.settings.region, c.settings.stage
-    # What `make deploy` does: the wheelhouse in the artifacts bucket, its location in AGENT_WHEELHOUSE.
-    s3 = boto3.client(
-        "s3", region_name=region, endpoint_url=emulator.url, config=Config(signature_version="s3v4")
-    )
-    location = publish(s3, BUCKET, built, say=lambda _: None)
-    pki = make_pki(regions=(region,))
-    # Amazon's CA is a public file; this bucket is not, so a presigned URL serves the stand-in's.
-    s3.put_object(Bucket=BUCKET, Key="booted/AmazonRootCA1.pem", Body=pki.ca)
-    ca_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": BUCKET, "Key": "booted/AmazonRootCA1.pem"}, ExpiresIn=3600
-    )
-    # The deployment's IOT_DATA_ENDPOINT (the account's iot:Data-ATS endpoint, as the stack resolves it).
-    endpoint = c.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
-    who = Who(guild_id=snowflake(), user_id=snowflake(), user_name="admin")
-    harness = Harness(user=DiscordUser(SIGNING_KEY, APPLICATION_ID, who=who), standin=standin)
-    tenant = who.guild_id or ""
-    saved = c.settings
-    pump = Pump(c.sqs(), region)
-    with tls_mosquitto(tmp_path_factory.mktemp("broker"), pki) as broker:
-        mqtt_url = f"mqtt://127.0.0.1:{broker.plain_port}"
-        queue = c.sqs().get_queue_url(QueueName=saved.agent_events_queue)["QueueUrl"]
-        bridge = MqttBridge(mqtt_url, c.sqs(), queue, client_id=f"booted-rule-{os.getpid()}")
-        launches = Launches(
-            rootfs,
-            ec2=c.client("ec2"),
-            iot=c.client("iot"),
-            policy=policy_name(stage),
-            broker=broker,
-            tenant=tenant,
-            game=GAME,
-            aws_url=emulator.url,
-            log_dir=tmp_path_factory.mktemp("consoles"),
-            environment={"GANGWAY_CA_URL": ca_url},
-            hosts={endpoint: "127.0.0.1"},  # the instance's DNS: IoT Core is the forwarded broker
-            credentials=lambda i: instance_credentials(stage, i) if enforced() else None,
-        )
-        try:
-            _deploy(
-                iot_data_endpoint=f"https://{endpoint}",
-                mqtt_url=mqtt_url,  # the backend's publisher: the same broker (its plain side)
-                agent_wheelhouse=location,
-            )
-            issue_from(pki)
-            bridge.start()
-            pump.bind(queue, "agent_events", app_module.agent_events)
-            pump.start()
-            launches.start()
-            harness.command("setup")
-            harness.component("setup:main", [MAIN])
-            yield Life(harness, tenant, launches, broker, bridge, endpoint)
-            refused = harness.refused_calls()
-            assert not refused, f"Discord would refuse what gangway sent: {refused}"
-        finally:
-            launches.stop()
-            pump.stop()
-            bridge.stop()
-            _deploy(saved)
-            issue_from(None)
-            harness.close()
-
-
-def _said(life: Life, token: str, phrase: str) -> bool:
-    """Whether one of the edits of the interaction's reply said `phrase`."""
-    calls = life.harness.calls_for(token)
-    return any(phrase in str((call.get("json") or {}).get("content", "")) for call in calls)
+    with booted_stack(emulator, standin, tmp_path_factory, GAME) as booted:
+        yield booted
 
 
 def _reach(address: str, port: int) -> bool:
@@ -180,24 +65,6 @@ def _reach(address: str, port: int) -> bool:
             return b"booted listener" in conn.recv(100)
     except OSError:
         return False
-
-
-def _allowed(vm: BootedInstance) -> str:
-    return vm.exec(["nft", "-j", "list", "set", "inet", "gangway", "allowed_v4"]).stdout
-
-
-def _members(vm: BootedInstance) -> list[str]:
-    """The addresses in the instance's nft allowlist (IPv4)."""
-    listed = json.loads(_allowed(vm))["nftables"]
-    elems: list[Any] = next((x["set"].get("elem", []) for x in listed if "set" in x), [])
-    return [e["elem"]["val"] if isinstance(e, dict) else str(e) for e in elems]
-
-
-def _wait(what: str, check: Any, life: Life, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"no {what}; {life.console()}"
-        time.sleep(0.5)
 
 
 def _start(life: Life) -> BootedInstance:
@@ -212,41 +79,8 @@ def _start(life: Life) -> BootedInstance:
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{life.console()}") from None
     assert game_row(tenant, GAME).state is GameState.RUNNING, life.console()
-    assert _said(life, payload["token"], f"🟢 **{GAME}** is up at"), life.console()
+    assert said(life, payload["token"], f"🟢 **{GAME}** is up at"), life.console()
     return life.vm()
-
-
-def _stop(life: Life) -> tuple[Powered, Path]:
-    """/stop until STOPPED with a snapshot, the emulator's instance gone and the container powered off
-    (cleanly, at EC2's power button) leaving nothing behind; the snapshot's disk image."""
-    h, tenant = life.harness, life.tenant
-    vm = life.vm()
-    instance = game_row(tenant, GAME).resources.instance_id or ""
-    netns, loop = vm.net.name, vm.loop
-    payload, answer = h.command("stop", game=GAME)
-    assert answer["data"]["content"] == f"⏳ Stopping **{GAME}**…"
-    try:
-        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{life.console()}") from None
-    game = game_row(tenant, GAME)
-    snap = game.resources.snapshot_id or ""
-    assert snap and not game.resources.instance_id
-    assert _said(life, payload["token"], f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`)")
-    ec2 = container().client("ec2")
-    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
-    assert state in ("shutting-down", "terminated")
-    powered = life.launches.instances[instance]
-    life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
-    assert powered.clean, life.console()  # it shut down by itself at EC2's power button, not killed
-    assert (
-        netns
-        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-    )
-    assert loop not in subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
-    assert not vm.work.exists()
-    assert snap in life.launches.snapshots, life.launches.snapshots
-    return powered, life.launches.snapshots[snap]
 
 
 def _game_up(vm: BootedInstance) -> bool:
@@ -258,14 +92,6 @@ def _game_up(vm: BootedInstance) -> bool:
         return False
     status = vm.exec(["cat", f"/proc/{props['MainPID']}/status"], check=False).stdout
     return any(line.split()[1:2] == [uid] for line in status.splitlines() if line.startswith("Uid:"))
-
-
-def _on_disk(image: Path, path: str) -> str:
-    """A file of a kept disk image (ext4, read with debugfs: nothing mounted)."""
-    done = subprocess.run(
-        ["debugfs", "-R", f"cat {path}", str(image)], capture_output=True, text=True, check=False, timeout=30
-    )
-    return done.stdout
 
 
 def test_start_boots_the_launched_instance_and_its_agent_reports_ready_over_mtls(life: Life) -> None:
@@ -294,21 +120,11 @@ def test_start_boots_the_launched_instance_and_its_agent_reports_ready_over_mtls
     assert life.bridge.forwarded >= 1
 
 
-def _member_lets_in(life: Life, address: str, member: Who | None = None) -> None:
-    """A member of the main role (a new one unless given) runs /addip and opens the link from `address`
-    (the IPAuth page's call); a member's new address replaces the one they had."""
-    member = member or Who(guild_id=life.tenant, user_id=snowflake(), role_ids=(MAIN,), permissions=0)
-    _, answer = life.harness.command("addip", who=member)
-    url = str(answer["data"]["components"][0]["components"][0]["url"])
-    assert authorize(url.split("#", 1)[1], address).status == 200
-    life.members[address] = member
-
-
 def test_addip_puts_the_players_address_in_the_instances_nft_set(life: Life) -> None:
     vm = life.vm()
-    _member_lets_in(life, "198.51.100.7")
-    _wait("198.51.100.7 in the instance's nft set", lambda: "198.51.100.7" in _allowed(vm), life)
-    assert vm.net.host_ip not in _allowed(vm)
+    member_lets_in(life, "198.51.100.7")
+    wait("198.51.100.7 in the instance's nft set", lambda: "198.51.100.7" in allowed(vm), life)
+    assert vm.net.host_ip not in allowed(vm)
 
 
 # The game an admin uploads with /files: a line to every client on the port /openport opened; on its
@@ -343,16 +159,16 @@ def test_a_port_opened_on_the_running_game_is_filtered_at_once(life: Life) -> No
     vm, h = life.vm(), life.harness
     vm.exec(["systemd-run", "--unit=booted-listener", "--uid=gangway", "python3", "-c", LISTENER])
     # Not yet one of the game's ports: the game's firewall leaves it alone (its security group would not).
-    _wait("the listener", lambda: _reach(vm.net.guest_ip, NEW_PORT), life)
+    wait("the listener", lambda: _reach(vm.net.guest_ip, NEW_PORT), life)
     payload, answer = h.command("openport", game=GAME, ports=f"tcp:{NEW_PORT}")
     assert answer["type"] == 5, answer
     h.run_jobs_for(payload["token"], wait=60)
-    said = str(h.calls_for(payload["token"])[-1]["json"]["content"])
-    assert f"**{GAME}** is running: its firewall filters" in said and str(NEW_PORT) in said, said
+    reply = str(h.calls_for(payload["token"])[-1]["json"]["content"])
+    assert f"**{GAME}** is running: its firewall filters" in reply and str(NEW_PORT) in reply, reply
     assert not _reach(vm.net.guest_ip, NEW_PORT)  # this machine is not let in: dropped from the reply on
-    assert "198.51.100.7" in _allowed(vm)
-    _member_lets_in(life, vm.net.host_ip)
-    _wait("this machine in the nft set", lambda: vm.net.host_ip in _allowed(vm), life)
+    assert "198.51.100.7" in allowed(vm)
+    member_lets_in(life, vm.net.host_ip)
+    wait("this machine in the nft set", lambda: vm.net.host_ip in allowed(vm), life)
     assert _reach(vm.net.guest_ip, NEW_PORT)
 
 
@@ -400,8 +216,8 @@ def test_files_gives_a_login_to_the_instances_sshd_chrooted_and_uploads_belong_t
 
 
 def test_stop_snapshots_terminates_and_the_container_powers_off_keeping_the_disk(life: Life) -> None:
-    _powered, image = _stop(life)
-    assert _on_disk(image, "/game/world.txt") == "uploaded through /files\n"
+    _powered, image = stop_until_off(life)
+    assert on_disk(image, "/game/world.txt") == "uploaded through /files\n"
 
 
 def test_a_start_from_the_snapshot_runs_the_uploaded_game_as_its_user_for_the_players_let_in(
@@ -409,23 +225,23 @@ def test_a_start_from_the_snapshot_runs_the_uploaded_game_as_its_user_for_the_pl
 ) -> None:
     vm = _start(life)
     assert vm.exec(["cat", "/srv/gangway/game/world.txt"]).stdout == "uploaded through /files\n"
-    _wait("the restored game running as its user", lambda: _game_up(vm), life, timeout=60)
+    wait("the restored game running as its user", lambda: _game_up(vm), life, timeout=60)
     host = vm.net.host_ip
     if host not in life.members:  # this boot's veth has an address nobody let in: filtered from boot on
         assert not _reach(vm.net.guest_ip, NEW_PORT)
-        _member_lets_in(life, host)
+        member_lets_in(life, host)
     # The new agent gets the tenant's whole set when it connects.
-    _wait("the players let in, in the nft set", lambda: {host, "198.51.100.7"} <= set(_members(vm)), life)
-    _wait("the game answering a player let in", lambda: _reach(vm.net.guest_ip, NEW_PORT), life)
+    wait("the players let in, in the nft set", lambda: {host, "198.51.100.7"} <= set(members(vm)), life)
+    wait("the game answering a player let in", lambda: _reach(vm.net.guest_ip, NEW_PORT), life)
     # The member moves to another address: this machine's is revoked, and dropped at once.
-    _member_lets_in(life, "198.51.100.9", life.members[host])
-    _wait("this machine out of the nft set", lambda: host not in _members(vm), life)
+    member_lets_in(life, "198.51.100.9", life.members[host])
+    wait("this machine out of the nft set", lambda: host not in members(vm), life)
     assert not _reach(vm.net.guest_ip, NEW_PORT)
 
 
 def test_stop_saves_and_stops_the_game_and_the_container_powers_off(life: Life) -> None:
-    _powered, image = _stop(life)
-    assert _on_disk(image, "/game/saved.txt") == "saved at stop\n"  # the game saved on its stop signal
+    _powered, image = stop_until_off(life)
+    assert on_disk(image, "/game/saved.txt") == "saved at stop\n"  # the game saved on its stop signal
 
 
 def test_a_spot_notice_from_the_metadata_service_saves_and_stops_the_game_within_the_two_minutes(
@@ -433,7 +249,7 @@ def test_a_spot_notice_from_the_metadata_service_saves_and_stops_the_game_within
 ) -> None:
     vm = _start(life)
     tenant = life.tenant
-    _wait("the game running", lambda: _game_up(vm), life, timeout=60)
+    wait("the game running", lambda: _game_up(vm), life, timeout=60)
     vm.exec(["rm", "/srv/gangway/game/saved.txt"])  # the last stop's save, restored with the disk
     instance = game_row(tenant, GAME).resources.instance_id or ""
     assert vm.imds is not None
@@ -447,40 +263,32 @@ def test_a_spot_notice_from_the_metadata_service_saves_and_stops_the_game_within
     life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=60)
     assert time.monotonic() - noticed < 120 and powered.clean
     snap = game_row(tenant, GAME).resources.snapshot_id or ""
-    assert _on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"
-
-
-CHANNEL = Who.channel_id  # where the test user's interactions come from: the /start's channel
-
-
-def _channel(life: Life) -> list[str]:
-    """What gangway said in the game's channel (bot messages), oldest first."""
-    return [str((c.get("json") or {}).get("content", "")) for c in life.harness.channel_calls(CHANNEL)]
+    assert on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"
 
 
 def test_an_idle_game_warns_in_its_channel_then_is_saved_and_stopped_and_the_container_powers_off(
     life: Life,
 ) -> None:
     tenant = life.tenant
-    told = len(_channel(life))
+    told = len(channel(life))
     forwarded = life.bridge.forwarded
     # The stage's idle defaults, short (the game has no minutes of its own): a count every second, a
     # start-up grace of 15 s, the warning after 5 s more without players and the shutdown after 15 s.
-    saved = _deploy(idle_check_s=1, idle_grace_s=15, idle_warn_s=5, idle_stop_s=15)
+    saved = deploy(idle_check_s=1, idle_grace_s=15, idle_warn_s=5, idle_stop_s=15)
     try:
         vm = _start(life)
     finally:
-        _deploy(saved)  # the launch rendered them; what follows runs on the module's settings
+        deploy(saved)  # the launch rendered them; what follows runs on the module's settings
     toml = vm.exec(["cat", "/etc/gangway/agent.toml"]).stdout
     assert "warn_after_s = 5\nstop_after_s = 15\nstartup_grace_s = 15\ncheck_interval_s = 1\n" in toml, toml
-    _wait("the game running", lambda: _game_up(vm), life, timeout=60)
+    wait("the game running", lambda: _game_up(vm), life, timeout=60)
     vm.exec(["rm", "-f", "/srv/gangway/game/saved.txt"])  # the last stop's save, restored with the disk
     instance = game_row(tenant, GAME).resources.instance_id or ""
     # Nobody connects: the agent warns (through the broker, the rule's bridge and the agent-events
     # queue), and the backend says so in the channel the game was started from.
-    _wait(
+    wait(
         "the idle warning in the channel",
-        lambda: any("💤 Nobody has played" in m for m in _channel(life)[told:]),
+        lambda: any("💤 Nobody has played" in m for m in channel(life)[told:]),
         life,
     )
     try:
@@ -490,15 +298,15 @@ def test_an_idle_game_warns_in_its_channel_then_is_saved_and_stopped_and_the_con
     game = game_row(tenant, GAME)
     snap = game.resources.snapshot_id or ""
     assert snap and not game.resources.instance_id
-    said = _channel(life)[told:]
-    assert [m.split("**", 1)[0] for m in said] == [
+    heard = channel(life)[told:]
+    assert [m.split("**", 1)[0] for m in heard] == [
         "💤 Nobody has played on ",
         "💤 Nobody played on ",
         "⚪ ",
-    ], said
-    assert said[-1] == f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`) after nobody played.", said
+    ], heard
+    assert heard[-1] == f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`) after nobody played.", heard
     assert life.bridge.forwarded > forwarded
     powered = life.launches.instances[instance]
     life.launches.wait_for("the container to power off", lambda: powered.off_at is not None, timeout=120)
     assert powered.clean, life.console()
-    assert _on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"  # saved first
+    assert on_disk(life.launches.snapshots[snap], "/game/saved.txt") == "saved at stop\n"  # saved first

@@ -244,6 +244,28 @@ def test_apt_runs_noninteractive_with_its_cache_on_the_data_disk(tmp_path: Path)
     assert not with_dpkg.needed()  # the marker says 1 and dpkg says installed
 
 
+def test_a_new_root_disk_installs_again_from_the_kept_packages_without_a_download_phase(
+    tmp_path: Path,
+) -> None:
+    """The marker says this version is installed, but the instance is new (a start from a snapshot) and
+    its dpkg does not know the packages: apt installs them again from the data disk's cache, and the
+    progress never says it downloads (apt has everything: it prints only its dpkg status)."""
+    bin_dir = tmp_path / "bin"
+    _program(bin_dir, "apt-get", FAKE_APT % (APT_STATUS,))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")}
+    cfg = InstallConfig(InstallMethod.APT, "1", tmp_path / "game", packages=("minetest-server",))
+    assert Installer(cfg, data_dir=tmp_path, clock=FakeClock(), report=Reports(), env=env).run().installed
+    _program(bin_dir, "apt-get", FAKE_APT % ([line for line in APT_STATUS if line.startswith("pmstatus")],))
+    reports = Reports()
+    again = Installer(cfg, data_dir=tmp_path, clock=FakeClock(), report=reports, env=env)
+    assert again.needed() and again.run().installed
+    assert reports.phases() == ["install", "done"], reports.bodies
+    assert "kept on the data disk" in str(reports.bodies[0]["message"])
+    forced = Reports()  # /updategame's forced run is a new install: it says it downloads
+    Installer(cfg, data_dir=tmp_path, clock=FakeClock(), report=forced, env=env).run(force=True)
+    assert forced.phases()[0] == "download"
+
+
 def test_apt_failure_reports_apts_words(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     _program(bin_dir, "apt-get", FAKE_APT % ([],))

@@ -116,6 +116,29 @@ def test_a_player_returning_after_the_warning_clears_it(game: Game) -> None:
     ]
 
 
+def test_a_short_idle_check_counts_more_often_than_the_querys_interval(tmp_path: Path) -> None:
+    """The stage's idle check (short here, as an operator may set it) bounds how seldom the query asks:
+    a query interval of a minute does not make a 5 s check count once a minute."""
+    clock = FakeClock()
+    with Quake3Server([(3, 40, "ana")]) as q3:
+        data = config_dict(tmp_path)
+        data["idle"] = {"warn_after_s": 1200, "stop_after_s": 1800, "startup_grace_s": 300,
+                        "check_interval_s": 5}
+        data["query"] = {"protocol": "quake3", "host": "127.0.0.1", "port": q3.port, "interval_s": 60}
+        cfg = config.parse(data)
+        assert cfg.query is not None
+        services = Services(link=MemoryLink(), clock=clock, runner=SubprocessRunner(), sink=NullSink(),
+                            activity=SocketTables(Watched.of(cfg.launch.ports)), query=GameQuery(cfg.query))
+        agent = Agent(cfg, services)
+        try:
+            for _ in range(12):  # one minute, 5 s at a time
+                clock.advance(5)
+                agent.tick()
+            assert q3.requests >= 12, q3.requests
+        finally:
+            agent.close()
+
+
 def test_an_unanswered_query_counts_traffic_again(game: Game) -> None:
     agent, _link, _clock, port, q3 = game
     q3.close()  # the game's query is gone (hung, restarting): unknown, not "nobody"

@@ -85,8 +85,8 @@ def started_text(lc: Lifecycle, game: Game, where: str, reply: Any) -> str | Non
         return _playable_text(game)
     return (
         f"⏳ **{game.name}**'s server is up at {where}; now installing and starting {found.name} "
-        "(the first start downloads it, later ones skip that). Not ready to join yet: this message says "
-        "when it is playable."
+        "(the first start downloads it; later ones use what its disk kept). Not ready to join yet: this "
+        "message says when it is playable."
     )
 
 

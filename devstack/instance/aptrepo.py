@@ -10,23 +10,35 @@ repository index (`Packages`, the fields dpkg-scanpackages writes). `install_int
 booted instance's root (`/var/local/gangway-apt`) and makes it the instance's only apt source
 (`deb [trusted=yes] file:/var/local/gangway-apt ./`): the agent's `apt-get update` and `apt-get install`
 then run unchanged, as on an instance whose mirror is Debian's.
+
+apt uses a `file:` repository's .debs where they are and keeps no copy in its archives cache; to behave
+as with a mirror (the .debs downloaded into the cache, which the agent keeps on the data disk), `serve()`
+serves the repository over HTTP on this machine and `use_served()` makes an instance's only source
+`http://127.0.0.1:REPO_PORT` (its loopback port forwarded to the server's, as the instance harness
+forwards the emulator's).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from devstack.instance.rootfs import CACHE_DIR, SUITE, RootFs
 
-__all__ = ["REPO_IN_INSTANCE", "LocalRepo", "build_repo", "install_into"]
+__all__ = ["REPO_IN_INSTANCE", "REPO_PORT", "LocalRepo", "build_repo", "install_into", "serve", "use_served"]
 
 REPO_IN_INSTANCE: Final = "/var/local/gangway-apt"
+REPO_PORT: Final = 8089  # where an instance reaches a served repository, on its loopback
 # `apt-get --simulate install` prints one "Inst <name> (<version> <origin> [<arch>])" line per package.
 _INST: Final = re.compile(r"^Inst (\S+) (?:\[[^]]*\] )?\((\S+) ", re.MULTILINE)
 
@@ -103,5 +115,32 @@ def install_into(repo: LocalRepo, root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
     apt = root / "etc/apt"
     (apt / "sources.list").write_text(f"deb [trusted=yes] file:{REPO_IN_INSTANCE} ./\n")
+    for extra in (apt / "sources.list.d").glob("*"):
+        extra.unlink()
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the test's output is its own
+        pass
+
+
+@contextlib.contextmanager
+def serve(repo: LocalRepo) -> Iterator[int]:
+    """Serve the repository over HTTP on this machine's loopback while the block runs; its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(repo.path)))
+    thread = threading.Thread(target=server.serve_forever, name="apt-repo", daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def use_served(root: Path, port: int = REPO_PORT) -> None:
+    """Make the served repository (at the instance's loopback `port`) a booted root's only apt source."""
+    apt = root / "etc/apt"
+    (apt / "sources.list").write_text(f"deb [trusted=yes] http://127.0.0.1:{port} ./\n")
     for extra in (apt / "sources.list.d").glob("*"):
         extra.unlink()

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -84,6 +84,7 @@ class BootedInstance:
         log_path: Path | None = None,
         hosts: Mapping[str, str] | None = None,
         disk_image: Path | None = None,
+        prepare_root: Callable[[Path], None] | None = None,
     ) -> None:
         n = next(_COUNTER)
         self.name = f"gw{os.getpid()}x{n}"  # ≤15 characters: it names the host's veth too
@@ -99,6 +100,8 @@ class BootedInstance:
         self._disk_image = disk_image
         # Host name → address: what DNS answers inside (IoT Core's endpoint is the stand-in broker's).
         self._hosts = dict(hosts or {})
+        # What this world gives the root file system before it boots (a local apt source: no internet).
+        self._prepare_root = prepare_root
         self.work = Path(tempfile.mkdtemp(prefix=f"gangway-{self.name}-", dir="/var/tmp"))
         self.root = self.work / "root"
         self.disk_file = self.work / "disk.img"
@@ -162,6 +165,8 @@ class BootedInstance:
         )  # fmt: skip
         self._mounted = True
         self._install_cloud_final()
+        if self._prepare_root is not None:
+            self._prepare_root(self.root)
         if self._disk_image is not None:
             _run(["cp", "--sparse=always", str(self._disk_image), str(self.disk_file)])
         else:

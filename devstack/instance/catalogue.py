@@ -1,6 +1,7 @@
 """A catalogue game on a booted instance: Luanti's server (Debian's `minetest-server`), installed by the
-agent with apt from the local repository (aptrepo.py). Used by tests/test_booted_catalogue.py and by
-`make bench` (bench/catalogue.py).
+agent with apt from the local repository (aptrepo.py), the entry given to a booted instance outside the
+stack. Used by tests/test_booted_catalogue.py (tests/test_booted_catalogue_life.py takes OpenArena's
+entry through the stack instead).
 
 `apply_entry()` turns the agent.toml the user data wrote into the entry's: the launch command and ports
 replaced, `[install]` and `[ready]` added (what the backend's rendering of a catalogue entry writes);

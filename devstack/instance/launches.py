@@ -63,6 +63,11 @@ class Launches:
     hosts: Mapping[str, str] = field(default_factory=dict)
     # The instance role's keys for an instance id (devstack.iam.instance_credentials), None: stand-ins.
     credentials: Callable[[str], dict[str, str] | None] = lambda _id: None
+    # Run on each booted root before it boots (e.g. devstack/instance/aptrepo.py's install_into: the
+    # instance's apt source is a local repository, as it has no internet here).
+    prepare_root: Callable[[Path], None] | None = None
+    # More ports on each instance's loopback → this machine's (e.g. a served apt repository).
+    forward_ports: Mapping[int, int] = field(default_factory=dict)
     tick_s: float = 1.0
     instances: dict[str, Powered] = field(default_factory=dict)
     # Snapshot id → the disk image it holds: kept when the instance whose volume it is powers off, and
@@ -179,10 +184,12 @@ class Launches:
         vm = BootedInstance(
             self.rootfs,
             metadata,
-            forward_ports={aws_port: aws_port, MQTT_TLS_PORT: self.broker.tls_port},
+            forward_ports={aws_port: aws_port, MQTT_TLS_PORT: self.broker.tls_port, **self.forward_ports},
             environment={"AWS_ENDPOINT_URL": self.aws_url, **self.environment},
             hosts=self.hosts,
             log_path=self.log_dir / f"{instance_id}.log",
             disk_image=self.snapshots.get(str(volume.get("SnapshotId") or "")),
+            disk_mb=int(volume.get("Size") or 1) * 1024,  # the volume's GiB (a sparse file)
+            prepare_root=self.prepare_root,
         )
         return vm.start()

@@ -258,7 +258,10 @@ class Agent:
     def tick(self) -> None:
         """Run whichever periodic duties are due by the clock; a failing duty never stops the loop."""
         query = self._s.query
-        count_every = query.cfg.interval_s if query is not None else self.cfg.idle.check_interval_s
+        # The stage's idle check bounds how seldom players are counted; a game's query may ask more often.
+        count_every = self.cfg.idle.check_interval_s
+        if query is not None:
+            count_every = min(count_every, query.cfg.interval_s)
         duties: list[tuple[str, float, Callable[[], object]]] = [
             ("idle", count_every, self.check_idle),
             ("heartbeat", self.cfg.heartbeat_interval_s, self._heartbeat),

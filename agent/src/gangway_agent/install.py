@@ -155,6 +155,7 @@ class Installer:
         self._user, self._group = user, group
         self._env = dict(env) if env is not None else {"PATH": _PATH, "LANG": "C.UTF-8"}
         self.marker = data_dir / ".gangway" / "install.json"
+        self._restoring = False
         # launch.mode systemd: apt runs in a transient unit, outside the agent's sandbox (_outside).
         self._transient = transient
 
@@ -177,6 +178,9 @@ class Installer:
         if not force and not self.needed():
             progress(Phase.SKIPPED, None, f"version {self.cfg.version} is already installed")
             return InstallResult(False, self.cfg.version)
+        # This version was installed before, but not on this root disk (a new instance from a snapshot):
+        # apt reinstalls from the packages kept on the data disk, nothing to download.
+        self._restoring = not force and self.installed_version() == self.cfg.version
         try:
             self.cfg.dir.mkdir(parents=True, exist_ok=True)
             {
@@ -227,7 +231,10 @@ class Installer:
         cache = self._data_dir / ".gangway" / "apt-archives"
         (cache / "partial").mkdir(parents=True, exist_ok=True)
         env = {**self._env, "DEBIAN_FRONTEND": "noninteractive"}
-        progress(Phase.DOWNLOAD, None, "updating the package lists")
+        if self._restoring:
+            progress(Phase.INSTALL, None, "installing again from the packages kept on the data disk")
+        else:
+            progress(Phase.DOWNLOAD, None, "updating the package lists")
         self._stream(self._outside(["apt-get", "update", "-q"], env), env, lambda _line: None,
                      what="apt-get update")
         # Status on stderr: a transient unit passes only the three standard streams.
