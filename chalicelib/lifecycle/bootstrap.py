@@ -44,12 +44,13 @@ _COMMENT: Final = re.compile(r"^[ \t]*# .*\n", re.MULTILINE)
 # EC2 refuses user data over 16 KB (before base64).
 MAX_USER_DATA: Final = 16 * 1024
 
-# The agent's venv lives on the data disk (templates/user-data.sh, 2.): it starts once that is mounted.
-SYSTEMD_UNIT: Final = f"""[Unit]
+# The agent's venv lives on the data disk (templates/user-data.sh, 2.), which fstab mounts before
+# local-fs.target at a reboot. Not RequiresMountsFor: that binds the agent to the mount unit, and a
+# package's daemon-reload (apt installing a catalogue game) restarted the agent in the middle of its work.
+SYSTEMD_UNIT: Final = """[Unit]
 Description=gangway agent (game supervisor, IoT link, firewall, SFTP)
 Wants=network-online.target
 After=network-online.target local-fs.target
-RequiresMountsFor={MOUNTPOINT}
 
 [Service]
 EnvironmentFile=/etc/gangway/aws.env
