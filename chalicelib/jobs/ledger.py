@@ -14,10 +14,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
-
-from chalicelib.jobs.models import InteractionRecord
-
 __all__ = ["Claim", "InteractionLedger", "JobStatus"]
 
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
@@ -46,6 +42,10 @@ class InteractionLedger:
         self._clock = clock
 
     def claim(self, tenant_id: str, interaction_id: str, kind: str) -> Claim:
+        from pynamodb.exceptions import DoesNotExist, PutError
+
+        from chalicelib.jobs.models import InteractionRecord
+
         now = self._clock()
         rec = InteractionRecord(
             tenant_id,
@@ -76,6 +76,10 @@ class InteractionLedger:
     def ran(self, tenant_id: str, interaction_id: str, reply_json: str) -> bool:
         """The job finished; keep its reply until it is delivered. False if the record is gone (the job
         removed its own tenant), in which case nothing is written back."""
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.jobs.models import InteractionRecord
+
         try:
             InteractionRecord(tenant_id, interaction_id).update(
                 actions=[
@@ -91,6 +95,8 @@ class InteractionLedger:
         return True
 
     def done(self, tenant_id: str, interaction_id: str, via: str) -> None:
+        from chalicelib.jobs.models import InteractionRecord
+
         InteractionRecord(tenant_id, interaction_id).update(
             actions=[
                 InteractionRecord.status.set(JobStatus.DONE.value),
@@ -101,6 +107,10 @@ class InteractionLedger:
 
     def release(self, tenant_id: str, interaction_id: str) -> None:
         """Give up a claim after a transient failure so the redelivery may run the job."""
+        from pynamodb.exceptions import DeleteError
+
+        from chalicelib.jobs.models import InteractionRecord
+
         try:
             InteractionRecord(tenant_id, interaction_id).delete(
                 condition=InteractionRecord.status == JobStatus.RUNNING.value

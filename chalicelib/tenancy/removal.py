@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from chalicelib.tenancy.models import AuditRecord, TenantRecord
-
 __all__ = ["purge_tenant"]
 
 
@@ -20,6 +18,8 @@ def _keys(model: Any, tenant_id: str) -> list[Any]:
 
 def purge_tenant(tenant_id: str, models: Iterable[Any]) -> dict[str, int]:
     """Delete the tenant's rows from `models`, then its audit rows and tenant row; counts by table."""
+    from chalicelib.tenancy.models import AuditRecord, TenantRecord
+
     counts: dict[str, int] = {}
     for model in [*models, AuditRecord]:
         rows = _keys(model, tenant_id)
