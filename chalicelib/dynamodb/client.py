@@ -274,7 +274,7 @@ class DynamoDbReader:
             if parsed is None:
                 raise DynamoDbError(operation, _MALFORMED, "the answer is not a JSON object", HTTP_OK)
             return parsed
-        error = _error(operation, answer.status, parsed)
+        error = _error(operation, answer.status, parsed, answer.body)
         if (
             answer.status in TRANSIENT_STATUSES
             or error.code in THROTTLING_CODES
@@ -292,11 +292,14 @@ def _json_object(body: bytes) -> dict[str, object] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _error(operation: str, status: int, parsed: Mapping[str, object] | None) -> DynamoDbError:
-    """The error as botocore names it: the `__type` after its namespace, and the message."""
-    data = parsed or {}
+def _error(operation: str, status: int, parsed: Mapping[str, object] | None, body: bytes) -> DynamoDbError:
+    """The error as botocore's JSON parser names it: the `__type` after its namespace (else the HTTP
+    status), and `message` (else the body itself, when it is no JSON object)."""
+    data: Mapping[str, object] = (
+        parsed if parsed is not None else {"message": body.decode("utf-8", "replace")}
+    )
     kind = data.get("__type")
-    code = kind.rpartition("#")[2] if isinstance(kind, str) and kind else f"HTTP{status}"
+    code = kind.rpartition("#")[2] if isinstance(kind, str) else str(status)
     message = data.get("message", data.get("Message", ""))
     return DynamoDbError(operation, code, message if isinstance(message, str) else "", status)
 
