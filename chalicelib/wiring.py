@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
-    from chalicelib.dynamodb import DynamoDbReader
+    from chalicelib.dynamodb import DynamoDbClient
     from chalicelib.games.api import GameStateApi
     from chalicelib.instances import AgentWheelhouse, TenantGateways
     from chalicelib.jobs import JobMessage, JobRunner
@@ -118,7 +118,7 @@ class Container:
         from chalicelib.instances.images import ImageConfig
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
-        cfg, reader = self.settings, self.dynamodb_reader
+        cfg, reader = self.settings, self.dynamodb_client
         return Services(
             settings=cfg,
             tenants=TenantStore(
@@ -141,12 +141,12 @@ class Container:
         )
 
     @cached_property
-    def dynamodb_reader(self) -> DynamoDbReader | None:
+    def dynamodb_client(self) -> DynamoDbClient | None:
         """The botocore-free reader for the tenant and game reads of the interaction path
         (chalicelib/dynamodb), signing as botocore would: with CREDENTIALS_SOURCE's identity of the
         moment, else the environment's keys (the Lambda role's). Without either, None: the reads stay on
         PynamoDB, whose botocore finds credentials elsewhere (a profile, container credentials)."""
-        from chalicelib.dynamodb import Credentials, DynamoDbReader
+        from chalicelib.dynamodb import Credentials, DynamoDbClient
 
         cfg = self.settings
         if cfg.credentials_source:
@@ -166,7 +166,7 @@ class Container:
             def current() -> Credentials:
                 return fixed
 
-        return DynamoDbReader(region=cfg.region, endpoint_url=cfg.aws_endpoint_url, credentials=current)
+        return DynamoDbClient(region=cfg.region, endpoint_url=cfg.aws_endpoint_url, credentials=current)
 
     @staticmethod
     def tenant_tables() -> tuple[Any, ...]:
@@ -433,7 +433,7 @@ class Container:
         return JobRunner(
             jobs=jobs,
             context_for=context_for,
-            ledger=InteractionLedger(),
+            ledger=InteractionLedger(client=self.dynamodb_client, table=self.settings.interactions_table),
             rest=self.rest,
             tracer=self.tracer,
             max_receives=self.settings.job_max_receives,

@@ -75,15 +75,8 @@ def _cold(handler: str, function: str, event: dict[str, Any]) -> tuple[Any, list
     return out["resp"], [str(m) for m in out["modules"]]
 
 
-# The jobs function's idempotency ledger claims each job with a conditional write, and writes stay on
-# PynamoDB (chalicelib/jobs/ledger.py): the first job loads botocore and PynamoDB for that write, not for
-# its reads, which go through the reader as /games's do.
-LEDGER_WRITES: Final = ("botocore", "pynamodb")
-
-
-def _loaded(modules: list[str], allowed: tuple[str, ...] = ()) -> list[str]:
-    unwanted = (p for p in NOT_ON_THE_GAMES_PATH if p not in allowed)
-    return sorted(p for p in unwanted if any(m == p or m.startswith(p + ".") for m in modules))
+def _loaded(modules: list[str]) -> list[str]:
+    return sorted(p for p in NOT_ON_THE_GAMES_PATH if any(m == p or m.startswith(p + ".") for m in modules))
 
 
 def _member(tenant: str) -> DiscordUser:
@@ -108,7 +101,8 @@ def test_a_cold_games_loads_only_what_reading_the_tenant_and_its_games_needs(ten
 
 def test_a_cold_status_job_loads_no_more(harness: Harness, tenant: str) -> None:
     """The first deferred job (`/status`) through the jobs function: the ledger and the Discord edit,
-    still no lifecycle, access or push; its reads through the reader, PynamoDB only for the ledger."""
+    still no lifecycle, access or push, and neither botocore nor PynamoDB: its reads and the ledger's
+    conditional writes go through chalicelib/dynamodb."""
     from bench.first_command import sqs_event
 
     member = _member(tenant)
@@ -122,5 +116,5 @@ def test_a_cold_status_job_loads_no_more(harness: Harness, tenant: str) -> None:
     edits = len(harness.calls_for(payload["token"]))
     _, modules = _cold("jobs", "jobs", sqs_event(arn, mine[0]["Body"]))
     assert len(harness.calls_for(payload["token"])) == edits + 1  # the reply was edited on Discord
-    assert _loaded(modules, allowed=LEDGER_WRITES) == []
+    assert _loaded(modules) == []
     assert "chalicelib.dynamodb.client" in modules

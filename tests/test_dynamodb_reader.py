@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.dynamodb import Credentials, DynamoDbError, DynamoDbReader, Item
+from chalicelib.dynamodb import Credentials, DynamoDbClient, DynamoDbError, Item
 from chalicelib.games import GameRecord, GameState, GameStore
 from chalicelib.games.row import GameRow
 from chalicelib.tenancy import TenantRecord, TenantStore
@@ -85,8 +85,8 @@ def _put(table: str, item: Item) -> None:
     container().client("dynamodb").put_item(TableName=table, Item=item)  # as the admin: plays AWS
 
 
-def _reader() -> DynamoDbReader:
-    reader = container().dynamodb_reader
+def _reader() -> DynamoDbClient:
+    reader = container().dynamodb_client
     assert reader is not None
     return reader
 
@@ -160,7 +160,7 @@ def test_a_wrong_signature_is_refused_by_the_emulators_check(emulator: Emulator)
     cfg = container().settings
     with running_as(API):
         key, secret, token = current_credentials()
-    forged = DynamoDbReader(
+    forged = DynamoDbClient(
         region=cfg.region,
         endpoint_url=cfg.aws_endpoint_url,
         credentials=lambda: Credentials(key, secret + "x", token),

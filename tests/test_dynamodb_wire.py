@@ -22,7 +22,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from chalicelib.dynamodb import MAX_ATTEMPTS, Credentials, DynamoDbError, DynamoDbReader, authorization
+from chalicelib.dynamodb import MAX_ATTEMPTS, Credentials, DynamoDbClient, DynamoDbError, authorization
 from chalicelib.errors import InfraError
 
 SUITE: Final = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -160,8 +160,8 @@ THROTTLED: Final = {
 }
 
 
-def _reader(server: Scripted, delays: list[float]) -> DynamoDbReader:
-    return DynamoDbReader(
+def _reader(server: Scripted, delays: list[float]) -> DynamoDbClient:
+    return DynamoDbClient(
         region="eu-west-1",
         endpoint_url=server.url,
         credentials=lambda: KEYS,
@@ -262,7 +262,7 @@ def test_an_unreachable_endpoint_is_an_infra_error_after_retries() -> None:
     url = server.url
     server.server_close()  # nothing listens there now
     delays: list[float] = []
-    reader = DynamoDbReader(
+    reader = DynamoDbClient(
         region="eu-west-1",
         endpoint_url=url,
         credentials=lambda: KEYS,

@@ -1,12 +1,15 @@
-"""A botocore-free DynamoDB reader for the interaction path (docs/performance.md): SigV4, GetItem, Query."""
+"""A botocore-free DynamoDB client for a cold command (docs/performance.md): SigV4, GetItem, Query, and
+the jobs ledger's conditional writes."""
 
 from __future__ import annotations
 
 from chalicelib.dynamodb.client import (
+    CONDITION_FAILED,
     MAX_ATTEMPTS,
     THROTTLING_CODES,
+    Condition,
+    DynamoDbClient,
     DynamoDbError,
-    DynamoDbReader,
     HttpAnswer,
     Transport,
     default_endpoint,
@@ -16,12 +19,14 @@ from chalicelib.dynamodb.sigv4 import Credentials, authorization, signed_headers
 from chalicelib.dynamodb.values import AttributeValue, Item, MalformedItem
 
 __all__ = [
+    "CONDITION_FAILED",
     "MAX_ATTEMPTS",
     "THROTTLING_CODES",
     "AttributeValue",
+    "Condition",
     "Credentials",
+    "DynamoDbClient",
     "DynamoDbError",
-    "DynamoDbReader",
     "HttpAnswer",
     "Item",
     "MalformedItem",

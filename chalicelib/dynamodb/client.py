@@ -1,13 +1,14 @@
-"""A small DynamoDB client for the interaction path's two reads: GetItem and Query, nothing else.
+"""A small DynamoDB client for what a cold command does: GetItem and Query, and the jobs ledger's writes.
 
 Why: importing botocore costs about half of the cold-start budget of a member's first command
-(docs/performance.md), and the first `/games` or `/status` needs only a tenant's row and its games. This
+(docs/performance.md), and the first `/games` or `/status` needs only a tenant's row and its games (and
+the jobs function one ledger row: PutItem, UpdateItem, DeleteItem with conditions). This
 speaks the same protocol botocore does (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.<Operation>`,
 SigV4-signed, chalicelib/dynamodb/sigv4.py) with botocore's standard-mode retries as PynamoDB configures
 them (4 attempts; throttling, 5xx and broken connections retried after a full-jitter exponential backoff)
 and the CRC32 check of every response body botocore makes for DynamoDB. Every failure is a
 `DynamoDbError` (an InfraError: the user reads the generic apology, the log the service's words).
-Writes stay on PynamoDB.
+Every other write stays on PynamoDB.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from chalicelib.dynamodb.values import AttributeValue, Item
 from chalicelib.errors import InfraError
 
 __all__ = [
+    "CONDITION_FAILED",
     "MAX_ATTEMPTS",
     "THROTTLING_CODES",
+    "Condition",
+    "DynamoDbClient",
     "DynamoDbError",
-    "DynamoDbReader",
     "HttpAnswer",
     "Transport",
     "default_endpoint",
@@ -73,6 +76,8 @@ THROTTLING_CODES: Final = frozenset(
 )
 TRANSIENT_CODES: Final = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
 TRANSIENT_STATUSES: Final = frozenset({500, 502, 503, 504})
+# The error a refused condition gives (not retried: the caller decides).
+CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _CRC_HEADER: Final = "x-amz-crc32"
 _USER_AGENT: Final = "gangway-dynamodb-reader/1"
 _MALFORMED: Final = "MalformedResponse"
@@ -91,6 +96,15 @@ class Transport(Protocol):
     """Sends one POST; raises OSError (or http.client.HTTPException) when the connection fails."""
 
     def __call__(self, url: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer: ...
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition (or update) expression with its placeholders' names and values."""
+
+    expression: str
+    names: Mapping[str, str]
+    values: Mapping[str, AttributeValue]
 
 
 class DynamoDbError(InfraError):
@@ -165,7 +179,7 @@ class _Retryable(Exception):
         self.error = error
 
 
-class DynamoDbReader:
+class DynamoDbClient:
     """GetItem and Query against one region's DynamoDB, signed with whatever `credentials` answer now."""
 
     def __init__(
@@ -231,6 +245,27 @@ class DynamoDbReader:
                 return
             request = {**request, "ExclusiveStartKey": _item(last)}
 
+    def put_item(self, table: str, item: Item, *, condition: Condition) -> None:
+        """Write `item` if `condition` holds; DynamoDbError with code CONDITION_FAILED if not."""
+        self._call(
+            "PutItem", {"TableName": table, "Item": dict(item), **_expressions("Condition", condition)}
+        )
+
+    def update_item(
+        self, table: str, key: Item, *, update: Condition, condition: Condition | None = None
+    ) -> None:
+        """Apply `update` (an UpdateExpression) to the item at `key`, if `condition` holds."""
+        request = {"TableName": table, "Key": dict(key), **_expressions("Update", update)}
+        if condition is not None:
+            request = _merged(request, "Condition", condition)
+        self._call("UpdateItem", request)
+
+    def delete_item(self, table: str, key: Item, *, condition: Condition) -> None:
+        """Delete the item at `key` if `condition` holds."""
+        self._call(
+            "DeleteItem", {"TableName": table, "Key": dict(key), **_expressions("Condition", condition)}
+        )
+
     def _call(self, operation: str, request: Mapping[str, object]) -> Mapping[str, object]:
         """One operation, retried as botocore's standard mode retries it."""
         body = json.dumps(request, separators=(",", ":")).encode()
@@ -282,6 +317,33 @@ class DynamoDbReader:
         ):
             raise _Retryable(error)
         raise error
+
+
+def _expressions(kind: str, expression: Condition) -> dict[str, object]:
+    """`kind`Expression with its names and values, as the request's members (DynamoDB refuses empty
+    maps of either)."""
+    out: dict[str, object] = {f"{kind}Expression": expression.expression}
+    if expression.names:
+        out["ExpressionAttributeNames"] = dict(expression.names)
+    if expression.values:
+        out["ExpressionAttributeValues"] = dict(expression.values)
+    return out
+
+
+def _merged(request: Mapping[str, object], kind: str, expression: Condition) -> dict[str, object]:
+    """`request` with a second expression whose placeholders join the first's (they must not clash)."""
+    names = {**_mapping(request.get("ExpressionAttributeNames")), **expression.names}
+    values = {**_mapping(request.get("ExpressionAttributeValues")), **expression.values}
+    out = {**request, f"{kind}Expression": expression.expression}
+    if names:
+        out["ExpressionAttributeNames"] = names
+    if values:
+        out["ExpressionAttributeValues"] = values
+    return out
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, dict) else {}
 
 
 def _json_object(body: bytes) -> dict[str, object] | None:

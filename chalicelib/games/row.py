@@ -1,7 +1,7 @@
 """A game's stored row read without PynamoDB (the interaction path's Query, chalicelib/dynamodb).
 
 `GameRow` holds GameRecord's attributes (games/models.py) with the same defaults; `game_of_record`
-(games/game.py) turns either into a Game, so both paths give the same value. tests/test_dynamodb_reader.py
+(games/game.py) turns either into a Game, so both paths give the same value. tests/test_dynamodb_client.py
 checks that they agree on generated rows and that this row declares exactly the model's attributes.
 """
 

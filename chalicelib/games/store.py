@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 
-from chalicelib.dynamodb import DynamoDbReader
+from chalicelib.dynamodb import DynamoDbClient
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game, game_of_record
 from chalicelib.games.row import game_row
@@ -73,7 +73,7 @@ class GameStore:
     every other read stay on PynamoDB, imported on their first use.
     """
 
-    def __init__(self, *, reader: DynamoDbReader | None = None, table: str = "") -> None:
+    def __init__(self, *, reader: DynamoDbClient | None = None, table: str = "") -> None:
         self._reader = reader
         self._table = table
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
-from chalicelib.dynamodb import DynamoDbReader
+from chalicelib.dynamodb import DynamoDbClient
 from chalicelib.errors import Conflict, NotSetUp
 from chalicelib.tenancy.tenant import Tenant, level_of, tenant_of_record, tenant_row
 
@@ -35,7 +35,7 @@ class TenantStore:
         default_region: str,
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        reader: DynamoDbReader | None = None,
+        reader: DynamoDbClient | None = None,
         table: str = "",
     ) -> None:
         """`reader` (with the tenants `table`'s name): reads go through the botocore-free reader

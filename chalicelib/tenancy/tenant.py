@@ -2,7 +2,7 @@
 
 `TenantRow` holds the attributes of TenantRecord (tenancy/models.py) with the same defaults, so the
 interaction path can decode a GetItem answer (chalicelib/dynamodb) into the same `Tenant` the PynamoDB
-path gives; tests/test_dynamodb_reader.py checks that the two agree on generated rows and that the row
+path gives; tests/test_dynamodb_client.py checks that the two agree on generated rows and that the row
 declares exactly the model's attributes and defaults.
 """
 
