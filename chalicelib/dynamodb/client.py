@@ -207,6 +207,12 @@ class DynamoDbClient:
         self._sleep = sleep
         self._jitter = jitter
         self._clock = clock
+        self._observers: list[Callable[[str, Mapping[str, object]], None]] = []
+
+    def observe(self, observer: Callable[[str, Mapping[str, object]], None]) -> None:
+        """Call `observer(operation, request)` once per operation, before its first attempt (as botocore's
+        `before-parameter-build` event: bench/interaction_cost.py counts AWS calls with both)."""
+        self._observers.append(observer)
 
     def get_item(self, table: str, key: Item, *, consistent: bool) -> Item | None:
         """The item with primary key `key`, or None if there is none."""
@@ -268,6 +274,8 @@ class DynamoDbClient:
 
     def _call(self, operation: str, request: Mapping[str, object]) -> Mapping[str, object]:
         """One operation, retried as botocore's standard mode retries it."""
+        for observer in self._observers:
+            observer(operation, request)
         body = json.dumps(request, separators=(",", ":")).encode()
         attempt = 1
         while True:
