@@ -110,6 +110,8 @@ class Scripted(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script = list(script)
         self.received: list[tuple[dict[str, str], bytes]] = []
+        # Close each connection after its answer without saying so, as a server does to an idle one.
+        self.drop_silently = False
 
     @property
     def url(self) -> str:
@@ -131,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-amz-crc32", str(zlib.crc32(data) if good_crc else zlib.crc32(data) + 1))
         self.end_headers()
         self.wfile.write(data)
+        self.close_connection = self.server.drop_silently
 
     def log_message(self, *args: object) -> None:
         """Quiet."""
@@ -273,3 +276,15 @@ def test_an_unreachable_endpoint_is_an_infra_error_after_retries() -> None:
         reader.get_item("t", {"tenant_id": {"S": "1"}}, consistent=True)
     assert caught.value.code == "ConnectionError"
     assert len(delays) == MAX_ATTEMPTS - 1
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced_without_a_backoff(serve: Any) -> None:
+    server = serve((200, {"Item": ITEM}, True), (200, {"Item": ITEM}, True))
+    server.drop_silently = True
+    delays: list[float] = []
+    reader = _reader(server, delays)
+    key = {"tenant_id": {"S": "1"}}
+    assert reader.get_item("t", key, consistent=True) == ITEM
+    assert reader.get_item("t", key, consistent=True) == ITEM  # its kept connection is gone by now
+    assert delays == []
+    assert len(server.received) == 2

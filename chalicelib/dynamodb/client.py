@@ -135,23 +135,40 @@ _CONNECTIONS: Final = _Connections()
 
 
 def http_transport(url: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
-    """POST with http.client (urllib.request would import far more), reusing the thread's connection."""
+    """POST with http.client (urllib.request would import far more), reusing the thread's connection.
+
+    A kept connection the server closed while the container sat idle fails at once on reuse; that is
+    sent again on a new connection straight away (as urllib3 replaces a dropped pooled connection), not
+    counted as an attempt: the first command after a quiet spell must not wait a backoff for it.
+    """
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"DynamoDB endpoint must be http or https, not {url!r}")
     origin = f"{parts.scheme}://{parts.netloc}"
     conn = _CONNECTIONS.open.get(origin)
-    if conn is None:
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.netloc, timeout=CONNECT_TIMEOUT)
-        elif parts.scheme == "http":
-            conn = http.client.HTTPConnection(parts.netloc, timeout=CONNECT_TIMEOUT)
-        else:
-            raise ValueError(f"DynamoDB endpoint must be http or https, not {url!r}")
-        _CONNECTIONS.open[origin] = conn
+    if conn is not None:
+        try:
+            return _post(conn, origin, parts.path, headers, body)
+        except _STALE:
+            pass  # closed by the server while idle: a fresh connection below
+    factory = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = factory(parts.netloc, timeout=CONNECT_TIMEOUT)
+    _CONNECTIONS.open[origin] = conn
+    return _post(conn, origin, parts.path, headers, body)
+
+
+# What reusing a connection the server has closed raises before any answer arrives.
+_STALE: Final = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+def _post(
+    conn: http.client.HTTPConnection, origin: str, path: str, headers: Mapping[str, str], body: bytes
+) -> HttpAnswer:
     try:
         if conn.sock is None:
             conn.connect()
             _read_timeout(conn)
-        conn.request("POST", parts.path or "/", body=body, headers=dict(headers))
+        conn.request("POST", path or "/", body=body, headers=dict(headers))
         resp = conn.getresponse()
         data = resp.read()
         answer = HttpAnswer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
