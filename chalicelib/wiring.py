@@ -118,16 +118,16 @@ class Container:
         from chalicelib.instances.images import ImageConfig
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
-        cfg, reader = self.settings, self.dynamodb_client
+        cfg, client = self.settings, self.dynamodb_client
         return Services(
             settings=cfg,
             tenants=TenantStore(
                 default_region=cfg.region,
                 ttl=cfg.tenant_cache_seconds,
-                reader=reader,
+                client=client,
                 table=cfg.tenants_table,
             ),
-            games=GameStore(reader=reader, table=cfg.games_table),
+            games=GameStore(client=client, table=cfg.games_table),
             registry=registry,
             audit=AuditLog(),
             broker=self.broker,
@@ -142,7 +142,7 @@ class Container:
 
     @cached_property
     def dynamodb_client(self) -> DynamoDbClient | None:
-        """The botocore-free reader for the tenant and game reads of the interaction path
+        """The botocore-free DynamoDB client for the tenant and game reads of the interaction path
         (chalicelib/dynamodb), signing as botocore would: with CREDENTIALS_SOURCE's identity of the
         moment, else the environment's keys (the Lambda role's). Without either, None: the reads stay on
         PynamoDB, whose botocore finds credentials elsewhere (a profile, container credentials)."""

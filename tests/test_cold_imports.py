@@ -99,6 +99,19 @@ def test_a_cold_games_loads_only_what_reading_the_tenant_and_its_games_needs(ten
     assert "chalicelib.dynamodb.client" in modules  # the reads really happened here, through the reader
 
 
+def test_a_cold_autocomplete_loads_no_more(tenant: str) -> None:
+    """Typing a game's name is often the first interaction after a quiet spell: the same set."""
+    from bench.first_command import api_event
+
+    GameStore().create(tenant, "valheim", description="cold", created_by="1")
+    member = _member(tenant)
+    body = json.dumps(member.command("games", {"game": "va"}, focused="game")).encode()
+    resp, modules = _cold("app", "api_handler", api_event(body, member.sign(body)))
+    assert resp["statusCode"] == 200, resp
+    assert json.loads(resp["body"])["data"]["choices"] == [{"name": "valheim", "value": "valheim"}]
+    assert _loaded(modules) == []
+
+
 def test_a_cold_status_job_loads_no_more(harness: Harness, tenant: str) -> None:
     """The first deferred job (`/status`) through the jobs function: the ledger and the Discord edit,
     still no lifecycle, access or push, and neither botocore nor PynamoDB: its reads and the ledger's

@@ -1,7 +1,8 @@
 """The botocore-free reader against the emulator with IAM enforced (chalicelib/dynamodb, docs/performance.md).
 
-- The same stored rows read through PynamoDB and through the reader give equal Tenants and Games (a
-  property test over generated rows: every attribute present, absent or NULL, of every declared type).
+- The same stored rows read through PynamoDB and through the reader give equal Tenants and Games (GetItem
+  and Query; a property test over generated rows: every attribute present, absent or NULL, of every
+  declared type).
 - The rows the reader decodes into declare exactly the models' attributes, with the models' defaults.
 - A read the function's role may not make is refused as botocore's client is refused (same error code
   and message), and a request signed with a wrong secret is refused by the emulator's signature check.
@@ -112,9 +113,21 @@ def test_games_read_through_the_reader_equal_pynamodbs(emulator: Emulator, data:
         _put(cfg.games_table, data.draw(_rows(GameRecord, {"tenant_id": {"S": tenant}, "name": {"S": name}})))
     with running_as(API):
         through_pynamodb = GameStore().all(tenant)
-        through_reader = GameStore(reader=_reader(), table=cfg.games_table).all(tenant)
+        wire = GameStore(client=_reader(), table=cfg.games_table)
+        through_reader = wire.all(tenant)
+        each = [(GameStore().get(tenant, n), wire.get(tenant, n)) for n in [*names, "not-there"]]
+        prefixes = ["", *(n[:k] for n in names for k in (1, 2, len(n))), "zz"]
+        completions = [
+            (GameStore().names(tenant, p, limit), wire.names(tenant, p, limit))
+            for p in prefixes
+            for limit in (1, 2, 25)
+        ]
     assert len(through_reader) == len(names)
     assert through_reader == through_pynamodb
+    assert all(a == b for a, b in each)
+    assert each[-1] == (None, None)
+    assert all(a == b for a, b in completions), completions
+    assert completions[2][1] == sorted(names)  # prefix "", limit 25: every name, in key order
 
 
 @EXAMPLES
@@ -126,9 +139,9 @@ def test_a_tenant_read_through_the_reader_equals_pynamodbs(emulator: Emulator, d
     with running_as(API):
         through_pynamodb = TenantStore(default_region=cfg.region).read(tenant)
         through_reader = TenantStore(
-            default_region=cfg.region, reader=_reader(), table=cfg.tenants_table
+            default_region=cfg.region, client=_reader(), table=cfg.tenants_table
         ).read(tenant)
-        missing = TenantStore(default_region=cfg.region, reader=_reader(), table=cfg.tenants_table).read(
+        missing = TenantStore(default_region=cfg.region, client=_reader(), table=cfg.tenants_table).read(
             snowflake()
         )
     assert through_reader is not None

@@ -288,3 +288,29 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced_without_a_backof
     assert reader.get_item("t", key, consistent=True) == ITEM  # its kept connection is gone by now
     assert delays == []
     assert len(server.received) == 2
+
+
+def test_a_limited_query_stops_at_its_limit_across_pages(serve: Any) -> None:
+    row = {"tenant_id": {"S": "1"}, "name": {"S": "a"}}
+    server = serve(
+        (200, {"Items": [row], "Count": 1, "LastEvaluatedKey": row}, True),
+        (
+            200,
+            {"Items": [{**row, "name": {"S": "b"}}, {**row, "name": {"S": "c"}}], "LastEvaluatedKey": row},
+            True,
+        ),
+    )
+    got = _reader(server, []).query(
+        "games",
+        key_condition="#0 = :0",
+        names={"#0": "tenant_id"},
+        values={":0": {"S": "1"}},
+        consistent=False,
+        limit=2,
+        projection=("name",),
+    )
+    assert [g["name"] for g in got] == [{"S": "a"}, {"S": "b"}]
+    assert len(server.received) == 2  # the limit reached: no third page asked for
+    first = json.loads(server.received[0][1])
+    assert (first["Limit"], first["ProjectionExpression"]) == (2, "#p0")
+    assert first["ExpressionAttributeNames"] == {"#0": "tenant_id", "#p0": "name"}

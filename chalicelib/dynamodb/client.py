@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 from urllib.parse import urlsplit
@@ -247,8 +247,11 @@ class DynamoDbClient:
         names: Mapping[str, str],
         values: Mapping[str, AttributeValue],
         consistent: bool,
+        limit: int | None = None,
+        projection: Sequence[str] = (),
     ) -> Iterator[Item]:
-        """Every item the key condition selects, page after page (LastEvaluatedKey) until the last."""
+        """The items the key condition selects, page after page (LastEvaluatedKey): every one, or the first
+        `limit` (also each page's size, as PynamoDB asks); `projection` names the attributes to return."""
         request: dict[str, object] = {
             "TableName": table,
             "KeyConditionExpression": key_condition,
@@ -256,13 +259,22 @@ class DynamoDbClient:
             "ExpressionAttributeValues": dict(values),
             "ConsistentRead": consistent,
         }
-        while True:
+        if projection:
+            placeholders = {f"#p{i}": attr for i, attr in enumerate(projection)}
+            request["ProjectionExpression"] = ", ".join(placeholders)
+            request["ExpressionAttributeNames"] = {**names, **placeholders}
+        if limit is not None:
+            request["Limit"] = limit
+        left = limit
+        while left is None or left > 0:
             out = self._call("Query", request)
             items = out.get("Items")
             if not isinstance(items, list):
                 raise DynamoDbError("Query", _MALFORMED, "the answer has no Items list", HTTP_OK)
-            for item in items:
+            for item in items[:left]:
                 yield _item(item)
+            if left is not None:
+                left -= min(left, len(items))
             last = out.get("LastEvaluatedKey")
             if last is None:
                 return

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 
 from chalicelib.dynamodb import DynamoDbClient
+from chalicelib.dynamodb.values import required_text
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game, game_of_record
 from chalicelib.games.row import game_row
@@ -68,19 +69,19 @@ _Value = str | int | float | bool | list[str] | None
 class GameStore:
     """Reads and writes games; every method takes the tenant id explicitly.
 
-    With a `reader` (and the games `table`'s name) `all` reads through the botocore-free reader
-    (chalicelib/dynamodb), so a cold `/games` or `/status` never imports botocore or PynamoDB; writes and
-    every other read stay on PynamoDB, imported on their first use.
+    With a `client` (and the games `table`'s name) `all`, `get` and `names` read through the
+    botocore-free client (chalicelib/dynamodb), so a cold `/games`, `/status` or autocomplete never
+    imports botocore or PynamoDB; writes and every other read stay on PynamoDB, imported on first use.
     """
 
-    def __init__(self, *, reader: DynamoDbClient | None = None, table: str = "") -> None:
-        self._reader = reader
+    def __init__(self, *, client: DynamoDbClient | None = None, table: str = "") -> None:
+        self._client = client
         self._table = table
 
     def all(self, tenant_id: str) -> list[Game]:
         """All of a tenant's games, by name (one Query on the tenant's partition, every page)."""
-        if self._reader is not None:
-            items = self._reader.query(
+        if self._client is not None:
+            items = self._client.query(
                 self._table,
                 key_condition="#0 = :0",
                 names={"#0": "tenant_id"},
@@ -101,6 +102,11 @@ class GameStore:
         return [game_of_record(r) for r in GameRecord.scan(condition, consistent_read=True)]
 
     def get(self, tenant_id: str, name: str) -> Game | None:
+        """The game, strongly consistent; None if the tenant has none of that name."""
+        if self._client is not None:
+            key = {"tenant_id": {"S": tenant_id}, "name": {"S": name}}
+            item = self._client.get_item(self._table, key, consistent=True)
+            return None if item is None else game_of_record(game_row(item))
         from pynamodb.exceptions import DoesNotExist
 
         from chalicelib.games.models import GameRecord
@@ -112,6 +118,20 @@ class GameStore:
 
     def names(self, tenant_id: str, prefix: str = "", limit: int = 25) -> list[str]:
         """Names starting with `prefix`, for autocomplete (a key-condition query, no scan)."""
+        if self._client is not None:
+            condition = "#0 = :0 AND begins_with (#1, :1)" if prefix else "#0 = :0"
+            names = {"#0": "tenant_id", "#1": "name"} if prefix else {"#0": "tenant_id"}
+            values = {":0": {"S": tenant_id}, ":1": {"S": prefix}} if prefix else {":0": {"S": tenant_id}}
+            items = self._client.query(
+                self._table,
+                key_condition=condition,
+                names=names,
+                values=values,
+                consistent=False,
+                limit=limit,
+                projection=("name",),
+            )
+            return [required_text(item, "name") for item in items]
         from chalicelib.games.models import GameRecord
 
         cond = GameRecord.name.startswith(prefix) if prefix else None

@@ -35,12 +35,12 @@ class TenantStore:
         default_region: str,
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        reader: DynamoDbClient | None = None,
+        client: DynamoDbClient | None = None,
         table: str = "",
     ) -> None:
-        """`reader` (with the tenants `table`'s name): reads go through the botocore-free reader
+        """`client` (with the tenants `table`'s name): reads go through the botocore-free client
         (chalicelib/dynamodb) instead of PynamoDB, so a cold command never imports botocore."""
-        self._reader = reader
+        self._client = client
         self._table = table
         self._region = default_region
         self._ttl = ttl
@@ -62,8 +62,8 @@ class TenantStore:
 
     def read(self, tenant_id: str) -> Tenant | None:
         """A strongly consistent read that bypasses the cache (for decisions that change state)."""
-        if self._reader is not None:
-            item = self._reader.get_item(self._table, {"tenant_id": {"S": tenant_id}}, consistent=True)
+        if self._client is not None:
+            item = self._client.get_item(self._table, {"tenant_id": {"S": tenant_id}}, consistent=True)
             return None if item is None else tenant_of_record(tenant_row(item))
         from pynamodb.exceptions import DoesNotExist
 
