@@ -166,7 +166,9 @@ class Container:
             def current() -> Credentials:
                 return fixed
 
-        return DynamoDbClient(region=cfg.region, endpoint_url=cfg.aws_endpoint_url, credentials=current)
+        return DynamoDbClient(
+            region=cfg.region, endpoint_url=cfg.aws_endpoint_url, credentials=current, tracer=self.tracer
+        )
 
     @staticmethod
     def tenant_tables() -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ per request, and keeps what it received.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import zlib
@@ -314,3 +315,46 @@ def test_a_limited_query_stops_at_its_limit_across_pages(serve: Any) -> None:
     first = json.loads(server.received[0][1])
     assert (first["Limit"], first["ProjectionExpression"]) == (2, "#p0")
     assert first["ExpressionAttributeNames"] == {"#0": "tenant_id", "#p0": "name"}
+
+
+class _Recorded:
+    """A Tracer (chalicelib/tracing.py's interface) that keeps the spans opened through it."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, dict[str, object]]] = []
+
+    @contextlib.contextmanager
+    def segment(self, name: str, trace_header: str | None = None) -> Iterator[Any]:
+        with self.span(name) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[Any]:
+        notes: dict[str, object] = {}
+        self.spans.append((name, notes))
+        yield _Notes(notes)
+
+    def trace_header(self) -> str | None:
+        return None
+
+
+class _Notes:
+    def __init__(self, notes: dict[str, object]) -> None:
+        self._notes = notes
+
+    def annotate(self, key: str, value: str | int | bool) -> None:
+        self._notes[key] = value
+
+
+def test_each_operation_is_one_traced_span_retries_included(serve: Any) -> None:
+    server = serve((400, THROTTLED, True), (200, {"Item": ITEM}, True))
+    tracer = _Recorded()
+    reader = DynamoDbClient(
+        region="eu-west-1",
+        endpoint_url=server.url,
+        credentials=lambda: KEYS,
+        sleep=lambda _: None,
+        tracer=tracer,
+    )
+    reader.get_item("gangway-tenants", {"tenant_id": {"S": "1"}}, consistent=True)
+    assert tracer.spans == [("DynamoDB.GetItem", {"table": "gangway-tenants"})]

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from chalicelib.dynamodb.sigv4 import Credentials, signed_headers
 from chalicelib.dynamodb.values import AttributeValue, Item
 from chalicelib.errors import InfraError
+from chalicelib.tracing import NullTracer, Tracer
 
 __all__ = [
     "CONDITION_FAILED",
@@ -210,7 +211,11 @@ class DynamoDbClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer`: each operation is a span (`DynamoDB.<Operation>`, annotated with the table), as the
+        X-Ray SDK's boto3 patch makes each botocore call a subsegment."""
+        self._tracer: Tracer = tracer or NullTracer()
         self._region = region
         self._url = (endpoint_url or default_endpoint(region)).rstrip("/") + "/"
         parts = urlsplit(self._url)
@@ -305,6 +310,12 @@ class DynamoDbClient:
         """One operation, retried as botocore's standard mode retries it."""
         for observer in self._observers:
             observer(operation, request)
+        with self._tracer.span(f"DynamoDB.{operation}") as span:
+            table = request.get("TableName")
+            span.annotate("table", table if isinstance(table, str) else "")
+            return self._retried(operation, request)
+
+    def _retried(self, operation: str, request: Mapping[str, object]) -> Mapping[str, object]:
         body = json.dumps(request, separators=(",", ":")).encode()
         attempt = 1
         while True:
