@@ -23,7 +23,16 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from chalicelib.dynamodb import MAX_ATTEMPTS, Credentials, DynamoDbClient, DynamoDbError, authorization
+from chalicelib.dynamodb import (
+    MAX_ATTEMPTS,
+    QUOTA_CAPACITY,
+    Credentials,
+    DynamoDbClient,
+    DynamoDbError,
+    HttpAnswer,
+    RetryQuota,
+    authorization,
+)
 from chalicelib.errors import InfraError
 
 SUITE: Final = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
@@ -358,3 +367,52 @@ def test_each_operation_is_one_traced_span_retries_included(serve: Any) -> None:
     )
     reader.get_item("gangway-tenants", {"tenant_id": {"S": "1"}}, consistent=True)
     assert tracer.spans == [("DynamoDB.GetItem", {"table": "gangway-tenants"})]
+
+
+def test_retries_stop_when_the_retry_quota_is_spent_and_successes_refill_it(serve: Any) -> None:
+    server = serve((400, THROTTLED, True), (400, THROTTLED, True))
+    quota = RetryQuota(capacity=5)  # one retry's worth (botocore: 500, 5 a retry)
+    delays: list[float] = []
+    reader = DynamoDbClient(
+        region="eu-west-1",
+        endpoint_url=server.url,
+        credentials=lambda: KEYS,
+        sleep=delays.append,
+        jitter=lambda: 0.5,
+        quota=quota,
+    )
+    with pytest.raises(DynamoDbError):
+        reader.get_item("t", {"tenant_id": {"S": "1"}}, consistent=True)
+    assert len(server.received) == 2 and delays == [0.5]  # one retry, then the quota said no
+    assert quota.available == 0
+    server.script.extend([(200, {"Item": ITEM}, True)])
+    reader.get_item("t", {"tenant_id": {"S": "1"}}, consistent=True)
+    assert quota.available == 1  # a success without retries gives back 1
+
+
+def test_a_timeout_costs_the_quota_twice_a_throttle() -> None:
+    answers: list[Exception | HttpAnswer] = [
+        TimeoutError("read timed out"),
+        HttpAnswer(200, {}, json.dumps({"Item": ITEM}).encode()),
+    ]
+
+    def flaky(url: str, headers: Any, body: bytes) -> HttpAnswer:
+        got = answers.pop(0)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    quota = RetryQuota()
+    costs: list[int] = []
+    reader = DynamoDbClient(
+        region="eu-west-1",
+        endpoint_url="http://127.0.0.1:9",
+        credentials=lambda: KEYS,
+        transport=flaky,
+        sleep=lambda _: costs.append(QUOTA_CAPACITY - quota.available),
+        jitter=lambda: 0.5,
+        quota=quota,
+    )
+    assert reader.get_item("t", {"tenant_id": {"S": "1"}}, consistent=True) == ITEM
+    assert costs == [10]  # taken for the retry after the timeout
+    assert quota.available == QUOTA_CAPACITY  # and given back by its success

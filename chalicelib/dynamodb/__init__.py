@@ -5,22 +5,20 @@ from __future__ import annotations
 
 from chalicelib.dynamodb.client import (
     CONDITION_FAILED,
-    MAX_ATTEMPTS,
-    THROTTLING_CODES,
     Condition,
     DynamoDbClient,
     DynamoDbError,
-    HttpAnswer,
-    Transport,
     default_endpoint,
-    http_transport,
 )
+from chalicelib.dynamodb.retries import MAX_ATTEMPTS, QUOTA_CAPACITY, THROTTLING_CODES, RetryQuota
 from chalicelib.dynamodb.sigv4 import Credentials, authorization, signed_headers
+from chalicelib.dynamodb.transport import HttpAnswer, Transport, http_transport
 from chalicelib.dynamodb.values import AttributeValue, Item, MalformedItem
 
 __all__ = [
     "CONDITION_FAILED",
     "MAX_ATTEMPTS",
+    "QUOTA_CAPACITY",
     "THROTTLING_CODES",
     "AttributeValue",
     "Condition",
@@ -30,6 +28,7 @@ __all__ = [
     "HttpAnswer",
     "Item",
     "MalformedItem",
+    "RetryQuota",
     "Transport",
     "authorization",
     "default_endpoint",

@@ -2,13 +2,12 @@
 
 Why: importing botocore costs about half of the cold-start budget of a member's first command
 (docs/performance.md), and the first `/games` or `/status` needs only a tenant's row and its games (and
-the jobs function one ledger row: PutItem, UpdateItem, DeleteItem with conditions). This
-speaks the same protocol botocore does (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.<Operation>`,
-SigV4-signed, chalicelib/dynamodb/sigv4.py) with botocore's standard-mode retries as PynamoDB configures
-them (4 attempts; throttling, 5xx and broken connections retried after a full-jitter exponential backoff)
-and the CRC32 check of every response body botocore makes for DynamoDB. Every failure is a
-`DynamoDbError` (an InfraError: the user reads the generic apology, the log the service's words).
-Every other write stays on PynamoDB.
+the jobs function one ledger row: PutItem, UpdateItem, DeleteItem with conditions). This speaks the
+protocol botocore speaks (AWS JSON 1.0, `X-Amz-Target: DynamoDB_20120810.<Operation>`, signed by
+sigv4.py), retries as botocore's standard mode with PynamoDB's settings (retries.py), checks the CRC32
+of every response body as botocore does for DynamoDB, and travels over http.client (transport.py).
+Every failure is a `DynamoDbError` (an InfraError: the user reads the generic apology, the log the
+service's words). Every other write stays on PynamoDB.
 """
 
 from __future__ import annotations
@@ -17,31 +16,21 @@ import http.client
 import json
 import logging
 import random
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import urlsplit
 
+from chalicelib.dynamodb.retries import MAX_ATTEMPTS, RetryQuota, backoff, retryable
 from chalicelib.dynamodb.sigv4 import Credentials, signed_headers
+from chalicelib.dynamodb.transport import Transport, http_transport
 from chalicelib.dynamodb.values import AttributeValue, Item
 from chalicelib.errors import InfraError
 from chalicelib.tracing import NullTracer, Tracer
 
-__all__ = [
-    "CONDITION_FAILED",
-    "MAX_ATTEMPTS",
-    "THROTTLING_CODES",
-    "Condition",
-    "DynamoDbClient",
-    "DynamoDbError",
-    "HttpAnswer",
-    "Transport",
-    "default_endpoint",
-    "http_transport",
-]
+__all__ = ["CONDITION_FAILED", "Condition", "DynamoDbClient", "DynamoDbError", "default_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -49,54 +38,11 @@ SERVICE: Final = "dynamodb"
 TARGET_PREFIX: Final = "DynamoDB_20120810."
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 HTTP_OK: Final = 200
-# PynamoDB's default: 1 + max_retry_attempts (3), in botocore's standard retry mode.
-MAX_ATTEMPTS: Final = 4
-# botocore's standard mode: the backoff is random() * 2 ** (retry - 1) seconds, at most 20.
-MAX_BACKOFF: Final = 20.0
-# PynamoDB's defaults for its botocore client.
-CONNECT_TIMEOUT: Final = 15.0
-READ_TIMEOUT: Final = 30.0
-# What botocore's standard mode retries (botocore/retries/standard.py).
-THROTTLING_CODES: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-TRANSIENT_CODES: Final = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
-TRANSIENT_STATUSES: Final = frozenset({500, 502, 503, 504})
 # The error a refused condition gives (not retried: the caller decides).
 CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _CRC_HEADER: Final = "x-amz-crc32"
 _USER_AGENT: Final = "gangway-dynamodb-reader/1"
 _MALFORMED: Final = "MalformedResponse"
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    """An HTTP response: status, headers (names lowercased) and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class Transport(Protocol):
-    """Sends one POST; raises OSError (or http.client.HTTPException) when the connection fails."""
-
-    def __call__(self, url: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -125,80 +71,18 @@ def default_endpoint(region: str) -> str:
     return f"https://dynamodb.{region}.amazonaws.com"
 
 
-class _Connections(threading.local):
-    """One kept-alive connection per thread and host: a warm container reuses its TLS session."""
-
-    def __init__(self) -> None:
-        self.open: dict[str, http.client.HTTPConnection] = {}
-
-
-_CONNECTIONS: Final = _Connections()
-
-
-def http_transport(url: str, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
-    """POST with http.client (urllib.request would import far more), reusing the thread's connection.
-
-    A kept connection the server closed while the container sat idle fails at once on reuse; that is
-    sent again on a new connection straight away (as urllib3 replaces a dropped pooled connection), not
-    counted as an attempt: the first command after a quiet spell must not wait a backoff for it.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"DynamoDB endpoint must be http or https, not {url!r}")
-    origin = f"{parts.scheme}://{parts.netloc}"
-    conn = _CONNECTIONS.open.get(origin)
-    if conn is not None:
-        try:
-            return _post(conn, origin, parts.path, headers, body)
-        except _STALE:
-            pass  # closed by the server while idle: a fresh connection below
-    factory = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = factory(parts.netloc, timeout=CONNECT_TIMEOUT)
-    _CONNECTIONS.open[origin] = conn
-    return _post(conn, origin, parts.path, headers, body)
-
-
-# What reusing a connection the server has closed raises before any answer arrives.
-_STALE: Final = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-
-
-def _post(
-    conn: http.client.HTTPConnection, origin: str, path: str, headers: Mapping[str, str], body: bytes
-) -> HttpAnswer:
-    try:
-        if conn.sock is None:
-            conn.connect()
-            _read_timeout(conn)
-        conn.request("POST", path or "/", body=body, headers=dict(headers))
-        resp = conn.getresponse()
-        data = resp.read()
-        answer = HttpAnswer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-    except (OSError, http.client.HTTPException):
-        conn.close()
-        _CONNECTIONS.open.pop(origin, None)
-        raise
-    if resp.will_close:
-        conn.close()
-        _CONNECTIONS.open.pop(origin, None)
-    return answer
-
-
-def _read_timeout(conn: http.client.HTTPConnection) -> None:
-    """Connecting may take CONNECT_TIMEOUT; each read afterwards READ_TIMEOUT (PynamoDB's two limits)."""
-    if conn.sock is not None:
-        conn.sock.settimeout(READ_TIMEOUT)
-
-
 class _Retryable(Exception):
-    """An attempt that botocore's standard mode would retry."""
+    """An attempt that botocore's standard mode would retry (a timeout costs the quota more)."""
 
-    def __init__(self, error: DynamoDbError) -> None:
+    def __init__(self, error: DynamoDbError, *, timeout: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
+        self.timeout = timeout
 
 
 class DynamoDbClient:
-    """GetItem and Query against one region's DynamoDB, signed with whatever `credentials` answer now."""
+    """GetItem, Query and conditional item writes against one region's DynamoDB, signed with whatever
+    `credentials` answer now."""
 
     def __init__(
         self,
@@ -212,10 +96,13 @@ class DynamoDbClient:
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
+        quota: RetryQuota | None = None,
     ) -> None:
         """`tracer`: each operation is a span (`DynamoDB.<Operation>`, annotated with the table), as the
-        X-Ray SDK's boto3 patch makes each botocore call a subsegment."""
+        X-Ray SDK's boto3 patch makes each botocore call a subsegment. `quota`: the retry quota this
+        client's calls share (retries.py; botocore keeps one per client)."""
         self._tracer: Tracer = tracer or NullTracer()
+        self._quota = quota or RetryQuota()
         self._region = region
         self._url = (endpoint_url or default_endpoint(region)).rstrip("/") + "/"
         parts = urlsplit(self._url)
@@ -317,17 +204,22 @@ class DynamoDbClient:
 
     def _retried(self, operation: str, request: Mapping[str, object]) -> Mapping[str, object]:
         body = json.dumps(request, separators=(",", ":")).encode()
-        attempt = 1
+        attempt, last_cost = 1, None
         while True:
             try:
-                return self._attempt(operation, body)
+                answer = self._attempt(operation, body)
             except _Retryable as retry:
-                if attempt >= self._max_attempts:
+                cost = self._quota.acquire(timeout=retry.timeout) if attempt < self._max_attempts else None
+                if cost is None:
                     raise retry.error from None
-                delay = min(self._jitter() * 2 ** (attempt - 1), MAX_BACKOFF)
+                last_cost = cost
+                delay = backoff(attempt, self._jitter)
                 log.info("DynamoDB %s: %s; retry %d in %.2f s", operation, retry.error.code, attempt, delay)
                 self._sleep(delay)
                 attempt += 1
+                continue
+            self._quota.release(last_cost)
+            return answer
 
     def _attempt(self, operation: str, body: bytes) -> Mapping[str, object]:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock()))
@@ -347,6 +239,8 @@ class DynamoDbClient:
         )
         try:
             answer = self._transport(self._url, headers, body)
+        except TimeoutError as exc:
+            raise _Retryable(DynamoDbError(operation, "Timeout", str(exc), None), timeout=True) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise _Retryable(DynamoDbError(operation, "ConnectionError", str(exc), None)) from exc
         crc = answer.headers.get(_CRC_HEADER)
@@ -358,11 +252,7 @@ class DynamoDbClient:
                 raise DynamoDbError(operation, _MALFORMED, "the answer is not a JSON object", HTTP_OK)
             return parsed
         error = _error(operation, answer.status, parsed, answer.body)
-        if (
-            answer.status in TRANSIENT_STATUSES
-            or error.code in THROTTLING_CODES
-            or error.code in TRANSIENT_CODES
-        ):
+        if retryable(answer.status, error.code):
             raise _Retryable(error)
         raise error
 
