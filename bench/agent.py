@@ -74,16 +74,12 @@ class Backend:
         self.ready = threading.Event()
         self._subscribed = threading.Event()
         self._stopped = threading.Event()
-        self._client = mqtt5.Client(
-            mqtt5.ClientOptions(
-                host_name="127.0.0.1",
-                port=port,
-                connect_options=mqtt5.ConnectPacket(client_id="bench-backend"),
-                on_publish_callback_fn=self._on_publish,
-                on_lifecycle_event_connection_success_fn=self._on_connected,
-                on_lifecycle_event_stopped_fn=lambda _d: self._stopped.set(),
-            )
-        )
+        self._client = mqtt5.Client(mqtt5.ClientOptions(
+            host_name="127.0.0.1", port=port, connect_options=mqtt5.ConnectPacket(client_id="bench-backend"),
+            on_publish_callback_fn=self._on_publish,
+            on_lifecycle_event_connection_success_fn=self._on_connected,
+            on_lifecycle_event_stopped_fn=lambda _d: self._stopped.set(),
+        ))
         self._client.start()
         if not self._subscribed.wait(10):
             raise RuntimeError("the benchmark's MQTT client did not connect")
@@ -112,9 +108,8 @@ class Backend:
             self._replies[msg_id] = done
         payload = json.dumps({"id": msg_id, "type": "status", "body": {}}).encode()
         start = time.perf_counter()
-        self._client.publish(
-            m.PublishPacket(topic="gangway/bench/agent/cmd", payload=payload, qos=m.QoS.AT_LEAST_ONCE)
-        )
+        self._client.publish(m.PublishPacket(topic="gangway/bench/agent/cmd", payload=payload,
+                                             qos=m.QoS.AT_LEAST_ONCE))
         if not done.wait(10):
             raise RuntimeError(f"no reply to {msg_id}")
         elapsed = time.perf_counter() - start
@@ -168,43 +163,26 @@ def measure(workdir: Path) -> dict[str, Any]:
         raise SystemExit("bench/agent.py needs mosquitto (apt-get install mosquitto)")
     port = _free_port()
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"persistence false\nset_tcp_nodelay true\nlog_dest none\nlistener {port} 127.0.0.1\n"
-        "allow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else "")
-    )
+    conf.write_text(f"persistence false\nset_tcp_nodelay true\nlog_dest none\nlistener {port} 127.0.0.1\n"
+                    "allow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else ""))
     agent_cfg = workdir / "agent.json"
-    agent_cfg.write_text(
-        json.dumps(
-            {
-                "tenant": "bench",
-                "game": "agent",
-                "state_dir": str(workdir / "state"),
-                "mqtt": {"endpoint": "127.0.0.1", "port": port, "transport": "plain", "min_reconnect_s": 0.1},
-                "launch": {"command": ["sleep", "3600"], "cwd": str(workdir), "autostart": True},
-                "sftp": {"enabled": False},
-                "firewall": {"enabled": False},
-                "spot": {"enabled": False},
-                "logs": {"sink": "none"},
-                "data": {"mountpoint": str(workdir)},
-            }
-        )
-    )
-    broker = subprocess.Popen(
-        ["mosquitto", "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    agent_cfg.write_text(json.dumps({
+        "tenant": "bench", "game": "agent", "state_dir": str(workdir / "state"),
+        "mqtt": {"endpoint": "127.0.0.1", "port": port, "transport": "plain", "min_reconnect_s": 0.1},
+        "launch": {"command": ["sleep", "3600"], "cwd": str(workdir), "autostart": True},
+        "sftp": {"enabled": False}, "firewall": {"enabled": False}, "spot": {"enabled": False},
+        "logs": {"sink": "none"}, "data": {"mountpoint": str(workdir)},
+    }))
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     agent: subprocess.Popen[bytes] | None = None
     backend: Backend | None = None
     try:
         _wait_port(port)
         backend = Backend(port)
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "gangway_agent.cli", "-c", str(agent_cfg), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "agent.log").open("wb"),
-        )
+        agent = subprocess.Popen([sys.executable, "-m", "gangway_agent.cli", "-c", str(agent_cfg),
+                                  "--log-level", "WARNING"], stdout=subprocess.DEVNULL,
+                                 stderr=(workdir / "agent.log").open("wb"))
         if not backend.ready.wait(30):
             raise RuntimeError(f"the agent never said ready: {(workdir / 'agent.log').read_text()[-2000:]}")
         for n in range(WARMUPS):
@@ -242,32 +220,11 @@ def measure_quickack() -> dict[str, float] | None:
         run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, capture_output=True)
         # Both routes: the /32 one wins for 127.0.0.1 (feasibility.md §4).
         for dst in ("127.0.0.0/8", "127.0.0.1"):
-            route = [
-                "route",
-                "replace",
-                "local",
-                dst,
-                "dev",
-                "lo",
-                "table",
-                "local",
-                "proto",
-                "kernel",
-                "scope",
-                "host",
-                "src",
-                "127.0.0.1",
-                "quickack",
-                "1",
-            ]
+            route = ["route", "replace", "local", dst, "dev", "lo", "table", "local", "proto", "kernel",
+                     "scope", "host", "src", "127.0.0.1", "quickack", "1"]
             run(["ip", "-n", ns, *route], check=True, capture_output=True)
-        out = run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, "--inner"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        ).stdout
+        out = run(["ip", "netns", "exec", ns, sys.executable, __file__, "--inner"], check=True,
+                  capture_output=True, text=True, timeout=300).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         print(f"quickack run skipped: {exc}", file=sys.stderr)
         return None

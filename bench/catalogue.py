@@ -39,12 +39,9 @@ GAME: Final = "luanti"
 START_SH: Final = "#!/bin/sh\nexec sleep infinity\n"
 
 
-def _next(
-    events: queue.Queue[tuple[float, dict[str, Any]]],
-    kind: str,
-    timeout: float,
-    seen: list[tuple[float, dict[str, Any]]],
-) -> float:
+
+def _next(events: queue.Queue[tuple[float, dict[str, Any]]], kind: str, timeout: float,
+          seen: list[tuple[float, dict[str, Any]]]) -> float:
     """When the next `kind` event arrived (monotonic seconds); every event read goes to `seen`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,11 +69,8 @@ def _restart(vm: Any, events: queue.Queue[tuple[float, dict[str, Any]]]) -> dict
     playable = _next(events, "playable", 900, seen)
     progress = [(at, m["body"]["phase"]) for at, m in seen if m.get("type") == "install.progress"]
     install = progress[-1][0] - progress[0][0] if progress and progress[-1][1] == "done" else 0.0
-    return {
-        "start_s": round(playable - began, 2),
-        "install_s": round(install, 2),
-        "skipped": float(any(phase == "skipped" for _, phase in progress)),
-    }
+    return {"start_s": round(playable - began, 2), "install_s": round(install, 2),
+            "skipped": float(any(phase == "skipped" for _, phase in progress))}
 
 
 def _volume(work: Path) -> None:
@@ -121,20 +115,10 @@ def measure(work: Path) -> dict[str, Any]:
             sub.connect("127.0.0.1", broker.plain_port)
             sub.loop_start()
             instance = prepare(
-                rootfs,
-                instance_id=INSTANCE,
-                tenant=TENANT,
-                game=GAME,
-                stage="bench",
-                region="us-east-1",
-                aws_url=emulator.url,
-                s3=s3,
-                ssm=boto3.client("ssm", endpoint_url=emulator.url),
-                bucket=artifacts_bucket(s3),
-                wheelhouse=(built.archive.read_bytes(), built.requirements),
-                pki=pki,
-                broker=broker,
-                disk_files=work / "volume",
+                rootfs, instance_id=INSTANCE, tenant=TENANT, game=GAME, stage="bench", region="us-east-1",
+                aws_url=emulator.url, s3=s3, ssm=boto3.client("ssm", endpoint_url=emulator.url),
+                bucket=artifacts_bucket(s3), wheelhouse=(built.archive.read_bytes(), built.requirements),
+                pki=pki, broker=broker, disk_files=work / "volume",
             )
             vm = instance.vm
             try:

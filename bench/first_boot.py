@@ -39,6 +39,7 @@ GAME: Final = "bench"
 START_SH: Final = "#!/bin/sh\nexec sleep infinity\n"
 
 
+
 def _ready(events: queue.Queue[tuple[float, dict[str, Any]]], timeout: float) -> float:
     """When the agent's `ready` arrived (epoch seconds), 0 if it did not within `timeout`."""
     deadline = time.monotonic() + timeout

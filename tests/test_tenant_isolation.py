@@ -226,145 +226,58 @@ def test_a_hosted_tenants_credentials_cannot_touch_another_hosted_tenants_resour
     stage = container().settings.stage
     attempts: list[tuple[str, Any, dict[str, Any]]] = [
         ("terminate", ec2.terminate_instances, {"InstanceIds": [b["instance"]]}),
-        (
-            "associate a role",
-            ec2.associate_iam_instance_profile,
-            {
-                "InstanceId": b["instance"],
-                "IamInstanceProfile": {"Name": f"gangway-{stage}-instance"},
-            },
-        ),
-        (
-            "attach A's volume to B's instance",
-            ec2.attach_volume,
-            {
-                "VolumeId": a["volume"],
-                "InstanceId": b["instance"],
-                "Device": "/dev/sdf",
-            },
-        ),
-        (
-            "attach B's volume",
-            ec2.attach_volume,
-            {
-                "VolumeId": b["volume"],
-                "InstanceId": a["instance"],
-                "Device": "/dev/sdf",
-            },
-        ),
+        ("associate a role", ec2.associate_iam_instance_profile, {
+            "InstanceId": b["instance"],
+            "IamInstanceProfile": {"Name": f"gangway-{stage}-instance"},
+        }),
+        ("attach A's volume to B's instance", ec2.attach_volume, {
+            "VolumeId": a["volume"], "InstanceId": b["instance"], "Device": "/dev/sdf",
+        }),
+        ("attach B's volume", ec2.attach_volume, {
+            "VolumeId": b["volume"], "InstanceId": a["instance"], "Device": "/dev/sdf",
+        }),
         ("delete a volume", ec2.delete_volume, {"VolumeId": b["volume"]}),
         ("grow a volume", ec2.modify_volume, {"VolumeId": b["volume"], "Size": 2}),
-        (
-            "snapshot a volume, tagged as A",
-            ec2.create_snapshot,
-            {
-                "VolumeId": b["volume"],
-                "TagSpecifications": as_a,
-            },
-        ),
-        (
-            "a volume from a snapshot, tagged as A",
-            ec2.create_volume,
-            {
-                "AvailabilityZone": a["zone"],
-                "SnapshotId": b["snapshot"],
-                "TagSpecifications": [{"ResourceType": "volume", "Tags": mine}],
-            },
-        ),
+        ("snapshot a volume, tagged as A", ec2.create_snapshot, {
+            "VolumeId": b["volume"], "TagSpecifications": as_a,
+        }),
+        ("a volume from a snapshot, tagged as A", ec2.create_volume, {
+            "AvailabilityZone": a["zone"], "SnapshotId": b["snapshot"],
+            "TagSpecifications": [{"ResourceType": "volume", "Tags": mine}],
+        }),
         ("delete a snapshot", ec2.delete_snapshot, {"SnapshotId": b["snapshot"]}),
-        (
-            "fast restore a snapshot",
-            ec2.enable_fast_snapshot_restores,
-            {
-                "AvailabilityZones": [a["zone"]],
-                "SourceSnapshotIds": [b["snapshot"]],
-            },
-        ),
-        (
-            "open a group",
-            ec2.authorize_security_group_ingress,
-            {
-                "GroupId": b["group"],
-                "IpProtocol": "tcp",
-                "FromPort": 22,
-                "ToPort": 22,
-                "CidrIp": "0.0.0.0/0",
-            },
-        ),
-        (
-            "close a group",
-            ec2.revoke_security_group_ingress,
-            {
-                "GroupId": b["group"],
-                "IpProtocol": "udp",
-                "FromPort": 2456,
-                "ToPort": 2456,
-                "CidrIp": "0.0.0.0/0",
-            },
-        ),
+        ("fast restore a snapshot", ec2.enable_fast_snapshot_restores, {
+            "AvailabilityZones": [a["zone"]], "SourceSnapshotIds": [b["snapshot"]],
+        }),
+        ("open a group", ec2.authorize_security_group_ingress, {
+            "GroupId": b["group"], "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": "0.0.0.0/0",
+        }),
+        ("close a group", ec2.revoke_security_group_ingress, {
+            "GroupId": b["group"], "IpProtocol": "udp", "FromPort": 2456, "ToPort": 2456, "CidrIp": "0.0.0.0/0",
+        }),
         ("delete a group", ec2.delete_security_group, {"GroupId": b["group"]}),
-        (
-            "launch into a group, tagged as A",
-            ec2.run_instances,
-            {
-                "ImageId": a["image"],
-                "InstanceType": "t3.small",
-                "MinCount": 1,
-                "MaxCount": 1,
-                "SecurityGroupIds": [b["group"]],
-                "TagSpecifications": [
-                    {"ResourceType": "instance", "Tags": tags_for(HOSTED[0], "x", "server")}
-                ],
-            },
-        ),
-        (
-            "launch tagged as B",
-            ec2.run_instances,
-            {
-                "ImageId": a["image"],
-                "InstanceType": "t3.small",
-                "MinCount": 1,
-                "MaxCount": 1,
-                "TagSpecifications": [
-                    {"ResourceType": "instance", "Tags": tags_for(HOSTED[1], "x", "server")}
-                ],
-            },
-        ),
-        (
-            "launch untagged",
-            ec2.run_instances,
-            {
-                "ImageId": a["image"],
-                "InstanceType": "t3.small",
-                "MinCount": 1,
-                "MaxCount": 1,
-            },
-        ),
+        ("launch into a group, tagged as A", ec2.run_instances, {
+            "ImageId": a["image"], "InstanceType": "t3.small", "MinCount": 1, "MaxCount": 1,
+            "SecurityGroupIds": [b["group"]],
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags_for(HOSTED[0], "x", "server")}],
+        }),
+        ("launch tagged as B", ec2.run_instances, {
+            "ImageId": a["image"], "InstanceType": "t3.small", "MinCount": 1, "MaxCount": 1,
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags_for(HOSTED[1], "x", "server")}],
+        }),
+        ("launch untagged", ec2.run_instances, {
+            "ImageId": a["image"], "InstanceType": "t3.small", "MinCount": 1, "MaxCount": 1,
+        }),
         ("delete a log group", a["logs"].delete_log_group, {"logGroupName": b["log_group"]}),
-        (
-            "change a log group's retention",
-            a["logs"].put_retention_policy,
-            {
-                "logGroupName": b["log_group"],
-                "retentionInDays": 1,
-            },
-        ),
-        (
-            "make a log group in B's name",
-            a["logs"].create_log_group,
-            {
-                "logGroupName": b["log_group"] + "-x",
-            },
-        ),
-        (
-            "write B's instance keys",
-            a["ssm"].put_parameter,
-            {
-                "Name": f"/gangway/{stage}/{HOSTED[1]}/{b['game']}/i-0/certificate",
-                "Value": "x",
-                "Type": "String",
-            },
-        ),
+        ("change a log group's retention", a["logs"].put_retention_policy, {
+            "logGroupName": b["log_group"], "retentionInDays": 1,
+        }),
+        ("make a log group in B's name", a["logs"].create_log_group, {
+            "logGroupName": b["log_group"] + "-x",
+        }),
+        ("write B's instance keys", a["ssm"].put_parameter, {
+            "Name": f"/gangway/{stage}/{HOSTED[1]}/{b['game']}/i-0/certificate", "Value": "x", "Type": "String",
+        }),
         ("delete a thing", a["iot"].delete_thing, {"thingName": b["thing"]}),
     ]
     crossed = []
