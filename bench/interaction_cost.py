@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -73,13 +73,21 @@ class CallCounter:
         self._hooked: set[int] = set()
 
     def hook(self, clients: list[Any]) -> None:
+        from chalicelib.dynamodb import DynamoDbClient
+
         for client in clients:
-            if id(client) not in self._hooked:
+            if id(client) in self._hooked:
+                continue
+            if isinstance(client, DynamoDbClient):  # the botocore-free one (chalicelib/dynamodb)
+                client.observe(lambda op, params: self._tally("dynamodb", op, params))
+            else:
                 client.meta.events.register("before-parameter-build", self._count)
-                self._hooked.add(id(client))
+            self._hooked.add(id(client))
 
     def _count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        service, op = model.service_model.service_name, model.name
+        self._tally(model.service_model.service_name, model.name, params)
+
+    def _tally(self, service: str, op: str, params: Mapping[str, Any]) -> None:
         self.calls[f"{service}.{op}"] += 1
         if service != "dynamodb":
             return
@@ -104,7 +112,8 @@ def _clients(container: Any) -> list[Any]:
 
     models = (TenantRecord, AuditRecord, GameRecord, InteractionRecord, GrantRecord, AccessRecord, RateRecord)
     found = [m._get_connection().connection.client for m in (*models, PushRecord)]
-    return found + list(container._clients.values())
+    wire = [container.dynamodb_client] if container.dynamodb_client is not None else []
+    return found + wire + list(container._clients.values())
 
 
 def _memory_gb() -> dict[str, float]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Final
 
-__all__ = ["Settings", "parameter_name", "settings"]
+__all__ = ["Settings", "environment_credentials", "parameter_name", "settings"]
 
 DISCORD_API: Final = "https://discord.com/api/v10"
 
@@ -203,6 +203,17 @@ class Settings:
             idle_warn_s=_seconds(e, "IDLE_WARN_S", cls.idle_warn_s),
             idle_stop_s=_seconds(e, "IDLE_STOP_S", cls.idle_stop_s),
         )
+
+
+def environment_credentials(env: Mapping[str, str] | None = None) -> tuple[str, str, str | None] | None:
+    """The key pair (and session token) in the environment, as botocore's first provider reads them:
+    both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the token from AWS_SESSION_TOKEN (or the older
+    AWS_SECURITY_TOKEN); None without both keys. Lambda puts its role's credentials there."""
+    e = os.environ if env is None else env
+    key, secret = e.get("AWS_ACCESS_KEY_ID", ""), e.get("AWS_SECRET_ACCESS_KEY", "")
+    if not key or not secret:
+        return None
+    return key, secret, e.get("AWS_SESSION_TOKEN") or e.get("AWS_SECURITY_TOKEN") or None
 
 
 @cache

@@ -12,7 +12,7 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final
 
-from chalicelib.config import Settings, settings
+from chalicelib.config import Settings, environment_credentials, settings
 from chalicelib.discord.endpoint import InteractionEndpoint
 from chalicelib.discord.verify import load_verify_key
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.commands import Services
     from chalicelib.discord.dispatch import Dispatcher
     from chalicelib.discord.rest import DiscordRest, Transport
+    from chalicelib.dynamodb import DynamoDbClient
     from chalicelib.games.api import GameStateApi
     from chalicelib.instances import AgentWheelhouse, TenantGateways
     from chalicelib.jobs import JobMessage, JobRunner
@@ -118,10 +119,16 @@ class Container:
         from chalicelib.instances.images import ImageConfig
         from chalicelib.tenancy import AuditLog, TenantStore, Verifier
 
+        cfg, client = self.settings, self.dynamodb_client
         return Services(
-            settings=self.settings,
-            tenants=TenantStore(default_region=self.settings.region, ttl=self.settings.tenant_cache_seconds),
-            games=GameStore(),
+            settings=cfg,
+            tenants=TenantStore(
+                default_region=cfg.region,
+                ttl=cfg.tenant_cache_seconds,
+                client=client,
+                table=cfg.tenants_table,
+            ),
+            games=GameStore(client=client, table=cfg.games_table),
             registry=registry,
             audit=AuditLog(),
             broker=self.broker,
@@ -132,6 +139,36 @@ class Container:
             push=lambda: self.push,
             lifecycle=lambda: self.lifecycle,
             gateways=lambda: self.gateways,
+        )
+
+    @cached_property
+    def dynamodb_client(self) -> DynamoDbClient | None:
+        """The botocore-free DynamoDB client for the tenant and game reads of the interaction path
+        (chalicelib/dynamodb), signing as botocore would: with CREDENTIALS_SOURCE's identity of the
+        moment, else the environment's keys (the Lambda role's). Without either, None: the reads stay on
+        PynamoDB, whose botocore finds credentials elsewhere (a profile, container credentials)."""
+        from chalicelib.dynamodb import Credentials, DynamoDbClient
+
+        cfg = self.settings
+        if cfg.credentials_source:
+            from chalicelib.credentials import load_source
+
+            source = load_source(cfg.credentials_source)
+
+            def current() -> Credentials:
+                return Credentials(*source())
+
+        else:
+            found = environment_credentials()
+            if found is None:
+                return None
+            fixed = Credentials(*found)
+
+            def current() -> Credentials:
+                return fixed
+
+        return DynamoDbClient(
+            region=cfg.region, endpoint_url=cfg.aws_endpoint_url, credentials=current, tracer=self.tracer
         )
 
     @staticmethod
@@ -399,7 +436,7 @@ class Container:
         return JobRunner(
             jobs=jobs,
             context_for=context_for,
-            ledger=InteractionLedger(),
+            ledger=InteractionLedger(client=self.dynamodb_client, table=self.settings.interactions_table),
             rest=self.rest,
             tracer=self.tracer,
             max_receives=self.settings.job_max_receives,

@@ -1,11 +1,12 @@
 """What a cold container imports for its first real command (issue 16; bench/first_command.py times it).
 
-A member's first `/games` needs the tenant and the game list, so PynamoDB and botocore; it needs no
-player access, web push, agents, workflows or the game lifecycle, and no boto3 (nor X-Ray, with tracing
-off as here: with it on, the traced command is what loads the SDK, chalicelib/tracing.py). Those packages
-load at the point of use (`Services` holds them as callables; command modules import them in the
-handlers that call them). These tests pin that by the modules a fresh interpreter holds afterwards, not
-by time, so a top-level import that drags them back fails here.
+A member's first `/games` needs the tenant and the game list, which it reads with the botocore-free
+reader (chalicelib/dynamodb), so neither botocore nor PynamoDB; it needs no player access, web push,
+agents, workflows or the game lifecycle, and no boto3 (nor X-Ray, with tracing off as here: with it on,
+the traced command is what loads the SDK, chalicelib/tracing.py). Those packages load at the point of use
+(`Services` holds them as callables; command modules import them in the handlers that call them; the
+PynamoDB models load with the first write). These tests pin that by the modules a fresh interpreter
+holds afterwards, not by time, so a top-level import that drags them back fails here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ NOT_ON_THE_GAMES_PATH: Final = (
     "chalicelib.workflows",
     "aws_xray_sdk",
     "boto3",
+    "botocore",
     "cryptography",
+    "pynamodb",
 )
 
 # A cold container: `app` imported, one event handed to the function the template binds, then the list
@@ -93,12 +96,26 @@ def test_a_cold_games_loads_only_what_reading_the_tenant_and_its_games_needs(ten
     text = resp["body"]
     assert "**valheim**" in text and "**factorio**" in text, text[:500]
     assert _loaded(modules) == []
-    assert "pynamodb" in {m.split(".")[0] for m in modules}  # the reads really happened here
+    assert "chalicelib.dynamodb.client" in modules  # the reads really happened here, through the reader
+
+
+def test_a_cold_autocomplete_loads_no_more(tenant: str) -> None:
+    """Typing a game's name is often the first interaction after a quiet spell: the same set."""
+    from bench.first_command import api_event
+
+    GameStore().create(tenant, "valheim", description="cold", created_by="1")
+    member = _member(tenant)
+    body = json.dumps(member.command("games", {"game": "va"}, focused="game")).encode()
+    resp, modules = _cold("app", "api_handler", api_event(body, member.sign(body)))
+    assert resp["statusCode"] == 200, resp
+    assert json.loads(resp["body"])["data"]["choices"] == [{"name": "valheim", "value": "valheim"}]
+    assert _loaded(modules) == []
 
 
 def test_a_cold_status_job_loads_no_more(harness: Harness, tenant: str) -> None:
     """The first deferred job (`/status`) through the jobs function: the ledger and the Discord edit,
-    still no lifecycle, access or push."""
+    still no lifecycle, access or push, and neither botocore nor PynamoDB: its reads and the ledger's
+    conditional writes go through chalicelib/dynamodb."""
     from bench.first_command import sqs_event
 
     member = _member(tenant)
@@ -113,3 +130,4 @@ def test_a_cold_status_job_loads_no_more(harness: Harness, tenant: str) -> None:
     _, modules = _cold("jobs", "jobs", sqs_event(arn, mine[0]["Body"]))
     assert len(harness.calls_for(payload["token"])) == edits + 1  # the reply was edited on Discord
     assert _loaded(modules) == []
+    assert "chalicelib.dynamodb.client" in modules

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -39,17 +39,25 @@ class _Watch:
     def __init__(self) -> None:
         self.active: str | None = None
         self.violations: list[str] = []
+        self.seen = 0
 
     def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        body = params.get("body", b"")
+        self.check(model.name, body.decode() if isinstance(body, bytes) else str(body))
+
+    def wire(self, operation: str, request: Mapping[str, object]) -> None:
+        """The same check for the botocore-free client's requests (chalicelib/dynamodb)."""
+        self.check(operation, json.dumps(request))
+
+    def check(self, operation: str, text: str) -> None:
         if self.active is None:
             return
-        if model.name == "Scan":
+        self.seen += 1
+        if operation == "Scan":
             self.violations.append("Scan")
-        body = params.get("body", b"")
-        text = body.decode() if isinstance(body, bytes) else str(body)
         for guild in GUILDS:
             if guild != self.active and guild in text:
-                self.violations.append(f"{model.name} touched {guild} for {self.active}")
+                self.violations.append(f"{operation} touched {guild} for {self.active}")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +81,9 @@ def watch(emulator: Any) -> Iterator[_Watch]:
     ]
     for client in clients:
         client.meta.events.register("before-call.dynamodb", w)
+    wire = container().dynamodb_client
+    assert wire is not None  # the interaction path's reads and the ledger go through it
+    wire.observe(w.wire)  # (inert once `active` is None again)
     yield w
     for client in clients:
         client.meta.events.unregister("before-call.dynamodb", w)
@@ -112,12 +123,14 @@ def test_no_interaction_ever_reads_or_writes_another_tenant(
         payload = user.command(name, options)
     body = json.dumps(payload).encode()
     container().services.tenants._forget(guild)  # make every example read its tenant, not the cache
-    watch.active, watch.violations = guild, []
+    watch.active, watch.violations, watch.seen = guild, [], 0
     try:
         reply = container().endpoint.handle(body, user.sign(body))
     finally:
         watch.active = None
     assert watch.violations == []
+    if name in ("games", "status"):
+        assert watch.seen > 0  # the tenant (and its games) were read, and watched
     answer = json.dumps(json.loads(reply.body))
     foreign = [n for g, names in GAMES.items() if g != guild for n in names]
     typed = options.get("game")

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from chalicelib.games.models import GameRecord
+from chalicelib.games.row import GameRow
 from chalicelib.games.states import GameState
+
+if TYPE_CHECKING:
+    from chalicelib.games.models import GameRecord
 
 __all__ = ["Game", "GameResources", "GameSettings", "WorkflowWait", "game_of_record"]
 
@@ -122,8 +126,8 @@ def _float(value: float | None) -> float | None:
     return float(value) if value is not None else None
 
 
-def game_of_record(rec: GameRecord) -> Game:
-    """The row as a Game."""
+def game_of_record(rec: GameRecord | GameRow) -> Game:
+    """The row (PynamoDB's, or the reader's: games/row.py) as a Game: one conversion for both paths."""
     return Game(
         tenant_id=rec.tenant_id,
         name=rec.name,

@@ -6,15 +6,20 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, Final, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
-from pynamodb.expressions.update import Action
-
+from chalicelib.dynamodb import DynamoDbClient
+from chalicelib.dynamodb.values import required_text
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game, game_of_record
-from chalicelib.games.models import GameRecord
+from chalicelib.games.row import game_row
 from chalicelib.games.states import TRANSITIONAL, GameState, can_move, sources_of
+
+if TYPE_CHECKING:
+    from pynamodb.exceptions import UpdateError
+    from pynamodb.expressions.update import Action
+
+    from chalicelib.games.models import GameRecord
 
 __all__ = ["GAME_NAME", "GameStore", "SettingChanges", "check_name"]
 
@@ -62,16 +67,38 @@ _Value = str | int | float | bool | list[str] | None
 
 
 class GameStore:
-    """Reads and writes games; every method takes the tenant id explicitly."""
+    """Reads and writes games; every method takes the tenant id explicitly.
+
+    With a `client` (and the games `table`'s name) `all`, `get` and `names` read through the
+    botocore-free client (chalicelib/dynamodb), so a cold `/games`, `/status` or autocomplete never
+    imports botocore or PynamoDB; writes and every other read stay on PynamoDB, imported on first use.
+    """
+
+    def __init__(self, *, client: DynamoDbClient | None = None, table: str = "") -> None:
+        self._client = client
+        self._table = table
 
     def all(self, tenant_id: str) -> list[Game]:
-        """All of a tenant's games, by name (one Query on the tenant's partition)."""
+        """All of a tenant's games, by name (one Query on the tenant's partition, every page)."""
+        if self._client is not None:
+            items = self._client.query(
+                self._table,
+                key_condition="#0 = :0",
+                names={"#0": "tenant_id"},
+                values={":0": {"S": tenant_id}},
+                consistent=True,
+            )
+            return [game_of_record(game_row(item)) for item in items]
+        from chalicelib.games.models import GameRecord
+
         return [game_of_record(r) for r in GameRecord.query(tenant_id, consistent_read=True)]
 
     def in_transit(self, *, changed_before: int) -> list[Game]:
         """Every tenant's games in a transitional state that last changed before `changed_before` (the
         reconciliation pass's view): a Query per state on the sparse index, which holds only such games.
         The index is eventually consistent; the rescue it leads to writes conditionally on the row."""
+        from chalicelib.games.models import GameRecord
+
         return [
             game_of_record(r)
             for state in sorted(TRANSITIONAL)
@@ -79,6 +106,15 @@ class GameStore:
         ]
 
     def get(self, tenant_id: str, name: str) -> Game | None:
+        """The game, strongly consistent; None if the tenant has none of that name."""
+        if self._client is not None:
+            key = {"tenant_id": {"S": tenant_id}, "name": {"S": name}}
+            item = self._client.get_item(self._table, key, consistent=True)
+            return None if item is None else game_of_record(game_row(item))
+        from pynamodb.exceptions import DoesNotExist
+
+        from chalicelib.games.models import GameRecord
+
         try:
             return game_of_record(GameRecord.get(tenant_id, name, consistent_read=True))
         except DoesNotExist:
@@ -86,6 +122,22 @@ class GameStore:
 
     def names(self, tenant_id: str, prefix: str = "", limit: int = 25) -> list[str]:
         """Names starting with `prefix`, for autocomplete (a key-condition query, no scan)."""
+        if self._client is not None:
+            condition = "#0 = :0 AND begins_with (#1, :1)" if prefix else "#0 = :0"
+            names = {"#0": "tenant_id", "#1": "name"} if prefix else {"#0": "tenant_id"}
+            values = {":0": {"S": tenant_id}, ":1": {"S": prefix}} if prefix else {":0": {"S": tenant_id}}
+            items = self._client.query(
+                self._table,
+                key_condition=condition,
+                names=names,
+                values=values,
+                consistent=False,
+                limit=limit,
+                projection=("name",),
+            )
+            return [required_text(item, "name") for item in items]
+        from chalicelib.games.models import GameRecord
+
         cond = GameRecord.name.startswith(prefix) if prefix else None
         rows = GameRecord.query(tenant_id, cond, limit=limit, attributes_to_get=["name"])
         return [r.name for r in rows]
@@ -110,6 +162,10 @@ class GameStore:
         Raises:
             ValidationError: bad name.  Conflict: the tenant already has a game of that name.
         """
+        from pynamodb.exceptions import PutError
+
+        from chalicelib.games.models import GameRecord
+
         now = int(time.time())
         rec = GameRecord(
             tenant_id,
@@ -147,6 +203,8 @@ class GameStore:
         Raises:
             NotFound: no such game.  Conflict: the version moved on, or the move is not allowed.
         """
+        from pynamodb.exceptions import UpdateError
+
         try:
             return self._transition_once(tenant_id, name, to, expected_version, execution)
         except UpdateError as exc:
@@ -164,6 +222,8 @@ class GameStore:
         Raises:
             NotFound: the game is gone.  Conflict: its state or owner moved on.
         """
+        from pynamodb.exceptions import UpdateError
+
         expected = seen.version
         for _attempt in range(_MOVE_ATTEMPTS):
             try:
@@ -180,6 +240,8 @@ class GameStore:
     def _transition_once(
         self, tenant_id: str, name: str, to: GameState, expected_version: int, execution: str | None
     ) -> Game:
+        from chalicelib.games.models import GameRecord
+
         rec = GameRecord(tenant_id, name, version=expected_version)
         allowed = [s.value for s in sources_of(to)]
         actions: list[Action] = [
@@ -307,6 +369,10 @@ class GameStore:
         Raises:
             NotFound: no such game.
         """
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         actions: list[Action] = [
             getattr(GameRecord, k).set(v) if v is not None else getattr(GameRecord, k).remove()
             for k, v in attrs.items()
@@ -336,6 +402,10 @@ class GameStore:
         Raises:
             NotFound: no such game.  Conflict: the game changed since it was read, or is in another state.
         """
+        from pynamodb.exceptions import DoesNotExist, UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         try:
             rec = GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist as exc:
@@ -370,6 +440,10 @@ class GameStore:
         Raises:
             NotFound: no such game.  Conflict: the game is not running, or another backup is under way.
         """
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         now = int(time.time())
         rec = self._record_of(tenant_id, name)
         free = (
@@ -401,6 +475,10 @@ class GameStore:
 
     def release_backup(self, tenant_id: str, name: str, *, execution: str) -> None:
         """Clear the backup claim of `execution` (and its wait token); someone else's claim is left alone."""
+        from pynamodb.exceptions import DoesNotExist, UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         try:
             rec = GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist:
@@ -426,6 +504,10 @@ class GameStore:
         Raises:
             Conflict: the game is in another state (or changed since it was read).
         """
+        from pynamodb.exceptions import DeleteError, DoesNotExist
+
+        from chalicelib.games.models import GameRecord
+
         try:
             rec = GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist:
@@ -443,6 +525,10 @@ class GameStore:
         `at` is not older than what is recorded; False if not. No version bump: this arrives every
         minute and must never make a transition or a settings change conflict.
         """
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
         newer = GameRecord.players_at.does_not_exist() | (GameRecord.players_at <= int(at))
         try:
@@ -462,6 +548,10 @@ class GameStore:
     def note_channel(self, tenant_id: str, name: str, channel_id: str) -> None:
         """Remember where the game was started, for what the backend later says unasked (idle warnings).
         No version bump: it goes with a start that already made its transition."""
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         try:
             GameRecord._get_connection().update_item(
                 tenant_id,
@@ -476,6 +566,10 @@ class GameStore:
     def note_player_names(self, tenant_id: str, name: str, names: list[str] | None) -> bool:
         """Record who is on the game (None: its protocol gives no names), like `note_players`: only
         while it is starting or running, and without a version bump."""
+        from pynamodb.exceptions import UpdateError
+
+        from chalicelib.games.models import GameRecord
+
         live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
         attr = GameRecord.player_names
         action = attr.remove() if names is None else getattr(GameRecord, "player_names").set(names)  # noqa: B009
@@ -502,6 +596,10 @@ class GameStore:
         return self._set(tenant_id, name, playable_at=int(at))
 
     def _record_of(self, tenant_id: str, name: str) -> GameRecord:
+        from pynamodb.exceptions import DoesNotExist
+
+        from chalicelib.games.models import GameRecord
+
         try:
             return GameRecord.get(tenant_id, name, consistent_read=True)
         except DoesNotExist as exc:

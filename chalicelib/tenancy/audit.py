@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from chalicelib.tenancy.models import AuditRecord
-
 __all__ = ["AuditEntry", "AuditLog"]
 
 _KEEP_SECONDS: Final = 366 * 24 * 3600
@@ -49,6 +47,8 @@ class AuditLog:
         outcome: str = "ok",
         purpose: str = "",
     ) -> None:
+        from chalicelib.tenancy.models import AuditRecord
+
         now = self._clock()
         AuditRecord(
             tenant_id,
@@ -64,6 +64,8 @@ class AuditLog:
 
     def recent(self, tenant_id: str, *, limit: int = 10, before: str | None = None) -> list[AuditEntry]:
         """Up to `limit` entries older than the entry id `before` (or the newest), newest first."""
+        from chalicelib.tenancy.models import AuditRecord
+
         cond = AuditRecord.entry_id < before if before else None
         rows = AuditRecord.query(tenant_id, cond, scan_index_forward=False, limit=limit)
         return [
@@ -73,5 +75,7 @@ class AuditLog:
 
     def count(self, tenant_id: str, action: str | None = None) -> int:
         """How many entries (of one action) a tenant has; for tests and /plan-style summaries."""
+        from chalicelib.tenancy.models import AuditRecord
+
         cond = AuditRecord.action == action if action else None
         return sum(1 for _ in AuditRecord.query(tenant_id, filter_condition=cond))

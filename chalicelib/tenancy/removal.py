@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from chalicelib.tenancy.models import AuditRecord, TenantRecord
-
 if TYPE_CHECKING:
     from pynamodb.models import Model
 
@@ -23,6 +21,8 @@ def _keys(model: type[Model], tenant_id: str) -> list[Model]:
 
 def purge_tenant(tenant_id: str, models: Iterable[type[Model]]) -> dict[str, int]:
     """Delete the tenant's rows from `models`, then its audit rows and tenant row; counts by table."""
+    from chalicelib.tenancy.models import AuditRecord, TenantRecord
+
     counts: dict[str, int] = {}
     tables: list[type[Model]] = [*models, AuditRecord]
     for model in tables:

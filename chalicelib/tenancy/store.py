@@ -11,15 +11,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
-from pynamodb.expressions.update import Action
-
-from chalicelib.discord import Level, Permission
+from chalicelib.dynamodb import DynamoDbClient
 from chalicelib.errors import Conflict, NotSetUp
-from chalicelib.tenancy.models import TenantRecord
+from chalicelib.tenancy.tenant import Tenant, level_of, tenant_of_record, tenant_row
+
+if TYPE_CHECKING:
+    from pynamodb.expressions.update import Action
 
 __all__ = ["RoleKind", "Tenant", "TenantStore", "level_of"]
 
@@ -27,77 +26,22 @@ RoleKind = Literal["main", "admin"]
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
-@dataclass(frozen=True)
-class Tenant:
-    """A guild's configuration as the rest of the code sees it."""
-
-    tenant_id: str
-    main_role_ids: frozenset[str]
-    admin_role_ids: frozenset[str]
-    account_mode: str
-    region: str
-    created_by: str
-    created_at: float
-    version: int
-    plan: str = "free"
-    role_arn: str | None = None
-    external_id: str | None = None
-    aws_account_id: str | None = None
-    pending_role_arn: str | None = None
-    pending_region: str | None = None
-    verified_at: float | None = None
-    verify_problem: str | None = None
-    dns_zone_id: str | None = None
-    dns_domain: str | None = None
-
-    @property
-    def roles_configured(self) -> bool:
-        return bool(self.main_role_ids and self.admin_role_ids)
-
-
-def level_of(tenant: Tenant | None, role_ids: Iterable[str], permissions: int) -> Level:
-    """The caller's level: server administrators and the admin role are admins; the main role is main."""
-    if permissions & Permission.ADMINISTRATOR:
-        return Level.ADMIN
-    if tenant is None:
-        return Level.WELCOME
-    roles = set(role_ids)
-    if roles & tenant.admin_role_ids:
-        return Level.ADMIN
-    if roles & tenant.main_role_ids:
-        return Level.MAIN
-    return Level.WELCOME
-
-
-def _to_tenant(rec: TenantRecord) -> Tenant:
-    return Tenant(
-        tenant_id=rec.tenant_id,
-        main_role_ids=frozenset(rec.main_role_ids or ()),
-        admin_role_ids=frozenset(rec.admin_role_ids or ()),
-        account_mode=rec.account_mode,
-        region=rec.region,
-        created_by=rec.created_by,
-        created_at=float(rec.created_at),
-        version=int(rec.version or 0),
-        plan=rec.plan,
-        role_arn=rec.role_arn,
-        external_id=rec.external_id,
-        aws_account_id=rec.aws_account_id,
-        pending_role_arn=rec.pending_role_arn,
-        pending_region=rec.pending_region,
-        verified_at=None if rec.verified_at is None else float(rec.verified_at),
-        verify_problem=rec.verify_problem,
-        dns_zone_id=rec.dns_zone_id,
-        dns_domain=rec.dns_domain,
-    )
-
-
 class TenantStore:
     """Reads and writes tenants; every method takes the tenant id explicitly."""
 
     def __init__(
-        self, *, default_region: str, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        default_region: str,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        client: DynamoDbClient | None = None,
+        table: str = "",
     ) -> None:
+        """`client` (with the tenants `table`'s name): reads go through the botocore-free client
+        (chalicelib/dynamodb) instead of PynamoDB, so a cold command never imports botocore."""
+        self._client = client
+        self._table = table
         self._region = default_region
         self._ttl = ttl
         self._clock = clock
@@ -118,8 +62,15 @@ class TenantStore:
 
     def read(self, tenant_id: str) -> Tenant | None:
         """A strongly consistent read that bypasses the cache (for decisions that change state)."""
+        if self._client is not None:
+            item = self._client.get_item(self._table, {"tenant_id": {"S": tenant_id}}, consistent=True)
+            return None if item is None else tenant_of_record(tenant_row(item))
+        from pynamodb.exceptions import DoesNotExist
+
+        from chalicelib.tenancy.models import TenantRecord
+
         try:
-            return _to_tenant(TenantRecord.get(tenant_id, consistent_read=True))
+            return tenant_of_record(TenantRecord.get(tenant_id, consistent_read=True))
         except DoesNotExist:
             return None
 
@@ -132,6 +83,10 @@ class TenantStore:
 
     def ensure(self, tenant_id: str, *, created_by: str, now: float | None = None) -> tuple[Tenant, bool]:
         """Create the tenant on the hosting account if it does not exist; (tenant, created)."""
+        from pynamodb.exceptions import PutError
+
+        from chalicelib.tenancy.models import TenantRecord
+
         stamp = time.time() if now is None else now
         rec = TenantRecord(
             tenant_id,
@@ -159,12 +114,16 @@ class TenantStore:
         Raises:
             NotSetUp: no such tenant.  Conflict: changed concurrently.
         """
+        from chalicelib.tenancy.models import TenantRecord
+
         roles = set(role_ids) or None
         attr = TenantRecord.main_role_ids if kind == "main" else TenantRecord.admin_role_ids
         return self._update(tenant_id, [attr.set(roles) if roles else attr.remove()])
 
     def offer_customer_account(self, tenant_id: str) -> Tenant:
         """Give the tenant its ExternalId (once; random, never reused across tenants)."""
+        from chalicelib.tenancy.models import TenantRecord
+
         tenant = self._current(tenant_id)
         if tenant.external_id:
             return tenant
@@ -172,6 +131,8 @@ class TenantStore:
 
     def set_pending_role(self, tenant_id: str, role_arn: str, region: str) -> Tenant:
         """Remember the role an admin pasted, to verify; nothing counts as verified yet."""
+        from chalicelib.tenancy.models import TenantRecord
+
         return self._update(
             tenant_id,
             [TenantRecord.pending_role_arn.set(role_arn), TenantRecord.pending_region.set(region)],
@@ -179,6 +140,8 @@ class TenantStore:
 
     def mark_verified(self, tenant_id: str, *, role_arn: str, region: str, account_id: str) -> Tenant:
         """Switch the tenant to its verified customer account."""
+        from chalicelib.tenancy.models import TenantRecord
+
         return self._update(
             tenant_id,
             [
@@ -195,10 +158,14 @@ class TenantStore:
 
     def mark_verify_failed(self, tenant_id: str, problem: str) -> Tenant:
         """Record why verification failed; the tenant's working account is unchanged."""
+        from chalicelib.tenancy.models import TenantRecord
+
         return self._update(tenant_id, [TenantRecord.verify_problem.set(problem[:1000])])
 
     def use_hosting_account(self, tenant_id: str, region: str) -> Tenant:
         """Run this tenant's games in the hosting account (the ExternalId is kept for a later switch)."""
+        from chalicelib.tenancy.models import TenantRecord
+
         return self._update(
             tenant_id,
             [
@@ -212,10 +179,14 @@ class TenantStore:
 
     def set_plan(self, tenant_id: str, plan: str) -> Tenant:
         """The operator's choice of plan (validated by the caller against PLANS)."""
+        from chalicelib.tenancy.models import TenantRecord
+
         return self._update(tenant_id, [TenantRecord.plan.set(plan)])
 
     def set_dns(self, tenant_id: str, zone_id: str | None, domain: str | None) -> Tenant:
         """The hosted zone and domain for game names (checked by the caller), or none with None."""
+        from chalicelib.tenancy.models import TenantRecord
+
         if zone_id and domain:
             return self._update(
                 tenant_id, [TenantRecord.dns_zone_id.set(zone_id), TenantRecord.dns_domain.set(domain)]
@@ -230,6 +201,10 @@ class TenantStore:
 
     def _update(self, tenant_id: str, actions: list[Action]) -> Tenant:
         """One versioned update; a concurrent change is a Conflict, never a lost write."""
+        from pynamodb.exceptions import DoesNotExist, UpdateError
+
+        from chalicelib.tenancy.models import TenantRecord
+
         try:
             rec = TenantRecord.get(tenant_id, consistent_read=True)
         except DoesNotExist as exc:
@@ -242,7 +217,7 @@ class TenantStore:
             raise
         finally:
             self._forget(tenant_id)
-        return _to_tenant(rec)
+        return tenant_of_record(rec)
 
     def _forget(self, tenant_id: str) -> None:
         with self._lock:
