@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.dynamodb import Credentials, DynamoDbClient, DynamoDbError, Item
-from chalicelib.games import GameRecord, GameState, GameStore
+from chalicelib.games import TRANSITIONAL, GameRecord, GameState, GameStore
 from chalicelib.games.row import GameRow
 from chalicelib.tenancy import TenantRecord, TenantStore
 from chalicelib.tenancy.tenant import TenantRow
@@ -66,6 +66,11 @@ _KINDS: Final = {
 }
 # Values the domain conversion requires to mean something (a GameState) stay in their domain.
 _DOMAIN: Final = {"state": st.sampled_from([{"S": s.value} for s in GameState])}
+# A secondary index's key is a non-empty string or absent (DynamoDB refuses NULL and ""): the games'
+# in-transit index holds only games in a transitional state.
+_INDEX_KEYS: Final = {
+    "in_transit": st.one_of(st.sampled_from([{"S": s.value} for s in TRANSITIONAL]), st.just(_absent))
+}
 
 
 def _rows(model: Any, keys: dict[str, dict[str, str]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -73,6 +78,9 @@ def _rows(model: Any, keys: dict[str, dict[str, str]]) -> st.SearchStrategy[dict
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for name, attr in model.get_attributes().items():
         if name in keys:
+            continue
+        if name in _INDEX_KEYS:
+            fields[name] = _INDEX_KEYS[name]
             continue
         kind = _DOMAIN.get(name, _KINDS[type(attr).__name__])
         required = not attr.null and attr.default is None and type(attr).__name__ != "VersionAttribute"

@@ -65,6 +65,7 @@ SURFACES = {
     },
     "chalicelib.games": {
         "GAME_NAME",
+        "TRANSITIONAL",
         "TRANSITIONS",
         "Game",
         "GameRecord",

@@ -26,6 +26,7 @@ class GameRow:
     updated_at: float
     description: str = ""
     state: str = "STOPPED"
+    in_transit: str | None = None  # the sparse index's key (models.py); the reconciliation pass's only
     execution: str | None = None
     instance_type: str = "t3.medium"
     spot: bool = False
@@ -71,6 +72,7 @@ def game_row(item: Item) -> GameRow:
         updated_at=v.required_number(item, "updated_at"),
         description=v.text(item, "description", ""),
         state=v.text(item, "state", "STOPPED"),
+        in_transit=v.text(item, "in_transit"),
         execution=v.text(item, "execution"),
         instance_type=v.text(item, "instance_type", "t3.medium"),
         spot=v.boolean(item, "spot", False),
