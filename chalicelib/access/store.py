@@ -11,11 +11,11 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
 from chalicelib.access.models import EXPIRY_SHARD, AccessRecord, GrantRecord
 from chalicelib.access.tokens import LinkKind
+from chalicelib.dynamodb import CONDITION_FAILED
 from chalicelib.errors import LinkRejected
 
 __all__ = ["AccessPolicy", "Grant", "GrantStore", "GuestLink"]
 
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _DAY: Final = 86_400
 _POLICY: Final = "policy"
 _FIREWALL: Final = "firewall"
@@ -149,7 +149,7 @@ class GrantStore:
                 & AccessRecord.revoked_at.does_not_exist(),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if exc.cause_response_code == CONDITION_FAILED:
                 if self._revoked(tenant_id, link_id):
                     raise LinkRejected(
                         "revoked", "This guest link was withdrawn by an admin. Ask them for a new one."
@@ -252,7 +252,7 @@ class GrantStore:
         try:
             rec.delete(condition=condition)
         except DeleteError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if exc.cause_response_code == CONDITION_FAILED:
                 return False
             raise
         return True

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.games.game import Game, GameResources, GameSettings, WorkflowWait
+from chalicelib.games.names import GAME_NAME, SettingChanges, check_name
 from chalicelib.games.states import TRANSITIONAL, TRANSITIONS, GameState, can_move, sources_of
-from chalicelib.games.store import GAME_NAME, GameStore, SettingChanges, check_name
+from chalicelib.games.store import GameStore
 
 if TYPE_CHECKING:
     from chalicelib.games.models import GameRecord

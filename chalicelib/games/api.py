@@ -12,8 +12,9 @@ from typing import Any, Final
 
 from chalicelib.errors import Conflict, NotFound, ValidationError
 from chalicelib.games.game import Game
+from chalicelib.games.names import check_name
 from chalicelib.games.states import GameState
-from chalicelib.games.store import GameStore, check_name
+from chalicelib.games.store import GameStore
 from chalicelib.http import HttpReply
 
 __all__ = ["GameStateApi"]

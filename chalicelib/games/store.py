@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from chalicelib.dynamodb import DynamoDbClient
+from chalicelib.dynamodb import CONDITION_FAILED, DynamoDbClient
 from chalicelib.dynamodb.values import required_text
-from chalicelib.errors import Conflict, NotFound, ValidationError
+from chalicelib.errors import Conflict, NotFound
 from chalicelib.games.game import Game, game_of_record
+from chalicelib.games.names import SettingChanges, check_name
+from chalicelib.games.notes import GameNotes
 from chalicelib.games.row import game_row
 from chalicelib.games.states import TRANSITIONAL, GameState, can_move, sources_of
 
@@ -21,52 +22,17 @@ if TYPE_CHECKING:
 
     from chalicelib.games.models import GameRecord
 
-__all__ = ["GAME_NAME", "GameStore", "SettingChanges", "check_name"]
+__all__ = ["GameStore"]
 
-GAME_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]")
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # How often `move` re-reads and retries when only other fields changed: each retry needs another writer
 # to have won a race in the few milliseconds between a read and a write.
 _MOVE_ATTEMPTS: Final = 8
 
 
-def check_name(name: str) -> str:
-    """The name if it is a valid game name.
-
-    Raises:
-        ValidationError: it is not 2-32 lowercase letters, digits or inner hyphens.
-    """
-    if not GAME_NAME.fullmatch(name):
-        raise ValidationError(
-            f"`{name[:40]}` isn't a valid game name: use 2-32 lowercase letters, digits or hyphens "
-            "(for example `valheim` or `mc-survival`)."
-        )
-    return name
-
-
-class SettingChanges(TypedDict, total=False):
-    """The settings an admin command may change (`GameStore.change`), with their types."""
-
-    description: str
-    instance_type: str
-    spot: bool
-    on_demand_fallback: bool
-    disk_gb: int
-    preload: str
-    fallback_types: list[str]
-    ports: list[str]
-    idle_minutes: int | None  # None: the stage's default
-
-    catalogue_id: str
-    install_version: str
-    # The form values of a catalogue game, as a JSON object of strings.
-    game_options: str
-
-
 _Value = str | int | float | bool | list[str] | None
 
 
-class GameStore:
+class GameStore(GameNotes):
     """Reads and writes games; every method takes the tenant id explicitly.
 
     With a `client` (and the games `table`'s name) `all`, `get` and `names` read through the
@@ -186,7 +152,7 @@ class GameStore:
             # No version condition: a new row has none, and a stuck claim's is of no interest.
             rec.save(condition=condition, add_version_condition=stale_claim_after is None)
         except PutError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if exc.cause_response_code == CONDITION_FAILED:
                 raise Conflict(f"There is already a game called `{name}`.") from exc
             raise
         return game_of_record(rec)
@@ -262,7 +228,7 @@ class GameStore:
         Raises:
             NotFound: the row is gone.  `exc` itself: the write failed for another reason.
         """
-        if exc.cause_response_code != _CONDITION_FAILED:
+        if exc.cause_response_code != CONDITION_FAILED:
             raise exc
         current = self.get(tenant_id, name)
         if current is None:
@@ -495,7 +461,7 @@ class GameStore:
                 add_version_condition=False,
             )
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
 
     def delete(self, tenant_id: str, name: str, *, state: GameState) -> bool:
@@ -515,72 +481,9 @@ class GameStore:
         try:
             rec.delete(condition=GameRecord.state == state.value)
         except DeleteError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
             raise Conflict(f"**{name}** is no longer {state.word}; it was not deleted.") from exc
-        return True
-
-    def note_players(self, tenant_id: str, name: str, *, count: int, at: float) -> bool:
-        """Record how many players the agent counts, if the game is (still) starting or running and
-        `at` is not older than what is recorded; False if not. No version bump: this arrives every
-        minute and must never make a transition or a settings change conflict.
-        """
-        from pynamodb.exceptions import UpdateError
-
-        from chalicelib.games.models import GameRecord
-
-        live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
-        newer = GameRecord.players_at.does_not_exist() | (GameRecord.players_at <= int(at))
-        try:
-            # The table connection's UpdateItem: Model.update would add `version + 1` to every write.
-            GameRecord._get_connection().update_item(
-                tenant_id,
-                range_key=name,
-                actions=[GameRecord.players.set(count), GameRecord.players_at.set(int(at))],
-                condition=GameRecord.name.exists() & live & newer,
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise
-            return False
-        return True
-
-    def note_channel(self, tenant_id: str, name: str, channel_id: str) -> None:
-        """Remember where the game was started, for what the backend later says unasked (idle warnings).
-        No version bump: it goes with a start that already made its transition."""
-        from pynamodb.exceptions import UpdateError
-
-        from chalicelib.games.models import GameRecord
-
-        try:
-            GameRecord._get_connection().update_item(
-                tenant_id,
-                range_key=name,
-                actions=[GameRecord.channel_id.set(channel_id)],
-                condition=GameRecord.name.exists(),
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise  # a game deleted meanwhile has nothing to tell
-
-    def note_player_names(self, tenant_id: str, name: str, names: list[str] | None) -> bool:
-        """Record who is on the game (None: its protocol gives no names), like `note_players`: only
-        while it is starting or running, and without a version bump."""
-        from pynamodb.exceptions import UpdateError
-
-        from chalicelib.games.models import GameRecord
-
-        live = GameRecord.state.is_in(GameState.STARTING.value, GameState.RUNNING.value)
-        attr = GameRecord.player_names
-        action = attr.remove() if names is None else getattr(GameRecord, "player_names").set(names)  # noqa: B009
-        try:
-            GameRecord._get_connection().update_item(
-                tenant_id, range_key=name, actions=[action], condition=GameRecord.name.exists() & live
-            )
-        except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
-                raise
-            return False
         return True
 
     def start_told(

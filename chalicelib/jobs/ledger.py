@@ -18,12 +18,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, Protocol
 
+from chalicelib.dynamodb import CONDITION_FAILED
+
 if TYPE_CHECKING:
     from chalicelib.dynamodb import DynamoDbClient
 
 __all__ = ["Claim", "InteractionLedger", "JobStatus", "LedgerRows", "PynamoRows"]
 
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 _KEEP_SECONDS: Final = 24 * 3600
 
 
@@ -92,7 +93,7 @@ class PynamoRows:
         try:
             rec.save(condition=fresh | abandoned)
         except PutError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
             return False
         return True
@@ -122,7 +123,7 @@ class PynamoRows:
                 condition=InteractionRecord.interaction_id.exists(),
             )
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
             return False
         return True
@@ -148,7 +149,7 @@ class PynamoRows:
                 condition=InteractionRecord.status == JobStatus.RUNNING.value
             )
         except DeleteError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
 
 

@@ -13,12 +13,12 @@ from typing import Any, Final
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
+from chalicelib.dynamodb import CONDITION_FAILED
 from chalicelib.errors import LinkRejected
 from chalicelib.push.models import PushRecord
 
 __all__ = ["MAX_DEVICES", "Preference", "PushStore", "Subscription", "Waiting", "device_id"]
 
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 # A member's browsers per tenant; subscribing another replaces the oldest.
 MAX_DEVICES: Final = 5
 _WAIT_KEEP_SECONDS: Final = 3600
@@ -226,7 +226,7 @@ class PushStore:
                 & (PushRecord.expires_at > now),
             )
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if exc.cause_response_code == CONDITION_FAILED:
                 raise LinkRejected("invalid", _USED) from exc
             raise
         return _to_waiting(rec)
@@ -250,7 +250,7 @@ class PushStore:
         try:
             rec.update(actions=[PushRecord.state.set("closed")], condition=PushRecord.state == "pending")
         except UpdateError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
         return self.wait(tenant_id, nonce)
 
@@ -258,5 +258,5 @@ class PushStore:
         try:
             PushRecord(tenant_id, f"wait#{nonce}").delete(condition=PushRecord.item.exists())
         except DeleteError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
-from chalicelib.dynamodb import DynamoDbClient
+from chalicelib.dynamodb import CONDITION_FAILED, DynamoDbClient
 from chalicelib.errors import Conflict, NotSetUp
 from chalicelib.tenancy.tenant import Tenant, level_of, tenant_of_record, tenant_row
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["RoleKind", "Tenant", "TenantStore", "level_of"]
 
 RoleKind = Literal["main", "admin"]
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class TenantStore:
@@ -99,7 +98,7 @@ class TenantStore:
             rec.save(condition=TenantRecord.tenant_id.does_not_exist())
             created = True
         except PutError as exc:
-            if exc.cause_response_code != _CONDITION_FAILED:
+            if exc.cause_response_code != CONDITION_FAILED:
                 raise
             created = False
         self._forget(tenant_id)
@@ -212,7 +211,7 @@ class TenantStore:
         try:
             rec.update(actions=[*actions, TenantRecord.updated_at.set(int(time.time()))])
         except UpdateError as exc:
-            if exc.cause_response_code == _CONDITION_FAILED:
+            if exc.cause_response_code == CONDITION_FAILED:
                 raise Conflict("Someone changed these settings at the same moment; try again.") from exc
             raise
         finally:
