@@ -56,6 +56,7 @@ __all__ = [
     "require_booting",
     "said",
     "stop_until_off",
+    "stopped_with_snapshot",
     "wait",
     "wheelhouse",
 ]
@@ -242,6 +243,19 @@ def member_lets_in(life: Life, address: str, member: Who | None = None) -> None:
     life.members[address] = member
 
 
+def stopped_with_snapshot(life: Life) -> str:
+    """The workflows' steps run until the game is STOPPED, its instance gone; the snapshot it left."""
+    tenant, game = life.tenant, life.game
+    try:
+        pump_steps(lambda: game_row(tenant, game).state is GameState.STOPPED, timeout=180)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{life.console()}") from None
+    row = game_row(tenant, game)
+    snap = row.resources.snapshot_id or ""
+    assert snap and not row.resources.instance_id
+    return snap
+
+
 def stop_until_off(life: Life) -> tuple[Powered, Path]:
     """/stop until STOPPED with a snapshot, the emulator's instance gone and the container powered off
     (cleanly, at EC2's power button) leaving nothing behind; the snapshot's disk image."""
@@ -251,13 +265,7 @@ def stop_until_off(life: Life) -> tuple[Powered, Path]:
     netns, loop = vm.net.name, vm.loop
     payload, answer = h.command("stop", game=game)
     assert answer["data"]["content"] == f"⏳ Stopping **{game}**…"
-    try:
-        pump_steps(lambda: game_row(tenant, game).state is GameState.STOPPED, timeout=180)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{life.console()}") from None
-    row = game_row(tenant, game)
-    snap = row.resources.snapshot_id or ""
-    assert snap and not row.resources.instance_id
+    snap = stopped_with_snapshot(life)
     assert said(life, payload["token"], f"⚪ **{game}** stopped and saved (snapshot `{snap}`)")
     ec2 = container().client("ec2")
     state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]

@@ -43,6 +43,7 @@ from tests.booted_helpers import (
     member_lets_in,
     members,
     on_disk,
+    stopped_with_snapshot,
     wait,
 )
 from tests.lifecycle_helpers import game_row, pump_steps
@@ -175,7 +176,7 @@ def _players_field(life: Life, member: Who) -> str:
 def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_game(
     life: Life, tmp_path: Path
 ) -> None:
-    vm, tenant = life.vm(), life.tenant
+    vm = life.vm()
     host = vm.net.host_ip
     # Strangers are filtered: this machine is no member yet.
     with pytest.raises(Quake3Refused, match="did not answer"), Quake3Client(vm.net.guest_ip, PORT, "stranger",
@@ -192,13 +193,7 @@ def test_a_real_client_let_in_plays_and_games_names_them_then_leaving_stops_the_
         assert f"playing: {PLAYER}" in ip["data"]["embeds"][0]["description"], ip
     # Nobody plays now: warned, then stopped by itself through StopGame, saved with a snapshot.
     wait("the game empty in /games", lambda: PLAYER not in _players_field(life, member), life, timeout=60)
-    try:
-        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{life.console()}") from None
-    game = game_row(tenant, GAME)
-    snap = game.resources.snapshot_id or ""
-    assert snap and not game.resources.instance_id
+    snap = stopped_with_snapshot(life)
     heard = channel(life)[told:]
     assert heard[-1] == f"⚪ **{GAME}** stopped and saved (snapshot `{snap}`) after nobody played.", heard
     instance = next(i for i, p in life.launches.instances.items() if p.vm is vm)

@@ -42,6 +42,7 @@ from tests.booted_helpers import (
     on_disk,
     said,
     stop_until_off,
+    stopped_with_snapshot,
     wait,
 )
 from tests.lifecycle_helpers import create_game, game_row, pump_steps
@@ -291,13 +292,7 @@ def test_an_idle_game_warns_in_its_channel_then_is_saved_and_stopped_and_the_con
         lambda: any("💤 Nobody has played" in m for m in channel(life)[told:]),
         life,
     )
-    try:
-        pump_steps(lambda: game_row(tenant, GAME).state is GameState.STOPPED, timeout=180)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{life.console()}") from None
-    game = game_row(tenant, GAME)
-    snap = game.resources.snapshot_id or ""
-    assert snap and not game.resources.instance_id
+    snap = stopped_with_snapshot(life)
     heard = channel(life)[told:]
     assert [m.split("**", 1)[0] for m in heard] == [
         "💤 Nobody has played on ",
