@@ -262,6 +262,20 @@ def test_catalogue_commands_refuse_custom_games_in_words(harness: Harness, tenan
     assert json.loads(json.dumps(helped))  # a plain reply
 
 
+def test_install_progress_before_the_host_is_up_is_told_in_the_start_reply(
+    harness: Harness, tenant: str
+) -> None:
+    """The agent installs as soon as it runs: its first progress comes before the start's last step."""
+    _new_openarena(harness, tenant)
+    payload, _ = harness.command("start", game="arena")
+    pump_steps(lambda: bool(game_row(tenant, "arena").wait.task_token))  # launched; waiting for the agent
+    assert game_row(tenant, "arena").state is GameState.STARTING
+    agent_event(tenant, "arena", "install.progress", {"phase": "download", "percent": 5.0, "version": "1"})
+    assert "⏳ **arena**: downloading OpenArena (version 1)… 5 % Not ready to join yet" in _told(
+        harness, payload
+    )[-1]
+
+
 def test_playable_before_the_start_finished_still_ends_in_playable(harness: Harness, tenant: str) -> None:
     """A second start skips the install: `playable` may come before the start's last step ran."""
     _new_openarena(harness, tenant)

@@ -237,8 +237,21 @@ class GameStore(GameNotes):
 
     # -- the game's resources: what the workflow steps made or removed -----------------------------------
 
-    def launched(self, tenant_id: str, name: str, *, instance_id: str, zone: str, editing: bool) -> Game:
-        """StartGame launched the game's instance (for /editgame: a host without the game)."""
+    def launched(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        instance_id: str,
+        zone: str,
+        editing: bool,
+        start_reply: Mapping[str, Any] | None = None,
+    ) -> Game:
+        """StartGame launched the game's instance (for /editgame: a host without the game).
+
+        `start_reply`: the reply a catalogue game's install progress edits from now on (its agent
+        installs as soon as it runs, before the start's last step).
+        """
         # A new instance: this run is not playable yet and nobody is on it (`playable`, `players` say so).
         return self._set(
             tenant_id,
@@ -246,6 +259,7 @@ class GameStore(GameNotes):
             instance_id=instance_id,
             zone=zone,
             editing=editing or None,
+            start_reply=json.dumps(dict(start_reply)) if start_reply else None,
             playable_at=None,
             player_names=None,
         )

@@ -142,7 +142,16 @@ def start_launch(ctx: StepContext, data: Mapping[str, Any]) -> Mapping[str, Any]
         log.info("%s/%s: %s", ctx.tenant_id, ctx.game, exc)
         market = "Spot" if spot else "on-demand"
         raise StepFailed(CAPACITY, f"no {market} room for {in_words(types)} {where}") from exc
-    lc.games.launched(ctx.tenant_id, ctx.game, instance_id=launch.instance_id, zone=launch.zone, editing=edit)
+    # A catalogue game's agent reports its install from its first moments: the /start reply shows it.
+    reply = data.get("reply") if game.settings.catalogue_id and not edit else None
+    lc.games.launched(
+        ctx.tenant_id,
+        ctx.game,
+        instance_id=launch.instance_id,
+        zone=launch.zone,
+        editing=edit,
+        start_reply={"reply": reply} if reply else None,
+    )
     note = fallback_note(game, types, spot=launch.spot, instance_type=launch.instance_type, where=where)
     lc.tell(
         data,
