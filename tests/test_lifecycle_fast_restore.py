@@ -205,7 +205,7 @@ def test_newgame_offers_fsr_with_its_cost_and_read_and_saves_them(harness: Harne
     )
     hints = {o["value"]: o.get("description", "") for o in preload["options"]}
     assert set(hints) == {"off", "rate", "fsr", "read"}
-    assert f"~${FSR_HOURLY_USD:.2f} extra per start" in hints["fsr"] and "at least an hour" in hints["fsr"]
+    assert f"~${FSR_HOURLY_USD:.2f} a start" in hints["fsr"] and "credit" in hints["fsr"]
     assert "before the game starts" in hints["read"]
     assert all(len(h) <= 100 for h in hints.values())  # Discord's limit for an option's description
     harness.component("games:set:choices:preload", ["read"])
