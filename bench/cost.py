@@ -24,8 +24,7 @@ if str(ROOT) not in sys.path:
 
 from bench.cold_start import write_results  # noqa: E402
 from chalicelib.catalogue import entry  # noqa: E402
-from deploy.cost import idle_cost, play_cost  # noqa: E402
-from deploy.template import SECURE_PARAMETERS  # noqa: E402
+from deploy.cost import deployed_outside, idle_cost, play_cost  # noqa: E402
 
 IDLE_GOAL_USD: Final = 0.50
 SMALL_GAME: Final = "openarena"
@@ -39,10 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not built.exists():
         sys.stderr.write(f"{built} is missing: run `make template STAGE={args.stage}` first\n")
         return 2
-    idle = idle_cost(
-        json.loads(built.read_text()),
-        outside={"SSM SecureString (standard, make deploy)": len(SECURE_PARAMETERS)},
-    )
+    idle = idle_cost(json.loads(built.read_text()), outside=deployed_outside())
     found = entry(SMALL_GAME)
     if found is None:
         sys.stderr.write(f"the catalogue has no {SMALL_GAME!r} entry\n")

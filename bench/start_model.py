@@ -43,8 +43,6 @@ RUN_INSTANCES_API_S: Final = 4.9  # brevdev/ec2-coldboot-research (2025): 19 % o
 PENDING_TO_RUNNING_S: Final = 16.5  # ibid., 16.4-16.6 s for t3/m6i/m7i/c7i/r7i alike
 KERNEL_BOOT_S: Final = 3.1  # ibid., running to SSH (12 %): firmware and kernel, which nspawn skips
 GP3_BASELINE_MIBS: Final = 125  # docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html (gp3)
-# docs.aws.amazon.com/ebs/latest/userguide/ebs-fast-snapshot-restore.html: volume creation credits.
-FSR_BUCKET_START: Final = 0
 SOURCES: Final = {
     "launch": "https://github.com/brevdev/ec2-coldboot-research (API 4.9 s, pending to running 16.5 s, "
     "boot to SSH 3.1 s)",
@@ -69,7 +67,8 @@ def model(boot_to_ready_s: float, game_start_s: float, world_gib: int = WORLD_GI
         "fsr": {
             "playable_s": playable,
             "warm_s": None,
-            "first_credit_after_enable_s": 3600 / refill_per_hour if FSR_BUCKET_START == 0 else 0,
+            # The credit bucket starts empty when FSR is switched on (SOURCES["fsr"]).
+            "first_credit_after_enable_s": 3600 / refill_per_hour,
         },
     }
     for figures in modes.values():

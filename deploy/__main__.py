@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.cost import idle_cost, play_cost
+from deploy.cost import deployed_outside, idle_cost, play_cost
 from deploy.policy import policy_problems, template_policies
 from deploy.stack import Deployment
-from deploy.template import ROOT, SECURE_PARAMETERS
+from deploy.template import ROOT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "rotate-link-key":
         dep.rotate_link_keys()
     elif args.cmd == "cost":
-        outside = {"SSM SecureString (standard, make deploy)": len(SECURE_PARAMETERS)}
+        outside = deployed_outside()
         idle = idle_cost(json.loads(built.read_text()), outside=outside)
         sys.stdout.write(idle.table() + "\n\n" + play_cost(idle).table() + "\n")
     else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["PLAY_HOURS", "PRICES", "IdleCost", "PlayCost", "idle_cost", "play_cost"]
+__all__ = ["PLAY_HOURS", "PRICES", "IdleCost", "PlayCost", "deployed_outside", "idle_cost", "play_cost"]
 
 PRICES: Final = Path(__file__).resolve().parent / "prices.json"
 # The month the cost goal is written for (issue 16.3): a community that plays 20 hours.
@@ -75,6 +75,14 @@ class PlayCost:
                 f"  game prices: {self.source}",
             ]
         )
+
+
+def deployed_outside() -> dict[str, int]:
+    """What `make deploy` makes beside the template (type → count): its SecureString parameters, free but
+    listed, so the bill shows where the secrets went."""
+    from deploy.template import SECURE_PARAMETERS
+
+    return {"SSM SecureString (standard, make deploy)": len(SECURE_PARAMETERS)}
 
 
 def idle_cost(
